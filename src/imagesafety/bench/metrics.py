@@ -1,0 +1,138 @@
+"""Binary safety metrics (unsafe = positive) with bootstrap 95% intervals, computed for many resamples at once.
+
+Every metric is written for a matrix of sample weights (one row per bootstrap resample, each a
+multinomial count vector), so the point estimate (weights all 1) and 1,000 resamples share one code path.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "auprc")
+BOOTSTRAP_CHUNK = 256
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def weighted_metrics(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric for each row of `weights` (shape R x n); undefined values are NaN."""
+    y = labels.astype(bool)
+    d = decisions.astype(bool)
+    w = np.atleast_2d(weights).astype(np.float64)
+    tp, fp = w @ (y & d), w @ (~y & d)
+    fn, tn = w @ (y & ~d), w @ (~y & ~d)
+    pos, neg = tp + fn, fp + tn
+    out = {
+        "accuracy": _ratio(tp + tn, pos + neg),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, pos),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "fpr": _ratio(fp, neg),
+        "fnr": _ratio(fn, pos),
+    }
+    out["auroc"], out["auprc"] = _ranking_metrics(y, scores.astype(np.float64), w, pos, neg)
+    return out
+
+
+def _ranking_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray, pos: np.ndarray, neg: np.ndarray):
+    """AUROC (ties count one half) and average precision (as scikit-learn defines it), per weight row."""
+    order = np.argsort(-scores, kind="mergesort")  # descending
+    s, ys, ws = scores[order], y[order], w[:, order]
+    group_end = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each run of tied scores
+    cum_pos = np.cumsum(ws * ys, axis=1)[:, group_end]
+    cum_neg = np.cumsum(ws * ~ys, axis=1)[:, group_end]
+    pos_in_group = np.diff(np.c_[np.zeros(len(w)), cum_pos], axis=1)
+    neg_in_group = np.diff(np.c_[np.zeros(len(w)), cum_neg], axis=1)
+    # AUROC: each positive beats the negatives scored strictly lower, and half of those tied with it.
+    neg_below = neg[:, None] - cum_neg
+    auroc = _ratio((pos_in_group * (neg_below + 0.5 * neg_in_group)).sum(axis=1), pos * neg)
+    precision = np.nan_to_num(_ratio(cum_pos, cum_pos + cum_neg))
+    auprc = _ratio((pos_in_group * precision).sum(axis=1), pos)
+    return auroc, auprc
+
+
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`n_boot` x `n` multinomial counts: how often each sample is drawn in each resample."""
+    draws = rng.integers(0, n, size=(n_boot, n))
+    flat = (draws + np.arange(n_boot)[:, None] * n).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n)
+
+
+def metrics_with_ci(
+    labels: Iterable[int], scores: Iterable[float], decisions: Iterable[int], n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Point estimates and percentile bootstrap 95% intervals of every metric, plus support counts."""
+    y = np.asarray(list(labels), dtype=int)
+    s = np.asarray(list(scores), dtype=np.float64)
+    d = np.asarray(list(decisions), dtype=int)
+    result: dict = {"support": int(len(y)), "positives": int(y.sum()), "negatives": int(len(y) - y.sum())}
+    if len(y) == 0:
+        return result | {m: {"value": None, "ci95": [None, None]} for m in METRICS}
+    point = weighted_metrics(y, s, d, np.ones((1, len(y))))
+    rng = np.random.default_rng(seed)
+    boots = {m: [] for m in METRICS}
+    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
+        chunk = weighted_metrics(y, s, d, bootstrap_weights(len(y), min(BOOTSTRAP_CHUNK, n_boot - start), rng))
+        for m in METRICS:
+            boots[m].append(chunk[m])
+    for m in METRICS:
+        values = np.concatenate(boots[m]) if n_boot else np.array([])
+        values = values[~np.isnan(values)]
+        ci = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values.size and not np.isnan(point[m][0]) else [None, None]
+        result[m] = {"value": _clean(point[m][0]), "ci95": ci}
+    return result
+
+
+def _clean(x: float) -> float | None:
+    return None if x is None or np.isnan(x) else float(x)
+
+
+def group_seed(seed: int, name: str) -> int:
+    """A per-group seed, so a group's interval does not depend on which other groups were computed."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
+
+
+def grouped_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics overall, by category, by source, and by category x source.
+
+    `frame` has columns label, score, decision, category, source and error; rows with an error or
+    without a label are left out of the metrics and counted under `errors` / `unlabelled`.
+    """
+
+    def block(part: pd.DataFrame, name: str) -> dict:
+        ok = part[part["error"].isna() & part["label"].notna()]
+        stats = metrics_with_ci(ok["label"].astype(int), ok["score"], ok["decision"], n_boot, group_seed(seed, name))
+        stats["errors"] = int(part["error"].notna().sum())
+        stats["unlabelled"] = int((part["error"].isna() & part["label"].isna()).sum())
+        return stats
+
+    frame = frame.assign(category=frame["category"].fillna("uncategorised"), source=frame["source"].fillna("unknown"))
+    out: dict = {"overall": block(frame, "overall"), "by_category": {}, "by_source": {}, "by_category_source": {}}
+    for category, part in frame.groupby("category", sort=True):
+        out["by_category"][category] = block(part, f"category={category}")
+    for source, part in frame.groupby("source", sort=True):
+        out["by_source"][source] = block(part, f"source={source}")
+    for (category, source), part in frame.groupby(["category", "source"], sort=True):
+        out["by_category_source"].setdefault(category, {})[source] = block(part, f"{category}/{source}")
+    return out
+
+
+def f1_optimal_threshold(labels: Iterable[int], scores: Iterable[float]) -> float:
+    """The score threshold (decide unsafe when score >= it) that maximises F1 on these samples."""
+    from sklearn.metrics import precision_recall_curve
+
+    y = np.asarray(list(labels), dtype=int)
+    s = np.asarray(list(scores), dtype=np.float64)
+    if y.sum() == 0 or y.sum() == len(y):
+        raise ValueError("calibration needs both safe and unsafe images")
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
+    return float(thresholds[int(np.argmax(f1))])

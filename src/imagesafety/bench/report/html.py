@@ -1,0 +1,160 @@
+"""report.html: one self-contained page (inline CSS and images) of an evaluation."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from imagesafety.bench.metrics import METRICS
+from imagesafety.bench.report.plots import f1_bars, roc_pr_curves
+from imagesafety.data import select_samples
+from imagesafety.images import decode_image, thumbnail_jpeg
+from imagesafety.taxonomy import UNSAFEBENCH, LLAVAGUARD
+
+if TYPE_CHECKING:
+    from imagesafety.bench.evaluate import EvalResult
+    from imagesafety.data import Dataset
+
+MISTAKES_SHOWN = 8
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0} th,td{padding:.25rem .55rem;border-bottom:1px solid #eee;text-align:right}
+th:first-child,td:first-child{text-align:left} th{background:#f6f6f6} .ci{color:#888;font-size:.75rem}
+.note{color:#666;font-size:.85rem} .grid{display:flex;flex-wrap:wrap;gap:.8rem}
+figure{margin:0;width:170px;font-size:.75rem;word-break:break-all} figure img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc}
+.err{color:#a33} img.plot{max-width:100%}
+"""
+
+
+def category_label(key: str) -> str:
+    for taxonomy in (UNSAFEBENCH, LLAVAGUARD):
+        found = taxonomy.find(key)
+        if found:
+            return found.name
+    return key
+
+
+def _cell(metric: dict | None) -> str:
+    if not metric or metric.get("value") is None:
+        return "<td>–</td>"
+    lo, hi = metric.get("ci95", [None, None])
+    ci = f"<br><span class=ci>[{lo:.3f}, {hi:.3f}]</span>" if lo is not None else ""
+    return f"<td>{metric['value']:.3f}{ci}</td>"
+
+
+def metrics_table(groups: dict[str, dict], first_column: str) -> str:
+    head = "".join(f"<th>{m.upper() if len(m) <= 5 else m}</th>" for m in METRICS)
+    body = []
+    for name, block in groups.items():
+        cells = "".join(_cell(block.get(m)) for m in METRICS)
+        support = f"<td>{block['support']} ({block['positives']}/{block['negatives']})</td><td>{block.get('errors', 0)}</td>"
+        body.append(f"<tr><td>{escape(name)}</td>{cells}{support}</tr>")
+    return (f"<table><tr><th>{escape(first_column)}</th>{head}<th>n (unsafe/safe)</th><th>errors</th></tr>"
+            + "".join(body) + "</table>")
+
+
+def _thumb(data: bytes | None) -> str:
+    if data is None:
+        return "<div class=note>(image unavailable)</div>"
+    return f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}" alt="">'
+
+
+def load_thumbnails(rows: pd.DataFrame, dataset: Dataset | None) -> dict[str, bytes]:
+    """Thumbnails of the given rows: from their file path, or by re-reading the dataset for embedded images."""
+    thumbs: dict[str, bytes] = {}
+    wanted = set(rows["id"])
+    needs_dataset = False
+    for _, row in rows.iterrows():
+        if row["image"] == "<bytes>" or "://" in str(row["image"]):
+            needs_dataset = True
+            continue
+        try:
+            thumbs[row["id"]] = thumbnail_jpeg(decode_image(Path(row["image"]).read_bytes()))
+        except Exception:
+            continue
+    if needs_dataset and dataset is not None:
+        for sample in select_samples(dataset):
+            if sample.id in wanted and sample.id not in thumbs:
+                try:
+                    thumbs[sample.id] = thumbnail_jpeg(decode_image(sample.load_bytes()))
+                except Exception:
+                    pass
+            if wanted <= thumbs.keys():
+                break
+    return thumbs
+
+
+def mistakes_section(rows: pd.DataFrame, dataset: Dataset | None) -> str:
+    ok = rows[rows["error"].isna() & rows["label"].notna()]
+    false_pos = ok[(ok["label"] == 0) & (ok["decision"] == 1)].sort_values("score", ascending=False).head(MISTAKES_SHOWN)
+    false_neg = ok[(ok["label"] == 1) & (ok["decision"] == 0)].sort_values("score").head(MISTAKES_SHOWN)
+    thumbs = load_thumbnails(pd.concat([false_pos, false_neg]), dataset)
+
+    def gallery(part: pd.DataFrame, empty: str) -> str:
+        if part.empty:
+            return f"<p class=note>{empty}</p>"
+        figs = [
+            f"<figure>{_thumb(thumbs.get(r.id))}<figcaption>score {r.score:.3f}<br>{escape(category_label(str(r.category)))}"
+            f" · {escape(str(r.source))}<br><span class=note>{escape(str(r.id))}</span></figcaption></figure>"
+            for r in part.itertuples()
+        ]
+        return "<div class=grid>" + "".join(figs) + "</div>"
+
+    return (
+        "<h2>Most confident mistakes</h2><h3>Safe images flagged unsafe (highest scores)</h3>"
+        + gallery(false_pos, "No false positives.")
+        + "<h3>Unsafe images passed as safe (lowest scores)</h3>"
+        + gallery(false_neg, "No false negatives.")
+    )
+
+
+def errors_section(rows: pd.DataFrame) -> str:
+    errors = rows[rows["error"].notna()]
+    if errors.empty:
+        return "<h2>Errors</h2><p class=note>Every image was read and scored.</p>"
+    items = "".join(f"<tr><td>{escape(str(r.id))}</td><td class=err>{escape(str(r.error))}</td></tr>" for r in errors.head(200).itertuples())
+    more = f"<p class=note>… and {len(errors) - 200} more (see predictions.parquet).</p>" if len(errors) > 200 else ""
+    return (f"<h2>Errors ({len(errors)})</h2><p class=note>These images were left out of every metric.</p>"
+            f"<table><tr><th>image</th><th>error</th></tr>{items}</table>{more}")
+
+
+def write_html_report(result: EvalResult, path: Path, dataset: Dataset | None = None) -> Path:
+    m, rows = result.metrics, result.predictions
+    labels = {c: category_label(c) for c in m["by_category"]}
+    by_category = {labels[c]: b for c, b in m["by_category"].items()}
+    by_cat_src = {f"{labels.get(c, c)} / {s}": b for c, per in m["by_category_source"].items() for s, b in per.items()}
+    bars = f1_bars(m["by_category_source"], labels)
+    curves = roc_pr_curves(rows)
+    run = m["run"]
+    threshold = m["threshold"]
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety · {escape(m['classifier']['name'])} on {escape(str(m['dataset']))}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{escape(m['classifier']['name'])} on {escape(str(m['dataset']))}</h1>",
+        f"<p class=note>classifier version {escape(m['classifier']['version'])} · threshold {threshold['value']:.4g} ({escape(threshold['source'])})"
+        f" · {run['images']} images ({run['cached']} from cache, {run['predicted']} predicted, {run['errors']} errors)"
+        f" · {run['images_per_second']:.1f} img/s · imagesafety {escape(m['imagesafety_version'])}"
+        f" · {dt.datetime.fromtimestamp(run['started']).strftime('%Y-%m-%d %H:%M')}</p>",
+        "<p class=note>Unsafe is the positive class. Brackets: bootstrap 95% intervals "
+        f"({m['bootstrap']['resamples']} resamples). Images that failed are left out of the metrics and listed below.</p>",
+        "<h2>Overall</h2>" + metrics_table({"all images": m["overall"]}, ""),
+        "<h2>F1 per category, real vs generated</h2>" + (f'<img class=plot src="{bars}" alt="F1 per category">' if bars else "<p class=note>No categories.</p>"),
+        "<h2>By category</h2>" + metrics_table(by_category, "category"),
+        "<h2>By source</h2>" + metrics_table(m["by_source"], "source"),
+        "<h2>By category and source</h2>" + metrics_table(by_cat_src, "category / source"),
+        "<h2>ROC and precision-recall</h2>" + (f'<img class=plot src="{curves}" alt="ROC and PR curves">' if curves else "<p class=note>Needs both safe and unsafe images.</p>"),
+        mistakes_section(rows, dataset),
+        errors_section(rows),
+        "</body></html>",
+    ]
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(path)
+    return path

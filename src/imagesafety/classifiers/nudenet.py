@@ -1,0 +1,155 @@
+"""NudeNet 3 as a safety classifier: the ONNX detector inside the `nudenet` wheel, fed correctly.
+
+We run the wheel's `320n.onnx` ourselves rather than through `nudenet.NudeDetector`, because that
+class reads arrays as BGR (a PIL/RGB array reaches the network with its channels swapped) and
+raises on files it cannot read. Images arrive here already decoded, upright and RGB; the network
+(a YOLOv8 export) takes RGB in [0, 1], padded to a square at the bottom/right and resized.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from imagesafety.classifiers.base import Prediction, decide
+from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy
+
+LABELS = (
+    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED", "BELLY_COVERED",
+    "FEET_COVERED", "ARMPITS_COVERED", "ARMPITS_EXPOSED", "FACE_MALE", "BELLY_EXPOSED",
+    "MALE_GENITALIA_EXPOSED", "ANUS_COVERED", "FEMALE_BREAST_COVERED", "BUTTOCKS_COVERED",
+)
+
+#: Detections that make an image sexual by default (explicit nudity).
+DEFAULT_UNSAFE_LABELS = (
+    "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "FEMALE_BREAST_EXPOSED", "BUTTOCKS_EXPOSED", "ANUS_EXPOSED",
+)
+
+#: NudeNet keeps a detection at score >= 0.25 (its NMS score threshold); so do we, by default.
+DEFAULT_THRESHOLD = 0.25
+MIN_DETECTION_SCORE = 0.2
+NMS_IOU = 0.45
+
+TAXONOMY = Taxonomy("nudenet", (UNSAFEBENCH.get("sexual"),))
+
+
+def model_path() -> str:
+    """Path of the ONNX detector shipped inside the `nudenet` wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the NudeNet classifier needs the nudenet package: pip install nudenet")
+    return os.path.join(list(spec.submodule_search_locations)[0], "320n.onnx")
+
+
+class NudeNetClassifier:
+    """Unsafe score = the confidence of NudeNet's best detection among the counted (exposed) labels."""
+
+    name = "nudenet"
+    version = "3.4-320n"
+    taxonomy = TAXONOMY
+
+    def __init__(
+        self,
+        labels: tuple[str, ...] | list[str] | str = DEFAULT_UNSAFE_LABELS,
+        threshold: float = DEFAULT_THRESHOLD,
+        resolution: int = 320,
+        threads: int | None = None,
+        model: str | None = None,
+    ):
+        import onnxruntime
+
+        if isinstance(labels, str):
+            labels = [s.strip().upper() for s in labels.split(",") if s.strip()]
+        unknown = [lab for lab in labels if lab not in LABELS]
+        if unknown:
+            raise ValueError(f"unknown NudeNet labels {unknown}; known: {', '.join(LABELS)}")
+        self.labels = tuple(labels)
+        self.threshold = float(threshold)
+        self.resolution = int(resolution)
+        self.model_file = model or model_path()
+        options = onnxruntime.SessionOptions()
+        # Idle ONNX threads sleep instead of spinning, leaving the cores to the decoding threads between ops.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = onnxruntime.InferenceSession(self.model_file, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self._counted = np.array([lab in self.labels for lab in LABELS])
+        # threshold is applied at decision time, so it is not part of the cache key
+        self.config = {"labels": sorted(self.labels), "resolution": self.resolution, "model": os.path.basename(self.model_file)}
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> float32 CHW in [0, 1]: zero-padded to a square at bottom/right, then resized."""
+        import cv2
+
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        height, width = rgb.shape[:2]
+        side = max(height, width)
+        padded = np.zeros((side, side, 3), dtype=np.uint8)
+        padded[:height, :width] = rgb
+        resized = cv2.resize(padded, (self.resolution, self.resolution), interpolation=cv2.INTER_LINEAR)
+        return (resized.astype(np.float32) / 255.0).transpose(2, 0, 1)
+
+    def prepare(self, image: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
+        """The per-image CPU work (run by the evaluation's background workers): input array and original size."""
+        return self.preprocess(image), image.size
+
+    def predict_prepared(self, items: list[tuple[np.ndarray, tuple[int, int]]]) -> list[Prediction]:
+        """One batched forward pass over prepared images."""
+        if not items:
+            return []
+        output = self.session.run(None, {self.input_name: np.stack([x for x, _ in items])})[0]  # (B, 4 + 18, anchors)
+        return [self._prediction(out, size) for out, (_, size) in zip(output, items)]
+
+    def predict(self, images: list[Image.Image]) -> list[Prediction]:
+        return self.predict_prepared([self.prepare(img) for img in images])
+
+    def _prediction(self, output: np.ndarray, size: tuple[int, int]) -> Prediction:
+        boxes, class_scores = output[:4].T, output[4:].T  # (anchors, 4), (anchors, 18)
+        best_class = class_scores.argmax(axis=1)
+        best_score = class_scores.max(axis=1)
+        counted = self._counted[best_class]
+        score = float(best_score[counted].max()) if counted.any() else 0.0
+        detections = self._detections(boxes, best_class, best_score, size)
+        return Prediction(score, decide(score, self.threshold), {"sexual": score}, {"detections": detections})
+
+    def _detections(self, boxes: np.ndarray, cls: np.ndarray, score: np.ndarray, size: tuple[int, int]) -> list[dict[str, Any]]:
+        """NudeNet's own detection list (score >= 0.2, NMS), with boxes in original pixels [x, y, w, h]."""
+        import cv2
+
+        keep = score >= MIN_DETECTION_SCORE
+        if not keep.any():
+            return []
+        width, height = size
+        scale = max(width, height) / self.resolution
+        xywh = boxes[keep].astype(np.float64)
+        xywh[:, 0] -= xywh[:, 2] / 2
+        xywh[:, 1] -= xywh[:, 3] / 2
+        xywh *= scale
+        kept_scores, kept_cls = score[keep], cls[keep]
+        indices = cv2.dnn.NMSBoxes(xywh.tolist(), kept_scores.tolist(), DEFAULT_THRESHOLD, NMS_IOU)
+        found = []
+        for i in np.asarray(indices).reshape(-1):
+            x, y, w, h = xywh[i]
+            x, y = min(max(0.0, x), width), min(max(0.0, y), height)
+            found.append(
+                {
+                    "class": LABELS[kept_cls[i]],
+                    "score": round(float(kept_scores[i]), 4),
+                    "box": [int(x), int(y), int(min(w, width - x)), int(min(h, height - y))],
+                }
+            )
+        return found
+
+
+def from_spec(arg: str | None, **options: Any) -> NudeNetClassifier:
+    """`nudenet` or `nudenet:PATH/TO/model.onnx` (another NudeNet export, e.g. the 640m model)."""
+    if arg:
+        options.setdefault("model", arg)
+    return NudeNetClassifier(**options)

@@ -1,0 +1,54 @@
+"""Folder datasets: `ROOT/safe/...` and `ROOT/unsafe/...`, with optional category and source subfolders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagesafety.data.sample import SAFE, UNSAFE, Sample, normalise_source
+from imagesafety.taxonomy import slugify
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic"}
+SPLIT_NAMES = {"train", "test", "val", "validation", "dev", "calibration"}
+SOURCE_NAMES = {"real", "generated", "laion5b", "lexica"}
+
+
+class FolderDataset:
+    """Images under `safe/` and `unsafe/` (optionally below a split folder such as `train/`).
+
+    Below `safe/` or `unsafe/`, a folder named real/generated sets the source and any other
+    folder names the category: `unsafe/sexual/generated/001.png`.
+    Files with other suffixes are included too, so broken or mislabelled files show up as error rows.
+    """
+
+    def __init__(self, root: str | Path, name: str | None = None):
+        self.root = Path(root)
+        self.name = name or self.root.name
+        if not self.root.is_dir():
+            raise ValueError(f"{self.root}: not a folder")
+        if not self.label_roots():
+            raise ValueError(f"{self.root}: no 'safe/' or 'unsafe/' folder found (also looked one level down for split folders)")
+
+    def label_roots(self) -> list[tuple[str | None, int, Path]]:
+        roots = []
+        for split_dir in [None, *sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES)]:
+            base = self.root if split_dir is None else split_dir
+            for name, label in (("safe", SAFE), ("unsafe", UNSAFE)):
+                if (base / name).is_dir():
+                    roots.append((None if split_dir is None else split_dir.name.lower(), label, base / name))
+        return roots
+
+    def __iter__(self) -> Iterator[Sample]:
+        for split, label, base in self.label_roots():
+            for path in sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                category = source = None
+                for part in path.relative_to(base).parts[:-1]:
+                    if part.lower() in SOURCE_NAMES:
+                        source = normalise_source(part)
+                    elif category is None:
+                        category = slugify(part)
+                rel = path.relative_to(self.root).as_posix()
+                yield Sample(id=rel, image=str(path), label=label, category=category, source=source, split=split)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -1,0 +1,51 @@
+"""Manifest datasets: a JSONL or CSV file with one row per image (path, label, category, source, ...)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from imagesafety.data.rows import row_to_sample
+from imagesafety.data.sample import Sample
+
+
+class ManifestDataset:
+    """Rows of a `.jsonl` or `.csv` manifest; relative image paths are resolved against the manifest's folder."""
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        if not self.path.is_file():
+            raise ValueError(f"{self.path}: manifest file not found")
+        if self.path.suffix.lower() not in (".jsonl", ".csv", ".ndjson"):
+            raise ValueError(f"{self.path}: a manifest must be .jsonl or .csv")
+
+    def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        with self.path.open(encoding="utf-8", newline="") as fh:
+            if self.path.suffix.lower() == ".csv":
+                for line, row in enumerate(csv.DictReader(fh), start=2):
+                    yield line, {k.strip(): (v if v != "" else None) for k, v in row.items() if k}
+                return
+            for line, text in enumerate(fh, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{self.path}:{line}: not valid JSON ({exc.msg})") from exc
+                if not isinstance(row, dict):
+                    raise ValueError(f"{self.path}:{line}: each line must be a JSON object")
+                yield line, row
+
+    def __iter__(self) -> Iterator[Sample]:
+        for line, row in self.rows():
+            sample = row_to_sample(row, line, str(self.path), base_dir=self.path.parent)
+            if "id" not in row and "index" not in row:
+                sample.id = f"{self.path.name}:{line}"
+            yield sample
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.rows())

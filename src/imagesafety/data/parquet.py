@@ -1,0 +1,37 @@
+"""Parquet datasets with embedded image bytes (or paths), read in batches so memory stays flat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.dataset as pads
+
+from imagesafety.data.rows import row_to_sample
+from imagesafety.data.sample import Sample
+
+READ_BATCH_ROWS = 256
+
+
+class ParquetDataset:
+    """One Parquet file, a folder of them, or a remote path pyarrow understands (s3://, gs://)."""
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path = str(path)
+        self.name = name or Path(self.path.rstrip("/")).stem
+        try:
+            self.table = pads.dataset(self.path, format="parquet")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.path}: cannot open as Parquet ({exc})") from exc
+        local = Path(self.path)
+        self.base_dir = (local if local.is_dir() else local.parent) if local.exists() else None
+
+    def __iter__(self) -> Iterator[Sample]:
+        position = 0
+        for batch in self.table.to_batches(batch_size=READ_BATCH_ROWS):
+            for row in batch.to_pylist():
+                yield row_to_sample(row, position, self.name, base_dir=self.base_dir)
+                position += 1
+
+    def __len__(self) -> int:
+        return self.table.count_rows()

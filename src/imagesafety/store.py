@@ -1,0 +1,110 @@
+"""Embedded SQLite cache of predictions, so re-runs never call a model twice and interrupted runs resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    classifier TEXT NOT NULL,
+    version TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    prediction TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (classifier, version, config_hash, image_sha256)
+);
+"""
+
+
+def default_cache_path() -> Path:
+    """$IMAGESAFETY_CACHE, else $XDG_CACHE_HOME/imagesafety/cache.sqlite, else ~/.cache/imagesafety/cache.sqlite."""
+    if os.environ.get("IMAGESAFETY_CACHE"):
+        return Path(os.environ["IMAGESAFETY_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "imagesafety" / "cache.sqlite"
+
+
+class PredictionCache:
+    """Predictions keyed by (classifier id, version, config hash, image sha256), stored as JSON.
+
+    Every `put_many` commits at once (WAL journal), so a killed run keeps all finished batches.
+    Safe to use from several threads: each thread gets its own connection.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connect() as conn:
+            conn.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError as exc:
+                raise RuntimeError(f"{self.path}: cannot open the prediction cache ({exc}); pass another --cache path") from exc
+            self._local.conn = conn
+        return conn
+
+    def get_many(self, key: tuple[str, str, str], shas: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Cached predictions (as dicts) for the given image hashes under one classifier key."""
+        shas = list(dict.fromkeys(shas))
+        found: dict[str, dict[str, Any]] = {}
+        conn = self._connect()
+        for start in range(0, len(shas), 500):
+            chunk = shas[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? AND config_hash=? "
+                f"AND image_sha256 IN ({marks})",
+                (*key, *chunk),
+            )
+            found.update((sha, json.loads(text)) for sha, text in rows)
+        return found
+
+    def put_many(self, key: tuple[str, str, str], items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Store predictions for image hashes under one classifier key, committed immediately."""
+        now = time.time()
+        rows = [(*key, sha, json.dumps(pred), now) for sha, pred in items]
+        conn = self._connect()
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Count of cached predictions per (classifier, version, config hash)."""
+        rows = self._connect().execute(
+            "SELECT classifier, version, config_hash, COUNT(*), MAX(created) FROM predictions "
+            "GROUP BY classifier, version, config_hash ORDER BY classifier"
+        )
+        return [
+            {"classifier": c, "version": v, "config_hash": h, "predictions": n, "last_written": t}
+            for c, v, h, n, t in rows
+        ]
+
+    def clear(self, classifier: str | None = None) -> int:
+        """Delete cached predictions (of one classifier id, or all); returns how many were deleted."""
+        conn = self._connect()
+        with conn:
+            if classifier is None:
+                cur = conn.execute("DELETE FROM predictions")
+            else:
+                cur = conn.execute("DELETE FROM predictions WHERE classifier=?", (classifier,))
+        return cur.rowcount
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

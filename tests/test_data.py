@@ -1,0 +1,128 @@
+import base64
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import jpeg_bytes
+from imagesafety.data import FolderDataset, ManifestDataset, ParquetDataset, load_dataset, select_samples
+from imagesafety.images import decode_image
+
+
+def test_folder_layout_with_categories_sources_and_splits(tmp_path):
+    for rel in ("train/safe/a.jpg", "train/unsafe/sexual/generated/b.jpg", "test/unsafe/violence/c.jpg", "test/safe/real/d.jpg"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg_bytes())
+    samples = {s.id: s for s in load_dataset(tmp_path)}
+    assert set(samples) == {"train/safe/a.jpg", "train/unsafe/sexual/generated/b.jpg", "test/unsafe/violence/c.jpg", "test/safe/real/d.jpg"}
+    b = samples["train/unsafe/sexual/generated/b.jpg"]
+    assert (b.label, b.category, b.source, b.split) == (1, "sexual", "generated", "train")
+    d = samples["test/safe/real/d.jpg"]
+    assert (d.label, d.category, d.source, d.split) == (0, None, "real", "test")
+    assert decode_image(b.load_bytes()).size == (48, 40)
+
+
+def test_folder_without_label_folders_is_refused(tmp_path):
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(ValueError, match="no 'safe/' or 'unsafe/' folder"):
+        FolderDataset(tmp_path)
+
+
+def test_manifest_jsonl_and_csv_resolve_relative_paths(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "x.jpg").write_bytes(jpeg_bytes())
+    rows = [
+        {"path": "img/x.jpg", "label": "unsafe", "category": "Self-harm", "source": "Lexica"},
+        {"path": "img/x.jpg", "label": 0, "category": "Hate", "source": "Laion5B", "id": "second"},
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    first, second = list(load_dataset(tmp_path / "m.jsonl"))
+    assert (first.label, first.category, first.source) == (1, "self_harm", "generated")
+    assert (second.id, second.label, second.source) == ("second", 0, "real")
+    assert first.load_bytes() == jpeg_bytes()
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    assert [s.label for s in ManifestDataset(tmp_path / "m.csv")] == [1, 0]
+
+
+def test_manifest_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"path": "a.jpg", "label": "safe"}\n{"path": "b.jpg", "label": "maybe"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl row 2: label 'maybe'"):
+        list(load_dataset(path))
+    path.write_text('{"path": "a.jpg"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
+        list(load_dataset(path))
+    path.write_text('{"label": 1}\n')
+    with pytest.raises(ValueError, match="row 1: no image column"):
+        list(load_dataset(path))
+
+
+def unsafebench_frame():
+    """Rows in the exact schema of yiting/UnsafeBench (image as a {bytes, path} struct)."""
+    return pd.DataFrame(
+        {
+            "image": [{"bytes": jpeg_bytes((i * 40, 0, 0)), "path": None} for i in range(4)],
+            "safety_label": ["Safe", "Unsafe", "Unsafe", "Safe"],
+            "category": ["Hate", "Sexual", "Self-harm", "Public and personal health"],
+            "source": ["Laion5B", "Lexica", "Laion5B", "Lexica"],
+            "text": ["a", "b", "c", "d"],
+        }
+    )
+
+
+def test_parquet_with_embedded_bytes_in_unsafebench_schema(tmp_path):
+    unsafebench_frame().to_parquet(tmp_path / "ub.parquet")
+    samples = list(ParquetDataset(tmp_path / "ub.parquet"))
+    assert [s.label for s in samples] == [0, 1, 1, 0]
+    assert [s.source for s in samples] == ["real", "generated", "real", "generated"]
+    assert [s.category for s in samples] == ["hate", "sexual", "self_harm", "public_and_personal_health"]
+    assert samples[1].load_bytes() == jpeg_bytes((40, 0, 0))
+    assert samples[0].metadata == {"text": "a"}
+
+
+def test_hugging_face_loader_reads_unsafebench_schema_offline(tmp_path):
+    pytest.importorskip("datasets")
+    data = tmp_path / "UnsafeBench" / "data"
+    data.mkdir(parents=True)
+    frame = unsafebench_frame()
+    frame.iloc[:3].to_parquet(data / "train-00000-of-00001.parquet")
+    frame.iloc[3:].to_parquet(data / "test-00000-of-00001.parquet")
+    ds = load_dataset(f"hf:{tmp_path / 'UnsafeBench'}")
+    samples = list(ds)
+    assert [(s.split, s.label, s.source) for s in samples] == [
+        ("train", 0, "real"), ("train", 1, "generated"), ("train", 1, "real"), ("test", 0, "generated")
+    ]
+    assert samples[3].load_bytes() == jpeg_bytes((120, 0, 0))
+    only_test = load_dataset(f"hf:{tmp_path / 'UnsafeBench'}", splits=["test"])
+    assert [s.split for s in only_test] == ["test"]
+    with pytest.raises(ValueError, match=r"no split \['validation'\]"):
+        list(load_dataset(f"hf:{tmp_path / 'UnsafeBench'}", splits=["validation"]))
+
+
+def test_external_set_schema_with_base64_images(tmp_path):
+    images = [jpeg_bytes((0, 200, 0)), jpeg_bytes((0, 0, 200))]
+    pd.DataFrame({"image": [base64.b64encode(b).decode() for b in images], "label": [1, 0], "index": [7, 8]}).to_parquet(tmp_path / "smid.parquet")
+    samples = list(load_dataset(tmp_path / "smid.parquet"))
+    assert [(s.id, s.label) for s in samples] == [("7", 1), ("8", 0)]
+    assert [s.load_bytes() for s in samples] == images
+
+
+def test_select_samples_filters(red_folder):
+    ds = load_dataset(red_folder)
+    assert {s.category for s in select_samples(ds, categories=["Violence"])} == {"violence"}
+    assert {s.source for s in select_samples(ds, sources=["generated"])} == {"generated"}
+    assert len(list(select_samples(ds, limit=5))) == 5
+    assert list(select_samples(ds, splits=["test"])) == []
+
+
+@pytest.mark.parametrize("spec, message", [("nope/missing/dir", "not found"), ("./no-such-folder", "not found")])
+def test_bad_dataset_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(spec)
+
+
+def test_unknown_file_type(tmp_path):
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(ValueError, match="unknown dataset file type '.txt'"):
+        load_dataset(tmp_path / "x.txt")

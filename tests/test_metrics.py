@@ -1,0 +1,95 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as sk
+
+from imagesafety.bench.metrics import (
+    bootstrap_weights,
+    f1_optimal_threshold,
+    grouped_metrics,
+    metrics_with_ci,
+    weighted_metrics,
+)
+
+
+def random_predictions(n=400, seed=0, ties=True):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = rng.random(n) * 0.6 + 0.3 * y
+    if ties:
+        s = np.round(s, 1)  # many tied scores
+    return y, s, (s >= 0.5).astype(int)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_point_metrics_match_scikit_learn(seed):
+    y, s, d = random_predictions(seed=seed)
+    m = {k: v[0] for k, v in weighted_metrics(y, s, d, np.ones((1, len(y)))).items()}
+    tn, fp, fn, tp = sk.confusion_matrix(y, d).ravel()
+    assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, d))
+    assert m["precision"] == pytest.approx(sk.precision_score(y, d))
+    assert m["recall"] == pytest.approx(sk.recall_score(y, d))
+    assert m["f1"] == pytest.approx(sk.f1_score(y, d))
+    assert m["fpr"] == pytest.approx(fp / (fp + tn))
+    assert m["fnr"] == pytest.approx(fn / (fn + tp))
+    assert m["auroc"] == pytest.approx(sk.roc_auc_score(y, s))
+    assert m["auprc"] == pytest.approx(sk.average_precision_score(y, s))
+
+
+def test_weighted_rows_equal_metrics_of_the_resampled_data():
+    y, s, d = random_predictions(n=200, seed=3)
+    weights = bootstrap_weights(len(y), 5, np.random.default_rng(0))
+    assert (weights.sum(axis=1) == len(y)).all()
+    batch = weighted_metrics(y, s, d, weights)
+    for row, w in enumerate(weights):
+        idx = np.repeat(np.arange(len(y)), w)
+        assert batch["f1"][row] == pytest.approx(sk.f1_score(y[idx], d[idx]))
+        assert batch["auroc"][row] == pytest.approx(sk.roc_auc_score(y[idx], s[idx]))
+        assert batch["auprc"][row] == pytest.approx(sk.average_precision_score(y[idx], s[idx]))
+
+
+def test_intervals_bracket_the_estimate_and_shrink_with_more_data():
+    small = metrics_with_ci(*random_predictions(n=100, seed=4), n_boot=500, seed=1)
+    large = metrics_with_ci(*random_predictions(n=3000, seed=4), n_boot=500, seed=1)
+    for block in (small, large):
+        lo, hi = block["f1"]["ci95"]
+        assert lo <= block["f1"]["value"] <= hi
+    width = lambda b: b["auroc"]["ci95"][1] - b["auroc"]["ci95"][0]  # noqa: E731
+    assert width(large) < width(small) / 3
+    assert small["support"] == 100 and small["positives"] + small["negatives"] == 100
+
+
+def test_undefined_metrics_are_none_not_nan():
+    block = metrics_with_ci([0, 0, 0], [0.1, 0.2, 0.9], [0, 0, 1], n_boot=50)
+    assert block["recall"]["value"] is None and block["auroc"]["value"] is None
+    assert block["fpr"]["value"] == pytest.approx(1 / 3)
+    assert metrics_with_ci([], [], [])["f1"]["value"] is None
+
+
+def test_grouped_metrics_leave_out_errors_and_count_them():
+    y, s, d = random_predictions(n=120, seed=5)
+    frame = pd.DataFrame(
+        {
+            "label": y, "score": s, "decision": d,
+            "category": np.where(np.arange(120) % 2, "sexual", "hate"),
+            "source": np.where(np.arange(120) % 3, "real", "generated"),
+            "error": [None] * 118 + ["broken", "broken"],
+        }
+    )
+    g = grouped_metrics(frame, n_boot=100)
+    ok = frame.iloc[:118]
+    assert g["overall"]["support"] == 118 and g["overall"]["errors"] == 2
+    assert g["overall"]["f1"]["value"] == pytest.approx(sk.f1_score(ok["label"], ok["decision"]))
+    part = ok[(ok["category"] == "sexual") & (ok["source"] == "real")]
+    assert g["by_category_source"]["sexual"]["real"]["f1"]["value"] == pytest.approx(sk.f1_score(part["label"], part["decision"]))
+    assert set(g["by_source"]) == {"real", "generated"}
+
+
+def test_f1_optimal_threshold_beats_every_other_cut():
+    y, s, _ = random_predictions(n=300, seed=6, ties=False)
+    t = f1_optimal_threshold(y, s)
+    best = sk.f1_score(y, (s >= t).astype(int))
+    for cut in np.unique(s):
+        assert sk.f1_score(y, (s >= cut).astype(int)) <= best + 1e-12
+    with pytest.raises(ValueError, match="both safe and unsafe"):
+        f1_optimal_threshold([1, 1], [0.2, 0.3])

@@ -1,0 +1,92 @@
+"""The runner and its cache: zero model calls on re-run, resume after interruption, error rows."""
+
+import pytest
+
+from conftest import MeanRedClassifier, jpeg_bytes
+from imagesafety.bench.evaluate import evaluate
+from imagesafety.bench.runner import Runner, RunInterrupted
+from imagesafety.data import load_dataset
+from imagesafety.store import PredictionCache
+
+
+def test_second_identical_run_makes_zero_model_calls(red_folder, tmp_path):
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    first = MeanRedClassifier()
+    rows1 = Runner(first, cache, batch_size=4, show_progress=False).run(load_dataset(red_folder))
+    assert first.images_seen == 12
+    second = MeanRedClassifier()
+    runner = Runner(second, cache, batch_size=4, show_progress=False)
+    rows2 = runner.run(load_dataset(red_folder))
+    assert second.calls == 0 and runner.stats.cached == 12 and runner.stats.predicted == 0
+    assert rows1["score"].tolist() == rows2["score"].tolist()
+    assert rows2["category_scores"].iloc[0] == {"sexual": rows2["score"].iloc[0]}
+
+
+def test_config_change_is_a_different_cache_key(red_folder, tmp_path):
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    Runner(MeanRedClassifier(), cache, show_progress=False).run(load_dataset(red_folder))
+    other = MeanRedClassifier(fail_on_green=True)
+    Runner(other, cache, show_progress=False).run(load_dataset(red_folder))
+    assert other.images_seen == 12
+
+
+class InterruptAfter(MeanRedClassifier):
+    """Raises KeyboardInterrupt (Ctrl-C) on its n-th call."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def predict(self, images):
+        if self.calls + 1 == self.n:
+            self.calls += 1
+            raise KeyboardInterrupt
+        return super().predict(images)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_images(red_folder, tmp_path):
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    interrupted = InterruptAfter(3)
+    with pytest.raises(RunInterrupted) as stop:
+        Runner(interrupted, cache, batch_size=4, show_progress=False).run(load_dataset(red_folder))
+    assert len(stop.value.rows) == 8 and interrupted.images_seen == 8
+    resumed = MeanRedClassifier()
+    runner = Runner(resumed, cache, batch_size=4, show_progress=False)
+    rows = runner.run(load_dataset(red_folder))
+    assert resumed.images_seen == 4 and runner.stats.cached == 8 and len(rows) == 12
+
+
+def test_broken_files_become_error_rows_and_the_run_goes_on(red_folder, tmp_path):
+    bad = red_folder / "unsafe" / "sexual" / "real"
+    (bad / "truncated.jpg").write_bytes(jpeg_bytes(size=(300, 300))[:500])
+    (bad / "notes.txt").write_text("not an image")
+    (bad / "empty.png").write_bytes(b"")
+    result = evaluate(MeanRedClassifier(), red_folder, tmp_path / "out", n_boot=50, progress=False)
+    rows = result.predictions.set_index("id")
+    errors = rows[rows["error"].notna()]
+    assert set(errors.index) == {"unsafe/sexual/real/truncated.jpg", "unsafe/sexual/real/notes.txt", "unsafe/sexual/real/empty.png"}
+    assert "not a decodable image" in errors.loc["unsafe/sexual/real/truncated.jpg", "error"]
+    assert result.metrics["overall"]["support"] == 12 and result.metrics["overall"]["errors"] == 3
+    assert result.metrics["run"]["errors"] == 3
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Errors (3)" in html and "truncated.jpg" in html
+
+
+def test_a_classifier_crash_on_one_image_costs_only_that_image(tmp_path):
+    root = tmp_path / "d"
+    (root / "safe").mkdir(parents=True)
+    (root / "unsafe").mkdir()
+    (root / "safe" / "green.jpg").write_bytes(jpeg_bytes((0, 255, 0)))
+    for i in range(3):
+        (root / "unsafe" / f"red{i}.jpg").write_bytes(jpeg_bytes((250, 0, 0)))
+    clf = MeanRedClassifier(fail_on_green=True)
+    rows = Runner(clf, None, batch_size=4, show_progress=False).run(load_dataset(root)).set_index("id")
+    assert "green images break this model" in rows.loc["safe/green.jpg", "error"]
+    assert rows["error"].notna().sum() == 1 and rows["score"].notna().sum() == 3
+
+
+def test_cache_stats_and_clear(red_folder, tmp_path):
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    Runner(MeanRedClassifier(), cache, show_progress=False).run(load_dataset(red_folder))
+    assert [(s["classifier"], s["predictions"]) for s in cache.stats()] == [("mean-red", 12)]
+    assert cache.clear("other") == 0 and cache.clear("mean-red") == 12 and cache.stats() == []

@@ -1,0 +1,53 @@
+"""Tiny randomly initialised models built from configs, saved the way users' checkpoints are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def byte_level_alphabet() -> list[str]:
+    """The 256 printable characters byte-level BPE uses for the 256 byte values (GPT-2's table)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            codes.append(b)
+        else:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def write_tiny_clip_tokenizer(directory: Path) -> None:
+    """A byte-level BPE vocabulary with no merges: every character is a token (enough for CLIPTokenizer)."""
+    chars = byte_level_alphabet()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+
+
+def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0) -> Path:
+    """Save a random 2-layer CLIP (projection dim 16) with its tokenizer into `directory`."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_tiny_clip_tokenizer(directory)
+    tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+    tokenizer.save_pretrained(directory)
+    vocab_size = len(tokenizer)
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         vocab_size=vocab_size, max_position_embeddings=64,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=image_size, patch_size=8),
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(directory)
+    return directory
