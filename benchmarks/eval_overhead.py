@@ -62,7 +62,7 @@ def main() -> None:
             return time.perf_counter() - start
 
         def eval_pass(cache: PredictionCache, expect_cached: bool) -> float:
-            runner = Runner(clf, cache, batch_size=args.batch_size, workers=args.workers, show_progress=False)
+            runner = Runner.for_classifier(clf, cache, batch_size=args.batch_size, workers=args.workers, show_progress=False)
             start = time.perf_counter()
             runner.run(load_dataset(root))
             elapsed = time.perf_counter() - start

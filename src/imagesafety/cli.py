@@ -12,6 +12,8 @@ from rich.table import Table
 app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False)
 cache_app = typer.Typer(help="Inspect or clear the prediction cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+guard_app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
+app.add_typer(guard_app, name="guard")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -87,6 +89,108 @@ def eval_command(
     except (MissingExtraError, ValueError, FileNotFoundError, KeyError) as exc:
         fail(str(exc).strip('"'))
     print_summary(result.metrics, result.files, console)
+
+
+@app.command("embed")
+def embed_command(
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="clip:ViT-L-14/openai (open_clip), hf:MODEL_OR_PATH (transformers CLIP/SigLIP)")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="as for eval")],
+    out: Annotated[Path, typer.Option("--out", "-o", help=".parquet (default) or .npz")] = Path("embeddings.parquet"),
+    text: Annotated[bool, typer.Option("--text", help="also embed the dataset's 'text' captions")] = False,
+    split: Optional[str] = None,
+    categories: Optional[str] = None,
+    sources: Optional[str] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda when available)")] = None,
+    cache: CacheOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Embed a dataset's images (and captions) for guard training; cached and resumable."""
+    from imagesafety.bench.evaluate import USE_DEFAULT_CACHE
+    from imagesafety.bench.runner import RunInterrupted
+    from imagesafety.encoders.embed import embed
+
+    try:
+        result = embed(encoder, dataset, out, text=text, split=split, categories=split_list(categories), sources=split_list(sources),
+                       limit=limit, cache=None if no_cache else (cache or USE_DEFAULT_CACHE), batch_size=batch_size, device=device,
+                       progress=not quiet)
+    except RunInterrupted as stop:
+        err_console.print(f"[yellow]interrupted[/yellow] after {stop.stats.images} images; finished embeddings are cached: run again to resume.")
+        raise typer.Exit(130)
+    except (ImportError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    meta = result.metadata
+    console.print(f"{meta['images']} images ({meta['errors']} errors) -> {meta['embed_dim']}-d embeddings from {meta['encoder']}: {result.path}")
+
+
+@guard_app.command("train")
+def guard_train_command(
+    embeddings: Annotated[Path, typer.Option("--embeddings", "-e", help="file written by `imagesafety embed`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for guard.safetensors + guard.json")] = Path("guard"),
+    head: Annotated[str, typer.Option(help="linear or mlp")] = "linear",
+    target: Annotated[str, typer.Option(help="binary (overall) or multilabel (overall + one head per category)")] = "binary",
+    pairs: Annotated[Optional[Path], typer.Option(help="embeddings of counterfactual pairs to add to training")] = None,
+    pair_weight: Annotated[float, typer.Option(help="weight of the pair-consistency loss (0: pairs only as extra data)")] = 0.0,
+    calibrate: Annotated[str, typer.Option(help="threshold rule per output: f1, fpr:0.05, none")] = "f1",
+    taxonomy: Annotated[Optional[str], typer.Option(help="unsafebench, llavaguard or a YAML file; checks the data's categories")] = None,
+    val_fraction: float = 0.2,
+    epochs: int = 300,
+    hidden: int = 256,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> None:
+    """Train a guard head; `--classifier probe:OUT` then uses it in eval and serve."""
+    from imagesafety.guard import GuardConfig, train_guard
+
+    config = GuardConfig(head=head, target=target, pair_weight=pair_weight, calibrate=calibrate, val_fraction=val_fraction,
+                         epochs=epochs, hidden=hidden, lr=lr, seed=seed)
+    try:
+        result = train_guard(embeddings, out, pairs=pairs, taxonomy=taxonomy, config=config)
+    except (ImportError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        fail(str(exc))
+    card = result.card
+    table = Table(title=f"guard {card['name']} ({card['head']}, {card['embed_dim']}-d, {card['training']['epochs_run']} epochs)")
+    for column in ("output", "threshold", "val F1", "val AUROC", "val FPR", "n"):
+        table.add_column(column)
+    val = card["metrics"].get("validation", {})
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for name in card["outputs"]:
+        m = val.get(name, {})
+        table.add_row(name, f"{card['thresholds'][name]:.3f}", fmt(m.get("f1")), fmt(m.get("auroc")), fmt(m.get("fpr")), str(m.get("support", 0)))
+    console.print(table)
+    console.print(f"saved to {result.path}; evaluate with: imagesafety eval --classifier probe:{result.path} --dataset ...")
+
+
+@guard_app.command("efficiency")
+def guard_efficiency_command(
+    embeddings: Annotated[Path, typer.Option("--embeddings", "-e")],
+    pairs: Annotated[Optional[Path], typer.Option(help="embeddings of counterfactual pairs")] = None,
+    sizes: Annotated[str, typer.Option(help="comma-separated numbers of labelled training images")] = "16,32,64,128",
+    seeds: Annotated[int, typer.Option(min=1)] = 5,
+    head: str = "linear",
+    epochs: int = 200,
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/efficiency"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """F1 against the number of labelled images, with and without pairs (table, CSV and HTML plot)."""
+    from imagesafety.guard import GuardConfig
+    from imagesafety.guard.efficiency import sample_efficiency, summarise, write_efficiency_report
+
+    try:
+        size_list = [int(s) for s in split_list(sizes) or []]
+        runs = sample_efficiency(embeddings, pairs, size_list, seeds, config=GuardConfig(head=head, epochs=epochs), progress=not quiet)
+    except (ImportError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    files = write_efficiency_report(runs, out)
+    table = Table(title="sample efficiency (test F1, mean ± sd over seeds)")
+    for column in ("labelled images", "pairs", "F1", "AUROC"):
+        table.add_column(column, justify="right")
+    for r in summarise(runs).itertuples():
+        table.add_row(str(r.size), "yes" if r.with_pairs else "no", f"{r.f1_mean:.3f} ± {0 if r.f1_std != r.f1_std else r.f1_std:.3f}", f"{r.auroc_mean:.3f}")
+    console.print(table)
+    console.print(f"report: {files['html']}")
 
 
 @app.command("models")

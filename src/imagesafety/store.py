@@ -1,4 +1,4 @@
-"""Embedded SQLite cache of predictions, so re-runs never call a model twice and interrupted runs resume."""
+"""Embedded SQLite cache of predictions and embeddings, so re-runs never call a model twice and interrupted runs resume."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     classifier TEXT NOT NULL,
@@ -20,6 +22,13 @@ CREATE TABLE IF NOT EXISTS predictions (
     prediction TEXT NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (classifier, version, config_hash, image_sha256)
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    encoder TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (encoder, image_sha256)
 );
 """
 
@@ -82,26 +91,41 @@ class PredictionCache:
         with conn:
             conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
 
+    def get_embedding(self, encoder: str, sha: str) -> np.ndarray | None:
+        """A cached float32 embedding of one image under one encoder id, or None."""
+        row = self._connect().execute("SELECT vector FROM embeddings WHERE encoder=? AND image_sha256=?", (encoder, sha)).fetchone()
+        return np.frombuffer(row[0], dtype=np.float32).copy() if row else None
+
+    def put_embeddings(self, encoder: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Store float32 embeddings for image hashes, committed immediately."""
+        now = time.time()
+        rows = [(encoder, sha, np.asarray(vec, dtype=np.float32).tobytes(), now) for sha, vec in items]
+        conn = self._connect()
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+
     def stats(self) -> list[dict[str, Any]]:
         """Count of cached predictions per (classifier, version, config hash)."""
         rows = self._connect().execute(
             "SELECT classifier, version, config_hash, COUNT(*), MAX(created) FROM predictions "
             "GROUP BY classifier, version, config_hash ORDER BY classifier"
         )
-        return [
+        stats = [
             {"classifier": c, "version": v, "config_hash": h, "predictions": n, "last_written": t}
             for c, v, h, n, t in rows
         ]
+        rows = self._connect().execute("SELECT encoder, COUNT(*), MAX(created) FROM embeddings GROUP BY encoder ORDER BY encoder")
+        stats += [{"classifier": f"embeddings {e}", "version": "", "config_hash": "", "predictions": n, "last_written": t} for e, n, t in rows]
+        return stats
 
     def clear(self, classifier: str | None = None) -> int:
-        """Delete cached predictions (of one classifier id, or all); returns how many were deleted."""
+        """Delete cached predictions and embeddings (of one classifier or encoder id, or all); returns how many."""
         conn = self._connect()
         with conn:
             if classifier is None:
-                cur = conn.execute("DELETE FROM predictions")
-            else:
-                cur = conn.execute("DELETE FROM predictions WHERE classifier=?", (classifier,))
-        return cur.rowcount
+                return conn.execute("DELETE FROM predictions").rowcount + conn.execute("DELETE FROM embeddings").rowcount
+            return (conn.execute("DELETE FROM predictions WHERE classifier=?", (classifier,)).rowcount
+                    + conn.execute("DELETE FROM embeddings WHERE encoder=?", (classifier,)).rowcount)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -84,7 +84,7 @@ def evaluate(
     splits = sorted({split, calibrate} - {None}) if split else None  # calibrating alone reports on every other split
     data = load_dataset(dataset, splits=splits) if isinstance(dataset, (str, Path)) else dataset
     selected = select_samples(data, categories, sources, splits, limit)
-    runner = Runner(clf, open_cache(cache), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
+    runner = Runner.for_classifier(clf, open_cache(cache), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
     started = time.time()
     rows = runner.run(selected, total=known_total(data, limit, bool(categories or sources or splits)))
 

@@ -136,3 +136,16 @@ def f1_optimal_threshold(labels: Iterable[int], scores: Iterable[float]) -> floa
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
     return float(thresholds[int(np.argmax(f1))])
+
+
+def threshold_at_fpr(labels: Iterable[int], scores: Iterable[float], target_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate (score >= threshold on safe images) is at most `target_fpr`."""
+    y = np.asarray(list(labels), dtype=int)
+    s = np.asarray(list(scores), dtype=np.float64)
+    negatives = np.sort(s[y == 0])[::-1]
+    if negatives.size == 0:
+        raise ValueError("calibrating a false-positive rate needs safe images")
+    if not 0 <= target_fpr < 1:
+        raise ValueError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
+    allowed = int(np.floor(target_fpr * negatives.size))  # negatives that may score at or above the threshold
+    return float(np.nextafter(negatives[allowed], np.inf))

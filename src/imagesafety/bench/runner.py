@@ -1,7 +1,8 @@
-"""Run a classifier over samples: background decoding, batched inference, and the prediction cache.
+"""Run a model over samples: background decoding, batched inference, and a cache of results.
 
 Worker threads read, hash, look up and decode images ahead of the model, so the model never waits
-on I/O; predictions are committed to the cache batch by batch, so an interrupted run resumes.
+on I/O; results are committed to the cache batch by batch, so an interrupted run resumes. What is
+computed (predictions, embeddings) is an `ImageTask`; the machinery is shared.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from PIL import Image
@@ -27,6 +28,24 @@ from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
 from imagesafety.store import PredictionCache
 
 
+class ImageTask(Protocol):
+    """What a run computes per image, and how its results are cached and tabulated."""
+
+    name: str
+
+    def lookup(self, sha256: str) -> Any | None: ...  # cached result (thread-safe), or None
+
+    def store(self, items: list[tuple[str, Any]]) -> None: ...
+
+    def prepare(self, image: Image.Image) -> Any: ...  # per-image CPU work, run on worker threads
+
+    def compute(self, items: list[Any]) -> list[Any]: ...  # one batched model call
+
+    def row(self, item: Prepared) -> dict: ...
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame: ...
+
+
 def default_workers() -> int:
     """Decoding threads: one core is left to the model's own threads (1 on a 2-core machine, at most 4)."""
     return max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -34,12 +53,12 @@ def default_workers() -> int:
 
 @dataclass(eq=False)
 class Prepared:
-    """A sample after the background stage: its hash, and a cached prediction, a decoded image or an error."""
+    """A sample after the background stage: its hash, and a cached result, a prepared input or an error."""
 
     sample: Sample
     sha256: str | None = None
-    cached: Prediction | None = None
-    image: Image.Image | Any = None  # decoded image, or the classifier's prepared input
+    result: Any = None
+    image: Any = None  # the task's prepared input
     error: str | None = None
 
 
@@ -71,36 +90,31 @@ class RunInterrupted(KeyboardInterrupt):
 
 @dataclass
 class Runner:
-    """Predict every sample once, through the cache; see `run`."""
+    """Compute `task` for every sample once, through its cache; see `run`."""
 
-    classifier: SafetyClassifier
-    cache: PredictionCache | None = None
+    task: ImageTask
     batch_size: int = 16
-    workers: int = field(default_factory=lambda: default_workers())
+    workers: int = field(default_factory=default_workers)
     prefetch_batches: int = 4
     show_progress: bool = True
     stats: RunStats = field(default_factory=RunStats)
 
-    def __post_init__(self) -> None:
-        self.key = cache_key(self.classifier)
-        self.prepares = isinstance(self.classifier, PreparesInput)
+    @classmethod
+    def for_classifier(cls, classifier: SafetyClassifier, cache: PredictionCache | None = None, **options: Any) -> Runner:
+        return cls(PredictionTask(classifier, cache), **options)
 
     def prepare(self, sample: Sample) -> Prepared:
-        """Read and hash the image; use the cached prediction if there is one, else decode it."""
+        """Read and hash the image; use the cached result if there is one, else decode and prepare it."""
         item = Prepared(sample)
         try:
             data = sample.load_bytes()
             item.sha256 = sha256_bytes(data)
-            if self.cache is not None:
-                hit = self.cache.get_many(self.key, [item.sha256]).get(item.sha256)
-                if hit is not None:
-                    item.cached = Prediction.from_dict(hit)
-                    return item
-            image = decode_image(data, name=sample.image_ref)
-            item.image = self.classifier.prepare(image) if self.prepares else image
+            item.result = self.task.lookup(item.sha256)
+            if item.result is None:
+                item.image = self.task.prepare(decode_image(data, name=sample.image_ref))
         except ImageDecodeError as exc:
             item.error = str(exc)
-        except Exception as exc:  # a loader failing on one sample must not end the run
+        except Exception as exc:  # a loader or preprocessor failing on one sample must not end the run
             item.error = f"{sample.image_ref}: {type(exc).__name__}: {exc}"
         return item
 
@@ -129,8 +143,7 @@ class Runner:
             finally:
                 out.put(done)
 
-        thread = threading.Thread(target=produce, name="prepare", daemon=True)
-        thread.start()
+        threading.Thread(target=produce, name="prepare", daemon=True).start()
         while True:
             item = out.get()
             if item is done:
@@ -139,65 +152,54 @@ class Runner:
                 raise item
             yield item
 
-    def _predict_batch(self, images: list[Any]) -> list[Prediction]:
-        if self.prepares:
-            return self.classifier.predict_prepared(images)
-        return self.classifier.predict(images)
-
-    def _predict(self, images: list[Any]) -> list[Prediction | str]:
-        """Predictions for a batch; if the batch fails, each image alone, so one bad image costs only itself."""
+    def _compute(self, inputs: list[Any]) -> list[Any]:
+        """Results for a batch; if the batch fails, each input alone, so one bad image costs only itself."""
         try:
-            preds = self._predict_batch(images)
-            if len(preds) != len(images):
-                raise RuntimeError(f"classifier returned {len(preds)} predictions for {len(images)} images")
-            return list(preds)
-        except Exception:
-            if len(images) == 1:
-                raise
-        results: list[Prediction | str] = []
-        for img in images:
+            results = self.task.compute(inputs)
+            if len(results) != len(inputs):
+                raise RuntimeError(f"{self.task.name} returned {len(results)} results for {len(inputs)} images")
+            return list(results)
+        except Exception as exc:
+            if len(inputs) == 1:
+                return [ModelFailure(f"{self.task.name} failed: {type(exc).__name__}: {exc}")]
+        out: list[Any] = []
+        for one in inputs:
             try:
-                results.append(self._predict_batch([img])[0])
+                out.append(self.task.compute([one])[0])
             except Exception as exc:
-                results.append(f"classifier {self.classifier.name} failed: {type(exc).__name__}: {exc}")
-        return results
+                out.append(ModelFailure(f"{self.task.name} failed: {type(exc).__name__}: {exc}"))
+        return out
 
     def _finish_batch(self, batch: list[Prepared]) -> list[dict]:
-        self.stats.cached += sum(p.cached is not None for p in batch)
+        self.stats.cached += sum(p.result is not None for p in batch)
         todo = [p for p in batch if p.image is not None]
         if todo:
             started = time.perf_counter()
-            try:
-                results = self._predict([p.image for p in todo])
-            except Exception as exc:
-                results = [f"classifier {self.classifier.name} failed: {type(exc).__name__}: {exc}"] * len(todo)
+            results = self._compute([p.image for p in todo])
             self.stats.model_seconds += time.perf_counter() - started
             fresh = []
             for p, result in zip(todo, results):
-                if isinstance(result, str):
-                    p.error = result
+                if isinstance(result, ModelFailure):
+                    p.error = str(result)
                 else:
-                    p.cached = result
-                    fresh.append((p.sha256, result.to_dict()))
+                    p.result = result
+                    fresh.append((p.sha256, result))
                 p.image = None  # free pixels early
-            if self.cache is not None and fresh:
-                self.cache.put_many(self.key, fresh)
+            if fresh:
+                self.task.store(fresh)
             self.stats.predicted += len(fresh)
-        rows = []
-        for p in batch:
-            self.stats.errors += p.error is not None
-            rows.append(prediction_row(p))
+        self.stats.errors += sum(p.error is not None for p in batch)
         self.stats.images += len(batch)
-        return rows
+        return [self.task.row(p) for p in batch]
 
     def run(self, samples: Iterable[Sample], total: int | None = None, description: str = "eval") -> pd.DataFrame:
-        """One row per sample (see `prediction_row`); raises RunInterrupted with the rows so far on Ctrl-C."""
+        """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C."""
         self.stats = RunStats()
         rows: list[dict] = []
         stop = threading.Event()
         started = time.perf_counter()
         with progress_bar(self.show_progress) as bar:
-            task = bar.add_task(f"{description} {self.classifier.name}", total=total)
+            task = bar.add_task(f"{description} {self.task.name}", total=total)
             try:
                 for batch in self._prepared_batches(samples, stop):
                     rows.extend(self._finish_batch(batch))
@@ -206,39 +208,67 @@ class Runner:
                 stop.set()
                 self.stats.interrupted = True
                 self.stats.seconds = time.perf_counter() - started
-                raise RunInterrupted(rows_frame(rows), self.stats) from None
+                raise RunInterrupted(self.task.frame(rows), self.stats) from None
             finally:
                 stop.set()
         self.stats.seconds = time.perf_counter() - started
-        return rows_frame(rows)
+        return self.task.frame(rows)
 
 
-def prediction_row(p: Prepared) -> dict:
-    s, pred = p.sample, p.cached
+class ModelFailure(str):
+    """The model raised on this input: recorded as the row's error, never cached."""
+
+
+def sample_columns(p: Prepared) -> dict:
+    """The columns every result table starts with."""
+    s = p.sample
     return {
-        "id": s.id,
-        "label": s.label,
-        "category": s.category,
-        "source": s.source,
-        "split": s.split,
-        "pair_id": s.pair_id,
-        "role": s.role,
-        "image": s.image_ref,
-        "sha256": p.sha256,
-        "score": pred.unsafe_score if pred and p.error is None else None,
-        "classifier_decision": pred.decision if pred and p.error is None else None,
-        "category_scores": pred.category_scores if pred and p.error is None else {},
-        "raw": json.dumps(pred.raw) if pred is not None and p.error is None and pred.raw is not None else None,
-        "error": p.error,
+        "id": s.id, "label": s.label, "category": s.category, "source": s.source, "split": s.split,
+        "pair_id": s.pair_id, "role": s.role, "image": s.image_ref, "sha256": p.sha256,
     }
 
 
-ROW_COLUMNS = list(prediction_row(Prepared(Sample("", b""))).keys())
+class PredictionTask:
+    """Safety predictions of one classifier, cached under (classifier, version, config hash, sha256)."""
 
+    def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None):
+        self.classifier = classifier
+        self.cache = cache
+        self.name = classifier.name
+        self.key = cache_key(classifier)
+        self.prepares = isinstance(classifier, PreparesInput)
 
-def rows_frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
-    frame["label"] = frame["label"].astype("Int64")
-    frame["score"] = frame["score"].astype("float64")
-    frame["classifier_decision"] = frame["classifier_decision"].astype("Int64")
-    return frame
+    def lookup(self, sha256: str) -> Prediction | None:
+        if self.cache is None:
+            return None
+        hit = self.cache.get_many(self.key, [sha256]).get(sha256)
+        return Prediction.from_dict(hit) if hit is not None else None
+
+    def store(self, items: list[tuple[str, Prediction]]) -> None:
+        if self.cache is not None:
+            self.cache.put_many(self.key, [(sha, pred.to_dict()) for sha, pred in items])
+
+    def prepare(self, image: Image.Image) -> Any:
+        return self.classifier.prepare(image) if self.prepares else image
+
+    def compute(self, items: list[Any]) -> list[Prediction]:
+        return self.classifier.predict_prepared(items) if self.prepares else self.classifier.predict(items)
+
+    def row(self, p: Prepared) -> dict:
+        pred = p.result if p.error is None else None
+        return {
+            **sample_columns(p),
+            "score": pred.unsafe_score if pred else None,
+            "classifier_decision": pred.decision if pred else None,
+            "category_scores": pred.category_scores if pred else {},
+            "raw": json.dumps(pred.raw) if pred is not None and pred.raw is not None else None,
+            "error": p.error,
+        }
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame:
+        columns = list(self.row(Prepared(Sample("", b""))).keys())
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["label"] = frame["label"].astype("Int64")
+        frame["score"] = frame["score"].astype("float64")
+        frame["classifier_decision"] = frame["classifier_decision"].astype("Int64")
+        return frame

@@ -54,10 +54,16 @@ class ClipZeroShotClassifier:
         per_category = self.encoder.logit_scale * (cos[..., 0] - cos[..., 1])  # (B, K)
         return per_category.max(dim=1).values
 
+    def prepare(self, image: Image.Image):
+        return self.encoder.prepare_pixels(image)
+
     def predict(self, images: list[Image.Image]) -> list[Prediction]:
+        return self.predict_prepared([self.prepare(img) for img in images])
+
+    def predict_prepared(self, items: list) -> list[Prediction]:
         import numpy as np
 
-        feats = self.encoder.encode_images(images)  # (B, D)
+        feats = self.encoder.encode_prepared(items)  # (B, D)
         cos = np.einsum("bd,kpd->bkp", feats, self._text)
         logits = self.encoder.logit_scale * (cos[..., 0] - cos[..., 1])
         probs = 1.0 / (1.0 + np.exp(-logits))  # two-way softmax

@@ -71,18 +71,23 @@ def load_guard(directory: str | Path):
 class ProbeClassifier:
     """Encoder -> guard head -> sigmoid; overall decision at the card's `unsafe` threshold."""
 
-    def __init__(self, path: str | Path, encoder: str | Any | None = None, threshold: float | None = None, device: str | None = None):
+    def __init__(self, path: str | Path, encoder: str | Any | None = None, threshold: float | None = None,
+                 device: str | None = None, with_encoder: bool = True):
+        """Load the guard in `path` and its encoder (the card's, unless `encoder` names another);
+        `with_encoder=False` skips the encoder, for `predict_embeddings` on precomputed embeddings."""
         from imagesafety.encoders import load_encoder
 
         self.head, self.card = load_guard(path)
         spec = self.card["encoder"]
-        self.encoder = load_encoder(encoder or spec, device) if encoder is None or isinstance(encoder, str) else encoder
-        if self.encoder.embed_dim != int(self.card["embed_dim"]):
-            raise ValueError(
-                f"guard {path} expects {self.card['embed_dim']}-d embeddings from {spec!r}, "
-                f"but encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d"
-            )
-        self.head = self.head.to(getattr(self.encoder, "device", "cpu"))
+        self.encoder = None
+        if with_encoder:
+            self.encoder = load_encoder(encoder or spec, device) if encoder is None or isinstance(encoder, str) else encoder
+            if self.encoder.embed_dim != int(self.card["embed_dim"]):
+                raise ValueError(
+                    f"guard {path} expects {self.card['embed_dim']}-d embeddings from {spec!r}, "
+                    f"but encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d"
+                )
+            self.head = self.head.to(getattr(self.encoder, "device", "cpu"))
         self.outputs: list[str] = list(self.card["outputs"])
         if self.outputs[0] != OVERALL:
             raise ValueError(f"{path}: the first output of a guard must be {OVERALL!r}, got {self.outputs[0]!r}")
@@ -98,11 +103,21 @@ class ProbeClassifier:
         """Differentiable: [0, 1] pixels -> overall unsafe logit."""
         return self.head(self.encoder.image_features(pixels))[:, 0]
 
+    def prepare(self, image: Image.Image):
+        return self.encoder.prepare_pixels(image)
+
     def predict(self, images: list[Image.Image]) -> list[Prediction]:
+        return self.predict_prepared([self.prepare(img) for img in images])
+
+    def predict_prepared(self, items: list) -> list[Prediction]:
+        return self.predict_embeddings(self.encoder.encode_prepared(items))
+
+    def predict_embeddings(self, embeddings) -> list[Prediction]:
+        """Predictions from precomputed embeddings of this guard's encoder (n, d)."""
         import torch
 
         with torch.no_grad():
-            feats = torch.as_tensor(self.encoder.encode_images(images), device=next(self.head.parameters()).device)
+            feats = torch.as_tensor(embeddings, dtype=torch.float32, device=next(self.head.parameters()).device)
             probs = torch.sigmoid(self.head(feats)).cpu().numpy()
         out = []
         for row in probs:

@@ -40,12 +40,26 @@ class TorchClipEncoder:
         with torch.no_grad():
             self.embed_dim = int(self.image_features(torch.zeros(1, 3, self.image_size, self.image_size, device=device)).shape[-1])
 
-    def pixels(self, images: list[Image.Image]):
-        """[0, 1] float tensor (B, 3, S, S) of resized, centre-cropped images."""
+    def prepare_pixels(self, image: Image.Image) -> np.ndarray:
+        """Per-image CPU work: resized, centre-cropped uint8 HWC array (run on decoding threads)."""
+        return np.asarray(resize_center_crop(image, self.image_size))
+
+    def stack_pixels(self, arrays: list[np.ndarray]):
+        """[0, 1] float tensor (B, 3, S, S) from prepared arrays."""
         import torch
 
-        arrays = [np.asarray(resize_center_crop(img, self.image_size), dtype=np.float32) / 255.0 for img in images]
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        batch = torch.from_numpy(np.stack(arrays)).to(self.device)
+        return batch.permute(0, 3, 1, 2).float().div(255.0).contiguous()
+
+    def pixels(self, images: list[Image.Image]):
+        """[0, 1] float tensor (B, 3, S, S) of resized, centre-cropped images."""
+        return self.stack_pixels([self.prepare_pixels(img) for img in images])
+
+    def encode_prepared(self, arrays: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.image_features(self.stack_pixels(arrays)).float().cpu().numpy()
 
     def image_features(self, pixels):
         """Differentiable: [0, 1] pixels -> L2-normalised image embeddings."""
@@ -57,10 +71,7 @@ class TorchClipEncoder:
         return feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            return self.image_features(self.pixels(images)).float().cpu().numpy()
+        return self.encode_prepared([self.prepare_pixels(img) for img in images])
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
