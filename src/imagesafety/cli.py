@@ -193,6 +193,43 @@ def guard_efficiency_command(
     console.print(f"report: {files['html']}")
 
 
+@app.command("serve")
+def serve_command(
+    classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec to serve (repeatable); the first is the default model")] = ["nudenet"],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: Annotated[list[str], typer.Option("--api-key", help="accepted API key (repeatable); none: no auth")] = [],
+    keys_file: Annotated[Optional[Path], typer.Option(help="file of key_id:secret lines")] = None,
+    threshold: Annotated[list[str], typer.Option("--threshold", help="category=threshold (repeatable; 'unsafe=' sets the default)")] = [],
+    rate_limit: Annotated[int, typer.Option(help="requests per minute per API key (0: unlimited)")] = 0,
+    allow_url_host: Annotated[list[str], typer.Option("--allow-url-host", help="host whose http(s) image URLs may be fetched (repeatable; '.example.com' for subdomains)")] = [],
+    audit_url: Annotated[str, typer.Option(help="SQLAlchemy URL of the audit log, e.g. postgresql+psycopg://user@host/db")] = "sqlite:///imagesafety-audit.sqlite",
+    store_images: Annotated[bool, typer.Option(help="also keep the images in the audit log")] = False,
+    max_request_mb: float = 20.0,
+    max_images: int = 16,
+    batch_window_ms: float = 5.0,
+    max_batch_size: int = 16,
+    timeout: float = 30.0,
+    option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value, applied to every classifier")] = [],
+) -> None:
+    """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
+    from imagesafety.serve import ServeConfig
+    from imagesafety.serve.app import serve
+
+    keys = {f"key-{i + 1}": k for i, k in enumerate(api_key)}
+    if keys_file:
+        keys.update(ServeConfig.read_keys_file(keys_file))
+    thresholds = {k: float(v) for k, v in parse_options(threshold).items()}
+    options = parse_options(option)
+    config = ServeConfig(
+        classifiers=classifier, api_keys=keys, thresholds=thresholds, rate_limit_per_minute=rate_limit,
+        allow_url_hosts=[h.lower() for h in allow_url_host], audit_url=audit_url, store_images=store_images,
+        max_request_bytes=int(max_request_mb * 1024 * 1024), max_images_per_request=max_images, batch_window_ms=batch_window_ms,
+        max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: options for c in classifier},
+    )
+    serve(config, host, port)
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered classifiers and what each needs installed."""
