@@ -43,10 +43,10 @@ def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0) -> Path
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=vocab_size, max_position_embeddings=64,
+                         vocab_size=vocab_size, max_position_embeddings=64, projection_dim=16,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=8),
+                           image_size=image_size, patch_size=8, projection_dim=16),
         projection_dim=16,
     )
     CLIPModel(config).save_pretrained(directory)

@@ -12,6 +12,9 @@ from rich.table import Table
 app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False)
 cache_app = typer.Typer(help="Inspect or clear the prediction cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+from imagesafety.hyperbolic.cli import app as hysac_app  # noqa: E402
+
+app.add_typer(hysac_app, name="hysac")
 guard_app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
 app.add_typer(guard_app, name="guard")
 console = Console()

@@ -72,6 +72,14 @@ _BUILTIN = (
         extra="clip",
         modules=("torch", "safetensors"),
     ),
+    ClassifierEntry(
+        "hysac",
+        "imagesafety.classifiers.hysac:from_spec",
+        "HySAC hyperbolic CLIP: unsafe when the image lies far from the origin (threshold calibrated)",
+        "hysac:PATH/TO/MODEL_DIR",
+        extra="hyperbolic",
+        modules=("torch", "safetensors"),
+    ),
 )
 
 

@@ -1,0 +1,186 @@
+"""`imagesafety hysac ...`: train, calibrate, index, search (with safe redirection) and evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Hyperbolic safety-aware CLIP (HySAC): train, classify, retrieve with safe redirection.", no_args_is_help=True)
+console = Console()
+
+
+def fail(message: str) -> None:
+    Console(stderr=True).print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+ERRORS = (ImportError, ValueError, FileNotFoundError, FloatingPointError)
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option(help="quadruples: .jsonl/.csv/.parquet with safe_text (or safe), unsafe_text (or nsfw), safe_image, unsafe_image")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("hysac-model"),
+    mode: Annotated[str, typer.Option(help="light: heads on frozen embeddings (CPU); lora: LoRA on both CLIP towers (GPU)")] = "light",
+    encoder: Annotated[str, typer.Option(help="light mode: encoder of the cached embeddings")] = "ViT-L-14/openai",
+    backbone: Annotated[str, typer.Option(help="lora mode: transformers CLIP id or folder")] = "openai/clip-vit-large-patch14",
+    epochs: int = 30,
+    batch_size: int = 128,
+    lr: Annotated[Optional[float], typer.Option(help="default 1e-3 (light) or 1e-4 (lora, as in the paper)")] = None,
+    weight_decay: float = 0.2,
+    patience: int = 5,
+    device: str = "cpu",
+    resume: Annotated[bool, typer.Option("--resume/--restart", help="continue from OUT/checkpoint.pt if present")] = True,
+) -> None:
+    """Train HySAC on (safe text, safe image, unsafe text, unsafe image) quadruples."""
+    from imagesafety.hyperbolic.api import train_hysac
+    from imagesafety.hyperbolic.train import HysacTrainConfig
+    from imagesafety.store import PredictionCache
+
+    config = HysacTrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, lr=lr or (1e-3 if mode == "light" else 1e-4),
+                              weight_decay=weight_decay, patience=patience)
+
+    def log(r):
+        console.print(f"epoch {r['epoch']}: train {r['train_loss']:.4f}" + (f" · val {r['val_loss']:.4f}" if "val_loss" in r else "")
+                      + f" · curvature {r['curvature']:.3f}")
+
+    try:
+        card = train_hysac(data, out, mode=mode, encoder=encoder, backbone=backbone, config=config, cache=PredictionCache(),
+                           device=device, resume=resume, log=log)
+    except ERRORS as exc:
+        fail(str(exc))
+    b = card["bounds"]
+    console.print("mean distance from the origin: " + " < ".join(f"{name} {b[name]['mean']:.3f}" for name in ("S", "V", "S_unsafe", "V_unsafe")))
+    console.print(f"image threshold {card['threshold']:.4f}; saved to {out}; classify with --classifier hysac:{out}")
+
+
+@app.command("calibrate")
+def calibrate_command(model: Annotated[Path, typer.Option()], dataset: Annotated[str, typer.Option()], split: Optional[str] = None,
+                      device: str = "cpu") -> None:
+    """Set the classification threshold (overall and per category) on a labelled image set."""
+    from imagesafety.hyperbolic.api import calibrate_hysac
+
+    try:
+        card = calibrate_hysac(model, dataset, split, device)
+    except ERRORS as exc:
+        fail(str(exc))
+    console.print(f"threshold {card['threshold']:.4f} ({card['threshold_rule']}); per category: {card['category_thresholds']}")
+
+
+@app.command("index")
+def index_command(
+    model: Annotated[Path, typer.Option()],
+    gallery: Annotated[str, typer.Option(help="image dataset (labels, if any, mark unsafe results)")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("hysac-index"),
+    kind: Annotated[str, typer.Option(help="exact (default), hnsw or ivf")] = "exact",
+    device: str = "cpu",
+) -> None:
+    """Embed a gallery with a HySAC model and build a Lorentz-distance FAISS index."""
+    from imagesafety.bench.runner import Runner
+    from imagesafety.data import load_dataset
+    from imagesafety.encoders.embed import EmbeddingTask
+    from imagesafety.hyperbolic.embedder import HysacEmbedder
+    from imagesafety.hyperbolic.index import LorentzIndex
+    from imagesafety.store import PredictionCache
+
+    try:
+        embedder = HysacEmbedder(model, device)
+        rows = Runner(EmbeddingTask(embedder, PredictionCache())).run(load_dataset(gallery), description="index")
+        ok = rows[rows["error"].isna()]
+        points = np.stack(ok["embedding"].to_list())
+        threshold = embedder.card.get("threshold")
+        labels = np.where(ok["label"].isna(), (embedder.distance_to_origin(points) >= threshold).astype(int) if threshold else -1,
+                          ok["label"].fillna(-1).astype(int))
+        index = LorentzIndex.build(points, embedder.curvature, embedder.model_id, ids=ok["image"].tolist(), labels=labels, kind=kind)
+        index.save(out)
+    except ERRORS as exc:
+        fail(str(exc))
+    console.print(f"indexed {len(ok)} images ({len(rows) - len(ok)} unreadable) into {out} ({kind})")
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[Optional[str], typer.Argument(help="text query")] = None,
+    index: Annotated[Path, typer.Option()] = Path("hysac-index"),
+    model: Annotated[Path, typer.Option()] = Path("hysac-model"),
+    image: Annotated[Optional[Path], typer.Option(help="query by image instead of text")] = None,
+    k: int = 10,
+    redirect_query: Annotated[bool, typer.Option("--redirect", help="walk the query toward the origin until its neighbours are safe")] = False,
+    rescale: Annotated[bool, typer.Option("--rescale", help="the released code's rescaling rule instead of the walk")] = False,
+    device: str = "cpu",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Nearest gallery images for a text or image query, optionally redirected to safe content."""
+    import torch
+
+    from imagesafety.hyperbolic.checkpoint import released_rescale
+    from imagesafety.hyperbolic.embedder import HysacEmbedder
+    from imagesafety.hyperbolic.index import LorentzIndex
+    from imagesafety.hyperbolic.redirect import redirect
+    from imagesafety.images import decode_image, read_image_bytes
+
+    try:
+        if (query is None) == (image is None):
+            raise ValueError("give a text query or --image PATH (one of them)")
+        if query is not None and not query.strip():
+            raise ValueError("empty query")
+        embedder = HysacEmbedder(model, device)
+        gallery = LorentzIndex.load(index)
+        point = embedder.encode_texts([query]) if query else embedder.encode_images([decode_image(read_image_bytes(image), name=str(image))])
+        info = {"moved": 0.0, "fraction": 0.0}
+        if redirect_query:
+            red = redirect(point[0], gallery, k=k)
+            distances, rows, info = red.distances[None], red.rows[None], {"moved": red.moved, "fraction": red.fraction}
+        else:
+            if rescale:
+                point = released_rescale(torch.from_numpy(point), embedder.card["bounds"], embedder.curvature).numpy()
+            distances, rows = gallery.search(point, k, curvature=embedder.curvature, model_id=embedder.model_id)
+    except ERRORS as exc:
+        fail(str(exc))
+    results = [{"rank": i + 1, "id": gallery.ids[r], "distance": float(d),
+                "unsafe": None if gallery.labels is None else int(gallery.labels[r])} for i, (d, r) in enumerate(zip(distances[0], rows[0])) if r >= 0]
+    if as_json:
+        console.print_json(json.dumps({"results": results, **info}))
+        return
+    table = Table(title=f"top {k}" + (f" after moving {info['moved']:.3f} toward the origin (t = {info['fraction']:.2f})" if redirect_query else ""))
+    for column in ("rank", "image", "distance", "unsafe"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(str(r["rank"]), r["id"], f"{r['distance']:.4f}", "-" if r["unsafe"] is None else ("yes" if r["unsafe"] == 1 else "no"))
+    console.print(table)
+
+
+@app.command("eval")
+def eval_command(model: Annotated[Path, typer.Option()], data: Annotated[Path, typer.Option(help="quadruples to evaluate on")],
+                 split: Optional[str] = None, out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/hysac-eval"),
+                 device: str = "cpu") -> None:
+    """Recall@1/10/20 in the paper's settings, safe share for unsafe queries (with and without redirection), classification."""
+    from imagesafety.hyperbolic.data import embed_quadruples, read_quadruples
+    from imagesafety.hyperbolic.embedder import HysacEmbedder
+    from imagesafety.hyperbolic.evaluate import retrieval_report
+
+    try:
+        embedder = HysacEmbedder(model, device)
+        frame = read_quadruples(data)
+        if split:
+            frame = frame[frame["split"] == split].reset_index(drop=True)
+        points = embed_quadruples(frame, embedder)
+        report = retrieval_report({"S": points.safe_text, "V": points.safe_image, "S_unsafe": points.unsafe_text, "V_unsafe": points.unsafe_image},
+                                  embedder.curvature, float(embedder.card["threshold"]), embedder.model_id)
+    except ERRORS as exc:
+        fail(str(exc))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hysac_metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    table = Table(title=f"HySAC on {data.name} ({len(frame)} quadruples)")
+    table.add_column("setting")
+    table.add_column("metrics")
+    for setting, values in report.items():
+        table.add_row(setting, " · ".join(f"{k} {v:.1f}" if "threshold" not in k else f"{k} {v:.3f}" for k, v in values.items()))
+    console.print(table)
+    console.print(f"written to {out / 'hysac_metrics.json'}")

@@ -1,0 +1,45 @@
+"""HySAC evaluation: Recall@K in the paper's retrieval settings, safe share for unsafe queries, classification."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from imagesafety.hyperbolic import lorentz as L
+from imagesafety.hyperbolic.index import LorentzIndex
+from imagesafety.hyperbolic.redirect import redirect
+
+KS = (1, 10, 20)
+
+
+def recall_at_k(rows: np.ndarray, targets: np.ndarray, ks=KS) -> dict[str, float]:
+    return {f"R@{k}": float((rows[:, :k] == targets[:, None]).any(axis=1).mean() * 100) for k in ks}
+
+
+def retrieval_report(points: dict[str, np.ndarray], curvature: float, threshold: float, model_id: str = "eval",
+                     redirect_steps: int = 10) -> dict:
+    """`points` holds hyperboloid embeddings S, V, S_unsafe, V_unsafe (row i of each belongs together)."""
+    n = len(points["S"])
+    k = min(max(KS), n)
+    safe_gallery = LorentzIndex.build(points["V"], curvature, model_id, labels=np.zeros(n))
+    unsafe_gallery = LorentzIndex.build(points["V_unsafe"], curvature, model_id, labels=np.ones(n))
+    mixed = LorentzIndex.build(np.r_[points["V"], points["V_unsafe"]], curvature, model_id, labels=np.r_[np.zeros(n), np.ones(n)])
+    rows_idx = np.arange(n)
+    report = {}
+    _, r = safe_gallery.search(points["S"], k)
+    report["safe text -> safe images"] = recall_at_k(r, rows_idx)
+    _, r = unsafe_gallery.search(points["S_unsafe"], k)
+    report["unsafe text -> unsafe images"] = recall_at_k(r, rows_idx)
+    _, r = mixed.search(points["S"], k)
+    report["safe text -> mixed gallery (safe target)"] = recall_at_k(r, rows_idx)
+    _, r = mixed.search(points["S_unsafe"], k)
+    report["unsafe text -> mixed gallery (safe target)"] = recall_at_k(r, rows_idx) | {"safe share %": float((r < n).mean() * 100)}
+    redirected = [redirect(q, mixed, k=k, steps=redirect_steps) for q in points["S_unsafe"]]
+    r = np.stack([red.rows for red in redirected])
+    report["unsafe text, redirected -> mixed gallery (safe target)"] = recall_at_k(r, rows_idx) | {
+        "safe share %": float((r < n).mean() * 100), "mean fraction walked": float(np.mean([red.fraction for red in redirected]))}
+    d_safe = L.dist_to_origin(torch.from_numpy(points["V"]), curvature).numpy()
+    d_unsafe = L.dist_to_origin(torch.from_numpy(points["V_unsafe"]), curvature).numpy()
+    fp, fn = float((d_safe >= threshold).mean()), float((d_unsafe < threshold).mean())
+    report["classification"] = {"accuracy %": (1 - (fp + fn) / 2) * 100, "FPR %": fp * 100, "FNR %": fn * 100, "threshold": threshold}
+    return report
