@@ -83,8 +83,11 @@ def train_hysac(
                                                             "epochs_run": len(history)},
         **card_extra,
     }
-    save_hysac(out, model, card)
-    write_history(out, history)
+    from imagesafety.hyperbolic.train import distributed_context
+
+    if distributed_context()[0] == 0:  # under torchrun, one rank writes
+        save_hysac(out, model, card)
+        write_history(out, history)
     return card
 
 
