@@ -94,6 +94,63 @@ def eval_command(
     print_summary(result.metrics, result.files, console)
 
 
+@app.command("robustness")
+def robustness_command(
+    classifier: Annotated[str, typer.Option("--classifier", "-c")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/robustness"),
+    attacks: Annotated[str, typer.Option(help="comma-separated: gn, fgsm, pgd, deepfool (white-box, torch classifiers); square (black-box)")] = "pgd",
+    eps: Annotated[float, typer.Option(help="perturbation budget (L-inf; the std for gn)")] = 0.01,
+    eps_space: Annotated[str, typer.Option(help="units of --eps: pixel ([0, 1] pixels) or normalized (the model's normalised input, as UnsafeBench)")] = "pixel",
+    k: Annotated[int, typer.Option(help="images the classifier gets right to attack")] = 500,
+    seed: int = 2023,
+    steps: Annotated[int, typer.Option(help="iterations of pgd, deepfool and square")] = 100,
+    eps_curve: Annotated[bool, typer.Option("--eps-curve/--no-eps-curve", help="also attack at eps x 0.25, 0.5, 2, 4")] = True,
+    corruptions: Annotated[Optional[str], typer.Option(help="comma-separated: jpeg, gaussian_noise, gaussian_blur, resize, brightness, contrast, crop, screenshot")] = None,
+    severity: Annotated[str, typer.Option(help="severities, e.g. 1..5 or 1,3,5")] = "1..5",
+    split: Optional[str] = None,
+    categories: Optional[str] = None,
+    sources: Optional[str] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    save_adversarial: Annotated[Optional[Path], typer.Option(help="write adversarial images + manifest.jsonl here (loadable by eval)")] = None,
+    option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    cache: CacheOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
+    from imagesafety.bench.evaluate import USE_DEFAULT_CACHE
+    from imagesafety.bench.robustness.run import robustness
+    from imagesafety.classifiers.registry import MissingExtraError
+
+    if ".." in severity:
+        lo, hi = severity.split("..")
+        severities = list(range(int(lo), int(hi) + 1))
+    else:
+        severities = [int(s) for s in split_list(severity) or []]
+    try:
+        result = robustness(classifier, dataset, out, attacks=split_list(attacks) or [], eps=eps, eps_space=eps_space, k=k, seed=seed,
+                            steps=steps, eps_curve=eps_curve, corruptions=split_list(corruptions), severities=severities, split=split,
+                            categories=split_list(categories), sources=split_list(sources), limit=limit, cache=cache or USE_DEFAULT_CACHE,
+                            batch_size=batch_size, save_adversarial=save_adversarial, progress=not quiet,
+                            classifier_options=parse_options(option))
+    except (MissingExtraError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    m = result.metrics
+    table = Table(title=f"robust accuracy of {m['classifier']['name']} (eps {m['protocol']['eps_pixel_units']:.4g} pixel units, "
+                        f"{m['protocol']['attacked']} images; clean accuracy {m['clean']['accuracy']:.3f})")
+    for column in ("attack", "RA", "mean L-inf", "mean L2"):
+        table.add_column(column, justify="right")
+    for name, block in m["attacks"].items():
+        o = block.get("overall", {})
+        table.add_row(name, f"{o.get('robust_accuracy', float('nan')):.3f}", f"{o.get('mean_linf', float('nan')):.4f}", f"{o.get('mean_l2', float('nan')):.3f}")
+    console.print(table)
+    for name, per in m["corruptions"].items():
+        console.print(f"{name}: " + " · ".join(f"s{s} acc {v['accuracy']:.3f}" for s, v in per.items() if v["accuracy"] is not None))
+    for kind, path in result.files.items():
+        console.print(f"  {kind}: {path}")
+
+
 @app.command("embed")
 def embed_command(
     encoder: Annotated[str, typer.Option("--encoder", "-e", help="clip:ViT-L-14/openai (open_clip), hf:MODEL_OR_PATH (transformers CLIP/SigLIP)")],

@@ -23,6 +23,13 @@ CREATE TABLE IF NOT EXISTS predictions (
     created REAL NOT NULL,
     PRIMARY KEY (classifier, version, config_hash, image_sha256)
 );
+CREATE TABLE IF NOT EXISTS attack_results (
+    attack_key TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (attack_key, image_sha256)
+);
 CREATE TABLE IF NOT EXISTS embeddings (
     encoder TEXT NOT NULL,
     image_sha256 TEXT NOT NULL,
@@ -103,6 +110,25 @@ class PredictionCache:
         conn = self._connect()
         with conn:
             conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+
+    def get_attack_results(self, attack_key: str, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Finished attack outcomes per image hash under one (classifier, attack, settings) key."""
+        shas = list(dict.fromkeys(shas))
+        found: dict[str, dict[str, Any]] = {}
+        conn = self._connect()
+        for start in range(0, len(shas), 500):
+            chunk = shas[start : start + 500]
+            rows = conn.execute(f"SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN ({','.join('?' * len(chunk))})",
+                                (attack_key, *chunk))
+            found.update((sha, json.loads(text)) for sha, text in rows)
+        return found
+
+    def put_attack_results(self, attack_key: str, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        now = time.time()
+        conn = self._connect()
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO attack_results VALUES (?, ?, ?, ?)",
+                             [(attack_key, sha, json.dumps(result), now) for sha, result in items])
 
     def stats(self) -> list[dict[str, Any]]:
         """Count of cached predictions per (classifier, version, config hash)."""

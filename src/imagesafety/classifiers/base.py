@@ -60,6 +60,20 @@ class PreparesInput(Protocol):
     def predict_prepared(self, items: list[Any]) -> list[Prediction]: ...
 
 
+@runtime_checkable
+class Differentiable(Protocol):
+    """Torch classifiers: `input_pixels` gives the [0, 1] tensor (B, 3, H, W) the model sees (after its resizing),
+    and `unsafe_logits` maps such pixels to unsafe logits, normalisation inside; the decision is
+    logit >= `logit_threshold`. Attacks perturb `input_pixels` within an eps ball in [0, 1] units."""
+
+    def input_pixels(self, images: list[Image.Image]) -> Any: ...
+
+    def unsafe_logits(self, pixels: Any) -> Any: ...
+
+    @property
+    def logit_threshold(self) -> float: ...
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """Stable short hash of a classifier's settings."""
     text = json.dumps(config, sort_keys=True, default=str)

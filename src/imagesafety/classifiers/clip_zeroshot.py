@@ -44,6 +44,15 @@ class ClipZeroShotClassifier:
         prompt_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
         self.config = {"encoder": self.encoder_spec, "taxonomy": self.taxonomy.keys, "prompts": prompt_hash}
 
+    def input_pixels(self, images: list[Image.Image]):
+        return self.encoder.pixels(images)
+
+    @property
+    def logit_threshold(self) -> float:
+        import math
+
+        return math.log(self.threshold / (1 - self.threshold))
+
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels (B, 3, S, S) -> unsafe logit per image (the largest category logit)."""
         import torch

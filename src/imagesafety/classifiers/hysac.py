@@ -37,6 +37,15 @@ class HysacClassifier:
     def _score(self, d: np.ndarray, threshold: float) -> np.ndarray:
         return 0.5 * (1 + np.tanh((d - threshold) / (2 * self.spread)))  # the logistic function, without overflow
 
+    def input_pixels(self, images: list[Image.Image]):
+        return self.embedder.pixels([self.prepare(img) for img in images])
+
+    @property
+    def logit_threshold(self) -> float:
+        import math
+
+        return 2 * math.atanh(2 * self.threshold - 1)  # score = sigmoid(logit)
+
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels -> (d - threshold) / spread."""
         from imagesafety.hyperbolic import lorentz as L

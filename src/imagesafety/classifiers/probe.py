@@ -99,6 +99,15 @@ class ProbeClassifier:
         self.version = str(self.card.get("weights_sha256", "1"))[:16]
         self.config = {"encoder": spec, "outputs": self.outputs, "head": self.card["head"]}
 
+    def input_pixels(self, images: list[Image.Image]):
+        return self.encoder.pixels(images)
+
+    @property
+    def logit_threshold(self) -> float:
+        import math
+
+        return math.log(self.threshold / (1 - self.threshold))
+
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels -> overall unsafe logit."""
         return self.head(self.encoder.image_features(pixels))[:, 0]

@@ -1,0 +1,1 @@
+"""Robustness benchmark: natural corruptions and adversarial attacks (white-box and black-box)."""

@@ -1,0 +1,90 @@
+"""robustness.json and robustness.html: RA table, eps curves, corruption drops, clean/adversarial examples."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imagesafety.bench.report.files import write_metrics_json
+from imagesafety.bench.report.html import CSS, category_label
+
+
+def _png(array_chw: np.ndarray, size: int = 160) -> str:
+    img = Image.fromarray((np.clip(array_chw.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8))
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def eps_curve_plot(curves: dict) -> str | None:
+    from imagesafety.bench.report.plots import plt, to_data_url
+
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, curve in curves.items():
+        points = [(float(e), v) for e, v in curve.items() if v is not None]
+        if points:
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", label=name)
+    ax.set(xscale="log", xlabel="eps (L-inf, [0, 1] pixel units)", ylabel="attack success rate", ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return to_data_url(fig)
+
+
+def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    m = result.metrics
+    files = {"robustness": write_metrics_json(m, out_dir / "robustness.json")}
+    if not result.attack_rows.empty:
+        rows = result.attack_rows.copy()
+        rows.to_parquet(out_dir / "attacks.parquet", index=False)
+        files["attacks"] = out_dir / "attacks.parquet"
+    p = m["protocol"]
+    ra_rows = []
+    for name, block in m["attacks"].items():
+        overall = block.get("overall", {})
+        cats = ", ".join(f"{escape(category_label(c))} {b['robust_accuracy']:.2f}" for c, b in block.get("by_category", {}).items())
+        srcs = ", ".join(f"{escape(s)} {b['robust_accuracy']:.2f}" for s, b in block.get("by_source", {}).items())
+        ra_rows.append(f"<tr><td>{escape(name)}</td><td>{overall.get('robust_accuracy', float('nan')):.3f}</td><td>{overall.get('attacked', 0)}</td>"
+                       f"<td>{overall.get('mean_linf', float('nan')):.4f}</td><td>{overall.get('mean_l2', float('nan')):.3f}</td>"
+                       f"<td>{overall.get('mean_mse', float('nan')):.2e}</td><td>{cats}</td><td>{srcs}</td></tr>")
+    corruption_rows = "".join(
+        f"<tr><td>{escape(name)}</td>" + "".join(
+            f"<td>{v['accuracy']:.3f} <span class=ci>({-v['accuracy_drop']:+.3f})</span></td>" if v["accuracy"] is not None else "<td>–</td>"
+            for v in per.values()) + "</tr>"
+        for name, per in m["corruptions"].items())
+    examples = "".join(
+        f"<figure><img src='{_png(ex['clean'])}' alt=''><img src='{_png(ex['adv'])}' alt=''>"
+        f"<img src='{_png(np.clip(0.5 + 10 * (ex['adv'] - ex['clean']), 0, 1))}' alt=''>"
+        f"<figcaption>{escape(ex['attack'])} · {'unsafe' if ex['label'] else 'safe'} · {escape(str(ex['id']))}</figcaption></figure>"
+        for ex in result.examples[:12])
+    curve = eps_curve_plot(m["eps_curves"])
+    html = "\n".join([
+        f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety robustness · {escape(m['classifier']['name'])}</title>",
+        f"<style>{CSS} figure{{width:520px}} figure img{{display:inline-block;margin-right:4px}}</style></head><body>",
+        f"<h1>Robustness of {escape(m['classifier']['name'])} on {escape(str(m['dataset']))}</h1>",
+        f"<p class=note>Clean accuracy {m['clean']['accuracy']:.3f}, F1 {m['clean']['f1'] if m['clean']['f1'] is not None else float('nan'):.3f}. "
+        f"Attacked {p['attacked']} images the classifier got right (K = {p['k']}, seed {p['seed']}; {p['excluded_misclassified']} misclassified images excluded). "
+        f"eps = {p['eps_pixel_units']:.4g} in [0, 1] pixel units = {p['eps_normalized_units']:.4g} in normalised-input units. "
+        f"Robust accuracy RA = 1 - attack success rate; success means {escape(p['success'])}.</p>",
+        "<h2>Robust accuracy</h2><table><tr><th>attack</th><th>RA</th><th>attacked</th><th>mean L-inf</th><th>mean L2</th><th>mean MSE</th>"
+        "<th>by category</th><th>by source</th></tr>" + "".join(ra_rows) + "</table>",
+        "<h2>Attack success against eps</h2>" + (f"<img class=plot src='{curve}' alt='eps curves'>" if curve else "<p class=note>No eps curves.</p>"),
+        "<h2>Corruptions (accuracy, change from clean) by severity 1-5</h2>"
+        + (f"<table><tr><th>corruption</th>{''.join(f'<th>{s}</th>' for s in range(1, 6))}</tr>{corruption_rows}</table>" if corruption_rows
+           else "<p class=note>No corruptions requested.</p>"),
+        "<h2>Examples: clean, adversarial, difference x10</h2><div class=grid>" + (examples or "<p class=note>None.</p>") + "</div>",
+        "</body></html>",
+    ])
+    (out_dir / "robustness.html").write_text(html, encoding="utf-8")
+    files["html"] = out_dir / "robustness.html"
+    return files
+

@@ -1,0 +1,235 @@
+"""`robustness`: UnsafeBench's protocol (K correctly classified images, attacked; RA = 1 - attack success rate)
+plus accuracy and F1 under natural corruptions, resumable per image through the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imagesafety.bench.evaluate import USE_DEFAULT_CACHE, evaluate, open_cache
+from imagesafety.bench.progress import progress_bar
+from imagesafety.bench.robustness.attacks import WHITE_BOX, AttackSpec, perturbation_sizes, run_attack
+from imagesafety.bench.robustness.blackbox import BLACK_BOX, BlackBoxView, square_attack
+from imagesafety.bench.robustness.corruptions import CORRUPTIONS, CorruptedClassifier
+from imagesafety.classifiers.base import Differentiable, SafetyClassifier, cache_key
+from imagesafety.classifiers.registry import load_classifier
+from imagesafety.data import load_dataset, select_samples
+from imagesafety.images import decode_image
+
+EPS_CURVE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class RobustnessResult:
+    metrics: dict[str, Any]
+    attack_rows: pd.DataFrame
+    examples: list[dict] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def check_attacks(classifier: SafetyClassifier, attacks: list[str]) -> None:
+    for name in attacks:
+        if name in WHITE_BOX and not isinstance(classifier, Differentiable):
+            raise ValueError(f"classifier {classifier.name!r} has no gradients, so white-box attack {name!r} cannot run on it; "
+                             f"use a black-box attack: --attacks {','.join(BLACK_BOX)}")
+        if name not in WHITE_BOX and name not in BLACK_BOX:
+            raise ValueError(f"unknown attack {name!r}; white-box: {', '.join(WHITE_BOX)}; black-box: {', '.join(BLACK_BOX)}")
+
+
+def attack_key(classifier: SafetyClassifier, spec: AttackSpec, seed: int) -> str:
+    text = json.dumps({"classifier": cache_key(classifier), "attack": spec.key(), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def pick_correct(rows: pd.DataFrame, k: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """K labelled images the classifier gets right, drawn with `seed` (as UnsafeBench: seed 2023); and how many it got wrong."""
+    ok = rows[rows["error"].isna() & rows["label"].notna()]
+    correct = ok[ok["decision"] == ok["label"]]
+    chosen = correct.sample(n=min(k, len(correct)), random_state=seed) if len(correct) else correct
+    return chosen.sort_values("id"), int(len(ok) - len(correct))
+
+
+def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: dict[str, Any], cache, seed: int,
+                  batch_size: int, keep_examples: int = 0) -> tuple[list[dict], list[dict]]:
+    """Outcome per chosen image (success, perturbation sizes, scores), from the cache or by attacking now."""
+    import torch
+
+    key = attack_key(classifier, spec, seed)
+    done = cache.get_attack_results(key, chosen["sha256"]) if cache is not None else {}
+    todo = chosen[~chosen["sha256"].isin(done.keys())]
+    examples: list[dict] = []
+    for start in range(0, len(todo), batch_size):
+        part = todo.iloc[start : start + batch_size]
+        labels = torch.tensor(part["label"].astype(int).to_numpy())
+        fresh = []
+        if spec.name in WHITE_BOX:
+            clean = classifier.input_pixels([images[i] for i in part["id"]])
+            threshold = classifier.logit_threshold
+            adv = run_attack(spec, clean, labels, classifier.unsafe_logits, threshold, seed + start)
+            with torch.no_grad():
+                clean_logit, adv_logit = classifier.unsafe_logits(clean), classifier.unsafe_logits(adv)
+            flipped = ((adv_logit >= threshold).long() != labels).tolist()
+            sizes = perturbation_sizes(clean, adv)
+            for j, (_, row) in enumerate(part.iterrows()):
+                fresh.append((row["sha256"], {"success": bool(flipped[j]), "linf": float(sizes["linf"][j]), "l2": float(sizes["l2"][j]),
+                                              "mse": float(sizes["mse"][j]), "clean_logit": float(clean_logit[j]), "adv_logit": float(adv_logit[j])}))
+                if len(examples) < keep_examples:
+                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": clean[j].numpy(), "adv": adv[j].numpy()})
+        else:
+            view = BlackBoxView(classifier)
+            for j, (_, row) in enumerate(part.iterrows()):
+                item = view.to_input(images[row["id"]])
+                adv = square_attack(view, item, int(row["label"]), spec.eps, spec.steps, seed + start + j)
+                scores = view.scores(np.stack([item.array, adv]), item.context)
+                flipped = int(scores[1] >= classifier.threshold) != int(row["label"])
+                delta = torch.from_numpy(adv - item.array)[None]
+                sizes = perturbation_sizes(torch.zeros_like(delta), delta)
+                fresh.append((row["sha256"], {"success": bool(flipped), "linf": float(sizes["linf"][0]), "l2": float(sizes["l2"][0]),
+                                              "mse": float(sizes["mse"][0]), "clean_score": float(scores[0]), "adv_score": float(scores[1])}))
+                if len(examples) < keep_examples:
+                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": item.array, "adv": adv})
+        if cache is not None:
+            cache.put_attack_results(key, fresh)
+        done.update(fresh)
+    rows = [{"id": r["id"], "category": r["category"], "source": r["source"], "label": int(r["label"]), **done[r["sha256"]]}
+            for _, r in chosen.iterrows()]
+    return rows, examples
+
+
+def robust_accuracy(rows: pd.DataFrame) -> dict[str, Any]:
+    """RA = 1 - attack success rate, overall, by category and by source, with mean perturbation sizes."""
+    def block(part):
+        return {"robust_accuracy": float(1 - part["success"].mean()), "attacked": int(len(part)),
+                "mean_linf": float(part["linf"].mean()), "mean_l2": float(part["l2"].mean()), "mean_mse": float(part["mse"].mean())}
+
+    if rows.empty:
+        return {"attacked": 0}
+    return {"overall": block(rows),
+            "by_category": {str(c): block(p) for c, p in rows.groupby(rows["category"].fillna("uncategorised"))},
+            "by_source": {str(s): block(p) for s, p in rows.groupby(rows["source"].fillna("unknown"))}}
+
+
+def robustness(
+    classifier: str | SafetyClassifier,
+    dataset,
+    out_dir: str | Path | None = None,
+    *,
+    attacks: list[str] = ("pgd",),
+    eps: float = 0.01,
+    eps_space: str = "pixel",
+    k: int = 500,
+    seed: int = 2023,
+    steps: int = 100,
+    eps_curve: bool = True,
+    corruptions: list[str] | None = None,
+    severities: list[int] = (1, 2, 3, 4, 5),
+    split: str | None = None,
+    categories: list[str] | None = None,
+    sources: list[str] | None = None,
+    limit: int | None = None,
+    cache=USE_DEFAULT_CACHE,
+    batch_size: int = 16,
+    save_adversarial: str | Path | None = None,
+    progress: bool = True,
+    n_boot: int = 200,
+    classifier_options: dict | None = None,
+) -> RobustnessResult:
+    """Attack K correctly classified images with each attack (and eps curve), and evaluate under corruptions."""
+    clf = load_classifier(classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
+    attacks = list(attacks)
+    check_attacks(clf, attacks)
+    if eps_space not in ("pixel", "normalized"):
+        raise ValueError("eps_space must be 'pixel' or 'normalized'")
+    eps_pixel = eps * std_for_report(clf) if eps_space == "normalized" else eps
+    store = open_cache(cache)
+    data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
+    clean = evaluate(clf, data, None, split=split, categories=categories, sources=sources, limit=limit, cache=store,
+                     batch_size=batch_size, progress=progress, n_boot=n_boot)
+    chosen, misclassified = pick_correct(clean.predictions, k, seed)
+    wanted = set(chosen["id"])
+    images = {s.id: decode_image(s.load_bytes(), name=s.image_ref) for s in select_samples(data, categories, sources, [split] if split else None)
+              if s.id in wanted}
+    metrics: dict[str, Any] = {
+        "classifier": clean.metrics["classifier"], "dataset": clean.metrics["dataset"],
+        "protocol": {"k": k, "seed": seed, "attacked": int(len(chosen)), "excluded_misclassified": misclassified,
+                     "eps": eps, "eps_space": eps_space, "eps_pixel_units": eps_pixel,
+                     "eps_normalized_units": eps_pixel / std_for_report(clf), "steps": steps,
+                     "success": "the decision flips, judged on the classifier's input tensor (white-box) or its scores (black-box)"},
+        "clean": {m: clean.metrics["overall"][m]["value"] for m in ("accuracy", "f1")},
+        "attacks": {}, "eps_curves": {}, "corruptions": {},
+    }
+    all_rows, examples = [], {}
+    with progress_bar(progress, unit="attack") as bar:
+        task = bar.add_task("attacks", total=len(attacks))
+        for name in attacks:
+            spec = AttackSpec(name, eps_pixel, steps)
+            rows, ex = attack_images(clf, spec, chosen, images, store, seed, batch_size, keep_examples=4)
+            frame = pd.DataFrame(rows)
+            metrics["attacks"][name] = robust_accuracy(frame)
+            all_rows.append(frame.assign(attack=name))
+            examples[name] = ex
+            if eps_curve and name in ("gn", "fgsm", "pgd", "square"):
+                curve = {}
+                for factor in EPS_CURVE_FACTORS:
+                    if factor == 1.0:
+                        curve[eps_pixel] = 1 - metrics["attacks"][name]["overall"]["robust_accuracy"] if len(frame) else None
+                        continue
+                    r, _ = attack_images(clf, AttackSpec(name, eps_pixel * factor, steps), chosen, images, store, seed, batch_size)
+                    curve[eps_pixel * factor] = float(pd.DataFrame(r)["success"].mean()) if r else None
+                metrics["eps_curves"][name] = {f"{e:.6g}": v for e, v in sorted(curve.items())}
+            bar.update(task, advance=1)
+    for name in corruptions or []:
+        if name not in CORRUPTIONS:
+            raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
+        per = {}
+        for severity in severities:
+            res = evaluate(CorruptedClassifier(clf, name, int(severity), seed), data, None, split=split, categories=categories,
+                           sources=sources, limit=limit, cache=store, batch_size=batch_size, progress=progress, n_boot=n_boot)
+            acc, f1 = res.metrics["overall"]["accuracy"]["value"], res.metrics["overall"]["f1"]["value"]
+            per[str(severity)] = {"accuracy": acc, "f1": f1,
+                                  "accuracy_drop": None if acc is None or metrics["clean"]["accuracy"] is None else metrics["clean"]["accuracy"] - acc,
+                                  "f1_drop": None if f1 is None or metrics["clean"]["f1"] is None else metrics["clean"]["f1"] - f1}
+        metrics["corruptions"][name] = per
+    result = RobustnessResult(metrics, pd.concat(all_rows) if all_rows else pd.DataFrame(), [dict(e, attack=a) for a, ex in examples.items() for e in ex])
+    if save_adversarial:
+        result.files["adversarial"] = write_adversarial(clf, attacks, chosen, images, store, seed, batch_size, eps_pixel, steps, Path(save_adversarial))
+    if out_dir is not None:
+        from imagesafety.bench.robustness.report import write_robustness_report
+
+        result.files.update(write_robustness_report(result, Path(out_dir)))
+    return result
+
+
+def std_for_report(clf) -> float:
+    """The smallest per-channel std of the classifier's input normalisation (1 when it has none: NudeNet takes [0, 1]):
+    eps in normalised units = eps in pixel units / std."""
+    encoder = getattr(clf, "encoder", None) or getattr(getattr(clf, "embedder", None), "encoder", None)
+    std = getattr(encoder, "std", None)
+    return float(std.min()) if std is not None else 1.0
+
+
+def write_adversarial(clf, attacks, chosen, images, store, seed, batch_size, eps, steps, root: Path) -> Path:
+    """Adversarial images as PNG files plus a manifest.jsonl, loadable by `eval` (labels kept)."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name in attacks:
+        spec = AttackSpec(name, eps, steps)
+        _, examples = attack_images(clf, spec, chosen, images, None, seed, batch_size, keep_examples=len(chosen))
+        for ex in examples:
+            from PIL import Image
+
+            pixels = (np.clip(ex["adv"].transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+            rel = f"{name}/{hashlib.sha256(ex['id'].encode()).hexdigest()[:16]}.png"
+            (root / name).mkdir(exist_ok=True)
+            Image.fromarray(pixels).save(root / rel)
+            row = chosen[chosen["id"] == ex["id"]].iloc[0]
+            lines.append(json.dumps({"path": rel, "label": int(row["label"]), "category": row["category"], "source": row["source"],
+                                     "id": f"{name}:{ex['id']}", "attack": name}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root / "manifest.jsonl"
