@@ -22,8 +22,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(config: ServeConfig, classifiers=None):
-    """Yields (base_url, server, app); stops the server (gracefully) on exit."""
-    app = create_app(config, classifiers)
+    """Yields (base_url, server, app) of the moderation server; stops it (gracefully) on exit."""
+    with running_app(create_app(config, classifiers)) as (url, server):
+        yield url, server, server.config.app
+
+
+@contextlib.contextmanager
+def running_app(app):
+    """Any ASGI app under uvicorn on a free 127.0.0.1 port; yields (base_url, server)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=10))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -34,7 +40,7 @@ def running_server(config: ServeConfig, classifiers=None):
             raise RuntimeError("server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", server, app
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -15,6 +15,8 @@ app.add_typer(cache_app, name="cache")
 from imagesafety.hyperbolic.cli import app as hysac_app  # noqa: E402
 
 app.add_typer(hysac_app, name="hysac")
+perspective_app = typer.Typer(help="PerspectiveVision-style training data for category-aware VLM guards.", no_args_is_help=True)
+app.add_typer(perspective_app, name="perspective")
 guard_app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
 app.add_typer(guard_app, name="guard")
 console = Console()
@@ -43,6 +45,12 @@ def parse_options(pairs: list[str]) -> dict:
     return options
 
 
+def endpoint_options(base_url, concurrency, protocol, unsure) -> dict:
+    """The VLM/moderation flags that were given, as classifier options."""
+    given = {"base_url": base_url, "concurrency": concurrency, "protocol": protocol, "unsure": unsure}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)")]
 
 
@@ -58,7 +66,11 @@ def eval_command(
     sources: Annotated[Optional[str], typer.Option(help="comma-separated sources to keep (real, generated)")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="stop after this many images")] = None,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    base_url: Annotated[Optional[str], typer.Option(help="VLM/moderation endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="concurrent requests to a VLM endpoint")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="VLM prompt protocol: unsafebench, policy, llamaguard or a YAML file")] = None,
+    unsure: Annotated[Optional[str], typer.Option(help="VLM answers that are neither safe nor unsafe count as: unsafe, safe or exclude")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="default 16 (VLMs: twice the concurrency)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="background decoding threads (default: cores - 1, at most 4)")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% intervals")] = 1000,
     seed: int = 0,
@@ -71,6 +83,7 @@ def eval_command(
     from imagesafety.bench.evaluate import USE_DEFAULT_CACHE, evaluate
     from imagesafety.bench.report.console import print_summary
     from imagesafety.bench.runner import RunInterrupted
+    from imagesafety.classifiers.base import FatalModelError
     from imagesafety.classifiers.registry import MissingExtraError
 
     try:
@@ -81,7 +94,7 @@ def eval_command(
             cache=None if no_cache else (cache or USE_DEFAULT_CACHE),
             batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
             progress=not quiet, html=html,
-            classifier_options=parse_options(option),
+            classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
         )
     except RunInterrupted as stop:
         err_console.print(
@@ -89,7 +102,7 @@ def eval_command(
             "run the same command again to resume."
         )
         raise typer.Exit(130)
-    except (MissingExtraError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (MissingExtraError, ValueError, FileNotFoundError, KeyError, FatalModelError) as exc:
         fail(str(exc).strip('"'))
     print_summary(result.metrics, result.files, console)
 
@@ -288,6 +301,26 @@ def serve_command(
         max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: options for c in classifier},
     )
     serve(config, host, port)
+
+
+@perspective_app.command("build-trainset")
+def perspective_trainset_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("perspective-trainset"),
+    taxonomy: str = "unsafebench",
+    split: Optional[str] = None,
+    seed: int = 0,
+    balance: Annotated[bool, typer.Option("--balance/--no-balance")] = True,
+) -> None:
+    """Prompts with the image's category plus 1-10 random others, negative sampling, balancing: LLaVA JSON + HF dataset."""
+    from imagesafety.perspective.trainset import build_trainset
+
+    try:
+        stats = build_trainset(dataset, out, taxonomy, seed=seed, balance=balance, split=split)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(f"{stats.examples} examples ({stats.unsafe} unsafe, {stats.safe} safe; {stats.negative_samples} negative samples) "
+                  f"from {stats.images} images ({stats.skipped} skipped) -> {out / 'llava_train.json'}")
 
 
 @app.command("models")

@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS attack_results (
     created REAL NOT NULL,
     PRIMARY KEY (attack_key, image_sha256)
 );
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    answer TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS embeddings (
     encoder TEXT NOT NULL,
     image_sha256 TEXT NOT NULL,
@@ -129,6 +134,17 @@ class PredictionCache:
         with conn:
             conn.executemany("INSERT OR REPLACE INTO attack_results VALUES (?, ?, ?, ?)",
                              [(attack_key, sha, json.dumps(result), now) for sha, result in items])
+
+    def get_answer(self, key: str) -> dict[str, Any] | None:
+        """A cached model answer (e.g. one VLM response to one prompt about one image)."""
+        row = self._connect().execute("SELECT answer FROM answers WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_answer(self, key: str, answer: dict[str, Any]) -> None:
+        """Store one answer as soon as it arrives, so a crash loses nothing already answered."""
+        conn = self._connect()
+        with conn:
+            conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (key, json.dumps(answer), time.time()))
 
     def stats(self) -> list[dict[str, Any]]:
         """Count of cached predictions per (classifier, version, config hash)."""

@@ -65,7 +65,7 @@ def evaluate(
     sources: list[str] | None = None,
     limit: int | None = None,
     cache: PredictionCache | str | Path | None = USE_DEFAULT_CACHE,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     workers: int | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -84,6 +84,7 @@ def evaluate(
     splits = sorted({split, calibrate} - {None}) if split else None  # calibrating alone reports on every other split
     data = load_dataset(dataset, splits=splits) if isinstance(dataset, (str, Path)) else dataset
     selected = select_samples(data, categories, sources, splits, limit)
+    batch_size = batch_size or getattr(clf, "preferred_batch_size", 16)
     runner = Runner.for_classifier(clf, open_cache(cache), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
     started = time.time()
     rows = runner.run(selected, total=known_total(data, limit, bool(categories or sources or splits)))
@@ -104,12 +105,33 @@ def evaluate(
         "bootstrap": {"resamples": n_boot, "seed": seed, "interval": "percentile 95%"},
         **metrics,
     }
+    answers = answer_summary(report_rows)
+    if answers:
+        metrics["answers"] = answers
     result = EvalResult(report_rows, metrics, runner.stats)
     if out_dir is not None:
         from imagesafety.bench.report import write_reports
 
         result.files = write_reports(result, Path(out_dir), data, html=html)
     return result
+
+
+def answer_summary(rows: pd.DataFrame) -> dict | None:
+    """For answer-giving models (VLMs): unsure answers and failures per category, and token use and cost."""
+    import json
+
+    raws = [(row.category, json.loads(row.raw)) for row in rows.itertuples() if isinstance(row.raw, str) and '"usage"' in row.raw]
+    if not raws:
+        return None
+    per_category: dict = {}
+    for category, raw in raws:
+        block = per_category.setdefault(category or "uncategorised", {"unsure_answers": 0, "images": 0})
+        block["unsure_answers"] += int(raw.get("unsure", 0))
+        block["images"] += 1
+    for category, part in rows[rows["error"].notna()].groupby(rows["category"].fillna("uncategorised")):
+        per_category.setdefault(category, {"unsure_answers": 0, "images": 0})["failures"] = int(len(part))
+    usage = {k: sum(raw["usage"].get(k, 0) for _, raw in raws) for k in ("prompt_tokens", "completion_tokens", "cost")}
+    return {"per_category": per_category, "usage": usage, "unsure_answers": sum(b["unsure_answers"] for b in per_category.values())}
 
 
 def choose_threshold(rows: pd.DataFrame, clf: SafetyClassifier, threshold: float | None, calibrate: str | None) -> dict:

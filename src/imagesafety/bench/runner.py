@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from imagesafety.bench.progress import progress_bar
-from imagesafety.classifiers.base import Prediction, PreparesInput, SafetyClassifier, cache_key
+from imagesafety.classifiers.base import FatalModelError, ModelFailure, Prediction, PreparesInput, SafetyClassifier, cache_key
 from imagesafety.data.sample import Sample
 from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
 from imagesafety.store import PredictionCache
@@ -159,6 +159,8 @@ class Runner:
             if len(results) != len(inputs):
                 raise RuntimeError(f"{self.task.name} returned {len(results)} results for {len(inputs)} images")
             return list(results)
+        except FatalModelError:
+            raise
         except Exception as exc:
             if len(inputs) == 1:
                 return [ModelFailure(f"{self.task.name} failed: {type(exc).__name__}: {exc}")]
@@ -213,10 +215,6 @@ class Runner:
                 stop.set()
         self.stats.seconds = time.perf_counter() - started
         return self.task.frame(rows)
-
-
-class ModelFailure(str):
-    """The model raised on this input: recorded as the row's error, never cached."""
 
 
 def sample_columns(p: Prepared) -> dict:

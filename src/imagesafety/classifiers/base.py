@@ -50,6 +50,15 @@ class SafetyClassifier(Protocol):
     def predict(self, images: list[Image.Image]) -> list[Prediction]: ...
 
 
+class ModelFailure(str):
+    """The model failed on one input: recorded as that row's error, never cached. A classifier may return one
+    in place of a Prediction (a VLM request that failed after its retries) instead of raising."""
+
+
+class FatalModelError(RuntimeError):
+    """The model cannot work at all (an endpoint that refuses images, bad credentials): stop the run now."""
+
+
 @runtime_checkable
 class PreparesInput(Protocol):
     """Optional split of `predict`: `prepare` does the per-image CPU work (resizing, normalising) and

@@ -73,6 +73,22 @@ _BUILTIN = (
         modules=("torch", "safetensors"),
     ),
     ClassifierEntry(
+        "vlm",
+        "imagesafety.classifiers.vlm.openai_vlm:from_spec",
+        "a vision-language model behind an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp) with a prompt protocol",
+        "vlm:openai/gpt-4o (--base-url http://localhost:8000/v1 for vLLM)",
+        extra="vlm",
+        modules=("openai",),
+    ),
+    ClassifierEntry(
+        "moderation",
+        "imagesafety.classifiers.moderation:from_spec",
+        "any endpoint speaking OpenAI's /v1/moderations (omni-moderation, imagesafety serve)",
+        "moderation:https://api.openai.com/v1",
+        extra="vlm",
+        modules=("openai",),
+    ),
+    ClassifierEntry(
         "hysac",
         "imagesafety.classifiers.hysac:from_spec",
         "HySAC hyperbolic CLIP: unsafe when the image lies far from the origin (threshold calibrated)",

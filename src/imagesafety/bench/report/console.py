@@ -47,5 +47,10 @@ def print_summary(metrics: dict, files: dict | None = None, console: Console | N
         f"{run['images']} images: {run['predicted']} predicted, {run['cached']} from cache, "
         f"[{'red' if run['errors'] else 'green'}]{run['errors']} errors[/] · {run['images_per_second']:.1f} img/s"
     )
+    answers = metrics.get("answers")
+    if answers:
+        u = answers["usage"]
+        console.print(f"answers: {answers['unsure_answers']} unsure · tokens {u['prompt_tokens']} in / {u['completion_tokens']} out"
+                      + (f" · cost {u['cost']:.4f}" if u["cost"] else ""))
     for kind, path in (files or {}).items():
         console.print(f"  {kind}: {path}")

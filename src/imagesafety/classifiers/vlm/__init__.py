@@ -1,0 +1,1 @@
+"""Vision-language models as safety classifiers: prompt protocols, answer parsing, endpoint and guard adapters."""

@@ -1,0 +1,133 @@
+"""VLM classifiers against a local chat-completions server: concurrency, retries, failures, cache, protocols."""
+
+import json
+import time
+
+import pytest
+
+from conftest import jpeg_bytes
+from imagesafety.bench.evaluate import evaluate
+from imagesafety.classifiers.registry import load_classifier
+from imagesafety.store import PredictionCache
+
+pytest.importorskip("openai")
+from fake_vlm_server import make_app  # noqa: E402
+from serve_helpers import running_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server():
+    app = make_app()
+    with running_app(app) as (url, _):
+        yield f"{url}/v1", app
+
+
+def red_blue_folder(root, n=4):
+    for label, colour in (("unsafe", (230, 20, 20)), ("safe", (20, 20, 230))):
+        for i in range(n):
+            folder = root / label / ("violence" if i % 2 else "hate")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}.jpg").write_bytes(jpeg_bytes((colour[0], colour[1] + i, colour[2])))
+    return root
+
+
+def vlm(url, model, tmp_path, **options):
+    return load_classifier(f"vlm:openai/{model}", base_url=url, cache=PredictionCache(tmp_path / "answers.sqlite"), **options)
+
+
+@pytest.mark.parametrize("protocol", ["unsafebench", "policy", "llamaguard"])
+def test_protocols_classify_end_to_end(server, tmp_path, protocol):
+    url, _ = server
+    data = red_blue_folder(tmp_path / "d")
+    result = evaluate(vlm(url, "redness", tmp_path, protocol=protocol, taxonomy="llavaguard"), data,
+                      cache=PredictionCache(tmp_path / "c.sqlite"), progress=False, n_boot=20)
+    assert result.metrics["overall"]["accuracy"]["value"] == 1.0
+    raw = json.loads(result.predictions["raw"].iloc[0])
+    assert len(raw["answers"]) == (3 if protocol == "unsafebench" else 1)  # raw response text is kept
+    unsafe = result.predictions[result.predictions["label"] == 1].iloc[0]
+    if protocol == "policy":
+        assert unsafe["category_scores"]["violence_harm_or_cruelty"] == 1.0
+    if protocol == "llamaguard":
+        assert unsafe["category_scores"]["sexual_content"] == 1.0  # S3 = the third category
+    assert result.metrics["answers"]["usage"]["prompt_tokens"] > 0
+
+
+def test_requests_overlap_and_the_cache_prevents_repeat_calls(server, tmp_path):
+    url, app = server
+    data = red_blue_folder(tmp_path / "d", n=8)
+    app.state.max_in_flight = 0
+    started = time.perf_counter()
+    clf = vlm(url, "slow", tmp_path, concurrency=8, protocol="policy")
+    evaluate(clf, data, cache=PredictionCache(tmp_path / "c.sqlite"), progress=False, n_boot=10)
+    elapsed = time.perf_counter() - started
+    assert app.state.max_in_flight >= 4 and elapsed < 16 * 0.2 / 2  # serially it would take 3.2 s
+    before = app.state.calls["slow"]
+    # a new classifier, a fresh prediction cache: only the answer cache remains, and it answers everything
+    evaluate(vlm(url, "slow", tmp_path, concurrency=8, protocol="policy"), data, cache=PredictionCache(tmp_path / "c2.sqlite"),
+             progress=False, n_boot=10)
+    assert app.state.calls["slow"] == before
+
+
+def test_rate_limits_are_retried(server, tmp_path):
+    url, app = server
+    data = red_blue_folder(tmp_path / "d", n=2)
+    result = evaluate(vlm(url, "flaky", tmp_path, protocol="policy", max_retries=3), data, cache=None, progress=False, n_boot=10)
+    assert result.predictions["error"].isna().all() and result.metrics["overall"]["accuracy"]["value"] == 1.0
+    assert all(count == 3 for key, count in app.state.calls.items() if isinstance(key, tuple) and key[0] == "flaky")
+
+
+def test_garbage_answers_become_error_rows_and_nothing_is_lost(server, tmp_path):
+    url, _ = server
+    data = red_blue_folder(tmp_path / "d", n=2)
+    result = evaluate(vlm(url, "garbage", tmp_path, protocol="policy", max_retries=0), data, cache=None, progress=False, n_boot=10)
+    assert result.predictions["error"].notna().all()
+    assert result.metrics["overall"]["errors"] == 4 and "answers" not in result.metrics
+    assert result.predictions["error"].str.contains("request failed").all()
+
+
+def test_an_endpoint_that_refuses_images_fails_on_the_first_call(server, tmp_path):
+    from imagesafety.classifiers.base import FatalModelError
+
+    url, app = server
+    data = red_blue_folder(tmp_path / "d", n=8)
+    with pytest.raises(FatalModelError, match="does this model accept images"):
+        evaluate(vlm(url, "textonly", tmp_path, protocol="policy", max_retries=0), data, cache=None, progress=False)
+    assert app.state.calls["textonly"] == 1
+
+
+def test_unsure_answers_follow_the_reported_policy(server, tmp_path):
+    url, _ = server
+    data = red_blue_folder(tmp_path / "d", n=2)
+    as_unsafe = evaluate(vlm(url, "unsure", tmp_path, protocol="policy", unsure="unsafe"), data, cache=None, progress=False, n_boot=10)
+    assert (as_unsafe.predictions["score"] == 1.0).all() and as_unsafe.metrics["answers"]["unsure_answers"] == 4
+    excluded = evaluate(vlm(url, "unsure", tmp_path, protocol="policy", unsure="exclude"), data, cache=None, progress=False, n_boot=10)
+    assert excluded.predictions["error"].str.contains("every answer was unsure").all()
+
+
+def test_cli_flags_reach_the_classifier(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from imagesafety.cli import app
+
+    url, _ = server
+    data = red_blue_folder(tmp_path / "d", n=2)
+    result = CliRunner().invoke(app, ["eval", "-c", "vlm:openai/redness", "-d", str(data), "-o", str(tmp_path / "out"), "--base-url", url,
+                                      "--concurrency", "4", "--protocol", "policy", "--cache", str(tmp_path / "c.sqlite"), "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["classifier"]["config"]["protocol"] == "policy" and metrics["overall"]["accuracy"]["value"] == 1.0
+
+
+def test_moderation_endpoint_classifier_against_our_own_server(tmp_path):
+    from serve_helpers import running_server
+
+    from imagesafety.serve import ServeConfig
+
+    data = red_blue_folder(tmp_path / "d", n=3)
+    nudenet = load_classifier("nudenet")
+    with running_server(ServeConfig(audit_url=f"sqlite:///{tmp_path / 'a.sqlite'}"), {"nudenet": nudenet}) as (url, _, _):
+        remote = evaluate(load_classifier(f"moderation:{url}", model="nudenet"), data, cache=None, progress=False, n_boot=10)
+    local = evaluate(nudenet, data, cache=None, progress=False, n_boot=10)
+    merged = remote.predictions.set_index("id")["category_scores"].map(lambda d: d["sexual"])
+    expected = local.predictions.set_index("id")["score"]
+    assert (abs(merged - expected.loc[merged.index]) < 1e-3).all()
