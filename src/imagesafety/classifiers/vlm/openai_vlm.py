@@ -17,12 +17,10 @@ from typing import Any
 
 from PIL import Image
 
-from imagesafety.classifiers.base import FatalModelError, ModelFailure, Prediction, config_hash, decide
-from imagesafety.classifiers.vlm.parsing import UNSAFE, UNSURE, parse_verdict
-from imagesafety.classifiers.vlm.protocols import PromptProtocol, load_protocol
-from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy, load_taxonomy
-
-UNSURE_POLICIES = ("unsafe", "safe", "exclude")
+from imagesafety.classifiers.base import FatalModelError, ModelFailure, Prediction, config_hash
+from imagesafety.classifiers.vlm.protocols import PromptProtocol
+from imagesafety.classifiers.vlm.scoring import ProtocolScoring
+from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy
 
 
 def encode_image(image: Image.Image, max_side: int, quality: int = 90) -> str:
@@ -35,7 +33,7 @@ def encode_image(image: Image.Image, max_side: int, quality: int = 90) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-class OpenAIVLMClassifier:
+class OpenAIVLMClassifier(ProtocolScoring):
     """`vlm:openai/MODEL`: each prompt of the protocol is asked about each image; answers are parsed and voted."""
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
@@ -43,19 +41,13 @@ class OpenAIVLMClassifier:
                  concurrency: int = 8, max_side: int = 768, timeout: float = 60.0, max_retries: int = 5,
                  temperature: float = 0.0, max_tokens: int = 200, unsure: str = "unsafe", threshold: float = 0.5,
                  price_per_1k_input: float = 0.0, price_per_1k_output: float = 0.0, cache: Any = "default"):
-        if unsure not in UNSURE_POLICIES:
-            raise ValueError(f"unsure must be one of {UNSURE_POLICIES}, got {unsure!r}")
+        self.setup_scoring(protocol, taxonomy, unsure, threshold, price_per_1k_input, price_per_1k_output)
         self.model, self.base_url = model, base_url or os.environ.get("OPENAI_BASE_URL")
         self.api_key = os.environ.get(api_key_env) or ("EMPTY" if self.base_url else None)
         if not self.api_key:
             raise ValueError(f"no API key: set ${api_key_env} (local servers accept any key: pass --base-url)")
-        self.protocol = load_protocol(protocol)
-        self.taxonomy = load_taxonomy(taxonomy)
-        self.prompts = self.protocol.render(self.taxonomy)
-        self.codes = self.protocol.codes(self.taxonomy)
         self.concurrency, self.max_side, self.timeout, self.max_retries = int(concurrency), int(max_side), float(timeout), int(max_retries)
-        self.temperature, self.max_tokens, self.unsure, self.threshold = float(temperature), int(max_tokens), unsure, float(threshold)
-        self.prices = (float(price_per_1k_input), float(price_per_1k_output))
+        self.temperature, self.max_tokens = float(temperature), int(max_tokens)
         self.preferred_batch_size = max(16, 2 * self.concurrency)
         self.name = f"vlm:openai/{model}"
         self.version = f"{self.protocol.name}-{self.protocol.version}"
@@ -108,49 +100,10 @@ class OpenAIVLMClassifier:
             if fatal:
                 raise FatalModelError(fatal) from exc
             return ModelFailure(f"{self.name}: request failed after {self.max_retries} retries: {type(exc).__name__}: {exc}")
-        return self._score(answers)
+        return self.score_answers(answers)
 
     async def _classify_all(self, items: list[str]) -> list[Prediction | ModelFailure]:
         return await asyncio.gather(*(self._classify(item) for item in items))
-
-    # -- scoring ----------------------------------------------------------------------------
-    def _category_key(self, written: str | None) -> list[str]:
-        if not written:
-            return []
-        by_code = {code.lower(): key for key, code in self.codes.items()}
-        found = []
-        for part in str(written).replace(";", ",").split(","):
-            token = part.strip().split(":")[0].strip().lower()
-            if token in by_code:
-                found.append(by_code[token])
-            elif self.taxonomy.find(part.split(":")[-1].strip()):
-                found.append(self.taxonomy.find(part.split(":")[-1].strip()).key)
-        return sorted(set(found))
-
-    def _score(self, answers: list[dict]) -> Prediction | ModelFailure:
-        verdicts = [parse_verdict(a["text"]) for a in answers]
-        votes = []
-        for v in verdicts:
-            if v.label == UNSURE:
-                if self.unsure == "exclude":
-                    continue
-                votes.append(1.0 if self.unsure == "unsafe" else 0.0)
-            else:
-                votes.append(1.0 if v.label == UNSAFE else 0.0)
-        unsure = sum(v.label == UNSURE for v in verdicts)
-        usage = {"prompt_tokens": sum(a["prompt_tokens"] for a in answers if not a.get("cached")),
-                 "completion_tokens": sum(a["completion_tokens"] for a in answers if not a.get("cached"))}
-        usage["cost"] = usage["prompt_tokens"] / 1000 * self.prices[0] + usage["completion_tokens"] / 1000 * self.prices[1]
-        if not votes:
-            return ModelFailure(f"{self.name}: every answer was unsure (excluded by the unsure policy)")
-        score = sum(votes) / len(votes)
-        category_scores = {}
-        if self.protocol.answer in ("policy", "codes"):
-            flagged = {k for v in verdicts if v.label == UNSAFE for k in self._category_key(v.category)}
-            category_scores = {c.key: (1.0 if c.key in flagged else 0.0) for c in self.taxonomy}
-        raw = {"answers": [a["text"] for a in answers], "verdicts": [v.label for v in verdicts],
-               "categories": [v.category for v in verdicts], "unsure": unsure, "usage": usage}
-        return Prediction(score, decide(score, self.threshold), category_scores, raw)
 
     # -- classifier interface ----------------------------------------------------------------
     def prepare(self, image: Image.Image) -> str:
@@ -182,8 +135,16 @@ def _fatal(exc: Exception) -> str | None:
     return None
 
 
-def from_spec(arg: str | None, **options: Any) -> OpenAIVLMClassifier:
-    """`vlm:openai/MODEL` (options: base_url, concurrency, protocol, taxonomy, max_side, unsure, api_key_env, ...)."""
+def from_spec(arg: str | None, **options: Any):
+    """`vlm:openai/MODEL` (an OpenAI-compatible endpoint; options base_url, concurrency, protocol, taxonomy, max_side,
+    unsure, api_key_env, ...) or `vlm:hf/MODEL_OR_PATH` (a local transformers model)."""
+    if arg and arg.startswith("hf/") and len(arg) > 3:
+        from imagesafety.classifiers.vlm.hf_vlm import HFVLMClassifier
+
+        for endpoint_only in ("base_url", "concurrency", "api_key_env"):
+            options.pop(endpoint_only, None)
+        return HFVLMClassifier(arg[3:], **options)
     if not arg or not arg.startswith("openai/") or len(arg) <= len("openai/"):
-        raise ValueError("VLM classifiers are vlm:openai/MODEL (an OpenAI-compatible endpoint; set base_url for vLLM/Ollama)")
+        raise ValueError("VLM classifiers are vlm:openai/MODEL (an OpenAI-compatible endpoint; --base-url for vLLM/Ollama) "
+                         "or vlm:hf/MODEL_OR_PATH (local transformers)")
     return OpenAIVLMClassifier(arg[len("openai/"):], **options)
