@@ -69,7 +69,7 @@ def test_pgd_stays_in_the_eps_ball_and_valid_range_and_beats_clean_accuracy():
 
 def test_our_pgd_matches_the_art_implementation():
     """Success rates of our PGD and ART's ProjectedGradientDescent on the same model, eps and steps agree within 10 points."""
-    art = pytest.importorskip("art")
+    pytest.importorskip("art")
     from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
 
@@ -120,7 +120,7 @@ def test_corruptions_are_deterministic_and_keep_the_size(name):
 
 def test_corruptions_match_the_imagenet_c_definitions_on_a_fixed_image():
     """Reference: ImageNet-C's formulas written out with scikit-image (gaussian blur, brightness) and numpy."""
-    skimage = pytest.importorskip("skimage")
+    pytest.importorskip("skimage")
     from skimage.color import hsv2rgb, rgb2hsv
     from skimage.filters import gaussian
 

@@ -153,24 +153,7 @@ class Runner:
             yield item
 
     def _compute(self, inputs: list[Any]) -> list[Any]:
-        """Results for a batch; if the batch fails, each input alone, so one bad image costs only itself."""
-        try:
-            results = self.task.compute(inputs)
-            if len(results) != len(inputs):
-                raise RuntimeError(f"{self.task.name} returned {len(results)} results for {len(inputs)} images")
-            return list(results)
-        except FatalModelError:
-            raise
-        except Exception as exc:
-            if len(inputs) == 1:
-                return [ModelFailure(f"{self.task.name} failed: {type(exc).__name__}: {exc}")]
-        out: list[Any] = []
-        for one in inputs:
-            try:
-                out.append(self.task.compute([one])[0])
-            except Exception as exc:
-                out.append(ModelFailure(f"{self.task.name} failed: {type(exc).__name__}: {exc}"))
-        return out
+        return compute_isolating_failures(self.task, inputs)
 
     def _finish_batch(self, batch: list[Prepared]) -> list[dict]:
         self.stats.cached += sum(p.result is not None for p in batch)
@@ -215,6 +198,30 @@ class Runner:
                 stop.set()
         self.stats.seconds = time.perf_counter() - started
         return self.task.frame(rows)
+
+
+def compute_isolating_failures(task: ImageTask, inputs: list[Any]) -> list[Any]:
+    """Results for a batch; if the batch fails, each input alone, so one bad image costs only itself
+    (a ModelFailure in its place). FatalModelError always propagates."""
+    try:
+        results = task.compute(inputs)
+        if len(results) != len(inputs):
+            raise RuntimeError(f"{task.name} returned {len(results)} results for {len(inputs)} images")
+        return list(results)
+    except FatalModelError:
+        raise
+    except Exception as exc:
+        if len(inputs) == 1:
+            return [ModelFailure(f"{task.name} failed: {type(exc).__name__}: {exc}")]
+    out: list[Any] = []
+    for one in inputs:
+        try:
+            out.append(task.compute([one])[0])
+        except FatalModelError:
+            raise
+        except Exception as exc:
+            out.append(ModelFailure(f"{task.name} failed: {type(exc).__name__}: {exc}"))
+    return out
 
 
 def sample_columns(p: Prepared) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -92,6 +93,23 @@ def config_hash(config: dict[str, Any]) -> str:
 def cache_key(classifier: SafetyClassifier) -> tuple[str, str, str]:
     """(classifier id, version, config hash): with the image sha256, the key of a cached prediction."""
     return (classifier.name, str(classifier.version), config_hash(classifier.config))
+
+
+def logit(probability: float) -> float:
+    """log(p / (1 - p)): where a sigmoid score crosses `probability`."""
+    return math.log(probability / (1 - probability))
+
+
+class EncoderInput:
+    """For classifiers over a torch CLIP encoder (`self.encoder`): the encoder's pixels are the attackable input,
+    and a sigmoid score at `self.threshold` means a logit at logit(threshold)."""
+
+    def input_pixels(self, images: list[Image.Image]) -> Any:
+        return self.encoder.pixels(images)
+
+    @property
+    def logit_threshold(self) -> float:
+        return logit(self.threshold)
 
 
 def decide(score: float, threshold: float) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from imagesafety.classifiers.base import Prediction, decide
+from imagesafety.classifiers.base import EncoderInput, Prediction, decide
 from imagesafety.encoders import load_encoder, normalise_encoder_spec
 from imagesafety.taxonomy import UNSAFEBENCH, Category, Taxonomy, load_taxonomy
 
@@ -27,7 +27,7 @@ def prompt_pair(category: Category) -> tuple[str, str]:
     return unsafe, safe
 
 
-class ClipZeroShotClassifier:
+class ClipZeroShotClassifier(EncoderInput):
     """Scores images against a prompt pair per category with any CLIP-family encoder."""
 
     def __init__(self, encoder: str | Any = DEFAULT_ENCODER, taxonomy: str | Taxonomy = UNSAFEBENCH,
@@ -43,15 +43,6 @@ class ClipZeroShotClassifier:
         self._text = self.encoder.encode_texts(texts).reshape(len(self.taxonomy), 2, -1)  # (K, 2, D)
         prompt_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
         self.config = {"encoder": self.encoder_spec, "taxonomy": self.taxonomy.keys, "prompts": prompt_hash}
-
-    def input_pixels(self, images: list[Image.Image]):
-        return self.encoder.pixels(images)
-
-    @property
-    def logit_threshold(self) -> float:
-        import math
-
-        return math.log(self.threshold / (1 - self.threshold))
 
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels (B, 3, S, S) -> unsafe logit per image (the largest category logit)."""

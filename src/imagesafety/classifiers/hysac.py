@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imagesafety.classifiers.base import Prediction, decide
+from imagesafety.classifiers.base import Prediction, decide, logit
 from imagesafety.taxonomy import Category, Taxonomy
 
 
@@ -42,9 +42,7 @@ class HysacClassifier:
 
     @property
     def logit_threshold(self) -> float:
-        import math
-
-        return 2 * math.atanh(2 * self.threshold - 1)  # score = sigmoid(logit)
+        return logit(self.threshold)  # score = sigmoid(unsafe_logits)
 
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels -> (d - threshold) / spread."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from imagesafety.classifiers.base import Prediction, decide
+from imagesafety.classifiers.base import EncoderInput, Prediction, decide
 from imagesafety.taxonomy import Taxonomy
 
 CARD_FILE = "guard.json"
@@ -68,7 +68,7 @@ def load_guard(directory: str | Path):
     return head.eval(), card
 
 
-class ProbeClassifier:
+class ProbeClassifier(EncoderInput):
     """Encoder -> guard head -> sigmoid; overall decision at the card's `unsafe` threshold."""
 
     def __init__(self, path: str | Path, encoder: str | Any | None = None, threshold: float | None = None,
@@ -98,15 +98,6 @@ class ProbeClassifier:
         self.name = f"probe:{self.card.get('name') or Path(path).resolve().name}"
         self.version = str(self.card.get("weights_sha256", "1"))[:16]
         self.config = {"encoder": spec, "outputs": self.outputs, "head": self.card["head"]}
-
-    def input_pixels(self, images: list[Image.Image]):
-        return self.encoder.pixels(images)
-
-    @property
-    def logit_threshold(self) -> float:
-        import math
-
-        return math.log(self.threshold / (1 - self.threshold))
 
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels -> overall unsafe logit."""

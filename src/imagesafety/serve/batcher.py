@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from imagesafety.bench.runner import PredictionTask
-from imagesafety.classifiers.base import Prediction, SafetyClassifier
+from imagesafety.bench.runner import PredictionTask, compute_isolating_failures
+from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier
 
 
 class ModelError(RuntimeError):
@@ -88,15 +88,7 @@ class MicroBatcher:
 
     def _run(self, items: list[Any]) -> list[Prediction | Exception]:
         try:
-            results = self.task.compute(items)
-            if len(results) == len(items):
-                return list(results)
-        except Exception:
-            pass
-        out: list[Prediction | Exception] = []
-        for item in items:
-            try:
-                out.append(self.task.compute([item])[0])
-            except Exception as exc:
-                out.append(ModelError(f"classifier failed on this image: {type(exc).__name__}: {exc}"))
-        return out
+            results = compute_isolating_failures(self.task, items)
+        except Exception as exc:  # the model cannot run at all: every request of this batch fails, the server lives on
+            return [ModelError(f"classifier unavailable: {type(exc).__name__}: {exc}")] * len(items)
+        return [ModelError(f"classifier failed on this image: {r}") if isinstance(r, ModelFailure) else r for r in results]
