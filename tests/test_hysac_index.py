@@ -126,3 +126,28 @@ def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
     assert "R@1" in report["safe text -> safe images"] and "classification" in eval_out
     empty = runner.invoke(app, ["hysac", "search", "  ", "--index", str(tmp_path / "index"), "--model", str(tmp_path / "model")])
     assert empty.exit_code == 2 and "empty query" in empty.output
+
+
+def test_guard_heads_train_on_hysac_embeddings(tmp_path, tiny_clip_dir):
+    """`embed --encoder hysac:DIR` gives hyperbolic embeddings that guard training takes like any other."""
+    from test_hysac_train import write_quadruples
+
+    from imagesafety.encoders.embed import embed
+    from imagesafety.guard import GuardConfig, train_guard
+    from imagesafety.hyperbolic.api import train_hysac
+    from imagesafety.hyperbolic.data import embed_quadruples, read_quadruples
+    from imagesafety.hyperbolic.train import HysacTrainConfig
+    from imagesafety.encoders import load_encoder
+
+    quads = write_quadruples(tmp_path / "q", n=40)
+    embedded = embed_quadruples(read_quadruples(quads), load_encoder(f"hf:{tiny_clip_dir}", "cpu"), progress=False)
+    train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=30, batch_size=32, lr=1e-2, patience=30), progress=False)
+    gallery = tmp_path / "gallery"
+    for label in ("safe", "unsafe"):
+        (gallery / label).mkdir(parents=True)
+        for i in range(20):
+            (gallery / label / f"{i}.png").write_bytes((tmp_path / "q" / "img" / f"{label}{i}.png").read_bytes())
+    emb = embed(f"hysac:{tmp_path / 'model'}", gallery, tmp_path / "emb.parquet", cache=None, progress=False)
+    assert emb.encoder.startswith("hysac:") and emb.dim == 16
+    result = train_guard(tmp_path / "emb.parquet", config=GuardConfig(val_fraction=0.25, epochs=100))
+    assert result.card["metrics"]["validation"]["unsafe"]["f1"] >= 0.9

@@ -30,3 +30,27 @@ def test_trainset_recipe(red_folder, tmp_path):
         pass
     again = build_trainset(red_folder, tmp_path / "ts2", seed=3)
     assert json.loads((tmp_path / "ts2" / "llava_train.json").read_text()) == examples and again == stats
+
+
+def test_lora_fine_tune_on_a_tiny_vlm_learns_and_loads_as_a_classifier(red_folder, tmp_path):
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from tiny_models import make_tiny_llava
+
+    from imagesafety.classifiers.registry import load_classifier
+    from imagesafety.perspective.train import train_perspective
+
+    base = make_tiny_llava(tmp_path / "llava")
+    build_trainset(red_folder, tmp_path / "ts", seed=0)
+    card = train_perspective(tmp_path / "ts", str(base), tmp_path / "lora", epochs=6, lr=5e-3, accumulation=2, lora_r=4)
+    history = json.loads((tmp_path / "lora" / "history.json").read_text())
+    n = card["examples"]
+    first, last = history[:n], history[-n:]
+    assert sum(r["loss"] for r in last) / n < sum(r["loss"] for r in first) / n  # it learns the answers
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    clf = load_classifier(f"vlm:hf/{base}", adapter=str(tmp_path / "lora"), protocol="policy", device="cpu", max_new_tokens=4)
+    from PIL import Image
+
+    assert clf.config["adapter"] == str(tmp_path / "lora") and len(clf.predict([Image.new("RGB", (32, 32))])) == 1

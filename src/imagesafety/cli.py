@@ -323,6 +323,29 @@ def perspective_trainset_command(
                   f"from {stats.images} images ({stats.skipped} skipped) -> {out / 'llava_train.json'}")
 
 
+@perspective_app.command("train")
+def perspective_train_command(
+    trainset: Annotated[Path, typer.Option(help="folder written by build-trainset")],
+    base_model: Annotated[str, typer.Option(help="transformers VLM id or folder, e.g. llava-hf/llava-1.5-7b-hf")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("perspective-lora"),
+    epochs: int = 1,
+    max_steps: Optional[int] = None,
+    lr: float = 2e-4,
+    accumulation: int = 8,
+    lora_r: int = 16,
+    device: Optional[str] = None,
+) -> None:
+    """LoRA fine-tune (peft) of a local VLM on the trainset; evaluate with vlm:hf/BASE --option adapter=OUT."""
+    from imagesafety.perspective.train import train_perspective
+
+    try:
+        card = train_perspective(trainset, base_model, out, epochs=epochs, max_steps=max_steps, lr=lr, accumulation=accumulation,
+                                 lora_r=lora_r, device=device, log=lambda r: console.print(f"step {r['step']}: loss {r['loss']:.4f}"))
+    except (ImportError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        fail(str(exc))
+    console.print(f"{card['steps']} optimiser steps on {card['examples']} examples; adapter saved to {out}")
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered classifiers and what each needs installed."""

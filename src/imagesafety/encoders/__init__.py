@@ -18,11 +18,16 @@ def load_encoder(spec: str, device: str | None = None) -> Encoder:
     """Build an encoder.
 
     - `hf:ID_OR_PATH` or a local folder with config.json: transformers CLIP/SigLIP;
-    - `ARCH/TAG` or `ARCH/PATH/TO/CHECKPOINT`: open_clip (e.g. `ViT-L-14/openai`).
+    - `ARCH/TAG` or `ARCH/PATH/TO/CHECKPOINT`: open_clip (e.g. `ViT-L-14/openai`);
+    - `hysac:MODEL_DIR`: a trained HySAC model, whose embeddings are points on its hyperboloid (space parts).
     """
     from imagesafety.encoders.torch_clip import load_open_clip, load_transformers_clip
 
     spec = normalise_encoder_spec(spec)
+    if spec.startswith("hysac:"):
+        from imagesafety.hyperbolic.embedder import HysacEmbedder
+
+        return HysacEmbedder(spec[len("hysac:"):], device or "cpu")
     if spec.startswith("hf:"):
         return load_transformers_clip(spec[3:], device)
     if (Path(spec) / "config.json").is_file():

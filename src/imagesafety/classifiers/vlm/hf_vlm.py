@@ -20,7 +20,7 @@ from imagesafety.taxonomy import UNSAFEBENCH
 class HFVLMClassifier(ProtocolScoring):
     def __init__(self, model: str, protocol: str = "unsafebench", taxonomy=UNSAFEBENCH, device: str | None = None,
                  dtype: str = "auto", max_new_tokens: int = 64, max_side: int = 768, unsure: str = "unsafe", threshold: float = 0.5,
-                 scoring: str = "answer"):
+                 scoring: str = "answer", adapter: str | None = None):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -29,6 +29,10 @@ class HFVLMClassifier(ProtocolScoring):
         try:
             self.processor = AutoProcessor.from_pretrained(model)
             self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype).to(self.device).eval()
+            if adapter:  # a LoRA adapter, e.g. from `imagesafety perspective train`
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, adapter).to(self.device).eval()
         except OSError as exc:
             raise ValueError(f"cannot load vision-language model {model!r}: {exc}") from exc
         tokenizer = getattr(self.processor, "tokenizer", None)
@@ -37,7 +41,8 @@ class HFVLMClassifier(ProtocolScoring):
         self.max_new_tokens, self.max_side = int(max_new_tokens), int(max_side)
         self.name, self.version = f"vlm:hf/{model}", f"{self.protocol.name}-{self.protocol.version}"
         self.config = {"model": model, "protocol": self.protocol.name, "prompts": self.protocol.fingerprint(self.taxonomy),
-                       "max_new_tokens": self.max_new_tokens, "max_side": self.max_side, "unsure": unsure, "taxonomy": self.taxonomy.keys}
+                       "max_new_tokens": self.max_new_tokens, "max_side": self.max_side, "unsure": unsure, "taxonomy": self.taxonomy.keys,
+                       "adapter": adapter}
         if scoring not in ("answer", "yes_no"):
             raise ValueError(f"scoring must be answer or yes_no, got {scoring!r}")
         self.scoring = scoring
