@@ -35,7 +35,7 @@ def test_trainset_recipe(red_folder, tmp_path):
 def test_lora_fine_tune_on_a_tiny_vlm_learns_and_loads_as_a_classifier(red_folder, tmp_path):
     import pytest
 
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("peft")
     from tiny_models import make_tiny_llava
 
