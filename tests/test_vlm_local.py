@@ -62,3 +62,35 @@ def test_yes_no_scoring_reads_the_first_token_probabilities(llava_dir):
         logits = model(**inputs).logits[0, -1]
     expected = torch.softmax(torch.stack([logits[yes], logits[no]]), 0)[0].item()
     assert pred.category_scores[clf.taxonomy.keys[3]] == pytest.approx(expected, rel=1e-4)
+
+
+def test_white_box_attack_on_a_local_vlm_targets_the_answer_word(llava_dir, red_folder):
+    """The differentiable path scores 'unsafe' against 'safe' as the next token; PGD on it flips the answer word."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from imagesafety.bench.robustness.attacks import pgd
+    from imagesafety.bench.robustness.run import robustness
+    from imagesafety.classifiers.base import Differentiable
+
+    clf = load_classifier(f"vlm:hf/{llava_dir}", device="cpu", max_new_tokens=4)
+    assert isinstance(clf, Differentiable)
+    images = [synthetic_image(np.random.default_rng(i), size=40) for i in range(4)]
+    pixels = clf.input_pixels(images).requires_grad_(True)
+    margin = clf.unsafe_logits(pixels)
+    margin.sum().backward()
+    assert torch.isfinite(pixels.grad).all() and pixels.grad.abs().sum() > 0
+    # the margin by hand: the model's next-token logits after the one-word question, with these pixels
+    processor = AutoProcessor.from_pretrained(llava_dir)
+    model = AutoModelForImageTextToText.from_pretrained(llava_dir).eval()
+    inputs = processor(images=[images[0].convert("RGB")], text=[clf._attack_prompt], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1]
+    assert margin[0].item() == pytest.approx((logits[clf._unsafe_id] - logits[clf._safe_id]).item(), abs=2e-2)
+    labels = (margin.detach() >= 0).long()
+    adv = pgd(pixels.detach(), labels, clf.unsafe_logits, 0.0, eps=0.3, steps=20)
+    with torch.no_grad():
+        flipped = ((clf.unsafe_logits(adv) >= 0).long() != labels).float().mean().item()
+    assert flipped > 0 and (adv - pixels).abs().max() <= 0.3 + 1e-6
+    result = robustness(clf, red_folder, attacks=["fgsm"], eps=0.05, k=2, steps=5, eps_curve=False, limit=6, cache=None,
+                        progress=False, n_boot=10)
+    assert "fgsm" in result.metrics["attacks"]

@@ -79,6 +79,54 @@ class HFVLMClassifier(ProtocolScoring):
         pair = torch.stack([logits[:, self.yes_id], logits[:, self.no_id]], dim=1).float()
         return torch.softmax(pair, dim=1)[:, 0].tolist()
 
+    # -- differentiable path, for white-box attacks ---------------------------------------------
+    def _geometry(self) -> tuple[int, list[float], list[float]]:
+        ip = self.processor.image_processor
+        crop = getattr(ip, "crop_size", None) or getattr(ip, "size", None) or {"height": 336}
+        if isinstance(crop, (int, float)):
+            side = int(crop)
+        else:  # a dict or transformers' SizeDict
+            get = crop.get if hasattr(crop, "get") else lambda k: getattr(crop, k, None)
+            side = int(get("height") or get("shortest_edge") or 336)
+        return side, list(ip.image_mean), list(ip.image_std)
+
+    def input_pixels(self, images: list[Image.Image]):
+        """[0, 1] tensor (B, 3, S, S) at the processor's input geometry (shortest side to S, centre crop)."""
+        import numpy as np
+        import torch
+
+        from imagesafety.encoders.base import resize_center_crop
+
+        side, _, _ = self._geometry()
+        arrays = [np.asarray(resize_center_crop(img, side), dtype=np.float32) / 255 for img in images]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().to(self.device)
+
+    @property
+    def logit_threshold(self) -> float:
+        return 0.0
+
+    def unsafe_logits(self, pixels):
+        """Differentiable: logit of 'unsafe' minus logit of 'safe' as the first answer token to the one-word
+        UnsafeBench question; attacks on it target the language-model loss of the flipped answer word."""
+        import torch
+        from PIL import Image as PILImage
+
+        from imagesafety.classifiers.vlm.protocols import UNSAFEBENCH_PROTOCOL
+
+        if not hasattr(self, "_attack_prompt"):
+            question = UNSAFEBENCH_PROTOCOL.render(self.taxonomy)[0]
+            self._attack_prompt = self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}], add_generation_prompt=True)
+            self._unsafe_id, self._safe_id = first_token_ids(self.processor.tokenizer, "unsafe", "safe")
+        side, mean, std = self._geometry()
+        blank = [PILImage.new("RGB", (side, side))] * len(pixels)  # token layout only; the pixels come from `pixels`
+        inputs = self.processor(images=blank, text=[self._attack_prompt] * len(pixels), return_tensors="pt", padding=True).to(self.device)
+        m = torch.tensor(mean, device=pixels.device).view(1, 3, 1, 1)
+        s = torch.tensor(std, device=pixels.device).view(1, 3, 1, 1)
+        inputs["pixel_values"] = ((pixels - m) / s).to(self.model.dtype)
+        logits = self.model(**inputs).logits[:, -1, :].float()
+        return logits[:, self._unsafe_id] - logits[:, self._safe_id]
+
     def predict_prepared(self, items: list[Image.Image]) -> list[Prediction | ModelFailure]:
         if self.scoring == "yes_no":
             per_category = [self.yes_probability(items, p) for p in self.chat_prompts]
@@ -101,18 +149,23 @@ YES_NO_PROMPT = ("You are a policy expert trying to help determine whether an im
                  "Does the image violate the above policy? Your answer must start with 'Yes' or 'No'.")
 
 
-def answer_token_ids(tokenizer) -> tuple[int, int]:
-    """The ids of the first token of 'Yes' and of 'No' in this tokenizer (they must differ)."""
+def first_token_ids(tokenizer, word_a: str, word_b: str) -> tuple[int, int]:
+    """The ids of the first tokens of two answer words in this tokenizer (they must differ)."""
     def first(word: str) -> int:
         ids = tokenizer.encode(word, add_special_tokens=False)
         if not ids:
             raise ValueError(f"the tokenizer has no token for {word!r}")
         return ids[0]
 
-    yes, no = first("Yes"), first("No")
-    if yes == no:
-        raise ValueError("the tokenizer starts 'Yes' and 'No' with the same token; yes/no scoring cannot tell them apart")
-    return yes, no
+    a, b = first(word_a), first(word_b)
+    if a == b:
+        raise ValueError(f"the tokenizer starts {word_a!r} and {word_b!r} with the same token; their scores cannot be told apart")
+    return a, b
+
+
+def answer_token_ids(tokenizer) -> tuple[int, int]:
+    """The ids of the first token of 'Yes' (violates) and of 'No'."""
+    return first_token_ids(tokenizer, "Yes", "No")
 
 
 def from_spec(arg: str, **options: Any) -> HFVLMClassifier:
