@@ -78,6 +78,10 @@ def eval_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the prediction cache")] = False,
     html: Annotated[bool, typer.Option("--html/--no-html")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    engine: Annotated[str, typer.Option(help="local (default) or ray (Ray Data actors; see docs/scaling.md)")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT (default: start a local one)")] = None,
+    num_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor")] = 0,
+    partition_size: Annotated[int, typer.Option(help="images per Ray partition (the unit a re-run skips)")] = 1000,
 ) -> None:
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
     from imagesafety.bench.evaluate import USE_DEFAULT_CACHE, evaluate
@@ -95,6 +99,7 @@ def eval_command(
             batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
             progress=not quiet, html=html,
             classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
+            engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size,
         )
     except RunInterrupted as stop:
         err_console.print(
@@ -179,6 +184,9 @@ def embed_command(
     cache: CacheOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    engine: Annotated[str, typer.Option(help="local (default) or ray")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local one)")] = None,
+    partition_size: int = 1000,
 ) -> None:
     """Embed a dataset's images (and captions) for guard training; cached and resumable."""
     from imagesafety.bench.evaluate import USE_DEFAULT_CACHE
@@ -188,7 +196,7 @@ def embed_command(
     try:
         result = embed(encoder, dataset, out, text=text, split=split, categories=split_list(categories), sources=split_list(sources),
                        limit=limit, cache=None if no_cache else (cache or USE_DEFAULT_CACHE), batch_size=batch_size, device=device,
-                       progress=not quiet)
+                       progress=not quiet, engine=engine, address=address, partition_size=partition_size)
     except RunInterrupted as stop:
         err_console.print(f"[yellow]interrupted[/yellow] after {stop.stats.images} images; finished embeddings are cached: run again to resume.")
         raise typer.Exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +73,17 @@ def evaluate(
     progress: bool = True,
     html: bool = True,
     classifier_options: dict[str, Any] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    num_gpus: float = 0,
+    partition_size: int = 1000,
 ) -> EvalResult:
     """Benchmark `classifier` on `dataset` per category and per source; write reports to `out_dir` if given.
 
     Threshold: `threshold` if given; else, with `calibrate=SPLIT`, the F1-optimal threshold on that
     split (whose images are then left out of the metrics); else the classifier's own.
+    `engine="ray"` runs the predictions on a Ray cluster (`address`, default: start or join a local one),
+    writing partitions under OUT_DIR/ray-parts that a re-run skips.
     """
     if threshold is not None and calibrate is not None:
         raise ValueError("give either a threshold or a calibration split, not both")
@@ -87,7 +94,21 @@ def evaluate(
     batch_size = batch_size or getattr(clf, "preferred_batch_size", 16)
     runner = Runner.for_classifier(clf, open_cache(cache), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
     started = time.time()
-    rows = runner.run(selected, total=known_total(data, limit, bool(categories or sources or splits)))
+    if engine == "ray":
+        if not isinstance(classifier, str):
+            raise ValueError("--engine ray builds the classifier on each worker: give it as a spec string (e.g. nudenet)")
+        from imagesafety.bench.engines.ray_engine import run_on_ray
+
+        parts = Path(out_dir) / "ray-parts" if out_dir is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
+        rows = run_on_ray("predict", classifier, classifier_options or {}, selected, parts, address=address, batch_size=batch_size,
+                          num_gpus=num_gpus, partition_size=partition_size, progress=progress)
+        runner.stats.images = runner.stats.predicted = len(rows)
+        runner.stats.errors = int(rows["error"].notna().sum())
+        runner.stats.seconds = time.time() - started
+    elif engine == "local":
+        rows = runner.run(selected, total=known_total(data, limit, bool(categories or sources or splits)))
+    else:
+        raise ValueError(f"unknown engine {engine!r}: use local or ray")
 
     threshold_info = choose_threshold(rows, clf, threshold, calibrate)
     report_rows = rows[rows["split"] != calibrate] if calibrate else rows

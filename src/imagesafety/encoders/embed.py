@@ -124,6 +124,9 @@ def embed(
     workers: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
+    partition_size: int = 1000,
 ) -> Embeddings:
     """Embed every image of `dataset` (and its captions, with `text`) and optionally write `out` (.parquet or .npz)."""
     from imagesafety.bench.evaluate import open_cache
@@ -133,7 +136,19 @@ def embed(
     data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
     samples = select_samples(data, categories, sources, [split] if split else None, limit)
     runner = Runner(EmbeddingTask(enc, open_cache(cache)), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
-    frame = runner.run(samples, description="embed")
+    if engine == "ray":
+        if not isinstance(encoder, str):
+            raise ValueError("--engine ray builds the encoder on each worker: give it as a spec string")
+        import tempfile
+
+        from imagesafety.bench.engines.ray_engine import run_on_ray
+
+        parts = Path(str(out) + ".ray-parts") if out is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
+        frame = run_on_ray("embed", encoder, {"device": device}, samples, parts, address=address, batch_size=batch_size,
+                           partition_size=partition_size, progress=progress)
+        frame["text"] = frame["text"].where(frame["text"].notna(), None)
+    else:
+        frame = runner.run(samples, description="embed")
     metadata = {
         "format": EMBEDDINGS_FORMAT, "encoder": enc.name, "embed_dim": int(enc.embed_dim), "normalized": True,
         "dataset": getattr(data, "name", str(dataset)), "images": int(len(frame)), "errors": int(frame["error"].notna().sum()),

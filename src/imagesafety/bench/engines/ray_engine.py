@@ -1,0 +1,145 @@
+"""The Ray engine: the same per-image work as the local Runner, in Ray Data `map_batches` actors.
+
+Samples are cut into fixed partitions (in dataset order); each partition runs as one Ray Data job
+(reading and decoding inside the actors, one model load per actor, GPU actors when asked) and is
+written as `part-NNNNN.parquet` by rename, so a finished partition is never redone and never
+half-written. Actors are restarted and their batches retried when a worker dies. Rows have exactly
+the local engine's schema, so metrics and reports are the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imagesafety.data.sample import Sample
+
+JSON_COLUMNS = ("category_scores",)
+
+
+def _require_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--engine ray needs Ray: pip install 'imagesafety[ray]'") from exc
+    return ray
+
+
+def sample_record(sample: Sample, index: int) -> dict[str, Any]:
+    ref = sample.image if isinstance(sample.image, (bytes, bytearray)) else str(sample.image)
+    return {"index": index, "id": sample.id, "image": ref, "label": -1 if sample.label is None else int(sample.label),
+            "category": sample.category, "source": sample.source, "split": sample.split, "pair_id": sample.pair_id,
+            "role": sample.role, "metadata": json.dumps(sample.metadata, default=str)}
+
+
+def record_sample(record: dict[str, Any]) -> Sample:
+    label = record["label"]
+    return Sample(record["id"], record["image"], None if label is None or int(label) < 0 else int(label), record["category"],
+                  record["source"], record["split"], record["pair_id"], record["role"], json.loads(record["metadata"] or "{}"))
+
+
+class ModelActor:
+    """One model per actor; each batch goes through the local Runner (same decoding, errors and rows)."""
+
+    def __init__(self, kind: str, spec: str, options: dict):
+        from imagesafety.bench.runner import PredictionTask, Runner
+
+        if kind == "predict":
+            from imagesafety.classifiers.registry import load_classifier
+
+            task = PredictionTask(load_classifier(spec, **options))
+        else:
+            from imagesafety.encoders import load_encoder
+            from imagesafety.encoders.embed import EmbeddingTask
+
+            task = EmbeddingTask(load_encoder(spec, options.get("device")))
+        self.runner = Runner(task, batch_size=10_000, workers=1, show_progress=False)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        samples = [record_sample(r) for r in batch.to_dict("records")]
+        rows = self.runner.run(samples)
+        rows.insert(0, "index", batch["index"].to_numpy())
+        for column in JSON_COLUMNS:
+            if column in rows:
+                rows[column] = rows[column].map(json.dumps)
+        if "embedding" in rows:
+            rows["embedding"] = rows["embedding"].map(lambda v: None if v is None else [float(x) for x in v])
+        rows["label"] = rows["label"].astype("float64")
+        return rows
+
+
+def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], parts_dir: str | Path, *, address: str | None = None,
+               batch_size: int = 16, num_actors: int | None = None, num_gpus: float = 0, partition_size: int = 1000,
+               cpus_per_actor: float = 2, progress: bool = True) -> pd.DataFrame:
+    """Rows for every sample (local engine schema), computed partition by partition on a Ray cluster."""
+    ray = _require_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress bar reports progress
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    from imagesafety.bench.progress import progress_bar
+
+    parts_dir = Path(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    # model runtimes (ONNX, torch) use several threads: one actor per `cpus_per_actor` CPUs (or per GPU share)
+    resources = ray.cluster_resources()
+    actors = num_actors or max(1, int(resources.get("GPU", 0) // num_gpus if num_gpus else resources.get("CPU", 1) // cpus_per_actor))
+    it = iter(samples)
+    written: list[Path] = []
+    start = 0
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"{kind} on ray", total=None)
+        while True:
+            chunk = list(islice(it, partition_size))
+            if not chunk:
+                break
+            path = parts_dir / f"part-{len(written):05d}.parquet"
+            if not path.is_file():
+                records = [sample_record(s, start + i) for i, s in enumerate(chunk)]
+                ds = ray.data.from_items(records).map_batches(
+                    ModelActor, fn_constructor_kwargs={"kind": kind, "spec": spec, "options": options}, batch_size=batch_size,
+                    batch_format="pandas", concurrency=actors, num_gpus=num_gpus or None, num_cpus=min(cpus_per_actor, resources.get("CPU", 1)),
+                    max_restarts=-1, max_task_retries=-1)  # a dead worker is restarted and its batches retried
+                frame = ds.to_pandas().sort_values("index")
+                if len(frame) != len(chunk):
+                    raise RuntimeError(f"partition {path.name}: {len(frame)} rows came back for {len(chunk)} samples")
+                tmp = path.with_suffix(".tmp")
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                # without pandas' dtype metadata: Ray's Arrow-backed dtypes would not read back
+                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), tmp)
+                tmp.replace(path)
+            written.append(path)
+            start += len(chunk)
+            bar.update(task, advance=len(chunk))
+    if not written:
+        return pd.DataFrame()
+    rows = pd.concat([pd.read_parquet(p) for p in written], ignore_index=True).sort_values("index").drop(columns=["index"])
+    rows = rows.reset_index(drop=True)
+    for column in JSON_COLUMNS:
+        if column in rows:
+            rows[column] = rows[column].map(lambda v: json.loads(v) if isinstance(v, str) else {})
+    # Ray hands back Arrow-backed columns: make them the local engine's numpy-backed dtypes
+    for column in ("label", "classifier_decision"):
+        if column in rows:
+            rows[column] = rows[column].astype("Float64").astype("Int64")
+    if "score" in rows:
+        rows["score"] = rows["score"].astype("Float64").astype("float64")
+    for column in ("id", "category", "source", "split", "pair_id", "role", "image", "sha256", "raw", "error", "text"):
+        if column in rows:
+            rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
+    if "embedding" in rows:
+        import numpy as np
+
+        rows["embedding"] = pd.Series([None if v is None else np.asarray(v, dtype=np.float32) for v in rows["embedding"].tolist()],
+                                      index=rows.index, dtype=object)
+    return rows

@@ -1,0 +1,99 @@
+"""The Ray engine against the local engine, row by row, on a local Ray cluster started in the test."""
+
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+from conftest import jpeg_bytes  # noqa: E402
+from imagesafety.bench.evaluate import evaluate  # noqa: E402
+from imagesafety.data.example import synthetic_image  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def generated(root, n=24):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / ("unsafe" if i % 2 else "safe") / ("sexual" if i % 3 else "violence")
+        folder.mkdir(parents=True, exist_ok=True)
+        synthetic_image(rng, size=96, warm=bool(i % 2)).save(folder / f"{i:03d}.jpg")
+    (root / "unsafe" / "sexual" / "broken.jpg").write_bytes(jpeg_bytes()[:100])
+    return root
+
+
+def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    a, b = a.set_index("id").sort_index(), b.set_index("id").sort_index()
+    assert list(a.index) == list(b.index)
+    np.testing.assert_allclose(a["score"].fillna(-1), b["score"].fillna(-1), atol=1e-5)
+    assert a["decision"].fillna(-1).tolist() == b["decision"].fillna(-1).tolist()
+    assert a["error"].notna().tolist() == b["error"].notna().tolist()
+    assert a["label"].tolist() == b["label"].tolist() and a["sha256"].tolist() == b["sha256"].tolist()
+
+
+def test_eval_on_ray_equals_local_and_resumes(cluster, tmp_path):
+    data = generated(tmp_path / "d")
+    local = evaluate("nudenet", data, tmp_path / "local", cache=None, progress=False, n_boot=50)
+    remote = evaluate("nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=50, engine="ray", partition_size=10)
+    same_rows(local.predictions, remote.predictions)
+    for metric in ("f1", "accuracy", "auroc"):
+        assert remote.metrics["overall"][metric]["value"] == pytest.approx(local.metrics["overall"][metric]["value"], abs=1e-9)
+    assert remote.metrics["overall"]["errors"] == local.metrics["overall"]["errors"] == 1
+    parts = sorted((tmp_path / "ray" / "ray-parts").glob("part-*.parquet"))
+    assert len(parts) == 3
+    parts[1].unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in (parts[0], parts[2])}
+    again = evaluate("nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=50, engine="ray", partition_size=10)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items()) and parts[1].is_file()  # only the missing part was redone
+    same_rows(local.predictions, again.predictions)
+
+
+def test_a_killed_worker_loses_nothing(cluster, tmp_path):
+    import os
+    import signal
+
+    import psutil
+
+    data = generated(tmp_path / "d", n=160)
+    local = evaluate("nudenet", data, None, cache=None, progress=False, n_boot=20)
+    killed = []
+
+    def kill_one_actor():
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                if "ModelActor" in cmdline and proc.pid != os.getpid():
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one_actor)
+    killer.start()
+    remote = evaluate("nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=20, engine="ray", partition_size=1000, batch_size=4)
+    killer.join()
+    assert killed, "no actor process was found to kill"
+    same_rows(local.predictions, remote.predictions)
+
+
+def test_embed_on_ray_equals_local(cluster, tmp_path, tiny_clip_dir):
+    from imagesafety.encoders.embed import embed
+
+    data = generated(tmp_path / "d", n=12)
+    local = embed(f"hf:{tiny_clip_dir}", data, tmp_path / "l.parquet", cache=None, progress=False, device="cpu")
+    remote = embed(f"hf:{tiny_clip_dir}", data, tmp_path / "r.parquet", cache=None, progress=False, device="cpu", engine="ray", partition_size=5)
+    a, b = local.frame.set_index("id").sort_index(), remote.frame.set_index("id").sort_index()
+    assert list(a.index) == list(b.index)
+    for x, y in zip(a["embedding"], b["embedding"]):
+        assert (x is None) == (y is None)
+        if x is not None:
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
