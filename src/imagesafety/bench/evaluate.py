@@ -13,6 +13,7 @@ import pandas as pd
 
 from imagesafety import __version__
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
+from imagesafety.bench.pair_metrics import pair_metrics
 from imagesafety.bench.runner import Runner, RunStats, default_workers
 from imagesafety.classifiers.base import SafetyClassifier, cache_key
 from imagesafety.classifiers.registry import load_classifier
@@ -129,6 +130,9 @@ def evaluate(
     answers = answer_summary(report_rows)
     if answers:
         metrics["answers"] = answers
+    pairs = pair_metrics(report_rows)
+    if pairs:
+        metrics["pairs"] = pairs
     result = EvalResult(report_rows, metrics, runner.stats)
     if out_dir is not None:
         from imagesafety.bench.report import write_reports

@@ -115,6 +115,28 @@ def mistakes_section(rows: pd.DataFrame, dataset: Dataset | None) -> str:
     )
 
 
+def pairs_section(metrics: dict, rows: pd.DataFrame, dataset) -> str:
+    """Pair accuracy and flip sensitivity, and pairs side by side with both scores."""
+    from imagesafety.bench.pair_metrics import pair_table
+
+    pm = metrics.get("pairs")
+    if not pm:
+        return ""
+    head = "<tr><th>category</th><th>pairs</th><th>pair accuracy</th><th>flip sensitivity</th><th>mean score gap</th></tr>"
+    body = "".join(f"<tr><td>{escape(category_label(c))}</td><td>{b['pairs']}</td><td>{b['pair_accuracy']:.3f}</td>"
+                   f"<td>{b['flip_sensitivity']:.3f}</td><td>{b['mean_score_gap']:+.3f}</td></tr>"
+                   for c, b in [("all pairs", pm["overall"]), *pm["by_category"].items()])
+    table = pair_table(rows).head(MISTAKES_SHOWN)
+    ids = list(table["unsafe_id"]) + list(table["safe_id"])
+    thumbs = load_thumbnails(rows[rows["id"].isin(ids)], dataset)
+    figs = "".join(
+        f"<figure style='width:340px'>{_thumb(thumbs.get(r.safe_id))}{_thumb(thumbs.get(r.unsafe_id))}"
+        f"<figcaption>{escape(str(r.pair_id))} · safe {r.safe_score:.3f} → unsafe {r.unsafe_score:.3f}</figcaption></figure>"
+        for r in table.itertuples())
+    return (f"<h2>Counterfactual pairs</h2><p class=note>Pair accuracy: both images of a pair right. Flip sensitivity: the unsafe "
+            f"image scores higher than its safe counterpart.</p><table>{head}{body}</table><div class=grid>{figs}</div>")
+
+
 def errors_section(rows: pd.DataFrame) -> str:
     errors = rows[rows["error"].notna()]
     if errors.empty:
@@ -150,6 +172,7 @@ def write_html_report(result: EvalResult, path: Path, dataset: Dataset | None = 
         "<h2>By source</h2>" + metrics_table(m["by_source"], "source"),
         "<h2>By category and source</h2>" + metrics_table(by_cat_src, "category / source"),
         "<h2>ROC and precision-recall</h2>" + (f'<img class=plot src="{curves}" alt="ROC and PR curves">' if curves else "<p class=note>Needs both safe and unsafe images.</p>"),
+        pairs_section(m, rows, dataset),
         mistakes_section(rows, dataset),
         errors_section(rows),
         "</body></html>",
