@@ -126,3 +126,14 @@ def test_unknown_file_type(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(ValueError, match="unknown dataset file type '.txt'"):
         load_dataset(tmp_path / "x.txt")
+
+
+def test_hugging_face_streaming_reads_the_same_rows(tmp_path):
+    pytest.importorskip("datasets")
+    data = tmp_path / "UnsafeBench" / "data"
+    data.mkdir(parents=True)
+    unsafebench_frame().to_parquet(data / "test-00000-of-00001.parquet")
+    streamed = list(load_dataset(f"hf:{tmp_path / 'UnsafeBench'}", streaming=True))
+    loaded = list(load_dataset(f"hf:{tmp_path / 'UnsafeBench'}"))
+    assert [(s.id, s.label, s.category, s.source) for s in streamed] == [(s.id, s.label, s.category, s.source) for s in loaded]
+    assert streamed[1].load_bytes() == loaded[1].load_bytes()

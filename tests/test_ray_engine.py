@@ -97,3 +97,13 @@ def test_embed_on_ray_equals_local(cluster, tmp_path, tiny_clip_dir):
         assert (x is None) == (y is None)
         if x is not None:
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_robustness_clean_evaluation_on_ray(cluster, tmp_path):
+    from imagesafety.bench.robustness.run import robustness
+
+    data = generated(tmp_path / "d", n=6)
+    result = robustness("nudenet", data, tmp_path / "out", attacks=["square"], eps=0.05, k=1, steps=3, eps_curve=False,
+                        cache=None, progress=False, n_boot=10, engine="ray")
+    assert result.metrics["protocol"]["attacked"] == 1
+    assert list((tmp_path / "out" / "clean" / "ray-parts").glob("part-*.parquet"))

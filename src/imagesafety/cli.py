@@ -82,6 +82,7 @@ def eval_command(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT (default: start a local one)")] = None,
     num_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor")] = 0,
     partition_size: Annotated[int, typer.Option(help="images per Ray partition (the unit a re-run skips)")] = 1000,
+    streaming: Annotated[bool, typer.Option("--streaming", help="stream a Hugging Face dataset instead of downloading it first")] = False,
 ) -> None:
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
     from imagesafety.bench.evaluate import USE_DEFAULT_CACHE, evaluate
@@ -99,7 +100,7 @@ def eval_command(
             batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
             progress=not quiet, html=html,
             classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
-            engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size,
+            engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size, streaming=streaming,
         )
     except RunInterrupted as stop:
         err_console.print(
@@ -135,6 +136,8 @@ def robustness_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     cache: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    engine: Annotated[str, typer.Option(help="engine of the clean and corrupted evaluations: local or ray (attacks run locally)")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
 ) -> None:
     """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
     from imagesafety.bench.evaluate import USE_DEFAULT_CACHE
@@ -151,7 +154,7 @@ def robustness_command(
                             steps=steps, eps_curve=eps_curve, corruptions=split_list(corruptions), severities=severities, split=split,
                             categories=split_list(categories), sources=split_list(sources), limit=limit, cache=cache or USE_DEFAULT_CACHE,
                             batch_size=batch_size, save_adversarial=save_adversarial, progress=not quiet,
-                            classifier_options=parse_options(option))
+                            classifier_options=parse_options(option), engine=engine, address=address)
     except (MissingExtraError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     m = result.metrics

@@ -78,6 +78,7 @@ def evaluate(
     address: str | None = None,
     num_gpus: float = 0,
     partition_size: int = 1000,
+    streaming: bool = False,
 ) -> EvalResult:
     """Benchmark `classifier` on `dataset` per category and per source; write reports to `out_dir` if given.
 
@@ -90,7 +91,7 @@ def evaluate(
         raise ValueError("give either a threshold or a calibration split, not both")
     clf = load_classifier(classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
     splits = sorted({split, calibrate} - {None}) if split else None  # calibrating alone reports on every other split
-    data = load_dataset(dataset, splits=splits) if isinstance(dataset, (str, Path)) else dataset
+    data = load_dataset(dataset, splits=splits, streaming=streaming) if isinstance(dataset, (str, Path)) else dataset
     selected = select_samples(data, categories, sources, splits, limit)
     batch_size = batch_size or getattr(clf, "preferred_batch_size", 16)
     runner = Runner.for_classifier(clf, open_cache(cache), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)

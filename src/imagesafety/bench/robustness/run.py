@@ -139,6 +139,8 @@ def robustness(
     progress: bool = True,
     n_boot: int = 200,
     classifier_options: dict | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> RobustnessResult:
     """Attack K correctly classified images with each attack (and eps curve), and evaluate under corruptions."""
     clf = load_classifier(classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
@@ -149,8 +151,12 @@ def robustness(
     eps_pixel = eps * std_for_report(clf) if eps_space == "normalized" else eps
     store = open_cache(cache)
     data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
-    clean = evaluate(clf, data, None, split=split, categories=categories, sources=sources, limit=limit, cache=store,
-                     batch_size=batch_size, progress=progress, n_boot=n_boot)
+    on_ray = {"engine": "ray", "address": address, "classifier_options": classifier_options} if engine == "ray" else {}
+    if on_ray and not isinstance(classifier, str):
+        raise ValueError("--engine ray builds the classifier on each worker: give it as a spec string")
+    clean = evaluate(classifier if on_ray else clf, data, Path(out_dir) / "clean" if on_ray and out_dir else None, split=split,
+                     categories=categories, sources=sources, limit=limit, cache=store, batch_size=batch_size, progress=progress,
+                     n_boot=n_boot, **on_ray)
     chosen, misclassified = pick_correct(clean.predictions, k, seed)
     wanted = set(chosen["id"])
     images = {s.id: decode_image(s.load_bytes(), name=s.image_ref) for s in select_samples(data, categories, sources, [split] if split else None)
