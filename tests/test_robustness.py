@@ -160,6 +160,7 @@ def test_robustness_run_on_a_tiny_torch_classifier(red_folder, tmp_path):
     assert saved["attacks"]["pgd"]["overall"]["robust_accuracy"] == pytest.approx(pgd_ra)
     html = (tmp_path / "out" / "robustness.html").read_text()
     assert "Robust accuracy" in html and html.count("data:image/png") >= 4
+    assert "severity 5" in html and "severity 2" not in html  # columns are the severities that ran
     adversarial = list(load_dataset(tmp_path / "adv" / "manifest.jsonl"))
     assert len(adversarial) == 4 * m["protocol"]["attacked"] and all(s.label in (0, 1) for s in adversarial)
 

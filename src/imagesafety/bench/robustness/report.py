@@ -16,6 +16,9 @@ from imagesafety.bench.report.html import CSS, category_label
 
 def _png(array_chw: np.ndarray, size: int = 160) -> str:
     img = Image.fromarray((np.clip(array_chw.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8))
+    if max(img.size) < size:  # small model inputs: enlarge with visible pixels
+        scale = size // max(img.size)
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     img.thumbnail((size, size))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -56,10 +59,11 @@ def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
         ra_rows.append(f"<tr><td>{escape(name)}</td><td>{overall.get('robust_accuracy', float('nan')):.3f}</td><td>{overall.get('attacked', 0)}</td>"
                        f"<td>{overall.get('mean_linf', float('nan')):.4f}</td><td>{overall.get('mean_l2', float('nan')):.3f}</td>"
                        f"<td>{overall.get('mean_mse', float('nan')):.2e}</td><td>{cats}</td><td>{srcs}</td></tr>")
+    severities = sorted({s for per in m["corruptions"].values() for s in per}, key=int)
     corruption_rows = "".join(
         f"<tr><td>{escape(name)}</td>" + "".join(
-            f"<td>{v['accuracy']:.3f} <span class=ci>({-v['accuracy_drop']:+.3f})</span></td>" if v["accuracy"] is not None else "<td>–</td>"
-            for v in per.values()) + "</tr>"
+            f"<td>{v['accuracy']:.3f} <span class=ci>({0.0 - v['accuracy_drop'] + 0.0:+.3f})</span></td>" if v["accuracy"] is not None else "<td>–</td>"
+            for v in (per.get(sev, {"accuracy": None}) for sev in severities)) + "</tr>"
         for name, per in m["corruptions"].items())
     examples = "".join(
         f"<figure><img src='{_png(ex['clean'])}' alt=''><img src='{_png(ex['adv'])}' alt=''>"
@@ -78,8 +82,8 @@ def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
         "<h2>Robust accuracy</h2><table><tr><th>attack</th><th>RA</th><th>attacked</th><th>mean L-inf</th><th>mean L2</th><th>mean MSE</th>"
         "<th>by category</th><th>by source</th></tr>" + "".join(ra_rows) + "</table>",
         "<h2>Attack success against eps</h2>" + (f"<img class=plot src='{curve}' alt='eps curves'>" if curve else "<p class=note>No eps curves.</p>"),
-        "<h2>Corruptions (accuracy, change from clean) by severity 1-5</h2>"
-        + (f"<table><tr><th>corruption</th>{''.join(f'<th>{s}</th>' for s in range(1, 6))}</tr>{corruption_rows}</table>" if corruption_rows
+        "<h2>Corruptions: accuracy (change from clean) by severity</h2>"
+        + (f"<table><tr><th>corruption</th>{''.join(f'<th>severity {s}</th>' for s in severities)}</tr>{corruption_rows}</table>" if corruption_rows
            else "<p class=note>No corruptions requested.</p>"),
         "<h2>Examples: clean, adversarial, difference x10</h2><div class=grid>" + (examples or "<p class=note>None.</p>") + "</div>",
         "</body></html>",
