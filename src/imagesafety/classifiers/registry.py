@@ -76,7 +76,7 @@ _BUILTIN = (
         "vlm",
         "imagesafety.classifiers.vlm.openai_vlm:from_spec",
         "a vision-language model behind an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp) with a prompt protocol",
-        "vlm:openai/gpt-4o (--base-url http://localhost:8000/v1 for vLLM)",
+        "vlm:openai/gpt-4o (--base-url http://localhost:8000/v1 for vLLM) | vlm:hf/llava-hf/llava-1.5-7b-hf",
         extra="vlm",
         modules=("openai",),
     ),
