@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     args = parser.parse_args()
-    from serve_helpers import free_port
+    from serve_helpers import free_port, wait_until_ready
 
     images = make_images(32)
     bodies = [{"input": [{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(b).decode()}}]} for b in images]
@@ -96,18 +96,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), f"sqlite:///{tmp}/audit.sqlite"], env=env)
         try:
-            import httpx
-
-            deadline = time.time() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.time() > deadline:
-                    raise RuntimeError("server did not become ready")
-                time.sleep(0.2)
+            wait_until_ready(f"http://127.0.0.1:{port}", process=server)
             results = {}
             for clients in (1, 8, 32):
                 n = (40 if clients == 1 else 160) if args.quick else (80 if clients == 1 else 400)

@@ -52,3 +52,19 @@ def data_url(image_bytes: bytes, mime: str = "image/jpeg") -> str:
 
 def image_input(image_bytes: bytes) -> dict:
     return {"type": "image_url", "image_url": {"url": data_url(image_bytes)}}
+
+
+def wait_until_ready(base_url: str, timeout: float = 60, process=None) -> None:
+    """Poll GET /readyz until it answers 200; fail if `process` exits or the time runs out."""
+    import httpx
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base_url}/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline or (process is not None and process.poll() is not None):
+            raise RuntimeError(f"server at {base_url} did not become ready")
+        time.sleep(0.2)

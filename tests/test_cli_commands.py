@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 from typer.testing import CliRunner
@@ -33,22 +32,14 @@ def test_perspective_build_trainset_command(red_folder, tmp_path):
 
 
 def test_serve_command_starts_answers_and_stops(tmp_path):
-    from serve_helpers import free_port
+    from serve_helpers import free_port, wait_until_ready
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "imagesafety.cli", "serve", "--classifier", "nudenet", "--port", str(port),
                              "--api-key", "k1", "--audit-url", f"sqlite:///{tmp_path / 'audit.sqlite'}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_until_ready(f"http://127.0.0.1:{port}", process=proc)
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer k1"}).json()
         assert [m["id"] for m in models["data"]] == ["nudenet"]

@@ -17,6 +17,8 @@ from imagesafety.hyperbolic.cli import app as hysac_app  # noqa: E402
 app.add_typer(hysac_app, name="hysac")
 perspective_app = typer.Typer(help="PerspectiveVision-style training data for category-aware VLM guards.", no_args_is_help=True)
 app.add_typer(perspective_app, name="perspective")
+pairs_app = typer.Typer(help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True)
+app.add_typer(pairs_app, name="pairs")
 guard_app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
 app.add_typer(guard_app, name="guard")
 console = Console()
@@ -355,6 +357,33 @@ def perspective_train_command(
     except (ImportError, ValueError, FileNotFoundError, FloatingPointError) as exc:
         fail(str(exc))
     console.print(f"{card['steps']} optimiser steps on {card['examples']} examples; adapter saved to {out}")
+
+
+@pairs_app.command("generate")
+def pairs_generate_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("pairs"),
+    policy: Annotated[str, typer.Option(help="taxonomy whose categories the edits target")] = "llavaguard",
+    editor: Annotated[str, typer.Option(help="mask-composite")] = "mask-composite",
+    editor_option: Annotated[list[str], typer.Option("--editor-option", help="editor setting key=value (repeatable)")] = [],
+    judge: Annotated[str, typer.Option(help="classifier confirming the flip (any spec)")] = "nudenet",
+    seeds: Annotated[int, typer.Option(min=1, help="attempts per plan")] = 3,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
+    from imagesafety.classifiers.registry import MissingExtraError, load_classifier
+    from imagesafety.pairs.editors import load_editor
+    from imagesafety.pairs.generate import generate_pairs
+
+    try:
+        options = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in parse_options(editor_option).items()}
+        stats = generate_pairs(dataset, out, load_editor(editor, **options), load_classifier(judge), policy=policy, seeds=seeds,
+                               limit=limit, progress=not quiet)
+    except (MissingExtraError, ImportError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images) "
+                  f"-> {out / 'pairs.parquet'}; evaluate with: imagesafety eval --dataset {out} --classifier ...")
 
 
 @app.command("models")

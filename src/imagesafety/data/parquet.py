@@ -19,11 +19,12 @@ class ParquetDataset:
     def __init__(self, path: str | Path, name: str | None = None):
         self.path = str(path)
         self.name = name or Path(self.path.rstrip("/")).stem
+        local = Path(self.path)
+        source = sorted(str(p) for p in local.rglob("*.parquet")) if local.is_dir() else self.path  # skip non-Parquet files
         try:
-            self.table = pads.dataset(self.path, format="parquet")
+            self.table = pads.dataset(source, format="parquet")
         except (OSError, ValueError) as exc:
             raise ValueError(f"{self.path}: cannot open as Parquet ({exc})") from exc
-        local = Path(self.path)
         self.base_dir = (local if local.is_dir() else local.parent) if local.exists() else None
 
     def __iter__(self) -> Iterator[Sample]:

@@ -1,0 +1,1 @@
+"""Counterfactual safety pairs: edit plans, editors, verification, generation into a pair dataset."""

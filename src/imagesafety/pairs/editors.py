@@ -1,0 +1,84 @@
+"""Editors behind one interface: `edit(image, plan, seed) -> image`.
+
+`MaskCompositeEditor` is deterministic (a region is blurred away, filled, or given a patch), for
+pipelines you can check by eye and for tests; model-based editors implement the same protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from imagesafety.pairs.plans import EditPlan
+
+
+@runtime_checkable
+class Editor(Protocol):
+    name: str
+    config: dict[str, Any]
+
+    def edit(self, image: Image.Image, plan: EditPlan, seed: int) -> Image.Image: ...
+
+    def region(self, image: Image.Image, plan: EditPlan, seed: int) -> np.ndarray | None: ...  # bool mask of what it may change
+
+
+class MaskCompositeEditor:
+    """Edits a box (fractions of width/height: left, top, right, bottom): `fill` a colour, `blur` it, or paste `patch`.
+
+    For additions (target unsafe) the box gets `patch` (or `fill`); for removals it is blurred (or filled).
+    The seed jitters the box by up to `jitter` of the image size, so retries differ.
+    """
+
+    def __init__(self, box: tuple[float, float, float, float] = (0.3, 0.3, 0.7, 0.7), fill: tuple[int, int, int] | None = None,
+                 patch: Image.Image | None = None, blur: float = 12.0, jitter: float = 0.05):
+        self.box, self.fill, self.patch, self.blur, self.jitter = tuple(box), fill, patch, float(blur), float(jitter)
+        self.name = "mask-composite"
+        self.config = {"box": self.box, "fill": fill, "patch": patch is not None, "blur": self.blur, "jitter": self.jitter}
+
+    def _pixels(self, image: Image.Image, seed: int) -> tuple[int, int, int, int]:
+        rng = np.random.default_rng(seed)
+        dx, dy = rng.uniform(-self.jitter, self.jitter, 2) if self.jitter else (0.0, 0.0)
+        left, top, right, bottom = self.box
+        w, h = image.size
+        box = (left + dx, top + dy, right + dx, bottom + dy)
+        x0, y0, x1, y1 = (int(round(np.clip(v, 0, 1) * s)) for v, s in zip(box, (w, h, w, h)))
+        return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+    def region(self, image: Image.Image, plan: EditPlan, seed: int) -> np.ndarray:
+        x0, y0, x1, y1 = self._pixels(image, seed)
+        mask = np.zeros((image.height, image.width), dtype=bool)
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+    def edit(self, image: Image.Image, plan: EditPlan, seed: int) -> Image.Image:
+        out = image.convert("RGB").copy()
+        x0, y0, x1, y1 = self._pixels(out, seed)
+        if plan.target_label == 1 and self.patch is not None:
+            out.paste(self.patch.convert("RGB").resize((x1 - x0, y1 - y0)), (x0, y0))
+        elif self.fill is not None:
+            out.paste(Image.new("RGB", (x1 - x0, y1 - y0), tuple(self.fill)), (x0, y0))
+        else:
+            out.paste(out.crop((x0, y0, x1, y1)).filter(ImageFilter.GaussianBlur(self.blur)), (x0, y0))
+        return out
+
+
+def load_editor(spec: str, **options: Any) -> Editor:
+    """An editor by name: `mask-composite` (options: box="l,t,r,b" fractions, fill="r,g,b", patch=IMAGE_PATH, blur, jitter)."""
+    if spec == "mask-composite":
+        def numbers(value, kind=float):
+            return tuple(kind(v) for v in str(value).split(",")) if isinstance(value, str) else value
+
+        kwargs = {}
+        if "box" in options:
+            kwargs["box"] = numbers(options["box"])
+        if "fill" in options:
+            kwargs["fill"] = numbers(options["fill"], int)
+        if "patch" in options:
+            kwargs["patch"] = Image.open(options["patch"]).convert("RGB")
+        for key in ("blur", "jitter"):
+            if key in options:
+                kwargs[key] = float(options[key])
+        return MaskCompositeEditor(**kwargs)
+    raise ValueError(f"unknown editor {spec!r}; available: mask-composite (model-based editors are not built yet)")

@@ -1,0 +1,81 @@
+"""Keep a pair only if the label flipped (the judge says so) and nothing else changed (the similarity checks).
+
+Every score is returned, and every failed check becomes a reason, so rejected candidates can be
+stored with why they were rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from imagesafety.classifiers.base import SafetyClassifier
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_ssim: float = 0.5  # whole image, structural similarity
+    min_outside_similarity: float = 0.98  # 1 - mean |difference| / 255 outside the editor's region
+    max_changed_fraction: float = 0.5  # share of pixels that changed (by more than 16 levels) anywhere
+    min_embedding_cosine: float = 0.7  # with an encoder
+    min_std: float = 2.0  # below this the edited image is blank
+
+
+@dataclass
+class Verification:
+    kept: bool
+    reasons: list[str] = field(default_factory=list)
+    scores: dict[str, Any] = field(default_factory=dict)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    try:
+        from skimage.metrics import structural_similarity
+    except ImportError as exc:
+        raise ImportError("pair verification needs scikit-image: pip install 'imagesafety[pairs]'") from exc
+    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
+
+
+def similarity_scores(original: Image.Image, edited: Image.Image, region: np.ndarray | None = None, encoder=None) -> dict[str, float]:
+    """SSIM, changed fraction, similarity outside the edited region, and (with an encoder) embedding cosine."""
+    a = np.asarray(original.convert("RGB"), dtype=np.float64)
+    b = np.asarray(edited.convert("RGB"), dtype=np.float64)
+    diff = np.abs(a - b)
+    scores = {"ssim": ssim(a, b), "changed_fraction": float((diff.max(axis=2) > 16).mean()),
+              "edited_std": float(b.reshape(-1, 3).std(axis=0).mean())}  # spatial variation per channel
+    if region is not None:
+        outside = ~region
+        scores["outside_similarity"] = float(1 - diff[outside].mean() / 255) if outside.any() else 1.0
+        scores["inside_change"] = float(diff[region].mean() / 255) if region.any() else 0.0
+    if encoder is not None:
+        emb = encoder.encode_images([original, edited])
+        scores["embedding_cosine"] = float(np.dot(emb[0], emb[1]) / (np.linalg.norm(emb[0]) * np.linalg.norm(emb[1]) + 1e-12))
+    return scores
+
+
+def verify_pair(original: Image.Image, edited: Image.Image, target_label: int, judge: SafetyClassifier, region: np.ndarray | None = None,
+                encoder=None, thresholds: Thresholds | None = None) -> Verification:
+    t = thresholds or Thresholds()
+    if edited.size != original.size:
+        return Verification(False, [f"editor changed the size from {original.size} to {edited.size}"], {})
+    scores = similarity_scores(original, edited, region, encoder)
+    reasons = []
+    if scores["edited_std"] < t.min_std:
+        reasons.append("edited image is blank")
+    judged = judge.predict([original.convert("RGB"), edited.convert("RGB")])
+    scores.update({"judge_original": judged[0].unsafe_score, "judge_edited": judged[1].unsafe_score,
+                   "judge_edited_decision": judged[1].decision})
+    if judged[1].decision != target_label:
+        reasons.append(f"judge did not confirm the flip (edited judged {'unsafe' if judged[1].decision else 'safe'})")
+    if scores["ssim"] < t.min_ssim:
+        reasons.append(f"image changed too much (SSIM {scores['ssim']:.3f} < {t.min_ssim})")
+    if scores["changed_fraction"] > t.max_changed_fraction:
+        reasons.append(f"edit touched {scores['changed_fraction']:.0%} of the image (> {t.max_changed_fraction:.0%})")
+    if "outside_similarity" in scores and scores["outside_similarity"] < t.min_outside_similarity:
+        reasons.append(f"changes outside the edited region (similarity {scores['outside_similarity']:.3f} < {t.min_outside_similarity})")
+    if "embedding_cosine" in scores and scores["embedding_cosine"] < t.min_embedding_cosine:
+        reasons.append(f"embedding moved too far (cosine {scores['embedding_cosine']:.3f} < {t.min_embedding_cosine})")
+    return Verification(not reasons, reasons, scores)

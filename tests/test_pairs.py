@@ -1,0 +1,137 @@
+"""Counterfactual pairs offline: a deterministic compositing editor, a stub judge, verification reasons, resume."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import MeanRedClassifier
+from imagesafety.pairs.editors import MaskCompositeEditor
+from imagesafety.pairs.plans import EditPlan, template_plans
+from imagesafety.pairs.verify import verify_pair
+from imagesafety.taxonomy import LLAVAGUARD
+
+pytest.importorskip("skimage")
+
+
+class RedJudge(MeanRedClassifier):
+    """Unsafe when the image is red enough: the 'feature' is a red region."""
+
+    threshold = 0.3
+
+
+def scene(seed=0, size=96):
+    """A bluish textured scene with no red."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+    base[..., 2] += 120
+    return Image.fromarray(base)
+
+
+RED_PATCH = Image.new("RGB", (8, 8), (255, 0, 0))
+
+
+def add_plan(category="violence_harm_or_cruelty"):
+    return EditPlan("x", category, 0, 1, "Add visible blood. Keep everything else.")
+
+
+def test_templates_flip_the_label_for_the_policy_categories():
+    remove = template_plans("a", 1, "O6", LLAVAGUARD)
+    assert [(p.category, p.source_label, p.target_label) for p in remove] == [("weapons_or_substance_abuse", 1, 0)]
+    assert remove[0].instruction.startswith("Remove the weapon") and "Keep everything else" in remove[0].instruction
+    add_all = template_plans("b", 0, None, LLAVAGUARD)
+    assert len(add_all) == 9 and all(p.target_label == 1 and p.instruction.startswith("Add") for p in add_all)
+    assert template_plans("c", 1, "not-in-policy", LLAVAGUARD) == []
+
+
+def test_faithful_edits_pass_and_other_edits_are_rejected_with_the_right_reason():
+    original = scene()
+    judge = RedJudge()
+    editor = MaskCompositeEditor(box=(0.1, 0.1, 0.7, 0.7), patch=RED_PATCH, jitter=0)
+    plan = add_plan()
+    good = verify_pair(original, editor.edit(original, plan, 0), 1, judge, editor.region(original, plan, 0))
+    assert good.kept, good.reasons
+    assert good.scores["outside_similarity"] == pytest.approx(1.0) and good.scores["judge_edited_decision"] == 1
+
+    whole = MaskCompositeEditor(box=(0, 0, 1, 1), patch=RED_PATCH, jitter=0)
+    everything = verify_pair(original, whole.edit(original, plan, 0), 1, judge, None)
+    assert not everything.kept and any("touched" in r for r in everything.reasons) and any("SSIM" in r for r in everything.reasons)
+
+    tiny = MaskCompositeEditor(box=(0.45, 0.45, 0.5, 0.5), patch=RED_PATCH, jitter=0)
+    no_flip = verify_pair(original, tiny.edit(original, plan, 0), 1, judge, tiny.region(original, plan, 0))
+    assert not no_flip.kept and no_flip.reasons == ["judge did not confirm the flip (edited judged safe)"]
+
+    leaky = editor.edit(original, plan, 0)
+    leaky.paste(Image.new("RGB", (26, 26), (0, 255, 0)), (70, 70))  # a change outside the declared region
+    outside = verify_pair(original, leaky, 1, judge, editor.region(original, plan, 0))
+    assert not outside.kept and any("outside the edited region" in r for r in outside.reasons)
+
+    assert not verify_pair(original, original.resize((50, 50)), 1, judge).kept
+    blank = verify_pair(original, Image.new("RGB", original.size, (255, 0, 0)), 1, judge)
+    assert "edited image is blank" in blank.reasons
+
+
+def test_generation_stores_pairs_and_rejections_resumes_and_feeds_eval(tmp_path):
+    from imagesafety.bench.evaluate import evaluate
+    from imagesafety.data import load_dataset
+    from imagesafety.pairs.generate import generate_pairs
+
+    root = tmp_path / "data" / "safe" / "violence_harm_or_cruelty"
+    root.mkdir(parents=True)
+    for i in range(3):
+        scene(i).save(root / f"{i}.png")
+    (tmp_path / "data" / "safe" / "violence_harm_or_cruelty" / "broken.png").write_bytes(b"nope")
+
+    class FlakyEditor(MaskCompositeEditor):
+        """Fails on seed 0 of the first image, returns a wrong size on seed 1 of the second."""
+
+        def edit(self, image, plan, seed):
+            if seed == 0 and image.getpixel((0, 0)) == scene(0).getpixel((0, 0)):
+                raise RuntimeError("GPU fell over")
+            if seed == 1 and image.getpixel((0, 0)) == scene(1).getpixel((0, 0)):
+                return image.resize((10, 10))
+            return super().edit(image, plan, seed) if seed > 0 or image.getpixel((0, 0)) != scene(1).getpixel((0, 0)) else image
+
+    editor = FlakyEditor(box=(0.1, 0.1, 0.7, 0.7), patch=RED_PATCH, jitter=0.02)
+    stats = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, RedJudge(), seeds=3, progress=False)
+    assert stats.skipped == 1 and stats.plans == 3
+    candidates = [json.loads(line) for line in (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()]
+    reasons = [r for c in candidates for r in c["reasons"]]
+    assert any("editor failed: RuntimeError: GPU fell over" in r for r in reasons)
+    assert any("changed the size" in r for r in reasons)
+    assert any("judge did not confirm" in r for r in reasons)  # image 1, seed 0: unedited
+    kept = [c for c in candidates if c["kept"]]
+    assert len(kept) == stats.kept == 3
+    table = pd.read_parquet(tmp_path / "pairs" / "pairs.parquet")
+    assert len(table) == 6 and set(table["role"]) == {"original", "edited"}
+
+    again = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, RedJudge(), seeds=3, progress=False)
+    assert again.kept == 3 and len((tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()) == len(candidates)
+
+    samples = list(load_dataset(tmp_path / "pairs"))
+    assert len(samples) == 6 and {s.role for s in samples} == {"original", "edited"} and all(s.pair_id for s in samples)
+    result = evaluate(RedJudge(), tmp_path / "pairs", cache=None, progress=False, n_boot=10)
+    assert result.metrics["pairs"]["overall"]["pairs"] == 3 and result.metrics["pairs"]["overall"]["flip_sensitivity"] == 1.0
+
+
+def test_pairs_generate_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from imagesafety.cli import app
+
+    root = tmp_path / "data" / "unsafe" / "violence_harm_or_cruelty"
+    root.mkdir(parents=True)
+    for i in range(2):
+        img = scene(i)
+        img.paste(Image.new("RGB", (40, 40), (255, 0, 0)), (30, 30))  # the unsafe feature: a red block
+        img.save(root / f"{i}.png")
+    result = CliRunner().invoke(app, ["pairs", "generate", "-d", str(tmp_path / "data"), "-o", str(tmp_path / "pairs"), "--judge", "nudenet",
+                                      "--editor-option", "box=0.25,0.25,0.8,0.8", "--editor-option", "fill=0,0,200", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "pairs kept of 2 plans" in result.output
+    lines = (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()
+    assert lines and all("scores" in json.loads(line) for line in lines)
+    bad = CliRunner().invoke(app, ["pairs", "generate", "-d", str(tmp_path / "data"), "--editor", "magic"])
+    assert bad.exit_code == 2 and "unknown editor 'magic'" in bad.output
