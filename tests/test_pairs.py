@@ -135,3 +135,25 @@ def test_pairs_generate_command(tmp_path):
     assert lines and all("scores" in json.loads(line) for line in lines)
     bad = CliRunner().invoke(app, ["pairs", "generate", "-d", str(tmp_path / "data"), "--editor", "magic"])
     assert bad.exit_code == 2 and "unknown editor 'magic'" in bad.output
+
+
+def test_diffusers_instruction_editor_on_a_tiny_random_pipeline(tmp_path):
+    """The real loading and editing code path: a random InstructPix2Pix saved and loaded like a hub checkpoint."""
+    pytest.importorskip("diffusers")
+    from tiny_models import make_tiny_instruct_pix2pix
+
+    from imagesafety.pairs.editors import load_editor
+    from imagesafety.pairs.generate import generate_pairs
+
+    editor = load_editor(f"diffusers:{make_tiny_instruct_pix2pix(tmp_path / 'ip2p')}", steps=2, device="cpu")
+    assert editor.config["pipeline"] == "StableDiffusionInstructPix2PixPipeline"
+    img, plan = scene(3, size=32), add_plan()
+    a, b, c = editor.edit(img, plan, 0), editor.edit(img, plan, 0), editor.edit(img, plan, 1)
+    assert a.size == img.size and np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+    root = tmp_path / "data" / "safe" / "violence_harm_or_cruelty"
+    root.mkdir(parents=True)
+    img.save(root / "0.png")
+    stats = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, RedJudge(), seeds=2, progress=False)
+    candidates = [json.loads(line) for line in (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()]
+    assert stats.plans == 1 and 1 <= len(candidates) <= 2
+    assert all(c["editor"] == editor.name and "ssim" in c["scores"] for c in candidates)
