@@ -31,19 +31,23 @@ class Verification:
     scores: dict[str, Any] = field(default_factory=dict)
 
 
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity of the luminance of two RGB arrays (0-255), with scikit-image."""
     try:
         from skimage.metrics import structural_similarity
     except ImportError as exc:
         raise ImportError("pair verification needs scikit-image: pip install 'imagesafety[pairs]'") from exc
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
+    return float(structural_similarity(a.astype(np.float32) @ LUMA, b.astype(np.float32) @ LUMA, data_range=255))
 
 
 def similarity_scores(original: Image.Image, edited: Image.Image, region: np.ndarray | None = None, encoder=None) -> dict[str, float]:
     """SSIM, changed fraction, similarity outside the edited region, and (with an encoder) embedding cosine."""
-    a = np.asarray(original.convert("RGB"), dtype=np.float64)
-    b = np.asarray(edited.convert("RGB"), dtype=np.float64)
-    diff = np.abs(a - b)
+    a = np.asarray(original.convert("RGB"))
+    b = np.asarray(edited.convert("RGB"))
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     scores = {"ssim": ssim(a, b), "changed_fraction": float((diff.max(axis=2) > 16).mean()),
               "edited_std": float(b.reshape(-1, 3).std(axis=0).mean())}  # spatial variation per channel
     if region is not None:
