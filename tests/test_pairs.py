@@ -157,3 +157,59 @@ def test_diffusers_instruction_editor_on_a_tiny_random_pipeline(tmp_path):
     candidates = [json.loads(line) for line in (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()]
     assert stats.plans == 1 and 1 <= len(candidates) <= 2
     assert all(c["editor"] == editor.name and "ssim" in c["scores"] for c in candidates)
+
+
+def test_gallery_filters_and_review_round_trip_in_headless_chromium(tmp_path):
+    """The gallery opened in a real browser: filter by verdict, accept a pair, and find the decision in the store."""
+    import shutil
+    import time
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian's chromium and chromium-driver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from serve_helpers import running_app
+
+    from imagesafety.pairs.gallery import review_app
+    from imagesafety.pairs.generate import generate_pairs
+
+    root = tmp_path / "data" / "safe" / "violence_harm_or_cruelty"
+    root.mkdir(parents=True)
+    for i in range(3):
+        scene(i).save(root / f"{i}.png")
+    tiny = MaskCompositeEditor(box=(0.45, 0.45, 0.5, 0.5), patch=RED_PATCH, jitter=0)  # too small to flip: rejected
+    generate_pairs(tmp_path / "data", tmp_path / "pairs", tiny, RedJudge(), seeds=1, progress=False, limit=1)
+    good = MaskCompositeEditor(box=(0.1, 0.1, 0.7, 0.7), patch=RED_PATCH, jitter=0)
+    generate_pairs(tmp_path / "data", tmp_path / "pairs", good, RedJudge(), seeds=2, progress=False)
+    candidates = [json.loads(line) for line in (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()]
+    kept = [c for c in candidates if c["kept"]]
+    assert kept and len(kept) < len(candidates)
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}"):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium")
+    with running_app(review_app(tmp_path / "pairs")) as (url, _):
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+        try:
+            driver.get(url + "/")
+            assert int(driver.find_element(By.ID, "shown").text) == len(candidates)
+            from selenium.webdriver.support.ui import Select
+
+            Select(driver.find_element(By.ID, "f-verdict")).select_by_visible_text("kept")
+            assert int(driver.find_element(By.ID, "shown").text) == len(kept)
+            visible = [c for c in driver.find_elements(By.CSS_SELECTOR, ".card") if c.is_displayed()]
+            pair_id = visible[0].get_attribute("data-pair")
+            visible[0].find_element(By.XPATH, ".//button[text()='accept']").click()
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                table = pd.read_parquet(tmp_path / "pairs" / "pairs.parquet")
+                if table["review"].notna().any():
+                    break
+                time.sleep(0.1)
+        finally:
+            driver.quit()
+    assert set(table.loc[table["pair_id"] == pair_id, "review"]) == {"accepted"}
+    assert table.loc[table["pair_id"] != pair_id, "review"].isna().all()

@@ -386,6 +386,27 @@ def pairs_generate_command(
                   f"-> {out / 'pairs.parquet'}; evaluate with: imagesafety eval --dataset {out} --classifier ...")
 
 
+@pairs_app.command("view")
+def pairs_view_command(
+    directory: Annotated[Path, typer.Argument(help="folder written by pairs generate")],
+    serve: Annotated[bool, typer.Option("--serve", help="serve it so accept/reject decisions are recorded into the store")] = False,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+) -> None:
+    """Write gallery.html (filters by category, verdict, score); with --serve, reviews go back into pairs.parquet."""
+    from imagesafety.pairs.gallery import review_app, write_gallery
+
+    if not (directory / "candidates.jsonl").is_file():
+        fail(f"{directory}: no candidates.jsonl (run `imagesafety pairs generate` first)")
+    path = write_gallery(directory)
+    console.print(f"gallery: {path}")
+    if serve:
+        import uvicorn
+
+        console.print(f"reviewing at http://{host}:{port}/")
+        uvicorn.run(review_app(directory), host=host, port=port, log_level="warning")
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered classifiers and what each needs installed."""

@@ -102,6 +102,9 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
 
 def write_pair_table(out: Path) -> Path:
     """pairs.parquet from candidates.jsonl: the original and the edited image of every kept candidate."""
+    from imagesafety.pairs.gallery import read_reviews
+
+    reviews = read_reviews(out)
     rows = []
     log = out / "candidates.jsonl"
     for line in log.read_text(encoding="utf-8").splitlines() if log.is_file() else []:
@@ -109,10 +112,11 @@ def write_pair_table(out: Path) -> Path:
         if not c.get("kept"):
             continue
         common = {"pair_id": c["pair_id"], "category": c["category"], "instruction": c["instruction"], "editor": c["editor"], "seed": c["seed"],
-                  "source": c.get("source"), "scores": json.dumps(c["scores"], default=float)}
+                  "source": c.get("source"), "scores": json.dumps(c["scores"], default=float), "review": reviews.get(c["pair_id"])}
         rows.append({"id": f"{c['pair_id']}:original", "path": c["original"], "label": c["source_label"], "role": "original", **common})
         rows.append({"id": f"{c['pair_id']}:edited", "path": c["edited"], "label": c["target_label"], "role": "edited", **common})
-    table = pd.DataFrame(rows, columns=["id", "path", "label", "role", "pair_id", "category", "instruction", "editor", "seed", "source", "scores"])
+    table = pd.DataFrame(rows, columns=["id", "path", "label", "role", "pair_id", "category", "instruction", "editor", "seed", "source", "scores",
+                                        "review"])
     path = out / "pairs.parquet"
     tmp = path.with_suffix(".parquet.tmp")
     table.to_parquet(tmp, index=False)

@@ -1,0 +1,135 @@
+"""A browsable HTML gallery of pair candidates, with filters, and reviews recorded back into the store.
+
+`write_gallery` makes one self-contained page (thumbnails inline). Served by `review_app`, its
+accept/reject buttons POST to /review: the decision is appended to reviews.jsonl and the pair table
+gains a `review` column. Opened as a plain file, the buttons collect decisions for an export.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from html import escape
+from pathlib import Path
+
+from PIL import Image
+
+from imagesafety.pairs.generate import write_pair_table
+
+SCRIPT = """
+function applyFilters() {
+  const cat = document.getElementById('f-category').value, verdict = document.getElementById('f-verdict').value;
+  const minSsim = parseFloat(document.getElementById('f-ssim').value || '0');
+  let shown = 0;
+  document.querySelectorAll('.card').forEach(c => {
+    const ok = (!cat || c.dataset.category === cat) && (!verdict || c.dataset.verdict === verdict) && parseFloat(c.dataset.ssim) >= minSsim;
+    c.style.display = ok ? '' : 'none'; if (ok) shown++;
+  });
+  document.getElementById('shown').textContent = shown;
+}
+const decisions = {};
+async function review(pairId, decision, button) {
+  decisions[pairId] = decision;
+  const card = button.closest('.card');
+  card.dataset.review = decision; card.querySelector('.review').textContent = decision;
+  if (location.protocol.startsWith('http')) {
+    await fetch('review', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({pair_id: pairId, decision})});
+  }
+}
+function exportReviews() {
+  const blob = new Blob([JSON.stringify(decisions)], {type: 'application/json'});
+  const a = document.createElement('a'); a.href = URL.createObjectURL(blob); a.download = 'reviews.json'; a.click();
+}
+"""
+
+CSS = """body{font-family:system-ui,sans-serif;margin:1.5rem} .grid{display:flex;flex-wrap:wrap;gap:1rem}
+.card{border:1px solid #ddd;padding:.5rem;width:330px;font-size:.8rem} .card img{width:160px;height:160px;object-fit:contain;background:#eee}
+.rejected{opacity:.75;border-color:#d99} .reasons{color:#a33} .review{font-weight:bold} label{margin-right:1rem}"""
+
+
+def _thumb(path: Path) -> str:
+    if not path.is_file():
+        return "<div style='width:160px;height:160px;display:inline-block;background:#eee'></div>"
+    img = Image.open(path).convert("RGB")
+    img.thumbnail((160, 160))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return f"<img src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}' alt=''>"
+
+
+def read_reviews(out: Path) -> dict[str, str]:
+    path = out / "reviews.jsonl"
+    reviews: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        r = json.loads(line)
+        reviews[r["pair_id"]] = r["decision"]
+    return reviews
+
+
+def record_review(out: Path, pair_id: str, decision: str, reviewer: str | None = None) -> None:
+    """Append a decision and rewrite the pair table with it."""
+    if decision not in ("accepted", "rejected"):
+        raise ValueError("decision must be accepted or rejected")
+    known = {json.loads(line).get("pair_id") for line in (out / "candidates.jsonl").read_text(encoding="utf-8").splitlines()}
+    if pair_id not in known:
+        raise ValueError(f"unknown pair {pair_id!r}")
+    with (out / "reviews.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"pair_id": pair_id, "decision": decision, "reviewer": reviewer, "time": time.time()}) + "\n")
+    write_pair_table(out)
+
+
+def write_gallery(out: str | Path) -> Path:
+    out = Path(out)
+    candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    reviews = read_reviews(out)
+    cards, categories = [], sorted({c["category"] for c in candidates})
+    for c in candidates:
+        verdict = "kept" if c["kept"] else "rejected"
+        original = out / c["original"] if c.get("original") else out / "images" / f"{c['image_sha256'][:16]}.png"
+        edited = _thumb(out / c["edited"]) if c.get("edited") else "<div style='width:160px;display:inline-block'>(not kept)</div>"
+        ssim = c.get("scores", {}).get("ssim", 0.0)
+        buttons = (f"<button onclick=\"review('{c['pair_id']}','accepted',this)\">accept</button> "
+                   f"<button onclick=\"review('{c['pair_id']}','rejected',this)\">reject</button> "
+                   f"<span class=review>{escape(reviews.get(c['pair_id'], ''))}</span>") if c["kept"] else ""
+        cards.append(
+            f"<div class='card {verdict}' data-category='{escape(c['category'])}' data-verdict='{verdict}' data-ssim='{ssim:.4f}' "
+            f"data-pair='{escape(str(c.get('pair_id', '')))}'>{_thumb(original)}{edited}"
+            f"<div>{escape(c['category'])} · seed {c['seed']} · SSIM {ssim:.3f} · judge {c.get('scores', {}).get('judge_edited', float('nan')):.3f}</div>"
+            f"<div>{escape(c['instruction'])}</div><div class=reasons>{escape('; '.join(c['reasons']))}</div>{buttons}</div>")
+    options = "".join(f"<option value='{escape(k)}'>{escape(k)}</option>" for k in categories)
+    html = (f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety pairs</title><style>{CSS}</style>"
+            f"<script>{SCRIPT}</script></head><body><h1>Pair candidates ({len(candidates)})</h1><p>"
+            f"<label>category <select id=f-category onchange=applyFilters()><option value=''>all</option>{options}</select></label>"
+            "<label>verdict <select id=f-verdict onchange=applyFilters()><option value=''>all</option><option>kept</option>"
+            "<option>rejected</option></select></label>"
+            "<label>min SSIM <input id=f-ssim type=number step=0.05 value=0 onchange=applyFilters()></label>"
+            f"shown: <span id=shown>{len(cards)}</span> <button onclick=exportReviews()>export reviews</button></p>"
+            f"<div class=grid>{''.join(cards)}</div></body></html>")
+    path = out / "gallery.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def review_app(out: str | Path):
+    """A small FastAPI app serving the gallery and recording reviews into the store."""
+    from fastapi import Body, FastAPI, HTTPException
+    from fastapi.responses import HTMLResponse
+
+    out = Path(out)
+    app = FastAPI(title="imagesafety pair review")
+
+    @app.get("/", response_class=HTMLResponse)
+    def gallery():
+        return write_gallery(out).read_text(encoding="utf-8")
+
+    @app.post("/review")
+    def review(body: dict = Body(...)):  # {"pair_id", "decision": accepted|rejected, "reviewer"?}
+        try:
+            record_review(out, str(body.get("pair_id")), str(body.get("decision")), body.get("reviewer"))
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"ok": True}
+
+    return app
