@@ -23,6 +23,8 @@ def make_app(latency_s: float = 0.2) -> FastAPI:
     app.state.max_in_flight = 0
 
     def answer(red: bool, prompt: str) -> str:
+        if "Write one edit instruction" in prompt:
+            return "Remove the red blood stains from the floor"
         if "JSON" in prompt:
             rating = "Unsafe" if red else "Safe"
             category = "O2: Violence, Harm, or Cruelty" if red else "NA: None applying"
@@ -60,5 +62,15 @@ def make_app(latency_s: float = 0.2) -> FastAPI:
         return {"id": "x", "object": "chat.completion", "created": 0, "model": model,
                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 3, "total_tokens": 103}}
+
+    @app.post("/v1/images/edits")
+    async def image_edit(request: Request):
+        form = await request.form()
+        app.state.calls["images.edit"] += 1
+        image = Image.open(io.BytesIO(await form["image"].read())).convert("RGB")
+        image.paste(Image.new("RGB", (image.width // 2, image.height // 2), (255, 0, 0)), (image.width // 4, image.height // 4))
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return {"created": 0, "data": [{"b64_json": base64.b64encode(buf.getvalue()).decode()}]}
 
     return app

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import MeanRedClassifier
 from imagesafety.pairs.editors import MaskCompositeEditor
 from imagesafety.pairs.plans import EditPlan, template_plans
-from imagesafety.pairs.verify import verify_pair
+from imagesafety.pairs.verify import Thresholds, verify_pair
 from imagesafety.taxonomy import LLAVAGUARD
 
 pytest.importorskip("skimage")
@@ -213,3 +213,43 @@ def test_gallery_filters_and_review_round_trip_in_headless_chromium(tmp_path):
             driver.quit()
     assert set(table.loc[table["pair_id"] == pair_id, "review"]) == {"accepted"}
     assert table.loc[table["pair_id"] != pair_id, "review"].isna().all()
+
+
+def test_inpainting_editor_changes_only_its_region(tmp_path):
+    pytest.importorskip("diffusers")
+    from tiny_models import make_tiny_instruct_pix2pix
+
+    from imagesafety.pairs.editors import load_editor
+
+    editor = load_editor(f"diffusers-inpaint:{make_tiny_instruct_pix2pix(tmp_path / 'inpaint', inpaint=True)}", box="0.25,0.25,0.75,0.75",
+                         steps=2, device="cpu")
+    img, plan = scene(4, size=40), add_plan()
+    out = editor.edit(img, plan, 0)
+    region = editor.region(img, plan, 0)
+    a, b = np.asarray(img), np.asarray(out)
+    assert out.size == img.size and np.array_equal(a[~region], b[~region]) and not np.array_equal(a[region], b[region])
+    assert np.array_equal(b, np.asarray(editor.edit(img, plan, 0)))  # seeded
+
+
+def test_endpoint_editor_and_llm_written_plans(tmp_path):
+    pytest.importorskip("openai")
+    from fake_vlm_server import make_app
+    from serve_helpers import running_app
+
+    from imagesafety.pairs.editors import load_editor
+    from imagesafety.pairs.generate import generate_pairs
+    from imagesafety.pairs.llm_plans import LLMPlanner
+
+    root = tmp_path / "data" / "safe" / "violence_harm_or_cruelty"
+    root.mkdir(parents=True)
+    scene(5).save(root / "0.png")
+    app = make_app()
+    with running_app(app) as (url, _):
+        editor = load_editor("openai-edit:gpt-image-1", base_url=f"{url}/v1")
+        planner = LLMPlanner("planner-vlm", base_url=f"{url}/v1")
+        stats = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, RedJudge(), planner=planner, seeds=1, progress=False,
+                               thresholds=Thresholds(min_ssim=0.0))
+    candidate = json.loads((tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()[0])
+    assert candidate["instruction"].startswith("Remove the red blood stains from the floor.") and candidate["planner"] == "llm:planner-vlm"
+    assert candidate["editor"] == "openai-edit:gpt-image-1" and app.state.calls["images.edit"] == 1
+    assert stats.kept == 1 and candidate["scores"]["judge_edited_decision"] == 1

@@ -81,18 +81,19 @@ def make_tiny_llava(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def make_tiny_instruct_pix2pix(directory: Path, seed: int = 0) -> Path:
-    """Save a random InstructPix2Pix pipeline (2-block UNet with 8 input channels, tiny VAE, tiny CLIP text encoder)."""
+def make_tiny_instruct_pix2pix(directory: Path, seed: int = 0, inpaint: bool = False) -> Path:
+    """Save a random InstructPix2Pix pipeline (2-block UNet with 8 input channels, tiny VAE, tiny CLIP text encoder),
+    or with `inpaint` a Stable Diffusion inpainting pipeline (9 input channels) of the same parts."""
     import torch
-    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline,
-                           UNet2DConditionModel)
+    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInpaintPipeline,
+                           StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     write_tiny_clip_tokenizer(directory)
     tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=77)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=8, out_channels=4,
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=9 if inpaint else 8, out_channels=4,
                                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
                                 cross_attention_dim=32, norm_num_groups=8)
     vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
@@ -100,7 +101,7 @@ def make_tiny_instruct_pix2pix(directory: Path, seed: int = 0) -> Path:
     text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                                                 vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
                                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
-    StableDiffusionInstructPix2PixPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                           scheduler=EulerAncestralDiscreteScheduler(), safety_checker=None, feature_extractor=None,
-                                           requires_safety_checker=False).save_pretrained(directory)
+    pipeline = StableDiffusionInpaintPipeline if inpaint else StableDiffusionInstructPix2PixPipeline
+    pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=EulerAncestralDiscreteScheduler(),
+             safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(directory)
     return directory

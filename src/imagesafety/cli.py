@@ -364,9 +364,11 @@ def pairs_generate_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("pairs"),
     policy: Annotated[str, typer.Option(help="taxonomy whose categories the edits target")] = "llavaguard",
-    editor: Annotated[str, typer.Option(help="mask-composite")] = "mask-composite",
+    editor: Annotated[str, typer.Option(help="mask-composite, diffusers:MODEL, diffusers-inpaint:MODEL or openai-edit:MODEL")] = "mask-composite",
     editor_option: Annotated[list[str], typer.Option("--editor-option", help="editor setting key=value (repeatable)")] = [],
     judge: Annotated[str, typer.Option(help="classifier confirming the flip (any spec)")] = "nudenet",
+    planner: Annotated[Optional[str], typer.Option(help="llm:MODEL to have a VLM write each instruction (default: templates)")] = None,
+    planner_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the planner")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="attempts per plan")] = 3,
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -378,8 +380,15 @@ def pairs_generate_command(
 
     try:
         options = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in parse_options(editor_option).items()}
+        llm = None
+        if planner:
+            if not planner.startswith("llm:"):
+                raise ValueError("--planner takes llm:MODEL")
+            from imagesafety.pairs.llm_plans import LLMPlanner
+
+            llm = LLMPlanner(planner[4:], base_url=planner_base_url)
         stats = generate_pairs(dataset, out, load_editor(editor, **options), load_classifier(judge), policy=policy, seeds=seeds,
-                               limit=limit, progress=not quiet)
+                               limit=limit, planner=llm, progress=not quiet)
     except (MissingExtraError, ImportError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     console.print(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images) "

@@ -101,11 +101,84 @@ class DiffusersEditor:
         return out
 
 
+def box_mask(size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """Bool mask (H, W) of a box given as fractions (left, top, right, bottom)."""
+    w, h = size
+    x0, y0, x1, y1 = (int(round(v * s)) for v, s in zip(box, (w, h, w, h)))
+    mask = np.zeros((h, w), dtype=bool)
+    mask[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] = True
+    return mask
+
+
+class InpaintEditor(DiffusersEditor):
+    """Mask-based inpainting (a region plus a prompt): the pipeline repaints `box`, and only the box is kept from
+    its output, so nothing outside the region can change."""
+
+    def __init__(self, model: str, box: tuple[float, float, float, float] = (0.25, 0.25, 0.75, 0.75), **options: Any):
+        super().__init__(model, **options)
+        self.box = tuple(float(v) for v in box)
+        self.name, self.config["box"] = f"diffusers-inpaint:{model}", self.box
+
+    def region(self, image: Image.Image, plan: EditPlan, seed: int) -> np.ndarray:
+        return box_mask(image.size, self.box)
+
+    def edit(self, image: Image.Image, plan: EditPlan, seed: int) -> Image.Image:
+        import torch
+
+        original = image.convert("RGB")
+        mask = self.region(original, plan, seed)
+        mask_image = Image.fromarray((mask * 255).astype(np.uint8))
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        painted = self.pipe(prompt=plan.instruction, image=original, mask_image=mask_image, generator=generator,
+                            height=original.height - original.height % 8 or 8, width=original.width - original.width % 8 or 8,
+                            **self.call_options).images[0].resize(original.size, Image.BICUBIC)
+        return Image.fromarray(np.where(mask[..., None], np.asarray(painted), np.asarray(original)))
+
+
+class EndpointEditor:
+    """An OpenAI-compatible image-edit endpoint (`POST /v1/images/edits`); no seeds there, so the seed only numbers attempts."""
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
+                 max_retries: int = 3, size: str | None = None):
+        import os
+
+        from openai import OpenAI
+
+        self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout, max_retries=max_retries)
+        self.model, self.size = model, size
+        self.name = f"openai-edit:{model}"
+        self.config = {"model": model, "base_url": base_url, "size": size}
+
+    def region(self, image: Image.Image, plan: EditPlan, seed: int) -> None:
+        return None
+
+    def edit(self, image: Image.Image, plan: EditPlan, seed: int) -> Image.Image:
+        import base64
+        import io
+
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        options = {"size": self.size} if self.size else {}
+        response = self.client.images.edit(model=self.model, image=("image.png", buf.getvalue(), "image/png"), prompt=plan.instruction,
+                                           **options)
+        data = response.data[0]
+        if not getattr(data, "b64_json", None):
+            raise RuntimeError("the endpoint returned no image data (b64_json)")
+        return Image.open(io.BytesIO(base64.b64decode(data.b64_json))).convert("RGB")
+
+
 def load_editor(spec: str, **options: Any) -> Editor:
-    """An editor by spec: `mask-composite` (options: box="l,t,r,b" fractions, fill="r,g,b", patch=IMAGE_PATH, blur, jitter)
-    or `diffusers:MODEL_OR_PATH` (options: steps, guidance_scale, image_guidance_scale, device, dtype)."""
+    """An editor by spec: `mask-composite` (options: box="l,t,r,b" fractions, fill="r,g,b", patch=IMAGE_PATH, blur, jitter),
+    `diffusers:MODEL_OR_PATH` (instruction editing; options: steps, guidance_scale, image_guidance_scale, device, dtype),
+    `diffusers-inpaint:MODEL_OR_PATH` (options: box and the above) or `openai-edit:MODEL` (options: base_url, size)."""
     if spec.startswith("diffusers:"):
         return DiffusersEditor(spec[len("diffusers:"):], **options)
+    if spec.startswith("diffusers-inpaint:"):
+        if isinstance(options.get("box"), str):
+            options["box"] = tuple(float(v) for v in options["box"].split(","))
+        return InpaintEditor(spec[len("diffusers-inpaint:"):], **options)
+    if spec.startswith("openai-edit:"):
+        return EndpointEditor(spec[len("openai-edit:"):], **options)
     if spec == "mask-composite":
         def numbers(value, kind=float):
             return tuple(kind(v) for v in str(value).split(",")) if isinstance(value, str) else value
@@ -121,4 +194,5 @@ def load_editor(spec: str, **options: Any) -> Editor:
             if key in options:
                 kwargs[key] = float(options[key])
         return MaskCompositeEditor(**kwargs)
-    raise ValueError(f"unknown editor {spec!r}; available: mask-composite, diffusers:MODEL_OR_PATH")
+    raise ValueError(f"unknown editor {spec!r}; available: mask-composite, diffusers:MODEL_OR_PATH, "
+                     "diffusers-inpaint:MODEL_OR_PATH, openai-edit:MODEL")

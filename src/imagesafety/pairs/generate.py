@@ -36,8 +36,9 @@ class GenerationStats:
 
 def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Editor, judge: SafetyClassifier, *,
                    policy: str | Taxonomy = LLAVAGUARD, seeds: int = 3, thresholds: Thresholds | None = None, encoder=None,
-                   limit: int | None = None, progress: bool = True) -> GenerationStats:
-    """Up to `seeds` attempts per plan, stopping at the first verified edit."""
+                   limit: int | None = None, planner=None, progress: bool = True) -> GenerationStats:
+    """Up to `seeds` attempts per plan, stopping at the first verified edit. `planner` (an LLMPlanner) rewrites
+    each template instruction for the image it sees."""
     taxonomy = load_taxonomy(policy)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -68,10 +69,12 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
                 if any(c["kept"] for c in previous) or len(previous) >= seeds:
                     stats.kept += any(c["kept"] for c in previous)
                     continue
+                if planner is not None:
+                    plan = planner.rewrite(plan, original, taxonomy)
                 kept = False
                 for seed in range(len(previous), seeds):
                     candidate = {"image_sha256": sha, "sample_id": sample.id, "category": plan.category, "seed": seed,
-                                 "instruction": plan.instruction, "editor": editor.name, "source_label": plan.source_label,
+                                 "instruction": plan.instruction, "planner": plan.planner, "editor": editor.name, "source_label": plan.source_label,
                                  "target_label": plan.target_label, "source_category": sample.category, "source": sample.source}
                     try:
                         edited = editor.edit(original, plan, seed)
