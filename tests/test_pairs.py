@@ -128,7 +128,7 @@ def test_pairs_generate_command(tmp_path):
         img.paste(Image.new("RGB", (40, 40), (255, 0, 0)), (30, 30))  # the unsafe feature: a red block
         img.save(root / f"{i}.png")
     result = CliRunner().invoke(app, ["pairs", "generate", "-d", str(tmp_path / "data"), "-o", str(tmp_path / "pairs"), "--judge", "nudenet",
-                                      "--editor-option", "box=0.25,0.25,0.8,0.8", "--editor-option", "fill=0,0,200", "-q"])
+                                      "--editor-option", "box=0.25,0.25,0.8,0.8", "--editor-option", "fill=0,0,200", "--no-lpips", "-q"])
     assert result.exit_code == 0, result.output
     assert "pairs kept of 2 plans" in result.output
     lines = (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()
@@ -253,3 +253,20 @@ def test_endpoint_editor_and_llm_written_plans(tmp_path):
     assert candidate["instruction"].startswith("Remove the red blood stains from the floor.") and candidate["planner"] == "llm:planner-vlm"
     assert candidate["editor"] == "openai-edit:gpt-image-1" and app.state.calls["images.edit"] == 1
     assert stats.kept == 1 and candidate["scores"]["judge_edited_decision"] == 1
+
+
+def test_lpips_check_on_the_real_code_path():
+    """LPIPS with its packaged linear weights and a random backbone (the pretrained one is a download)."""
+    pytest.importorskip("lpips")
+    from imagesafety.pairs.verify import LPIPSMetric, Thresholds
+
+    metric = LPIPSMetric(pretrained_backbone=False)
+    original = scene(6, size=64)
+    assert metric(original, original) == pytest.approx(0.0, abs=1e-6)
+    editor = MaskCompositeEditor(box=(0.1, 0.1, 0.7, 0.7), patch=RED_PATCH, jitter=0)
+    edited = editor.edit(original, add_plan(), 0)
+    distance = metric(original, edited)
+    assert distance > 0
+    strict = verify_pair(original, edited, 1, RedJudge(), editor.region(original, add_plan(), 0), lpips=metric,
+                         thresholds=Thresholds(max_lpips=distance / 2))
+    assert not strict.kept and any("LPIPS" in r for r in strict.reasons) and strict.scores["lpips"] == pytest.approx(distance)

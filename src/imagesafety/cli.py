@@ -370,6 +370,8 @@ def pairs_generate_command(
     planner: Annotated[Optional[str], typer.Option(help="llm:MODEL to have a VLM write each instruction (default: templates)")] = None,
     planner_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the planner")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="attempts per plan")] = 3,
+    lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="also require a small LPIPS distance (needs lpips + torchvision)")] = True,
+    encoder: Annotated[Optional[str], typer.Option(help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -387,9 +389,22 @@ def pairs_generate_command(
             from imagesafety.pairs.llm_plans import LLMPlanner
 
             llm = LLMPlanner(planner[4:], base_url=planner_base_url)
-        stats = generate_pairs(dataset, out, load_editor(editor, **options), load_classifier(judge), policy=policy, seeds=seeds,
-                               limit=limit, planner=llm, progress=not quiet)
-    except (MissingExtraError, ImportError, ValueError, FileNotFoundError) as exc:
+        chosen_editor, chosen_judge = load_editor(editor, **options), load_classifier(judge)  # cheap checks first
+        metric = None
+        if lpips:
+            import importlib.util
+
+            from imagesafety.pairs.verify import LPIPSMetric
+
+            if importlib.util.find_spec("lpips") is None:
+                err_console.print("[yellow]lpips not installed: the LPIPS check is skipped (pip install lpips)[/yellow]")
+            else:
+                metric = LPIPSMetric()
+        from imagesafety.encoders import load_encoder
+
+        stats = generate_pairs(dataset, out, chosen_editor, chosen_judge, policy=policy, seeds=seeds,
+                               limit=limit, planner=llm, lpips=metric, encoder=load_encoder(encoder) if encoder else None, progress=not quiet)
+    except (MissingExtraError, ImportError, ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(str(exc))
     console.print(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images) "
                   f"-> {out / 'pairs.parquet'}; evaluate with: imagesafety eval --dataset {out} --classifier ...")

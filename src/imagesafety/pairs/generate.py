@@ -36,7 +36,7 @@ class GenerationStats:
 
 def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Editor, judge: SafetyClassifier, *,
                    policy: str | Taxonomy = LLAVAGUARD, seeds: int = 3, thresholds: Thresholds | None = None, encoder=None,
-                   limit: int | None = None, planner=None, progress: bool = True) -> GenerationStats:
+                   limit: int | None = None, planner=None, lpips=None, progress: bool = True) -> GenerationStats:
     """Up to `seeds` attempts per plan, stopping at the first verified edit. `planner` (an LLMPlanner) rewrites
     each template instruction for the image it sees."""
     taxonomy = load_taxonomy(policy)
@@ -78,7 +78,8 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
                                  "target_label": plan.target_label, "source_category": sample.category, "source": sample.source}
                     try:
                         edited = editor.edit(original, plan, seed)
-                        verdict = verify_pair(original, edited, plan.target_label, judge, editor.region(original, plan, seed), encoder, thresholds)
+                        verdict = verify_pair(original, edited, plan.target_label, judge, editor.region(original, plan, seed), encoder,
+                                              thresholds, lpips)
                     except Exception as exc:  # an editor error is recorded and retried with the next seed
                         candidate.update(kept=False, reasons=[f"editor failed: {type(exc).__name__}: {exc}"], scores={})
                     else:

@@ -21,6 +21,7 @@ class Thresholds:
     min_outside_similarity: float = 0.98  # 1 - mean |difference| / 255 outside the editor's region
     max_changed_fraction: float = 0.5  # share of pixels that changed (by more than 16 levels) anywhere
     min_embedding_cosine: float = 0.7  # with an encoder
+    max_lpips: float = 0.4  # perceptual distance, with an LPIPS model
     min_std: float = 2.0  # below this the edited image is blank
 
 
@@ -43,8 +44,37 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a.astype(np.float32) @ LUMA, b.astype(np.float32) @ LUMA, data_range=255))
 
 
-def similarity_scores(original: Image.Image, edited: Image.Image, region: np.ndarray | None = None, encoder=None) -> dict[str, float]:
-    """SSIM, changed fraction, similarity outside the edited region, and (with an encoder) embedding cosine."""
+class LPIPSMetric:
+    """Learned perceptual distance (the `lpips` package; AlexNet backbone by default). `pretrained_backbone=False`
+    keeps LPIPS's own linear weights but a random backbone: for offline checks of the code path only."""
+
+    def __init__(self, net: str = "alex", pretrained_backbone: bool = True, device: str = "cpu"):
+        try:
+            import lpips
+        except ImportError as exc:
+            raise ImportError("LPIPS needs the lpips package (and torchvision): pip install lpips") from exc
+        try:
+            self.model = lpips.LPIPS(net=net, pnet_rand=not pretrained_backbone, verbose=False).to(device).eval()
+        except Exception as exc:  # the backbone's weights come from torchvision's hub on first use
+            raise RuntimeError(f"LPIPS could not load its {net} backbone weights ({type(exc).__name__}: {exc}); they are downloaded "
+                               "by torchvision on first use: run once with internet, or pass --no-lpips") from exc
+        self.device = device
+
+    def __call__(self, a: Image.Image, b: Image.Image) -> float:
+        import torch
+
+        def tensor(img: Image.Image):
+            x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+            return x.to(self.device)
+
+        with torch.no_grad():
+            return float(self.model(tensor(a), tensor(b)).item())
+
+
+def similarity_scores(original: Image.Image, edited: Image.Image, region: np.ndarray | None = None, encoder=None,
+                      lpips: LPIPSMetric | None = None) -> dict[str, float]:
+    """SSIM, changed fraction, similarity outside the edited region, and (with an encoder) embedding cosine,
+    (with an LPIPS model) perceptual distance."""
     a = np.asarray(original.convert("RGB"))
     b = np.asarray(edited.convert("RGB"))
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
@@ -57,15 +87,17 @@ def similarity_scores(original: Image.Image, edited: Image.Image, region: np.nda
     if encoder is not None:
         emb = encoder.encode_images([original, edited])
         scores["embedding_cosine"] = float(np.dot(emb[0], emb[1]) / (np.linalg.norm(emb[0]) * np.linalg.norm(emb[1]) + 1e-12))
+    if lpips is not None:
+        scores["lpips"] = lpips(original, edited)
     return scores
 
 
 def verify_pair(original: Image.Image, edited: Image.Image, target_label: int, judge: SafetyClassifier, region: np.ndarray | None = None,
-                encoder=None, thresholds: Thresholds | None = None) -> Verification:
+                encoder=None, thresholds: Thresholds | None = None, lpips: LPIPSMetric | None = None) -> Verification:
     t = thresholds or Thresholds()
     if edited.size != original.size:
         return Verification(False, [f"editor changed the size from {original.size} to {edited.size}"], {})
-    scores = similarity_scores(original, edited, region, encoder)
+    scores = similarity_scores(original, edited, region, encoder, lpips)
     reasons = []
     if scores["edited_std"] < t.min_std:
         reasons.append("edited image is blank")
@@ -80,6 +112,8 @@ def verify_pair(original: Image.Image, edited: Image.Image, target_label: int, j
         reasons.append(f"edit touched {scores['changed_fraction']:.0%} of the image (> {t.max_changed_fraction:.0%})")
     if "outside_similarity" in scores and scores["outside_similarity"] < t.min_outside_similarity:
         reasons.append(f"changes outside the edited region (similarity {scores['outside_similarity']:.3f} < {t.min_outside_similarity})")
+    if "lpips" in scores and scores["lpips"] > t.max_lpips:
+        reasons.append(f"perceptually too different (LPIPS {scores['lpips']:.3f} > {t.max_lpips})")
     if "embedding_cosine" in scores and scores["embedding_cosine"] < t.min_embedding_cosine:
         reasons.append(f"embedding moved too far (cosine {scores['embedding_cosine']:.3f} < {t.min_embedding_cosine})")
     return Verification(not reasons, reasons, scores)
