@@ -48,7 +48,7 @@ class LPIPSMetric:
     """Learned perceptual distance (the `lpips` package; AlexNet backbone by default). `pretrained_backbone=False`
     keeps LPIPS's own linear weights but a random backbone: for offline checks of the code path only."""
 
-    def __init__(self, net: str = "alex", pretrained_backbone: bool = True, device: str = "cpu"):
+    def __init__(self, net: str = "alex", pretrained_backbone: bool = True, device: str = "cpu", max_side: int = 256):
         try:
             import lpips
         except ImportError as exc:
@@ -58,13 +58,18 @@ class LPIPSMetric:
         except Exception as exc:  # the backbone's weights come from torchvision's hub on first use
             raise RuntimeError(f"LPIPS could not load its {net} backbone weights ({type(exc).__name__}: {exc}); they are downloaded "
                                "by torchvision on first use: run once with internet, or pass --no-lpips") from exc
-        self.device = device
+        self.device, self.max_side = device, int(max_side)
 
     def __call__(self, a: Image.Image, b: Image.Image) -> float:
+        """Distance of the two images, both scaled to at most `max_side` (LPIPS is a patch statistic; 4x fewer pixels, 4x faster)."""
         import torch
 
+        scale = min(1.0, self.max_side / max(a.size))
+        size = (max(16, round(a.width * scale)), max(16, round(a.height * scale)))
+
         def tensor(img: Image.Image):
-            x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+            img = img.convert("RGB").resize(size, Image.BILINEAR) if img.size != size else img.convert("RGB")
+            x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
             return x.to(self.device)
 
         with torch.no_grad():
