@@ -79,21 +79,21 @@ class PredictionCache:
             self._local.conn = conn
         return conn
 
-    def get_many(self, key: tuple[str, str, str], shas: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Cached predictions (as dicts) for the given image hashes under one classifier key."""
+    def _json_by_sha(self, select: str, params: tuple, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """`select` (ending in `image_sha256 IN`) run for the hashes in chunks of 500; JSON values by hash."""
         shas = list(dict.fromkeys(shas))
         found: dict[str, dict[str, Any]] = {}
         conn = self._connect()
         for start in range(0, len(shas), 500):
             chunk = shas[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? AND config_hash=? "
-                f"AND image_sha256 IN ({marks})",
-                (*key, *chunk),
-            )
+            rows = conn.execute(f"{select} ({','.join('?' * len(chunk))})", (*params, *chunk))
             found.update((sha, json.loads(text)) for sha, text in rows)
         return found
+
+    def get_many(self, key: tuple[str, str, str], shas: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Cached predictions (as dicts) for the given image hashes under one classifier key."""
+        return self._json_by_sha("SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? "
+                                 "AND config_hash=? AND image_sha256 IN", key, shas)
 
     def put_many(self, key: tuple[str, str, str], items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store predictions for image hashes under one classifier key, committed immediately."""
@@ -118,15 +118,8 @@ class PredictionCache:
 
     def get_attack_results(self, attack_key: str, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Finished attack outcomes per image hash under one (classifier, attack, settings) key."""
-        shas = list(dict.fromkeys(shas))
-        found: dict[str, dict[str, Any]] = {}
-        conn = self._connect()
-        for start in range(0, len(shas), 500):
-            chunk = shas[start : start + 500]
-            rows = conn.execute(f"SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN ({','.join('?' * len(chunk))})",
-                                (attack_key, *chunk))
-            found.update((sha, json.loads(text)) for sha, text in rows)
-        return found
+        return self._json_by_sha("SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN",
+                                 (attack_key,), shas)
 
     def put_attack_results(self, attack_key: str, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         now = time.time()

@@ -152,15 +152,12 @@ class Runner:
                 raise item
             yield item
 
-    def _compute(self, inputs: list[Any]) -> list[Any]:
-        return compute_isolating_failures(self.task, inputs)
-
     def _finish_batch(self, batch: list[Prepared]) -> list[dict]:
         self.stats.cached += sum(p.result is not None for p in batch)
         todo = [p for p in batch if p.image is not None]
         if todo:
             started = time.perf_counter()
-            results = self._compute([p.image for p in todo])
+            results = compute_isolating_failures(self.task, [p.image for p in todo])
             self.stats.model_seconds += time.perf_counter() - started
             fresh = []
             for p, result in zip(todo, results):

@@ -175,7 +175,8 @@ def robustness(
         task = bar.add_task("attacks", total=len(attacks))
         for name in attacks:
             spec = AttackSpec(name, eps_pixel, steps)
-            rows, ex = attack_images(clf, spec, chosen, images, store, seed, batch_size, keep_examples=4)
+            rows, ex = attack_images(clf, spec, chosen, images, store, seed, batch_size,
+                                     keep_examples=len(chosen) if save_adversarial else 4)
             frame = pd.DataFrame(rows)
             metrics["attacks"][name] = robust_accuracy(frame)
             all_rows.append(frame.assign(attack=name))
@@ -202,9 +203,12 @@ def robustness(
                                   "accuracy_drop": None if acc is None or metrics["clean"]["accuracy"] is None else metrics["clean"]["accuracy"] - acc,
                                   "f1_drop": None if f1 is None or metrics["clean"]["f1"] is None else metrics["clean"]["f1"] - f1}
         metrics["corruptions"][name] = per
-    result = RobustnessResult(metrics, pd.concat(all_rows) if all_rows else pd.DataFrame(), [dict(e, attack=a) for a, ex in examples.items() for e in ex])
     if save_adversarial:
-        result.files["adversarial"] = write_adversarial(clf, attacks, chosen, images, store, seed, batch_size, eps_pixel, steps, Path(save_adversarial))
+        saved = write_adversarial(clf, attacks, chosen, images, examples, seed, batch_size, eps_pixel, steps, Path(save_adversarial))
+    result = RobustnessResult(metrics, pd.concat(all_rows) if all_rows else pd.DataFrame(),
+                              [dict(e, attack=a) for a, ex in examples.items() for e in ex[:4]])
+    if save_adversarial:
+        result.files["adversarial"] = saved
     if out_dir is not None:
         from imagesafety.bench.robustness.report import write_robustness_report
 
@@ -220,14 +224,18 @@ def std_for_report(clf) -> float:
     return float(std.min()) if std is not None else 1.0
 
 
-def write_adversarial(clf, attacks, chosen, images, store, seed, batch_size, eps, steps, root: Path) -> Path:
-    """Adversarial images as PNG files plus a manifest.jsonl, loadable by `eval` (labels kept)."""
+def write_adversarial(clf, attacks, chosen, images, examples: dict[str, list[dict]], seed, batch_size, eps, steps, root: Path) -> Path:
+    """Adversarial images as PNG files plus a manifest.jsonl, loadable by `eval` (labels kept). The run's own
+    adversarial images are written; images whose outcome came from the cache are attacked again to get theirs."""
     root.mkdir(parents=True, exist_ok=True)
     lines = []
     for name in attacks:
-        spec = AttackSpec(name, eps, steps)
-        _, examples = attack_images(clf, spec, chosen, images, None, seed, batch_size, keep_examples=len(chosen))
-        for ex in examples:
+        have = examples.get(name, [])
+        missing = chosen[~chosen["id"].isin({ex["id"] for ex in have})]
+        if len(missing):
+            _, more = attack_images(clf, AttackSpec(name, eps, steps), missing, images, None, seed, batch_size, keep_examples=len(missing))
+            have = have + more
+        for ex in have:
             from PIL import Image
 
             pixels = (np.clip(ex["adv"].transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)

@@ -118,9 +118,13 @@ class HFVLMClassifier(ProtocolScoring):
             self._attack_prompt = self.processor.apply_chat_template(
                 [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}], add_generation_prompt=True)
             self._unsafe_id, self._safe_id = first_token_ids(self.processor.tokenizer, "unsafe", "safe")
+            self._attack_layout: dict[int, Any] = {}
         side, mean, std = self._geometry()
-        blank = [PILImage.new("RGB", (side, side))] * len(pixels)  # token layout only; the pixels come from `pixels`
-        inputs = self.processor(images=blank, text=[self._attack_prompt] * len(pixels), return_tensors="pt", padding=True).to(self.device)
+        if len(pixels) not in self._attack_layout:  # token layout only (the pixels come from `pixels`): once per batch size
+            blank = [PILImage.new("RGB", (side, side))] * len(pixels)
+            self._attack_layout[len(pixels)] = self.processor(images=blank, text=[self._attack_prompt] * len(pixels),
+                                                              return_tensors="pt", padding=True).to(self.device)
+        inputs = dict(self._attack_layout[len(pixels)])
         m = torch.tensor(mean, device=pixels.device).view(1, 3, 1, 1)
         s = torch.tensor(std, device=pixels.device).view(1, 3, 1, 1)
         inputs["pixel_values"] = ((pixels - m) / s).to(self.model.dtype)
