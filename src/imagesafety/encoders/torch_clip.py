@@ -37,6 +37,7 @@ class TorchClipEncoder:
         self.logit_scale = float(logit_scale)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._inv_std = 1 / self.std  # multiplying is cheaper than dividing, forward and backward
         with torch.no_grad():
             self.embed_dim = int(self.image_features(torch.zeros(1, 3, self.image_size, self.image_size, device=device)).shape[-1])
 
@@ -63,7 +64,7 @@ class TorchClipEncoder:
 
     def image_features(self, pixels):
         """Differentiable: [0, 1] pixels -> L2-normalised image embeddings."""
-        feats = self.backend.encode_image((pixels - self.mean) / self.std)
+        feats = self.backend.encode_image((pixels - self.mean) * self._inv_std)
         return feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def text_features(self, texts: list[str]):
@@ -114,9 +115,11 @@ def load_transformers_clip(name_or_path: str, device: str | None = None) -> Torc
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from imagesafety.encoders.inference_mode import prepare_for_inference
+
     device = device or default_device()
     try:
-        model = AutoModel.from_pretrained(name_or_path).to(device).eval()
+        model = prepare_for_inference(AutoModel.from_pretrained(name_or_path).to(device), device)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except OSError as exc:
         raise ValueError(f"cannot load transformers model {name_or_path!r}: {exc}") from exc
@@ -138,6 +141,8 @@ def load_open_clip(arch: str, pretrained: str | None, device: str | None = None)
     """An open_clip model: architecture plus a pretrained tag (`openai`, `laion2b_s32b_b82k`) or checkpoint path."""
     try:
         import open_clip
+
+        from imagesafety.encoders.inference_mode import prepare_for_inference
     except ImportError as exc:
         raise ImportError("open_clip models need: pip install 'imagesafety[openclip]' (or use an hf: transformers model)") from exc
     device = device or default_device()
@@ -145,7 +150,7 @@ def load_open_clip(arch: str, pretrained: str | None, device: str | None = None)
         model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device)
     except RuntimeError as exc:
         raise ValueError(f"cannot load open_clip {arch}/{pretrained}: {exc}") from exc
-    model.eval()
+    prepare_for_inference(model, device)
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = cfg.get("size", getattr(model.visual, "image_size", 224))
     size = size[0] if isinstance(size, (tuple, list)) else size

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from imagesafety.encoders.inference_mode import prepare_for_inference
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.checkpoint import load_hysac
 
@@ -18,6 +19,7 @@ class HysacEmbedder:
 
     def __init__(self, directory: str | Path, device: str = "cpu", encoder=None, backbone: str | None = None):
         self.model, self.card = load_hysac(directory, device, backbone)
+        prepare_for_inference(self.model, device)
         self.mode = self.card["mode"]
         self.device = device
         self.directory = Path(directory)

@@ -57,6 +57,7 @@ def pgd(x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: flo
     if random_start:
         noise = (torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu") * 2 - 1).to(x.device)
         adv = (x + eps * noise).clamp(0, 1)
+    low, high = (x - eps).clamp_(0, 1), (x + eps).clamp_(0, 1)  # the eps ball intersected with valid pixels
     active = torch.ones(len(x), dtype=torch.bool, device=x.device)
     for _ in range(steps):
         adv = adv.detach().requires_grad_(True)
@@ -65,8 +66,8 @@ def pgd(x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: flo
         if not active.any():
             break
         margin.sum().backward()
-        step = alpha * adv.grad.sign() * active.view(-1, *[1] * (x.dim() - 1))
-        adv = torch.min(torch.max(adv.detach() - step, x - eps), x + eps).clamp(0, 1)
+        step_sizes = (-alpha * active.to(x.dtype)).view(-1, *[1] * (x.dim() - 1))  # 0 for images already flipped
+        adv = adv.detach().add_(adv.grad.sign_().mul_(step_sizes)).clamp_(low, high)  # in place: no new full-size tensors
     return adv.detach()
 
 

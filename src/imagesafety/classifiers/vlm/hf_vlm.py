@@ -24,6 +24,8 @@ class HFVLMClassifier(ProtocolScoring):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from imagesafety.encoders.inference_mode import prepare_for_inference
+
         self.setup_scoring(protocol, taxonomy, unsure, threshold)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
@@ -32,7 +34,8 @@ class HFVLMClassifier(ProtocolScoring):
             if adapter:  # a LoRA adapter, e.g. from `imagesafety perspective train`
                 from peft import PeftModel
 
-                self.model = PeftModel.from_pretrained(self.model, adapter).to(self.device).eval()
+                self.model = PeftModel.from_pretrained(self.model, adapter).to(self.device)
+            prepare_for_inference(self.model, self.device)
         except OSError as exc:
             raise ValueError(f"cannot load vision-language model {model!r}: {exc}") from exc
         tokenizer = getattr(self.processor, "tokenizer", None)
