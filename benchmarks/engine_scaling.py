@@ -41,7 +41,7 @@ def main() -> None:
         t_local = time.perf_counter() - start
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         start = time.perf_counter()
-        remote = evaluate("nudenet", root, Path(tmp) / "ray", cache=None, progress=False, n_boot=0, engine="ray",
+        remote = evaluate("nudenet", root, None, cache=None, progress=False, n_boot=0, engine="ray",  # no reports, as local
                           partition_size=n, batch_size=16)
         t_ray = time.perf_counter() - start
         ray.shutdown()

@@ -1,6 +1,7 @@
 """The PerspectiveVision training-set recipe on generated data."""
 
 import json
+from pathlib import Path
 
 from imagesafety.perspective.trainset import build_trainset
 from imagesafety.taxonomy import UNSAFEBENCH
@@ -54,3 +55,38 @@ def test_lora_fine_tune_on_a_tiny_vlm_learns_and_loads_as_a_classifier(red_folde
     from PIL import Image
 
     assert clf.config["adapter"] == str(tmp_path / "lora") and len(clf.predict([Image.new("RGB", (32, 32))])) == 1
+
+
+def test_two_rank_lora_fine_tune_keeps_replicas_identical_and_shares_the_data(red_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from tiny_models import make_tiny_llava
+
+    base = make_tiny_llava(tmp_path / "llava")
+    build_trainset(red_folder, tmp_path / "ts", seed=0)
+    script = Path(__file__).parent / "ddp_perspective_training.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                             str(tmp_path / "ts"), str(base), str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert rank0["lora"].keys() == rank1["lora"].keys() and rank0["lora"]
+    for name in rank0["lora"]:
+        assert torch.equal(rank0["lora"][name], rank1["lora"][name]), name
+    assert any(t.abs().sum() > 0 for n, t in rank0["lora"].items() if "lora_B" in n)  # B starts at zero: training moved it
+    examples = json.loads((tmp_path / "ts" / "llava_train.json").read_text())
+    card = rank0["card"]
+    assert card["world_size"] == 2 and card["examples_per_step"] == 4
+    history = json.loads((tmp_path / "lora" / "history.json").read_text())
+    for epoch in (1, 2):  # the ranks split each epoch between them, together covering every example
+        seen = [(r["rank"], r["example"]) for r in history if r["epoch"] == epoch]
+        assert {e for _, e in seen} == {e["id"] for e in examples}
+        assert sum(r == 0 for r, _ in seen) == sum(r == 1 for r, _ in seen) == -(-len(examples) // 2)
+    assert card["steps"] == -(-2 * -(-len(examples) // 2) // 2)
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from imagesafety.bench.metrics import f1_optimal_threshold
+from imagesafety.distributed import distributed_context, rank_device
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.checkpoint import distance_bounds, save_hysac
 from imagesafety.hyperbolic.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, read_quadruples
@@ -48,6 +49,7 @@ def train_hysac(
     """Train a HySAC model on quadruples and save it (with distance bounds and a calibrated threshold) to `out`."""
     config = config or HysacTrainConfig(mode=mode)
     config.mode = mode
+    device = rank_device(device)  # under torchrun, `cuda` means this rank's own GPU
     out = Path(out)
     if mode == "light":
         if isinstance(data, QuadrupleEmbeddings):
@@ -83,8 +85,6 @@ def train_hysac(
                                                             "epochs_run": len(history)},
         **card_extra,
     }
-    from imagesafety.hyperbolic.train import distributed_context
-
     if distributed_context()[0] == 0:  # under torchrun, one rank writes
         save_hysac(out, model, card)
         write_history(out, history)

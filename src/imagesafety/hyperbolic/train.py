@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imagesafety.distributed import distributed_context
 from imagesafety.hyperbolic.losses import LossWeights, hysac_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -37,17 +37,6 @@ class HysacTrainConfig:
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def distributed_context() -> tuple[int, int]:
-    """(rank, world size), initialising the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    if world > 1:
-        return torch.distributed.get_rank(), world
-    return 0, 1
 
 
 def split_indices(n: int, splits: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

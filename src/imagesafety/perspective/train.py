@@ -2,15 +2,18 @@
 
 The loss covers only the answer tokens ("safe" / "unsafe: Category"); the prompt and image tokens are
 masked. Examples go one at a time with gradient accumulation, which works for every processor;
-real runs want a GPU. The adapter is saved with peft and loads with `vlm:hf/BASE --option adapter=OUT`.
+real runs want a GPU, or several under `torchrun` / `accelerate launch` (DDP). The adapter is saved
+with peft and loads with `vlm:hf/BASE --option adapter=OUT`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
 
+from imagesafety.distributed import distributed_context, rank_device
 from imagesafety.images import decode_image, read_image_bytes
 
 IGNORE = -100
@@ -37,13 +40,74 @@ def encode_example(processor, example: dict, root: Path):
     return full
 
 
+def load_lora_model(base_model: str, device: str, *, lora_r: int = 16, lora_alpha: int = 32,
+                    target_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"):
+    """(peft model with fresh LoRA adapters, processor) for a transformers VLM id or folder."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(base_model)
+        model = AutoModelForImageTextToText.from_pretrained(base_model).to(device)
+    except OSError as exc:
+        raise ValueError(f"cannot load vision-language model {base_model!r}: {exc}") from exc
+    return get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=0.05)), processor
+
+
+def rank_schedule(n_examples: int, epochs: int, seed: int, rank: int = 0, world: int = 1) -> list[tuple[int, int]]:
+    """(epoch, example index) in training order for this rank: every epoch one shuffle shared by all ranks, padded
+    to a multiple of the world size (as torch's DistributedSampler does) so all ranks take equally many steps."""
+    rng = random.Random(seed)
+    schedule = []
+    for epoch in range(epochs):
+        order = list(range(n_examples))
+        rng.shuffle(order)
+        order += order[: (-len(order)) % world]
+        schedule += [(epoch, i) for i in order[rank::world]]
+    return schedule
+
+
+def fine_tune(model, processor, examples: list[dict], root: Path, *, epochs: int = 1, max_steps: int | None = None, lr: float = 2e-4,
+              accumulation: int = 8, seed: int = 0, device: str = "cpu", log=lambda record: None) -> tuple[list[dict], int]:
+    """(this rank's loss history, optimiser steps): gradient accumulation over single examples; under torchrun the
+    model is data-parallel (DDP), each rank taking its share of every epoch and gradients averaged at each step."""
+    import torch
+
+    rank, world = distributed_context()
+    wrapped = model
+    if world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    schedule = rank_schedule(len(examples), epochs, seed, rank, world)
+    history, step = [], 0
+    model.train()
+    for j, (epoch, i) in enumerate(schedule):
+        inputs = encode_example(processor, examples[i], root).to(device)
+        syncs = (j + 1) % accumulation == 0 or j == len(schedule) - 1  # DDP all-reduces gradients only before a step
+        with contextlib.nullcontext() if syncs or world == 1 else wrapped.no_sync():
+            loss = wrapped(**inputs).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step} (rank {rank}); lower the learning rate")
+            (loss / accumulation).backward()
+        history.append({"epoch": epoch + 1, "example": examples[i]["id"], "loss": loss.item(), "rank": rank})
+        if syncs:
+            optimiser.step()
+            optimiser.zero_grad()
+            step += 1
+            if rank == 0:  # one progress line per step, not one per process
+                log(history[-1] | {"step": step})
+            if max_steps is not None and step >= max_steps:
+                break
+    return history, step
+
+
 def train_perspective(trainset: str | Path, base_model: str, out: str | Path, *, epochs: int = 1, max_steps: int | None = None,
                       lr: float = 2e-4, accumulation: int = 8, lora_r: int = 16, lora_alpha: int = 32,
                       target_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)", seed: int = 0,
                       device: str | None = None, log=lambda record: None) -> dict:
+    """LoRA fine-tune `base_model` on a trainset folder and save the adapter to `out` (one process, or torchrun /
+    accelerate launch with several: then `accumulation` examples per rank make one step)."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     root = Path(trainset)
     manifest = root / "llava_train.json"
@@ -52,43 +116,25 @@ def train_perspective(trainset: str | Path, base_model: str, out: str | Path, *,
     examples = json.loads(manifest.read_text(encoding="utf-8"))
     if not examples:
         raise ValueError(f"{manifest}: no examples")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(seed)
-    processor = AutoProcessor.from_pretrained(base_model)
-    model = AutoModelForImageTextToText.from_pretrained(base_model).to(device)
-    model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=0.05))
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    rng = random.Random(seed)
-    history, step, micro = [], 0, 0
-    model.train()
-    for epoch in range(epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        for i in order:
-            inputs = encode_example(processor, examples[i], root).to(device)
-            loss = model(**inputs).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-            (loss / accumulation).backward()
-            micro += 1
-            history.append({"epoch": epoch + 1, "example": examples[i]["id"], "loss": loss.item()})
-            if micro % accumulation == 0:
-                optimiser.step()
-                optimiser.zero_grad()
-                step += 1
-                log(history[-1] | {"step": step})
-                if max_steps is not None and step >= max_steps:
-                    break
-        if max_steps is not None and step >= max_steps:
-            break
-    if micro % accumulation:
-        optimiser.step()
-        optimiser.zero_grad()
-    out = Path(out)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    rank, world = distributed_context()
+    device = rank_device(device)
+    torch.manual_seed(seed)  # the same LoRA initialisation on every rank
+    model, processor = load_lora_model(base_model, device, lora_r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules)
+    history, step = fine_tune(model, processor, examples, root, epochs=epochs, max_steps=max_steps, lr=lr,
+                              accumulation=accumulation, seed=seed, device=device, log=log)
+    if world > 1:
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, history)
+        history = sorted((r for h in gathered for r in h), key=lambda r: (r["epoch"], r["rank"]))
     card = {"base_model": base_model, "trainset": str(root), "examples": len(examples), "steps": step, "epochs": epochs,
-            "lora": {"r": lora_r, "alpha": lora_alpha, "target_modules": target_modules}, "lr": lr, "accumulation": accumulation}
-    (out / "perspective.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
-    (out / "history.json").write_text(json.dumps(history), encoding="utf-8")
+            "lora": {"r": lora_r, "alpha": lora_alpha, "target_modules": target_modules}, "lr": lr, "accumulation": accumulation,
+            "world_size": world, "examples_per_step": accumulation * world}
+    if rank == 0:
+        out = Path(out)
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        (out / "perspective.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
+        (out / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    if world > 1:
+        torch.distributed.barrier()  # the adapter is on disk before any rank returns
     return card

@@ -43,10 +43,15 @@ def record_sample(record: dict[str, Any]) -> Sample:
                   record["source"], record["split"], record["pair_id"], record["role"], json.loads(record["metadata"] or "{}"))
 
 
-class ModelActor:
-    """One model per actor; each batch goes through the local Runner (same decoding, errors and rows)."""
+#: Ray hands each actor this many model batches at a time, so the actor's decoding thread works ahead of the model.
+MODEL_BATCHES_PER_TASK = 8
 
-    def __init__(self, kind: str, spec: str, options: dict):
+
+class ModelActor:
+    """One model per actor; each task's rows go through the local Runner (same decoding, errors and rows),
+    which decodes the next model batch on its own thread while the model computes this one."""
+
+    def __init__(self, kind: str, spec: str, options: dict, batch_size: int = 16, decode_workers: int = 1):
         from imagesafety.bench.runner import PredictionTask, Runner
 
         if kind == "predict":
@@ -58,7 +63,7 @@ class ModelActor:
             from imagesafety.encoders.embed import EmbeddingTask
 
             task = EmbeddingTask(load_encoder(spec, options.get("device")))
-        self.runner = Runner(task, batch_size=10_000, workers=1, show_progress=False)
+        self.runner = Runner(task, batch_size=batch_size, workers=decode_workers, show_progress=False)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         samples = [record_sample(r) for r in batch.to_dict("records")]
@@ -92,6 +97,9 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     # model runtimes (ONNX, torch) use several threads: one actor per `cpus_per_actor` CPUs (or per GPU share)
     resources = ray.cluster_resources()
     actors = num_actors or max(1, int(resources.get("GPU", 0) // num_gpus if num_gpus else resources.get("CPU", 1) // cpus_per_actor))
+    # the local engine's split of a 2-CPU share: one decoding thread beside the model's own threads
+    actor_kwargs = {"kind": kind, "spec": spec, "options": options, "batch_size": batch_size,
+                    "decode_workers": max(1, int(cpus_per_actor) - 1)}
     it = iter(samples)
     written: list[Path] = []
     start = 0
@@ -105,7 +113,7 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
             if not path.is_file():
                 records = [sample_record(s, start + i) for i, s in enumerate(chunk)]
                 ds = ray.data.from_items(records).map_batches(
-                    ModelActor, fn_constructor_kwargs={"kind": kind, "spec": spec, "options": options}, batch_size=batch_size,
+                    ModelActor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_size * MODEL_BATCHES_PER_TASK,
                     batch_format="pandas", concurrency=actors, num_gpus=num_gpus or None, num_cpus=min(cpus_per_actor, resources.get("CPU", 1)),
                     max_restarts=-1, max_task_retries=-1)  # a dead worker is restarted and its batches retried
                 frame = ds.to_pandas().sort_values("index")
