@@ -37,7 +37,8 @@ class TorchClipEncoder:
         self.logit_scale = float(logit_scale)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self._inv_std = 1 / self.std  # multiplying is cheaper than dividing, forward and backward
+        # (p - mean) / std as p * (1 / std) + (-mean / std): one new full-size tensor instead of two, in attack loops too
+        self._inv_std, self._shift = 1 / self.std, -self.mean / self.std
         with torch.no_grad():
             self.embed_dim = int(self.image_features(torch.zeros(1, 3, self.image_size, self.image_size, device=device)).shape[-1])
 
@@ -64,7 +65,7 @@ class TorchClipEncoder:
 
     def image_features(self, pixels):
         """Differentiable: [0, 1] pixels -> L2-normalised image embeddings."""
-        feats = self.backend.encode_image((pixels - self.mean) * self._inv_std)
+        feats = self.backend.encode_image(pixels.mul(self._inv_std).add_(self._shift))
         return feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def text_features(self, texts: list[str]):
