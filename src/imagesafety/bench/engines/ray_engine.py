@@ -1,10 +1,11 @@
 """The Ray engine: the same per-image work as the local Runner, in Ray Data `map_batches` actors.
 
-Samples are cut into fixed partitions (in dataset order); each partition runs as one Ray Data job
-(reading and decoding inside the actors, one model load per actor, GPU actors when asked) and is
-written as `part-NNNNN.parquet` by rename, so a finished partition is never redone and never
-half-written. Actors are restarted and their batches retried when a worker dies. Rows have exactly
-the local engine's schema, so metrics and reports are the same code.
+Samples are cut into fixed partitions (in dataset order). The partitions not yet written go through
+Ray Data jobs of many partitions each (reading and decoding inside the actors, one model load per actor
+per job, GPU actors when asked); each partition is written as `part-NNNNN.parquet` by rename as soon
+as all its rows are back, so a finished partition is never redone and never half-written. Actors are
+restarted and their batches retried when a worker dies. Rows have exactly the local engine's schema,
+so metrics and reports are the same code.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class ModelActor:
         samples = [record_sample(r) for r in batch.to_dict("records")]
         rows = self.runner.run(samples)
         rows.insert(0, "index", batch["index"].to_numpy())
+        rows.insert(1, "partition", batch["partition"].to_numpy())
         for column in JSON_COLUMNS:
             if column in rows:
                 rows[column] = rows[column].map(json.dumps)
@@ -80,8 +82,12 @@ class ModelActor:
 
 def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], parts_dir: str | Path, *, address: str | None = None,
                batch_size: int = 16, num_actors: int | None = None, num_gpus: float = 0, partition_size: int = 1000,
-               cpus_per_actor: float = 2, progress: bool = True) -> pd.DataFrame:
-    """Rows for every sample (local engine schema), computed partition by partition on a Ray cluster."""
+               cpus_per_actor: float = 2, samples_per_job: int = 100_000, progress: bool = True) -> pd.DataFrame:
+    """Rows for every sample (local engine schema), computed on a Ray cluster and written partition by partition.
+
+    The partitions not yet written go through Ray Data in jobs of about `samples_per_job` samples: the actors
+    load their model once per job (not once per partition), and the driver holds one job's records at a time.
+    """
     ray = _require_ray()
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
@@ -100,35 +106,30 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     # the local engine's split of a 2-CPU share: one decoding thread beside the model's own threads
     actor_kwargs = {"kind": kind, "spec": spec, "options": options, "batch_size": batch_size,
                     "decode_workers": max(1, int(cpus_per_actor) - 1)}
-    it = iter(samples)
+    map_options = dict(fn_constructor_kwargs=actor_kwargs, batch_size=batch_size * MODEL_BATCHES_PER_TASK, batch_format="pandas",
+                       concurrency=actors, num_gpus=num_gpus or None, num_cpus=min(cpus_per_actor, resources.get("CPU", 1)),
+                       max_restarts=-1, max_task_retries=-1)  # a dead worker is restarted and its batches retried
     written: list[Path] = []
+    records: list[dict] = []
+    pending: dict[int, int] = {}  # partition number -> its sample count, for the job being gathered
     start = 0
     with progress_bar(progress) as bar:
         task = bar.add_task(f"{kind} on ray", total=None)
-        while True:
-            chunk = list(islice(it, partition_size))
-            if not chunk:
-                break
-            path = parts_dir / f"part-{len(written):05d}.parquet"
-            if not path.is_file():
-                records = [sample_record(s, start + i) for i, s in enumerate(chunk)]
-                ds = ray.data.from_items(records).map_batches(
-                    ModelActor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_size * MODEL_BATCHES_PER_TASK,
-                    batch_format="pandas", concurrency=actors, num_gpus=num_gpus or None, num_cpus=min(cpus_per_actor, resources.get("CPU", 1)),
-                    max_restarts=-1, max_task_retries=-1)  # a dead worker is restarted and its batches retried
-                frame = ds.to_pandas().sort_values("index")
-                if len(frame) != len(chunk):
-                    raise RuntimeError(f"partition {path.name}: {len(frame)} rows came back for {len(chunk)} samples")
-                tmp = path.with_suffix(".tmp")
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                # without pandas' dtype metadata: Ray's Arrow-backed dtypes would not read back
-                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), tmp)
-                tmp.replace(path)
-            written.append(path)
+        it = iter(samples)
+        while chunk := list(islice(it, partition_size)):
+            number = len(written)
+            written.append(parts_dir / f"part-{number:05d}.parquet")
+            if written[-1].is_file():
+                bar.update(task, advance=len(chunk))
+            else:
+                pending[number] = len(chunk)
+                records += [sample_record(s, start + i) | {"partition": number} for i, s in enumerate(chunk)]
             start += len(chunk)
-            bar.update(task, advance=len(chunk))
+            if len(records) >= samples_per_job:
+                _run_job(ray, records, pending, parts_dir, map_options, lambda n: bar.update(task, advance=n))
+                records, pending = [], {}
+        if records:
+            _run_job(ray, records, pending, parts_dir, map_options, lambda n: bar.update(task, advance=n))
     if not written:
         return pd.DataFrame()
     rows = pd.concat([pd.read_parquet(p) for p in written], ignore_index=True).sort_values("index").drop(columns=["index"])
@@ -151,3 +152,32 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
         rows["embedding"] = pd.Series([None if v is None else np.asarray(v, dtype=np.float32) for v in rows["embedding"].tolist()],
                                       index=rows.index, dtype=object)
     return rows
+
+
+def _run_job(ray, records: list[dict], pending: dict[int, int], parts_dir: Path, map_options: dict, advance) -> None:
+    """One Ray Data job over these records; each partition is written as soon as all its rows are back."""
+    ds = ray.data.from_items(records).map_batches(ModelActor, **map_options)
+    arrived: dict[int, list[pd.DataFrame]] = {number: [] for number in pending}
+    for block in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        advance(len(block))
+        for number, rows in block.groupby("partition", sort=False):
+            number = int(number)
+            arrived[number].append(rows)
+            if sum(map(len, arrived[number])) >= pending[number]:
+                frame = pd.concat(arrived.pop(number)).drop_duplicates("index").sort_values("index")
+                if len(frame) != pending[number]:
+                    raise RuntimeError(f"partition {number}: {len(frame)} rows came back for {pending[number]} samples")
+                _write_partition(frame.drop(columns=["partition"]), parts_dir / f"part-{number:05d}.parquet")
+    if arrived:
+        raise RuntimeError(f"partitions {sorted(arrived)}: the Ray job ended before all their rows came back")
+
+
+def _write_partition(frame: pd.DataFrame, path: Path) -> None:
+    """Write-then-rename, so a partition file is whole or absent."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_suffix(".tmp")
+    # without pandas' dtype metadata: Ray's Arrow-backed dtypes would not read back
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), tmp)
+    tmp.replace(path)
