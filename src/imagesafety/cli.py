@@ -356,7 +356,10 @@ def perspective_train_command(
                                  lora_r=lora_r, device=device, log=lambda r: console.print(f"step {r['step']}: loss {r['loss']:.4f}"))
     except (ImportError, ValueError, FileNotFoundError, FloatingPointError) as exc:
         fail(str(exc))
-    console.print(f"{card['steps']} optimiser steps on {card['examples']} examples; adapter saved to {out}")
+    from imagesafety.distributed import distributed_context
+
+    if distributed_context()[0] == 0:  # under torchrun, one summary line
+        console.print(f"{card['steps']} optimiser steps on {card['examples']} examples ({card['world_size']} process{'es' if card['world_size'] > 1 else ''}); adapter saved to {out}")
 
 
 @pairs_app.command("generate")
