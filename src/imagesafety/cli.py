@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False)
 cache_app = typer.Typer(help="Inspect or clear the prediction cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+from imagesafety.cli_common import console, err_console, fail, parse_options, split_list  # noqa: E402
 from imagesafety.hyperbolic.cli import app as hysac_app  # noqa: E402
 
 app.add_typer(hysac_app, name="hysac")
@@ -21,32 +21,6 @@ pairs_app = typer.Typer(help="Counterfactual safety pairs: edit, verify and stor
 app.add_typer(pairs_app, name="pairs")
 guard_app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
 app.add_typer(guard_app, name="guard")
-console = Console()
-err_console = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def split_list(value: Optional[str]) -> Optional[list[str]]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def parse_options(pairs: list[str]) -> dict:
-    """`key=value` strings to a dict; values parsed as YAML scalars (numbers, booleans) when they can be."""
-    import yaml
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            fail(f"--option takes key=value, got {pair!r}")
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
-    return options
-
-
 def endpoint_options(base_url, concurrency, protocol, unsure) -> dict:
     """The VLM/moderation flags that were given, as classifier options."""
     given = {"base_url": base_url, "concurrency": concurrency, "protocol": protocol, "unsure": unsure}

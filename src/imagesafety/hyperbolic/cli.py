@@ -8,16 +8,11 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from imagesafety.cli_common import console, fail
+
 app = typer.Typer(help="Hyperbolic safety-aware CLIP (HySAC): train, classify, retrieve with safe redirection.", no_args_is_help=True)
-console = Console()
-
-
-def fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 ERRORS = (ImportError, ValueError, FileNotFoundError, FloatingPointError)
