@@ -8,19 +8,18 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from imagesafety.cli_common import console, err_console, fail, parse_options, split_list
+from imagesafety.guard.cli import app as guard_app
+from imagesafety.hyperbolic.cli import app as hysac_app
+from imagesafety.pairs.cli import app as pairs_app
+from imagesafety.perspective.cli import app as perspective_app
+
 app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False)
 cache_app = typer.Typer(help="Inspect or clear the prediction cache.", no_args_is_help=True)
-app.add_typer(cache_app, name="cache")
-from imagesafety.cli_common import console, err_console, fail, parse_options, split_list  # noqa: E402
-from imagesafety.hyperbolic.cli import app as hysac_app  # noqa: E402
+for group, name in ((cache_app, "cache"), (hysac_app, "hysac"), (perspective_app, "perspective"), (pairs_app, "pairs"), (guard_app, "guard")):
+    app.add_typer(group, name=name)
 
-app.add_typer(hysac_app, name="hysac")
-perspective_app = typer.Typer(help="PerspectiveVision-style training data for category-aware VLM guards.", no_args_is_help=True)
-app.add_typer(perspective_app, name="perspective")
-pairs_app = typer.Typer(help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True)
-app.add_typer(pairs_app, name="pairs")
-guard_app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
-app.add_typer(guard_app, name="guard")
+
 def endpoint_options(base_url, concurrency, protocol, unsure) -> dict:
     """The VLM/moderation flags that were given, as classifier options."""
     given = {"base_url": base_url, "concurrency": concurrency, "protocol": protocol, "unsure": unsure}
@@ -185,74 +184,6 @@ def embed_command(
     console.print(f"{meta['images']} images ({meta['errors']} errors) -> {meta['embed_dim']}-d embeddings from {meta['encoder']}: {result.path}")
 
 
-@guard_app.command("train")
-def guard_train_command(
-    embeddings: Annotated[Path, typer.Option("--embeddings", "-e", help="file written by `imagesafety embed`")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for guard.safetensors + guard.json")] = Path("guard"),
-    head: Annotated[str, typer.Option(help="linear or mlp")] = "linear",
-    target: Annotated[str, typer.Option(help="binary (overall) or multilabel (overall + one head per category)")] = "binary",
-    pairs: Annotated[Optional[Path], typer.Option(help="embeddings of counterfactual pairs to add to training")] = None,
-    pair_weight: Annotated[float, typer.Option(help="weight of the pair-consistency loss (0: pairs only as extra data)")] = 0.0,
-    calibrate: Annotated[str, typer.Option(help="threshold rule per output: f1, fpr:0.05, none")] = "f1",
-    taxonomy: Annotated[Optional[str], typer.Option(help="unsafebench, llavaguard or a YAML file; checks the data's categories")] = None,
-    val_fraction: float = 0.2,
-    epochs: int = 300,
-    hidden: int = 256,
-    lr: float = 1e-2,
-    seed: int = 0,
-) -> None:
-    """Train a guard head; `--classifier probe:OUT` then uses it in eval and serve."""
-    from imagesafety.guard import GuardConfig, train_guard
-
-    config = GuardConfig(head=head, target=target, pair_weight=pair_weight, calibrate=calibrate, val_fraction=val_fraction,
-                         epochs=epochs, hidden=hidden, lr=lr, seed=seed)
-    try:
-        result = train_guard(embeddings, out, pairs=pairs, taxonomy=taxonomy, config=config)
-    except (ImportError, ValueError, FileNotFoundError, FloatingPointError) as exc:
-        fail(str(exc))
-    card = result.card
-    table = Table(title=f"guard {card['name']} ({card['head']}, {card['embed_dim']}-d, {card['training']['epochs_run']} epochs)")
-    for column in ("output", "threshold", "val F1", "val AUROC", "val FPR", "n"):
-        table.add_column(column)
-    val = card["metrics"].get("validation", {})
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    for name in card["outputs"]:
-        m = val.get(name, {})
-        table.add_row(name, f"{card['thresholds'][name]:.3f}", fmt(m.get("f1")), fmt(m.get("auroc")), fmt(m.get("fpr")), str(m.get("support", 0)))
-    console.print(table)
-    console.print(f"saved to {result.path}; evaluate with: imagesafety eval --classifier probe:{result.path} --dataset ...")
-
-
-@guard_app.command("efficiency")
-def guard_efficiency_command(
-    embeddings: Annotated[Path, typer.Option("--embeddings", "-e")],
-    pairs: Annotated[Optional[Path], typer.Option(help="embeddings of counterfactual pairs")] = None,
-    sizes: Annotated[str, typer.Option(help="comma-separated numbers of labelled training images")] = "16,32,64,128",
-    seeds: Annotated[int, typer.Option(min=1)] = 5,
-    head: str = "linear",
-    epochs: int = 200,
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/efficiency"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-) -> None:
-    """F1 against the number of labelled images, with and without pairs (table, CSV and HTML plot)."""
-    from imagesafety.guard import GuardConfig
-    from imagesafety.guard.efficiency import sample_efficiency, summarise, write_efficiency_report
-
-    try:
-        size_list = [int(s) for s in split_list(sizes) or []]
-        runs = sample_efficiency(embeddings, pairs, size_list, seeds, config=GuardConfig(head=head, epochs=epochs), progress=not quiet)
-    except (ImportError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
-    files = write_efficiency_report(runs, out)
-    table = Table(title="sample efficiency (test F1, mean ± sd over seeds)")
-    for column in ("labelled images", "pairs", "F1", "AUROC"):
-        table.add_column(column, justify="right")
-    for r in summarise(runs).itertuples():
-        table.add_row(str(r.size), "yes" if r.with_pairs else "no", f"{r.f1_mean:.3f} ± {0 if r.f1_std != r.f1_std else r.f1_std:.3f}", f"{r.auroc_mean:.3f}")
-    console.print(table)
-    console.print(f"report: {files['html']}")
-
-
 @app.command("serve")
 def serve_command(
     classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec to serve (repeatable); the first is the default model")] = ["nudenet"],
@@ -288,124 +219,6 @@ def serve_command(
         max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: options for c in classifier},
     )
     serve(config, host, port)
-
-
-@perspective_app.command("build-trainset")
-def perspective_trainset_command(
-    dataset: Annotated[str, typer.Option("--dataset", "-d")],
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("perspective-trainset"),
-    taxonomy: str = "unsafebench",
-    split: Optional[str] = None,
-    seed: int = 0,
-    balance: Annotated[bool, typer.Option("--balance/--no-balance")] = True,
-) -> None:
-    """Prompts with the image's category plus 1-10 random others, negative sampling, balancing: LLaVA JSON + HF dataset."""
-    from imagesafety.perspective.trainset import build_trainset
-
-    try:
-        stats = build_trainset(dataset, out, taxonomy, seed=seed, balance=balance, split=split)
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
-    console.print(f"{stats.examples} examples ({stats.unsafe} unsafe, {stats.safe} safe; {stats.negative_samples} negative samples) "
-                  f"from {stats.images} images ({stats.skipped} skipped) -> {out / 'llava_train.json'}")
-
-
-@perspective_app.command("train")
-def perspective_train_command(
-    trainset: Annotated[Path, typer.Option(help="folder written by build-trainset")],
-    base_model: Annotated[str, typer.Option(help="transformers VLM id or folder, e.g. llava-hf/llava-1.5-7b-hf")],
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("perspective-lora"),
-    epochs: int = 1,
-    max_steps: Optional[int] = None,
-    lr: float = 2e-4,
-    accumulation: int = 8,
-    lora_r: int = 16,
-    device: Optional[str] = None,
-) -> None:
-    """LoRA fine-tune (peft) of a local VLM on the trainset; evaluate with vlm:hf/BASE --option adapter=OUT."""
-    from imagesafety.perspective.train import train_perspective
-
-    try:
-        card = train_perspective(trainset, base_model, out, epochs=epochs, max_steps=max_steps, lr=lr, accumulation=accumulation,
-                                 lora_r=lora_r, device=device, log=lambda r: console.print(f"step {r['step']}: loss {r['loss']:.4f}"))
-    except (ImportError, ValueError, FileNotFoundError, FloatingPointError) as exc:
-        fail(str(exc))
-    from imagesafety.distributed import distributed_context
-
-    if distributed_context()[0] == 0:  # under torchrun, one summary line
-        console.print(f"{card['steps']} optimiser steps on {card['examples']} examples ({card['world_size']} process{'es' if card['world_size'] > 1 else ''}); adapter saved to {out}")
-
-
-@pairs_app.command("generate")
-def pairs_generate_command(
-    dataset: Annotated[str, typer.Option("--dataset", "-d")],
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("pairs"),
-    policy: Annotated[str, typer.Option(help="taxonomy whose categories the edits target")] = "llavaguard",
-    editor: Annotated[str, typer.Option(help="mask-composite, diffusers:MODEL, diffusers-inpaint:MODEL or openai-edit:MODEL")] = "mask-composite",
-    editor_option: Annotated[list[str], typer.Option("--editor-option", help="editor setting key=value (repeatable)")] = [],
-    judge: Annotated[str, typer.Option(help="classifier confirming the flip (any spec)")] = "nudenet",
-    planner: Annotated[Optional[str], typer.Option(help="llm:MODEL to have a VLM write each instruction (default: templates)")] = None,
-    planner_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the planner")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="attempts per plan")] = 3,
-    lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="also require a small LPIPS distance (needs lpips + torchvision)")] = True,
-    encoder: Annotated[Optional[str], typer.Option(help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-) -> None:
-    """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
-    from imagesafety.classifiers.registry import MissingExtraError, load_classifier
-    from imagesafety.pairs.editors import load_editor
-    from imagesafety.pairs.generate import generate_pairs
-
-    try:
-        options = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in parse_options(editor_option).items()}
-        llm = None
-        if planner:
-            if not planner.startswith("llm:"):
-                raise ValueError("--planner takes llm:MODEL")
-            from imagesafety.pairs.llm_plans import LLMPlanner
-
-            llm = LLMPlanner(planner[4:], base_url=planner_base_url)
-        chosen_editor, chosen_judge = load_editor(editor, **options), load_classifier(judge)  # cheap checks first
-        metric = None
-        if lpips:
-            import importlib.util
-
-            from imagesafety.pairs.verify import LPIPSMetric
-
-            if importlib.util.find_spec("lpips") is None:
-                err_console.print("[yellow]lpips not installed: the LPIPS check is skipped (pip install lpips)[/yellow]")
-            else:
-                metric = LPIPSMetric()
-        from imagesafety.encoders import load_encoder
-
-        stats = generate_pairs(dataset, out, chosen_editor, chosen_judge, policy=policy, seeds=seeds,
-                               limit=limit, planner=llm, lpips=metric, encoder=load_encoder(encoder) if encoder else None, progress=not quiet)
-    except (MissingExtraError, ImportError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        fail(str(exc))
-    console.print(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images) "
-                  f"-> {out / 'pairs.parquet'}; evaluate with: imagesafety eval --dataset {out} --classifier ...")
-
-
-@pairs_app.command("view")
-def pairs_view_command(
-    directory: Annotated[Path, typer.Argument(help="folder written by pairs generate")],
-    serve: Annotated[bool, typer.Option("--serve", help="serve it so accept/reject decisions are recorded into the store")] = False,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-) -> None:
-    """Write gallery.html (filters by category, verdict, score); with --serve, reviews go back into pairs.parquet."""
-    from imagesafety.pairs.gallery import review_app, write_gallery
-
-    if not (directory / "candidates.jsonl").is_file():
-        fail(f"{directory}: no candidates.jsonl (run `imagesafety pairs generate` first)")
-    path = write_gallery(directory)
-    console.print(f"gallery: {path}")
-    if serve:
-        import uvicorn
-
-        console.print(f"reviewing at http://{host}:{port}/")
-        uvicorn.run(review_app(directory), host=host, port=port, log_level="warning")
 
 
 @app.command("models")

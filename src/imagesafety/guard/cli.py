@@ -1,0 +1,81 @@
+"""`imagesafety guard ...`: train guard heads on embeddings and measure their label efficiency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from imagesafety.cli_common import console, fail, split_list
+
+app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
+
+
+@app.command("train")
+def guard_train_command(
+    embeddings: Annotated[Path, typer.Option("--embeddings", "-e", help="file written by `imagesafety embed`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for guard.safetensors + guard.json")] = Path("guard"),
+    head: Annotated[str, typer.Option(help="linear or mlp")] = "linear",
+    target: Annotated[str, typer.Option(help="binary (overall) or multilabel (overall + one head per category)")] = "binary",
+    pairs: Annotated[Optional[Path], typer.Option(help="embeddings of counterfactual pairs to add to training")] = None,
+    pair_weight: Annotated[float, typer.Option(help="weight of the pair-consistency loss (0: pairs only as extra data)")] = 0.0,
+    calibrate: Annotated[str, typer.Option(help="threshold rule per output: f1, fpr:0.05, none")] = "f1",
+    taxonomy: Annotated[Optional[str], typer.Option(help="unsafebench, llavaguard or a YAML file; checks the data's categories")] = None,
+    val_fraction: float = 0.2,
+    epochs: int = 300,
+    hidden: int = 256,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> None:
+    """Train a guard head; `--classifier probe:OUT` then uses it in eval and serve."""
+    from imagesafety.guard import GuardConfig, train_guard
+
+    config = GuardConfig(head=head, target=target, pair_weight=pair_weight, calibrate=calibrate, val_fraction=val_fraction,
+                         epochs=epochs, hidden=hidden, lr=lr, seed=seed)
+    try:
+        result = train_guard(embeddings, out, pairs=pairs, taxonomy=taxonomy, config=config)
+    except (ImportError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        fail(str(exc))
+    card = result.card
+    table = Table(title=f"guard {card['name']} ({card['head']}, {card['embed_dim']}-d, {card['training']['epochs_run']} epochs)")
+    for column in ("output", "threshold", "val F1", "val AUROC", "val FPR", "n"):
+        table.add_column(column)
+    val = card["metrics"].get("validation", {})
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for name in card["outputs"]:
+        m = val.get(name, {})
+        table.add_row(name, f"{card['thresholds'][name]:.3f}", fmt(m.get("f1")), fmt(m.get("auroc")), fmt(m.get("fpr")), str(m.get("support", 0)))
+    console.print(table)
+    console.print(f"saved to {result.path}; evaluate with: imagesafety eval --classifier probe:{result.path} --dataset ...")
+
+
+@app.command("efficiency")
+def guard_efficiency_command(
+    embeddings: Annotated[Path, typer.Option("--embeddings", "-e")],
+    pairs: Annotated[Optional[Path], typer.Option(help="embeddings of counterfactual pairs")] = None,
+    sizes: Annotated[str, typer.Option(help="comma-separated numbers of labelled training images")] = "16,32,64,128",
+    seeds: Annotated[int, typer.Option(min=1)] = 5,
+    head: str = "linear",
+    epochs: int = 200,
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/efficiency"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """F1 against the number of labelled images, with and without pairs (table, CSV and HTML plot)."""
+    from imagesafety.guard import GuardConfig
+    from imagesafety.guard.efficiency import sample_efficiency, summarise, write_efficiency_report
+
+    try:
+        size_list = [int(s) for s in split_list(sizes) or []]
+        runs = sample_efficiency(embeddings, pairs, size_list, seeds, config=GuardConfig(head=head, epochs=epochs), progress=not quiet)
+    except (ImportError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    files = write_efficiency_report(runs, out)
+    table = Table(title="sample efficiency (test F1, mean ± sd over seeds)")
+    for column in ("labelled images", "pairs", "F1", "AUROC"):
+        table.add_column(column, justify="right")
+    for r in summarise(runs).itertuples():
+        table.add_row(str(r.size), "yes" if r.with_pairs else "no", f"{r.f1_mean:.3f} ± {0 if r.f1_std != r.f1_std else r.f1_std:.3f}", f"{r.auroc_mean:.3f}")
+    console.print(table)
+    console.print(f"report: {files['html']}")

@@ -1,0 +1,84 @@
+"""`imagesafety pairs ...`: generate counterfactual safety pairs and review them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from imagesafety.cli_common import console, err_console, fail, parse_options
+
+app = typer.Typer(help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True)
+
+
+@app.command("generate")
+def pairs_generate_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("pairs"),
+    policy: Annotated[str, typer.Option(help="taxonomy whose categories the edits target")] = "llavaguard",
+    editor: Annotated[str, typer.Option(help="mask-composite, diffusers:MODEL, diffusers-inpaint:MODEL or openai-edit:MODEL")] = "mask-composite",
+    editor_option: Annotated[list[str], typer.Option("--editor-option", help="editor setting key=value (repeatable)")] = [],
+    judge: Annotated[str, typer.Option(help="classifier confirming the flip (any spec)")] = "nudenet",
+    planner: Annotated[Optional[str], typer.Option(help="llm:MODEL to have a VLM write each instruction (default: templates)")] = None,
+    planner_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the planner")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="attempts per plan")] = 3,
+    lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="also require a small LPIPS distance (needs lpips + torchvision)")] = True,
+    encoder: Annotated[Optional[str], typer.Option(help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
+    from imagesafety.classifiers.registry import MissingExtraError, load_classifier
+    from imagesafety.pairs.editors import load_editor
+    from imagesafety.pairs.generate import generate_pairs
+
+    try:
+        options = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in parse_options(editor_option).items()}
+        llm = None
+        if planner:
+            if not planner.startswith("llm:"):
+                raise ValueError("--planner takes llm:MODEL")
+            from imagesafety.pairs.llm_plans import LLMPlanner
+
+            llm = LLMPlanner(planner[4:], base_url=planner_base_url)
+        chosen_editor, chosen_judge = load_editor(editor, **options), load_classifier(judge)  # cheap checks first
+        metric = None
+        if lpips:
+            import importlib.util
+
+            from imagesafety.pairs.verify import LPIPSMetric
+
+            if importlib.util.find_spec("lpips") is None:
+                err_console.print("[yellow]lpips not installed: the LPIPS check is skipped (pip install lpips)[/yellow]")
+            else:
+                metric = LPIPSMetric()
+        from imagesafety.encoders import load_encoder
+
+        stats = generate_pairs(dataset, out, chosen_editor, chosen_judge, policy=policy, seeds=seeds,
+                               limit=limit, planner=llm, lpips=metric, encoder=load_encoder(encoder) if encoder else None, progress=not quiet)
+    except (MissingExtraError, ImportError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    console.print(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images) "
+                  f"-> {out / 'pairs.parquet'}; evaluate with: imagesafety eval --dataset {out} --classifier ...")
+
+
+@app.command("view")
+def pairs_view_command(
+    directory: Annotated[Path, typer.Argument(help="folder written by pairs generate")],
+    serve: Annotated[bool, typer.Option("--serve", help="serve it so accept/reject decisions are recorded into the store")] = False,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+) -> None:
+    """Write gallery.html (filters by category, verdict, score); with --serve, reviews go back into pairs.parquet."""
+    from imagesafety.pairs.gallery import review_app, write_gallery
+
+    if not (directory / "candidates.jsonl").is_file():
+        fail(f"{directory}: no candidates.jsonl (run `imagesafety pairs generate` first)")
+    path = write_gallery(directory)
+    console.print(f"gallery: {path}")
+    if serve:
+        import uvicorn
+
+        console.print(f"reviewing at http://{host}:{port}/")
+        uvicorn.run(review_app(directory), host=host, port=port, log_level="warning")
