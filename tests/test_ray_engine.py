@@ -109,14 +109,23 @@ def test_robustness_clean_evaluation_on_ray(cluster, tmp_path):
     assert list((tmp_path / "out" / "clean" / "ray-parts").glob("part-*.parquet"))
 
 
-def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp_path):
-    from imagesafety.bench.engines.ray_engine import run_on_ray
+def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp_path, monkeypatch):
+    from imagesafety.bench.engines import ray_engine
     from imagesafety.data import load_dataset
 
     data = generated(tmp_path / "d")  # 25 images
     local = evaluate("nudenet", data, None, cache=None, progress=False, n_boot=0)
     samples = list(load_dataset(data))
-    rows = run_on_ray("predict", "nudenet", {}, samples, tmp_path / "parts", partition_size=4, samples_per_job=10, progress=False)
+    jobs = []
+    run_job = ray_engine._run_job
+
+    def counted_job(ray_module, records, pending, *args):
+        jobs.append(sorted(pending))
+        return run_job(ray_module, records, pending, *args)
+
+    monkeypatch.setattr(ray_engine, "_run_job", counted_job)
+    rows = ray_engine.run_on_ray("predict", "nudenet", {}, samples, tmp_path / "parts", partition_size=4, samples_per_job=10, progress=False)
+    assert jobs == [[0, 1, 2], [3, 4, 5], [6]]
     parts = sorted((tmp_path / "parts").glob("part-*.parquet"))
     assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(7)]  # 3 jobs: partitions 0-2, 3-5 and 6
     assert [len(pd.read_parquet(p)) for p in parts] == [4] * 6 + [1]

@@ -35,10 +35,10 @@ class TorchClipEncoder:
         self.image_size = int(image_size)
         self.device = device
         self.logit_scale = float(logit_scale)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         # (p - mean) / std as p * (1 / std) + (-mean / std): one new full-size tensor instead of two, in attack loops too
-        self._inv_std, self._shift = 1 / self.std, -self.mean / self.std
+        self._inv_std, self._shift = 1 / std, -mean / std
         with torch.no_grad():
             self.embed_dim = int(self.image_features(torch.zeros(1, 3, self.image_size, self.image_size, device=device)).shape[-1])
 

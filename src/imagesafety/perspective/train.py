@@ -17,6 +17,8 @@ from imagesafety.distributed import distributed_context, rank_device
 from imagesafety.images import decode_image, read_image_bytes
 
 IGNORE = -100
+#: LoRA on the language model's attention projections (LLaVA-style module names).
+TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 
 
 def _messages(example: dict) -> tuple[list[dict], str]:
@@ -41,7 +43,7 @@ def encode_example(processor, example: dict, root: Path):
 
 
 def load_lora_model(base_model: str, device: str, *, lora_r: int = 16, lora_alpha: int = 32,
-                    target_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"):
+                    target_modules: str = TARGET_MODULES):
     """(peft model with fresh LoRA adapters, processor) for a transformers VLM id or folder."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -103,7 +105,7 @@ def fine_tune(model, processor, examples: list[dict], root: Path, *, epochs: int
 
 def train_perspective(trainset: str | Path, base_model: str, out: str | Path, *, epochs: int = 1, max_steps: int | None = None,
                       lr: float = 2e-4, accumulation: int = 8, lora_r: int = 16, lora_alpha: int = 32,
-                      target_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)", seed: int = 0,
+                      target_modules: str = TARGET_MODULES, seed: int = 0,
                       device: str | None = None, log=lambda record: None) -> dict:
     """LoRA fine-tune `base_model` on a trainset folder and save the adapter to `out` (one process, or torchrun /
     accelerate launch with several: then `accumulation` examples per rank make one step)."""

@@ -115,21 +115,25 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     start = 0
     with progress_bar(progress) as bar:
         task = bar.add_task(f"{kind} on ray", total=None)
+
+        def advance(n: int) -> None:
+            bar.update(task, advance=n)
+
         it = iter(samples)
         while chunk := list(islice(it, partition_size)):
             number = len(written)
             written.append(parts_dir / f"part-{number:05d}.parquet")
             if written[-1].is_file():
-                bar.update(task, advance=len(chunk))
+                advance(len(chunk))
             else:
                 pending[number] = len(chunk)
                 records += [sample_record(s, start + i) | {"partition": number} for i, s in enumerate(chunk)]
             start += len(chunk)
             if len(records) >= samples_per_job:
-                _run_job(ray, records, pending, parts_dir, map_options, lambda n: bar.update(task, advance=n))
+                _run_job(ray, records, pending, parts_dir, map_options, advance)
                 records, pending = [], {}
         if records:
-            _run_job(ray, records, pending, parts_dir, map_options, lambda n: bar.update(task, advance=n))
+            _run_job(ray, records, pending, parts_dir, map_options, advance)
     if not written:
         return pd.DataFrame()
     rows = pd.concat([pd.read_parquet(p) for p in written], ignore_index=True).sort_values("index").drop(columns=["index"])
@@ -158,12 +162,14 @@ def _run_job(ray, records: list[dict], pending: dict[int, int], parts_dir: Path,
     """One Ray Data job over these records; each partition is written as soon as all its rows are back."""
     ds = ray.data.from_items(records).map_batches(ModelActor, **map_options)
     arrived: dict[int, list[pd.DataFrame]] = {number: [] for number in pending}
+    counts = dict.fromkeys(pending, 0)
     for block in ds.iter_batches(batch_size=None, batch_format="pandas"):
         advance(len(block))
         for number, rows in block.groupby("partition", sort=False):
             number = int(number)
             arrived[number].append(rows)
-            if sum(map(len, arrived[number])) >= pending[number]:
+            counts[number] += len(rows)
+            if counts[number] >= pending[number]:
                 frame = pd.concat(arrived.pop(number)).drop_duplicates("index").sort_values("index")
                 if len(frame) != pending[number]:
                     raise RuntimeError(f"partition {number}: {len(frame)} rows came back for {pending[number]} samples")

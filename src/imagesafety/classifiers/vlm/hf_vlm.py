@@ -30,7 +30,7 @@ class HFVLMClassifier(ProtocolScoring):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.processor = AutoProcessor.from_pretrained(model)
-            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype).to(self.device).eval()
+            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype).to(self.device)
             if adapter:  # a LoRA adapter, e.g. from `imagesafety perspective train`
                 from peft import PeftModel
 
