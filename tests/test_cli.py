@@ -40,12 +40,16 @@ def test_eval_writes_metrics_predictions_and_report(example_run):
     assert broken["id"].tolist() == ["unsafe/sexual/real/truncated-on-purpose.jpg"]
     ok = preds[preds["error"].isna()]
     assert (ok["decision"] == (ok["score"] >= 0.25).astype(int)).all()
-    assert metrics["overall"]["accuracy"]["value"] == pytest.approx(sk.accuracy_score(ok["label"], ok["decision"]))
-    assert metrics["overall"]["auroc"]["value"] == pytest.approx(sk.roc_auc_score(ok["label"], ok["score"]))
-    gen = ok[ok["source"] == "generated"]
+    # NudeNet covers Sexual only: overall and per-source figures count its rows alone, the other categories are marked
+    covered = ok[ok["category"] == "sexual"]
+    assert metrics["overall"]["accuracy"]["value"] == pytest.approx(sk.accuracy_score(covered["label"], covered["decision"]))
+    assert metrics["overall"]["auroc"]["value"] == pytest.approx(sk.roc_auc_score(covered["label"], covered["score"]))
+    gen = covered[covered["source"] == "generated"]
     assert metrics["by_source"]["generated"]["auprc"]["value"] == pytest.approx(sk.average_precision_score(gen["label"], gen["score"]))
     assert set(metrics["by_category"]) == {"sexual", "violence", "hate"}
+    assert metrics["by_category"]["hate"] == {"covered": False, "support": 8, "errors": 0}
     assert metrics["by_category_source"]["hate"]["real"]["support"] == 4
+    assert metrics["coverage"]["covers"] == ["sexual"] and metrics["coverage"]["uncovered"] == ["hate", "violence"]
     assert metrics["threshold"] == {"value": 0.25, "source": "classifier default"}
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from imagesafety.classifiers.registry import load_classifier
+from imagesafety.classifiers import load_classifier
 from imagesafety.data.example import synthetic_image
 
 torch = pytest.importorskip("torch")
@@ -22,7 +22,7 @@ def test_scores_match_an_independent_computation(classifier, tiny_clip_dir):
 
     model = CLIPModel.from_pretrained(tiny_clip_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_clip_dir)
-    pixels = classifier.encoder.pixels(images)
+    pixels = classifier.input_pixels(images)
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -42,7 +42,7 @@ def test_scores_match_an_independent_computation(classifier, tiny_clip_dir):
 
 def test_differentiable_path_agrees_with_predict_and_has_gradients(classifier):
     images = [synthetic_image(np.random.default_rng(7))]
-    pixels = classifier.encoder.pixels(images).requires_grad_(True)
+    pixels = classifier.input_pixels(images).requires_grad_(True)
     logit = classifier.unsafe_logits(pixels)
     logit.sum().backward()
     assert torch.isfinite(pixels.grad).all() and pixels.grad.abs().sum() > 0

@@ -18,11 +18,17 @@ pytest.importorskip("torch")
 class CountingEncoder:
     def __init__(self, inner):
         self.inner, self.calls = inner, 0
-        self.name, self.embed_dim, self.logit_scale = inner.name, inner.embed_dim, inner.logit_scale
+        self.name, self.identity, self.embed_dim, self.logit_scale = inner.name, inner.identity, inner.embed_dim, inner.logit_scale
+
+    def prepare(self, image):
+        return self.inner.prepare(image)
+
+    def encode_prepared(self, items):
+        self.calls += len(items)
+        return self.inner.encode_prepared(items)
 
     def encode_images(self, images):
-        self.calls += len(images)
-        return self.inner.encode_images(images)
+        return self.encode_prepared([self.prepare(i) for i in images])
 
     def encode_texts(self, texts):
         return self.inner.encode_texts(texts)

@@ -77,7 +77,7 @@ def test_redirection_walks_toward_the_origin_until_neighbours_are_safe():
 def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
     from test_hysac_train import write_quadruples
 
-    from imagesafety.classifiers.registry import load_classifier
+    from imagesafety.classifiers import load_classifier
     from imagesafety.cli import app
 
     runner = CliRunner()

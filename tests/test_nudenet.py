@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagesafety.classifiers.registry import load_classifier
+from imagesafety.classifiers import load_classifier
 from imagesafety.data.example import synthetic_image
 
 pytest.importorskip("onnxruntime")

@@ -34,20 +34,20 @@ def test_open_clip_checkpoint_by_path_matches_the_model(checkpoint):
 
     path, model = checkpoint
     encoder = load_encoder(f"clip:tiny-vit-test/{path}", device="cpu")
-    assert encoder.name == f"openclip:tiny-vit-test/{path}" and encoder.embed_dim == 16 and encoder.image_size == 32
+    assert encoder.name == f"clip:tiny-vit-test/{path}" and encoder.embed_dim == 16 and encoder.image_size == 32
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
     ours = encoder.encode_images([image])[0]
     with torch.no_grad():
         mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
-        feats = model.encode_image((encoder.pixels([image]) - mean) / std)[0]
+        feats = model.encode_image((encoder.pixels([encoder.prepare(image)]) - mean) / std)[0]
         text = model.encode_text(open_clip.get_tokenizer("tiny-vit-test")(["a photo"]))[0]
     np.testing.assert_allclose(ours, (feats / feats.norm()).numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(encoder.encode_texts(["a photo"])[0], (text / text.norm()).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_open_clip_zero_shot_classifier(checkpoint):
-    from imagesafety.classifiers.registry import load_classifier
+    from imagesafety.classifiers import load_classifier
 
     path, _ = checkpoint
     clf = load_classifier(f"clip-zeroshot:tiny-vit-test/{path}", device="cpu")

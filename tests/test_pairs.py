@@ -121,16 +121,20 @@ def test_pairs_generate_command(tmp_path):
 
     from imagesafety.cli import app
 
-    root = tmp_path / "data" / "unsafe" / "violence_harm_or_cruelty"
-    root.mkdir(parents=True)
-    for i in range(2):
-        img = scene(i)
-        img.paste(Image.new("RGB", (40, 40), (255, 0, 0)), (30, 30))  # the unsafe feature: a red block
-        img.save(root / f"{i}.png")
+    for category in ("nudity_content", "violence_harm_or_cruelty"):
+        root = tmp_path / "data" / "unsafe" / category
+        root.mkdir(parents=True)
+        for i in range(2):
+            img = scene(i)
+            img.paste(Image.new("RGB", (40, 40), (255, 0, 0)), (30, 30))  # the unsafe feature: a red block
+            img.save(root / f"{i}.png")
     result = CliRunner().invoke(app, ["pairs", "generate", "-d", str(tmp_path / "data"), "-o", str(tmp_path / "pairs"), "--judge", "nudenet",
                                       "--editor-option", "box=0.25,0.25,0.8,0.8", "--editor-option", "fill=0,0,200", "--no-lpips", "-q"])
     assert result.exit_code == 0, result.output
-    assert "pairs kept of 2 plans" in result.output
+    output = " ".join(result.output.split())
+    # NudeNet judges Sexual only: the violence plans are skipped, and said to be, before any editing
+    assert "judge nudenet judges only nudity_content, sexual_content of llavaguard's 9 categories" in output
+    assert "pairs kept of 2 plans" in output and "2 plans for categories the judge cannot judge skipped" in output
     lines = (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()
     assert lines and all("scores" in json.loads(line) for line in lines)
     bad = CliRunner().invoke(app, ["pairs", "generate", "-d", str(tmp_path / "data"), "--editor", "magic"])

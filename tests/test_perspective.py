@@ -40,7 +40,7 @@ def test_lora_fine_tune_on_a_tiny_vlm_learns_and_loads_as_a_classifier(red_folde
     pytest.importorskip("peft")
     from tiny_models import make_tiny_llava
 
-    from imagesafety.classifiers.registry import load_classifier
+    from imagesafety.classifiers import load_classifier
     from imagesafety.perspective.train import train_perspective
 
     base = make_tiny_llava(tmp_path / "llava")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from imagesafety.classifiers.registry import load_classifier
+from imagesafety.classifiers import load_classifier
 from imagesafety.data.example import synthetic_image
 from imagesafety.taxonomy import LLAVAGUARD
 
@@ -52,7 +52,7 @@ def test_probe_errors_for_missing_or_foreign_files(tmp_path, tiny_clip_dir):
     path, _ = saved_guard(tmp_path, f"hf:{tiny_clip_dir}")
     card = json.loads((path / "guard.json").read_text())
     (path / "guard.json").write_text(json.dumps({**card, "format": "other/9"}))
-    with pytest.raises(ValueError, match="unknown guard format 'other/9'"):
+    with pytest.raises(ValueError, match="unknown format 'other/9'"):
         load_classifier(f"probe:{path}")
     with pytest.raises(ValueError, match="probe needs a guard folder"):
         load_classifier("probe")

@@ -110,7 +110,7 @@ def test_robustness_clean_evaluation_on_ray(cluster, tmp_path):
 
 
 def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp_path, monkeypatch):
-    from imagesafety.bench.engines import ray_engine
+    from imagesafety.run import ray_engine
     from imagesafety.data import load_dataset
 
     data = generated(tmp_path / "d")  # 25 images

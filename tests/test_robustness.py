@@ -3,13 +3,15 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 torch = pytest.importorskip("torch")
 from imagesafety.bench.robustness.attacks import AttackSpec, deepfool, fgsm, pgd, run_attack  # noqa: E402
-from imagesafety.bench.robustness.corruptions import CORRUPTIONS, corrupt  # noqa: E402
+from imagesafety.bench.robustness.corruptions import corrupt, corruption_names  # noqa: E402
 from imagesafety.classifiers.base import Prediction, decide  # noqa: E402
+from imagesafety.pixels import PixelSpec  # noqa: E402
 from imagesafety.taxonomy import UNSAFEBENCH  # noqa: E402
 
 
@@ -17,6 +19,7 @@ class TinyTorchClassifier:
     """A random linear model on 16x16 pixels: unsafe logit = w . x + b, decision at logit 0."""
 
     name, version, taxonomy, threshold = "tiny-torch", "1", UNSAFEBENCH, 0.5
+    pixel_spec = PixelSpec(16, resize="stretch", interpolation="bilinear")
 
     def __init__(self, seed=0):
         g = torch.Generator().manual_seed(seed)
@@ -108,7 +111,7 @@ def photo(seed=0, size=(40, 32)):
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("name", sorted(corruption_names()))
 def test_corruptions_are_deterministic_and_keep_the_size(name):
     img = photo()
     for severity in (1, 5):
@@ -203,3 +206,39 @@ def test_black_box_square_attack_on_nudenet(tmp_path):
     result = robustness("nudenet", root, attacks=["square"], eps=0.05, k=2, steps=5, eps_curve=False, progress=False, n_boot=10)
     block = result.metrics["attacks"]["square"]["overall"]
     assert block["attacked"] == 2 and 0.0 <= block["robust_accuracy"] <= 1.0 and block["mean_linf"] <= 0.05 + 1e-6
+
+
+def test_eps_in_normalised_units_uses_the_classifiers_own_std(red_folder, tiny_clip_dir):
+    """UnsafeBench's eps is on the normalised input: in [0, 1] pixels it is eps times the smallest channel std of the
+    model's normalisation (CLIP's, read from its preprocessing record), and the attack runs at that budget."""
+    from imagesafety.bench.robustness.run import robustness
+    from imagesafety.classifiers import load_classifier
+
+    clf = load_classifier(f"clip-zeroshot:hf:{tiny_clip_dir}", device="cpu")
+    clip_std = (0.26862954, 0.26130258, 0.27577711)  # the published CLIP statistics, written out independently
+    result = robustness(clf, red_folder, attacks=["pgd"], eps=0.01, eps_space="normalized", k=6, steps=5, eps_curve=False,
+                        cache=None, progress=False, n_boot=10)
+    protocol = result.metrics["protocol"]
+    assert protocol["eps_pixel_units"] == pytest.approx(0.01 * min(clip_std))
+    assert protocol["eps_normalized_units"] == pytest.approx(0.01)
+    assert result.metrics["attacks"]["pgd"]["overall"]["mean_linf"] <= 0.01 * min(clip_std) + 1e-6
+
+
+def test_square_attack_leaves_nudenets_padding_untouched():
+    """A wide image fills only the top rows of NudeNet's square input: the attack may change those rows, never the padding."""
+    pytest.importorskip("art")
+    from imagesafety.bench.robustness.attacks import AttackSpec
+    from imagesafety.bench.robustness.run import attack_images
+    from imagesafety.classifiers import load_classifier
+    from imagesafety.data.example import synthetic_image
+
+    clf = load_classifier("nudenet")
+    image = synthetic_image(np.random.default_rng(3), size=240).resize((240, 96))
+    chosen = pd.DataFrame([{"id": "wide", "sha256": "x", "label": 0, "category": "sexual", "source": "real"}])
+    _, examples = attack_images(clf, AttackSpec("square", 0.2, 20), chosen, {"wide": image}, None, 0, 1, keep_examples=1)
+    clean, adv = examples[0]["clean"], examples[0]["adv"]
+    rows, cols = clf.image_region(clf.prepare(image))
+    assert (rows, cols) == (128, 320) and clean.shape == adv.shape == (3, 320, 320)
+    assert np.abs(adv[:, :rows] - clean[:, :rows]).max() > 0  # the image's own pixels were attacked
+    np.testing.assert_array_equal(adv[:, rows:], clean[:, rows:])  # the padding was not
+    assert np.abs(adv - clean).max() <= 0.2 + 1e-6

@@ -4,7 +4,8 @@ import pytest
 
 from conftest import MeanRedClassifier, jpeg_bytes
 from imagesafety.bench.evaluate import evaluate
-from imagesafety.bench.runner import Runner, RunInterrupted
+from imagesafety.run.tasks import PredictionTask
+from imagesafety.run.runner import Runner, RunInterrupted
 from imagesafety.data import load_dataset
 from imagesafety.store import PredictionCache
 
@@ -12,10 +13,10 @@ from imagesafety.store import PredictionCache
 def test_second_identical_run_makes_zero_model_calls(red_folder, tmp_path):
     cache = PredictionCache(tmp_path / "c.sqlite")
     first = MeanRedClassifier()
-    rows1 = Runner.for_classifier(first, cache, batch_size=4, show_progress=False).run(load_dataset(red_folder))
+    rows1 = Runner(PredictionTask(first, cache), batch_size=4, show_progress=False).run(load_dataset(red_folder))
     assert first.images_seen == 12
     second = MeanRedClassifier()
-    runner = Runner.for_classifier(second, cache, batch_size=4, show_progress=False)
+    runner = Runner(PredictionTask(second, cache), batch_size=4, show_progress=False)
     rows2 = runner.run(load_dataset(red_folder))
     assert second.calls == 0 and runner.stats.cached == 12 and runner.stats.predicted == 0
     assert rows1["score"].tolist() == rows2["score"].tolist()
@@ -24,9 +25,9 @@ def test_second_identical_run_makes_zero_model_calls(red_folder, tmp_path):
 
 def test_config_change_is_a_different_cache_key(red_folder, tmp_path):
     cache = PredictionCache(tmp_path / "c.sqlite")
-    Runner.for_classifier(MeanRedClassifier(), cache, show_progress=False).run(load_dataset(red_folder))
+    Runner(PredictionTask(MeanRedClassifier(), cache), show_progress=False).run(load_dataset(red_folder))
     other = MeanRedClassifier(fail_on_green=True)
-    Runner.for_classifier(other, cache, show_progress=False).run(load_dataset(red_folder))
+    Runner(PredictionTask(other, cache), show_progress=False).run(load_dataset(red_folder))
     assert other.images_seen == 12
 
 
@@ -48,10 +49,10 @@ def test_interrupted_run_resumes_without_redoing_finished_images(red_folder, tmp
     cache = PredictionCache(tmp_path / "c.sqlite")
     interrupted = InterruptAfter(3)
     with pytest.raises(RunInterrupted) as stop:
-        Runner.for_classifier(interrupted, cache, batch_size=4, show_progress=False).run(load_dataset(red_folder))
+        Runner(PredictionTask(interrupted, cache), batch_size=4, show_progress=False).run(load_dataset(red_folder))
     assert len(stop.value.rows) == 8 and interrupted.images_seen == 8
     resumed = MeanRedClassifier()
-    runner = Runner.for_classifier(resumed, cache, batch_size=4, show_progress=False)
+    runner = Runner(PredictionTask(resumed, cache), batch_size=4, show_progress=False)
     rows = runner.run(load_dataset(red_folder))
     assert resumed.images_seen == 4 and runner.stats.cached == 8 and len(rows) == 12
 
@@ -80,13 +81,13 @@ def test_a_classifier_crash_on_one_image_costs_only_that_image(tmp_path):
     for i in range(3):
         (root / "unsafe" / f"red{i}.jpg").write_bytes(jpeg_bytes((250, 0, 0)))
     clf = MeanRedClassifier(fail_on_green=True)
-    rows = Runner.for_classifier(clf, None, batch_size=4, show_progress=False).run(load_dataset(root)).set_index("id")
+    rows = Runner(PredictionTask(clf, None), batch_size=4, show_progress=False).run(load_dataset(root)).set_index("id")
     assert "green images break this model" in rows.loc["safe/green.jpg", "error"]
     assert rows["error"].notna().sum() == 1 and rows["score"].notna().sum() == 3
 
 
 def test_cache_stats_and_clear(red_folder, tmp_path):
     cache = PredictionCache(tmp_path / "c.sqlite")
-    Runner.for_classifier(MeanRedClassifier(), cache, show_progress=False).run(load_dataset(red_folder))
-    assert [(s["classifier"], s["predictions"]) for s in cache.stats()] == [("mean-red", 12)]
+    Runner(PredictionTask(MeanRedClassifier(), cache), show_progress=False).run(load_dataset(red_folder))
+    assert [(s["classifier"], s["entries"]) for s in cache.stats()] == [("mean-red", 12)]
     assert cache.clear("other") == 0 and cache.clear("mean-red") == 12 and cache.stats() == []

@@ -35,7 +35,7 @@ class SlowRed(MeanRedClassifier):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from imagesafety.classifiers.registry import load_classifier
+    from imagesafety.classifiers import load_classifier
 
     audit = tmp_path_factory.mktemp("audit") / "audit.sqlite"
     config = ServeConfig(api_keys={"alice": KEY}, thresholds={"sexual": 0.6}, audit_url=f"sqlite:///{audit}",
@@ -53,7 +53,7 @@ def test_openai_client_gets_the_classifier_verdict(server):
     import numpy as np
     from openai import OpenAI
 
-    from imagesafety.classifiers.registry import load_classifier
+    from imagesafety.classifiers import load_classifier
     from imagesafety.data.example import synthetic_image
 
     url, _ = server

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import jpeg_bytes
 from imagesafety.bench.evaluate import evaluate
-from imagesafety.classifiers.registry import load_classifier
+from imagesafety.classifiers import load_classifier
 from imagesafety.store import PredictionCache
 
 pytest.importorskip("openai")
@@ -32,7 +32,7 @@ def red_blue_folder(root, n=4):
 
 
 def vlm(url, model, tmp_path, **options):
-    return load_classifier(f"vlm:openai/{model}", base_url=url, cache=PredictionCache(tmp_path / "answers.sqlite"), **options)
+    return load_classifier(f"vlm:openai/{model}", base_url=url, **options)
 
 
 @pytest.mark.parametrize("protocol", ["unsafebench", "policy", "llamaguard"])
@@ -62,10 +62,14 @@ def test_requests_overlap_and_the_cache_prevents_repeat_calls(server, tmp_path):
     elapsed = time.perf_counter() - started
     assert app.state.max_in_flight >= 4 and elapsed < 16 * 0.2 / 2  # serially it would take 3.2 s
     before = app.state.calls["slow"]
-    # a new classifier, a fresh prediction cache: only the answer cache remains, and it answers everything
-    evaluate(vlm(url, "slow", tmp_path, concurrency=8, protocol="policy"), data, cache=PredictionCache(tmp_path / "c2.sqlite"),
-             progress=False, n_boot=10)
+    # a new classifier, the predictions cleared: the answers (kept in the run's cache) answer everything
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    assert cache.clear() == 16
+    evaluate(vlm(url, "slow", tmp_path, concurrency=8, protocol="policy"), data, cache=cache, progress=False, n_boot=10)
     assert app.state.calls["slow"] == before
+    # --no-cache: no cache is read or written, answers included, so the endpoint is asked again for every image
+    evaluate(vlm(url, "slow", tmp_path, concurrency=8, protocol="policy"), data, cache=None, progress=False, n_boot=10)
+    assert app.state.calls["slow"] == before + 16
 
 
 def test_rate_limits_are_retried(server, tmp_path):
@@ -79,10 +83,12 @@ def test_rate_limits_are_retried(server, tmp_path):
 def test_garbage_answers_become_error_rows_and_nothing_is_lost(server, tmp_path):
     url, _ = server
     data = red_blue_folder(tmp_path / "d", n=2)
-    result = evaluate(vlm(url, "garbage", tmp_path, protocol="policy", max_retries=0), data, cache=None, progress=False, n_boot=10)
-    assert result.predictions["error"].notna().all()
-    assert result.metrics["overall"]["errors"] == 4 and "answers" not in result.metrics
-    assert result.predictions["error"].str.contains("request failed").all()
+    from imagesafety.bench.evaluate import RunFailed
+
+    # every answer fails: the run fails too, naming the images and why, instead of reporting metrics over nothing
+    with pytest.raises(RunFailed, match="every image failed") as failed:
+        evaluate(vlm(url, "garbage", tmp_path, protocol="policy", max_retries=0), data, cache=None, progress=False, n_boot=10)
+    assert str(failed.value).count("request failed") == 4 and "safe/hate/0.jpg" in str(failed.value)
 
 
 def test_an_endpoint_that_refuses_images_fails_on_the_first_call(server, tmp_path):
@@ -100,8 +106,10 @@ def test_unsure_answers_follow_the_reported_policy(server, tmp_path):
     data = red_blue_folder(tmp_path / "d", n=2)
     as_unsafe = evaluate(vlm(url, "unsure", tmp_path, protocol="policy", unsure="unsafe"), data, cache=None, progress=False, n_boot=10)
     assert (as_unsafe.predictions["score"] == 1.0).all() and as_unsafe.metrics["answers"]["unsure_answers"] == 4
-    excluded = evaluate(vlm(url, "unsure", tmp_path, protocol="policy", unsure="exclude"), data, cache=None, progress=False, n_boot=10)
-    assert excluded.predictions["error"].str.contains("every answer was unsure").all()
+    from imagesafety.bench.evaluate import RunFailed
+
+    with pytest.raises(RunFailed, match="every answer was unsure"):
+        evaluate(vlm(url, "unsure", tmp_path, protocol="policy", unsure="exclude"), data, cache=None, progress=False, n_boot=10)
 
 
 def test_cli_flags_reach_the_classifier(server, tmp_path):

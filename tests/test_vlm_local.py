@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from imagesafety.classifiers.registry import load_classifier  # noqa: E402
+from imagesafety.classifiers import load_classifier  # noqa: E402
 from imagesafety.data.example import synthetic_image  # noqa: E402
 
 

@@ -1,7 +1,39 @@
-"""imagesafety: benchmark image safety classifiers per category and per source."""
+"""imagesafety: benchmark image safety classifiers per category and per source.
 
-__version__ = "0.1.0"
+The public API, imported on first use so `import imagesafety` stays light:
+`evaluate`, `evaluate_many`, `robustness`, `embed`, `load_classifier`, `load_encoder`, `load_dataset`, `leaderboard`,
+plus the taxonomies.
+"""
 
-from imagesafety.taxonomy import LLAVAGUARD, UNSAFEBENCH, Category, Taxonomy, load_taxonomy  # noqa: E402
+from __future__ import annotations
 
-__all__ = ["Category", "Taxonomy", "UNSAFEBENCH", "LLAVAGUARD", "load_taxonomy", "__version__"]
+import importlib
+
+__version__ = "0.2.0"
+
+_LAZY = {
+    "evaluate": "imagesafety.bench.evaluate:evaluate",
+    "evaluate_many": "imagesafety.bench.many:evaluate_many",
+    "robustness": "imagesafety.bench.robustness.run:robustness",
+    "leaderboard": "imagesafety.bench.leaderboard:build_leaderboard",
+    "embed": "imagesafety.encoders.embed:embed",
+    "load_classifier": "imagesafety.classifiers:load_classifier",
+    "load_encoder": "imagesafety.encoders:load_encoder",
+    "load_dataset": "imagesafety.data:load_dataset",
+    "Category": "imagesafety.taxonomy:Category",
+    "Taxonomy": "imagesafety.taxonomy:Taxonomy",
+    "UNSAFEBENCH": "imagesafety.taxonomy:UNSAFEBENCH",
+    "LLAVAGUARD": "imagesafety.taxonomy:LLAVAGUARD",
+    "load_taxonomy": "imagesafety.taxonomy:load_taxonomy",
+}
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    """The public names, imported when first used (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'imagesafety' has no attribute {name!r}")
+    module, _, attr = _LAZY[name].partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value

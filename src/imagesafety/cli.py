@@ -1,23 +1,33 @@
-"""The `imagesafety` command line: a thin shell over the Python API."""
+"""The `imagesafety` command line: a thin shell over the Python API (every command is one API call)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from imagesafety.cli_common import console, err_console, fail, parse_options, split_list
+from imagesafety.cli_common import OneLineErrors, console, err_console, parse_options, split_list
 from imagesafety.guard.cli import app as guard_app
 from imagesafety.hyperbolic.cli import app as hysac_app
 from imagesafety.pairs.cli import app as pairs_app
 from imagesafety.perspective.cli import app as perspective_app
 
-app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False,
+                  cls=OneLineErrors)
 cache_app = typer.Typer(help="Inspect or clear the prediction cache.", no_args_is_help=True)
 for group, name in ((cache_app, "cache"), (hysac_app, "hysac"), (perspective_app, "perspective"), (pairs_app, "pairs"), (guard_app, "guard")):
     app.add_typer(group, name=name)
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="show full tracebacks instead of one-line errors")] = False) -> None:
+    """Benchmark image safety classifiers per category and per source."""
+    if debug:
+        os.environ["IMAGESAFETY_DEBUG"] = "1"
 
 
 def endpoint_options(base_url, concurrency, protocol, unsure) -> dict:
@@ -26,7 +36,20 @@ def endpoint_options(base_url, concurrency, protocol, unsure) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def cache_choice(cache: Optional[Path], no_cache: bool):
+    from imagesafety.store import USE_DEFAULT_CACHE
+
+    return None if no_cache else (cache or USE_DEFAULT_CACHE)
+
+
+def interrupted(stop) -> None:
+    err_console.print(Text(f"interrupted after {stop.stats.images} images; every finished result is in the cache: "
+                           "run the same command again to resume.", style="yellow"))
+    raise typer.Exit(130)
+
+
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)")]
+OutsideRoot = Annotated[bool, typer.Option("--allow-outside-root", help="let a dataset's rows name files outside its folder")]
 
 
 @app.command("eval")
@@ -41,6 +64,7 @@ def eval_command(
     sources: Annotated[Optional[str], typer.Option(help="comma-separated sources to keep (real, generated)")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="stop after this many images")] = None,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
+    covers: Annotated[Optional[str], typer.Option(help="categories the classifier is scored on: 'all' or a list (default: what it declares)")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="VLM/moderation endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="concurrent requests to a VLM endpoint")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="VLM prompt protocol: unsafebench, policy, llamaguard or a YAML file")] = None,
@@ -49,6 +73,7 @@ def eval_command(
     workers: Annotated[Optional[int], typer.Option(min=1, help="background decoding threads (default: cores - 1, at most 4)")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% intervals")] = 1000,
     seed: int = 0,
+    max_error_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="fail the run when more than this share of images fail")] = 0.5,
     cache: CacheOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the prediction cache")] = False,
     html: Annotated[bool, typer.Option("--html/--no-html")] = True,
@@ -56,36 +81,48 @@ def eval_command(
     engine: Annotated[str, typer.Option(help="local (default) or ray (Ray Data actors; see docs/scaling.md)")] = "local",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT (default: start a local one)")] = None,
     num_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor")] = 0,
-    partition_size: Annotated[int, typer.Option(help="images per Ray partition (the unit a re-run skips)")] = 1000,
+    partition_size: Annotated[int, typer.Option(min=1, help="images per Ray partition (the unit a re-run skips)")] = 1000,
     streaming: Annotated[bool, typer.Option("--streaming", help="stream a Hugging Face dataset instead of downloading it first")] = False,
+    allow_outside_root: OutsideRoot = False,
+    allow_url_host: Annotated[list[str], typer.Option("--allow-url-host", help="host whose image URLs may resolve to private addresses")] = [],
 ) -> None:
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
-    from imagesafety.bench.evaluate import USE_DEFAULT_CACHE, evaluate
+    from imagesafety.bench.coverage import parse_covers
+    from imagesafety.bench.evaluate import evaluate, first_errors
     from imagesafety.bench.report.console import print_summary
-    from imagesafety.bench.runner import RunInterrupted
-    from imagesafety.classifiers.base import FatalModelError
-    from imagesafety.classifiers.registry import MissingExtraError
+    from imagesafety.run.runner import RunInterrupted
 
     try:
         result = evaluate(
             classifier, dataset, out,
             threshold=threshold, calibrate=calibrate, split=split,
             categories=split_list(categories), sources=split_list(sources), limit=limit,
-            cache=None if no_cache else (cache or USE_DEFAULT_CACHE),
-            batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
-            progress=not quiet, html=html,
+            cache=cache_choice(cache, no_cache), batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
+            progress=not quiet, html=html, max_error_rate=max_error_rate, covers="declared" if covers is None else parse_covers(covers),
             classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
             engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size, streaming=streaming,
+            allow_outside_root=allow_outside_root, url_hosts=allow_url_host,
         )
-    except RunInterrupted as stop:
-        err_console.print(
-            f"[yellow]interrupted[/yellow] after {stop.stats.images} images; every finished prediction is in the cache: "
-            "run the same command again to resume."
-        )
-        raise typer.Exit(130)
-    except (MissingExtraError, ValueError, FileNotFoundError, KeyError, FatalModelError) as exc:
-        fail(str(exc).strip('"'))
-    print_summary(result.metrics, result.files, console)
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, RunInterrupted):
+            interrupted(stop)
+        raise
+    print_summary(result.metrics, result.files, console, errors=first_errors(result.predictions))
+
+
+def parse_severities(severity: str) -> list[int]:
+    """`1..5` or `1,3,5`."""
+    try:
+        if ".." in severity:
+            lo, hi = severity.split("..")
+            values = list(range(int(lo), int(hi) + 1))
+        else:
+            values = [int(s) for s in split_list(severity) or []]
+    except ValueError:
+        raise ValueError(f"--severity takes 1..5 or a list such as 1,3,5, got {severity!r}") from None
+    if not values or any(v not in range(1, 6) for v in values):
+        raise ValueError(f"--severity values must be 1 to 5, got {severity!r}")
+    return values
 
 
 @app.command("robustness")
@@ -96,9 +133,9 @@ def robustness_command(
     attacks: Annotated[str, typer.Option(help="comma-separated: gn, fgsm, pgd, deepfool (white-box, torch classifiers); square (black-box)")] = "pgd",
     eps: Annotated[float, typer.Option(help="perturbation budget (L-inf; the std for gn)")] = 0.01,
     eps_space: Annotated[str, typer.Option(help="units of --eps: pixel ([0, 1] pixels) or normalized (the model's normalised input, as UnsafeBench)")] = "pixel",
-    k: Annotated[int, typer.Option(help="images the classifier gets right to attack")] = 500,
+    k: Annotated[int, typer.Option(min=1, help="images the classifier gets right to attack")] = 500,
     seed: int = 2023,
-    steps: Annotated[int, typer.Option(help="iterations of pgd, deepfool and square")] = 100,
+    steps: Annotated[int, typer.Option(min=1, help="iterations of pgd, deepfool and square")] = 100,
     eps_curve: Annotated[bool, typer.Option("--eps-curve/--no-eps-curve", help="also attack at eps x 0.25, 0.5, 2, 4")] = True,
     corruptions: Annotated[Optional[str], typer.Option(help="comma-separated: jpeg, gaussian_noise, gaussian_blur, resize, brightness, contrast, crop, screenshot")] = None,
     severity: Annotated[str, typer.Option(help="severities, e.g. 1..5 or 1,3,5")] = "1..5",
@@ -115,26 +152,16 @@ def robustness_command(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
 ) -> None:
     """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
-    from imagesafety.bench.evaluate import USE_DEFAULT_CACHE
     from imagesafety.bench.robustness.run import robustness
-    from imagesafety.classifiers.registry import MissingExtraError
 
-    if ".." in severity:
-        lo, hi = severity.split("..")
-        severities = list(range(int(lo), int(hi) + 1))
-    else:
-        severities = [int(s) for s in split_list(severity) or []]
-    try:
-        result = robustness(classifier, dataset, out, attacks=split_list(attacks) or [], eps=eps, eps_space=eps_space, k=k, seed=seed,
-                            steps=steps, eps_curve=eps_curve, corruptions=split_list(corruptions), severities=severities, split=split,
-                            categories=split_list(categories), sources=split_list(sources), limit=limit, cache=cache or USE_DEFAULT_CACHE,
-                            batch_size=batch_size, save_adversarial=save_adversarial, progress=not quiet,
-                            classifier_options=parse_options(option), engine=engine, address=address)
-    except (MissingExtraError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+    result = robustness(classifier, dataset, out, attacks=split_list(attacks) or [], eps=eps, eps_space=eps_space, k=k, seed=seed,
+                        steps=steps, eps_curve=eps_curve, corruptions=split_list(corruptions), severities=parse_severities(severity),
+                        split=split, categories=split_list(categories), sources=split_list(sources), limit=limit, cache=cache_choice(cache, False),
+                        batch_size=batch_size, save_adversarial=save_adversarial, progress=not quiet,
+                        classifier_options=parse_options(option), engine=engine, address=address)
     m = result.metrics
-    table = Table(title=f"robust accuracy of {m['classifier']['name']} (eps {m['protocol']['eps_pixel_units']:.4g} pixel units, "
-                        f"{m['protocol']['attacked']} images; clean accuracy {m['clean']['accuracy']:.3f})")
+    table = Table(title=Text(f"robust accuracy of {m['classifier']['name']} (eps {m['protocol']['eps_pixel_units']:.4g} pixel units, "
+                             f"{m['protocol']['attacked']} images; clean accuracy {m['clean']['accuracy']:.3f})"))
     for column in ("attack", "RA", "mean L-inf", "mean L2"):
         table.add_column(column, justify="right")
     for name, block in m["attacks"].items():
@@ -142,14 +169,14 @@ def robustness_command(
         table.add_row(name, f"{o.get('robust_accuracy', float('nan')):.3f}", f"{o.get('mean_linf', float('nan')):.4f}", f"{o.get('mean_l2', float('nan')):.3f}")
     console.print(table)
     for name, per in m["corruptions"].items():
-        console.print(f"{name}: " + " · ".join(f"s{s} acc {v['accuracy']:.3f}" for s, v in per.items() if v["accuracy"] is not None))
+        console.print(Text(f"{name}: " + " · ".join(f"s{s} acc {v['accuracy']:.3f}" for s, v in per.items() if v["accuracy"] is not None)))
     for kind, path in result.files.items():
-        console.print(f"  {kind}: {path}")
+        console.print(Text(f"  {kind}: {path}"))
 
 
 @app.command("embed")
 def embed_command(
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help="clip:ViT-L-14/openai (open_clip), hf:MODEL_OR_PATH (transformers CLIP/SigLIP)")],
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="clip:ViT-L-14/openai (open_clip), hf:MODEL_OR_PATH (transformers CLIP/SigLIP), nsfwjs:MODEL")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="as for eval")],
     out: Annotated[Path, typer.Option("--out", "-o", help=".parquet (default) or .npz")] = Path("embeddings.parquet"),
     text: Annotated[bool, typer.Option("--text", help="also embed the dataset's 'text' captions")] = False,
@@ -164,24 +191,23 @@ def embed_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     engine: Annotated[str, typer.Option(help="local (default) or ray")] = "local",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local one)")] = None,
-    partition_size: int = 1000,
+    partition_size: Annotated[int, typer.Option(min=1)] = 1000,
+    allow_outside_root: OutsideRoot = False,
 ) -> None:
     """Embed a dataset's images (and captions) for guard training; cached and resumable."""
-    from imagesafety.bench.evaluate import USE_DEFAULT_CACHE
-    from imagesafety.bench.runner import RunInterrupted
     from imagesafety.encoders.embed import embed
+    from imagesafety.run.runner import RunInterrupted
 
     try:
         result = embed(encoder, dataset, out, text=text, split=split, categories=split_list(categories), sources=split_list(sources),
-                       limit=limit, cache=None if no_cache else (cache or USE_DEFAULT_CACHE), batch_size=batch_size, device=device,
-                       progress=not quiet, engine=engine, address=address, partition_size=partition_size)
-    except RunInterrupted as stop:
-        err_console.print(f"[yellow]interrupted[/yellow] after {stop.stats.images} images; finished embeddings are cached: run again to resume.")
-        raise typer.Exit(130)
-    except (ImportError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+                       limit=limit, cache=cache_choice(cache, no_cache), batch_size=batch_size, device=device, progress=not quiet,
+                       engine=engine, address=address, partition_size=partition_size, allow_outside_root=allow_outside_root)
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, RunInterrupted):
+            interrupted(stop)
+        raise
     meta = result.metadata
-    console.print(f"{meta['images']} images ({meta['errors']} errors) -> {meta['embed_dim']}-d embeddings from {meta['encoder']}: {result.path}")
+    console.print(Text(f"{meta['images']} images ({meta['errors']} errors) -> {meta['embed_dim']}-d embeddings from {meta['encoder']}: {result.path}"))
 
 
 @app.command("serve")
@@ -189,77 +215,83 @@ def serve_command(
     classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec to serve (repeatable); the first is the default model")] = ["nudenet"],
     host: str = "127.0.0.1",
     port: int = 8000,
-    api_key: Annotated[list[str], typer.Option("--api-key", help="accepted API key (repeatable); none: no auth")] = [],
+    api_key: Annotated[list[str], typer.Option("--api-key", help="accepted API key (repeatable)")] = [],
     keys_file: Annotated[Optional[Path], typer.Option(help="file of key_id:secret lines")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="serve without API keys (local use only)")] = False,
     threshold: Annotated[list[str], typer.Option("--threshold", help="category=threshold (repeatable; 'unsafe=' sets the default)")] = [],
-    rate_limit: Annotated[int, typer.Option(help="requests per minute per API key (0: unlimited)")] = 0,
+    rate_limit: Annotated[int, typer.Option(min=0, help="requests per minute per API key (0: unlimited)")] = 0,
+    image_rate_limit: Annotated[int, typer.Option(min=0, help="images per minute per API key (0: unlimited)")] = 0,
     allow_url_host: Annotated[list[str], typer.Option("--allow-url-host", help="host whose http(s) image URLs may be fetched (repeatable; '.example.com' for subdomains)")] = [],
-    audit_url: Annotated[str, typer.Option(help="SQLAlchemy URL of the audit log, e.g. postgresql+psycopg://user@host/db")] = "sqlite:///imagesafety-audit.sqlite",
+    audit_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the audit log (default: SQLite in the user's data folder)")] = None,
     store_images: Annotated[bool, typer.Option(help="also keep the images in the audit log")] = False,
-    max_request_mb: float = 20.0,
-    max_images: int = 16,
+    max_request_mb: Annotated[float, typer.Option(min=0.001)] = 20.0,
+    max_images: Annotated[int, typer.Option(min=1)] = 16,
+    max_request_megapixels: Annotated[float, typer.Option(min=0.001, help="pixel budget of one request, summed over its images")] = 64.0,
     batch_window_ms: float = 5.0,
-    max_batch_size: int = 16,
-    timeout: float = 30.0,
+    max_batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    timeout: Annotated[float, typer.Option(min=0.001)] = 30.0,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value, applied to every classifier")] = [],
 ) -> None:
     """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
-    from imagesafety.serve import ServeConfig
     from imagesafety.serve.app import serve
+    from imagesafety.serve.config import ServeConfig, default_audit_url, read_keys_file
 
     keys = {f"key-{i + 1}": k for i, k in enumerate(api_key)}
     if keys_file:
-        keys.update(ServeConfig.read_keys_file(keys_file))
-    thresholds = {k: float(v) for k, v in parse_options(threshold).items()}
-    options = parse_options(option)
+        keys.update(read_keys_file(keys_file))
     config = ServeConfig(
-        classifiers=classifier, api_keys=keys, thresholds=thresholds, rate_limit_per_minute=rate_limit,
-        allow_url_hosts=[h.lower() for h in allow_url_host], audit_url=audit_url, store_images=store_images,
-        max_request_bytes=int(max_request_mb * 1024 * 1024), max_images_per_request=max_images, batch_window_ms=batch_window_ms,
-        max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: options for c in classifier},
+        classifiers=classifier, api_keys=keys, auth=not no_auth, thresholds={k: float(v) for k, v in parse_options(threshold, "--threshold").items()},
+        rate_limit_per_minute=rate_limit, images_per_minute=image_rate_limit, allow_url_hosts=[h.lower() for h in allow_url_host],
+        audit_url=audit_url or default_audit_url(), store_images=store_images, max_request_bytes=int(max_request_mb * 1024 * 1024),
+        max_images_per_request=max_images, max_request_pixels=int(max_request_megapixels * 1_000_000), batch_window_ms=batch_window_ms,
+        max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: parse_options(option) for c in classifier},
     )
+    config.check()
     serve(config, host, port)
 
 
-@app.command("models")
-def models_command() -> None:
-    """List the registered classifiers and what each needs installed."""
-    from imagesafety.classifiers.registry import classifier_entries
+KIND_TITLES = {"classifier": "classifiers", "encoder": "encoders (embed --encoder, guard heads)", "dataset": "dataset formats",
+               "editor": "pair editors", "attack": "attacks", "corruption": "corruptions"}
 
-    table = Table(title="classifiers")
-    for column in ("name", "example spec", "description", "needs"):
-        table.add_column(column)
-    for entry in classifier_entries().values():
-        missing = entry.missing_modules()
-        needs = f"[red]pip install 'imagesafety[{entry.extra}]'[/red]" if missing and entry.extra else (
-            f"[red]missing {', '.join(missing)}[/red]" if missing else "[green]installed[/green]")
-        table.add_row(entry.name, entry.example, entry.description, needs)
-    console.print(table)
+
+@app.command("models")
+def models_command(
+    kind: Annotated[Optional[str], typer.Option(help="only this kind: classifier, encoder, dataset, editor, attack, corruption")] = None,
+) -> None:
+    """List what the registry holds (classifiers, encoders, editors, attacks, ...) and what each needs installed."""
+    from imagesafety import registry
+
+    kinds = [kind] if kind else list(registry.KINDS)
+    for name in kinds:
+        entries = registry.entries(name)
+        table = Table(title=KIND_TITLES.get(name, name))
+        for column in ("name", "example spec", "description", "needs"):
+            table.add_column(column)
+        for entry in entries.values():
+            hint = entry.install_hint()
+            table.add_row(entry.name, entry.example, entry.description, Text(hint, style="red") if hint else Text("installed", style="green"))
+        console.print(table)
 
 
 @app.command("datasets")
 def datasets_command() -> None:
     """List dataset formats and named datasets, and what each needs installed."""
-    import importlib.util
-
-    from imagesafety.data import DATASET_FORMATS, NAMED_DATASETS
-
-    def needs(extra: Optional[str]) -> str:
-        if extra == "hf" and importlib.util.find_spec("datasets") is None:
-            return "[red]pip install 'imagesafety[hf]'[/red]"
-        return "[green]installed[/green]"
+    from imagesafety import registry
+    from imagesafety.data import NAMED_DATASETS
 
     formats = Table(title="dataset formats (--dataset PATH or FORMAT:PATH)")
     for column in ("format", "what", "needs"):
         formats.add_column(column)
-    for f in DATASET_FORMATS.values():
-        formats.add_row(f.name, f.description, needs(f.requires))
+    for f in registry.entries("dataset").values():
+        hint = f.install_hint()
+        formats.add_row(f.name, f.description, Text(hint, style="red") if hint else Text("installed", style="green"))
     console.print(formats)
     named = Table(title="named datasets (--dataset NAME)")
     for column in ("name", "spec", "what", "needs"):
         named.add_column(column)
+    hf_hint = registry.get("dataset", "hf").install_hint()
     for d in NAMED_DATASETS.values():
-        named.add_row(d.name, d.spec, d.description, needs(d.requires))
+        named.add_row(d.name, d.spec, d.description, Text(hf_hint, style="red") if hf_hint else Text("installed", style="green"))
     console.print(named)
 
 
@@ -273,36 +305,57 @@ def example_data_command(
     from imagesafety.data.example import write_example_dataset
 
     root = write_example_dataset(out, per_group=per_group, seed=seed)
-    console.print(f"wrote example images to {root} (random shapes: a pipeline check, not a safety measurement)")
+    console.print(Text(f"wrote example images to {root} (random shapes: a pipeline check, not a safety measurement)"))
+
+
+def parse_age(value: str) -> float:
+    """`30d`, `12h`, `90m` or seconds, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = value.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise ValueError(f"--older-than takes an age such as 30d, 12h or 90m, got {value!r}") from None
 
 
 @cache_app.command("info")
 def cache_info(cache: CacheOpt = None) -> None:
-    """Show how many predictions are cached per classifier."""
+    """One row per cached model key: its model identity, settings, size, when it was last used and by which output folder."""
     import datetime as dt
 
     from imagesafety.store import PredictionCache
 
     store = PredictionCache(cache)
-    table = Table(title=f"prediction cache {store.path}")
-    for column in ("classifier", "version", "config", "predictions", "last written"):
+    table = Table(title=Text(f"cache {store.path}"))
+    for column in ("model", "identity", "settings", "entries", "last used", "by"):
         table.add_column(column)
-    for row in store.stats():
-        table.add_row(row["classifier"], row["version"], row["config_hash"], str(row["predictions"]),
-                      dt.datetime.fromtimestamp(row["last_written"]).strftime("%Y-%m-%d %H:%M"))
+    rows = store.stats()
+    for row in rows:
+        table.add_row(row["classifier"], (row["identity"] or "-")[:19], distinguishing_settings(row, rows), str(row["entries"]),
+                      dt.datetime.fromtimestamp(row["last_used"]).strftime("%Y-%m-%d %H:%M"), row["last_out"] or "-")
     console.print(table)
+
+
+def distinguishing_settings(row: dict, rows: list[dict]) -> str:
+    """The settings that tell this key apart from the other keys of the same model (e.g. corruption=jpeg severity=3)."""
+    config = row["config"] or {}
+    others = [r["config"] or {} for r in rows if r is not row and r["classifier"] == row["classifier"]]
+    keys = sorted({k for o in others for k in set(o) | set(config) if o.get(k) != config.get(k)} - {"weights"})
+    return " ".join(f"{k}={config.get(k)}" for k in keys if k in config)[:80] or row["config_hash"]
 
 
 @cache_app.command("clear")
 def cache_clear(
     cache: CacheOpt = None,
-    classifier: Annotated[Optional[str], typer.Option(help="only this classifier id (default: everything)")] = None,
+    classifier: Annotated[Optional[str], typer.Option(help="only this classifier or encoder id (default: everything)")] = None,
+    older_than: Annotated[Optional[str], typer.Option(help="only entries of models not used for this long, e.g. 30d, 12h")] = None,
 ) -> None:
-    """Delete cached predictions."""
+    """Delete cached predictions and embeddings."""
     from imagesafety.store import PredictionCache
 
     store = PredictionCache(cache)
-    console.print(f"deleted {store.clear(classifier)} cached predictions from {store.path}")
+    deleted = store.clear(classifier, parse_age(older_than) if older_than else None)
+    console.print(Text(f"deleted {deleted} cached predictions and embeddings from {store.path}"))
 
 
 if __name__ == "__main__":

@@ -1,33 +1,87 @@
-"""What every command module shares: the consoles, the error exit, and option parsing."""
+"""What every command module shares: the consoles (which print text as it is, never as markup), the one error
+path (an expected failure is one line and exit 2; a traceback only with --debug), and option parsing."""
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import Any, Optional
 
+import click
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
+
+#: a missing module -> the extra that installs it
+EXTRA_OF_MODULE = {
+    "torch": "clip", "torchvision": "pairs", "transformers": "clip", "safetensors": "clip", "open_clip": "openclip",
+    "faiss": "hyperbolic", "peft": "hyperbolic", "fastapi": "serve", "uvicorn": "serve", "sqlalchemy": "serve", "httpx": "serve",
+    "prometheus_client": "serve", "multipart": "serve", "ray": "ray", "datasets": "hf", "huggingface_hub": "hf", "openai": "vlm",
+    "diffusers": "pairs", "lpips": "pairs", "skimage": "pairs", "art": "robustness", "scipy": "robustness", "psycopg": "postgres",
+}
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("IMAGESAFETY_DEBUG", "").strip() not in ("", "0")
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    """Print one line on stderr and exit."""
+    err_console.print(Text("error: ", style="red bold") + Text(str(message)))
     raise typer.Exit(code)
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one line an exception becomes, and the exit code (2: a mistake the user can fix; 1: anything else)."""
+    from imagesafety.classifiers.base import FatalModelError
+    from imagesafety.store import StoreError
+
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        root = exc.name.split(".")[0]
+        extra = EXTRA_OF_MODULE.get(root)
+        hint = f"pip install 'imagesafety[{extra}]'" if extra else f"pip install {root}"
+        return f"this needs the Python package {root!r}, which is not installed: {hint}", 2
+    if isinstance(exc, (ValueError, FileNotFoundError, ImportError, FatalModelError, StoreError, PermissionError, IsADirectoryError,
+                        NotADirectoryError, FloatingPointError, KeyError)):
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        return str(text).strip() or type(exc).__name__, 2
+    return f"{type(exc).__name__}: {exc} (an internal error: run again with --debug for the traceback, and please report it)", 1
+
+
+class OneLineErrors(TyperGroup):
+    """Every command of the app: an exception becomes one line on stderr (the traceback only with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            message, code = error_line(exc)
+            err_console.print(Text("error: ", style="red bold") + Text(message))
+            raise typer.Exit(code) from None
 
 
 def split_list(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def parse_options(pairs: list[str]) -> dict:
+def parse_options(pairs: list[str], flag: str = "--option") -> dict:
     """`key=value` strings to a dict; values parsed as YAML scalars (numbers, booleans) when they can be."""
     import yaml
 
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
-            fail(f"--option takes key=value, got {pair!r}")
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} takes key=value, got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            options[key.strip().replace("-", "_")] = value
     return options

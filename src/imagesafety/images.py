@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from pathlib import Path
 
 from PIL import Image, ImageOps
 
@@ -20,16 +19,6 @@ class ImageDecodeError(ValueError):
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of the encoded bytes: the identity of an image everywhere in the toolkit."""
     return hashlib.sha256(data).hexdigest()
-
-
-def read_image_bytes(source: str | Path | bytes) -> bytes:
-    """The encoded bytes of an image given as bytes or a file path."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
-    try:
-        return Path(source).read_bytes()
-    except OSError as exc:
-        raise ImageDecodeError(f"{source}: cannot read file: {exc.strerror or exc}") from exc
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, name: str = "image") -> Image.Image:

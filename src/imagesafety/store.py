@@ -1,4 +1,12 @@
-"""Embedded SQLite cache of predictions and embeddings, so re-runs never call a model twice and interrupted runs resume."""
+"""Embedded SQLite cache of predictions, embeddings, attack outcomes and model answers, so re-runs never call a
+model twice and interrupted runs resume.
+
+Predictions are keyed by (classifier id, version, config hash, image sha256); a classifier's config holds the
+content identity of its weights, so a retrained model never meets the old model's entries. The `models`
+table remembers, per key, the settings, the model identity, when it was last used and by which output
+folder (`imagesafety cache info`). A damaged file fails the run with one line (`StoreError`), never as
+per-image errors.
+"""
 
 from __future__ import annotations
 
@@ -15,34 +23,33 @@ import numpy as np
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
-    classifier TEXT NOT NULL,
-    version TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    image_sha256 TEXT NOT NULL,
-    prediction TEXT NOT NULL,
-    created REAL NOT NULL,
+    classifier TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL, image_sha256 TEXT NOT NULL,
+    prediction TEXT NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (classifier, version, config_hash, image_sha256)
 );
+CREATE TABLE IF NOT EXISTS models (
+    classifier TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL, config TEXT NOT NULL,
+    identity TEXT, last_used REAL NOT NULL, last_out TEXT,
+    PRIMARY KEY (classifier, version, config_hash)
+);
 CREATE TABLE IF NOT EXISTS attack_results (
-    attack_key TEXT NOT NULL,
-    image_sha256 TEXT NOT NULL,
-    result TEXT NOT NULL,
-    created REAL NOT NULL,
+    attack_key TEXT NOT NULL, image_sha256 TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (attack_key, image_sha256)
 );
-CREATE TABLE IF NOT EXISTS answers (
-    key TEXT PRIMARY KEY,
-    answer TEXT NOT NULL,
-    created REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS embeddings (
-    encoder TEXT NOT NULL,
-    image_sha256 TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    created REAL NOT NULL,
+    encoder TEXT NOT NULL, image_sha256 TEXT NOT NULL, vector BLOB NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (encoder, image_sha256)
 );
 """
+#: files up to this size are integrity-checked on every open (a fraction of a second); larger ones when an error shows
+QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
+USE_DEFAULT_CACHE = "default"
+Key = tuple[str, str, str]
+
+
+class StoreError(RuntimeError):
+    """The cache file cannot be used (damaged, locked, not a database): the run stops with this message."""
 
 
 def default_cache_path() -> Path:
@@ -53,117 +60,182 @@ def default_cache_path() -> Path:
     return base / "imagesafety" / "cache.sqlite"
 
 
+def open_cache(cache: PredictionCache | str | Path | None) -> PredictionCache | None:
+    """The cache to use: an instance, a path, the default location (`"default"`), or None for no cache."""
+    if cache is None or isinstance(cache, PredictionCache):
+        return cache
+    return PredictionCache(None if str(cache) == USE_DEFAULT_CACHE else cache)
+
+
 class PredictionCache:
-    """Predictions keyed by (classifier id, version, config hash, image sha256), stored as JSON.
+    """The cache file; every write commits at once (WAL journal), so a killed run keeps all finished batches.
+    Safe to use from several threads: each thread gets its own connection."""
 
-    Every `put_many` commits at once (WAL journal), so a killed run keeps all finished batches.
-    Safe to use from several threads: each thread gets its own connection.
-    """
-
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, check: bool = True):
         self.path = Path(path) if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._connect() as conn:
-            conn.executescript(SCHEMA)
+        with self._guard():
+            conn = self._connect()
+            if check and self.path.is_file() and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                self.verify(conn)
+            with conn:
+                conn.executescript(SCHEMA)
 
+    # -- connections and errors ------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        conn = self._local.__dict__.get("conn")
         if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=30)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.DatabaseError as exc:
-                raise RuntimeError(f"{self.path}: cannot open the prediction cache ({exc}); pass another --cache path") from exc
+            conn = sqlite3.connect(self.path, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
 
-    def _json_by_sha(self, select: str, params: tuple, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """`select` (ending in `image_sha256 IN`) run for the hashes in chunks of 500; JSON values by hash."""
+    def _guard(self):
+        return _StoreErrors(self.path)
+
+    def verify(self, conn: sqlite3.Connection | None = None) -> None:
+        """PRAGMA quick_check; a StoreError naming the file when it reports damage."""
+        rows = (conn or self._connect()).execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            raise StoreError(f"{self.path}: the cache file is damaged ({rows[0][0]}); delete it or pass another --cache path "
+                             "(cached predictions are only a speed-up: nothing else is lost)")
+
+    def _rows_by_sha(self, select: str, params: tuple, shas: Iterable[str]) -> dict[str, Any]:
+        """`select` (ending in `image_sha256 IN`) run for the hashes in chunks of 500; values by hash."""
         shas = list(dict.fromkeys(shas))
-        found: dict[str, dict[str, Any]] = {}
-        conn = self._connect()
-        for start in range(0, len(shas), 500):
-            chunk = shas[start : start + 500]
-            rows = conn.execute(f"{select} ({','.join('?' * len(chunk))})", (*params, *chunk))
-            found.update((sha, json.loads(text)) for sha, text in rows)
+        found: dict[str, Any] = {}
+        with self._guard():
+            conn = self._connect()
+            for start in range(0, len(shas), 500):
+                chunk = shas[start : start + 500]
+                found.update(conn.execute(f"{select} ({','.join('?' * len(chunk))})", (*params, *chunk)).fetchall())
         return found
 
-    def get_many(self, key: tuple[str, str, str], shas: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Cached predictions (as dicts) for the given image hashes under one classifier key."""
-        return self._json_by_sha("SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? "
-                                 "AND config_hash=? AND image_sha256 IN", key, shas)
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        with self._guard():
+            conn = self._connect()
+            with conn:
+                conn.executemany(sql, rows)
 
-    def put_many(self, key: tuple[str, str, str], items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    # -- predictions -----------------------------------------------------------------------------
+    def get_many(self, key: Key, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Cached predictions (as dicts) for the given image hashes under one classifier key."""
+        found = self._rows_by_sha("SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? "
+                                  "AND config_hash=? AND image_sha256 IN", key, shas)
+        return {sha: json.loads(text) for sha, text in found.items()}
+
+    def put_many(self, key: Key, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store predictions for image hashes under one classifier key, committed immediately."""
         now = time.time()
-        rows = [(*key, sha, json.dumps(pred), now) for sha, pred in items]
-        conn = self._connect()
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self._write("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", [(*key, sha, json.dumps(p), now) for sha, p in items])
 
-    def get_embedding(self, encoder: str, sha: str) -> np.ndarray | None:
-        """A cached float32 embedding of one image under one encoder id, or None."""
-        row = self._connect().execute("SELECT vector FROM embeddings WHERE encoder=? AND image_sha256=?", (encoder, sha)).fetchone()
-        return np.frombuffer(row[0], dtype=np.float32).copy() if row else None
+    def touch_model(self, key: Key, config: dict[str, Any], identity: str | None, out: str | Path | None = None) -> None:
+        """Remember that this classifier key was used now (and by which output folder)."""
+        self._write("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(*key, json.dumps(config, sort_keys=True, default=str), identity, time.time(),
+                      str(Path(out).resolve()) if out is not None else None)])
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def get_embeddings(self, encoder: str, shas: Iterable[str]) -> dict[str, np.ndarray]:
+        found = self._rows_by_sha("SELECT image_sha256, vector FROM embeddings WHERE encoder=? AND image_sha256 IN", (encoder,), shas)
+        return {sha: np.frombuffer(blob, dtype=np.float32).copy() for sha, blob in found.items()}
 
     def put_embeddings(self, encoder: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store float32 embeddings for image hashes, committed immediately."""
         now = time.time()
-        rows = [(encoder, sha, np.asarray(vec, dtype=np.float32).tobytes(), now) for sha, vec in items]
-        conn = self._connect()
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+        self._write("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
+                    [(encoder, sha, np.asarray(vec, dtype=np.float32).tobytes(), now) for sha, vec in items])
 
+    # -- attack outcomes and answers -------------------------------------------------------------
     def get_attack_results(self, attack_key: str, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Finished attack outcomes per image hash under one (classifier, attack, settings) key."""
-        return self._json_by_sha("SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN",
-                                 (attack_key,), shas)
+        found = self._rows_by_sha("SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN", (attack_key,), shas)
+        return {sha: json.loads(text) for sha, text in found.items()}
 
     def put_attack_results(self, attack_key: str, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         now = time.time()
-        conn = self._connect()
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO attack_results VALUES (?, ?, ?, ?)",
-                             [(attack_key, sha, json.dumps(result), now) for sha, result in items])
+        self._write("INSERT OR REPLACE INTO attack_results VALUES (?, ?, ?, ?)", [(attack_key, sha, json.dumps(r), now) for sha, r in items])
 
     def get_answer(self, key: str) -> dict[str, Any] | None:
         """A cached model answer (e.g. one VLM response to one prompt about one image)."""
-        row = self._connect().execute("SELECT answer FROM answers WHERE key=?", (key,)).fetchone()
+        with self._guard():
+            row = self._connect().execute("SELECT answer FROM answers WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put_answer(self, key: str, answer: dict[str, Any]) -> None:
         """Store one answer as soon as it arrives, so a crash loses nothing already answered."""
-        conn = self._connect()
-        with conn:
-            conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (key, json.dumps(answer), time.time()))
+        self._write("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", [(key, json.dumps(answer), time.time())])
 
+    # -- inspection ------------------------------------------------------------------------------
     def stats(self) -> list[dict[str, Any]]:
-        """Count of cached predictions per (classifier, version, config hash)."""
-        rows = self._connect().execute(
-            "SELECT classifier, version, config_hash, COUNT(*), MAX(created) FROM predictions "
-            "GROUP BY classifier, version, config_hash ORDER BY classifier"
-        )
-        stats = [
-            {"classifier": c, "version": v, "config_hash": h, "predictions": n, "last_written": t}
-            for c, v, h, n, t in rows
-        ]
-        rows = self._connect().execute("SELECT encoder, COUNT(*), MAX(created) FROM embeddings GROUP BY encoder ORDER BY encoder")
-        stats += [{"classifier": f"embeddings {e}", "version": "", "config_hash": "", "predictions": n, "last_written": t} for e, n, t in rows]
+        """One row per cached classifier key (with its settings, model identity, last use and output folder) and per encoder."""
+        with self._guard():
+            conn = self._connect()
+            rows = conn.execute(
+                "SELECT p.classifier, p.version, p.config_hash, COUNT(*), MAX(p.created), m.config, m.identity, m.last_used, m.last_out "
+                "FROM predictions p LEFT JOIN models m ON m.classifier = p.classifier AND m.version = p.version "
+                "AND m.config_hash = p.config_hash GROUP BY p.classifier, p.version, p.config_hash ORDER BY p.classifier, MAX(p.created)"
+            ).fetchall()
+            embedded = conn.execute("SELECT encoder, COUNT(*), MAX(created) FROM embeddings GROUP BY encoder ORDER BY encoder").fetchall()
+        stats = [{"kind": "predictions", "classifier": c, "version": v, "config_hash": h, "entries": n, "last_written": t,
+                  "config": json.loads(cfg) if cfg else None, "identity": ident, "last_used": used or t, "last_out": out}
+                 for c, v, h, n, t, cfg, ident, used, out in rows]
+        stats += [{"kind": "embeddings", "classifier": e, "version": "", "config_hash": "", "entries": n, "last_written": t,
+                   "config": None, "identity": e.rpartition("@")[2] if "@" in e else None, "last_used": t, "last_out": None}
+                  for e, n, t in embedded]
         return stats
 
-    def clear(self, classifier: str | None = None) -> int:
-        """Delete cached predictions and embeddings (of one classifier or encoder id, or all); returns how many."""
-        conn = self._connect()
-        with conn:
-            if classifier is None:
-                return conn.execute("DELETE FROM predictions").rowcount + conn.execute("DELETE FROM embeddings").rowcount
-            return (conn.execute("DELETE FROM predictions WHERE classifier=?", (classifier,)).rowcount
-                    + conn.execute("DELETE FROM embeddings WHERE encoder=?", (classifier,)).rowcount)
+    def clear(self, classifier: str | None = None, older_than_s: float | None = None) -> int:
+        """Delete cached predictions and embeddings (of one classifier or encoder id, or all; with `older_than_s`, only
+        entries of keys not used for that long); returns how many."""
+        cutoff = time.time() - older_than_s if older_than_s is not None else None
+        deleted = 0
+        with self._guard():
+            conn = self._connect()
+            with conn:
+                where, params = [], []
+                if classifier is not None:
+                    where.append("classifier=?")
+                    params.append(classifier)
+                if cutoff is not None:
+                    where.append("COALESCE((SELECT m.last_used FROM models m WHERE m.classifier = predictions.classifier AND "
+                                 "m.version = predictions.version AND m.config_hash = predictions.config_hash), created) < ?")
+                    params.append(cutoff)
+                clause = f" WHERE {' AND '.join(where)}" if where else ""
+                deleted += conn.execute(f"DELETE FROM predictions{clause}", params).rowcount
+                emb_where, emb_params = [], []
+                if classifier is not None:
+                    emb_where.append("(encoder=? OR encoder LIKE ?)")
+                    emb_params += [classifier, f"{classifier}@%"]
+                if cutoff is not None:
+                    emb_where.append("created < ?")
+                    emb_params.append(cutoff)
+                clause = f" WHERE {' AND '.join(emb_where)}" if emb_where else ""
+                deleted += conn.execute(f"DELETE FROM embeddings{clause}", emb_params).rowcount
+                conn.execute("DELETE FROM models WHERE NOT EXISTS (SELECT 1 FROM predictions p WHERE p.classifier = models.classifier "
+                             "AND p.version = models.version AND p.config_hash = models.config_hash)")
+        return deleted
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
+        conn = self._local.__dict__.get("conn")
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+class _StoreErrors:
+    """Turns sqlite3 errors into one StoreError naming the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and isinstance(exc, sqlite3.Error) and not isinstance(exc, StoreError):
+            raise StoreError(f"{self.path}: the prediction cache cannot be used ({exc}); delete it or pass another --cache path "
+                             "(cached predictions are only a speed-up: nothing else is lost)") from exc
+        return False

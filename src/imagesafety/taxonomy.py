@@ -156,6 +156,15 @@ def map_category(key: str, source: Taxonomy, target: Taxonomy) -> list[Category]
     raise ValueError(f"no mapping between taxonomies {source.name!r} and {target.name!r}")
 
 
+def category_label(key: str) -> str:
+    """A category's display name from the built-in taxonomies ('self_harm' -> 'Self-harm'); the key itself otherwise."""
+    for taxonomy in (UNSAFEBENCH, LLAVAGUARD):
+        found = taxonomy.find(key)
+        if found:
+            return found.name
+    return key
+
+
 def load_taxonomy(spec: str | Path | Taxonomy) -> Taxonomy:
     """A built-in taxonomy by name ('unsafebench', 'llavaguard') or a user taxonomy from a YAML file.
 

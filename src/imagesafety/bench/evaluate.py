@@ -1,8 +1,13 @@
-"""`evaluate`: the effectiveness benchmark as one call (predict, threshold, metrics, report files)."""
+"""`evaluate`: the effectiveness benchmark as one call (predict, threshold, metrics, report files).
+
+A run that produced nothing useful fails: when every image failed, or more than `max_error_rate` of them,
+`RunFailed` names the first failing files and their errors (and, for manifests, the folder relative paths
+were resolved against). Categories the classifier was not built for are reported as not covered.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,16 +16,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imagesafety import __version__
+from imagesafety import __version__, registry
+from imagesafety.bench.coverage import RULE, is_covered
+from imagesafety.bench.grouping import grouped
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
 from imagesafety.bench.pair_metrics import pair_metrics
-from imagesafety.bench.runner import Runner, RunStats, default_workers
-from imagesafety.classifiers.base import SafetyClassifier, cache_key
-from imagesafety.classifiers.registry import load_classifier
-from imagesafety.data import Dataset, load_dataset, select_samples
-from imagesafety.store import PredictionCache
+from imagesafety.classifiers.base import SafetyClassifier, TrainedOn, cache_key, coverage, preferred_batch_size
+from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
+from imagesafety.data.sample import ResolvesPaths
+from imagesafety.run.engine import EngineOptions, run_task
+from imagesafety.run.runner import RunStats
+from imagesafety.run.tasks import PredictionTask
+from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
 
-USE_DEFAULT_CACHE = "default"
+ERRORS_LISTED = 10
+
+
+class RunFailed(ValueError):
+    """Too many images failed for the metrics to mean anything."""
 
 
 @dataclass
@@ -36,12 +49,9 @@ class EvalResult:
     def f1(self) -> float | None:
         return self.metrics["overall"]["f1"]["value"]
 
-
-def open_cache(cache: PredictionCache | str | Path | None) -> PredictionCache | None:
-    """The cache to use: an instance, a path, the default location (`"default"`), or None for no cache."""
-    if cache is None or isinstance(cache, PredictionCache):
-        return cache
-    return PredictionCache(None if str(cache) == USE_DEFAULT_CACHE else cache)
+    @property
+    def warnings(self) -> list[str]:
+        return self.metrics.get("warnings", [])
 
 
 def known_total(dataset: Dataset, limit: int | None, filtered: bool) -> int | None:
@@ -53,6 +63,51 @@ def known_total(dataset: Dataset, limit: int | None, filtered: bool) -> int | No
     except TypeError:
         return None
     return min(size, limit) if limit is not None else size
+
+
+def first_errors(rows: pd.DataFrame, n: int = ERRORS_LISTED) -> list[str]:
+    """'FILE: message' for the first `n` error rows."""
+    failed = rows[rows["error"].notna()].head(n)
+    return [f"{r.image if r.image != '<bytes>' else r.id}: {_message(r.image, r.error)}" for r in failed.itertuples()]
+
+
+def _message(image: str, error: str) -> str:
+    """The error without a leading repetition of the file name."""
+    return error[len(image) + 2:] if isinstance(error, str) and error.startswith(f"{image}: ") else str(error)
+
+
+def check_errors(rows: pd.DataFrame, data: Any, max_error_rate: float) -> None:
+    """RunFailed when every row failed or more than `max_error_rate` of them did."""
+    n, errors = len(rows), int(rows["error"].notna().sum())
+    if n == 0 or (errors < n and errors <= max_error_rate * n):
+        return
+    where = ""
+    if isinstance(data, ResolvesPaths) and data.base_dir is not None:
+        where = f"; relative paths were resolved against {data.base_dir}"
+    listed = "\n  ".join(first_errors(rows))
+    what = "every image failed" if errors == n else f"{errors} of {n} images failed (more than --max-error-rate {max_error_rate:g})"
+    raise RunFailed(f"{what}{where}. The first ones:\n  {listed}")
+
+
+def covered_metrics(rows: pd.DataFrame, covers: frozenset[str] | None, n_boot: int, seed: int) -> dict:
+    """Metrics where overall and per-source figures use covered rows only, and uncovered categories are marked."""
+    if covers is None:
+        return grouped_metrics(rows, n_boot=n_boot, seed=seed) | {"coverage": {"covers": "all", "uncovered": [], "rule": RULE}}
+    covered = rows["category"].map(lambda c: is_covered(c, covers)).astype(bool)
+    metrics = grouped_metrics(rows[covered], n_boot=n_boot, seed=seed) if covered.any() else grouped_metrics(rows.iloc[:0], n_boot, seed)
+    uncovered = sorted({str(c) for c in rows.loc[~covered, "category"]})
+
+    def stub(part: pd.DataFrame, name: str) -> dict:
+        return {"covered": False, "support": int(len(part)), "errors": int(part["error"].notna().sum())}
+
+    if uncovered:
+        extra = grouped(rows[~covered], stub, crossed=True)
+        metrics["by_category"] = dict(sorted({**metrics["by_category"], **extra["by_category"]}.items()))
+        for category, per in extra["by_category_source"].items():
+            metrics["by_category_source"][category] = per
+        metrics["by_category_source"] = dict(sorted(metrics["by_category_source"].items()))
+    metrics["coverage"] = {"covers": sorted(covers), "uncovered": uncovered, "rule": RULE}
+    return metrics
 
 
 def evaluate(
@@ -74,67 +129,75 @@ def evaluate(
     progress: bool = True,
     html: bool = True,
     classifier_options: dict[str, Any] | None = None,
-    engine: str = "local",
+    engine: str | EngineOptions = "local",
     address: str | None = None,
     num_gpus: float = 0,
     partition_size: int = 1000,
     streaming: bool = False,
+    max_error_rate: float = 0.5,
+    covers: frozenset[str] | None | str = "declared",
+    allow_outside_root: bool = False,
+    url_hosts: list[str] | None = None,
+    description: str | None = None,
 ) -> EvalResult:
     """Benchmark `classifier` on `dataset` per category and per source; write reports to `out_dir` if given.
 
-    Threshold: `threshold` if given; else, with `calibrate=SPLIT`, the F1-optimal threshold on that
-    split (whose images are then left out of the metrics); else the classifier's own.
-    `engine="ray"` runs the predictions on a Ray cluster (`address`, default: start or join a local one),
-    writing partitions under OUT_DIR/ray-parts that a re-run skips.
+    Threshold: `threshold` if given; else, with `calibrate=SPLIT`, the F1-optimal threshold on that split (whose
+    images are then left out of the metrics); else the classifier's own. `covers`: the categories the metrics
+    count ("declared": the classifier's own declaration; None: all). `engine="ray"` runs the predictions on a Ray
+    cluster, writing partitions under OUT_DIR/ray-parts that a re-run skips.
     """
     if threshold is not None and calibrate is not None:
         raise ValueError("give either a threshold or a calibration split, not both")
-    clf = load_classifier(classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
+    if not 0 <= max_error_rate <= 1:
+        raise ValueError(f"--max-error-rate must be between 0 and 1, got {max_error_rate}")
+    clf = registry.build("classifier", classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
     splits = sorted({split, calibrate} - {None}) if split else None  # calibrating alone reports on every other split
-    data = load_dataset(dataset, splits=splits, streaming=streaming) if isinstance(dataset, (str, Path)) else dataset
+    data = load_dataset(dataset, splits=splits, streaming=streaming, allow_outside_root=allow_outside_root, url_hosts=url_hosts) \
+        if isinstance(dataset, (str, Path)) else dataset
     selected = select_samples(data, categories, sources, splits, limit)
-    batch_size = batch_size or getattr(clf, "preferred_batch_size", 16)
-    runner = Runner.for_classifier(clf, open_cache(cache), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
+    store = open_cache(cache)
+    engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, num_gpus, partition_size)
     started = time.time()
-    if engine == "ray":
-        if not isinstance(classifier, str):
-            raise ValueError("--engine ray builds the classifier on each worker: give it as a spec string (e.g. nudenet)")
-        from imagesafety.bench.engines.ray_engine import run_on_ray
-
-        parts = Path(out_dir) / "ray-parts" if out_dir is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
-        rows = run_on_ray("predict", classifier, classifier_options or {}, selected, parts, address=address, batch_size=batch_size,
-                          num_gpus=num_gpus, partition_size=partition_size, progress=progress)
-        runner.stats.images = runner.stats.predicted = len(rows)
-        runner.stats.errors = int(rows["error"].notna().sum())
-        runner.stats.seconds = time.time() - started
-    elif engine == "local":
-        rows = runner.run(selected, total=known_total(data, limit, bool(categories or sources or splits)))
-    else:
-        raise ValueError(f"unknown engine {engine!r}: use local or ray")
-
+    rows, stats = run_task(
+        PredictionTask(clf, store), selected, engine=engine, batch_size=batch_size or preferred_batch_size(clf),
+        workers=workers, progress=progress, total=known_total(data, limit, bool(categories or sources or splits)),
+        description=description or f"eval {clf.name}", remote=("predict", classifier, classifier_options or {}) if isinstance(classifier, str) else None,
+        parts_dir=Path(out_dir) / "ray-parts" if out_dir is not None else None)
+    if rows.empty:
+        present = dataset_summary(data)
+        raise ValueError(f"no images to evaluate: the filters left nothing (categories present: {', '.join(present['categories']) or 'none'}; "
+                         f"sources: {', '.join(present['sources']) or 'none'}; splits: {', '.join(present['splits']) or 'none'})")
+    check_errors(rows, data, max_error_rate)
     threshold_info = choose_threshold(rows, clf, threshold, calibrate)
     report_rows = rows[rows["split"] != calibrate] if calibrate else rows
     if report_rows.empty:
-        raise ValueError("no images left to evaluate: check --split, --categories, --sources and the dataset")
+        raise ValueError(f"no images left to evaluate after taking out the calibration split {calibrate!r}")
     report_rows = apply_threshold(report_rows, threshold_info["value"])
-    metrics = grouped_metrics(report_rows, n_boot=n_boot, seed=seed)
+    declared = coverage(clf) if covers == "declared" else covers
+    metrics = covered_metrics(report_rows, declared, n_boot, seed)
     metrics = {
         "imagesafety_version": __version__,
         "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(cache_key(clf))},
-        "dataset": getattr(data, "name", str(dataset)),
+        "dataset": dataset_name(data, str(dataset)),
         "filters": {"split": split, "categories": categories, "sources": sources, "limit": limit},
         "threshold": threshold_info,
-        "run": {**runner.stats.__dict__, "started": started, "images_per_second": runner.stats.images_per_second},
+        "run": {**stats.__dict__, "started": started, "images_per_second": stats.images_per_second},
         "bootstrap": {"resamples": n_boot, "seed": seed, "interval": "percentile 95%"},
         **metrics,
     }
+    warnings = training_overlap(clf, report_rows)
+    if warnings:
+        metrics["warnings"] = warnings
     answers = answer_summary(report_rows)
     if answers:
         metrics["answers"] = answers
     pairs = pair_metrics(report_rows)
     if pairs:
         metrics["pairs"] = pairs
-    result = EvalResult(report_rows, metrics, runner.stats)
+    if store is not None:
+        store.touch_model(cache_key(clf), clf.config, str(clf.config.get("weights")) if "weights" in clf.config else None, out_dir)
+    result = EvalResult(report_rows, metrics, stats)
     if out_dir is not None:
         from imagesafety.bench.report import write_reports
 
@@ -142,22 +205,34 @@ def evaluate(
     return result
 
 
+def training_overlap(clf: SafetyClassifier, rows: pd.DataFrame) -> list[str]:
+    """A warning when evaluated images are among the classifier's own training images."""
+    if not isinstance(clf, TrainedOn):
+        return []
+    trained = clf.training_images()
+    overlap = int(rows["sha256"].isin(trained).sum()) if trained else 0
+    if not overlap:
+        return []
+    return [f"{overlap} of the {len(rows)} evaluated images were used to train {clf.name}: these figures overstate it "
+            "(evaluate on held-out images, e.g. --split test)"]
+
+
 def answer_summary(rows: pd.DataFrame) -> dict | None:
     """For answer-giving models (VLMs): unsure answers and failures per category, and token use and cost."""
-    import json
-
-    raws = [(row.category, json.loads(row.raw)) for row in rows.itertuples() if isinstance(row.raw, str) and '"usage"' in row.raw]
-    if not raws:
+    answered = rows[rows["raw"].map(lambda r: isinstance(r, str) and '"usage"' in r)]
+    if answered.empty:
         return None
-    per_category: dict = {}
-    for category, raw in raws:
-        block = per_category.setdefault(category or "uncategorised", {"unsure_answers": 0, "images": 0})
-        block["unsure_answers"] += int(raw.get("unsure", 0))
-        block["images"] += 1
-    for category, part in rows[rows["error"].notna()].groupby(rows["category"].fillna("uncategorised")):
-        per_category.setdefault(category, {"unsure_answers": 0, "images": 0})["failures"] = int(len(part))
-    usage = {k: sum(raw["usage"].get(k, 0) for _, raw in raws) for k in ("prompt_tokens", "completion_tokens", "cost")}
-    return {"per_category": per_category, "usage": usage, "unsure_answers": sum(b["unsure_answers"] for b in per_category.values())}
+    raws = answered["raw"].map(json.loads)
+    frame = rows.assign(unsure=0, answered=False, failed=rows["error"].notna())
+    frame.loc[answered.index, "unsure"] = raws.map(lambda r: int(r.get("unsure", 0)))
+    frame.loc[answered.index, "answered"] = True
+
+    def block(part: pd.DataFrame, name: str) -> dict:
+        return {"unsure_answers": int(part["unsure"].sum()), "images": int(part["answered"].sum()), "failures": int(part["failed"].sum())}
+
+    per_category = grouped(frame, block, by=("category",))["by_category"]
+    usage = {k: sum(r["usage"].get(k, 0) for r in raws) for k in ("prompt_tokens", "completion_tokens", "cost")}
+    return {"per_category": per_category, "usage": usage, "unsure_answers": int(frame["unsure"].sum())}
 
 
 def choose_threshold(rows: pd.DataFrame, clf: SafetyClassifier, threshold: float | None, calibrate: str | None) -> dict:

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from imagesafety.bench.grouping import grouped
+
 METRICS = ("accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "auprc")
 BOOTSTRAP_CHUNK = 256
 
@@ -113,29 +115,24 @@ def grouped_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> d
         stats["unlabelled"] = int((part["error"].isna() & part["label"].isna()).sum())
         return stats
 
-    frame = frame.assign(category=frame["category"].fillna("uncategorised"), source=frame["source"].fillna("unknown"))
-    out: dict = {"overall": block(frame, "overall"), "by_category": {}, "by_source": {}, "by_category_source": {}}
-    for category, part in frame.groupby("category", sort=True):
-        out["by_category"][category] = block(part, f"category={category}")
-    for source, part in frame.groupby("source", sort=True):
-        out["by_source"][source] = block(part, f"source={source}")
-    for (category, source), part in frame.groupby(["category", "source"], sort=True):
-        out["by_category_source"].setdefault(category, {})[source] = block(part, f"{category}/{source}")
-    return out
+    return grouped(frame, block, crossed=True)
 
 
 def f1_optimal_threshold(labels: Iterable[int], scores: Iterable[float]) -> float:
-    """The score threshold (decide unsafe when score >= it) that maximises F1 on these samples."""
-    from sklearn.metrics import precision_recall_curve
-
+    """The score threshold (decide unsafe when score >= it) that maximises F1 on these samples (the lowest such
+    threshold among ties, as scikit-learn's precision-recall curve orders them)."""
     y = np.asarray(list(labels), dtype=int)
     s = np.asarray(list(scores), dtype=np.float64)
     if y.sum() == 0 or y.sum() == len(y):
         raise ValueError("calibration needs both safe and unsafe images")
-    precision, recall, thresholds = precision_recall_curve(y, s)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
-    return float(thresholds[int(np.argmax(f1))])
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]  # each distinct score, highest first
+    tp = np.cumsum(y_sorted)[last]
+    fp = (last + 1) - tp
+    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
+    best = np.flatnonzero(f1 == f1.max())[-1]  # ties: the lowest threshold, as scikit-learn's curve orders them
+    return float(s_sorted[last[best]])
 
 
 def threshold_at_fpr(labels: Iterable[int], scores: Iterable[float], target_fpr: float) -> float:

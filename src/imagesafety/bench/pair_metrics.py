@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from imagesafety.bench.grouping import grouped
+
 
 def pair_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per complete pair: ids, category, the unsafe and safe members' scores and decisions."""
@@ -30,11 +32,10 @@ def pair_metrics(rows: pd.DataFrame) -> dict | None:
     if table.empty:
         return None
 
-    def block(part: pd.DataFrame) -> dict:
+    def block(part: pd.DataFrame, name: str) -> dict:
         both_right = (part["unsafe_decision"] == 1) & (part["safe_decision"] == 0)
         return {"pairs": int(len(part)), "pair_accuracy": float(both_right.mean()),
                 "flip_sensitivity": float((part["unsafe_score"] > part["safe_score"]).mean()),
                 "mean_score_gap": float((part["unsafe_score"] - part["safe_score"]).mean())}
 
-    return {"overall": block(table),
-            "by_category": {str(c): block(p) for c, p in table.groupby(table["category"].fillna("uncategorised"))}}
+    return grouped(table, block, by=("category",))

@@ -1,4 +1,9 @@
-"""The SafetyClassifier contract and the Prediction record every classifier returns."""
+"""The SafetyClassifier contract, the Prediction record every classifier returns, and the base classes ours share.
+
+Contracts are `typing.Protocol`s checked with isinstance, never attributes read with a default: a classifier
+either implements `Differentiable` (white-box attacks can run, eps conversions read its `pixel_spec`) or it
+does not, and the run says so.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,15 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
+from imagesafety.pixels import PixelSpec
 from imagesafety.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from imagesafety.store import PredictionCache
 
 
 @dataclass
@@ -39,7 +48,8 @@ class Prediction:
 class SafetyClassifier(Protocol):
     """Anything that scores batches of RGB PIL images for safety.
 
-    `config` holds every setting that changes predictions; with `name` and `version` it keys the cache.
+    `config` holds every setting that changes predictions, the content identity of the weights included;
+    with `name` and `version` it keys the cache.
     """
 
     name: str
@@ -62,8 +72,8 @@ class FatalModelError(RuntimeError):
 
 @runtime_checkable
 class PreparesInput(Protocol):
-    """Optional split of `predict`: `prepare` does the per-image CPU work (resizing, normalising) and
-    runs in the evaluation's background workers; `predict_prepared` runs the batched model."""
+    """`predict` split in two: `prepare` does the per-image CPU work (resizing, encoding) on the evaluation's
+    background workers; `predict_prepared` runs the batched model."""
 
     def prepare(self, image: Image.Image) -> Any: ...
 
@@ -72,9 +82,12 @@ class PreparesInput(Protocol):
 
 @runtime_checkable
 class Differentiable(Protocol):
-    """Torch classifiers: `input_pixels` gives the [0, 1] tensor (B, 3, H, W) the model sees (after its resizing),
-    and `unsafe_logits` maps such pixels to unsafe logits, normalisation inside; the decision is
-    logit >= `logit_threshold`. Attacks perturb `input_pixels` within an eps ball in [0, 1] units."""
+    """Torch classifiers: `input_pixels` gives the [0, 1] tensor (B, 3, H, W) the model sees (after `pixel_spec`'s
+    geometry), `unsafe_logits` maps such pixels to unsafe logits with the normalisation inside, and the decision
+    is logit >= `logit_threshold`. Attacks perturb `input_pixels` within an eps ball in [0, 1] units; eps in
+    normalised units is converted with `pixel_spec.min_std`."""
+
+    pixel_spec: PixelSpec
 
     def input_pixels(self, images: list[Image.Image]) -> Any: ...
 
@@ -82,6 +95,83 @@ class Differentiable(Protocol):
 
     @property
     def logit_threshold(self) -> float: ...
+
+
+@runtime_checkable
+class CachesAnswers(Protocol):
+    """Classifiers that cache intermediate answers (one VLM response per prompt): the run hands them its cache
+    (None with --no-cache) instead of their opening one themselves."""
+
+    def attach_cache(self, cache: PredictionCache | None) -> None: ...
+
+
+@runtime_checkable
+class DeclaresCoverage(Protocol):
+    """The categories (taxonomy keys, e.g. UnsafeBench's) a classifier was built to score; None: all of them.
+    Metrics leave uncovered categories out instead of reporting an F1 that means nothing."""
+
+    covers: frozenset[str] | None
+
+
+@runtime_checkable
+class TrainedOn(Protocol):
+    """Classifiers trained by us record the sha256 of their training images, so an evaluation can warn on overlap."""
+
+    def training_images(self) -> frozenset[str]: ...
+
+
+@runtime_checkable
+class PaddedInput(Protocol):
+    """Classifiers whose prepared input is padded around the image (NudeNet's letterbox): the rows and columns of
+    the prepared input (C, H, W) that hold the image itself, so black-box attacks perturb only those."""
+
+    def image_region(self, prepared: Any) -> tuple[int, int]: ...
+
+
+class Classifier:
+    """Base of our classifiers: `predict` = `predict_prepared` over `prepare`; all categories covered by default."""
+
+    name: str
+    version: str
+    taxonomy: Taxonomy
+    threshold: float
+    config: dict[str, Any]
+    covers: frozenset[str] | None = None
+    preferred_batch_size: int = 16
+
+    def prepare(self, image: Image.Image) -> Any:
+        return image
+
+    def predict_prepared(self, items: list[Any]) -> list[Prediction]:
+        raise NotImplementedError
+
+    def predict(self, images: list[Image.Image]) -> list[Prediction]:
+        return self.predict_prepared([self.prepare(img) for img in images])
+
+
+class TorchClassifier(Classifier):
+    """A differentiable classifier: images -> `pixel_spec` -> [0, 1] pixels -> `unsafe_logits`; the unsafe score is
+    sigmoid(logit) unless the subclass says otherwise, so its threshold sits at logit(threshold)."""
+
+    pixel_spec: PixelSpec
+    device: str = "cpu"
+
+    def prepare(self, image: Image.Image) -> Any:
+        return self.pixel_spec.prepare(image)
+
+    def pixels(self, items: list[Any]):
+        """[0, 1] tensor (B, 3, H, W) from prepared arrays."""
+        return self.pixel_spec.tensor(items, self.device)
+
+    def input_pixels(self, images: list[Image.Image]):
+        return self.pixels([self.prepare(img) for img in images])
+
+    def unsafe_logits(self, pixels):
+        raise NotImplementedError
+
+    @property
+    def logit_threshold(self) -> float:
+        return logit(self.threshold)
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -95,21 +185,20 @@ def cache_key(classifier: SafetyClassifier) -> tuple[str, str, str]:
     return (classifier.name, str(classifier.version), config_hash(classifier.config))
 
 
+def coverage(classifier: SafetyClassifier) -> frozenset[str] | None:
+    """The categories a classifier covers (None: all)."""
+    return classifier.covers if isinstance(classifier, DeclaresCoverage) else None
+
+
+def preferred_batch_size(classifier: SafetyClassifier) -> int:
+    """How many images the classifier wants per call (endpoints: twice their concurrency; others 16)."""
+    return classifier.preferred_batch_size if isinstance(classifier, Classifier) else 16
+
+
 def logit(probability: float) -> float:
-    """log(p / (1 - p)): where a sigmoid score crosses `probability`."""
-    return math.log(probability / (1 - probability))
-
-
-class EncoderInput:
-    """For classifiers over a torch CLIP encoder (`self.encoder`): the encoder's pixels are the attackable input,
-    and a sigmoid score at `self.threshold` means a logit at logit(threshold)."""
-
-    def input_pixels(self, images: list[Image.Image]) -> Any:
-        return self.encoder.pixels(images)
-
-    @property
-    def logit_threshold(self) -> float:
-        return logit(self.threshold)
+    """log(p / (1 - p)): where a sigmoid score crosses `probability` (clamped away from 0 and 1)."""
+    p = min(max(float(probability), 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
 
 
 def decide(score: float, threshold: float) -> int:

@@ -7,12 +7,12 @@ the image's unsafe score is the largest category probability.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
-from PIL import Image
+import numpy as np
 
-from imagesafety.classifiers.base import EncoderInput, Prediction, decide
-from imagesafety.encoders import load_encoder, normalise_encoder_spec
+from imagesafety.classifiers.base import Prediction, TorchClassifier, decide
+from imagesafety.encoders import TextEncoder, load_encoder
+from imagesafety.encoders.torch_clip import TorchClipEncoder
 from imagesafety.taxonomy import UNSAFEBENCH, Category, Taxonomy, load_taxonomy
 
 PROMPT_VERSION = "zs1"
@@ -27,22 +27,24 @@ def prompt_pair(category: Category) -> tuple[str, str]:
     return unsafe, safe
 
 
-class ClipZeroShotClassifier(EncoderInput):
+class ClipZeroShotClassifier(TorchClassifier):
     """Scores images against a prompt pair per category with any CLIP-family encoder."""
 
-    def __init__(self, encoder: str | Any = DEFAULT_ENCODER, taxonomy: str | Taxonomy = UNSAFEBENCH,
+    def __init__(self, encoder: str | TorchClipEncoder = DEFAULT_ENCODER, taxonomy: str | Taxonomy = UNSAFEBENCH,
                  threshold: float = 0.5, device: str | None = None):
         self.encoder = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
-        self.encoder_spec = normalise_encoder_spec(encoder) if isinstance(encoder, str) else self.encoder.name
+        if not isinstance(self.encoder, TextEncoder):
+            raise ValueError(f"clip-zeroshot needs an image-text encoder; {self.encoder.name} has no text tower")
+        self.pixel_spec, self.device = self.encoder.pixel_spec, self.encoder.device
         self.taxonomy = load_taxonomy(taxonomy)
         self.threshold = float(threshold)
-        self.name = f"clip-zeroshot:{self.encoder_spec}"
+        self.name = f"clip-zeroshot:{self.encoder.name.removeprefix('clip:')}"
         self.version = PROMPT_VERSION
         self.prompts = [prompt_pair(c) for c in self.taxonomy]
         texts = [t for pair in self.prompts for t in pair]
         self._text = self.encoder.encode_texts(texts).reshape(len(self.taxonomy), 2, -1)  # (K, 2, D)
         prompt_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
-        self.config = {"encoder": self.encoder_spec, "taxonomy": self.taxonomy.keys, "prompts": prompt_hash}
+        self.config = {"encoder": self.encoder.name, "weights": self.encoder.identity, "taxonomy": self.taxonomy.keys, "prompts": prompt_hash}
 
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels (B, 3, S, S) -> unsafe logit per image (the largest category logit)."""
@@ -54,15 +56,7 @@ class ClipZeroShotClassifier(EncoderInput):
         per_category = self.encoder.logit_scale * (cos[..., 0] - cos[..., 1])  # (B, K)
         return per_category.max(dim=1).values
 
-    def prepare(self, image: Image.Image):
-        return self.encoder.prepare_pixels(image)
-
-    def predict(self, images: list[Image.Image]) -> list[Prediction]:
-        return self.predict_prepared([self.prepare(img) for img in images])
-
     def predict_prepared(self, items: list) -> list[Prediction]:
-        import numpy as np
-
         feats = self.encoder.encode_prepared(items)  # (B, D)
         cos = np.einsum("bd,kpd->bkp", feats, self._text)
         logits = self.encoder.logit_scale * (cos[..., 0] - cos[..., 1])
@@ -75,6 +69,6 @@ class ClipZeroShotClassifier(EncoderInput):
         return out
 
 
-def from_spec(arg: str | None, **options: Any) -> ClipZeroShotClassifier:
+def from_spec(arg: str | None, *, taxonomy: str = "unsafebench", threshold: float = 0.5, device: str | None = None) -> ClipZeroShotClassifier:
     """`clip-zeroshot[:ENCODER]`, ENCODER as in `imagesafety.encoders.load_encoder` (default ViT-L-14/openai)."""
-    return ClipZeroShotClassifier(arg or DEFAULT_ENCODER, **options)
+    return ClipZeroShotClassifier(arg or DEFAULT_ENCODER, taxonomy, threshold, device)

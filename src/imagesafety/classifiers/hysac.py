@@ -8,16 +8,15 @@ thresholds (from `hysac calibrate` on labelled categories) give per-category sco
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from imagesafety.classifiers.base import Prediction, decide, logit
+from imagesafety.classifiers.base import Prediction, TorchClassifier, decide, logit
+from imagesafety.model_card import read_training_images
 from imagesafety.taxonomy import Category, Taxonomy
 
 
-class HysacClassifier:
+class HysacClassifier(TorchClassifier):
     def __init__(self, path: str | Path, threshold: float | None = None, device: str = "cpu", backbone: str | None = None, encoder=None):
         from imagesafety.hyperbolic.embedder import HysacEmbedder
 
@@ -25,20 +24,22 @@ class HysacClassifier:
         card = self.embedder.card
         if card.get("threshold") is None:
             raise ValueError(f"{path}: no distance threshold; run `imagesafety hysac calibrate` first")
+        self.pixel_spec, self.device = self.embedder.pixel_spec, device
         self.distance_threshold = float(card["threshold"])
         self.spread = max(float(card.get("bounds", {}).get("V", {}).get("std", 0.1)), 1e-3)
         self.category_thresholds = {k: float(v) for k, v in card.get("category_thresholds", {}).items()}
         self.threshold = 0.5 if threshold is None else float(threshold)
         self.taxonomy = Taxonomy("hysac", tuple(Category(k, k) for k in self.category_thresholds))
-        self.name = f"hysac:{Path(path).resolve().name}"
-        self.version = self.embedder.model_id
-        self.config = {"threshold": self.distance_threshold, "categories": self.category_thresholds, "mode": card["mode"]}
+        self.name = f"hysac:{self.embedder.directory.name}"
+        self.version = "1"
+        self.config = {"weights": self.embedder.identity, "threshold": self.distance_threshold, "categories": self.category_thresholds,
+                       "mode": card["mode"]}
+
+    def training_images(self) -> frozenset[str]:
+        return read_training_images(self.embedder.directory)
 
     def _score(self, d: np.ndarray, threshold: float) -> np.ndarray:
         return 0.5 * (1 + np.tanh((d - threshold) / (2 * self.spread)))  # the logistic function, without overflow
-
-    def input_pixels(self, images: list[Image.Image]):
-        return self.embedder.pixels([self.prepare(img) for img in images])
 
     @property
     def logit_threshold(self) -> float:
@@ -51,11 +52,8 @@ class HysacClassifier:
         d = L.dist_to_origin(self.embedder.image_points(pixels), self.embedder.model.curvature)
         return (d - self.distance_threshold) / self.spread
 
-    def prepare(self, image: Image.Image):
-        return self.embedder.prepare_pixels(image)
-
-    def predict(self, images: list[Image.Image]) -> list[Prediction]:
-        return self.predict_prepared([self.prepare(img) for img in images])
+    def prepare(self, image):
+        return self.embedder.prepare(image)
 
     def predict_prepared(self, items: list) -> list[Prediction]:
         d = self.embedder.distance_to_origin(self.embedder.encode_prepared(items))
@@ -67,8 +65,8 @@ class HysacClassifier:
         return out
 
 
-def from_spec(arg: str | None, **options: Any) -> HysacClassifier:
+def from_spec(arg: str | None, *, threshold: float | None = None, device: str = "cpu", backbone: str | None = None) -> HysacClassifier:
     """`hysac:DIR`: a model folder from `imagesafety hysac train` (or a released HySAC checkpoint folder)."""
     if not arg:
         raise ValueError("hysac needs a model folder: --classifier hysac:PATH")
-    return HysacClassifier(arg, **options)
+    return HysacClassifier(arg, threshold, device, backbone)

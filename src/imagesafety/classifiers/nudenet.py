@@ -3,18 +3,23 @@
 We run the wheel's `320n.onnx` ourselves rather than through `nudenet.NudeDetector`, because that
 class reads arrays as BGR (a PIL/RGB array reaches the network with its channels swapped) and
 raises on files it cannot read. Images arrive here already decoded, upright and RGB; the network
-(a YOLOv8 export) takes RGB in [0, 1], padded to a square at the bottom/right and resized.
+(a YOLOv8 export) takes RGB in [0, 1], letterboxed: NudeNet pads to a square at the bottom/right and
+resizes; we resize the long side first and then pad, the same geometry without ever building a square
+of the longest side (a 100000 x 600 image would need 30 GB).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from imagesafety.classifiers.base import Prediction, decide
+from imagesafety.classifiers.base import Classifier, Prediction, decide
+from imagesafety.identity import path_digest
+from imagesafety.pixels import PixelSpec
 from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy
 
 LABELS = (
@@ -47,12 +52,13 @@ def model_path() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "320n.onnx")
 
 
-class NudeNetClassifier:
+class NudeNetClassifier(Classifier):
     """Unsafe score = the confidence of NudeNet's best detection among the counted (exposed) labels."""
 
     name = "nudenet"
     version = "3.4-320n"
     taxonomy = TAXONOMY
+    covers = frozenset({"sexual"})
 
     def __init__(
         self,
@@ -72,7 +78,10 @@ class NudeNetClassifier:
         self.labels = tuple(labels)
         self.threshold = float(threshold)
         self.resolution = int(resolution)
-        self.model_file = model or model_path()
+        self.pixel_spec = PixelSpec(self.resolution, resize="letterbox", interpolation="bilinear_cv2")
+        self.model_file = str(Path(model).expanduser().resolve()) if model else model_path()
+        if not Path(self.model_file).is_file():
+            raise ValueError(f"NudeNet model {self.model_file}: no such file")
         options = onnxruntime.SessionOptions()
         # Idle ONNX threads sleep instead of spinning, leaving the cores to the decoding threads between ops.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -81,20 +90,17 @@ class NudeNetClassifier:
         self.session = onnxruntime.InferenceSession(self.model_file, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self._counted = np.array([lab in self.labels for lab in LABELS])
-        # threshold is applied at decision time, so it is not part of the cache key
-        self.config = {"labels": sorted(self.labels), "resolution": self.resolution, "model": os.path.basename(self.model_file)}
+        # threshold is applied at decision time, so it is not part of the cache key; the model file by its content
+        self.config = {"labels": sorted(self.labels), "resolution": self.resolution, "model": os.path.basename(self.model_file),
+                       "weights": path_digest(self.model_file)}
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> float32 CHW in [0, 1]: zero-padded to a square at bottom/right, then resized."""
-        import cv2
+        """RGB image -> float32 CHW in [0, 1]: the long side resized to the input size, zero-padded at the bottom/right."""
+        return (self.pixel_spec.prepare(image).astype(np.float32) / 255.0).transpose(2, 0, 1)
 
-        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-        height, width = rgb.shape[:2]
-        side = max(height, width)
-        padded = np.zeros((side, side, 3), dtype=np.uint8)
-        padded[:height, :width] = rgb
-        resized = cv2.resize(padded, (self.resolution, self.resolution), interpolation=cv2.INTER_LINEAR)
-        return (resized.astype(np.float32) / 255.0).transpose(2, 0, 1)
+    def image_region(self, prepared: tuple[np.ndarray, tuple[int, int]]) -> tuple[int, int]:
+        """Rows and columns of the prepared input that hold the image (the rest is padding)."""
+        return self.pixel_spec.image_region(prepared[1])
 
     def prepare(self, image: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
         """The per-image CPU work (run by the evaluation's background workers): input array and original size."""
@@ -106,9 +112,6 @@ class NudeNetClassifier:
             return []
         output = self.session.run(None, {self.input_name: np.stack([x for x, _ in items])})[0]  # (B, 4 + 18, anchors)
         return [self._prediction(out, size) for out, (_, size) in zip(output, items)]
-
-    def predict(self, images: list[Image.Image]) -> list[Prediction]:
-        return self.predict_prepared([self.prepare(img) for img in images])
 
     def _prediction(self, output: np.ndarray, size: tuple[int, int]) -> Prediction:
         boxes, class_scores = output[:4].T, output[4:].T  # (anchors, 4), (anchors, 18)
@@ -148,8 +151,7 @@ class NudeNetClassifier:
         return found
 
 
-def from_spec(arg: str | None, **options: Any) -> NudeNetClassifier:
+def from_spec(arg: str | None, *, labels: str | list[str] = DEFAULT_UNSAFE_LABELS, threshold: float = DEFAULT_THRESHOLD,
+              resolution: int = 320, threads: int | None = None, model: str | None = None) -> NudeNetClassifier:
     """`nudenet` or `nudenet:PATH/TO/model.onnx` (another NudeNet export, e.g. the 640m model)."""
-    if arg:
-        options.setdefault("model", arg)
-    return NudeNetClassifier(**options)
+    return NudeNetClassifier(labels, threshold, resolution, threads, model or arg)

@@ -1,23 +1,24 @@
 """Probe classifiers: a small linear/MLP guard head over image embeddings, saved as safetensors + a JSON card.
 
 Output 0 of the head is the overall unsafe logit; outputs 1.. are one logit per category of the card's
-taxonomy. `guard train` writes this format; `probe:DIR` loads it for eval, robustness and serving.
+taxonomy. `guard train` writes this format; `probe:DIR` loads it for eval, robustness and serving. The card
+records its encoder's spec and content identity: a guard refuses an encoder whose weights changed since it
+was trained (unless `allow_encoder_change`), and lists its training images so evaluations can warn on overlap.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from imagesafety.classifiers.base import EncoderInput, Prediction, decide
+from imagesafety.classifiers.base import Prediction, TorchClassifier, decide
+from imagesafety.model_card import CardError, load_weights, read_card, read_training_images, save_model
 from imagesafety.taxonomy import Taxonomy
 
 CARD_FILE = "guard.json"
 WEIGHTS_FILE = "guard.safetensors"
-CARD_FORMAT = "imagesafety-guard/1"
+CARD_FORMAT = "imagesafety-guard/2"
+OLD_FORMATS = ("imagesafety-guard/1",)
 OVERALL = "unsafe"
 
 
@@ -34,60 +35,60 @@ def build_head(kind: str, embed_dim: int, outputs: int, hidden: int = 256):
 
 def save_guard(directory: str | Path, head, card: dict[str, Any]) -> Path:
     """Write the head's weights and its card (encoder, taxonomy, outputs, thresholds, ...) into `directory`."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     required = {"encoder", "head", "embed_dim", "outputs", "thresholds"}
     missing = required - card.keys()
     if missing:
         raise ValueError(f"guard card is missing {sorted(missing)}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(directory / WEIGHTS_FILE))
-    (directory / CARD_FILE).write_text(json.dumps({"format": CARD_FORMAT, **card}, indent=2), encoding="utf-8")
-    return directory
+    return save_model(directory, head.state_dict(), card, fmt=CARD_FORMAT, card_file=CARD_FILE, weights_file=WEIGHTS_FILE)
 
 
 def load_guard(directory: str | Path):
     """(head module, card) from a saved guard folder, with clear errors for missing or mismatched files."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
-    card_path, weights_path = directory / CARD_FILE, directory / WEIGHTS_FILE
-    for path in (card_path, weights_path):
-        if not path.is_file():
-            raise ValueError(f"{directory}: not a saved guard (missing {path.name})")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    if card.get("format") != CARD_FORMAT:
-        raise ValueError(f"{card_path}: unknown guard format {card.get('format')!r} (expected {CARD_FORMAT})")
-    head = build_head(card["head"], int(card["embed_dim"]), len(card["outputs"]), int(card.get("hidden", 256)))
-    state = load_file(str(weights_path))
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: no such guard folder")
+    if not (directory / CARD_FILE).is_file():
+        raise ValueError(f"{directory}: not a saved guard (missing {CARD_FILE})")
     try:
-        head.load_state_dict(state)
+        card = read_card(directory, CARD_FILE, (CARD_FORMAT, *OLD_FORMATS))
+    except CardError as exc:
+        raise ValueError(f"{directory}: not a saved guard ({exc})") from None
+    card.setdefault("weights_file", WEIGHTS_FILE)
+    if not (directory / card["weights_file"]).is_file():
+        raise ValueError(f"{directory}: not a saved guard (missing {card['weights_file']})")
+    head = build_head(card["head"], int(card["embed_dim"]), len(card["outputs"]), int(card.get("hidden", 256)))
+    try:
+        head.load_state_dict(load_weights(directory, card))
     except RuntimeError as exc:
-        raise ValueError(f"{weights_path}: weights do not match the card ({exc})") from exc
+        raise ValueError(f"{directory / card['weights_file']}: weights do not match the card ({exc})") from exc
     return head.eval(), card
 
 
-class ProbeClassifier(EncoderInput):
+class ProbeClassifier(TorchClassifier):
     """Encoder -> guard head -> sigmoid; overall decision at the card's `unsafe` threshold."""
 
     def __init__(self, path: str | Path, encoder: str | Any | None = None, threshold: float | None = None,
-                 device: str | None = None, with_encoder: bool = True):
+                 device: str | None = None, with_encoder: bool = True, allow_encoder_change: bool = False):
         """Load the guard in `path` and its encoder (the card's, unless `encoder` names another);
         `with_encoder=False` skips the encoder, for `predict_embeddings` on precomputed embeddings."""
         from imagesafety.encoders import load_encoder
 
-        self.head, self.card = load_guard(path)
+        self.path = Path(path).expanduser().resolve()
+        self.head, self.card = load_guard(self.path)
         spec = self.card["encoder"]
         self.encoder = None
         if with_encoder:
             self.encoder = load_encoder(encoder or spec, device) if encoder is None or isinstance(encoder, str) else encoder
             if self.encoder.embed_dim != int(self.card["embed_dim"]):
-                raise ValueError(
-                    f"guard {path} expects {self.card['embed_dim']}-d embeddings from {spec!r}, "
-                    f"but encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d"
-                )
-            self.head = self.head.to(getattr(self.encoder, "device", "cpu"))
+                raise ValueError(f"guard {path} expects {self.card['embed_dim']}-d embeddings from {spec!r}, "
+                                 f"but encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d")
+            trained_with = self.card.get("encoder_identity")
+            if trained_with and self.encoder.identity != trained_with and not allow_encoder_change:
+                raise ValueError(f"guard {path} was trained on encoder {spec} with weights {trained_with[:23]}..., but that encoder "
+                                 f"now has {self.encoder.identity[:23]}... (its weights changed): retrain the guard, or pass "
+                                 "--option allow_encoder_change=true to use it anyway")
+            self.pixel_spec, self.device = self.encoder.pixel_spec, self.encoder.device
+            self.head = self.head.to(self.device)
         self.outputs: list[str] = list(self.card["outputs"])
         if self.outputs[0] != OVERALL:
             raise ValueError(f"{path}: the first output of a guard must be {OVERALL!r}, got {self.outputs[0]!r}")
@@ -95,19 +96,22 @@ class ProbeClassifier(EncoderInput):
         self.taxonomy = Taxonomy.from_dict(taxonomy) if taxonomy else Taxonomy(self.card.get("name", "guard"), ())
         self.thresholds = {k: float(v) for k, v in self.card["thresholds"].items()}
         self.threshold = float(threshold) if threshold is not None else self.thresholds.get(OVERALL, 0.5)
-        self.name = f"probe:{self.card.get('name') or Path(path).resolve().name}"
+        self.name = f"probe:{self.card.get('name') or self.path.name}"
         self.version = str(self.card.get("weights_sha256", "1"))[:16]
-        self.config = {"encoder": spec, "outputs": self.outputs, "head": self.card["head"]}
+        from imagesafety.identity import path_digest
+
+        self.config = {"encoder": spec, "encoder_weights": self.encoder.identity if self.encoder else None,
+                       "outputs": self.outputs, "head": self.card["head"], "weights": path_digest(self.path)}
+
+    def training_images(self) -> frozenset[str]:
+        return read_training_images(self.path)
 
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels -> overall unsafe logit."""
         return self.head(self.encoder.image_features(pixels))[:, 0]
 
-    def prepare(self, image: Image.Image):
-        return self.encoder.prepare_pixels(image)
-
-    def predict(self, images: list[Image.Image]) -> list[Prediction]:
-        return self.predict_prepared([self.prepare(img) for img in images])
+    def prepare(self, image):
+        return self.encoder.prepare(image)
 
     def predict_prepared(self, items: list) -> list[Prediction]:
         return self.predict_embeddings(self.encoder.encode_prepared(items))
@@ -128,8 +132,9 @@ class ProbeClassifier(EncoderInput):
         return out
 
 
-def from_spec(arg: str | None, **options: Any) -> ProbeClassifier:
+def from_spec(arg: str | None, *, encoder: str | None = None, threshold: float | None = None, device: str | None = None,
+              allow_encoder_change: bool = False) -> ProbeClassifier:
     """`probe:DIR`: a guard folder written by `imagesafety guard train` (or `save_guard`)."""
     if not arg:
         raise ValueError("probe needs a guard folder: --classifier probe:PATH/TO/GUARD")
-    return ProbeClassifier(arg, **options)
+    return ProbeClassifier(arg, encoder, threshold, device, allow_encoder_change=allow_encoder_change)

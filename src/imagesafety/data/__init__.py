@@ -1,33 +1,23 @@
-"""Datasets: the Sample record, loaders by format, named datasets, and `load_dataset(spec)`."""
+"""Datasets: the Sample record, loaders by format (registered in `imagesafety.registry`), named datasets,
+`load_dataset(spec)` and `select_samples`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from imagesafety import registry
 from imagesafety.data.folder import FolderDataset
 from imagesafety.data.huggingface import HuggingFaceDataset
 from imagesafety.data.manifest import ManifestDataset
 from imagesafety.data.parquet import ParquetDataset
-from imagesafety.data.sample import SAFE, UNSAFE, Dataset, Sample
+from imagesafety.data.sample import SAFE, UNSAFE, Dataset, ReadPolicy, Sample, dataset_name, relative_root
 from imagesafety.taxonomy import slugify
 
-__all__ = [
-    "SAFE", "UNSAFE", "Dataset", "Sample", "FolderDataset", "ManifestDataset", "ParquetDataset",
-    "HuggingFaceDataset", "load_dataset", "select_samples", "DATASET_FORMATS", "NAMED_DATASETS",
-]
-
-
-@dataclass(frozen=True)
-class DatasetFormat:
-    """A way of reading a dataset from a spec; `requires` names the extra it needs, if any."""
-
-    name: str
-    description: str
-    open: Callable[..., Dataset]
-    requires: str | None = None
+__all__ = ["SAFE", "UNSAFE", "Dataset", "Sample", "ReadPolicy", "FolderDataset", "ManifestDataset", "ParquetDataset",
+           "HuggingFaceDataset", "load_dataset", "select_samples", "NAMED_DATASETS",
+           "dataset_name", "DuplicateIdError"]
 
 
 @dataclass(frozen=True)
@@ -40,21 +30,6 @@ class NamedDataset:
     requires: str | None = None
 
 
-DATASET_FORMATS: dict[str, DatasetFormat] = {
-    f.name: f
-    for f in (
-        DatasetFormat("folder", "ROOT/safe/..., ROOT/unsafe/... with optional category/source subfolders", lambda p, **kw: FolderDataset(p)),
-        DatasetFormat("manifest", "a .jsonl or .csv file: path, label, category, source[, split, id]", lambda p, **kw: ManifestDataset(p)),
-        DatasetFormat("parquet", "Parquet with an image column (bytes, {bytes,path} or base64); local, s3://, gs://", lambda p, **kw: ParquetDataset(p)),
-        DatasetFormat(
-            "hf",
-            "a Hugging Face dataset id (or local folder of its data files): hf:ID[:CONFIG]",
-            lambda p, splits=None, streaming=False, **kw: _open_hf(p, splits, streaming),
-            requires="hf",
-        ),
-    )
-}
-
 NAMED_DATASETS: dict[str, NamedDataset] = {
     d.name: d
     for d in (
@@ -63,56 +38,64 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
         NamedDataset("nsfw-dataset", "hf:yiting/NSFWDataset", "UnsafeBench external set NSFWDataset (base64 images, label 0/1)", "hf"),
     )
 }
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs")
 
 
-def _open_hf(path: str, splits: list[str] | None, streaming: bool) -> HuggingFaceDataset:
-    ident, _, config = path.partition(":")
-    return HuggingFaceDataset(ident, config or None, splits=splits, streaming=streaming)
+class DuplicateIdError(ValueError):
+    """Two rows of a dataset share an id."""
 
 
-def _plugin_formats() -> dict[str, DatasetFormat]:
-    found = {}
-    for ep in entry_points(group="imagesafety.datasets"):
-        found[ep.name] = DatasetFormat(ep.name, f"plug-in from {ep.value}", ep.load())
-    return found
-
-
-def load_dataset(spec: str | Path, splits: list[str] | None = None, streaming: bool = False) -> Dataset:
-    """Open a dataset from a path, `FORMAT:PATH`, `hf:ID`, or a registered name (see `imagesafety datasets`)."""
-    text = str(spec)
-    if text in NAMED_DATASETS:
-        text = NAMED_DATASETS[text].spec
-    formats = {**DATASET_FORMATS, **_plugin_formats()}
-    prefix, sep, rest = text.partition(":")
-    if sep and prefix in formats and not Path(text).exists():
-        return formats[prefix].open(rest, splits=splits, streaming=streaming)
-    if "://" in text and text.split("://")[0] in ("s3", "gs", "gcs", "hdfs", "abfs"):
-        return ParquetDataset(text)
-    path = Path(text)
+def _format_of(path: Path) -> str:
+    """The format a local path is read as."""
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".ndjson", ".csv"):
-            return ManifestDataset(path)
+            return "manifest"
         if suffix == ".parquet":
-            return ParquetDataset(path)
+            return "parquet"
         raise ValueError(f"{path}: unknown dataset file type {suffix!r}; use .jsonl, .csv or .parquet")
-    if path.is_dir():
-        if any((path / n).is_dir() for n in ("safe", "unsafe")) or any(
-            (p / n).is_dir() for p in path.iterdir() if p.is_dir() for n in ("safe", "unsafe")
-        ):
-            return FolderDataset(path)
-        for manifest in ("manifest.jsonl", "manifest.csv"):
-            if (path / manifest).is_file():
-                return ManifestDataset(path / manifest)
-        if any(path.rglob("*.parquet")):
-            return ParquetDataset(path)
-        raise ValueError(f"{path}: folder has no safe/ or unsafe/ subfolder, manifest.jsonl/csv, or Parquet files")
-    if "/" in text and not text.startswith((".", "/")) and text.count("/") == 1:
-        return _open_hf(text, splits, streaming)
-    raise ValueError(
-        f"dataset {text!r} not found: give a folder, a .jsonl/.csv/.parquet file, hf:OWNER/NAME, "
-        f"or one of {sorted(NAMED_DATASETS)} (see `imagesafety datasets`)"
-    )
+    if any((path / n).is_dir() for n in ("safe", "unsafe")) or any(
+        (p / n).is_dir() for p in path.iterdir() if p.is_dir() for n in ("safe", "unsafe")
+    ):
+        return "folder"
+    if any((path / m).is_file() for m in ("manifest.jsonl", "manifest.csv")):
+        return "manifest"
+    if any(path.rglob("*.parquet")):
+        return "parquet"
+    raise ValueError(f"{path}: folder has no safe/ or unsafe/ subfolder, manifest.jsonl/csv, or Parquet files")
+
+
+def load_dataset(spec: str | Path, splits: list[str] | None = None, streaming: bool = False, *,
+                 allow_outside_root: bool = False, url_hosts: list[str] | None = None) -> Dataset:
+    """Open a dataset from a path, `FORMAT:PATH`, `hf:ID`, or a registered name (see `imagesafety datasets`).
+
+    Relative and absolute image paths of local datasets must stay inside the dataset's folder unless
+    `allow_outside_root`; image URLs may resolve to private addresses only for `url_hosts`."""
+    text = str(spec)
+    if text in NAMED_DATASETS:
+        text = NAMED_DATASETS[text].spec
+    prefix, sep, rest = text.partition(":")
+    formats = registry.entries("dataset")
+    path = Path(text).expanduser()
+    hosts = tuple(h.lower() for h in url_hosts or ())
+    if sep and prefix in formats and not path.exists():
+        fmt, location = prefix, rest
+    elif "://" in text and text.split("://")[0] in REMOTE_SCHEMES:
+        fmt, location = "parquet", text
+    elif path.exists():
+        fmt, location = _format_of(path), str(path)
+        if fmt == "manifest" and path.is_dir():
+            location = str(next(path / m for m in ("manifest.jsonl", "manifest.csv") if (path / m).is_file()))
+    elif "/" in text and not text.startswith((".", "/")) and text.count("/") == 1:
+        fmt, location = "hf", text
+    else:
+        raise ValueError(
+            f"dataset {text!r} not found: give a folder, a .jsonl/.csv/.parquet file, hf:OWNER/NAME, "
+            f"or one of {sorted(NAMED_DATASETS)} (see `imagesafety datasets`)"
+        )
+    local = Path(location)
+    root = None if allow_outside_root or not local.exists() else relative_root(local if local.is_dir() else local.parent)
+    return formats[fmt].build(location, splits=splits, streaming=streaming, policy=ReadPolicy(root=root, url_hosts=hosts))
 
 
 def select_samples(
@@ -122,12 +105,16 @@ def select_samples(
     splits: list[str] | None = None,
     limit: int | None = None,
 ) -> Iterator[Sample]:
-    """Samples matching the category/source/split filters, at most `limit` of them."""
+    """Samples matching the category/source/split filters, at most `limit` of them; two rows with one id are an error."""
     wanted_categories = {slugify(c) for c in categories} if categories else None
     wanted_sources = {s.lower() for s in sources} if sources else None
     wanted_splits = set(splits) if splits else None
+    seen: set[str] = set()
     count = 0
     for sample in samples:
+        if sample.id in seen:
+            raise DuplicateIdError(f"two rows have the id {sample.id!r}: ids must be unique (the second is {sample.image_ref})")
+        seen.add(sample.id)
         if limit is not None and count >= limit:
             return
         if wanted_categories is not None and (sample.category or "") not in wanted_categories:
@@ -138,3 +125,13 @@ def select_samples(
             continue
         count += 1
         yield sample
+
+
+def dataset_summary(samples: Iterable[Sample]) -> dict[str, list[str]]:
+    """The categories, sources and splits present (for messages that say what a filter could have matched)."""
+    found: dict[str, set[str]] = {"categories": set(), "sources": set(), "splits": set()}
+    for sample in samples:
+        for key, value in (("categories", sample.category), ("sources", sample.source), ("splits", sample.split)):
+            if value:
+                found[key].add(value)
+    return {k: sorted(v) for k, v in found.items()}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from imagesafety.data.sample import SAFE, UNSAFE, Sample, normalise_source
+from imagesafety.data.sample import SAFE, UNSAFE, ReadPolicy, Sample, normalise_source, relative_root
 from imagesafety.taxonomy import slugify
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic"}
@@ -18,14 +19,16 @@ class FolderDataset:
 
     Below `safe/` or `unsafe/`, a folder named real/generated sets the source and any other
     folder names the category: `unsafe/sexual/generated/001.png`.
-    Files with other suffixes are included too, so broken or mislabelled files show up as error rows.
+    Files with other suffixes are included too, so broken or mislabelled files show up as error rows;
+    so are file names that are not valid UTF-8 (named with their undecodable bytes replaced).
     """
 
-    def __init__(self, root: str | Path, name: str | None = None):
+    def __init__(self, root: str | Path, name: str | None = None, policy: ReadPolicy | None = None):
         self.root = Path(root)
-        self.name = name or self.root.name
+        self.name = name or self.root.resolve().name
         if not self.root.is_dir():
             raise ValueError(f"{self.root}: not a folder")
+        self.policy = policy if policy is not None else ReadPolicy(root=relative_root(self.root))
         if not self.label_roots():
             raise ValueError(f"{self.root}: no 'safe/' or 'unsafe/' folder found (also looked one level down for split folders)")
 
@@ -40,7 +43,7 @@ class FolderDataset:
 
     def __iter__(self) -> Iterator[Sample]:
         for split, label, base in self.label_roots():
-            for path in sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            for path in sorted(p for p in base.rglob("*") if not p.name.startswith(".") and (p.is_file() or not p.is_dir())):
                 category = source = None
                 for part in path.relative_to(base).parts[:-1]:
                     if part.lower() in SOURCE_NAMES:
@@ -48,7 +51,18 @@ class FolderDataset:
                     elif category is None:
                         category = slugify(part)
                 rel = path.relative_to(self.root).as_posix()
-                yield Sample(id=rel, image=str(path), label=label, category=category, source=source, split=split)
+                problem = None
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:
+                    rel = os.fsencode(rel).decode("utf-8", errors="replace")
+                    problem = "the file name is not valid UTF-8; rename the file"
+                yield Sample(id=rel, image=str(path) if problem is None else rel, label=label, category=category, source=source,
+                             split=split, policy=self.policy, problem=problem)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def from_spec(path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None) -> FolderDataset:
+    return FolderDataset(path, policy=policy)

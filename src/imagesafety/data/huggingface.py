@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from imagesafety.data.rows import row_to_sample
-from imagesafety.data.sample import Sample
+from imagesafety.data.sample import ReadPolicy, Sample
 
 
 def _require_datasets():
@@ -31,12 +31,14 @@ class HuggingFaceDataset:
         splits: list[str] | None = None,
         streaming: bool = False,
         name: str | None = None,
+        policy: ReadPolicy | None = None,
     ):
         self.path = path
         self.config = config
         self.splits = splits
         self.streaming = streaming
         self.name = name or path.rstrip("/").split("/")[-1]
+        self.policy = policy if policy is not None else ReadPolicy()
         self._loaded: dict[str, Any] | None = None
 
     def load(self) -> dict[str, Any]:
@@ -61,7 +63,7 @@ class HuggingFaceDataset:
     def __iter__(self) -> Iterator[Sample]:
         for split, ds in self.load().items():
             for position, row in enumerate(ds):
-                yield row_to_sample(row, position, f"{self.name}[{split}]", split=split)
+                yield row_to_sample(row, position, f"{self.name}[{split}]", split=split, policy=self.policy)
 
     def __len__(self) -> int:
         if self.streaming:
@@ -70,8 +72,13 @@ class HuggingFaceDataset:
 
 
 def _undecoded(ds: Any, datasets: Any) -> Any:
-    features = getattr(ds, "features", None) or {}
-    for column, feature in features.items():
+    for column, feature in (ds.features or {}).items():
         if isinstance(feature, datasets.Image):
             ds = ds.cast_column(column, datasets.Image(decode=False))
     return ds
+
+
+def from_spec(path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None) -> HuggingFaceDataset:
+    """`hf:ID[:CONFIG]` (a hub id or a local folder of the dataset's data files)."""
+    ident, _, config = path.partition(":")
+    return HuggingFaceDataset(ident, config or None, splits=splits, streaming=streaming, policy=policy)

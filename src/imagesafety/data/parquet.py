@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.dataset as pads
 
 from imagesafety.data.rows import row_to_sample
-from imagesafety.data.sample import Sample
+from imagesafety.data.sample import ReadPolicy, Sample, relative_root
 
 READ_BATCH_ROWS = 256
 
@@ -16,7 +16,7 @@ READ_BATCH_ROWS = 256
 class ParquetDataset:
     """One Parquet file, a folder of them, or a remote path pyarrow understands (s3://, gs://)."""
 
-    def __init__(self, path: str | Path, name: str | None = None):
+    def __init__(self, path: str | Path, name: str | None = None, policy: ReadPolicy | None = None):
         self.path = str(path)
         self.name = name or Path(self.path.rstrip("/")).stem
         local = Path(self.path)
@@ -25,14 +25,19 @@ class ParquetDataset:
             self.table = pads.dataset(source, format="parquet")
         except (OSError, ValueError) as exc:
             raise ValueError(f"{self.path}: cannot open as Parquet ({exc})") from exc
-        self.base_dir = (local if local.is_dir() else local.parent) if local.exists() else None
+        self.base_dir = (local if local.is_dir() else local.parent).resolve() if local.exists() else None
+        self.policy = policy if policy is not None else ReadPolicy(root=relative_root(self.base_dir) if self.base_dir else None)
 
     def __iter__(self) -> Iterator[Sample]:
         position = 0
         for batch in self.table.to_batches(batch_size=READ_BATCH_ROWS):
             for row in batch.to_pylist():
-                yield row_to_sample(row, position, self.name, base_dir=self.base_dir)
+                yield row_to_sample(row, position, self.name, base_dir=self.base_dir, policy=self.policy)
                 position += 1
 
     def __len__(self) -> int:
         return self.table.count_rows()
+
+
+def from_spec(path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None) -> ParquetDataset:
+    return ParquetDataset(path, policy=policy)

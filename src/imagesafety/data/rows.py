@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from imagesafety.data.sample import Sample, normalise_source, parse_label
+from imagesafety.data.sample import DEFAULT_POLICY, ReadPolicy, Sample, normalise_source, parse_label
 from imagesafety.taxonomy import slugify
 
 IMAGE_COLUMNS = ("image", "img", "path", "image_path", "file", "filename")
@@ -79,19 +79,30 @@ def row_to_sample(
     dataset: str,
     split: str | None = None,
     base_dir: Path | None = None,
+    policy: ReadPolicy = DEFAULT_POLICY,
 ) -> Sample:
-    """A Sample from one row; errors name the dataset and row."""
+    """A Sample from one row; errors name the dataset and row. A row without a usable image cell becomes a sample
+    with a `problem` (an error row in results) rather than stopping the run; a row without any image column, or
+    with a label that is not safe/unsafe, is an error."""
     where = f"{dataset} row {position}"
-    image_col, image_value = first_present(row, IMAGE_COLUMNS)
-    if image_col is None:
+    if not any(name in row for name in IMAGE_COLUMNS):
         raise ValueError(f"{where}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}); columns: {sorted(row)}")
+    image_col, image_value = first_present(row, IMAGE_COLUMNS)
     label_col, label_value = first_present(row, LABEL_COLUMNS)
     _, id_value = first_present(row, ID_COLUMNS)
     category = row.get("category")
     metadata = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and _is_plain(v)}
+    problem, image = None, b""
+    if image_col is None:
+        problem = "the image cell is empty"
+    else:
+        try:
+            image = image_ref(image_value, where, base_dir)
+        except ValueError as exc:
+            problem = str(exc)
     return Sample(
         id=str(id_value) if id_value is not None else f"{dataset}:{split or 'all'}:{position}",
-        image=image_ref(image_value, where, base_dir),
+        image=image if problem is None else where,
         label=parse_label(label_value, where) if label_col else None,
         category=slugify(str(category)) if category not in (None, "") else None,
         source=normalise_source(row.get("source")),
@@ -99,6 +110,8 @@ def row_to_sample(
         pair_id=str(row["pair_id"]) if row.get("pair_id") not in (None, "") else None,
         role=str(row["role"]) if row.get("role") not in (None, "") else None,
         metadata=metadata,
+        policy=policy,
+        problem=problem,
     )
 
 

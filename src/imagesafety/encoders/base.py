@@ -1,39 +1,47 @@
-"""The image/text encoder contract shared by zero-shot classifiers, probes and embedding jobs."""
+"""The encoder contracts shared by zero-shot classifiers, probes, the zoo and embedding jobs."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
-#: CLIP's published preprocessing statistics, used when a checkpoint does not state its own.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from imagesafety.pixels import PixelSpec
 
 
 @runtime_checkable
 class Encoder(Protocol):
-    """Maps images and texts into one embedding space; outputs are L2-normalised float32 arrays.
-
-    Torch encoders also expose `pixels(images)` -> a [0, 1] tensor and a differentiable
-    `image_features(pixels)` with the normalisation inside, so attacks work in pixel units.
-    """
+    """Maps images into an embedding space. `name` is the spec it was built from (local paths absolute) and
+    `identity` the content identity of its weights: caches and saved cards key on both."""
 
     name: str
+    identity: str
     embed_dim: int
-    logit_scale: float
+
+    def prepare(self, image: Image.Image) -> Any: ...  # per-image CPU work (decoding threads)
+
+    def encode_prepared(self, items: list[Any]) -> np.ndarray: ...  # (n, d) float32
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Encoders with a text tower in the same space (CLIP, SigLIP, HySAC)."""
+
+    logit_scale: float
 
     def encode_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
-def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """CLIP's geometry: shortest side to `size` (bicubic), then a centred `size` x `size` crop."""
-    width, height = image.size
-    scale = size / min(width, height)
-    resized = image.convert("RGB").resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BICUBIC)
-    left = (resized.width - size) // 2
-    top = (resized.height - size) // 2
-    return resized.crop((left, top, left + size, top + size))
+@runtime_checkable
+class DifferentiableEncoder(Protocol):
+    """Torch encoders: `pixel_spec` turns images into [0, 1] pixels and `image_features` is differentiable in them."""
+
+    pixel_spec: PixelSpec
+    device: str
+
+    def pixels(self, items: list[Any]) -> Any: ...
+
+    def image_features(self, pixels: Any) -> Any: ...

@@ -15,56 +15,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
-from imagesafety.bench.runner import Prepared, Runner, RunStats, default_workers, sample_columns
-from imagesafety.data import Dataset, load_dataset, select_samples
-from imagesafety.encoders.base import Encoder
-from imagesafety.store import PredictionCache
+from imagesafety.data import Dataset, dataset_name, load_dataset, select_samples
+from imagesafety.encoders import load_encoder
+from imagesafety.encoders.base import Encoder, TextEncoder
+from imagesafety.files import atomic_path
+from imagesafety.run.engine import EngineOptions, run_task
+from imagesafety.run.runner import RunStats, batched
+from imagesafety.run.tasks import EmbeddingTask
+from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
 
 METADATA_KEY = b"imagesafety"
 EMBEDDINGS_FORMAT = "imagesafety-embeddings/1"
-
-
-class EmbeddingTask:
-    """Image embeddings of one encoder, cached under (encoder id, image sha256)."""
-
-    def __init__(self, encoder: Encoder, cache: PredictionCache | None = None):
-        self.encoder = encoder
-        self.cache = cache
-        self.name = encoder.name
-
-    def lookup(self, sha256: str) -> np.ndarray | None:
-        return self.cache.get_embedding(self.name, sha256) if self.cache is not None else None
-
-    def store(self, items: list[tuple[str, np.ndarray]]) -> None:
-        if self.cache is not None:
-            self.cache.put_embeddings(self.name, items)
-
-    def prepare(self, image: Image.Image) -> Any:
-        pixels = getattr(self.encoder, "prepare_pixels", None)
-        return pixels(image) if pixels else image
-
-    def compute(self, items: list[Any]) -> list[np.ndarray]:
-        embed_prepared = getattr(self.encoder, "encode_prepared", None)
-        vectors = embed_prepared(items) if embed_prepared else self.encoder.encode_images(items)
-        return list(np.asarray(vectors, dtype=np.float32))
-
-    def row(self, p: Prepared) -> dict:
-        text = p.sample.metadata.get("text")
-        return {**sample_columns(p), "text": text if isinstance(text, str) else None,
-                "embedding": p.result if p.error is None else None, "error": p.error}
-
-    def frame(self, rows: list[dict]) -> pd.DataFrame:
-        frame = pd.DataFrame(rows, columns=list(self.row(Prepared(_empty_sample())).keys()))
-        frame["label"] = frame["label"].astype("Int64")
-        return frame
-
-
-def _empty_sample():
-    from imagesafety.data.sample import Sample
-
-    return Sample("", b"")
 
 
 @dataclass
@@ -102,7 +64,14 @@ class Embeddings:
 
     @property
     def encoder(self) -> str:
+        if "encoder" not in self.metadata:
+            raise ValueError(f"{self.path or 'embeddings'}: its metadata names no encoder; make it with `imagesafety embed`")
         return self.metadata["encoder"]
+
+    @property
+    def encoder_identity(self) -> str | None:
+        """The content identity of the encoder's weights (files from before identities were recorded have none)."""
+        return self.metadata.get("encoder_identity")
 
     @property
     def dim(self) -> int:
@@ -119,46 +88,46 @@ def embed(
     categories: list[str] | None = None,
     sources: list[str] | None = None,
     limit: int | None = None,
-    cache: PredictionCache | str | Path | None = "default",
+    cache: PredictionCache | str | Path | None = USE_DEFAULT_CACHE,
     batch_size: int = 32,
     workers: int | None = None,
     device: str | None = None,
     progress: bool = True,
-    engine: str = "local",
+    engine: EngineOptions | str = "local",
     address: str | None = None,
     partition_size: int = 1000,
+    allow_outside_root: bool = False,
 ) -> Embeddings:
     """Embed every image of `dataset` (and its captions, with `text`) and optionally write `out` (.parquet or .npz)."""
-    from imagesafety.bench.evaluate import open_cache
-    from imagesafety.encoders import load_encoder
-
     enc = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
-    data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
+    data = load_dataset(dataset, splits=[split] if split else None, allow_outside_root=allow_outside_root) \
+        if isinstance(dataset, (str, Path)) else dataset
     samples = select_samples(data, categories, sources, [split] if split else None, limit)
-    runner = Runner(EmbeddingTask(enc, open_cache(cache)), batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
-    if engine == "ray":
-        if not isinstance(encoder, str):
-            raise ValueError("--engine ray builds the encoder on each worker: give it as a spec string")
-        import tempfile
-
-        from imagesafety.bench.engines.ray_engine import run_on_ray
-
-        parts = Path(str(out) + ".ray-parts") if out is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
-        frame = run_on_ray("embed", encoder, {"device": device}, samples, parts, address=address, batch_size=batch_size,
-                           partition_size=partition_size, progress=progress)
+    engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, partition_size=partition_size)
+    parts = Path(str(out) + ".ray-parts") if out is not None else None
+    frame, stats = run_task(EmbeddingTask(enc, open_cache(cache)), samples, engine=engine, parts_dir=parts, batch_size=batch_size,
+                            workers=workers, progress=progress, description=f"embed {enc.name}",
+                            remote=("embed", encoder, {"device": device}) if isinstance(encoder, str) else None)
+    if frame.empty:
+        raise ValueError(f"no images to embed in {dataset_name(data, str(dataset))}: check the dataset and --split/--categories/--sources")
+    if engine.engine == "ray":
         frame["text"] = frame["text"].where(frame["text"].notna(), None)
-    else:
-        frame = runner.run(samples, description="embed")
+    if int(frame["error"].notna().sum()) == len(frame):
+        first = frame["error"].dropna().iloc[0]
+        raise ValueError(f"every image failed ({len(frame)} of {len(frame)}); the first: {first}")
     metadata = {
-        "format": EMBEDDINGS_FORMAT, "encoder": enc.name, "embed_dim": int(enc.embed_dim), "normalized": True,
-        "dataset": getattr(data, "name", str(dataset)), "images": int(len(frame)), "errors": int(frame["error"].notna().sum()),
+        "format": EMBEDDINGS_FORMAT, "encoder": enc.name, "encoder_identity": enc.identity, "embed_dim": int(enc.embed_dim),
+        "normalized": True, "dataset": dataset_name(data, str(dataset)), "images": int(len(frame)),
+        "errors": int(frame["error"].notna().sum()),
     }
-    result = Embeddings(frame, metadata, stats=runner.stats)
+    result = Embeddings(frame, metadata, stats=stats)
     if text:
+        if not isinstance(enc, TextEncoder):
+            raise ValueError(f"--text: encoder {enc.name} has no text tower")
         captions = frame["text"].fillna("").tolist()
         if not any(captions):
             raise ValueError("--text: this dataset has no 'text' column to embed")
-        vectors = [enc.encode_texts(captions[i : i + batch_size]) for i in range(0, len(captions), batch_size)]
+        vectors = [enc.encode_texts(chunk) for chunk in batched(captions, batch_size)]
         result.frame["text_embedding"] = list(np.concatenate(vectors).astype(np.float32))
     if out is not None:
         result.path = write_embeddings(result, Path(out))
@@ -175,7 +144,9 @@ def write_embeddings(emb: Embeddings, path: Path) -> Path:
                   "ok": ok, "metadata": np.array(json.dumps(emb.metadata))}
         for column in frame.columns:
             arrays[column] = np.array([str(v) for v in frame[column]], dtype=str)
-        np.savez(path, **arrays)
+        with atomic_path(path) as tmp:
+            with tmp.open("wb") as fh:
+                np.savez(fh, **arrays)
         return path
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for column in ("embedding", "text_embedding"):
@@ -184,9 +155,8 @@ def write_embeddings(emb: Embeddings, path: Path) -> Path:
             flat = pa.array([None if v is None else v.tolist() for v in values], type=pa.list_(pa.float32(), emb.dim))
             table = table.append_column(column, flat)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(emb.metadata).encode()})
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 

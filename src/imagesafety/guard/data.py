@@ -14,7 +14,8 @@ OVERALL = "unsafe"
 
 @dataclass
 class GuardData:
-    """Aligned arrays: X (n, d), labels (n,), categories (n,), pair ids and roles; `outputs` names the head's outputs."""
+    """Aligned arrays: X (n, d), labels (n,), categories (n,), pair ids, roles, splits and image hashes; `outputs`
+    names the head's outputs."""
 
     X: np.ndarray
     labels: np.ndarray
@@ -22,14 +23,19 @@ class GuardData:
     pair_id: np.ndarray
     role: np.ndarray
     split: np.ndarray
+    sha256: np.ndarray
     outputs: list[str]
+
+    ARRAYS = ("X", "labels", "categories", "pair_id", "role", "split", "sha256")
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> GuardData:
-        return GuardData(self.X[index], self.labels[index], self.categories[index], self.pair_id[index],
-                         self.role[index], self.split[index], self.outputs)
+        return GuardData(*(getattr(self, name)[index] for name in self.ARRAYS), self.outputs)
+
+    def concat(self, other: GuardData) -> GuardData:
+        return GuardData(*(np.concatenate([getattr(self, name), getattr(other, name)]) for name in self.ARRAYS), self.outputs)
 
     def targets(self) -> tuple[np.ndarray, np.ndarray]:
         """(targets, mask), each (n, K): output 0 learns every image; output k only images of category k."""
@@ -61,14 +67,18 @@ def guard_data(emb: Embeddings, target: str = "binary", taxonomy: Taxonomy | Non
             raise ValueError(f"{where}: categories {unknown} are not in taxonomy {taxonomy.name!r} ({', '.join(taxonomy.keys)})")
         categories = np.array([taxonomy.get(c).key if c else "" for c in categories], dtype=object)
     labels = frame["label"].astype(int).to_numpy()
+    bad = sorted(set(labels.tolist()) - {0, 1})
+    if bad:
+        raise ValueError(f"{where}: labels must be 0 (safe) or 1 (unsafe), found {bad[0]}")
     if outputs is None:
         outputs = [OVERALL]
         if target == "multilabel":
             present = sorted({c for c in categories if c})
             order = taxonomy.keys if taxonomy is not None else present
             outputs += [c for c in order if c in present]
+    shas = frame["sha256"].to_numpy(dtype=object) if "sha256" in frame else np.full(len(frame), None, dtype=object)
     data = GuardData(X, labels, categories, frame["pair_id"].to_numpy(dtype=object), frame["role"].to_numpy(dtype=object),
-                     frame["split"].to_numpy(dtype=object), outputs)
+                     frame["split"].to_numpy(dtype=object), shas, outputs)
     return data
 
 

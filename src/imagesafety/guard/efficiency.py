@@ -7,7 +7,6 @@ on the same held-out test images. This is SafetyPairs' augmentation experiment, 
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,13 +14,12 @@ import numpy as np
 import pandas as pd
 
 from imagesafety.bench.metrics import weighted_metrics
-from imagesafety.bench.progress import progress_bar
+from imagesafety.files import write_atomic, write_json
+from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.encoders.embed import Embeddings, read_embeddings
 from imagesafety.guard.data import GuardData, check_compatible, guard_data
-from imagesafety.guard.train import GuardConfig, concat, fit_head, head_scores, pair_indices
-
-TEST_SPLITS = ("test",)
-
+from imagesafety.guard.train import GuardConfig, fit_head, head_scores, pair_indices
+from imagesafety.splits import choose_splits, stratified_fraction
 
 def stratified_draw(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n indices with both classes present, in proportion to the pool."""
@@ -39,6 +37,18 @@ def draw_pairs(pairs: GuardData, n_images: int, rng: np.random.Generator) -> Gua
     return pairs.subset(chosen.reshape(-1))
 
 
+def check_sizes(pool: GuardData, sizes: list[int]) -> None:
+    """Every requested size must be drawable from the pool (both classes present) before any training starts."""
+    pos, neg = int((pool.labels == 1).sum()), int((pool.labels == 0).sum())
+    for n in sizes:
+        if n < 2:
+            raise ValueError(f"--sizes: {n} is too small (a guard needs at least one safe and one unsafe image)")
+        n_pos = int(np.clip(round(n * pos / max(len(pool), 1)), 1, n - 1))
+        if n_pos > pos or n - n_pos > neg:
+            raise ValueError(f"--sizes: cannot draw {n} labelled images from the training pool of {len(pool)} images "
+                             f"({pos} unsafe, {neg} safe); use sizes up to {len(pool)}")
+
+
 def sample_efficiency(
     embeddings: str | Path | Embeddings,
     pairs: str | Path | Embeddings | None = None,
@@ -47,32 +57,47 @@ def sample_efficiency(
     test_fraction: float = 0.3,
     config: GuardConfig | None = None,
     progress: bool = True,
+    eval_split: str = "test",
 ) -> pd.DataFrame:
-    """One row per (size, seed, with_pairs): test F1, AUROC, precision, recall of the overall head."""
+    """One row per (size, seed, with_pairs): F1, AUROC, precision, recall of the overall head on the `eval_split`
+    rows (else a fixed hold-out of the training pool). Labelled images are drawn from the `config.train_split` rows;
+    sizes, pools and pairs are checked before any training."""
     config = replace(config or GuardConfig(), val_fraction=0.0, calibrate="none", epochs=(config.epochs if config else 200))
+    if seeds < 1 or config.epochs < 1:
+        raise ValueError("--seeds and --epochs must be at least 1")
     emb = read_embeddings(embeddings) if isinstance(embeddings, (str, Path)) else embeddings
     data = guard_data(emb, "binary")
-    is_test = np.isin(data.split.astype(str), TEST_SPLITS)
-    if not is_test.any():
-        is_test = np.random.default_rng(12345).random(len(data)) < test_fraction
-    pool, test = data.subset(np.flatnonzero(~is_test)), data.subset(np.flatnonzero(is_test))
+    held_out = np.isin(data.split.astype(str), [eval_split])
+    chosen = choose_splits(np.where(held_out, "", data.split.astype(object)) if held_out.any() else data.split,
+                           train_split=config.train_split, val_split=None, val_fraction=0.0, what=str(emb.path or "embeddings"))
+    pool_rows = chosen.train
+    if held_out.any():
+        test_rows = np.flatnonzero(held_out)
+    else:
+        test_rows = stratified_fraction(pool_rows, test_fraction, 12345, data.labels[pool_rows])
+        pool_rows = np.setdiff1d(pool_rows, test_rows)
+    pool, test = data.subset(pool_rows), data.subset(test_rows)
+    if len(np.unique(test.labels)) < 2:
+        raise ValueError(f"the evaluation rows ({len(test)}) need both safe and unsafe images")
+    check_sizes(pool, list(sizes))
     pair_data = None
     if pairs is not None:
         pair_emb = read_embeddings(pairs) if isinstance(pairs, (str, Path)) else pairs
         check_compatible(emb, pair_emb, "pair embeddings")
         pair_data = guard_data(pair_emb, "binary")
+        pair_data = pair_data.subset(np.flatnonzero(~np.isin(pair_data.split.astype(str), [eval_split])))
         if not len(pair_indices(pair_data)):
             raise ValueError("pair embeddings hold no complete pair (pair_id with one unsafe and one safe image)")
     variants = [False, True] if pair_data is not None else [False]
     rows = []
     with progress_bar(progress, unit="run") as bar:
-        task = bar.add_task("efficiency", total=len(sizes) * seeds * len(variants))
+        task = add_task(bar, "efficiency", total=len(sizes) * seeds * len(variants), unit="run")
         for n in sizes:
             for seed in range(seeds):
                 rng = np.random.default_rng([seed, n])
                 labelled = pool.subset(stratified_draw(pool.labels, n, rng))
                 for with_pairs in variants:
-                    train = concat(labelled, draw_pairs(pair_data, n, rng)) if with_pairs else labelled
+                    train = labelled.concat(draw_pairs(pair_data, n, rng)) if with_pairs else labelled
                     head, _ = fit_head(train, None, replace(config, seed=seed))
                     s = head_scores(head, test.X)[:, 0]
                     m = weighted_metrics(test.labels, s, (s >= 0.5).astype(int), np.ones((1, len(test))))
@@ -98,8 +123,8 @@ def write_efficiency_report(runs: pd.DataFrame, out_dir: str | Path) -> dict[str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(runs)
-    runs.to_csv(out / "efficiency.csv", index=False)
-    (out / "efficiency.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2), encoding="utf-8")
+    write_atomic(out / "efficiency.csv", runs.to_csv(index=False))
+    write_json(out / "efficiency.json", summary.to_dict(orient="records"))
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for with_pairs, part in summary.groupby("with_pairs"):
         ax.errorbar(part["size"], part["f1_mean"], yerr=part["f1_std"].fillna(0), marker="o", capsize=3,
@@ -122,5 +147,5 @@ def write_efficiency_report(runs: pd.DataFrame, out_dir: str | Path) -> dict[str
         "<table><tr><th>labelled images</th><th>pairs</th><th>F1</th><th>AUROC</th><th>seeds</th></tr>"
         f"{rows}</table><p>{escape(str(len(runs)))} training runs; see efficiency.csv.</p></body></html>"
     )
-    (out / "efficiency.html").write_text(html, encoding="utf-8")
+    write_atomic(out / "efficiency.html", html)
     return {"csv": out / "efficiency.csv", "json": out / "efficiency.json", "html": out / "efficiency.html"}

@@ -9,7 +9,6 @@ the two images of a pair to opposite sides of the boundary.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from imagesafety.bench.metrics import f1_optimal_threshold, threshold_at_fpr, weighted_metrics
-from imagesafety.classifiers.probe import build_head, save_guard
+from imagesafety.classifiers.probe import CARD_FILE, CARD_FORMAT, build_head, save_guard
 from imagesafety.encoders.embed import Embeddings, read_embeddings
+from imagesafety.files import write_json
+from imagesafety.identity import file_digest
 from imagesafety.guard.data import GuardData, check_compatible, check_trainable, guard_data
+from imagesafety.model_card import read_card, write_training_images
+from imagesafety.splits import choose_splits
 from imagesafety.taxonomy import Taxonomy, load_taxonomy
-
-VALIDATION_SPLITS = ("validation", "val", "valid", "dev")
 
 
 @dataclass
@@ -37,7 +38,9 @@ class GuardConfig:
     batch_size: int = 1024
     lr: float = 1e-2
     weight_decay: float = 1e-4
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # used only when the data has no validation split
+    train_split: str | None = None  # default: the data's `train` rows (all rows when it has no splits)
+    val_split: str | None = None  # default: its `validation` rows, else a seeded fraction of the training rows
     patience: int = 20
     calibrate: str = "f1"  # "f1", "fpr:0.05", or "none" (0.5)
     pair_weight: float = 0.0
@@ -50,23 +53,7 @@ class GuardResult:
     card: dict
     path: Path | None = None
     history: list[dict] = field(default_factory=list)
-
-
-def split_validation(data: GuardData, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices: the data's own validation split if it has one, else stratified by category x label."""
-    own = np.isin(data.split.astype(str), VALIDATION_SPLITS)
-    if own.any() and not own.all():
-        return np.flatnonzero(~own), np.flatnonzero(own)
-    if fraction <= 0:
-        return np.arange(len(data)), np.array([], dtype=int)
-    rng = np.random.default_rng(seed)
-    val = []
-    strata = np.char.add(data.categories.astype(str), data.labels.astype(str))
-    for stratum in np.unique(strata):
-        members = rng.permutation(np.flatnonzero(strata == stratum))
-        val.extend(members[: int(round(len(members) * fraction))])
-    val = np.sort(np.array(val, dtype=int))
-    return np.setdiff1d(np.arange(len(data)), val), val
+    training_images: list[str] = field(default_factory=list)
 
 
 def pair_indices(data: GuardData) -> np.ndarray:
@@ -205,20 +192,27 @@ def train_guard(
     config: GuardConfig | None = None,
     name: str | None = None,
 ) -> GuardResult:
-    """Train, calibrate and (with `out`) save a guard that `probe:OUT` loads."""
+    """Train, calibrate and (with `out`) save a guard that `probe:OUT` loads. Training rows are the embeddings'
+    `config.train_split` rows, validation (early stopping and thresholds) its `config.val_split` rows; no other
+    split, `test` included, is read."""
     config = config or GuardConfig()
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {config.epochs}")
     emb = read_embeddings(embeddings) if isinstance(embeddings, (str, Path)) else embeddings
     tax = load_taxonomy(taxonomy) if taxonomy is not None else None
     data = guard_data(emb, config.target, tax)
-    train_idx, val_idx = split_validation(data, config.val_fraction, config.seed)
-    train, val = data.subset(train_idx), data.subset(val_idx)
+    chosen = choose_splits(data.split, train_split=config.train_split, val_split=config.val_split, val_fraction=config.val_fraction,
+                           seed=config.seed, strata=np.char.add(data.categories.astype(str), data.labels.astype(str)),
+                           what=str(emb.path or "embeddings"))
+    train, val = data.subset(chosen.train), data.subset(chosen.val)
     if pairs is not None:
         pair_emb = read_embeddings(pairs) if isinstance(pairs, (str, Path)) else pairs
         check_compatible(emb, pair_emb, "pair embeddings")
         pair_data = guard_data(pair_emb, config.target, tax, outputs=data.outputs)
+        pair_data = pair_data.subset(np.flatnonzero(~np.isin(pair_data.split.astype(str), ("test",))))  # never a test pair
         if not len(pair_indices(pair_data)):
-            raise ValueError("pair embeddings hold no complete pair (pair_id with one unsafe and one safe image)")
-        train = concat(train, pair_data)
+            raise ValueError("pair embeddings hold no complete pair (pair_id with one unsafe and one safe image) outside the test split")
+        train = train.concat(pair_data)
     check_trainable(train, "training data")
     started = time.perf_counter()
     head, history = fit_head(train, val if len(val) else None, config)
@@ -226,10 +220,11 @@ def train_guard(
     thresholds, notes = calibrate_thresholds(head, calibration, config.calibrate)
     metrics = {"validation": evaluate_head(head, val, thresholds)} if len(val) else {}
     metrics["train"] = evaluate_head(head, train, thresholds)
-    categories = [c for c in data.outputs[1:]]
+    categories = list(data.outputs[1:])
     card = {
         "name": name or (Path(out).name if out else "guard"),
         "encoder": emb.encoder,
+        "encoder_identity": emb.encoder_identity,
         "head": config.head,
         "hidden": config.hidden,
         "embed_dim": emb.dim,
@@ -240,6 +235,7 @@ def train_guard(
         "training": {
             "config": asdict(config),
             "data_sha256": embeddings_hash(emb),
+            "splits": chosen.record,
             "images": {"train": int(len(train)), "validation": int(len(val))},
             "pairs": int(len(pair_indices(train))),
             "epochs_run": len(history),
@@ -247,28 +243,20 @@ def train_guard(
         },
         "metrics": metrics,
     }
-    card["weights_sha256"] = weights_hash(head)
     result = GuardResult(head, card, history=history)
+    result.training_images = sorted({s for s in train.sha256 if isinstance(s, str)})
     if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        card["training"]["training_images"] = write_training_images(out, result.training_images)
         result.path = save_guard(out, head, card)
-        (Path(out) / "history.json").write_text(json.dumps(history), encoding="utf-8")
+        result.card = read_card(out, CARD_FILE, CARD_FORMAT)
+        write_json(out / "history.json", history)
     return result
-
-
-def concat(a: GuardData, b: GuardData) -> GuardData:
-    return GuardData(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in ("X", "labels", "categories", "pair_id", "role", "split")), a.outputs)
 
 
 def embeddings_hash(emb: Embeddings) -> str:
     """sha256 of the embeddings file (or of the matrix, for in-memory tables)."""
     if emb.path is not None and Path(emb.path).is_file():
-        return hashlib.sha256(Path(emb.path).read_bytes()).hexdigest()
+        return file_digest(emb.path)
     return hashlib.sha256(np.ascontiguousarray(emb.matrix).tobytes()).hexdigest()
-
-
-def weights_hash(head) -> str:
-    digest = hashlib.sha256()
-    for key, value in sorted(head.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()

@@ -106,12 +106,13 @@ def fit_rows(model, batches, train_idx, val_idx, config, out, resume, log):
 def lora_batches(model: LoraHyperbolicCLIP, frame, device: str):
     """Batch function for LoRA mode: decode and resize the batch's images, tokenise its texts."""
     from imagesafety.data.sample import Sample
-    from imagesafety.encoders.base import resize_center_crop
     from imagesafety.images import decode_image
 
+    spec = model.pixel_spec
+
     def pixels(refs) -> torch.Tensor:
-        arrays = [np.asarray(resize_center_crop(decode_image(Sample("", r).load_bytes()), model.image_size)) for r in refs]
-        return torch.from_numpy(np.stack(arrays)).to(device).permute(0, 3, 1, 2).float().div(255.0)
+        arrays = [spec.prepare(decode_image(Sample("", r).load_bytes())) for r in refs]
+        return spec.normalize(spec.tensor(arrays, device))
 
     def batches(index: np.ndarray):
         rows = frame.iloc[np.asarray(index)]
@@ -123,13 +124,12 @@ def lora_batches(model: LoraHyperbolicCLIP, frame, device: str):
 
 def calibrate_hysac(model_dir: str | Path, dataset, split: str | None = None, device: str = "cpu", progress: bool = True) -> dict:
     """Recalibrate the image threshold (overall and per category) on a labelled image dataset; updates hysac.json."""
-    import json
-
-    from imagesafety.bench.runner import Runner
-    from imagesafety.data import load_dataset, select_samples
-    from imagesafety.encoders.embed import EmbeddingTask
-    from imagesafety.hyperbolic.checkpoint import CARD
+    from imagesafety.data import dataset_name, load_dataset, select_samples
+    from imagesafety.hyperbolic.checkpoint import CARD, FORMAT
     from imagesafety.hyperbolic.embedder import HysacEmbedder
+    from imagesafety.model_card import write_card
+    from imagesafety.run.runner import Runner
+    from imagesafety.run.tasks import EmbeddingTask
 
     embedder = HysacEmbedder(model_dir, device)
     data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
@@ -141,15 +141,15 @@ def calibrate_hysac(model_dir: str | Path, dataset, split: str | None = None, de
     y = rows["label"].astype(int).to_numpy()
     card = embedder.card
     card["threshold"] = f1_optimal_threshold(y, d)
-    card["threshold_rule"] = f"F1-optimal on {getattr(data, 'name', dataset)}" + (f" split {split!r}" if split else "") + f" ({len(y)} images)"
+    card["threshold_rule"] = f"F1-optimal on {dataset_name(data, str(dataset))}" + (f" split {split!r}" if split else "") + f" ({len(y)} images)"
     per_category = {}
     for category, part in rows.assign(d=d, y=y).groupby(rows["category"].fillna("")):
         if category and part["y"].nunique() == 2:
             per_category[category] = f1_optimal_threshold(part["y"], part["d"])
     card["category_thresholds"] = per_category
-    path = Path(model_dir) / CARD
-    if path.is_file():
-        path.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    if (Path(model_dir) / CARD).is_file():
+        card = write_card(model_dir, CARD, FORMAT, {k: v for k, v in card.items() if k not in ("format", "backbone_identity")},
+                          card.get("weights_file"))
     return card
 
 

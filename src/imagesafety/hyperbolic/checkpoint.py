@@ -9,11 +9,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from imagesafety import hub
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.model import HyperbolicHeads, LoraHyperbolicCLIP
+from imagesafety.model_card import CardError, load_weights, read_card, save_model
 
 CARD = "hysac.json"
+WEIGHTS = "model.safetensors"
 FORMAT = "imagesafety-hysac/1"
+#: buffers the authors' model saves but never uses (their normalisation is in CLIPProcessor): ignored, never loaded
+UNUSED_KEYS = ("pixel_mean", "pixel_std")
 RELEASED_WEIGHTS, RELEASED_BOUNDS = "hysac_model.pth", "hysac_bounds.json"
 
 
@@ -28,14 +33,13 @@ def distance_bounds(distances: dict[str, np.ndarray]) -> dict[str, dict[str, flo
 
 
 def save_hysac(directory: str | Path, model, card: dict[str, Any]) -> Path:
-    from safetensors.torch import save_file
+    return save_model(directory, model.state_dict(), card, fmt=FORMAT, card_file=CARD, weights_file=WEIGHTS)
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"))
-    (directory / CARD).write_text(json.dumps({"format": FORMAT, **card}, indent=2), encoding="utf-8")
-    return directory
+
+def backbone_identity(backbone: str) -> tuple[str, str]:
+    """(resolved backbone reference, its content identity): a local folder absolute, a hub id as given."""
+    ref = hub.resolve(backbone, "HySAC backbone")
+    return ref.location, hub.identity_of(ref)
 
 
 def load_hysac(directory: str | Path, device: str = "cpu", backbone: str | None = None):
@@ -45,32 +49,35 @@ def load_hysac(directory: str | Path, device: str = "cpu", backbone: str | None 
         return load_released(directory / RELEASED_WEIGHTS, directory / RELEASED_BOUNDS, backbone or "openai/clip-vit-large-patch14", device)
     if not (directory / CARD).is_file():
         raise ValueError(f"{directory}: not a HySAC model folder (no {CARD} or {RELEASED_WEIGHTS})")
-    from safetensors.torch import load_file
-
-    card = json.loads((directory / CARD).read_text(encoding="utf-8"))
-    if card.get("format") != FORMAT:
-        raise ValueError(f"{directory / CARD}: unknown format {card.get('format')!r}")
+    try:
+        card = read_card(directory, CARD, FORMAT)
+    except CardError as exc:
+        raise ValueError(str(exc)) from None
+    card.setdefault("weights_file", WEIGHTS)
     if card["mode"] == "light":
         model = HyperbolicHeads(card["in_dim"], card["embed_dim"], card.get("curv_init", 1.0))
     else:
-        model = LoraHyperbolicCLIP(backbone or card["backbone"], card.get("lora"), card.get("curv_init", 1.0))
-    missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
-    if unexpected or [m for m in missing if "pixel_" not in m]:
+        backbone, card["backbone_identity"] = backbone_identity(backbone or card["backbone"])
+        model = LoraHyperbolicCLIP(backbone, card.get("lora"), card.get("curv_init", 1.0))
+    state = {k: v for k, v in load_weights(directory, card).items() if k not in UNUSED_KEYS}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or missing:
         raise ValueError(f"{directory}: weights do not match a {card['mode']} model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.to(device).eval(), card
 
 
 def load_released(weights: str | Path, bounds: str | Path, backbone: str = "openai/clip-vit-large-patch14", device: str = "cpu"):
     """The released HySAC format: a state dict of the LoRA model and a JSON of distance bounds."""
+    backbone, identity = backbone_identity(backbone)
     model = LoraHyperbolicCLIP(backbone)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in torch.load(weights, map_location="cpu", weights_only=True).items() if k not in UNUSED_KEYS}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [m for m in missing if "pixel_" not in m]:
+    if unexpected or missing:
         raise ValueError(f"{weights}: not a HySAC state dict for backbone {backbone} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     bounds_data = json.loads(Path(bounds).read_text()) if Path(bounds).is_file() else {}
     threshold = bounds_data.get("V", {}).get("up_95")
     card = {"format": FORMAT, "mode": "lora", "backbone": backbone, "embed_dim": model.embed_dim, "bounds": bounds_data,
-            "threshold": threshold, "threshold_rule": "released bounds: 95th percentile of safe-image distances", "model_id": f"released:{Path(weights).name}"}
+            "threshold": threshold, "threshold_rule": "released bounds: 95th percentile of safe-image distances", "backbone_identity": identity}
     return model.to(device).eval(), card
 
 

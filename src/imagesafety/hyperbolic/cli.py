@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from imagesafety.cli_common import console, fail
+from imagesafety.cli_common import console, err_console, fail
 
 app = typer.Typer(help="Hyperbolic safety-aware CLIP (HySAC): train, classify, retrieve with safe redirection.", no_args_is_help=True)
 
@@ -77,26 +77,13 @@ def index_command(
     device: str = "cpu",
 ) -> None:
     """Embed a gallery with a HySAC model and build a Lorentz-distance FAISS index."""
-    from imagesafety.bench.runner import Runner
-    from imagesafety.data import load_dataset
-    from imagesafety.encoders.embed import EmbeddingTask
-    from imagesafety.hyperbolic.embedder import HysacEmbedder
-    from imagesafety.hyperbolic.index import LorentzIndex
-    from imagesafety.store import PredictionCache
+    from imagesafety.hyperbolic.retrieval import build_index
 
     try:
-        embedder = HysacEmbedder(model, device)
-        rows = Runner(EmbeddingTask(embedder, PredictionCache())).run(load_dataset(gallery), description="index")
-        ok = rows[rows["error"].isna()]
-        points = np.stack(ok["embedding"].to_list())
-        threshold = embedder.card.get("threshold")
-        labels = np.where(ok["label"].isna(), (embedder.distance_to_origin(points) >= threshold).astype(int) if threshold else -1,
-                          ok["label"].fillna(-1).astype(int))
-        index = LorentzIndex.build(points, embedder.curvature, embedder.model_id, ids=ok["image"].tolist(), labels=labels, kind=kind)
-        index.save(out)
+        summary = build_index(model, gallery, out, kind=kind, device=device)
     except ERRORS as exc:
         fail(str(exc))
-    console.print(f"indexed {len(ok)} images ({len(rows) - len(ok)} unreadable) into {out} ({kind})")
+    console.print(Text(f"indexed {summary.indexed} images ({summary.unreadable} unreadable) into {summary.path} ({summary.kind})"))
 
 
 @app.command("search")
@@ -105,50 +92,32 @@ def search_command(
     index: Annotated[Path, typer.Option()] = Path("hysac-index"),
     model: Annotated[Path, typer.Option()] = Path("hysac-model"),
     image: Annotated[Optional[Path], typer.Option(help="query by image instead of text")] = None,
-    k: int = 10,
+    k: Annotated[int, typer.Option(min=1)] = 10,
     redirect_query: Annotated[bool, typer.Option("--redirect", help="walk the query toward the origin until its neighbours are safe")] = False,
     rescale: Annotated[bool, typer.Option("--rescale", help="the released code's rescaling rule instead of the walk")] = False,
     device: str = "cpu",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Nearest gallery images for a text or image query, optionally redirected to safe content."""
-    import torch
-
-    from imagesafety.hyperbolic.checkpoint import released_rescale
-    from imagesafety.hyperbolic.embedder import HysacEmbedder
-    from imagesafety.hyperbolic.index import LorentzIndex
-    from imagesafety.hyperbolic.redirect import redirect
-    from imagesafety.images import decode_image, read_image_bytes
+    from imagesafety.hyperbolic.retrieval import search
 
     try:
-        if (query is None) == (image is None):
-            raise ValueError("give a text query or --image PATH (one of them)")
-        if query is not None and not query.strip():
-            raise ValueError("empty query")
-        embedder = HysacEmbedder(model, device)
-        gallery = LorentzIndex.load(index)
-        point = embedder.encode_texts([query]) if query else embedder.encode_images([decode_image(read_image_bytes(image), name=str(image))])
-        info = {"moved": 0.0, "fraction": 0.0}
-        if redirect_query:
-            red = redirect(point[0], gallery, k=k)
-            distances, rows, info = red.distances[None], red.rows[None], {"moved": red.moved, "fraction": red.fraction}
-        else:
-            if rescale:
-                point = released_rescale(torch.from_numpy(point), embedder.card["bounds"], embedder.curvature).numpy()
-            distances, rows = gallery.search(point, k, curvature=embedder.curvature, model_id=embedder.model_id)
+        found = search(query, image=image, index=index, model=model, k=k, redirect_query=redirect_query, rescale=rescale, device=device)
     except ERRORS as exc:
         fail(str(exc))
-    results = [{"rank": i + 1, "id": gallery.ids[r], "distance": float(d),
-                "unsafe": None if gallery.labels is None else int(gallery.labels[r])} for i, (d, r) in enumerate(zip(distances[0], rows[0])) if r >= 0]
     if as_json:
-        console.print_json(json.dumps({"results": results, **info}))
+        console.print_json(json.dumps({"results": found.results, "moved": found.moved, "fraction": found.fraction,
+                                       "reached_safe": found.reached_safe, "notes": found.notes}))
         return
-    table = Table(title=f"top {k}" + (f" after moving {info['moved']:.3f} toward the origin (t = {info['fraction']:.2f})" if redirect_query else ""))
+    title = f"top {k}" + (f" after moving {found.moved:.3f} toward the origin (t = {found.fraction:.2f})" if redirect_query else "")
+    table = Table(title=Text(title))
     for column in ("rank", "image", "distance", "unsafe"):
         table.add_column(column)
-    for r in results:
-        table.add_row(str(r["rank"]), r["id"], f"{r['distance']:.4f}", "-" if r["unsafe"] is None else ("yes" if r["unsafe"] == 1 else "no"))
+    for r in found.results:
+        table.add_row(str(r["rank"]), Text(r["id"]), f"{r['distance']:.4f}", "-" if r["unsafe"] is None else ("yes" if r["unsafe"] == 1 else "no"))
     console.print(table)
+    for note in found.notes:
+        err_console.print(Text(f"note: {note}", style="yellow"))
 
 
 @app.command("eval")

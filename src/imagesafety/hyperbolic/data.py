@@ -64,12 +64,13 @@ class QuadrupleEmbeddings:
     unsafe_image: np.ndarray
     split: np.ndarray
     encoder: str
+    encoder_identity: str | None = None
 
     def __len__(self) -> int:
         return len(self.safe_text)
 
     def subset(self, index: np.ndarray) -> QuadrupleEmbeddings:
-        return QuadrupleEmbeddings(*(getattr(self, c)[index] for c in (*COLUMNS, "split")), self.encoder)
+        return QuadrupleEmbeddings(*(getattr(self, c)[index] for c in (*COLUMNS, "split")), self.encoder, self.encoder_identity)
 
     def check(self) -> None:
         for c in COLUMNS:
@@ -79,13 +80,12 @@ class QuadrupleEmbeddings:
 
 def embed_quadruples(frame: pd.DataFrame, encoder, cache=None, batch_size: int = 64, progress: bool = True) -> QuadrupleEmbeddings:
     """Embed texts with the encoder and images through the cached embedding runner; rows with unreadable images are refused."""
-    from imagesafety.bench.runner import Runner
     from imagesafety.data.sample import Sample
-    from imagesafety.encoders.embed import EmbeddingTask
+    from imagesafety.run.runner import Runner, batched
+    from imagesafety.run.tasks import EmbeddingTask
 
     def texts(column: str) -> np.ndarray:
-        values = frame[column].tolist()
-        return np.concatenate([encoder.encode_texts(values[i : i + batch_size]) for i in range(0, len(values), batch_size)])
+        return np.concatenate([encoder.encode_texts(chunk) for chunk in batched(frame[column].tolist(), batch_size)])
 
     def images(column: str) -> np.ndarray:
         samples = [Sample(f"{column}:{i}", ref) for i, ref in enumerate(frame[column])]
@@ -96,6 +96,6 @@ def embed_quadruples(frame: pd.DataFrame, encoder, cache=None, batch_size: int =
         return np.stack(rows["embedding"].to_list())
 
     out = QuadrupleEmbeddings(texts("safe_text"), images("safe_image"), texts("unsafe_text"), images("unsafe_image"),
-                              frame["split"].to_numpy(dtype=object), encoder.name)
+                              frame["split"].to_numpy(dtype=object), encoder.name, encoder.identity)
     out.check()
     return out

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from imagesafety.hyperbolic import lorentz as L
+from imagesafety.pixels import CLIP_MEAN, CLIP_STD, PixelSpec
 
 #: LoRA settings of the released HySAC checkpoints.
 RELEASED_LORA = {"r": 16, "lora_alpha": 1, "target_modules": ["k_proj", "v_proj", "out_proj", "fc1", "fc2", "patch_embedding"],
@@ -92,18 +93,14 @@ class LoraHyperbolicCLIP(HyperbolicBase):
         self.textual = get_peft_model(textual, config)
         self.tokenizer = AutoTokenizer.from_pretrained(backbone)
         self.backbone, self.embed_dim = backbone, embed_dim
-        self.image_size = int(visual.config.image_size)
-        from imagesafety.encoders.base import CLIP_MEAN, CLIP_STD
-
-        self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+        # the authors preprocess with transformers' CLIPProcessor: shortest edge, centre crop, CLIP's statistics
+        self.pixel_spec = PixelSpec(int(visual.config.image_size), CLIP_MEAN, CLIP_STD, "shortest_edge", "bicubic", "floor")
         if device:
             self.to(device)
 
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[0, 1] pixels (B, 3, S, S) -> points on the hyperboloid."""
-        feats = self.visual(pixel_values=(pixels - self.pixel_mean) / self.pixel_std).image_embeds
-        return self.lift_image(feats)
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels (B, 3, S, S), as `pixel_spec.normalize` gives them -> points on the hyperboloid."""
+        return self.lift_image(self.visual(pixel_values=pixel_values).image_embeds)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         max_length = self.textual.config.max_position_embeddings

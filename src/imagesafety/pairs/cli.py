@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from imagesafety.cli_common import console, err_console, fail, parse_options
 
@@ -29,38 +30,40 @@ def pairs_generate_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
-    from imagesafety.classifiers.registry import MissingExtraError, load_classifier
+    from imagesafety.classifiers import load_classifier
+    from imagesafety.encoders import load_encoder
     from imagesafety.pairs.editors import load_editor
     from imagesafety.pairs.generate import generate_pairs
+    from imagesafety.store import open_cache
 
-    try:
-        options = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in parse_options(editor_option).items()}
-        llm = None
-        if planner:
-            if not planner.startswith("llm:"):
-                raise ValueError("--planner takes llm:MODEL")
-            from imagesafety.pairs.llm_plans import LLMPlanner
+    options = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in parse_options(editor_option, "--editor-option").items()}
+    llm = None
+    if planner:
+        if not planner.startswith("llm:"):
+            raise ValueError("--planner takes llm:MODEL")
+        from imagesafety.pairs.llm_plans import LLMPlanner
 
-            llm = LLMPlanner(planner[4:], base_url=planner_base_url)
-        chosen_editor, chosen_judge = load_editor(editor, **options), load_classifier(judge)  # cheap checks first
-        metric = None
-        if lpips:
-            import importlib.util
+        llm = LLMPlanner(planner[4:], base_url=planner_base_url)
+    chosen_editor, chosen_judge = load_editor(editor, **options), load_classifier(judge)  # cheap checks first
+    metric = None
+    if lpips:
+        import importlib.util
 
-            from imagesafety.pairs.verify import LPIPSMetric
+        from imagesafety.pairs.verify import LPIPSMetric
 
-            if importlib.util.find_spec("lpips") is None:
-                err_console.print("[yellow]lpips not installed: the LPIPS check is skipped (pip install lpips)[/yellow]")
-            else:
-                metric = LPIPSMetric()
-        from imagesafety.encoders import load_encoder
-
-        stats = generate_pairs(dataset, out, chosen_editor, chosen_judge, policy=policy, seeds=seeds,
-                               limit=limit, planner=llm, lpips=metric, encoder=load_encoder(encoder) if encoder else None, progress=not quiet)
-    except (MissingExtraError, ImportError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        fail(str(exc))
-    console.print(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images) "
-                  f"-> {out / 'pairs.parquet'}; evaluate with: imagesafety eval --dataset {out} --classifier ...")
+        if importlib.util.find_spec("lpips") is None:
+            err_console.print(Text("lpips not installed: the LPIPS check is skipped (pip install lpips)", style="yellow"))
+        else:
+            metric = LPIPSMetric()
+    stats = generate_pairs(dataset, out, chosen_editor, chosen_judge, policy=policy, seeds=seeds, limit=limit, planner=llm, lpips=metric,
+                           encoder=load_encoder(encoder) if encoder else None, progress=not quiet, cache=open_cache("default"))
+    console.print(Text(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images"
+                       + (f", {stats.uncovered_plans} plans for categories the judge cannot judge skipped" if stats.uncovered_plans else "")
+                       + f") -> {out / 'pairs.parquet'}"))
+    console.print(Text(stats.summary()))
+    if stats.kept == 0:
+        fail("no pair was kept: see the rejection reasons above and in candidates.jsonl (loosen the edit, or check the judge)", code=1)
+    console.print(Text(f"evaluate with: imagesafety eval --dataset {out} --classifier ..."))
 
 
 @app.command("view")

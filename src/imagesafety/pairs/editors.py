@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image, ImageFilter
 
+from imagesafety import hub
 from imagesafety.pairs.plans import EditPlan
 
 
@@ -75,10 +76,14 @@ class DiffusersEditor:
         from diffusers import DiffusionPipeline
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+        ref = hub.resolve(model, "diffusers pipeline", cache_file="model_index.json")
         try:
-            self.pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=getattr(torch, dtype)).to(self.device)
+            self.pipe = DiffusionPipeline.from_pretrained(ref.location, torch_dtype=getattr(torch, dtype)).to(self.device)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot load diffusers pipeline {model!r}: {exc}") from exc
+            raise ValueError(f"cannot load diffusers pipeline {ref.location!r}: {exc}") from exc
+        model = ref.location
         self.pipe.set_progress_bar_config(disable=True)
         self.call_options = {"num_inference_steps": int(steps)}
         if guidance_scale is not None:
@@ -162,37 +167,47 @@ class EndpointEditor:
         response = self.client.images.edit(model=self.model, image=("image.png", buf.getvalue(), "image/png"), prompt=plan.instruction,
                                            **options)
         data = response.data[0]
-        if not getattr(data, "b64_json", None):
+        if not data.b64_json:
             raise RuntimeError("the endpoint returned no image data (b64_json)")
         return Image.open(io.BytesIO(base64.b64decode(data.b64_json))).convert("RGB")
 
 
 def load_editor(spec: str, **options: Any) -> Editor:
-    """An editor by spec: `mask-composite` (options: box="l,t,r,b" fractions, fill="r,g,b", patch=IMAGE_PATH, blur, jitter),
-    `diffusers:MODEL_OR_PATH` (instruction editing; options: steps, guidance_scale, image_guidance_scale, device, dtype),
-    `diffusers-inpaint:MODEL_OR_PATH` (options: box and the above) or `openai-edit:MODEL` (options: base_url, size)."""
-    if spec.startswith("diffusers:"):
-        return DiffusersEditor(spec[len("diffusers:"):], **options)
-    if spec.startswith("diffusers-inpaint:"):
-        if isinstance(options.get("box"), str):
-            options["box"] = tuple(float(v) for v in options["box"].split(","))
-        return InpaintEditor(spec[len("diffusers-inpaint:"):], **options)
-    if spec.startswith("openai-edit:"):
-        return EndpointEditor(spec[len("openai-edit:"):], **options)
-    if spec == "mask-composite":
-        def numbers(value, kind=float):
-            return tuple(kind(v) for v in str(value).split(",")) if isinstance(value, str) else value
+    """An editor by spec, through the registry: `mask-composite` (options: box="l,t,r,b" fractions, fill="r,g,b",
+    patch=IMAGE_PATH, blur, jitter), `diffusers:MODEL_OR_PATH` (instruction editing; options: steps, guidance_scale,
+    image_guidance_scale, device, dtype), `diffusers-inpaint:MODEL_OR_PATH` (options: box and the above) or
+    `openai-edit:MODEL` (options: base_url, size)."""
+    from imagesafety import registry
 
-        kwargs = {}
-        if "box" in options:
-            kwargs["box"] = numbers(options["box"])
-        if "fill" in options:
-            kwargs["fill"] = numbers(options["fill"], int)
-        if "patch" in options:
-            kwargs["patch"] = Image.open(options["patch"]).convert("RGB")
-        for key in ("blur", "jitter"):
-            if key in options:
-                kwargs[key] = float(options[key])
-        return MaskCompositeEditor(**kwargs)
-    raise ValueError(f"unknown editor {spec!r}; available: mask-composite, diffusers:MODEL_OR_PATH, "
-                     "diffusers-inpaint:MODEL_OR_PATH, openai-edit:MODEL")
+    return registry.build("editor", spec, **options)
+
+
+def _numbers(value: Any, kind=float) -> tuple:
+    return tuple(kind(v) for v in str(value).split(",")) if isinstance(value, str) else tuple(value)
+
+
+def mask_composite_from_spec(arg: str | None, *, box: Any = (0.3, 0.3, 0.7, 0.7), fill: Any = None, patch: str | None = None,
+                             blur: float = 12.0, jitter: float = 0.05) -> MaskCompositeEditor:
+    return MaskCompositeEditor(_numbers(box), _numbers(fill, int) if fill is not None else None,
+                               Image.open(patch).convert("RGB") if patch else None, float(blur), float(jitter))
+
+
+def diffusers_from_spec(arg: str | None, *, steps: int = 20, guidance_scale: float | None = None, image_guidance_scale: float | None = None,
+                        device: str | None = None, dtype: str = "float32") -> DiffusersEditor:
+    if not arg:
+        raise ValueError("diffusers editor needs a model: diffusers:timbrooks/instruct-pix2pix or diffusers:PATH")
+    return DiffusersEditor(arg, steps, guidance_scale, image_guidance_scale, device, dtype)
+
+
+def inpaint_from_spec(arg: str | None, *, box: Any = (0.25, 0.25, 0.75, 0.75), steps: int = 20, guidance_scale: float | None = None,
+                      device: str | None = None, dtype: str = "float32") -> InpaintEditor:
+    if not arg:
+        raise ValueError("diffusers-inpaint editor needs a model: diffusers-inpaint:MODEL_OR_PATH")
+    return InpaintEditor(arg, _numbers(box), steps=steps, guidance_scale=guidance_scale, device=device, dtype=dtype)
+
+
+def endpoint_from_spec(arg: str | None, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
+                       max_retries: int = 3, size: str | None = None) -> EndpointEditor:
+    if not arg:
+        raise ValueError("openai-edit editor needs a model: openai-edit:MODEL")
+    return EndpointEditor(arg, base_url, api_key_env, timeout, max_retries, size)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import time
 from html import escape
 from pathlib import Path
 
 from PIL import Image
 
-from imagesafety.pairs.generate import write_pair_table
+from imagesafety.files import write_atomic
+from imagesafety.pairs.store import PairStore
 
 SCRIPT = """
 function applyFilters() {
@@ -59,31 +58,11 @@ def _thumb(path: Path) -> str:
     return f"<img src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}' alt=''>"
 
 
-def read_reviews(out: Path) -> dict[str, str]:
-    path = out / "reviews.jsonl"
-    reviews: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        r = json.loads(line)
-        reviews[r["pair_id"]] = r["decision"]
-    return reviews
-
-
-def record_review(out: Path, pair_id: str, decision: str, reviewer: str | None = None) -> None:
-    """Append a decision and rewrite the pair table with it."""
-    if decision not in ("accepted", "rejected"):
-        raise ValueError("decision must be accepted or rejected")
-    known = {json.loads(line).get("pair_id") for line in (out / "candidates.jsonl").read_text(encoding="utf-8").splitlines()}
-    if pair_id not in known:
-        raise ValueError(f"unknown pair {pair_id!r}")
-    with (out / "reviews.jsonl").open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"pair_id": pair_id, "decision": decision, "reviewer": reviewer, "time": time.time()}) + "\n")
-    write_pair_table(out)
-
-
 def write_gallery(out: str | Path) -> Path:
     out = Path(out)
-    candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-    reviews = read_reviews(out)
+    store = PairStore(out)
+    candidates = store.candidates()
+    reviews = store.reviews()
     cards, categories = [], sorted({c["category"] for c in candidates})
     for c in candidates:
         verdict = "kept" if c["kept"] else "rejected"
@@ -107,9 +86,7 @@ def write_gallery(out: str | Path) -> Path:
             "<label>min SSIM <input id=f-ssim type=number step=0.05 value=0 onchange=applyFilters()></label>"
             f"shown: <span id=shown>{len(cards)}</span> <button onclick=exportReviews()>export reviews</button></p>"
             f"<div class=grid>{''.join(cards)}</div></body></html>")
-    path = out / "gallery.html"
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_atomic(out / "gallery.html", html)
 
 
 def review_app(out: str | Path):
@@ -127,7 +104,7 @@ def review_app(out: str | Path):
     @app.post("/review")
     def review(body: dict = Body(...)):  # {"pair_id", "decision": accepted|rejected, "reviewer"?}
         try:
-            record_review(out, str(body.get("pair_id")), str(body.get("decision")), body.get("reviewer"))
+            PairStore(out).record_review(str(body.get("pair_id")), str(body.get("decision")), body.get("reviewer"))
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         return {"ok": True}

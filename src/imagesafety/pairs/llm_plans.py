@@ -6,7 +6,7 @@ import os
 
 from PIL import Image
 
-from imagesafety.classifiers.vlm.openai_vlm import encode_image
+from imagesafety.classifiers.transport import encode_image
 from imagesafety.pairs.plans import KEEP, EditPlan
 from imagesafety.taxonomy import Taxonomy
 

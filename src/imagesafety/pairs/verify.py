@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imagesafety.classifiers.base import SafetyClassifier
+from imagesafety.classifiers.base import Prediction, SafetyClassifier
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,10 @@ def similarity_scores(original: Image.Image, edited: Image.Image, region: np.nda
 
 
 def verify_pair(original: Image.Image, edited: Image.Image, target_label: int, judge: SafetyClassifier, region: np.ndarray | None = None,
-                encoder=None, thresholds: Thresholds | None = None, lpips: LPIPSMetric | None = None) -> Verification:
+                encoder=None, thresholds: Thresholds | None = None, lpips: LPIPSMetric | None = None,
+                original_judgment: Prediction | None = None) -> Verification:
+    """Keep the pair only if the judge sees the flip and the similarity checks pass; `original_judgment` is the judge's
+    (cached) verdict on the original, so only the edit is judged here."""
     t = thresholds or Thresholds()
     if edited.size != original.size:
         return Verification(False, [f"editor changed the size from {original.size} to {edited.size}"], {})
@@ -106,11 +109,14 @@ def verify_pair(original: Image.Image, edited: Image.Image, target_label: int, j
     reasons = []
     if scores["edited_std"] < t.min_std:
         reasons.append("edited image is blank")
-    judged = judge.predict([original.convert("RGB"), edited.convert("RGB")])
-    scores.update({"judge_original": judged[0].unsafe_score, "judge_edited": judged[1].unsafe_score,
-                   "judge_edited_decision": judged[1].decision})
-    if judged[1].decision != target_label:
-        reasons.append(f"judge did not confirm the flip (edited judged {'unsafe' if judged[1].decision else 'safe'})")
+    if original_judgment is None:
+        original_judgment, edited_judgment = judge.predict([original.convert("RGB"), edited.convert("RGB")])
+    else:
+        edited_judgment = judge.predict([edited.convert("RGB")])[0]
+    scores.update({"judge_original": original_judgment.unsafe_score, "judge_edited": edited_judgment.unsafe_score,
+                   "judge_edited_decision": edited_judgment.decision})
+    if edited_judgment.decision != target_label:
+        reasons.append(f"judge did not confirm the flip (edited judged {'unsafe' if edited_judgment.decision else 'safe'})")
     if scores["ssim"] < t.min_ssim:
         reasons.append(f"image changed too much (SSIM {scores['ssim']:.3f} < {t.min_ssim})")
     if scores["changed_fraction"] > t.max_changed_fraction:

@@ -14,7 +14,8 @@ import random
 from pathlib import Path
 
 from imagesafety.distributed import distributed_context, rank_device
-from imagesafety.images import decode_image, read_image_bytes
+from imagesafety.data.sample import read_image_file
+from imagesafety.images import decode_image
 
 IGNORE = -100
 #: LoRA on the language model's attention projections (LLaVA-style module names).
@@ -28,7 +29,7 @@ def _messages(example: dict) -> tuple[list[dict], str]:
 
 def encode_example(processor, example: dict, root: Path):
     """(inputs with labels) for one example: labels are -100 except on the answer tokens."""
-    image = decode_image(read_image_bytes(root / example["image"]), name=example["image"])
+    image = decode_image(read_image_file(root / example["image"]), name=example["image"])
     messages, answer = _messages(example)
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     eos = processor.tokenizer.eos_token or ""

@@ -72,7 +72,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        from imagesafety.classifiers.registry import load_classifier
+        from imagesafety.classifiers import load_classifier
 
         loaded = classifiers or {}
         if not loaded:

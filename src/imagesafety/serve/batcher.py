@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from imagesafety.bench.runner import PredictionTask, compute_isolating_failures
+from imagesafety.run.runner import compute_isolating_failures
+from imagesafety.run.tasks import PredictionTask
 from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier
 
 

@@ -1,25 +1,30 @@
-"""The rich console summary of an evaluation."""
+"""The rich console summary of an evaluation: every name and message printed as plain text, never as markup."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from imagesafety.bench.report.html import category_label
+from imagesafety.taxonomy import category_label
 
 SHOWN = ("f1", "precision", "recall", "auroc", "fpr")
 WITH_INTERVAL = {"f1"}
+ERRORS_SHOWN = 10
 
 
-def _fmt(metric: dict | None, interval: bool) -> str:
+def _fmt(metric: dict | None, interval: bool) -> Text:
     if not metric or metric.get("value") is None:
-        return "–"
+        return Text("–")
     lo, hi = metric.get("ci95", [None, None])
-    return f"{metric['value']:.3f}" + (f" [dim]{lo:.2f}–{hi:.2f}[/dim]" if interval and lo is not None else "")
+    text = Text(f"{metric['value']:.3f}")
+    if interval and lo is not None:
+        text.append(f" {lo:.2f}–{hi:.2f}", style="dim")
+    return text
 
 
 def metrics_console_table(metrics: dict) -> Table:
-    table = Table(title=f"{metrics['classifier']['name']} on {metrics['dataset']} · threshold {metrics['threshold']['value']:.3g}")
+    table = Table(title=Text(f"{metrics['classifier']['name']} on {metrics['dataset']} · threshold {metrics['threshold']['value']:.3g}"))
     table.add_column("group", style="bold", min_width=12)
     table.add_column("n", justify="right")
     table.add_column("err", justify="right")
@@ -27,7 +32,11 @@ def metrics_console_table(metrics: dict) -> Table:
         table.add_column(("F1 (95% CI)" if m in WITH_INTERVAL else m.upper() if len(m) <= 5 else m[:4] + "."), justify="right", no_wrap=True)
 
     def add(name: str, block: dict, end_section: bool = False) -> None:
-        table.add_row(name, str(block["support"]), str(block.get("errors", 0)), *(_fmt(block.get(m), m in WITH_INTERVAL) for m in SHOWN),
+        if block.get("covered") is False:
+            table.add_row(Text(f"{name} (not covered)", style="dim"), str(block["support"]), str(block.get("errors", 0)),
+                          *(Text("-", style="dim") for _ in SHOWN), end_section=end_section)
+            return
+        table.add_row(Text(name), str(block["support"]), str(block.get("errors", 0)), *(_fmt(block.get(m), m in WITH_INTERVAL) for m in SHOWN),
                       end_section=end_section)
 
     add("overall", metrics["overall"], end_section=True)
@@ -39,18 +48,28 @@ def metrics_console_table(metrics: dict) -> Table:
     return table
 
 
-def print_summary(metrics: dict, files: dict | None = None, console: Console | None = None) -> None:
+def print_summary(metrics: dict, files: dict | None = None, console: Console | None = None, errors: list[str] | None = None) -> None:
+    """The table, the run's counts, the first error rows by file name, warnings and the files written."""
     console = console or Console()
     console.print(metrics_console_table(metrics))
     run = metrics["run"]
-    console.print(
-        f"{run['images']} images: {run['predicted']} predicted, {run['cached']} from cache, "
-        f"[{'red' if run['errors'] else 'green'}]{run['errors']} errors[/] · {run['images_per_second']:.1f} img/s"
-    )
+    line = Text(f"{run['images']} images: {run['predicted']} predicted, {run['cached']} from cache, ")
+    line.append(f"{run['errors']} errors", style="red" if run["errors"] else "green")
+    line.append(f" · {run['images_per_second']:.1f} img/s")
+    console.print(line)
+    for message in (errors or [])[:ERRORS_SHOWN]:
+        console.print(Text(f"  error: {message}", style="red"))
+    if run["errors"] > ERRORS_SHOWN:
+        console.print(Text(f"  ... and {run['errors'] - ERRORS_SHOWN} more (predictions.parquet, report.html)", style="red"))
+    cov = metrics.get("coverage") or {}
+    if cov.get("uncovered"):
+        console.print(Text(f"not covered by {metrics['classifier']['name']}: {', '.join(cov['uncovered'])} ({cov['rule']})", style="dim"))
+    for warning in metrics.get("warnings", []):
+        console.print(Text(f"warning: {warning}", style="yellow"))
     answers = metrics.get("answers")
     if answers:
         u = answers["usage"]
-        console.print(f"answers: {answers['unsure_answers']} unsure · tokens {u['prompt_tokens']} in / {u['completion_tokens']} out"
-                      + (f" · cost {u['cost']:.4f}" if u["cost"] else ""))
+        console.print(Text(f"answers: {answers['unsure_answers']} unsure · tokens {u['prompt_tokens']} in / {u['completion_tokens']} out"
+                           + (f" · cost {u['cost']:.4f}" if u["cost"] else "")))
     for kind, path in (files or {}).items():
-        console.print(f"  {kind}: {path}")
+        console.print(Text(f"  {kind}: {path}"))

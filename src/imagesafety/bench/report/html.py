@@ -12,9 +12,9 @@ import pandas as pd
 
 from imagesafety.bench.metrics import METRICS
 from imagesafety.bench.report.plots import f1_bars, roc_pr_curves
-from imagesafety.data import select_samples
+from imagesafety.files import write_atomic
 from imagesafety.images import decode_image, thumbnail_jpeg
-from imagesafety.taxonomy import UNSAFEBENCH, LLAVAGUARD
+from imagesafety.taxonomy import category_label
 
 if TYPE_CHECKING:
     from imagesafety.bench.evaluate import EvalResult
@@ -33,14 +33,6 @@ figure{margin:0;width:170px;font-size:.75rem;word-break:break-all} figure img{ma
 """
 
 
-def category_label(key: str) -> str:
-    for taxonomy in (UNSAFEBENCH, LLAVAGUARD):
-        found = taxonomy.find(key)
-        if found:
-            return found.name
-    return key
-
-
 def _cell(metric: dict | None) -> str:
     if not metric or metric.get("value") is None:
         return "<td>–</td>"
@@ -53,6 +45,11 @@ def metrics_table(groups: dict[str, dict], first_column: str) -> str:
     head = "".join(f"<th>{m.upper() if len(m) <= 5 else m}</th>" for m in METRICS)
     body = []
     for name, block in groups.items():
+        if block.get("covered") is False:
+            cells = "".join("<td class=note>-</td>" for _ in METRICS)
+            body.append(f"<tr><td>{escape(name)} <span class=note>(not covered)</span></td>{cells}<td>{block['support']}</td>"
+                        f"<td>{block.get('errors', 0)}</td></tr>")
+            continue
         cells = "".join(_cell(block.get(m)) for m in METRICS)
         support = f"<td>{block['support']} ({block['positives']}/{block['negatives']})</td><td>{block.get('errors', 0)}</td>"
         body.append(f"<tr><td>{escape(name)}</td>{cells}{support}</tr>")
@@ -67,28 +64,19 @@ def _thumb(data: bytes | None) -> str:
 
 
 def load_thumbnails(rows: pd.DataFrame, dataset: Dataset | None) -> dict[str, bytes]:
-    """Thumbnails of the given rows: from their file path, or by re-reading the dataset for embedded images."""
-    thumbs: dict[str, bytes] = {}
+    """Thumbnails of the given rows, read from the dataset through the run's one reading path."""
+    from imagesafety.run.runner import decoded_samples
+
     wanted = set(rows["id"])
-    needs_dataset = False
-    for _, row in rows.iterrows():
-        if row["image"] == "<bytes>" or "://" in str(row["image"]):
-            needs_dataset = True
-            continue
-        try:
-            thumbs[row["id"]] = thumbnail_jpeg(decode_image(Path(row["image"]).read_bytes()))
-        except Exception:
-            continue
-    if needs_dataset and dataset is not None:
-        for sample in select_samples(dataset):
-            if sample.id in wanted and sample.id not in thumbs:
-                try:
-                    thumbs[sample.id] = thumbnail_jpeg(decode_image(sample.load_bytes()))
-                except Exception:
-                    pass
-            if wanted <= thumbs.keys():
+    if dataset is None or not wanted:
+        return {}
+    found = []
+    for sample in dataset:
+        if sample.id in wanted:
+            found.append(sample)
+            if len(found) == len(wanted):
                 break
-    return thumbs
+    return {item.sample.id: item.image for item in decoded_samples(found, prepare=thumbnail_jpeg) if item.error is None}
 
 
 def mistakes_section(rows: pd.DataFrame, dataset: Dataset | None) -> str:
@@ -137,6 +125,15 @@ def pairs_section(metrics: dict, rows: pd.DataFrame, dataset) -> str:
             f"image scores higher than its safe counterpart.</p><table>{head}{body}</table><div class=grid>{figs}</div>")
 
 
+def coverage_note(m: dict) -> str:
+    """Which categories the classifier covers, and the rule the figures follow."""
+    cov = m.get("coverage") or {"covers": "all", "uncovered": []}
+    covers = "all categories" if cov["covers"] == "all" else ", ".join(category_label(c) for c in cov["covers"])
+    uncovered = (f" Not covered here: {escape(', '.join(category_label(c) for c in cov['uncovered']))}; {escape(cov['rule'])}."
+                 if cov["uncovered"] else "")
+    return f"<p class=note>{escape(m['classifier']['name'])} covers {escape(covers)}.{uncovered}</p>"
+
+
 def errors_section(rows: pd.DataFrame) -> str:
     errors = rows[rows["error"].notna()]
     if errors.empty:
@@ -166,6 +163,8 @@ def write_html_report(result: EvalResult, path: Path, dataset: Dataset | None = 
         f" · {dt.datetime.fromtimestamp(run['started']).strftime('%Y-%m-%d %H:%M')}</p>",
         "<p class=note>Unsafe is the positive class. Brackets: bootstrap 95% intervals "
         f"({m['bootstrap']['resamples']} resamples). Images that failed are left out of the metrics and listed below.</p>",
+        coverage_note(m),
+        "".join(f"<p class=err><b>Warning:</b> {escape(w)}</p>" for w in m.get("warnings", [])),
         "<h2>Overall</h2>" + metrics_table({"all images": m["overall"]}, ""),
         "<h2>F1 per category, real vs generated</h2>" + (f'<img class=plot src="{bars}" alt="F1 per category">' if bars else "<p class=note>No categories.</p>"),
         "<h2>By category</h2>" + metrics_table(by_category, "category"),
@@ -177,7 +176,4 @@ def write_html_report(result: EvalResult, path: Path, dataset: Dataset | None = 
         errors_section(rows),
         "</body></html>",
     ]
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, "\n".join(parts))

@@ -3,6 +3,7 @@
 White-box attacks (Gaussian noise, FGSM, PGD, DeepFool) need a torch classifier's differentiable path
 (`input_pixels`, `unsafe_logits`); every attack pushes each image's logit across the decision
 threshold in the direction that flips its (correct) label. Black-box attacks live in `blackbox.py`.
+All of them are found by name through `imagesafety.registry` (kind `attack`), so packages can add more.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from imagesafety import registry
 
 LogitFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -95,21 +98,33 @@ def deepfool(x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold
     return (x + delta).clamp(0, 1).detach()
 
 
-WHITE_BOX = ("gn", "fgsm", "pgd", "deepfool")
+def gaussian_noise_attack(x, labels, logit_fn, threshold, spec: AttackSpec, generator):
+    return gaussian_noise(x, spec.eps, generator)
+
+
+def fgsm_attack(x, labels, logit_fn, threshold, spec: AttackSpec, generator):
+    return fgsm(x, labels, logit_fn, threshold, spec.eps)
+
+
+def pgd_attack(x, labels, logit_fn, threshold, spec: AttackSpec, generator):
+    return pgd(x, labels, logit_fn, threshold, spec.eps, spec.steps, spec.step_size, spec.random_start, generator)
+
+
+def deepfool_attack(x, labels, logit_fn, threshold, spec: AttackSpec, generator):
+    return deepfool(x, labels, logit_fn, threshold, spec.steps, spec.overshoot, spec.eps)
+
+
+def is_white_box(name: str) -> bool:
+    """Whether a registered attack needs the classifier's gradients."""
+    return bool(registry.get("attack", name).attributes["white_box"])
 
 
 def run_attack(spec: AttackSpec, x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: float, seed: int = 0) -> torch.Tensor:
-    """Adversarial versions of a batch of [0, 1] pixel tensors."""
-    generator = torch.Generator().manual_seed(seed)
-    if spec.name == "gn":
-        return gaussian_noise(x, spec.eps, generator)
-    if spec.name == "fgsm":
-        return fgsm(x, labels, logit_fn, threshold, spec.eps)
-    if spec.name == "pgd":
-        return pgd(x, labels, logit_fn, threshold, spec.eps, spec.steps, spec.step_size, spec.random_start, generator)
-    if spec.name == "deepfool":
-        return deepfool(x, labels, logit_fn, threshold, spec.steps, spec.overshoot, spec.eps)
-    raise ValueError(f"unknown white-box attack {spec.name!r}; known: {', '.join(WHITE_BOX)}")
+    """Adversarial versions of a batch of [0, 1] pixel tensors, by a registered white-box attack."""
+    if not is_white_box(spec.name):
+        raise ValueError(f"{spec.name!r} is not a white-box attack")
+    attack = registry.get("attack", spec.name).load()
+    return attack(x, labels, logit_fn, threshold, spec, torch.Generator().manual_seed(seed))
 
 
 def perturbation_sizes(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -7,12 +7,15 @@ numpy Generator. Severity constants follow Hendrycks & Dietterich's ImageNet-C.
 from __future__ import annotations
 
 import io
+import zlib
 from collections.abc import Callable
 
 import numpy as np
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image
-from scipy.ndimage import gaussian_filter
+
+from imagesafety import registry
+from imagesafety.classifiers.base import CachesAnswers, Classifier, PreparesInput, SafetyClassifier, coverage, preferred_batch_size
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -32,6 +35,8 @@ def gaussian_noise(img, severity, rng):
 
 
 def gaussian_blur(img, severity, rng):
+    from scipy.ndimage import gaussian_filter
+
     sigma = [1, 2, 3, 4, 6][severity - 1]
     x = _array(img)
     return _image(gaussian_filter(x, sigma=(sigma, sigma, 0), mode="nearest", truncate=4.0))
@@ -89,33 +94,35 @@ def screenshot(img, severity, rng):
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
-CORRUPTIONS: dict[str, Callable[[Image.Image, int, np.random.Generator], Image.Image]] = {
-    "gaussian_noise": gaussian_noise, "gaussian_blur": gaussian_blur, "brightness": brightness, "contrast": contrast,
-    "jpeg": jpeg, "resize": resize, "crop": crop, "screenshot": screenshot,
-}
+def corruption_names() -> list[str]:
+    """Registered corruptions (built-in ones and plug-ins)."""
+    return list(registry.entries("corruption"))
+
+
+def corruption(name: str) -> Callable[[Image.Image, int, np.random.Generator], Image.Image]:
+    return registry.get("corruption", name).load()
 
 
 def corrupt(img: Image.Image, name: str, severity: int, seed: int = 0) -> Image.Image:
     """The corrupted image; randomness depends only on (seed, the image's pixels), not on run order."""
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
+    function = corruption(name)
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be 1-5, got {severity}")
-    import zlib
-
     fingerprint = zlib.crc32(np.asarray(img.convert("RGB"))[::7, ::7].tobytes())
-    return CORRUPTIONS[name](img.convert("RGB"), severity, np.random.default_rng([seed, fingerprint, severity]))
+    return function(img.convert("RGB"), severity, np.random.default_rng([seed, fingerprint, severity]))
 
 
-class CorruptedClassifier:
+class CorruptedClassifier(Classifier):
     """A classifier seeing corrupted images: same name and version, the corruption in its config (so cached apart)."""
 
-    def __init__(self, classifier, corruption: str, severity: int, seed: int = 0):
+    def __init__(self, classifier: SafetyClassifier, corruption: str, severity: int, seed: int = 0):
         self.inner, self.corruption, self.severity, self.seed = classifier, corruption, severity, seed
         self.name, self.version, self.taxonomy = classifier.name, classifier.version, classifier.taxonomy
         self.threshold = classifier.threshold
+        self.covers = coverage(classifier)
+        self.preferred_batch_size = preferred_batch_size(classifier)
         self.config = {**classifier.config, "corruption": corruption, "severity": severity, "corruption_seed": seed}
-        self._prepares = hasattr(classifier, "prepare") and hasattr(classifier, "predict_prepared")
+        self._prepares = isinstance(classifier, PreparesInput)
 
     def prepare(self, image: Image.Image):
         corrupted = corrupt(image, self.corruption, self.severity, self.seed)
@@ -124,5 +131,6 @@ class CorruptedClassifier:
     def predict_prepared(self, items):
         return self.inner.predict_prepared(items) if self._prepares else self.inner.predict(items)
 
-    def predict(self, images):
-        return self.predict_prepared([self.prepare(img) for img in images])
+    def attach_cache(self, cache) -> None:
+        if isinstance(self.inner, CachesAnswers):
+            self.inner.attach_cache(cache)

@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image
 
 from imagesafety.bench.report.files import write_metrics_json
-from imagesafety.bench.report.html import CSS, category_label
+from imagesafety.bench.report.html import CSS
+from imagesafety.files import atomic_path, write_atomic
+from imagesafety.taxonomy import category_label
 
 
 def _png(array_chw: np.ndarray, size: int = 160) -> str:
@@ -47,8 +49,8 @@ def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
     m = result.metrics
     files = {"robustness": write_metrics_json(m, out_dir / "robustness.json")}
     if not result.attack_rows.empty:
-        rows = result.attack_rows.copy()
-        rows.to_parquet(out_dir / "attacks.parquet", index=False)
+        with atomic_path(out_dir / "attacks.parquet") as tmp:
+            result.attack_rows.to_parquet(tmp, index=False)
         files["attacks"] = out_dir / "attacks.parquet"
     p = m["protocol"]
     ra_rows = []
@@ -88,7 +90,6 @@ def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
         "<h2>Examples: clean, adversarial, difference x10</h2><div class=grid>" + (examples or "<p class=note>None.</p>") + "</div>",
         "</body></html>",
     ])
-    (out_dir / "robustness.html").write_text(html, encoding="utf-8")
-    files["html"] = out_dir / "robustness.html"
+    files["html"] = write_atomic(out_dir / "robustness.html", html)
     return files
 

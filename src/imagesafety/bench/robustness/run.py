@@ -1,5 +1,9 @@
 """`robustness`: UnsafeBench's protocol (K correctly classified images, attacked; RA = 1 - attack success rate)
-plus accuracy and F1 under natural corruptions, resumable per image through the cache."""
+plus accuracy and F1 under natural corruptions, resumable per image through the cache.
+
+Before attacking it says how much work the run is (images x attacks x eps values, with steps or queries),
+and every bar is named by what it does (`pgd eps=0.01`, `jpeg severity 3`) and counts images.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imagesafety.bench.evaluate import USE_DEFAULT_CACHE, evaluate, open_cache
-from imagesafety.bench.progress import progress_bar
-from imagesafety.bench.robustness.attacks import WHITE_BOX, AttackSpec, perturbation_sizes, run_attack
-from imagesafety.bench.robustness.blackbox import BLACK_BOX, BlackBoxView, square_attack
-from imagesafety.bench.robustness.corruptions import CORRUPTIONS, CorruptedClassifier
+from imagesafety import registry
+from imagesafety.bench.evaluate import evaluate
+from imagesafety.bench.grouping import grouped
+from imagesafety.bench.robustness.attacks import AttackSpec, is_white_box, perturbation_sizes, run_attack
+from imagesafety.bench.robustness.blackbox import BlackBoxView
+from imagesafety.bench.robustness.corruptions import CorruptedClassifier
 from imagesafety.classifiers.base import Differentiable, SafetyClassifier, cache_key
-from imagesafety.classifiers.registry import load_classifier
-from imagesafety.data import load_dataset, select_samples
-from imagesafety.images import decode_image
+from imagesafety.data import dataset_name, load_dataset, select_samples
+from imagesafety.files import atomic_path, write_atomic
+from imagesafety.run.engine import EngineOptions
+from imagesafety.run.progress import add_task, announce, progress_bar
+from imagesafety.run.runner import decoded_samples
+from imagesafety.store import USE_DEFAULT_CACHE, open_cache
 
 EPS_CURVE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+CURVED = ("gn", "fgsm", "pgd", "square")
 
 
 @dataclass
@@ -34,12 +43,19 @@ class RobustnessResult:
 
 
 def check_attacks(classifier: SafetyClassifier, attacks: list[str]) -> None:
+    """Every attack is registered, and white-box ones only run on classifiers with gradients."""
+    black_box = [n for n, e in registry.entries("attack").items() if not e.attributes["white_box"]]
     for name in attacks:
-        if name in WHITE_BOX and not isinstance(classifier, Differentiable):
+        registry.get("attack", name)
+        if is_white_box(name) and not isinstance(classifier, Differentiable):
             raise ValueError(f"classifier {classifier.name!r} has no gradients, so white-box attack {name!r} cannot run on it; "
-                             f"use a black-box attack: --attacks {','.join(BLACK_BOX)}")
-        if name not in WHITE_BOX and name not in BLACK_BOX:
-            raise ValueError(f"unknown attack {name!r}; white-box: {', '.join(WHITE_BOX)}; black-box: {', '.join(BLACK_BOX)}")
+                             f"use a black-box attack: --attacks {','.join(black_box)}")
+
+
+def input_std(classifier: SafetyClassifier) -> float:
+    """The smallest channel std of the classifier's input normalisation: eps in normalised units = pixel eps / std.
+    Classifiers without gradients see [0, 1] pixels (std 1)."""
+    return classifier.pixel_spec.min_std if isinstance(classifier, Differentiable) else 1.0
 
 
 def attack_key(classifier: SafetyClassifier, spec: AttackSpec, seed: int) -> str:
@@ -56,19 +72,22 @@ def pick_correct(rows: pd.DataFrame, k: int, seed: int) -> tuple[pd.DataFrame, i
 
 
 def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: dict[str, Any], cache, seed: int,
-                  batch_size: int, keep_examples: int = 0) -> tuple[list[dict], list[dict]]:
+                  batch_size: int, keep_examples: int = 0, advance=lambda n: None) -> tuple[list[dict], list[dict]]:
     """Outcome per chosen image (success, perturbation sizes, scores), from the cache or by attacking now."""
     import torch
 
     key = attack_key(classifier, spec, seed)
     done = cache.get_attack_results(key, chosen["sha256"]) if cache is not None else {}
+    advance(int(chosen["sha256"].isin(done.keys()).sum()))
     todo = chosen[~chosen["sha256"].isin(done.keys())]
     examples: list[dict] = []
+    white = is_white_box(spec.name)
+    attack = registry.get("attack", spec.name).load()
     for start in range(0, len(todo), batch_size):
         part = todo.iloc[start : start + batch_size]
         labels = torch.tensor(part["label"].astype(int).to_numpy())
         fresh = []
-        if spec.name in WHITE_BOX:
+        if white:
             clean = classifier.input_pixels([images[i] for i in part["id"]])
             threshold = classifier.logit_threshold
             adv = run_attack(spec, clean, labels, classifier.unsafe_logits, threshold, seed + start)
@@ -81,19 +100,21 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
                                               "mse": float(sizes["mse"][j]), "clean_logit": float(clean_logit[j]), "adv_logit": float(adv_logit[j])}))
                 if len(examples) < keep_examples:
                     examples.append({"id": row["id"], "label": int(row["label"]), "clean": clean[j].numpy(), "adv": adv[j].numpy()})
+            advance(len(part))
         else:
             view = BlackBoxView(classifier)
             for j, (_, row) in enumerate(part.iterrows()):
                 item = view.to_input(images[row["id"]])
-                adv = square_attack(view, item, int(row["label"]), spec.eps, spec.steps, seed + start + j)
-                scores = view.scores(np.stack([item.array, adv]), item.context)
+                adv = attack(view, item, int(row["label"]), spec, seed + start + j)
+                scores = view.scores(np.stack([item.array, adv]), item)
                 flipped = int(scores[1] >= classifier.threshold) != int(row["label"])
                 delta = torch.from_numpy(adv - item.array)[None]
                 sizes = perturbation_sizes(torch.zeros_like(delta), delta)
                 fresh.append((row["sha256"], {"success": bool(flipped), "linf": float(sizes["linf"][0]), "l2": float(sizes["l2"][0]),
                                               "mse": float(sizes["mse"][0]), "clean_score": float(scores[0]), "adv_score": float(scores[1])}))
                 if len(examples) < keep_examples:
-                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": item.array, "adv": adv})
+                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": item.embed(item.array), "adv": item.embed(adv)})
+                advance(1)
         if cache is not None:
             cache.put_attack_results(key, fresh)
         done.update(fresh)
@@ -104,15 +125,26 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
 
 def robust_accuracy(rows: pd.DataFrame) -> dict[str, Any]:
     """RA = 1 - attack success rate, overall, by category and by source, with mean perturbation sizes."""
-    def block(part):
+    def block(part: pd.DataFrame, name: str) -> dict:
         return {"robust_accuracy": float(1 - part["success"].mean()), "attacked": int(len(part)),
                 "mean_linf": float(part["linf"].mean()), "mean_l2": float(part["l2"].mean()), "mean_mse": float(part["mse"].mean())}
 
     if rows.empty:
         return {"attacked": 0}
-    return {"overall": block(rows),
-            "by_category": {str(c): block(p) for c, p in rows.groupby(rows["category"].fillna("uncategorised"))},
-            "by_source": {str(s): block(p) for s, p in rows.groupby(rows["source"].fillna("unknown"))}}
+    return grouped(rows, block)
+
+
+def work_summary(attacks: list[str], n_images: int, eps_curve: bool, steps: int) -> str:
+    """What the attacks will cost, said before they start."""
+    parts, total = [], 0
+    for name in attacks:
+        n_eps = len(EPS_CURVE_FACTORS) if eps_curve and name in CURVED else 1
+        runs = n_images * n_eps
+        total += runs
+        unit = "queries" if not is_white_box(name) else "steps"
+        cost = f"up to {steps} {unit} each" if name in ("pgd", "deepfool", "square") else "one step each"
+        parts.append(f"{name}: {n_images} images x {n_eps} eps value{'s' if n_eps > 1 else ''} ({cost})")
+    return f"attacking: {'; '.join(parts)} = {total} image attacks" + (" (--no-eps-curve attacks at eps only)" if eps_curve else "")
 
 
 def robustness(
@@ -143,72 +175,78 @@ def robustness(
     address: str | None = None,
 ) -> RobustnessResult:
     """Attack K correctly classified images with each attack (and eps curve), and evaluate under corruptions."""
-    clf = load_classifier(classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
+    clf = registry.build("classifier", classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
     attacks = list(attacks)
     check_attacks(clf, attacks)
+    for name in corruptions or []:
+        registry.get("corruption", name)
     if eps_space not in ("pixel", "normalized"):
         raise ValueError("eps_space must be 'pixel' or 'normalized'")
-    eps_pixel = eps * std_for_report(clf) if eps_space == "normalized" else eps
+    if k < 1 or steps < 1 or eps <= 0:
+        raise ValueError("--k and --steps must be at least 1 and --eps above 0")
+    std = input_std(clf)
+    eps_pixel = eps * std if eps_space == "normalized" else eps
     store = open_cache(cache)
     data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
-    on_ray = {"engine": "ray", "address": address, "classifier_options": classifier_options} if engine == "ray" else {}
+    on_ray = engine == "ray"
     if on_ray and not isinstance(classifier, str):
         raise ValueError("--engine ray builds the classifier on each worker: give it as a spec string")
-    clean = evaluate(classifier if on_ray else clf, data, Path(out_dir) / "clean" if on_ray and out_dir else None, split=split,
-                     categories=categories, sources=sources, limit=limit, cache=store, batch_size=batch_size, progress=progress,
-                     n_boot=n_boot, **on_ray)
+    common = dict(split=split, categories=categories, sources=sources, limit=limit, cache=store, batch_size=batch_size, progress=progress,
+                  n_boot=n_boot)
+    clean = evaluate(classifier if on_ray else clf, data, Path(out_dir) / "clean" if on_ray and out_dir else None,
+                     engine=EngineOptions(engine, address), classifier_options=classifier_options if on_ray else None,
+                     description=f"clean {clf.name}", **common)
     chosen, misclassified = pick_correct(clean.predictions, k, seed)
     wanted = set(chosen["id"])
-    images = {s.id: decode_image(s.load_bytes(), name=s.image_ref) for s in select_samples(data, categories, sources, [split] if split else None)
-              if s.id in wanted}
+    samples = [s for s in select_samples(data, categories, sources, [split] if split else None) if s.id in wanted]
+    images = {p.sample.id: p.image for p in decoded_samples(samples) if p.error is None}
     metrics: dict[str, Any] = {
-        "classifier": clean.metrics["classifier"], "dataset": clean.metrics["dataset"],
+        "classifier": clean.metrics["classifier"], "dataset": dataset_name(data, str(dataset)),
         "protocol": {"k": k, "seed": seed, "attacked": int(len(chosen)), "excluded_misclassified": misclassified,
-                     "eps": eps, "eps_space": eps_space, "eps_pixel_units": eps_pixel,
-                     "eps_normalized_units": eps_pixel / std_for_report(clf), "steps": steps,
+                     "eps": eps, "eps_space": eps_space, "eps_pixel_units": eps_pixel, "eps_normalized_units": eps_pixel / std,
+                     "input_std": std, "steps": steps,
                      "success": "the decision flips, judged on the classifier's input tensor (white-box) or its scores (black-box)"},
         "clean": {m: clean.metrics["overall"][m]["value"] for m in ("accuracy", "f1")},
         "attacks": {}, "eps_curves": {}, "corruptions": {},
     }
+    if attacks:
+        announce(work_summary(attacks, len(chosen), eps_curve, steps), progress)
     all_rows, examples = [], {}
-    with progress_bar(progress, unit="attack") as bar:
-        task = bar.add_task("attacks", total=len(attacks))
+    with progress_bar(progress) as bar:
+        def attack_at(name: str, e: float, keep: int = 0):
+            task = add_task(bar, f"{name} eps={e:.4g}", total=len(chosen))
+            return attack_images(clf, AttackSpec(name, e, steps), chosen, images, store, seed, batch_size, keep_examples=keep,
+                                 advance=lambda n: bar.update(task, advance=n))
+
         for name in attacks:
-            spec = AttackSpec(name, eps_pixel, steps)
-            rows, ex = attack_images(clf, spec, chosen, images, store, seed, batch_size,
-                                     keep_examples=len(chosen) if save_adversarial else 4)
+            rows, ex = attack_at(name, eps_pixel, len(chosen) if save_adversarial else 4)
             frame = pd.DataFrame(rows)
             metrics["attacks"][name] = robust_accuracy(frame)
             all_rows.append(frame.assign(attack=name))
             examples[name] = ex
-            if eps_curve and name in ("gn", "fgsm", "pgd", "square"):
+            if eps_curve and name in CURVED:
                 curve = {}
                 for factor in EPS_CURVE_FACTORS:
                     if factor == 1.0:
                         curve[eps_pixel] = 1 - metrics["attacks"][name]["overall"]["robust_accuracy"] if len(frame) else None
                         continue
-                    r, _ = attack_images(clf, AttackSpec(name, eps_pixel * factor, steps), chosen, images, store, seed, batch_size)
+                    r, _ = attack_at(name, eps_pixel * factor)
                     curve[eps_pixel * factor] = float(pd.DataFrame(r)["success"].mean()) if r else None
                 metrics["eps_curves"][name] = {f"{e:.6g}": v for e, v in sorted(curve.items())}
-            bar.update(task, advance=1)
     for name in corruptions or []:
-        if name not in CORRUPTIONS:
-            raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
         per = {}
         for severity in severities:
-            res = evaluate(CorruptedClassifier(clf, name, int(severity), seed), data, None, split=split, categories=categories,
-                           sources=sources, limit=limit, cache=store, batch_size=batch_size, progress=progress, n_boot=n_boot)
+            res = evaluate(CorruptedClassifier(clf, name, int(severity), seed), data, None, description=f"{name} severity {severity}", **common)
             acc, f1 = res.metrics["overall"]["accuracy"]["value"], res.metrics["overall"]["f1"]["value"]
             per[str(severity)] = {"accuracy": acc, "f1": f1,
                                   "accuracy_drop": None if acc is None or metrics["clean"]["accuracy"] is None else metrics["clean"]["accuracy"] - acc,
                                   "f1_drop": None if f1 is None or metrics["clean"]["f1"] is None else metrics["clean"]["f1"] - f1}
         metrics["corruptions"][name] = per
-    if save_adversarial:
-        saved = write_adversarial(clf, attacks, chosen, images, examples, seed, batch_size, eps_pixel, steps, Path(save_adversarial))
     result = RobustnessResult(metrics, pd.concat(all_rows) if all_rows else pd.DataFrame(),
                               [dict(e, attack=a) for a, ex in examples.items() for e in ex[:4]])
     if save_adversarial:
-        result.files["adversarial"] = saved
+        result.files["adversarial"] = write_adversarial(clf, attacks, chosen, images, examples, seed, batch_size, eps_pixel, steps,
+                                                        Path(save_adversarial))
     if out_dir is not None:
         from imagesafety.bench.robustness.report import write_robustness_report
 
@@ -216,17 +254,11 @@ def robustness(
     return result
 
 
-def std_for_report(clf) -> float:
-    """The smallest per-channel std of the classifier's input normalisation (1 when it has none: NudeNet takes [0, 1]):
-    eps in normalised units = eps in pixel units / std."""
-    encoder = getattr(clf, "encoder", None) or getattr(getattr(clf, "embedder", None), "encoder", None)
-    std = getattr(encoder, "std", None)
-    return float(std.min()) if std is not None else 1.0
-
-
 def write_adversarial(clf, attacks, chosen, images, examples: dict[str, list[dict]], seed, batch_size, eps, steps, root: Path) -> Path:
     """Adversarial images as PNG files plus a manifest.jsonl, loadable by `eval` (labels kept). The run's own
     adversarial images are written; images whose outcome came from the cache are attacked again to get theirs."""
+    from PIL import Image
+
     root.mkdir(parents=True, exist_ok=True)
     lines = []
     for name in attacks:
@@ -235,15 +267,13 @@ def write_adversarial(clf, attacks, chosen, images, examples: dict[str, list[dic
         if len(missing):
             _, more = attack_images(clf, AttackSpec(name, eps, steps), missing, images, None, seed, batch_size, keep_examples=len(missing))
             have = have + more
+        (root / name).mkdir(exist_ok=True)
         for ex in have:
-            from PIL import Image
-
             pixels = (np.clip(ex["adv"].transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
             rel = f"{name}/{hashlib.sha256(ex['id'].encode()).hexdigest()[:16]}.png"
-            (root / name).mkdir(exist_ok=True)
-            Image.fromarray(pixels).save(root / rel)
+            with atomic_path(root / rel) as tmp:
+                Image.fromarray(pixels).save(tmp, format="PNG")
             row = chosen[chosen["id"] == ex["id"]].iloc[0]
             lines.append(json.dumps({"path": rel, "label": int(row["label"]), "category": row["category"], "source": row["source"],
                                      "id": f"{name}:{ex['id']}", "attack": name}))
-    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root / "manifest.jsonl"
+    return write_atomic(root / "manifest.jsonl", "\n".join(lines) + "\n")

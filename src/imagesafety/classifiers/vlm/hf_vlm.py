@@ -12,12 +12,14 @@ from typing import Any
 
 from PIL import Image
 
-from imagesafety.classifiers.base import ModelFailure, Prediction
+from imagesafety import hub
+from imagesafety.classifiers.base import Classifier, ModelFailure, Prediction
 from imagesafety.classifiers.vlm.scoring import ProtocolScoring
+from imagesafety.pixels import PixelSpec
 from imagesafety.taxonomy import UNSAFEBENCH
 
 
-class HFVLMClassifier(ProtocolScoring):
+class HFVLMClassifier(ProtocolScoring, Classifier):
     def __init__(self, model: str, protocol: str = "unsafebench", taxonomy=UNSAFEBENCH, device: str | None = None,
                  dtype: str = "auto", max_new_tokens: int = 64, max_side: int = 768, unsure: str = "unsafe", threshold: float = 0.5,
                  scoring: str = "answer", adapter: str | None = None):
@@ -28,24 +30,27 @@ class HFVLMClassifier(ProtocolScoring):
 
         self.setup_scoring(protocol, taxonomy, unsure, threshold)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        ref = hub.resolve(model, "vision-language model")
+        adapter_ref = hub.resolve(adapter, "LoRA adapter", cache_file="adapter_config.json") if adapter else None
         try:
-            self.processor = AutoProcessor.from_pretrained(model)
-            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype).to(self.device)
-            if adapter:  # a LoRA adapter, e.g. from `imagesafety perspective train`
+            self.processor = AutoProcessor.from_pretrained(ref.location)
+            self.model = AutoModelForImageTextToText.from_pretrained(ref.location, dtype=dtype).to(self.device)
+            if adapter_ref:  # a LoRA adapter, e.g. from `imagesafety perspective train`
                 from peft import PeftModel
 
-                self.model = PeftModel.from_pretrained(self.model, adapter).to(self.device)
+                self.model = PeftModel.from_pretrained(self.model, adapter_ref.location).to(self.device)
             prepare_for_inference(self.model, self.device)
         except OSError as exc:
-            raise ValueError(f"cannot load vision-language model {model!r}: {exc}") from exc
-        tokenizer = getattr(self.processor, "tokenizer", None)
-        if tokenizer is not None:
-            tokenizer.padding_side = "left"  # generation continues at the right edge of every row
+            raise ValueError(f"cannot load vision-language model {ref.location!r}: {exc}") from exc
+        self.processor.tokenizer.padding_side = "left"  # generation continues at the right edge of every row
         self.max_new_tokens, self.max_side = int(max_new_tokens), int(max_side)
-        self.name, self.version = f"vlm:hf/{model}", f"{self.protocol.name}-{self.protocol.version}"
-        self.config = {"model": model, "protocol": self.protocol.name, "prompts": self.protocol.fingerprint(self.taxonomy),
-                       "max_new_tokens": self.max_new_tokens, "max_side": self.max_side, "unsure": unsure, "taxonomy": self.taxonomy.keys,
-                       "adapter": adapter}
+        self.name, self.version = f"vlm:hf/{ref.location}", f"{self.protocol.name}-{self.protocol.version}"
+        self.config = {"model": ref.location, "weights": hub.identity_of(ref), "protocol": self.protocol.name,
+                       "prompts": self.protocol.fingerprint(self.taxonomy), "max_new_tokens": self.max_new_tokens, "max_side": self.max_side,
+                       "unsure": unsure, "taxonomy": self.taxonomy.keys,
+                       "adapter": adapter_ref.location if adapter_ref else None,
+                       "adapter_weights": hub.identity_of(adapter_ref, "adapter_config.json") if adapter_ref else None}
+        self.pixel_spec = processor_pixel_spec(self.processor.image_processor)  # None: no fixed input resolution
         if scoring not in ("answer", "yes_no"):
             raise ValueError(f"scoring must be answer or yes_no, got {scoring!r}")
         self.scoring = scoring
@@ -83,26 +88,11 @@ class HFVLMClassifier(ProtocolScoring):
         return torch.softmax(pair, dim=1)[:, 0].tolist()
 
     # -- differentiable path, for white-box attacks ---------------------------------------------
-    def _geometry(self) -> tuple[int, list[float], list[float]]:
-        ip = self.processor.image_processor
-        crop = getattr(ip, "crop_size", None) or getattr(ip, "size", None) or {"height": 336}
-        if isinstance(crop, (int, float)):
-            side = int(crop)
-        else:  # a dict or transformers' SizeDict
-            get = crop.get if hasattr(crop, "get") else lambda k: getattr(crop, k, None)
-            side = int(get("height") or get("shortest_edge") or 336)
-        return side, list(ip.image_mean), list(ip.image_std)
-
     def input_pixels(self, images: list[Image.Image]):
         """[0, 1] tensor (B, 3, S, S) at the processor's input geometry (shortest side to S, centre crop)."""
-        import numpy as np
-        import torch
-
-        from imagesafety.encoders.base import resize_center_crop
-
-        side, _, _ = self._geometry()
-        arrays = [np.asarray(resize_center_crop(img, side), dtype=np.float32) / 255 for img in images]
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        if self.pixel_spec is None:
+            raise ValueError(f"{self.name}: white-box attacks need a fixed input resolution, and this processor has none")
+        return self.pixel_spec.tensor([self.pixel_spec.prepare(img) for img in images], self.device)
 
     @property
     def logit_threshold(self) -> float:
@@ -122,15 +112,13 @@ class HFVLMClassifier(ProtocolScoring):
                 [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}], add_generation_prompt=True)
             self._unsafe_id, self._safe_id = first_token_ids(self.processor.tokenizer, "unsafe", "safe")
             self._attack_layout: dict[int, Any] = {}
-        side, mean, std = self._geometry()
+        side = self.pixel_spec.height
         if len(pixels) not in self._attack_layout:  # token layout only (the pixels come from `pixels`): once per batch size
             blank = [PILImage.new("RGB", (side, side))] * len(pixels)
             self._attack_layout[len(pixels)] = self.processor(images=blank, text=[self._attack_prompt] * len(pixels),
                                                               return_tensors="pt", padding=True).to(self.device)
         inputs = dict(self._attack_layout[len(pixels)])
-        m = torch.tensor(mean, device=pixels.device).view(1, 3, 1, 1)
-        s = torch.tensor(std, device=pixels.device).view(1, 3, 1, 1)
-        inputs["pixel_values"] = ((pixels - m) / s).to(self.model.dtype)
+        inputs["pixel_values"] = self.pixel_spec.normalize(pixels).to(self.model.dtype)
         logits = self.model(**inputs).logits[:, -1, :].float()
         return logits[:, self._unsafe_id] - logits[:, self._safe_id]
 
@@ -146,10 +134,6 @@ class HFVLMClassifier(ProtocolScoring):
         per_prompt = [self.generate(items, p) for p in self.chat_prompts]
         return [self.score_answers([{"text": texts[i], "prompt_tokens": 0, "completion_tokens": 0} for texts in per_prompt])
                 for i in range(len(items))]
-
-    def predict(self, images: list[Image.Image]) -> list[Prediction | ModelFailure]:
-        return self.predict_prepared([self.prepare(img) for img in images])
-
 
 YES_NO_PROMPT = ("You are a policy expert trying to help determine whether an image is in violation of the safety policy below.\n"
                  "* {name}: {description}\n"
@@ -175,5 +159,13 @@ def answer_token_ids(tokenizer) -> tuple[int, int]:
     return first_token_ids(tokenizer, "Yes", "No")
 
 
-def from_spec(arg: str, **options: Any) -> HFVLMClassifier:
-    return HFVLMClassifier(arg, **options)
+def processor_pixel_spec(image_processor) -> PixelSpec | None:
+    """The geometry a fixed-resolution processor (LLaVA's CLIPImageProcessor) applies, as a PixelSpec; None for
+    processors without one (dynamic-resolution models such as Qwen-VL)."""
+    try:
+        crop = image_processor.crop_size if image_processor.do_center_crop else image_processor.size
+        side = crop["height"] if crop["height"] else crop["shortest_edge"]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return PixelSpec(int(side), tuple(image_processor.image_mean), tuple(image_processor.image_std),
+                     "shortest_edge" if image_processor.do_center_crop else "stretch", "bicubic", "floor")

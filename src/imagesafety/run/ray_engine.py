@@ -19,9 +19,10 @@ from typing import Any
 import pandas as pd
 
 from imagesafety.data.sample import Sample
-
-JSON_COLUMNS = ("category_scores",)
-
+from imagesafety.files import atomic_path
+from imagesafety.run.progress import add_task, progress_bar
+from imagesafety.run.runner import Runner
+from imagesafety.run.tasks import JSON_COLUMNS, SAMPLE_COLUMNS, VECTOR_COLUMNS, EmbeddingTask, PredictionTask
 
 def _require_ray():
     try:
@@ -29,19 +30,6 @@ def _require_ray():
     except ImportError as exc:
         raise ImportError("--engine ray needs Ray: pip install 'imagesafety[ray]'") from exc
     return ray
-
-
-def sample_record(sample: Sample, index: int) -> dict[str, Any]:
-    ref = sample.image if isinstance(sample.image, (bytes, bytearray)) else str(sample.image)
-    return {"index": index, "id": sample.id, "image": ref, "label": -1 if sample.label is None else int(sample.label),
-            "category": sample.category, "source": sample.source, "split": sample.split, "pair_id": sample.pair_id,
-            "role": sample.role, "metadata": json.dumps(sample.metadata, default=str)}
-
-
-def record_sample(record: dict[str, Any]) -> Sample:
-    label = record["label"]
-    return Sample(record["id"], record["image"], None if label is None or int(label) < 0 else int(label), record["category"],
-                  record["source"], record["split"], record["pair_id"], record["role"], json.loads(record["metadata"] or "{}"))
 
 
 #: Ray hands each actor this many model batches at a time, so the actor's decoding thread works ahead of the model.
@@ -53,29 +41,27 @@ class ModelActor:
     which decodes the next model batch on its own thread while the model computes this one."""
 
     def __init__(self, kind: str, spec: str, options: dict, batch_size: int = 16, decode_workers: int = 1):
-        from imagesafety.bench.runner import PredictionTask, Runner
+        from imagesafety import registry
 
         if kind == "predict":
-            from imagesafety.classifiers.registry import load_classifier
-
-            task = PredictionTask(load_classifier(spec, **options))
+            task = PredictionTask(registry.build("classifier", spec, **options))
         else:
             from imagesafety.encoders import load_encoder
-            from imagesafety.encoders.embed import EmbeddingTask
 
             task = EmbeddingTask(load_encoder(spec, options.get("device")))
         self.runner = Runner(task, batch_size=batch_size, workers=decode_workers, show_progress=False)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        samples = [record_sample(r) for r in batch.to_dict("records")]
+        samples = [Sample.from_record(r) for r in batch.to_dict("records")]
         rows = self.runner.run(samples)
         rows.insert(0, "index", batch["index"].to_numpy())
         rows.insert(1, "partition", batch["partition"].to_numpy())
         for column in JSON_COLUMNS:
             if column in rows:
                 rows[column] = rows[column].map(json.dumps)
-        if "embedding" in rows:
-            rows["embedding"] = rows["embedding"].map(lambda v: None if v is None else [float(x) for x in v])
+        for column in VECTOR_COLUMNS:
+            if column in rows:
+                rows[column] = rows[column].map(lambda v: None if v is None else [float(x) for x in v])
         rows["label"] = rows["label"].astype("float64")
         return rows
 
@@ -96,8 +82,6 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress bar reports progress
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    from imagesafety.bench.progress import progress_bar
-
     parts_dir = Path(parts_dir)
     parts_dir.mkdir(parents=True, exist_ok=True)
     # model runtimes (ONNX, torch) use several threads: one actor per `cpus_per_actor` CPUs (or per GPU share)
@@ -114,7 +98,7 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     pending: dict[int, int] = {}  # partition number -> its sample count, for the job being gathered
     start = 0
     with progress_bar(progress) as bar:
-        task = bar.add_task(f"{kind} on ray", total=None)
+        task = add_task(bar, f"{kind} {spec} on ray")
 
         def advance(n: int) -> None:
             bar.update(task, advance=n)
@@ -127,7 +111,7 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
                 advance(len(chunk))
             else:
                 pending[number] = len(chunk)
-                records += [sample_record(s, start + i) | {"partition": number} for i, s in enumerate(chunk)]
+                records += [s.to_record() | {"index": start + i, "partition": number} for i, s in enumerate(chunk)]
             start += len(chunk)
             if len(records) >= samples_per_job:
                 _run_job(ray, records, pending, parts_dir, map_options, advance)
@@ -147,14 +131,17 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
             rows[column] = rows[column].astype("Float64").astype("Int64")
     if "score" in rows:
         rows["score"] = rows["score"].astype("Float64").astype("float64")
-    for column in ("id", "category", "source", "split", "pair_id", "role", "image", "sha256", "raw", "error", "text"):
+    for column in (*SAMPLE_COLUMNS, "raw", "error", "text"):
+        if column == "label":
+            continue
         if column in rows:
             rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
-    if "embedding" in rows:
-        import numpy as np
+    for column in VECTOR_COLUMNS:
+        if column in rows:
+            import numpy as np
 
-        rows["embedding"] = pd.Series([None if v is None else np.asarray(v, dtype=np.float32) for v in rows["embedding"].tolist()],
-                                      index=rows.index, dtype=object)
+            rows[column] = pd.Series([None if v is None else np.asarray(v, dtype=np.float32) for v in rows[column].tolist()],
+                                     index=rows.index, dtype=object)
     return rows
 
 
@@ -183,7 +170,5 @@ def _write_partition(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tmp = path.with_suffix(".tmp")
-    # without pandas' dtype metadata: Ray's Arrow-backed dtypes would not read back
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # without pandas' dtype metadata: Ray's Arrow-backed dtypes would not read back
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), tmp)

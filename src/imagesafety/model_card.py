@@ -1,0 +1,100 @@
+"""Saved models of ours (guard heads, HySAC models, LoRA adapters): weights + a format-tagged JSON card that
+records the weights' sha256, written atomically and checked on load, so a truncated or swapped weights file
+is refused instead of silently used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from imagesafety.files import atomic_path, json_safe, write_json
+from imagesafety.identity import file_digest
+
+TRAINING_IMAGES = "training_images.txt"
+
+
+class CardError(ValueError):
+    """A model folder that is missing a file, has another format, or whose weights do not match its card."""
+
+
+def save_weights(directory: str | Path, state: dict[str, Any], weights_file: str) -> str:
+    """Write a torch state dict as safetensors (atomically); returns the file's sha256."""
+    from safetensors.torch import save_file
+
+    path = Path(directory) / weights_file
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    return file_digest(path)
+
+
+def write_card(directory: str | Path, card_file: str, fmt: str, card: dict[str, Any], weights_file: str | None = None) -> dict:
+    """Write `card` tagged with its format (and the sha256 of `weights_file`, when given); returns what was written."""
+    directory = Path(directory)
+    full = {"format": fmt, **card}
+    if weights_file is not None:
+        full["weights_file"] = weights_file
+        full["weights_sha256"] = file_digest(directory / weights_file)
+    write_json(directory / card_file, full)
+    return full
+
+
+def save_model(directory: str | Path, state: dict[str, Any], card: dict[str, Any], *, fmt: str, card_file: str,
+               weights_file: str) -> Path:
+    """Weights (safetensors) and their card into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(directory, state, weights_file)
+    write_card(directory, card_file, fmt, card, weights_file)
+    return directory
+
+
+def read_card(directory: str | Path, card_file: str, fmt: str | tuple[str, ...]) -> dict:
+    """The card of a model folder, checked for its format; the weights' sha256 is checked when the card has one."""
+    directory = Path(directory)
+    path = directory / card_file
+    if not path.is_file():
+        raise CardError(f"{directory}: missing {card_file}")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CardError(f"{path}: not a valid JSON card ({exc})") from exc
+    formats = (fmt,) if isinstance(fmt, str) else fmt
+    if not isinstance(card, dict) or card.get("format") not in formats:
+        raise CardError(f"{path}: unknown format {card.get('format') if isinstance(card, dict) else None!r} (expected {formats[0]})")
+    weights = card.get("weights_file")
+    if weights:
+        if not (directory / weights).is_file():
+            raise CardError(f"{directory}: missing {weights}")
+        actual = file_digest(directory / weights)
+        if card.get("weights_sha256") and actual != card["weights_sha256"]:
+            raise CardError(f"{directory / weights}: sha256 {actual[:12]}... does not match its card ({card['weights_sha256'][:12]}...): "
+                            "the file was changed or truncated after saving")
+    return card
+
+
+def load_weights(directory: str | Path, card: dict) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(directory) / card["weights_file"]))
+
+
+def write_training_images(directory: str | Path, sha256s: list[str]) -> dict:
+    """The sha256 of every training image, one per line (sorted); returns the card's summary of the file."""
+    lines = sorted(set(sha256s))
+    path = Path(directory) / TRAINING_IMAGES
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    return {"file": TRAINING_IMAGES, "count": len(lines), "sha256": file_digest(path)}
+
+
+def read_training_images(directory: str | Path) -> frozenset[str]:
+    """The training-image hashes a model folder records (empty when it records none)."""
+    path = Path(directory) / TRAINING_IMAGES
+    if not path.is_file():
+        return frozenset()
+    return frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+__all__ = ["CardError", "save_model", "save_weights", "write_card", "read_card", "load_weights", "json_safe",
+           "write_training_images", "read_training_images"]

@@ -1,0 +1,1 @@
+"""The execution engine: runner, progress, engines (local, Ray) and the task types (predict, embed)."""

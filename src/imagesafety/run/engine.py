@@ -1,0 +1,56 @@
+"""Where a run's per-image work happens: `local` (the in-process Runner, through the cache) or `ray` (Ray Data
+actors over a cluster, partition by partition). Both return rows of the same schema and the run's stats."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+import pandas as pd
+
+from imagesafety.data.sample import Sample
+from imagesafety.run.runner import ImageTask, Runner, RunStats
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """`engine` (local or ray) and, for Ray, the cluster address, GPUs per actor and images per partition."""
+
+    engine: str = "local"
+    address: str | None = None
+    num_gpus: float = 0
+    partition_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}: use {' or '.join(ENGINES)}")
+
+
+def run_task(task: ImageTask, samples: Iterable[Sample], *, engine: EngineOptions = EngineOptions(), remote: tuple[str, str, dict] | None = None,
+             parts_dir: str | Path | None = None, batch_size: int = 16, workers: int | None = None, progress: bool = True,
+             total: int | None = None, description: str | None = None) -> tuple[pd.DataFrame, RunStats]:
+    """Rows for every sample, and what the run did.
+
+    On Ray the task is rebuilt on every actor from `remote` = (kind, spec, options): kind `predict` or `embed`,
+    the spec string and its options; partitions are written under `parts_dir` (a temporary folder if None)."""
+    if engine.engine == "local":
+        runner = Runner(task, batch_size=batch_size, show_progress=progress, **({"workers": workers} if workers else {}))
+        rows = runner.run(samples, total=total, description=description)
+        return rows, runner.stats
+    if remote is None:
+        raise ValueError("--engine ray builds the model on each worker: give it as a spec string (e.g. nudenet)")
+    from imagesafety.run.ray_engine import run_on_ray
+
+    kind, spec, options = remote
+    started = time.perf_counter()
+    parts = Path(parts_dir) if parts_dir is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
+    rows = run_on_ray(kind, spec, options, samples, parts, address=engine.address, batch_size=batch_size, num_gpus=engine.num_gpus,
+                      partition_size=engine.partition_size, progress=progress)
+    errors = int(rows["error"].notna().sum()) if len(rows) else 0
+    stats = RunStats(images=len(rows), predicted=len(rows) - errors, errors=errors, seconds=time.perf_counter() - started)
+    return rows, stats
+

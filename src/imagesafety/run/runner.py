@@ -1,0 +1,276 @@
+"""Run a model over samples: background reading and decoding, batched inference, and a cache of results.
+
+Worker threads read and hash each batch's images, look the whole batch up in the cache at once, and decode
+and prepare only what is missing, ahead of the model, so the model never waits on I/O; results are committed
+to the cache batch by batch, so an interrupted run resumes. What is computed (predictions, embeddings) is an
+`ImageTask`; the machinery is shared, and `decoded_samples` is the same reading path for code that wants the
+images themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Protocol, TypeVar
+
+import pandas as pd
+from PIL import Image
+
+from imagesafety.classifiers.base import FatalModelError, ModelFailure
+from imagesafety.data.sample import Sample
+from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
+from imagesafety.run.progress import add_task, progress_bar
+from imagesafety.store import StoreError
+
+T = TypeVar("T")
+
+
+class ImageTask(Protocol):
+    """What a run computes per image, and how its results are cached and tabulated."""
+
+    name: str
+
+    def lookup(self, shas: list[str]) -> dict[str, Any]: ...  # cached results by image hash (thread-safe)
+
+    def store(self, items: list[tuple[str, Any]]) -> None: ...
+
+    def prepare(self, image: Image.Image) -> Any: ...  # per-image CPU work, run on worker threads
+
+    def compute(self, items: list[Any]) -> list[Any]: ...  # one batched model call
+
+    def row(self, item: Prepared) -> dict: ...
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame: ...
+
+
+def default_workers() -> int:
+    """Decoding threads: one core is left to the model's own threads (1 on a 2-core machine, at most 4)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass(eq=False)
+class Prepared:
+    """A sample after the background stage: its hash, and a cached result, a prepared input or an error."""
+
+    sample: Sample
+    sha256: str | None = None
+    result: Any = None
+    image: Any = None  # the task's prepared input (or the decoded image, for `decoded_samples`)
+    error: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass
+class RunStats:
+    """What a run did: how many images came from the cache, went through the model, or failed."""
+
+    images: int = 0
+    cached: int = 0
+    predicted: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; carries the rows finished so far (all of them are also in the cache)."""
+
+    def __init__(self, rows: pd.DataFrame, stats: RunStats):
+        super().__init__("interrupted")
+        self.rows = rows
+        self.stats = stats
+
+
+def read_sample(item: Prepared) -> Prepared:
+    """Read and hash one sample's bytes (errors recorded on the item; a broken cache propagates)."""
+    try:
+        item.data = item.sample.load_bytes()
+        item.sha256 = sha256_bytes(item.data)
+    except ImageDecodeError as exc:
+        item.error = str(exc)
+    except StoreError:
+        raise
+    except Exception as exc:  # a loader failing on one sample must not end the run
+        item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
+    return item
+
+
+def decode_item(item: Prepared, prepare: Callable[[Image.Image], Any]) -> Prepared:
+    """Decode the item's bytes and run `prepare` on the image (errors recorded on the item)."""
+    try:
+        item.image = prepare(decode_image(item.data, name=item.sample.image_ref))
+    except ImageDecodeError as exc:
+        item.error = str(exc)
+    except StoreError:
+        raise
+    except Exception as exc:  # a preprocessor failing on one image must not end the run
+        item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
+    finally:
+        item.data = None
+    return item
+
+
+def _background(batches: Iterator[T], prefetch: int, stop: threading.Event) -> Iterator[T]:
+    """Iterate `batches` on a thread, up to `prefetch` items ahead of the consumer."""
+    out: queue.Queue = queue.Queue(maxsize=prefetch)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        out.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # surfaced in the consumer
+            out.put(exc)
+        finally:
+            out.put(done)
+
+    threading.Thread(target=produce, name="prepare", daemon=True).start()
+    while True:
+        item = out.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def decoded_samples(samples: Iterable[Sample], workers: int | None = None, batch_size: int = 16,
+                    prepare: Callable[[Image.Image], Any] = lambda image: image) -> Iterator[Prepared]:
+    """Every sample read, hashed and decoded (`.image`, through `prepare`) on worker threads, in order; unreadable
+    ones carry `.error`. The one decoding path for code that needs the images themselves."""
+    stop = threading.Event()
+
+    def produce() -> Iterator[list[Prepared]]:
+        with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
+            for chunk in batched(samples, batch_size):
+                items = list(pool.map(read_sample, [Prepared(s) for s in chunk]))
+                yield list(pool.map(lambda p: decode_item(p, prepare) if p.error is None else p, items))
+
+    try:
+        for batch in _background(produce(), 4, stop):
+            yield from batch
+    finally:
+        stop.set()
+
+
+@dataclass
+class Runner:
+    """Compute `task` for every sample once, through its cache; see `run`."""
+
+    task: ImageTask
+    batch_size: int = 16
+    workers: int = field(default_factory=default_workers)
+    prefetch_batches: int = 4
+    show_progress: bool = True
+    stats: RunStats = field(default_factory=RunStats)
+
+    def _prepared_batches(self, samples: Iterable[Sample], stop: threading.Event) -> Iterator[list[Prepared]]:
+        """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer."""
+        def produce() -> Iterator[list[Prepared]]:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool:
+                for chunk in batched(samples, self.batch_size):
+                    if stop.is_set():
+                        return
+                    items = list(pool.map(read_sample, [Prepared(s) for s in chunk]))
+                    cached = self.task.lookup([p.sha256 for p in items if p.sha256 is not None])
+                    for p in items:
+                        if p.sha256 in cached:
+                            p.result, p.data = cached[p.sha256], None
+                    todo = [p for p in items if p.error is None and p.result is None]
+                    list(pool.map(lambda p: decode_item(p, self.task.prepare), todo))
+                    yield items
+
+        return _background(produce(), self.prefetch_batches, stop)
+
+    def _finish_batch(self, batch: list[Prepared]) -> list[dict]:
+        self.stats.cached += sum(p.result is not None for p in batch)
+        todo = [p for p in batch if p.image is not None]
+        if todo:
+            started = time.perf_counter()
+            results = compute_isolating_failures(self.task, [p.image for p in todo])
+            self.stats.model_seconds += time.perf_counter() - started
+            fresh = []
+            for p, result in zip(todo, results):
+                if isinstance(result, ModelFailure):
+                    p.error = str(result)
+                else:
+                    p.result = result
+                    fresh.append((p.sha256, result))
+                p.image = None  # free pixels early
+            if fresh:
+                self.task.store(fresh)
+            self.stats.predicted += len(fresh)
+        self.stats.errors += sum(p.error is not None for p in batch)
+        self.stats.images += len(batch)
+        return [self.task.row(p) for p in batch]
+
+    def run(self, samples: Iterable[Sample], total: int | None = None, description: str | None = None) -> pd.DataFrame:
+        """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C."""
+        self.stats = RunStats()
+        rows: list[dict] = []
+        stop = threading.Event()
+        started = time.perf_counter()
+        with progress_bar(self.show_progress) as bar:
+            task = add_task(bar, description or f"eval {self.task.name}", total=total)
+            try:
+                for batch in self._prepared_batches(samples, stop):
+                    rows.extend(self._finish_batch(batch))
+                    bar.update(task, advance=len(batch))
+            except KeyboardInterrupt:
+                stop.set()
+                self.stats.interrupted = True
+                self.stats.seconds = time.perf_counter() - started
+                raise RunInterrupted(self.task.frame(rows), self.stats) from None
+            finally:
+                stop.set()
+        self.stats.seconds = time.perf_counter() - started
+        return self.task.frame(rows)
+
+
+def compute_isolating_failures(task: ImageTask, inputs: list[Any]) -> list[Any]:
+    """Results for a batch; if the batch fails, each input alone, so one bad image costs only itself
+    (a ModelFailure in its place). FatalModelError and a broken cache always propagate."""
+    try:
+        results = task.compute(inputs)
+        if len(results) != len(inputs):
+            raise RuntimeError(f"{task.name} returned {len(results)} results for {len(inputs)} images")
+        return list(results)
+    except (FatalModelError, StoreError):
+        raise
+    except Exception as exc:
+        if len(inputs) == 1:
+            return [ModelFailure(f"{task.name} failed: {type(exc).__name__}: {exc}")]
+    out: list[Any] = []
+    for one in inputs:
+        try:
+            out.append(task.compute([one])[0])
+        except (FatalModelError, StoreError):
+            raise
+        except Exception as exc:
+            out.append(ModelFailure(f"{task.name} failed: {type(exc).__name__}: {exc}"))
+    return out

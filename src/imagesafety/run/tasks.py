@@ -1,0 +1,121 @@
+"""The task types a run computes per image (predictions, embeddings) and the one row schema of their results.
+
+Every engine produces exactly these columns: the sample's columns (`SAMPLE_COLUMNS`), then the task's own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from imagesafety.classifiers.base import CachesAnswers, Prediction, PreparesInput, SafetyClassifier, cache_key
+from imagesafety.encoders.base import Encoder
+from imagesafety.run.runner import Prepared
+from imagesafety.store import PredictionCache
+
+SAMPLE_COLUMNS = ("id", "label", "category", "source", "split", "pair_id", "role", "image", "sha256")
+PREDICTION_COLUMNS = (*SAMPLE_COLUMNS, "score", "classifier_decision", "category_scores", "raw", "error")
+EMBEDDING_COLUMNS = (*SAMPLE_COLUMNS, "text", "embedding", "error")
+#: columns whose values are objects (dicts, vectors): engines that move rows as Arrow or JSON convert these
+JSON_COLUMNS = ("category_scores",)
+VECTOR_COLUMNS = ("embedding",)
+
+
+def sample_columns(p: Prepared) -> dict[str, Any]:
+    """The columns every result table starts with."""
+    s = p.sample
+    return {"id": s.id, "label": s.label, "category": s.category, "source": s.source, "split": s.split,
+            "pair_id": s.pair_id, "role": s.role, "image": s.image_ref, "sha256": p.sha256}
+
+
+def typed_frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rows as a frame with the schema's columns and dtypes (nullable integers for labels and decisions)."""
+    frame = pd.DataFrame(rows, columns=list(columns))
+    frame["label"] = frame["label"].astype("Int64")
+    if "score" in frame:
+        frame["score"] = frame["score"].astype("float64")
+        frame["classifier_decision"] = frame["classifier_decision"].astype("Int64")
+    return frame
+
+
+class PredictionTask:
+    """Safety predictions of one classifier, cached under (classifier, version, config hash, sha256).
+    A classifier that caches its own answers is handed this cache (None: no caching at all)."""
+
+    def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None):
+        self.classifier = classifier
+        self.cache = cache
+        self.name = classifier.name
+        self.key = cache_key(classifier)
+        self.prepares = isinstance(classifier, PreparesInput)
+        if isinstance(classifier, CachesAnswers):
+            classifier.attach_cache(cache)
+
+    def lookup(self, shas: list[str]) -> dict[str, Prediction]:
+        if self.cache is None or not shas:
+            return {}
+        return {sha: Prediction.from_dict(hit) for sha, hit in self.cache.get_many(self.key, shas).items()}
+
+    def store(self, items: list[tuple[str, Prediction]]) -> None:
+        if self.cache is not None:
+            self.cache.put_many(self.key, [(sha, pred.to_dict()) for sha, pred in items])
+
+    def prepare(self, image: Image.Image) -> Any:
+        return self.classifier.prepare(image) if self.prepares else image
+
+    def compute(self, items: list[Any]) -> list[Prediction]:
+        return self.classifier.predict_prepared(items) if self.prepares else self.classifier.predict(items)
+
+    def row(self, p: Prepared) -> dict:
+        pred = p.result if p.error is None else None
+        return {
+            **sample_columns(p),
+            "score": pred.unsafe_score if pred else None,
+            "classifier_decision": pred.decision if pred else None,
+            "category_scores": pred.category_scores if pred else {},
+            "raw": json.dumps(pred.raw) if pred is not None and pred.raw is not None else None,
+            "error": p.error,
+        }
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame:
+        return typed_frame(rows, PREDICTION_COLUMNS)
+
+
+class EmbeddingTask:
+    """Image embeddings of one encoder, cached under (encoder id, image sha256); the id carries the weights' identity."""
+
+    def __init__(self, encoder: Encoder, cache: PredictionCache | None = None):
+        self.encoder = encoder
+        self.cache = cache
+        self.name = encoder.name
+        self.key = encoder_cache_key(encoder)
+
+    def lookup(self, shas: list[str]) -> dict[str, np.ndarray]:
+        return self.cache.get_embeddings(self.key, shas) if self.cache is not None and shas else {}
+
+    def store(self, items: list[tuple[str, np.ndarray]]) -> None:
+        if self.cache is not None:
+            self.cache.put_embeddings(self.key, items)
+
+    def prepare(self, image: Image.Image) -> Any:
+        return self.encoder.prepare(image)
+
+    def compute(self, items: list[Any]) -> list[np.ndarray]:
+        return list(np.asarray(self.encoder.encode_prepared(items), dtype=np.float32))
+
+    def row(self, p: Prepared) -> dict:
+        text = p.sample.metadata.get("text")
+        return {**sample_columns(p), "text": text if isinstance(text, str) else None,
+                "embedding": p.result if p.error is None else None, "error": p.error}
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame:
+        return typed_frame(rows, EMBEDDING_COLUMNS)
+
+
+def encoder_cache_key(encoder: Encoder) -> str:
+    """`NAME@IDENTITY`: embeddings are cached per encoder weights, not per name."""
+    return f"{encoder.name}@{encoder.identity}"

@@ -1,0 +1,108 @@
+"""The package's layering: no import circles among its modules (imports inside functions count too), and no
+package outside `bench` reaches into the benchmark for the engine or for `evaluate`."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "imagesafety"
+ENGINE_IN_BENCH = ("imagesafety.bench.runner", "imagesafety.bench.progress", "imagesafety.bench.engines", "imagesafety.bench.evaluate")
+KEPT_OUT_OF_BENCH = ("run", "encoders", "serve", "guard", "hyperbolic", "pairs", "data", "classifiers", "perspective")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in ROOT.rglob("*.py")}
+
+
+def type_checking_lines(tree: ast.AST) -> set[int]:
+    """Lines inside `if TYPE_CHECKING:` blocks (annotations only, never run)."""
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every module of the package this module imports, at any depth of its code."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = type_checking_lines(tree)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in known and t != name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imports_of(name, path, known) for name, path in mods.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if state.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if state.get(node) is None:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_circles():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_planted_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+
+
+@pytest.mark.parametrize("package", KEPT_OUT_OF_BENCH)
+def test_no_package_reaches_into_bench_for_the_engine(package):
+    graph = import_graph()
+    offenders = sorted(f"{m} imports {t}" for m, targets in graph.items() if m.startswith(f"imagesafety.{package}")
+                       for t in targets if t.startswith(ENGINE_IN_BENCH))
+    assert not offenders, offenders
+
+
+def test_engine_modules_live_in_run():
+    names = set(modules())
+    assert {"imagesafety.run.runner", "imagesafety.run.progress", "imagesafety.run.tasks", "imagesafety.run.ray_engine"} <= names
+    assert not any(n.startswith(ENGINE_IN_BENCH[:3]) for n in names)
