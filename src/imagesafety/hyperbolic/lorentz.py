@@ -1,17 +1,27 @@
 """The Lorentz model of hyperbolic space with curvature -c, as pure torch functions.
 
-Points are stored by their space part x; the time part is x_t = sqrt(1/c + |x|^2). Every function
-computes in float32 at least (float16 inputs are upcast, results cast back), and clamps the inputs
-of arccosh, arcsin and sinh so values and gradients stay finite.
+Points are stored by their space part x; the time part is x_t = sqrt(1/c + |x|^2). Float16 inputs are
+computed in float32 and cast back. The clamps follow the reference implementations (MERU, HySAC), so edge
+cases decide ties and losses as theirs do:
+- `pairwise_dist`: arccosh(max(-c<x,y>_L, 1 + 1e-8)) / sqrt(c), MERU's floor (1.4e-4 in float64, 0 in float32);
+- `exp_map0`: sinh's input capped at asinh(2^15) = 11.09, as MERU (the result then fits float16 too);
+- `half_aperture` and `exterior_angle`: the authors' eps (1e-5) added to denominators and kept off the arcsin /
+  arccos domain edges.
+Deliberately more accurate than the references, and tested so: `dist` (element-wise) and `dist_to_origin` use
+forms without arccosh's cancellation near 0, and `log_map0` uses asinh(sqrt(c)|x|) instead of
+arccosh(sqrt(1 + c|x|^2)) (exact near the origin, where the reference clamps to a floor).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-EPS = 1e-6
-MAX_SINH_INPUT = 80.0  # sinh(80) ~ 2.8e34: inside float32's range
+EPS = 1e-8  # MERU's floor on -c<x,y>_L - 1 before arccosh
+ANGLE_EPS = 1e-5  # the authors' eps in the aperture and exterior-angle formulas
+MAX_SINH_INPUT = math.asinh(2**15)  # MERU's cap on sinh's input in the exponential map
 CONE_K = 0.1
 
 
@@ -21,6 +31,15 @@ def _f(x: Tensor) -> Tensor:
 
 def _like(out: Tensor, ref: Tensor) -> Tensor:
     return out.to(ref.dtype) if ref.dtype in (torch.float16, torch.bfloat16) else out
+
+
+def _sqrt_c(c: float | Tensor, like: Tensor) -> Tensor:
+    return torch.as_tensor(c, dtype=like.dtype, device=like.device).sqrt()
+
+
+def _tiny(like: Tensor) -> float:
+    """The smallest positive normal number of the dtype: a floor that changes no value above it."""
+    return float(torch.finfo(like.dtype).tiny)
 
 
 def time_component(x: Tensor, c: float | Tensor) -> Tensor:
@@ -42,52 +61,45 @@ def pairwise_inner(x: Tensor, y: Tensor, c: float | Tensor) -> Tensor:
 
 
 def dist(x: Tensor, y: Tensor, c: float | Tensor) -> Tensor:
-    """Geodesic distance, element-wise; exact 0 for identical points and stable for close ones.
+    """Geodesic distance, element-wise; exactly 0 for identical points and accurate for close ones.
 
-    Uses d = (2 / sqrt c) asinh(sqrt(c) / 2 * |x - y|_L), with the Minkowski norm of the difference,
-    which equals arccosh(-c <x, y>_L) / sqrt(c) without its cancellation near 1.
-    """
+    d = (2 / sqrt c) asinh(sqrt(c) / 2 * |x - y|_L), with the Minkowski norm of the difference: the same value
+    as arccosh(-c <x, y>_L) / sqrt(c) without its cancellation near 1 (and without the references' floor)."""
     xf, yf = _f(x), _f(y)
     xt, yt = time_component(xf, c), time_component(yf, c)
     dt = ((xf * xf).sum(-1) - (yf * yf).sum(-1)) / (xt + yt)  # x_t - y_t without cancellation
     diff = xf - yf
-    minkowski_sq = ((diff * diff).sum(-1) - dt * dt).clamp_min(0)
-    sqrt_c = torch.as_tensor(c, dtype=xf.dtype, device=xf.device).sqrt()
-    # sqrt(m + EPS^2), offset so that identical points are exactly 0 apart and the gradient stays finite there
-    norm = torch.sqrt(minkowski_sq + EPS**2)
-    return _like(2 / sqrt_c * (torch.asinh(sqrt_c / 2 * norm) - torch.asinh(sqrt_c / 2 * EPS)), x)
+    minkowski_sq = (diff * diff).sum(-1) - dt * dt
+    norm = torch.sqrt(minkowski_sq.clamp_min(_tiny(xf)))  # the floor keeps the gradient finite at 0, no offset
+    sqrt_c = _sqrt_c(c, xf)
+    return _like(2 / sqrt_c * torch.asinh(sqrt_c / 2 * norm), x)
 
 
-def pairwise_dist(x: Tensor, y: Tensor, c: float | Tensor) -> Tensor:
-    """Distances for all pairs (n, m) = arccosh(-c <x_i, y_j>_L) / sqrt(c), argument clamped to >= 1 + EPS."""
+def pairwise_dist(x: Tensor, y: Tensor, c: float | Tensor, eps: float = EPS) -> Tensor:
+    """Distances for all pairs (n, m) = arccosh(-c <x_i, y_j>_L) / sqrt(c), its argument floored at 1 + eps (MERU's)."""
     xf, yf = _f(x), _f(y)
-    sqrt_c = torch.as_tensor(c, dtype=xf.dtype, device=xf.device).sqrt()
-    arg = (-c * pairwise_inner(xf, yf, c)).clamp_min(1 + EPS)
-    return _like(torch.acosh(arg) / sqrt_c, x)
+    arg = (-c * pairwise_inner(xf, yf, c)).clamp_min(1 + eps)
+    return _like(torch.acosh(arg) / _sqrt_c(c, xf), x)
 
 
 def dist_to_origin(x: Tensor, c: float | Tensor) -> Tensor:
-    """Distance from the origin: asinh(sqrt(c) |x|) / sqrt(c)."""
+    """Distance from the origin: asinh(sqrt(c) |x|) / sqrt(c) (exact near the origin)."""
     xf = _f(x)
-    sqrt_c = torch.as_tensor(c, dtype=xf.dtype, device=xf.device).sqrt()
+    sqrt_c = _sqrt_c(c, xf)
     return _like(torch.asinh(sqrt_c * xf.norm(dim=-1)) / sqrt_c, x)
 
 
-def exp_map0(v: Tensor, c: float | Tensor) -> Tensor:
-    """Exponential map at the origin: sinh(sqrt(c)|v|) v / (sqrt(c)|v|), space part."""
+def exp_map0(v: Tensor, c: float | Tensor, eps: float = EPS) -> Tensor:
+    """Exponential map at the origin: sinh(sqrt(c)|v|) v / (sqrt(c)|v|), space part; sinh's input capped as MERU."""
     vf = _f(v)
-    sqrt_c = torch.as_tensor(c, dtype=vf.dtype, device=vf.device).sqrt()
-    r = (sqrt_c * vf.norm(dim=-1, keepdim=True)).clamp_min(EPS)
-    # bound sinh's input so the result fits the caller's dtype (float16 overflows past ~11)
-    limit = min(MAX_SINH_INPUT, float(torch.asinh(torch.tensor(torch.finfo(v.dtype).max / 10.0))))
-    return _like(torch.sinh(r.clamp_max(limit)) * vf / r, v)
+    r = _sqrt_c(c, vf) * vf.norm(dim=-1, keepdim=True)
+    return _like(torch.sinh(r.clamp(min=eps, max=MAX_SINH_INPUT)) * vf / r.clamp_min(eps), v)
 
 
 def log_map0(x: Tensor, c: float | Tensor) -> Tensor:
     """Logarithmic map at the origin, the inverse of `exp_map0`: asinh(sqrt(c)|x|) x / (sqrt(c)|x|)."""
     xf = _f(x)
-    sqrt_c = torch.as_tensor(c, dtype=xf.dtype, device=xf.device).sqrt()
-    s = (sqrt_c * xf.norm(dim=-1, keepdim=True)).clamp_min(EPS)
+    s = (_sqrt_c(c, xf) * xf.norm(dim=-1, keepdim=True)).clamp_min(_tiny(xf))
     return _like(torch.asinh(s) * xf / s, x)
 
 
@@ -105,29 +117,27 @@ def geodesic(x: Tensor, y: Tensor, t: float, c: float | Tensor) -> Tensor:
     On the hyperboloid, gamma(t) = (sinh((1-t)D) X + sinh(tD) Y) / sinh(D) with D = sqrt(c) d(x, y).
     """
     xf, yf = _f(x), _f(y)
-    sqrt_c = torch.as_tensor(c, dtype=xf.dtype, device=xf.device).sqrt()
-    d = (sqrt_c * dist(xf, yf, c)).clamp_min(EPS)[..., None]
+    d = (_sqrt_c(c, xf) * dist(xf, yf, c)).clamp_min(EPS)[..., None]
     a = torch.sinh((1 - t) * d) / torch.sinh(d)
     b = torch.sinh(t * d) / torch.sinh(d)
     return _like(a * xf + b * yf, x)
 
 
-def half_aperture(x: Tensor, c: float | Tensor, k: float = CONE_K) -> Tensor:
-    """Half-aperture of the entailment cone at x: arcsin(2K / (sqrt(c)|x|)), argument clamped inside (-1, 1)."""
+def half_aperture(x: Tensor, c: float | Tensor, k: float = CONE_K, eps: float = ANGLE_EPS) -> Tensor:
+    """Half-aperture of the entailment cone at x: arcsin(2K / (sqrt(c)|x| + eps)), kept inside (-1, 1) as the authors do."""
     xf = _f(x)
-    sqrt_c = torch.as_tensor(c, dtype=xf.dtype, device=xf.device).sqrt()
-    arg = 2 * k / (sqrt_c * xf.norm(dim=-1).clamp_min(EPS))
-    return _like(torch.asin(arg.clamp(-1 + EPS, 1 - EPS)), x)
+    arg = 2 * k / (xf.norm(dim=-1) * _sqrt_c(c, xf) + eps)
+    return _like(torch.asin(arg.clamp(-1 + eps, 1 - eps)), x)
 
 
-def exterior_angle(x: Tensor, y: Tensor, c: float | Tensor) -> Tensor:
+def exterior_angle(x: Tensor, y: Tensor, c: float | Tensor, eps: float = ANGLE_EPS) -> Tensor:
     """Angle at x between the origin->x ray extended and y (element-wise): 0 when y lies straight beyond x."""
     xf, yf = _f(x), _f(y)
     xt, yt = time_component(xf, c), time_component(yf, c)
     c_xy = c * ((xf * yf).sum(-1) - xt * yt)
     numerator = yt + c_xy * xt
-    denominator = xf.norm(dim=-1) * torch.sqrt((c_xy * c_xy - 1).clamp_min(EPS))
-    return _like(torch.acos((numerator / denominator.clamp_min(EPS)).clamp(-1 + EPS, 1 - EPS)), x)
+    denominator = torch.sqrt((c_xy * c_xy - 1).clamp_min(eps))
+    return _like(torch.acos((numerator / (xf.norm(dim=-1) * denominator + eps)).clamp(-1 + eps, 1 - eps)), x)
 
 
 def entailment_loss(x: Tensor, y: Tensor, c: float | Tensor, eta: float = 1.0, k: float = CONE_K) -> Tensor:
