@@ -70,8 +70,12 @@ def test_redirection_walks_toward_the_origin_until_neighbours_are_safe():
     plain = index.search(query[None], 5)[1][0]
     assert (index.labels[plain] == 1).all()
     red = redirect(query, index, k=5, steps=20)
-    assert red.safe_share == 1.0 and 0 < red.fraction < 1 and red.moved > 0
+    assert red.safe_share == 1.0 and 0 < red.fraction < 1 and red.moved > 0 and red.reached_safe
     assert (index.labels[red.rows] == 0).all()
+    # a gallery with nothing safe: the walk reaches the origin, and says it found no safe results
+    unsafe_only = LorentzIndex.build(np.r_[near, far], 1.0, "m", labels=np.ones(100))
+    hopeless = redirect(query, unsafe_only, k=5, steps=20)
+    assert hopeless.fraction == 1.0 and not hopeless.reached_safe and hopeless.safe_share == 0.0
 
 
 def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
@@ -91,13 +95,14 @@ def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
     output = invoke("hysac", "train", "--data", quads, "--out", tmp_path / "model", "--encoder", f"hf:{tiny_clip_dir}",
                     "--epochs", 60, "--batch-size", 32, "--lr", 0.01, "--patience", 60)
     assert "image threshold" in output
-    # a labelled gallery: the training images as a folder dataset
-    gallery = tmp_path / "gallery"
+    # a labelled gallery: the training images as a folder dataset, in its validation split (what calibration reads)
+    gallery = tmp_path / "gallery" / "validation"
     for label in ("safe", "unsafe"):
         (gallery / label).mkdir(parents=True)
         for i in range(20):
             (gallery / label / f"{i}.png").write_bytes((tmp_path / "q" / "img" / f"{label}{i}.png").read_bytes())
-    invoke("hysac", "calibrate", "--model", tmp_path / "model", "--dataset", gallery)
+    calibrated = invoke("hysac", "calibrate", "--model", tmp_path / "model", "--dataset", gallery.parent)
+    assert "validation (40 images)" in " ".join(calibrated.split())
     clf = load_classifier(f"hysac:{tmp_path / 'model'}")
     from PIL import Image
 

@@ -51,7 +51,8 @@ def test_light_training_reaches_the_safety_ordering_and_classifies(quads, tmp_pa
     path, encoder, embedded = quads
     card = train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=60, batch_size=32, lr=1e-2, patience=60), progress=False)
     b = card["bounds"]
-    assert b["S"]["mean"] < b["V"]["mean"] < b["S_unsafe"]["mean"] < b["V_unsafe"]["mean"], b
+    assert b["S"]["avg"] < b["V"]["avg"] < b["U"]["avg"] < b["G"]["avg"], b
+    assert card["order"]["holds"] and set(b["V"]) >= {"avg", "low_05", "up_95"}
     model = HysacEmbedder(tmp_path / "model", encoder=encoder)
     safe = model.distance_to_origin(model.model.encode_image(torch.from_numpy(embedded.safe_image)).detach().numpy())
     unsafe = model.distance_to_origin(model.model.encode_image(torch.from_numpy(embedded.unsafe_image)).detach().numpy())
@@ -90,3 +91,45 @@ def test_bad_quadruple_files_are_named(tmp_path):
     path.write_text(json.dumps({"safe": "", "nsfw": "y", "safe_image": "a.png", "unsafe_image": "b.png"}) + "\n")
     with pytest.raises(ValueError, match="row 1: empty safe_text"):
         read_quadruples(path)
+
+
+def test_training_never_reads_test_rows_and_the_card_lists_the_training_images(tmp_path, tiny_clip_dir):
+    """With train / validation / test splits, the trainer receives train rows only (validation for early stopping),
+    and the card records the splits and the sha256 of every training image."""
+    import hashlib
+
+    from imagesafety.encoders import load_encoder
+    from imagesafety.hyperbolic import api
+
+    path = write_quadruples(tmp_path / "q", n=30)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["split"] = "test" if i % 3 == 0 else "validation" if i % 3 == 1 else "train"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    embedded = embed_quadruples(read_quadruples(path), load_encoder(f"hf:{tiny_clip_dir}", "cpu"), progress=False)
+    seen = []
+    original = api.fit_rows
+    api.fit_rows = lambda model, batches, train, val, *a: seen.append((train.copy(), val.copy())) or original(model, batches, train, val, *a)
+    try:
+        card = train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=2, batch_size=8, patience=9), progress=False)
+    finally:
+        api.fit_rows = original
+    (train, val), = seen
+    assert all(rows[i]["split"] == "train" for i in train) and all(rows[i]["split"] == "validation" for i in val)
+    assert card["training"]["splits"]["rows"] == {"train": 10, "validation": 10} and card["training"]["splits"]["not_used"] == ["test"]
+    listed = set((tmp_path / "model" / "training_images.txt").read_text().split())
+    train_files = {hashlib.sha256((tmp_path / "q" / rows[i][c]).read_bytes()).hexdigest() for i in train for c in ("safe_image", "unsafe_image")}
+    test_files = {hashlib.sha256((tmp_path / "q" / rows[i][c]).read_bytes()).hexdigest() for i in range(30) if rows[i]["split"] == "test"
+                  for c in ("safe_image", "unsafe_image")}
+    assert listed == train_files and not listed & test_files
+
+
+def test_the_order_line_says_when_the_order_does_not_hold():
+    from imagesafety.hyperbolic.api import order_check, order_line
+
+    holds = order_check({"S": {"avg": 0.5}, "V": {"avg": 0.7}, "U": {"avg": 0.9}, "G": {"avg": 1.2}})
+    assert holds["holds"] and "the order holds" in order_line(holds)
+    broken = order_check({"S": {"avg": 1.003}, "V": {"avg": 0.949}, "U": {"avg": 0.970}, "G": {"avg": 0.921}})
+    line = order_line(broken)
+    assert not broken["holds"] and "does NOT hold" in line and "<" not in line.split(":")[1].split("(")[0]
+    assert "S < V fails by 0.054" in line and "U < G fails by 0.049" in line

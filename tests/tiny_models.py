@@ -30,8 +30,8 @@ def write_tiny_clip_tokenizer(directory: Path) -> None:
     (directory / "merges.txt").write_text("#version: 0.2\n")
 
 
-def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0, patch_size: int = 8) -> Path:
-    """Save a random 2-layer CLIP (projection dim 16) with its tokenizer into `directory`."""
+def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0, patch_size: int = 8, projection_dim: int = 16) -> Path:
+    """Save a random 2-layer CLIP (projection dim 16 unless told) with its tokenizer into `directory`."""
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
@@ -43,11 +43,11 @@ def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0, patch_s
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=vocab_size, max_position_embeddings=64, projection_dim=16,
+                         vocab_size=vocab_size, max_position_embeddings=64, projection_dim=projection_dim,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=patch_size, projection_dim=16),
-        projection_dim=16,
+                           image_size=image_size, patch_size=patch_size, projection_dim=projection_dim),
+        projection_dim=projection_dim,
     )
     CLIPModel(config).save_pretrained(directory)
     return directory

@@ -328,7 +328,7 @@ def cache_info(cache: CacheOpt = None) -> None:
     store = PredictionCache(cache)
     table = Table(title=Text(f"cache {store.path}"))
     for column in ("model", "identity", "settings", "entries", "last used", "by"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     rows = store.stats()
     for row in rows:
         table.add_row(row["classifier"], (row["identity"] or "-")[:19], distinguishing_settings(row, rows), str(row["entries"]),

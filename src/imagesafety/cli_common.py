@@ -30,7 +30,7 @@ def debug_enabled() -> bool:
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line on stderr and exit."""
-    err_console.print(Text("error: ", style="red bold") + Text(str(message)))
+    err_console.print(Text("error: ", style="red bold") + Text(str(message)), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -63,7 +63,7 @@ class OneLineErrors(TyperGroup):
             if debug_enabled():
                 raise
             message, code = error_line(exc)
-            err_console.print(Text("error: ", style="red bold") + Text(message))
+            err_console.print(Text("error: ", style="red bold") + Text(message), soft_wrap=True)
             raise typer.Exit(code) from None
 
 

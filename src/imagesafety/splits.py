@@ -33,8 +33,10 @@ def _names(value: str | list[str] | None) -> list[str] | None:
 
 
 def choose_splits(splits: np.ndarray | list, *, train_split: str | list[str] | None = None, val_split: str | list[str] | None = None,
-                  val_fraction: float = 0.2, seed: int = 0, strata: np.ndarray | None = None, what: str = "data") -> SplitChoice:
-    """Training and validation rows of data whose rows carry `splits` (None for rows without one)."""
+                  val_fraction: float = 0.2, seed: int = 0, strata: np.ndarray | None = None, what: str = "data",
+                  need_train: bool = True) -> SplitChoice:
+    """Training and validation rows of data whose rows carry `splits` (None for rows without one). With
+    `need_train=False` (calibration), data holding only a validation split is fine."""
     split = np.array([s if isinstance(s, str) and s else "" for s in splits], dtype=object)
     present = sorted({s for s in split if s})
     if not 0 <= val_fraction < 1:
@@ -45,6 +47,8 @@ def choose_splits(splits: np.ndarray | list, *, train_split: str | list[str] | N
             train_rows, train_desc = np.arange(len(split)), "all rows (the data has no split column)"
         elif "train" in present:
             train_names = ["train"]
+        elif not need_train and any(n in present for n in (_names(val_split) or VALIDATION_NAMES)):
+            train_rows, train_desc = np.array([], dtype=int), "none"
         else:
             raise ValueError(f"{what} has no 'train' split (splits present: {', '.join(present)}); name the training rows with --train-split")
     if train_names is not None:
@@ -68,7 +72,7 @@ def choose_splits(splits: np.ndarray | list, *, train_split: str | list[str] | N
         val_desc = f"a seeded {val_fraction:.0%} of the training rows (seed {seed})"
     else:
         val_rows, val_desc = np.array([], dtype=int), "none"
-    if len(train_rows) == 0:
+    if len(train_rows) == 0 and need_train:
         raise ValueError(f"{what}: no training rows ({train_desc})")
     untouched = sorted({s for s in split[np.setdiff1d(np.arange(len(split)), np.r_[train_rows, val_rows])] if s})
     record = {"train_split": train_desc, "validation_split": val_desc, "rows": {"train": int(len(train_rows)), "validation": int(len(val_rows))},

@@ -121,6 +121,23 @@ class TrainedOn(Protocol):
 
 
 @runtime_checkable
+class ReadsSamples(Protocol):
+    """Classifiers that need the sample itself, not only its pixels (replayed responses matched by file name or id):
+    `prepare_sample` runs instead of `prepare`; `predict_prepared` then gets what it returned."""
+
+    def prepare_sample(self, sample: Any, image: Image.Image) -> Any: ...
+
+    def predict_prepared(self, items: list[Any]) -> list[Prediction]: ...
+
+
+@runtime_checkable
+class ReportsSummary(Protocol):
+    """Classifiers with something to say about a whole run (replay: responses that matched no image)."""
+
+    def run_summary(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class PaddedInput(Protocol):
     """Classifiers whose prepared input is padded around the image (NudeNet's letterbox): the rows and columns of
     the prepared input (C, H, W) that hold the image itself, so black-box attacks perturb only those."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from imagesafety.classifiers.base import Prediction, TorchClassifier, decide, logit
+from imagesafety.hyperbolic.checkpoint import bounds_spread
 from imagesafety.model_card import read_training_images
 from imagesafety.taxonomy import Category, Taxonomy
 
@@ -26,7 +27,7 @@ class HysacClassifier(TorchClassifier):
             raise ValueError(f"{path}: no distance threshold; run `imagesafety hysac calibrate` first")
         self.pixel_spec, self.device = self.embedder.pixel_spec, device
         self.distance_threshold = float(card["threshold"])
-        self.spread = max(float(card.get("bounds", {}).get("V", {}).get("std", 0.1)), 1e-3)
+        self.spread = max(bounds_spread(card.get("bounds") or {}), 1e-3)
         self.category_thresholds = {k: float(v) for k, v in card.get("category_thresholds", {}).items()}
         self.threshold = 0.5 if threshold is None else float(threshold)
         self.taxonomy = Taxonomy("hysac", tuple(Category(k, k) for k in self.category_thresholds))

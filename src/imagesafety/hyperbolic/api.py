@@ -1,4 +1,10 @@
-"""`train_hysac` and `calibrate_hysac`: the HySAC workflow as Python calls (the CLI wraps these)."""
+"""`train_hysac` and `calibrate_hysac`: the HySAC workflow as Python calls (the CLI wraps these).
+
+Training uses the quadruples' training rows and validates on its validation rows (see `imagesafety.splits`);
+`test` rows are never read unless named. The card records the splits, the content identity of the encoder
+(light mode) or backbone (LoRA), the sha256 of every training image, and whether the learned order of
+distances from the origin (safe text < safe image < unsafe text < unsafe image) holds, and by how much.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +14,50 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imagesafety import hub
 from imagesafety.bench.metrics import f1_optimal_threshold
 from imagesafety.distributed import distributed_context, rank_device
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.checkpoint import distance_bounds, save_hysac
-from imagesafety.hyperbolic.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, read_quadruples
+from imagesafety.hyperbolic.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, image_hashes, read_quadruples
 from imagesafety.hyperbolic.model import HyperbolicHeads, LoraHyperbolicCLIP
-from imagesafety.hyperbolic.train import HysacTrainConfig, fit, light_batches, split_indices, write_history
+from imagesafety.hyperbolic.train import HysacTrainConfig, fit, light_batches, write_history
+from imagesafety.model_card import write_training_images
+from imagesafety.splits import choose_splits
 
 DEFAULT_ENCODER = "ViT-L-14/openai"
+#: the order HySAC learns, nearest the origin first: safe text, safe image, unsafe text, unsafe image
+ORDER = ("S", "V", "U", "G")
 
 
 def group_distances(model, quads_batches, index: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
         points = quads_batches(index)
-        return {name: L.dist_to_origin(p, model.curvature).numpy() for name, p in zip(("S", "V", "S_unsafe", "V_unsafe"), points)}
+        return {name: L.dist_to_origin(p, model.curvature).numpy() for name, p in zip(ORDER, points)}
 
 
 def image_threshold(distances: dict[str, np.ndarray]) -> float:
-    """F1-optimal distance threshold separating safe images (V) from unsafe images (V_unsafe)."""
-    d = np.concatenate([distances["V"], distances["V_unsafe"]])
-    y = np.r_[np.zeros(len(distances["V"])), np.ones(len(distances["V_unsafe"]))]
+    """F1-optimal distance threshold separating safe images (V) from unsafe images (G)."""
+    d = np.concatenate([distances["V"], distances["G"]])
+    y = np.r_[np.zeros(len(distances["V"])), np.ones(len(distances["G"]))]
     return f1_optimal_threshold(y, d)
+
+
+def order_check(bounds: dict) -> dict:
+    """Whether the mean distances from the origin keep S < V < U < G, and each adjacent gap (negative: violated)."""
+    avg = {k: bounds[k]["avg"] for k in ORDER}
+    gaps = {f"{a}<{b}": avg[b] - avg[a] for a, b in zip(ORDER, ORDER[1:])}
+    return {"holds": all(g > 0 for g in gaps.values()), "averages": avg, "gaps": gaps}
+
+
+def order_line(order: dict) -> str:
+    """The order as a sentence that says whether it holds, and by how much where it does not."""
+    avg = order["averages"]
+    chain = " < ".join(f"{k} {avg[k]:.3f}" for k in ORDER)
+    if order["holds"]:
+        return f"mean distance from the origin: {chain} (the order holds; smallest gap {min(order['gaps'].values()):.3f})"
+    broken = "; ".join(f"{pair.replace('<', ' < ')} fails by {-gap:.3f}" for pair, gap in order["gaps"].items() if gap <= 0)
+    return f"mean distance from the origin: S {avg['S']:.3f}, V {avg['V']:.3f}, U {avg['U']:.3f}, G {avg['G']:.3f}: the order S < V < U < G does NOT hold ({broken})"
 
 
 def train_hysac(
@@ -49,6 +77,8 @@ def train_hysac(
     """Train a HySAC model on quadruples and save it (with distance bounds and a calibrated threshold) to `out`."""
     config = config or HysacTrainConfig(mode=mode)
     config.mode = mode
+    if config.epochs < 1 or config.batch_size < 2:
+        raise ValueError("epochs must be at least 1 and batch_size at least 2")
     device = rank_device(device)  # under torchrun, `cuda` means this rank's own GPU
     out = Path(out)
     if mode == "light":
@@ -62,30 +92,40 @@ def train_hysac(
         quads.check()
         model = HyperbolicHeads(quads.safe_text.shape[1], curv_init=config.curv_init)
         batches = light_batches(model, quads)
-        n, splits = len(quads), quads.split
-        card_extra = {"encoder": quads.encoder, "in_dim": int(quads.safe_text.shape[1])}
+        splits = quads.split
+        training_hashes = (lambda rows: [] if quads.image_sha256 is None else quads.image_sha256[rows].ravel().tolist())
+        card_extra = {"encoder": quads.encoder, "encoder_identity": quads.encoder_identity, "in_dim": int(quads.safe_text.shape[1])}
     elif mode == "lora":
         frame = read_quadruples(data)
-        model = LoraHyperbolicCLIP(backbone, curv_init=config.curv_init, device=device)
+        ref = hub.resolve(backbone, "HySAC backbone")
+        model = LoraHyperbolicCLIP(ref.location, curv_init=config.curv_init, device=device)
         batches = lora_batches(model, frame, device)
-        n, splits = len(frame), frame["split"].to_numpy(dtype=object)
-        card_extra = {"backbone": backbone, "lora": None}
+        splits = frame["split"].to_numpy(dtype=object)
+        training_hashes = (lambda rows: image_hashes(frame, rows))
+        card_extra = {"backbone": ref.location, "backbone_identity": hub.identity_of(ref), "lora": None}
     else:
         raise ValueError(f"unknown mode {mode!r}: use light or lora")
-    train_idx, val_idx = split_indices(n, splits, config.val_fraction, config.seed)
-    history = fit_rows(model, batches, train_idx, val_idx, config, out, resume, log)
+    chosen = choose_splits(splits, train_split=config.train_split, val_split=config.val_split, val_fraction=config.val_fraction,
+                           seed=config.seed, what=str(data if not isinstance(data, QuadrupleEmbeddings) else "quadruples"))
+    if len(chosen.train) < 2:
+        raise ValueError(f"HySAC needs at least 2 training quadruples, got {len(chosen.train)}")
+    history = fit_rows(model, batches, chosen.train, chosen.val, config, out, resume, log)
     model.eval()
-    calib_idx = val_idx if len(val_idx) >= 4 else train_idx
+    calib_idx = chosen.val if len(chosen.val) >= 4 else chosen.train
     distances = group_distances(model, batches, calib_idx)
+    bounds = distance_bounds(distances)
     card = {
-        "mode": mode, "embed_dim": int(getattr(model, "embed_dim", 0)), "curv_init": config.curv_init,
+        "mode": mode, "embed_dim": int(model.embed_dim), "curv_init": config.curv_init,
         "curvature": model.curvature.item(), "threshold": image_threshold(distances),
-        "threshold_rule": "F1-optimal distance from the origin between safe and unsafe images of the " + ("validation" if len(val_idx) >= 4 else "training") + " rows",
-        "bounds": distance_bounds(distances), "training": {**asdict(config), "rows": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
-                                                            "epochs_run": len(history)},
+        "threshold_rule": "F1-optimal distance from the origin between safe and unsafe images of the "
+                          + ("validation" if len(chosen.val) >= 4 else "training") + " rows",
+        "bounds": bounds, "order": order_check(bounds),
+        "training": {**asdict(config), "splits": chosen.record, "epochs_run": len(history)},
         **card_extra,
     }
     if distributed_context()[0] == 0:  # under torchrun, one rank writes
+        out.mkdir(parents=True, exist_ok=True)
+        card["training"]["training_images"] = write_training_images(out, [h for h in training_hashes(chosen.train) if isinstance(h, str)])
         save_hysac(out, model, card)
         write_history(out, history)
     return card
@@ -105,26 +145,29 @@ def fit_rows(model, batches, train_idx, val_idx, config, out, resume, log):
 
 def lora_batches(model: LoraHyperbolicCLIP, frame, device: str):
     """Batch function for LoRA mode: decode and resize the batch's images, tokenise its texts."""
-    from imagesafety.data.sample import Sample
+    from imagesafety.hyperbolic.data import image_sample
     from imagesafety.images import decode_image
 
     spec = model.pixel_spec
 
-    def pixels(refs) -> torch.Tensor:
-        arrays = [spec.prepare(decode_image(Sample("", r).load_bytes())) for r in refs]
+    def pixels(column: str, index: np.ndarray) -> torch.Tensor:
+        arrays = [spec.prepare(decode_image(image_sample(frame, column, int(i), frame[column].iloc[i]).load_bytes())) for i in index]
         return spec.normalize(spec.tensor(arrays, device))
 
     def batches(index: np.ndarray):
-        rows = frame.iloc[np.asarray(index)]
-        return (model.encode_text(rows["safe_text"].tolist()), model.encode_image(pixels(rows["safe_image"])),
-                model.encode_text(rows["unsafe_text"].tolist()), model.encode_image(pixels(rows["unsafe_image"])))
+        index = np.asarray(index)
+        rows = frame.iloc[index]
+        return (model.encode_text(rows["safe_text"].tolist()), model.encode_image(pixels("safe_image", index)),
+                model.encode_text(rows["unsafe_text"].tolist()), model.encode_image(pixels("unsafe_image", index)))
 
     return batches
 
 
-def calibrate_hysac(model_dir: str | Path, dataset, split: str | None = None, device: str = "cpu", progress: bool = True) -> dict:
-    """Recalibrate the image threshold (overall and per category) on a labelled image dataset; updates hysac.json."""
-    from imagesafety.data import dataset_name, load_dataset, select_samples
+def calibrate_hysac(model_dir: str | Path, dataset, *, val_split: str | None = None, train_split: str | None = None,
+                    val_fraction: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+    """Recalibrate the image threshold (overall and per category) on the validation rows of a labelled image dataset
+    (its `validation` split, else a seeded fraction of its training rows; never `test` unless named); updates hysac.json."""
+    from imagesafety.data import dataset_name, load_dataset
     from imagesafety.hyperbolic.checkpoint import CARD, FORMAT
     from imagesafety.hyperbolic.embedder import HysacEmbedder
     from imagesafety.model_card import write_card
@@ -132,25 +175,32 @@ def calibrate_hysac(model_dir: str | Path, dataset, split: str | None = None, de
     from imagesafety.run.tasks import EmbeddingTask
 
     embedder = HysacEmbedder(model_dir, device)
-    data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
-    rows = Runner(EmbeddingTask(embedder), show_progress=progress).run(select_samples(data, splits=[split] if split else None), description="calibrate")
-    rows = rows[rows["error"].isna() & rows["label"].notna()]
-    if rows.empty:
-        raise ValueError("calibration needs labelled images")
+    data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
+    samples = [s for s in data if s.label is not None]
+    chosen = choose_splits([s.split for s in samples], train_split=train_split, val_split=val_split, val_fraction=val_fraction, seed=seed,
+                           strata=np.array([f"{s.category}|{s.label}" for s in samples], dtype=object), what=dataset_name(data, str(dataset)),
+                           need_train=False)
+    calibration = [samples[i] for i in chosen.val]
+    if not calibration:
+        raise ValueError("calibration needs validation rows: give the data a validation split, --val-split, or a --val-fraction above 0")
+    rows = Runner(EmbeddingTask(embedder), show_progress=progress).run(calibration, description="calibrate")
+    rows = rows[rows["error"].isna()]
+    if rows.empty or rows["label"].nunique() < 2:
+        raise ValueError("calibration needs readable safe and unsafe images among the validation rows")
     d = embedder.distance_to_origin(np.stack(rows["embedding"].to_list()))
     y = rows["label"].astype(int).to_numpy()
-    card = embedder.card
+    card = dict(embedder.card)
     card["threshold"] = f1_optimal_threshold(y, d)
-    card["threshold_rule"] = f"F1-optimal on {dataset_name(data, str(dataset))}" + (f" split {split!r}" if split else "") + f" ({len(y)} images)"
+    card["threshold_rule"] = f"F1-optimal on {dataset_name(data, str(dataset))}, {chosen.record['validation_split']} ({len(y)} images)"
+    card["calibration"] = {"splits": chosen.record, "images": int(len(y))}
     per_category = {}
     for category, part in rows.assign(d=d, y=y).groupby(rows["category"].fillna("")):
         if category and part["y"].nunique() == 2:
             per_category[category] = f1_optimal_threshold(part["y"], part["d"])
     card["category_thresholds"] = per_category
     if (Path(model_dir) / CARD).is_file():
-        card = write_card(model_dir, CARD, FORMAT, {k: v for k, v in card.items() if k not in ("format", "backbone_identity")},
-                          card.get("weights_file"))
+        card = write_card(model_dir, CARD, FORMAT, {k: v for k, v in card.items() if k != "format"}, card.get("weights_file"))
     return card
 
 
-__all__ = ["train_hysac", "calibrate_hysac", "COLUMNS"]
+__all__ = ["train_hysac", "calibrate_hysac", "order_line", "COLUMNS"]

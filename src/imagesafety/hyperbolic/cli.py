@@ -10,12 +10,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli_common import console, err_console, fail
+from imagesafety.cli_common import console, err_console
 
 app = typer.Typer(help="Hyperbolic safety-aware CLIP (HySAC): train, classify, retrieve with safe redirection.", no_args_is_help=True)
 
 
-ERRORS = (ImportError, ValueError, FileNotFoundError, FloatingPointError)
+TrainSplit = Annotated[Optional[str], typer.Option(help="split(s) to train on (default: train; data without splits: every row)")]
+ValSplit = Annotated[Optional[str], typer.Option(help="split to validate on (default: validation, else a seeded fraction of train)")]
 
 
 @app.command("train")
@@ -25,47 +26,56 @@ def train_command(
     mode: Annotated[str, typer.Option(help="light: heads on frozen embeddings (CPU); lora: LoRA on both CLIP towers (GPU)")] = "light",
     encoder: Annotated[str, typer.Option(help="light mode: encoder of the cached embeddings")] = "ViT-L-14/openai",
     backbone: Annotated[str, typer.Option(help="lora mode: transformers CLIP id or folder")] = "openai/clip-vit-large-patch14",
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: Annotated[Optional[float], typer.Option(help="default 1e-3 (light) or 1e-4 (lora, as in the paper)")] = None,
-    weight_decay: float = 0.2,
-    patience: int = 5,
+    train_split: TrainSplit = None,
+    val_split: ValSplit = None,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.95, help="validation share of train when there is no validation split")] = 0.1,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=2)] = 128,
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help="default 1e-3 (light) or 1e-4 (lora, as in the paper)")] = None,
+    weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.2,
+    entail_weight: Annotated[float, typer.Option(min=0.0, help="weight of the entailment terms (authors: 1.0; this toolkit's first release: 0.2)")] = 1.0,
+    clamp: Annotated[str, typer.Option(help="authors (clamp curvature, alphas, logit scale before each forward pass) or v1 (after each step)")] = "authors",
+    patience: Annotated[int, typer.Option(min=1)] = 5,
     device: str = "cpu",
     resume: Annotated[bool, typer.Option("--resume/--restart", help="continue from OUT/checkpoint.pt if present")] = True,
 ) -> None:
     """Train HySAC on (safe text, safe image, unsafe text, unsafe image) quadruples."""
-    from imagesafety.hyperbolic.api import train_hysac
+    from imagesafety.hyperbolic.api import order_line, train_hysac
+    from imagesafety.hyperbolic.losses import LossWeights
     from imagesafety.hyperbolic.train import HysacTrainConfig
-    from imagesafety.store import PredictionCache
+    from imagesafety.store import open_cache
 
     config = HysacTrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, lr=lr or (1e-3 if mode == "light" else 1e-4),
-                              weight_decay=weight_decay, patience=patience)
+                              weight_decay=weight_decay, patience=patience, train_split=train_split, val_split=val_split,
+                              val_fraction=val_fraction, clamp=clamp, weights=LossWeights.with_entailment(entail_weight))
 
     def log(r):
-        console.print(f"epoch {r['epoch']}: train {r['train_loss']:.4f}" + (f" · val {r['val_loss']:.4f}" if "val_loss" in r else "")
-                      + f" · curvature {r['curvature']:.3f}")
+        console.print(Text(f"epoch {r['epoch']}: train {r['train_loss']:.4f}" + (f" · val {r['val_loss']:.4f}" if "val_loss" in r else "")
+                           + f" · curvature {r['curvature']:.3f}"))
 
-    try:
-        card = train_hysac(data, out, mode=mode, encoder=encoder, backbone=backbone, config=config, cache=PredictionCache(),
-                           device=device, resume=resume, log=log)
-    except ERRORS as exc:
-        fail(str(exc))
-    b = card["bounds"]
-    console.print("mean distance from the origin: " + " < ".join(f"{name} {b[name]['mean']:.3f}" for name in ("S", "V", "S_unsafe", "V_unsafe")))
-    console.print(f"image threshold {card['threshold']:.4f}; saved to {out}; classify with --classifier hysac:{out}")
+    card = train_hysac(data, out, mode=mode, encoder=encoder, backbone=backbone, config=config, cache=open_cache("default"),
+                       device=device, resume=resume, log=log)
+    splits = card["training"]["splits"]
+    console.print(Text(order_line(card["order"]), style=None if card["order"]["holds"] else "yellow"))
+    console.print(Text(f"trained on {splits['rows']['train']} quadruples ({splits['train_split']}), validated on {splits['rows']['validation']} "
+                       f"({splits['validation_split']}); image threshold {card['threshold']:.4f}; saved to {out}; "
+                       f"classify with --classifier hysac:{out}"))
 
 
 @app.command("calibrate")
-def calibrate_command(model: Annotated[Path, typer.Option()], dataset: Annotated[str, typer.Option()], split: Optional[str] = None,
-                      device: str = "cpu") -> None:
-    """Set the classification threshold (overall and per category) on a labelled image set."""
+def calibrate_command(
+    model: Annotated[Path, typer.Option()],
+    dataset: Annotated[str, typer.Option()],
+    val_split: ValSplit = None,
+    train_split: TrainSplit = None,
+    val_fraction: Annotated[float, typer.Option(min=0.01, max=0.95, help="share of train used when there is no validation split")] = 0.2,
+    device: str = "cpu",
+) -> None:
+    """Set the classification threshold (overall and per category) on a labelled image set's validation rows."""
     from imagesafety.hyperbolic.api import calibrate_hysac
 
-    try:
-        card = calibrate_hysac(model, dataset, split, device)
-    except ERRORS as exc:
-        fail(str(exc))
-    console.print(f"threshold {card['threshold']:.4f} ({card['threshold_rule']}); per category: {card['category_thresholds']}")
+    card = calibrate_hysac(model, dataset, val_split=val_split, train_split=train_split, val_fraction=val_fraction, device=device)
+    console.print(Text(f"threshold {card['threshold']:.4f} ({card['threshold_rule']}); per category: {card['category_thresholds']}"))
 
 
 @app.command("index")
@@ -79,10 +89,7 @@ def index_command(
     """Embed a gallery with a HySAC model and build a Lorentz-distance FAISS index."""
     from imagesafety.hyperbolic.retrieval import build_index
 
-    try:
-        summary = build_index(model, gallery, out, kind=kind, device=device)
-    except ERRORS as exc:
-        fail(str(exc))
+    summary = build_index(model, gallery, out, kind=kind, device=device)
     console.print(Text(f"indexed {summary.indexed} images ({summary.unreadable} unreadable) into {summary.path} ({summary.kind})"))
 
 
@@ -101,10 +108,7 @@ def search_command(
     """Nearest gallery images for a text or image query, optionally redirected to safe content."""
     from imagesafety.hyperbolic.retrieval import search
 
-    try:
-        found = search(query, image=image, index=index, model=model, k=k, redirect_query=redirect_query, rescale=rescale, device=device)
-    except ERRORS as exc:
-        fail(str(exc))
+    found = search(query, image=image, index=index, model=model, k=k, redirect_query=redirect_query, rescale=rescale, device=device)
     if as_json:
         console.print_json(json.dumps({"results": found.results, "moved": found.moved, "fraction": found.fraction,
                                        "reached_safe": found.reached_safe, "notes": found.notes}))
@@ -122,29 +126,16 @@ def search_command(
 
 @app.command("eval")
 def eval_command(model: Annotated[Path, typer.Option()], data: Annotated[Path, typer.Option(help="quadruples to evaluate on")],
-                 split: Optional[str] = None, out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/hysac-eval"),
-                 device: str = "cpu") -> None:
+                 split: Annotated[Optional[str], typer.Option(help="evaluate only this split (e.g. test)")] = None,
+                 out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/hysac-eval"), device: str = "cpu") -> None:
     """Recall@1/10/20 in the paper's settings, safe share for unsafe queries (with and without redirection), classification."""
-    from imagesafety.hyperbolic.data import embed_quadruples, read_quadruples
-    from imagesafety.hyperbolic.embedder import HysacEmbedder
-    from imagesafety.hyperbolic.evaluate import retrieval_report
+    from imagesafety.hyperbolic.evaluate import evaluate_hysac
 
-    try:
-        embedder = HysacEmbedder(model, device)
-        frame = read_quadruples(data)
-        if split:
-            frame = frame[frame["split"] == split].reset_index(drop=True)
-        points = embed_quadruples(frame, embedder)
-        report = retrieval_report({"S": points.safe_text, "V": points.safe_image, "S_unsafe": points.unsafe_text, "V_unsafe": points.unsafe_image},
-                                  embedder.curvature, float(embedder.card["threshold"]), embedder.model_id)
-    except ERRORS as exc:
-        fail(str(exc))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "hysac_metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    table = Table(title=f"HySAC on {data.name} ({len(frame)} quadruples)")
+    report, path, rows = evaluate_hysac(model, data, out, split=split, device=device)
+    table = Table(title=Text(f"HySAC on {data.name} ({rows} quadruples)"))
     table.add_column("setting")
     table.add_column("metrics")
     for setting, values in report.items():
         table.add_row(setting, " · ".join(f"{k} {v:.1f}" if "threshold" not in k else f"{k} {v:.3f}" for k, v in values.items()))
     console.print(table)
-    console.print(f"written to {out / 'hysac_metrics.json'}")
+    console.print(Text(f"written to {path}"))

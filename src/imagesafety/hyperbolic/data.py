@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from imagesafety.data.rows import image_ref
+from imagesafety.data.sample import ReadPolicy, Sample
 
 #: accepted column names -> canonical name (ViSU-Text calls the texts `safe` and `nsfw`)
 ALIASES = {"safe": "safe_text", "nsfw": "unsafe_text", "nsfw_text": "unsafe_text", "unsafe": "unsafe_text",
@@ -42,7 +43,14 @@ def read_quadruples(path: str | Path) -> pd.DataFrame:
         frame[c] = [image_ref(v, f"{path} row {i + 1}", path.parent) for i, v in enumerate(frame[c])]
     if "split" not in frame.columns:
         frame["split"] = None
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    frame.attrs["root"] = str(path.parent.resolve())  # image paths must stay inside the quadruple file's folder
+    return frame
+
+
+def image_sample(frame: pd.DataFrame, column: str, i: int, ref) -> Sample:
+    """A quadruple's image as a Sample, read under the quadruple file's folder policy."""
+    return Sample(f"{column}:{i}", ref, policy=ReadPolicy(root=frame.attrs.get("root")))
 
 
 def load_visu_text(split: str = "train"):
@@ -65,12 +73,14 @@ class QuadrupleEmbeddings:
     split: np.ndarray
     encoder: str
     encoder_identity: str | None = None
+    image_sha256: np.ndarray | None = None  # (n, 2): the safe and the unsafe image of each row
 
     def __len__(self) -> int:
         return len(self.safe_text)
 
     def subset(self, index: np.ndarray) -> QuadrupleEmbeddings:
-        return QuadrupleEmbeddings(*(getattr(self, c)[index] for c in (*COLUMNS, "split")), self.encoder, self.encoder_identity)
+        hashes = None if self.image_sha256 is None else self.image_sha256[index]
+        return QuadrupleEmbeddings(*(getattr(self, c)[index] for c in (*COLUMNS, "split")), self.encoder, self.encoder_identity, hashes)
 
     def check(self) -> None:
         for c in COLUMNS:
@@ -80,22 +90,36 @@ class QuadrupleEmbeddings:
 
 def embed_quadruples(frame: pd.DataFrame, encoder, cache=None, batch_size: int = 64, progress: bool = True) -> QuadrupleEmbeddings:
     """Embed texts with the encoder and images through the cached embedding runner; rows with unreadable images are refused."""
-    from imagesafety.data.sample import Sample
     from imagesafety.run.runner import Runner, batched
     from imagesafety.run.tasks import EmbeddingTask
 
     def texts(column: str) -> np.ndarray:
         return np.concatenate([encoder.encode_texts(chunk) for chunk in batched(frame[column].tolist(), batch_size)])
 
+    hashes = {}
+
     def images(column: str) -> np.ndarray:
-        samples = [Sample(f"{column}:{i}", ref) for i, ref in enumerate(frame[column])]
+        samples = [image_sample(frame, column, i, ref) for i, ref in enumerate(frame[column])]
         rows = Runner(EmbeddingTask(encoder, cache), batch_size=batch_size, show_progress=progress).run(samples, len(samples), f"embed {column}")
         bad = rows[rows["error"].notna()]
         if len(bad):
             raise ValueError(f"{len(bad)} unreadable images in {column}, e.g. row {int(bad.index[0]) + 1}: {bad['error'].iloc[0]}")
+        hashes[column] = rows["sha256"].to_numpy(dtype=object)
         return np.stack(rows["embedding"].to_list())
 
     out = QuadrupleEmbeddings(texts("safe_text"), images("safe_image"), texts("unsafe_text"), images("unsafe_image"),
-                              frame["split"].to_numpy(dtype=object), encoder.name, encoder.identity)
+                              frame["split"].to_numpy(dtype=object), encoder.name, encoder.identity,
+                              np.stack([hashes["safe_image"], hashes["unsafe_image"]], axis=1))
     out.check()
     return out
+
+
+def image_hashes(frame: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """sha256 of the safe and unsafe images of the given rows (what a trained model's card lists)."""
+    from imagesafety.images import sha256_bytes
+
+    found = []
+    for column in ("safe_image", "unsafe_image"):
+        for i in np.asarray(rows, dtype=int):
+            found.append(sha256_bytes(image_sample(frame, column, int(i), frame[column].iloc[i]).load_bytes()))
+    return found

@@ -13,16 +13,23 @@ from imagesafety.hyperbolic import lorentz as L
 
 @dataclass
 class LossWeights:
-    """Weights of each term; the safety entailment orders safe image < unsafe text from the origin."""
+    """Weights of each term, the authors' by default (every term 1.0; this toolkit's first release weighted the
+    entailment terms 0.2); the safety entailment orders safe image < unsafe text from the origin. `average`: the total
+    is the weighted sum divided by the number of terms, as the authors' trainer computes it."""
 
     safe_pair: float = 1.0  # safe text <-> safe image
     unsafe_pair: float = 1.0  # unsafe text <-> unsafe image
     safe_text_unsafe_image: float = 1.0
     unsafe_text_safe_image: float = 1.0
-    entail_safe: float = 0.2  # safe text -> safe image
-    entail_unsafe: float = 0.2  # unsafe text -> unsafe image
-    entail_safety: float = 0.2  # safe image -> unsafe text
+    entail_safe: float = 1.0  # safe text -> safe image
+    entail_unsafe: float = 1.0  # unsafe text -> unsafe image
+    entail_safety: float = 1.0  # safe image -> unsafe text
     eta: float = 1.0
+    average: bool = True
+
+    @classmethod
+    def with_entailment(cls, weight: float) -> LossWeights:
+        return cls(entail_safe=weight, entail_unsafe=weight, entail_safety=weight)
 
 
 def contrastive_loss(text: Tensor, image: Tensor, curvature: Tensor, logit_scale: Tensor) -> Tensor:
@@ -46,4 +53,6 @@ def hysac_loss(safe_text: Tensor, safe_image: Tensor, unsafe_text: Tensor, unsaf
         "entail_safety": L.entailment_loss(safe_image, unsafe_text, curvature, w.eta),
     }
     total = sum(getattr(w, name) * value for name, value in terms.items())
+    if w.average:
+        total = total / len(terms)
     return total, {name: float(value.detach()) for name, value in terms.items()}

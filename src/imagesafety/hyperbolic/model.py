@@ -1,9 +1,11 @@
 """Hyperbolic CLIP models: light heads on frozen embeddings, or LoRA on both towers of a transformers CLIP.
 
 Both lift Euclidean features onto the hyperboloid as HySAC does: scale by a learned alpha (log space),
-then the exponential map at the origin, with a learned curvature (log space, clamped to [c0/10, 10 c0]).
+then the exponential map at the origin, with a learned curvature (log space). Before every forward pass of
+training the parameters are clamped as the authors' trainer does: curvature to [c0/10, 10 c0], the alphas to
+<= 0 (features are never scaled up), the logit scale to [log(1/0.07), log(100)].
 Attribute names follow the released HySAC checkpoints (`visual`, `textual`, `curv`, `visual_alpha`,
-`textual_alpha`, `logit_scale`) so their state dicts load into `LoraHyperbolicCLIP`.
+`textual_alpha`, `logit_scale`) so their state dicts load into `LoraHyperbolicCLIP` (see `checkpoint.py`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,28 @@ class HyperbolicBase(nn.Module):
         self.textual_alpha = nn.Parameter(torch.tensor(embed_dim**-0.5).log())
         self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
 
-    def clamp_parameters(self) -> None:
-        """Keep curvature and logit scale in their ranges (called after each optimiser step)."""
+    #: parameters the authors exclude from weight decay
+    NO_DECAY = ("curv", "visual_alpha", "textual_alpha", "logit_scale")
+
+    def clamp_parameters(self, rule: str = "authors") -> None:
+        """Keep the learned scalars in range: `authors` (before each forward pass: curvature, alphas <= 0, logit scale in
+        [log(1/0.07), log 100]) or `v1` (this toolkit's first rule, after each step: curvature and the logit-scale maximum)."""
         with torch.no_grad():
             self.curv.clamp_(*self._curv_bounds)
-            self.logit_scale.clamp_(max=math.log(100))
+            if rule == "authors":
+                self.visual_alpha.clamp_(max=0.0)
+                self.textual_alpha.clamp_(max=0.0)
+                self.logit_scale.clamp_(min=math.log(1 / 0.07), max=math.log(100))
+            else:
+                self.logit_scale.clamp_(max=math.log(100))
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: weight decay on the trainable weights, none on curvature, alphas and logit scale (as the authors)."""
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                (no_decay if name in self.NO_DECAY else decay).append(param)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def forward(self, index, batches):
         """`batches(index)`: lets DistributedDataParallel wrap any batch function of this model."""
@@ -97,6 +116,18 @@ class LoraHyperbolicCLIP(HyperbolicBase):
         self.pixel_spec = PixelSpec(int(visual.config.image_size), CLIP_MEAN, CLIP_STD, "shortest_edge", "bicubic", "floor")
         if device:
             self.to(device)
+
+    def patch_embedding(self) -> nn.Conv2d:
+        """The vision tower's patch convolution (inside its LoRA wrapper)."""
+        wrapper = self.visual.get_submodule("base_model.model.vision_model.embeddings.patch_embedding")
+        return wrapper.base_layer
+
+    def add_patch_bias(self) -> None:
+        """Give the patch convolution a (frozen) bias: peft 0.4.0 wrapped it with one, randomly initialised, and the
+        authors' checkpoints carry it; CLIP's own patch embedding has none."""
+        conv = self.patch_embedding()
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device), requires_grad=False)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Normalised pixels (B, 3, S, S), as `pixel_spec.normalize` gives them -> points on the hyperboloid."""

@@ -6,7 +6,6 @@ takes its share of every batch; gloo on CPU, NCCL on GPUs.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from imagesafety.distributed import distributed_context
+from imagesafety.files import atomic_path, write_json
 from imagesafety.hyperbolic.losses import LossWeights, hysac_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -23,15 +23,21 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass
 class HysacTrainConfig:
+    """Training settings; the defaults are the authors' (loss weights, clamps before each forward pass, no weight
+    decay on curvature, alphas and logit scale), except the light mode's learning rate."""
+
     mode: str = "light"  # light | lora
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3  # the paper's LoRA runs use 1e-4
     weight_decay: float = 0.2
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # used only when the data has no validation split
+    train_split: str | None = None  # default: the data's `train` rows (all rows when it has no splits)
+    val_split: str | None = None  # default: its `validation` rows, else a seeded fraction of the training rows
     patience: int = 5
     seed: int = 0
     curv_init: float = 1.0
+    clamp: str = "authors"  # authors: before each forward pass; v1: this toolkit's first rule, after each step
     weights: LossWeights = field(default_factory=LossWeights)
 
 
@@ -39,22 +45,14 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def split_indices(n: int, splits: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    own = np.isin(splits.astype(str), ("validation", "val"))
-    if own.any() and not own.all():
-        return np.flatnonzero(~own), np.flatnonzero(own)
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction)) if n * fraction >= 2 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
 def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: np.ndarray | None,
         config: HysacTrainConfig, out: Path, resume: bool = True, log: Callable[[dict], None] = lambda r: None) -> list[dict]:
     """Train `model` (a HyperbolicBase); `batches(indices)` returns the four hyperboloid embeddings of those rows."""
     rank, world = distributed_context()
     torch.manual_seed(config.seed)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    if config.clamp not in ("authors", "v1"):
+        raise ValueError(f"clamp must be authors or v1, got {config.clamp!r}")
+    optimiser = torch.optim.AdamW(model.parameter_groups(config.weight_decay), lr=config.lr)
     wrapped = model
     if world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model)
@@ -81,6 +79,8 @@ def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: 
             if len(batch) < 2:
                 continue
             mine = batch[rank::world] if world > 1 else batch
+            if config.clamp == "authors":
+                model.clamp_parameters("authors")
             st, si, ut, ui = batches(mine) if world == 1 else _ddp_forward(wrapped, batches, mine)
             loss, _ = hysac_loss(st, si, ut, ui, model.curvature, model.logit_scale.exp(), config.weights)
             if not torch.isfinite(loss):
@@ -88,7 +88,8 @@ def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: 
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            model.clamp_parameters()
+            if config.clamp == "v1":
+                model.clamp_parameters("v1")
             total += float(loss.detach()) * len(batch)
             count += len(batch)
         record = {"epoch": state["epoch"] + 1, "train_loss": total / max(count, 1), "curvature": model.curvature.item()}
@@ -102,17 +103,17 @@ def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: 
             if record["val_loss"] < state["best"] - 1e-5:
                 state["best"], state["waited"] = record["val_loss"], 0
                 if rank == 0:
-                    torch.save(model.state_dict(), out / "best.pt")
+                    with atomic_path(out / "best.pt") as tmp:
+                        torch.save(model.state_dict(), tmp)
             else:
                 state["waited"] += 1
         state["epoch"] += 1
         state["history"].append(record)
         log(record)
         if rank == 0:  # write-then-rename: an interrupted save never corrupts the last checkpoint
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "state": state,
-                        "config": asdict(config)}, tmp)
-            tmp.replace(checkpoint)
+            with atomic_path(checkpoint) as tmp:
+                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "state": state,
+                            "config": asdict(config)}, tmp)
     if (out / "best.pt").is_file():
         model.load_state_dict(torch.load(out / "best.pt", map_location="cpu"))
     return state["history"]
@@ -137,4 +138,4 @@ def light_batches(model, quads) -> Callable[[np.ndarray], tuple]:
 
 
 def write_history(out: Path, history: list[dict]) -> None:
-    (out / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    write_json(out / "history.json", history)

@@ -137,7 +137,7 @@ def judge_once(judging: PredictionTask, sha: str, image) -> Prediction | None:
     cached = judging.lookup([sha]).get(sha)
     if cached is not None:
         return cached
-    prediction = compute_isolating_failures(judging, [judging.prepare(image)])[0]
+    prediction = compute_isolating_failures(judging, [judging.classifier.prepare(image) if judging.prepares else image])[0]
     if isinstance(prediction, ModelFailure):
         return None
     judging.store([(sha, prediction)])

@@ -13,11 +13,16 @@ import json
 import random
 from pathlib import Path
 
+from imagesafety import hub
 from imagesafety.distributed import distributed_context, rank_device
+from imagesafety.files import write_json
+from imagesafety.identity import path_digest
+from imagesafety.model_card import write_card
 from imagesafety.data.sample import read_image_file
 from imagesafety.images import decode_image
 
 IGNORE = -100
+CARD_FILE, CARD_FORMAT = "perspective.json", "imagesafety-lora/1"
 #: LoRA on the language model's attention projections (LLaVA-style module names).
 TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 
@@ -121,23 +126,26 @@ def train_perspective(trainset: str | Path, base_model: str, out: str | Path, *,
         raise ValueError(f"{manifest}: no examples")
     rank, world = distributed_context()
     device = rank_device(device)
+    ref = hub.resolve(base_model, "base model")
     torch.manual_seed(seed)  # the same LoRA initialisation on every rank
-    model, processor = load_lora_model(base_model, device, lora_r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules)
+    model, processor = load_lora_model(ref.location, device, lora_r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules)
     history, step = fine_tune(model, processor, examples, root, epochs=epochs, max_steps=max_steps, lr=lr,
                               accumulation=accumulation, seed=seed, device=device, log=log)
     if world > 1:
         gathered = [None] * world
         torch.distributed.all_gather_object(gathered, history)
         history = sorted((r for h in gathered for r in h), key=lambda r: (r["epoch"], r["rank"]))
-    card = {"base_model": base_model, "trainset": str(root), "examples": len(examples), "steps": step, "epochs": epochs,
+    card = {"base_model": ref.location, "base_model_identity": hub.identity_of(ref), "trainset": str(root.resolve()),
+            "trainset_sha256": path_digest(manifest), "examples": len(examples), "steps": step, "epochs": epochs,
             "lora": {"r": lora_r, "alpha": lora_alpha, "target_modules": target_modules}, "lr": lr, "accumulation": accumulation,
             "world_size": world, "examples_per_step": accumulation * world}
     if rank == 0:
         out = Path(out)
         model.save_pretrained(out)
         processor.save_pretrained(out)
-        (out / "perspective.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
-        (out / "history.json").write_text(json.dumps(history), encoding="utf-8")
+        weights = "adapter_model.safetensors" if (out / "adapter_model.safetensors").is_file() else None
+        card = write_card(out, CARD_FILE, CARD_FORMAT, card, weights)
+        write_json(out / "history.json", history)
     if world > 1:
         torch.distributed.barrier()  # the adapter is on disk before any rank returns
     return card

@@ -10,13 +10,14 @@ conversation JSON (and a Hugging Face dataset when `datasets` is installed), ima
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagesafety.data import Dataset, load_dataset
-from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
+from imagesafety.data import Dataset, dataset_name, load_dataset
+from imagesafety.files import write_atomic, write_json
+from imagesafety.run.runner import decoded_samples
+from imagesafety.splits import choose_splits
 from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy, load_taxonomy
 
 PROMPT = ("<image>\nConsider only these categories of unsafe content:\n{categories}\n"
@@ -31,36 +32,25 @@ class TrainsetStats:
     safe: int
     negative_samples: int
     skipped: int
+    validation_examples: int = 0
+    splits: dict = field(default_factory=dict)
 
 
 def _prompt(categories: list, taxonomy: Taxonomy) -> str:
     return PROMPT.format(categories="\n".join(f"- {c.name}: {c.description}" for c in categories))
 
 
-def build_trainset(dataset: str | Path | Dataset, out: str | Path, taxonomy: str | Taxonomy = UNSAFEBENCH, seed: int = 0,
-                   min_others: int = 1, max_others: int = 10, balance: bool = True, split: str | None = None) -> TrainsetStats:
-    tax = load_taxonomy(taxonomy)
-    rng = random.Random(seed)
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
+def _examples(samples: list, tax: Taxonomy, rng: random.Random, out: Path, min_others: int, max_others: int):
+    """(unsafe examples, safe examples, negative samples, skipped, images) for one group of samples."""
     unsafe, safe, negatives, skipped, images = [], [], 0, 0, 0
-    for sample in data:
-        if split and sample.split != split:
-            continue
-        own = tax.find(sample.category or "")
-        if sample.label is None or own is None:
+    for item in decoded_samples(samples):
+        sample, own = item.sample, tax.find(item.sample.category or "")
+        if item.error is not None:
             skipped += 1
             continue
-        try:
-            raw = sample.load_bytes()
-            decode_image(raw, name=sample.image_ref)
-        except ImageDecodeError:
-            skipped += 1
-            continue
-        rel = f"images/{sha256_bytes(raw)[:20]}.jpg"
+        rel = f"images/{item.sha256[:20]}.jpg"
         if not (out / rel).exists():
-            (out / rel).write_bytes(raw)
+            write_atomic(out / rel, sample.load_bytes())
         images += 1
         others = [c for c in tax if c.key != own.key]
         chosen = rng.sample(others, rng.randint(min(min_others, len(others)), min(max_others, len(others))))
@@ -74,16 +64,48 @@ def build_trainset(dataset: str | Path | Dataset, out: str | Path, taxonomy: str
             negatives += 1
             safe.append({**example, "id": f"{sample.id}:negative", "label": 0,
                          "conversations": [{"from": "human", "value": _prompt(chosen, tax)}, {"from": "gpt", "value": "safe"}]})
+    return unsafe, safe, negatives, skipped, images
+
+
+def build_trainset(dataset: str | Path | Dataset, out: str | Path, taxonomy: str | Taxonomy = UNSAFEBENCH, seed: int = 0,
+                   min_others: int = 1, max_others: int = 10, balance: bool = True, train_split: str | None = None,
+                   val_split: str | None = None, val_fraction: float = 0.0) -> TrainsetStats:
+    """The training set from the dataset's training rows (and, with a validation split, `llava_validation.json`);
+    `test` rows are never read unless named."""
+    tax = load_taxonomy(taxonomy)
+    rng = random.Random(seed)
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
+    usable, skipped = [], 0
+    for sample in data:
+        if sample.label is None or tax.find(sample.category or "") is None:
+            skipped += 1
+        else:
+            usable.append(sample)
+    chosen = choose_splits([s.split for s in usable], train_split=train_split, val_split=val_split, val_fraction=val_fraction, seed=seed,
+                           what=dataset_name(data, str(dataset)))
+    unsafe, safe, negatives, bad, images = _examples([usable[i] for i in chosen.train], tax, rng, out, min_others, max_others)
+    skipped += bad
     if balance and unsafe and safe:
         n = min(len(unsafe), len(safe))
         unsafe, safe = rng.sample(unsafe, n), rng.sample(safe, n)
     examples = unsafe + safe
+    if not examples:
+        raise ValueError(f"{dataset_name(data, str(dataset))}: no labelled images of {tax.name} categories in the training rows")
     rng.shuffle(examples)
-    (out / "llava_train.json").write_text(json.dumps(examples, indent=1), encoding="utf-8")
+    write_json(out / "llava_train.json", examples)
+    validation: list[dict] = []
+    if len(chosen.val):
+        v_unsafe, v_safe, _, _, _ = _examples([usable[i] for i in chosen.val], tax, rng, out, min_others, max_others)
+        validation = v_unsafe + v_safe
+        write_json(out / "llava_validation.json", validation)
+    write_json(out / "trainset.json", {"splits": chosen.record, "taxonomy": tax.name, "seed": seed, "examples": len(examples),
+                                       "validation_examples": len(validation)})
     try:
         import datasets
 
         datasets.Dataset.from_list([{k: v for k, v in e.items()} for e in examples]).save_to_disk(str(out / "hf_dataset"))
     except ImportError:
         pass
-    return TrainsetStats(images, len(examples), len(unsafe), len(safe), negatives, skipped)
+    return TrainsetStats(images, len(examples), len(unsafe), len(safe), negatives, skipped, len(validation), chosen.record)

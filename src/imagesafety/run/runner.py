@@ -40,7 +40,7 @@ class ImageTask(Protocol):
 
     def store(self, items: list[tuple[str, Any]]) -> None: ...
 
-    def prepare(self, image: Image.Image) -> Any: ...  # per-image CPU work, run on worker threads
+    def prepare(self, sample: Sample, image: Image.Image) -> Any: ...  # per-image CPU work, run on worker threads
 
     def compute(self, items: list[Any]) -> list[Any]: ...  # one batched model call
 
@@ -202,7 +202,7 @@ class Runner:
                         if p.sha256 in cached:
                             p.result, p.data = cached[p.sha256], None
                     todo = [p for p in items if p.error is None and p.result is None]
-                    list(pool.map(lambda p: decode_item(p, self.task.prepare), todo))
+                    list(pool.map(lambda p: decode_item(p, lambda image, s=p.sample: self.task.prepare(s, image)), todo))
                     yield items
 
         return _background(produce(), self.prefetch_batches, stop)

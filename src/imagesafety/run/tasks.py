@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from imagesafety.classifiers.base import CachesAnswers, Prediction, PreparesInput, SafetyClassifier, cache_key
+from imagesafety.classifiers.base import CachesAnswers, Prediction, PreparesInput, ReadsSamples, SafetyClassifier, cache_key
+from imagesafety.data.sample import Sample
 from imagesafety.encoders.base import Encoder
 from imagesafety.run.runner import Prepared
 from imagesafety.store import PredictionCache
@@ -64,7 +65,9 @@ class PredictionTask:
         if self.cache is not None:
             self.cache.put_many(self.key, [(sha, pred.to_dict()) for sha, pred in items])
 
-    def prepare(self, image: Image.Image) -> Any:
+    def prepare(self, sample: Sample, image: Image.Image) -> Any:
+        if isinstance(self.classifier, ReadsSamples):
+            return self.classifier.prepare_sample(sample, image)
         return self.classifier.prepare(image) if self.prepares else image
 
     def compute(self, items: list[Any]) -> list[Prediction]:
@@ -101,7 +104,7 @@ class EmbeddingTask:
         if self.cache is not None:
             self.cache.put_embeddings(self.key, items)
 
-    def prepare(self, image: Image.Image) -> Any:
+    def prepare(self, sample: Sample, image: Image.Image) -> Any:
         return self.encoder.prepare(image)
 
     def compute(self, items: list[Any]) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from imagesafety.data.sample import Sample
 from imagesafety.run.runner import compute_isolating_failures
 from imagesafety.run.tasks import PredictionTask
 from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier
@@ -51,8 +52,8 @@ class MicroBatcher:
             self.worker.cancel()
         self.model_thread.shutdown(wait=True)
 
-    def prepare(self, image) -> Any:
-        return self.task.prepare(image)
+    def prepare(self, image, name: str = "image") -> Any:
+        return self.task.prepare(Sample(name, b""), image)
 
     async def predict(self, item: Any) -> Prediction:
         future = asyncio.get_running_loop().create_future()

@@ -18,12 +18,13 @@ TO_OPENAI: dict[str, tuple[str, ...]] = {
 
 
 def moderation_result(scores: dict[str, float], flagged_categories: set[str]) -> dict:
-    """`categories`, `category_scores` and `category_applied_input_types` over OpenAI's names plus our own keys."""
+    """`categories`, `category_scores` and `category_applied_input_types` over OpenAI's names; a category of ours with
+    no OpenAI counterpart appears once, under its own key (never both names for one category)."""
     categories = {c: False for c in OPENAI_CATEGORIES}
     category_scores = {c: 0.0 for c in OPENAI_CATEGORIES}
     applied: dict[str, list[str]] = {c: [] for c in OPENAI_CATEGORIES}
     for key, score in scores.items():
-        names = TO_OPENAI.get(key, ()) + ((key,) if key not in OPENAI_CATEGORIES else ())
+        names = TO_OPENAI.get(key) or (key,)
         for name in names:
             category_scores[name] = max(category_scores.get(name, 0.0), float(score))
             categories[name] = categories.get(name, False) or key in flagged_categories

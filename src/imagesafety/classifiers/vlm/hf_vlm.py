@@ -8,6 +8,7 @@ model's own tokenizer."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -22,7 +23,7 @@ from imagesafety.taxonomy import UNSAFEBENCH
 class HFVLMClassifier(ProtocolScoring, Classifier):
     def __init__(self, model: str, protocol: str = "unsafebench", taxonomy=UNSAFEBENCH, device: str | None = None,
                  dtype: str = "auto", max_new_tokens: int = 64, max_side: int = 768, unsure: str = "unsafe", threshold: float = 0.5,
-                 scoring: str = "answer", adapter: str | None = None):
+                 scoring: str = "answer", adapter: str | None = None, allow_base_change: bool = False):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -32,6 +33,8 @@ class HFVLMClassifier(ProtocolScoring, Classifier):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         ref = hub.resolve(model, "vision-language model")
         adapter_ref = hub.resolve(adapter, "LoRA adapter", cache_file="adapter_config.json") if adapter else None
+        if adapter_ref is not None and adapter_ref.is_local and not allow_base_change:
+            check_adapter_base(Path(adapter_ref.location), hub.identity_of(ref))
         try:
             self.processor = AutoProcessor.from_pretrained(ref.location)
             self.model = AutoModelForImageTextToText.from_pretrained(ref.location, dtype=dtype).to(self.device)
@@ -134,6 +137,20 @@ class HFVLMClassifier(ProtocolScoring, Classifier):
         per_prompt = [self.generate(items, p) for p in self.chat_prompts]
         return [self.score_answers([{"text": texts[i], "prompt_tokens": 0, "completion_tokens": 0} for texts in per_prompt])
                 for i in range(len(items))]
+
+def check_adapter_base(adapter: Path, base_identity: str) -> None:
+    """An adapter trained by `perspective train` records its base model's identity: refuse another base."""
+    from imagesafety.model_card import read_card
+
+    if not (adapter / "perspective.json").is_file():
+        return
+    card = read_card(adapter, "perspective.json", "imagesafety-lora/1")
+    trained_on = card.get("base_model_identity")
+    if trained_on and trained_on != base_identity:
+        raise ValueError(f"LoRA adapter {adapter} was trained on base model {card.get('base_model')} with weights {trained_on[:23]}..., "
+                         f"but this base has {base_identity[:23]}... (its weights differ): use the original base, or pass "
+                         "--option allow_base_change=true")
+
 
 YES_NO_PROMPT = ("You are a policy expert trying to help determine whether an image is in violation of the safety policy below.\n"
                  "* {name}: {description}\n"
