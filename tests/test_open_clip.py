@@ -55,3 +55,17 @@ def test_open_clip_zero_shot_classifier(checkpoint):
 
     pred = clf.predict([Image.new("RGB", (32, 32), (10, 200, 30))])[0]
     assert len(pred.category_scores) == 11 and pred.unsafe_score == max(pred.category_scores.values())
+
+
+def test_a_tag_resolved_to_its_file_keeps_the_tags_quickgelu(checkpoint, monkeypatch):
+    """OpenAI's tags were trained with QuickGELU; loading the downloaded file must not fall back to nn.GELU."""
+    from imagesafety.encoders import torch_clip
+
+    path, model = checkpoint
+    monkeypatch.setattr(torch_clip, "resolve_open_clip_checkpoint", lambda arch, tag: str(path))
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda arch, tag: {"quick_gelu": True} if tag == "faketag" else {})
+    tagged = torch_clip.load_open_clip("tiny-vit-test", "faketag", device="cpu")
+    activations = {type(m).__name__ for m in tagged.backend.model.visual.modules()}
+    assert "QuickGELU" in activations and "GELU" not in activations
+    by_path = torch_clip.load_open_clip("tiny-vit-test", str(path), device="cpu")
+    assert "QuickGELU" not in {type(m).__name__ for m in by_path.backend.model.visual.modules()}

@@ -1,7 +1,6 @@
 """Numbers you can trust: a retrained model is never served from the cache, a run that failed says so, and the
 cache says what it holds."""
 
-import json
 import time
 
 import numpy as np

@@ -1,7 +1,6 @@
 """UnsafeBench's reference classifiers on random weights in the reference formats (the files laid out as their Hub
 repos), checked against the reference computations written out here (and diffusers' own class for the SD filter)."""
 
-import json
 import pickle
 
 import numpy as np
@@ -50,10 +49,9 @@ def unit(x):
 def test_q16_matches_its_reference_formula_on_a_pickled_float16_prompt_array(tmp_path, backbone):
     from imagesafety.classifiers import load_classifier
 
-    prompts = np.random.default_rng(1).normal(size=(2, 768)).astype(np.float16)  # as in yiting/Q16: a pickled numpy array
-    (tmp_path / "Q16").mkdir()
-    with open(tmp_path / "Q16" / "prompts.p", "wb") as fh:
-        pickle.dump(prompts, fh, protocol=2)
+    from tiny_models import write_q16_prompts
+
+    prompts = write_q16_prompts(tmp_path / "Q16")  # as in yiting/Q16: a pickled float16 numpy array
     clf = load_classifier("q16", weights=str(tmp_path / "Q16"), backbone=str(backbone), device="cpu")
     imgs = images()
     preds = clf.predict(imgs)
@@ -101,18 +99,10 @@ def test_a_pickle_carrying_code_is_refused_without_running_it(tmp_path):
 def test_multiheaded_matches_its_reference_heads_on_the_raw_embedding(tmp_path, backbone):
     from imagesafety.classifiers import load_classifier
 
+    from tiny_models import write_multiheaded
+
     folder = tmp_path / "MultiHeaded"
-    folder.mkdir()
-    torch.manual_seed(4)
-    heads = {}
-    for name in ("sexual", "violent", "disturbing", "hateful", "political"):
-        head = torch.nn.Sequential(torch.nn.Linear(768, 384), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(384),
-                                   torch.nn.Linear(384, 1))
-        with torch.no_grad():  # non-trivial running statistics, as a trained head has
-            head[3].running_mean.normal_(0, 0.3)
-            head[3].running_var.uniform_(0.5, 2.0)
-        torch.save(head.state_dict(), folder / f"{name}.pt")
-        heads[name] = head.eval()
+    heads = write_multiheaded(folder)
     clf = load_classifier("multiheaded", weights=str(folder), backbone=str(backbone), device="cpu")
     imgs = images()
     preds = clf.predict(imgs)
@@ -143,12 +133,9 @@ def test_a_checkpoint_of_the_wrong_layout_names_the_file_and_the_layout(tmp_path
 def test_laion_l14_matches_the_autokeras_port_on_the_normalised_embedding(tmp_path, backbone):
     from imagesafety.classifiers import load_classifier
 
-    g = torch.Generator().manual_seed(5)
-    state = {"norm.mean": torch.randn(768, generator=g) * 0.01, "norm.variance": torch.rand(768, generator=g) * 0.01 + 1e-3}
-    for i, (a, b) in enumerate(((768, 64), (64, 512), (512, 256), (256, 1)), start=1):
-        state[f"linear_{i}.weight"] = torch.randn(b, a, generator=g) * 0.1
-        state[f"linear_{i}.bias"] = torch.randn(b, generator=g) * 0.1
-    torch.save(state, tmp_path / "clip_autokeras_binary_nsfw.pth")
+    from tiny_models import write_laion_l14
+
+    state = write_laion_l14(tmp_path / "clip_autokeras_binary_nsfw.pth")
     clf = load_classifier("laion-nsfw", weights=str(tmp_path / "clip_autokeras_binary_nsfw.pth"), backbone=str(backbone), device="cpu")
     imgs = images()
     x = unit(reference_features(backbone, imgs))
@@ -189,30 +176,9 @@ def test_laion_h14_matches_its_mlp(tmp_path):
 def safety_checker_dir(tmp_path_factory):
     """A random StableDiffusionSafetyChecker saved as the Hub repo lays it out (pytorch_model.bin, config, preprocessor)."""
     pytest.importorskip("diffusers")
-    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-    from transformers import CLIPConfig
+    from tiny_models import write_sd_safety_checker
 
-    folder = tmp_path_factory.mktemp("sdchecker")
-    torch.manual_seed(7)
-    config = CLIPConfig(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                           image_size=32, patch_size=8), projection_dim=24)
-    checker = StableDiffusionSafetyChecker(config).eval()
-    with torch.no_grad():
-        for p in checker.vision_model.parameters():
-            p.normal_(0, 0.2)
-        checker.visual_projection.weight.normal_(0, 0.3)
-        checker.concept_embeds.normal_()
-        checker.special_care_embeds.normal_()
-        checker.concept_embeds_weights.uniform_(0.51, 0.53)  # near these images' cosines: some flagged, some not
-        checker.special_care_embeds_weights.uniform_(0.015, 0.025)  # special care fires for some images
-    checker.save_pretrained(folder)
-    for weights in folder.glob("*.safetensors"):  # the Hub repo ships pytorch_model.bin
-        weights.unlink()
-    torch.save(checker.state_dict(), folder / "pytorch_model.bin")
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "crop_size": 32, "do_center_crop": True, "do_normalize": True, "do_resize": True, "feature_extractor_type": "CLIPFeatureExtractor",
-        "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD), "resample": 3, "size": 32}))
-    return folder
+    return write_sd_safety_checker(tmp_path_factory.mktemp("sdchecker"))
 
 
 def test_sd_safety_checker_scores_and_decisions_match_diffusers_and_the_formula(safety_checker_dir):

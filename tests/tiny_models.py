@@ -105,3 +105,86 @@ def make_tiny_instruct_pix2pix(directory: Path, seed: int = 0, inpaint: bool = F
     pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=EulerAncestralDiscreteScheduler(),
              safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(directory)
     return directory
+
+
+# ---- the reference classifiers' checkpoints, laid out as their Hub repos (random weights) --------------------------
+
+MULTIHEADED_HEADS = ("sexual", "violent", "disturbing", "hateful", "political")
+
+
+def write_q16_prompts(folder: Path, dim: int = 768, seed: int = 1):
+    """yiting/Q16: prompts.p, a pickled float16 numpy array (safe, unsafe) x dim."""
+    import pickle
+
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    prompts = np.random.default_rng(seed).normal(size=(2, dim)).astype(np.float16)
+    with open(folder / "prompts.p", "wb") as fh:
+        pickle.dump(prompts, fh, protocol=2)
+    return prompts
+
+
+def write_multiheaded(folder: Path, dim: int = 768, seed: int = 4) -> dict:
+    """yiting/MultiHeaded: {head}.pt state dicts of Linear(dim, 384), ReLU, Dropout, BatchNorm1d(384), Linear(384, 1)."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    heads = {}
+    for name in MULTIHEADED_HEADS:
+        head = torch.nn.Sequential(torch.nn.Linear(dim, 384), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(384),
+                                   torch.nn.Linear(384, 1))
+        with torch.no_grad():  # non-trivial running statistics, as a trained head has
+            head[3].running_mean.normal_(0, 0.3)
+            head[3].running_var.uniform_(0.5, 2.0)
+        torch.save(head.state_dict(), folder / f"{name}.pt")
+        heads[name] = head.eval()
+    return heads
+
+
+def write_laion_l14(path: Path, dim: int = 768, seed: int = 5) -> dict:
+    """yiting/NSFWDetector: clip_autokeras_binary_nsfw.pth (normalisation, then dim-64-512-256-1)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    state = {"norm.mean": torch.randn(dim, generator=g) * 0.01, "norm.variance": torch.rand(dim, generator=g) * 0.01 + 1e-3}
+    for i, (a, b) in enumerate(((dim, 64), (64, 512), (512, 256), (256, 1)), start=1):
+        state[f"linear_{i}.weight"] = torch.randn(b, a, generator=g) * 0.1
+        state[f"linear_{i}.bias"] = torch.randn(b, generator=g) * 0.1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def write_sd_safety_checker(folder: Path, vision: dict | None = None, projection_dim: int = 24, image_size: int = 32, seed: int = 7):
+    """CompVis/stable-diffusion-safety-checker's layout: pytorch_model.bin, config.json, preprocessor_config.json."""
+    import json
+
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    vision = vision or dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8)
+    config = CLIPConfig(vision_config=dict(vision, image_size=image_size), projection_dim=projection_dim)
+    checker = StableDiffusionSafetyChecker(config).eval()
+    with torch.no_grad():
+        for p in checker.vision_model.parameters():
+            p.normal_(0, 0.2)
+        checker.visual_projection.weight.normal_(0, 0.3)
+        checker.concept_embeds.normal_()
+        checker.special_care_embeds.normal_()
+        checker.concept_embeds_weights.uniform_(0.51, 0.53)  # near these images' cosines: some flagged, some not
+        checker.special_care_embeds_weights.uniform_(0.015, 0.025)  # special care fires for some images
+    checker.save_pretrained(folder)
+    for weights in folder.glob("*.safetensors"):  # the Hub repo ships pytorch_model.bin
+        weights.unlink()
+    torch.save(checker.state_dict(), folder / "pytorch_model.bin")
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "crop_size": image_size, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": list(mean), "image_std": list(std), "resample": 3,
+        "size": image_size}))
+    return folder

@@ -1,7 +1,7 @@
 """imagesafety: benchmark image safety classifiers per category and per source.
 
 The public API, imported on first use so `import imagesafety` stays light:
-`evaluate`, `evaluate_many`, `robustness`, `embed`, `load_classifier`, `load_encoder`, `load_dataset`, `leaderboard`,
+`evaluate`, `evaluate_many`, `robustness`, `embed`, `load_classifier`, `load_encoder`, `load_dataset`, `leaderboard` (and `write_leaderboard`),
 plus the taxonomies.
 """
 
@@ -15,7 +15,8 @@ _LAZY = {
     "evaluate": "imagesafety.bench.evaluate:evaluate",
     "evaluate_many": "imagesafety.bench.many:evaluate_many",
     "robustness": "imagesafety.bench.robustness.run:robustness",
-    "leaderboard": "imagesafety.bench.leaderboard:build_leaderboard",
+    "leaderboard": "imagesafety.bench.leaderboard:leaderboard_from_folders",
+    "write_leaderboard": "imagesafety.bench.report.leaderboard:write_leaderboard",
     "embed": "imagesafety.encoders.embed:embed",
     "load_classifier": "imagesafety.classifiers:load_classifier",
     "load_encoder": "imagesafety.encoders:load_encoder",

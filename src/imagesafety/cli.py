@@ -54,17 +54,18 @@ OutsideRoot = Annotated[bool, typer.Option("--allow-outside-root", help="let a d
 
 @app.command("eval")
 def eval_command(
-    classifier: Annotated[str, typer.Option("--classifier", "-c", help="classifier spec, e.g. nudenet (see `imagesafety models`)")],
+    classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec, e.g. nudenet (see `imagesafety models`); repeat it to compare several on a leaderboard")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="folder, .jsonl/.csv/.parquet, hf:OWNER/NAME or a name (see `imagesafety datasets`)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for metrics.json, predictions.parquet, report.html")] = Path("runs/eval"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for metrics.json, predictions.parquet, report.html (several classifiers: one subfolder each, and the leaderboard)")] = Path("runs/eval"),
     threshold: Annotated[Optional[float], typer.Option(help="decision threshold on the unsafe score")] = None,
     calibrate: Annotated[Optional[str], typer.Option(help="pick the F1-optimal threshold on this split; report on the others")] = None,
     split: Annotated[Optional[str], typer.Option(help="evaluate only this split")] = None,
     categories: Annotated[Optional[str], typer.Option(help="comma-separated categories to keep")] = None,
     sources: Annotated[Optional[str], typer.Option(help="comma-separated sources to keep (real, generated)")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="stop after this many images")] = None,
-    option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
+    option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable); with several classifiers SPEC.key=value sets one")] = [],
     covers: Annotated[Optional[str], typer.Option(help="categories the classifier is scored on: 'all' or a list (default: what it declares)")] = None,
+    compare_published: Annotated[str, typer.Option(help="published figures to show beside the measured ones: unsafebench, none, or auto (unsafebench on UnsafeBench)")] = "auto",
     base_url: Annotated[Optional[str], typer.Option(help="VLM/moderation endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="concurrent requests to a VLM endpoint")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="VLM prompt protocol: unsafebench, policy, llamaguard or a YAML file")] = None,
@@ -89,25 +90,71 @@ def eval_command(
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
     from imagesafety.bench.coverage import parse_covers
     from imagesafety.bench.evaluate import evaluate, first_errors
-    from imagesafety.bench.report.console import print_summary
+    from imagesafety.bench.report.console import print_leaderboard, print_summary
     from imagesafety.run.runner import RunInterrupted
 
+    options = dict(
+        threshold=threshold, calibrate=calibrate, categories=split_list(categories), sources=split_list(sources), limit=limit,
+        cache=cache_choice(cache, no_cache), batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
+        progress=not quiet, html=html, max_error_rate=max_error_rate, covers="declared" if covers is None else parse_covers(covers),
+        classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
+        engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size, streaming=streaming,
+        allow_outside_root=allow_outside_root, url_hosts=allow_url_host,
+    )
+    published = None if compare_published == "none" else compare_published
     try:
-        result = evaluate(
-            classifier, dataset, out,
-            threshold=threshold, calibrate=calibrate, split=split,
-            categories=split_list(categories), sources=split_list(sources), limit=limit,
-            cache=cache_choice(cache, no_cache), batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
-            progress=not quiet, html=html, max_error_rate=max_error_rate, covers="declared" if covers is None else parse_covers(covers),
-            classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
-            engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size, streaming=streaming,
-            allow_outside_root=allow_outside_root, url_hosts=allow_url_host,
-        )
+        if len(classifier) > 1:
+            from imagesafety.bench.many import ManyRunsFailed, evaluate_many
+
+            try:
+                many = evaluate_many(classifier, dataset, out, split=split, compare_published=published, **options)
+            except ManyRunsFailed as failed:
+                print_many(failed.result)
+                raise
+            print_many(many)
+            return
+        result = evaluate(classifier[0], dataset, out, split=split, **options)
     except KeyboardInterrupt as stop:
         if isinstance(stop, RunInterrupted):
             interrupted(stop)
         raise
     print_summary(result.metrics, result.files, console, errors=first_errors(result.predictions))
+    if published:
+        from imagesafety.bench.many import compare_with_published
+
+        compared = compare_with_published(result, out, published)
+        if compared is not None:
+            print_leaderboard(*compared, console)
+
+
+def print_many(many) -> None:
+    """Each run's one-line outcome, then the leaderboard."""
+    from imagesafety.bench.report.console import print_leaderboard
+
+    for spec, result in many.results.items():
+        run = result.metrics["run"]
+        f1 = "n/a" if result.f1 is None else f"{result.f1:.3f}"
+        console.print(Text(f"{spec}: {run['images']} images, {run['errors']} errors, F1 {f1} -> {result.files.get('metrics', '')}"))
+    for spec, why in many.failed.items():
+        err_console.print(Text(f"{spec}: FAILED: {why}", style="red"))
+    if many.leaderboard is not None:
+        print_leaderboard(many.leaderboard, many.files, console)
+
+
+@app.command("leaderboard")
+def leaderboard_command(
+    runs: Annotated[list[Path], typer.Argument(help="run folders written by `imagesafety eval` (or a folder of them)")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="folder for leaderboard.html/.csv/.md/.tex (default: the first argument when it holds several runs, else the current folder)")] = None,
+    compare_published: Annotated[str, typer.Option(help="unsafebench, none, or auto (unsafebench when the runs were on UnsafeBench)")] = "auto",
+) -> None:
+    """Put finished runs side by side (no model runs): F1 per category and source, precision/recall/FPR, speed, cost."""
+    from imagesafety.bench.leaderboard import leaderboard_from_folders
+    from imagesafety.bench.report.console import print_leaderboard
+    from imagesafety.bench.report.leaderboard import write_leaderboard
+
+    board = leaderboard_from_folders(runs, None if compare_published == "none" else compare_published)
+    target = out or (runs[0] if len(runs) == 1 and not (runs[0] / "metrics.json").is_file() else Path("."))
+    print_leaderboard(board, write_leaderboard(board, target), console)
 
 
 def parse_severities(severity: str) -> list[int]:

@@ -72,7 +72,8 @@ def split_list(value: Optional[str]) -> Optional[list[str]]:
 
 
 def parse_options(pairs: list[str], flag: str = "--option") -> dict:
-    """`key=value` strings to a dict; values parsed as YAML scalars (numbers, booleans) when they can be."""
+    """`key=value` (or `SPEC.key=value`) strings to a dict; dashes in the key become underscores (not in SPEC);
+    values parsed as YAML scalars (numbers, booleans) when they can be."""
     import yaml
 
     options = {}
@@ -80,8 +81,10 @@ def parse_options(pairs: list[str], flag: str = "--option") -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{flag} takes key=value, got {pair!r}")
+        owner, dot, name = key.strip().rpartition(".")
+        key = f"{owner}{dot}{name.replace('-', '_')}"
         try:
-            options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
+            options[key] = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
-            options[key.strip().replace("-", "_")] = value
+            options[key] = value
     return options

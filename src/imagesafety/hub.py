@@ -113,3 +113,20 @@ def identity_of(ref: ModelRef, filename: str = "config.json") -> str:
     from imagesafety.identity import hub_identity, path_digest
 
     return path_digest(ref.location) if ref.is_local else hub_identity(ref.location, cached_revision(ref.location, filename))
+
+
+def snapshot(repo_id: str, what: str, repo_type: str = "dataset", allow_patterns: list[str] | None = None) -> str:
+    """A local folder holding (the wanted files of) a hub repo: the cached snapshot when there, else downloaded once."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, repo_type=repo_type, allow_patterns=allow_patterns, local_files_only=True)
+    except Exception:
+        pass
+    if offline() or not hub_reachable():
+        raise ModelReferenceError(f"{what}: {repo_id} is not in the local Hugging Face cache and {HUB_HOST} cannot be reached "
+                                  "(or HF_HUB_OFFLINE is set): download it elsewhere and pass its folder")
+    try:
+        return snapshot_download(repo_id, repo_type=repo_type, allow_patterns=allow_patterns)
+    except Exception as exc:
+        raise ModelReferenceError(f"{what}: cannot download {repo_id} ({type(exc).__name__}: {exc}); pass a local copy's folder") from None

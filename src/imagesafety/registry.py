@@ -125,7 +125,7 @@ _BUILTIN: tuple[Entry, ...] = (
     _e("classifier", "nudenet", "imagesafety.classifiers.nudenet:from_spec",
        "NudeNet 3 detector (ONNX weights ship in its wheel); exposed body parts -> Sexual score", "nudenet",
        modules=("onnxruntime", "cv2", "nudenet")),
-    _e("classifier", "nsfwjs", "imagesafety.classifiers.nsfwjs:from_spec",
+    _e("classifier", "nsfwjs", "imagesafety.classifiers.nsfwjs.classifier:from_spec",
        "NSFWJS's three trained models (from its npm package) in PyTorch: Drawing/Hentai/Neutral/Porn/Sexy",
        "nsfwjs | nsfwjs:inception_v3 | nsfwjs:mobilenet_v2_mid", extra="clip", modules=("torch", "safetensors")),
     _e("classifier", "q16", "imagesafety.classifiers.zoo.q16:from_spec",
@@ -171,7 +171,7 @@ _BUILTIN: tuple[Entry, ...] = (
     _e("encoder", "hysac", "imagesafety.hyperbolic.embedder:from_spec",
        "a HySAC model: points on its hyperboloid (space parts)", "hysac:PATH/TO/MODEL_DIR", extra="hyperbolic",
        modules=("torch", "safetensors")),
-    _e("encoder", "nsfwjs", "imagesafety.classifiers.nsfwjs:encoder_from_spec",
+    _e("encoder", "nsfwjs", "imagesafety.classifiers.nsfwjs.classifier:encoder_from_spec",
        "NSFWJS's networks: their penultimate features", "nsfwjs:mobilenet_v2", extra="clip", modules=("torch", "safetensors")),
     # -- dataset formats -----------------------------------------------------------------------------
     _e("dataset", "folder", "imagesafety.data.folder:from_spec",

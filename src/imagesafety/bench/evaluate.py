@@ -21,7 +21,7 @@ from imagesafety.bench.coverage import RULE, is_covered
 from imagesafety.bench.grouping import grouped
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
 from imagesafety.bench.pair_metrics import pair_metrics
-from imagesafety.classifiers.base import SafetyClassifier, TrainedOn, cache_key, coverage, preferred_batch_size
+from imagesafety.classifiers.base import ReportsSummary, SafetyClassifier, TrainedOn, cache_key, coverage, preferred_batch_size
 from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
 from imagesafety.data.sample import ResolvesPaths
 from imagesafety.run.engine import EngineOptions, run_task
@@ -187,6 +187,9 @@ def evaluate(
         **metrics,
     }
     warnings = training_overlap(clf, report_rows)
+    if isinstance(clf, ReportsSummary):
+        summary = metrics["classifier_summary"] = clf.run_summary(rows)
+        warnings += summary_warnings(clf.name, summary)
     if warnings:
         metrics["warnings"] = warnings
     answers = answer_summary(report_rows)
@@ -215,6 +218,20 @@ def training_overlap(clf: SafetyClassifier, rows: pd.DataFrame) -> list[str]:
         return []
     return [f"{overlap} of the {len(rows)} evaluated images were used to train {clf.name}: these figures overstate it "
             "(evaluate on held-out images, e.g. --split test)"]
+
+
+def summary_warnings(name: str, summary: dict[str, Any]) -> list[str]:
+    """What a classifier's run summary says a reader must know (rows without a recorded response, unused responses)."""
+    out = []
+    if summary.get("rows_without_response"):
+        out.append(f"{name}: {summary['rows_without_response']} rows had no recorded response (counted as errors, not in the metrics)")
+    if summary.get("responses_matching_no_row"):
+        examples = ", ".join(summary.get("unmatched_examples", [])[:3])
+        out.append(f"{name}: {summary['responses_matching_no_row']} recorded responses matched no evaluated row (e.g. {examples})")
+    if summary.get("category_mismatches"):
+        out.append(f"{name}: {summary['category_mismatches']} rows matched a response recorded under another category: "
+                   "the dataset's rows may not be in the order the responses were recorded in")
+    return out
 
 
 def answer_summary(rows: pd.DataFrame) -> dict | None:

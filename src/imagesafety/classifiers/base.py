@@ -123,7 +123,8 @@ class TrainedOn(Protocol):
 @runtime_checkable
 class ReadsSamples(Protocol):
     """Classifiers that need the sample itself, not only its pixels (replayed responses matched by file name or id):
-    `prepare_sample` runs instead of `prepare`; `predict_prepared` then gets what it returned."""
+    `prepare_sample` runs instead of `prepare`; `predict_prepared` then gets what it returned. Their answers depend on
+    the row, not the image's content, so they are never cached by image digest."""
 
     def prepare_sample(self, sample: Any, image: Image.Image) -> Any: ...
 
@@ -132,9 +133,9 @@ class ReadsSamples(Protocol):
 
 @runtime_checkable
 class ReportsSummary(Protocol):
-    """Classifiers with something to say about a whole run (replay: responses that matched no image)."""
+    """Classifiers with something to say about a whole run, from its rows (replay: responses that matched no row)."""
 
-    def run_summary(self) -> dict[str, Any]: ...
+    def run_summary(self, rows: Any) -> dict[str, Any]: ...
 
 
 @runtime_checkable

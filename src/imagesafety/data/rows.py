@@ -112,6 +112,7 @@ def row_to_sample(
         metadata=metadata,
         policy=policy,
         problem=problem,
+        position=position,
     )
 
 

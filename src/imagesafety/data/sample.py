@@ -49,6 +49,7 @@ class Sample:
     metadata: dict[str, Any] = field(default_factory=dict)
     policy: ReadPolicy = DEFAULT_POLICY
     problem: str | None = None
+    position: int | None = None  # the row's index in its file or split (how published responses name images)
 
     def load_bytes(self) -> bytes:
         """The encoded image bytes: the file (bounded, regular files only, inside the policy's root) or the URL
@@ -78,7 +79,8 @@ class Sample:
         image = bytes(self.image) if isinstance(self.image, (bytes, bytearray, memoryview)) else str(self.image)
         return {"id": self.id, "image": image, "label": -1 if self.label is None else int(self.label), "category": self.category,
                 "source": self.source, "split": self.split, "pair_id": self.pair_id, "role": self.role,
-                "metadata": json.dumps(self.metadata, default=str), "policy": json.dumps(asdict(self.policy)), "problem": self.problem}
+                "metadata": json.dumps(self.metadata, default=str), "policy": json.dumps(asdict(self.policy)), "problem": self.problem,
+                "position": -1 if self.position is None else int(self.position)}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Sample:
@@ -87,7 +89,7 @@ class Sample:
         return cls(record["id"], record["image"], None if label is None or int(label) < 0 else int(label), record["category"],
                    record["source"], record["split"], record["pair_id"], record["role"], json.loads(record["metadata"] or "{}"),
                    ReadPolicy(policy.get("root"), int(policy.get("max_bytes", MAX_FILE_BYTES)), tuple(policy.get("url_hosts", ()))),
-                   record.get("problem"))
+                   record.get("problem"), None if record.get("position", -1) in (None, -1) else int(record["position"]))
 
 
 def read_image_file(path: str | Path, policy: ReadPolicy = DEFAULT_POLICY) -> bytes:

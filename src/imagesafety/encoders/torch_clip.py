@@ -170,8 +170,12 @@ def load_open_clip(arch: str, pretrained: str | None, device: str | None = None)
         raise ImportError("open_clip models need: pip install 'imagesafety[openclip]' (or use an hf: transformers model)") from exc
     device = device or default_device()
     checkpoint = resolve_open_clip_checkpoint(arch, pretrained)
+    # a tag resolved to a file loses the tag's settings: OpenAI's weights were trained with QuickGELU
+    is_tag = bool(pretrained) and not Path(pretrained).expanduser().exists()
+    tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained) if is_tag else {}
     try:
-        model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=checkpoint, device=device)
+        model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=checkpoint, device=device,
+                                                            force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
     except RuntimeError as exc:
         raise ValueError(f"cannot load open_clip {arch}/{pretrained}: {exc}") from exc
     prepare_for_inference(model, device)

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 

@@ -49,12 +49,12 @@ class PredictionTask:
 
     def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None):
         self.classifier = classifier
-        self.cache = cache
+        self.cache = None if isinstance(classifier, ReadsSamples) else cache  # answers per row, not per image content
         self.name = classifier.name
         self.key = cache_key(classifier)
         self.prepares = isinstance(classifier, PreparesInput)
         if isinstance(classifier, CachesAnswers):
-            classifier.attach_cache(cache)
+            classifier.attach_cache(self.cache)
 
     def lookup(self, shas: list[str]) -> dict[str, Prediction]:
         if self.cache is None or not shas:

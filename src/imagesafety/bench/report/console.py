@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -71,5 +72,33 @@ def print_summary(metrics: dict, files: dict | None = None, console: Console | N
         u = answers["usage"]
         console.print(Text(f"answers: {answers['unsure_answers']} unsure · tokens {u['prompt_tokens']} in / {u['completion_tokens']} out"
                            + (f" · cost {u['cost']:.4f}" if u["cost"] else "")))
+    for kind, path in (files or {}).items():
+        console.print(Text(f"  {kind}: {path}"))
+
+
+def print_leaderboard(board, files: dict | None = None, console: Console | None = None) -> None:
+    """F1 per classifier and category on both sources pooled (the published value beside when compared), and the files."""
+    console = console or Console()
+    columns = [*board.categories, "overall"]
+    table = Table(title=Text("F1, both sources" + (" · measured (published)" if board.published else "")))
+    table.add_column("classifier", style="bold")
+    for c in columns:
+        table.add_column(Text("overall" if c == "overall" else category_label(c)), justify="right")
+    both = board.cells[board.cells["source"] == "both"].set_index(["classifier", "category"])
+    for run in board.runs:
+        cells = []
+        for c in columns:
+            cell = both.loc[(run.name, c)]
+            if not cell["covered"]:
+                cells.append(Text("-", style="dim"))
+                continue
+            text = Text("n/a" if pd.isna(cell["f1"]) else f"{cell['f1']:.3f}")
+            if board.published and not pd.isna(cell["published_f1"]):
+                text.append(f" ({cell['published_f1']:.3f})", style="dim")
+            cells.append(text)
+        table.add_row(Text(run.name), *cells)
+    console.print(table)
+    for note in board.notes:
+        console.print(Text(note, style="dim"))
     for kind, path in (files or {}).items():
         console.print(Text(f"  {kind}: {path}"))

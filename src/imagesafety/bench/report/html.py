@@ -13,7 +13,7 @@ import pandas as pd
 from imagesafety.bench.metrics import METRICS
 from imagesafety.bench.report.plots import f1_bars, roc_pr_curves
 from imagesafety.files import write_atomic
-from imagesafety.images import decode_image, thumbnail_jpeg
+from imagesafety.images import thumbnail_jpeg
 from imagesafety.taxonomy import category_label
 
 if TYPE_CHECKING:

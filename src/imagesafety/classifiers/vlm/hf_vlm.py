@@ -104,7 +104,6 @@ class HFVLMClassifier(ProtocolScoring, Classifier):
     def unsafe_logits(self, pixels):
         """Differentiable: logit of 'unsafe' minus logit of 'safe' as the first answer token to the one-word
         UnsafeBench question; attacks on it target the language-model loss of the flipped answer word."""
-        import torch
         from PIL import Image as PILImage
 
         from imagesafety.classifiers.vlm.protocols import UNSAFEBENCH_PROTOCOL

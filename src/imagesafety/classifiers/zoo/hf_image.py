@@ -10,7 +10,6 @@ checkpoint's own image processor, read into a PixelSpec so attacks see the same 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 
