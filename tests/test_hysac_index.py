@@ -57,6 +57,10 @@ def test_index_round_trip_and_refusals(tmp_path):
         LorentzIndex.build(bad, 1.0, "m")
     with pytest.raises(ValueError, match="not a HySAC index"):
         LorentzIndex.load(tmp_path)
+    faiss_file = tmp_path / "idx" / "faiss.index"
+    faiss_file.write_bytes(faiss_file.read_bytes()[: faiss_file.stat().st_size // 2])  # truncated (a full disk, a bad copy)
+    with pytest.raises(ValueError, match=r"faiss.index: damaged or truncated FAISS index .*rebuild it with `imagesafety hysac index`"):
+        LorentzIndex.load(tmp_path / "idx")
 
 
 def test_redirection_walks_toward_the_origin_until_neighbours_are_safe():

@@ -198,8 +198,20 @@ def test_gallery_filters_and_review_round_trip_in_headless_chromium(tmp_path):
     with running_app(review_app(tmp_path / "pairs")) as (url, _):
         driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
         try:
+            driver.set_window_size(1300, 900)
             driver.get(url + "/")
+            driver.save_screenshot(str(tmp_path / "gallery.png"))  # what a reviewer sees (kept with the test's files)
             assert int(driver.find_element(By.ID, "shown").text) == len(candidates)
+            cards = driver.find_elements(By.CSS_SELECTOR, ".card")
+            width = driver.execute_script("return document.documentElement.clientWidth")
+            assert max(c.rect["x"] + c.rect["width"] for c in cards) > 0.9 * width  # the grid uses the window
+            for card in cards:  # each card: the original and the edit side by side, labelled, with the file's name
+                titles = [f.text for f in card.find_elements(By.CSS_SELECTOR, "figcaption")]
+                assert titles == ["original", "edited" if card.get_attribute("data-verdict") == "kept" else "edited (rejected)"]
+                figures = card.find_elements(By.CSS_SELECTOR, "figure")
+                assert figures[0].rect["y"] == figures[1].rect["y"] and figures[1].rect["x"] > figures[0].rect["x"]
+                assert len(card.find_elements(By.CSS_SELECTOR, "figure img")) == 2  # rejected edits shown too, not empty boxes
+                assert card.find_element(By.CSS_SELECTOR, ".file").text.replace(card.get_attribute("data-verdict"), "") in {"0.png", "1.png", "2.png"}
             from selenium.webdriver.support.ui import Select
 
             Select(driver.find_element(By.ID, "f-verdict")).select_by_visible_text("kept")

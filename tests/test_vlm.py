@@ -133,7 +133,7 @@ def test_moderation_endpoint_classifier_against_our_own_server(tmp_path):
 
     data = red_blue_folder(tmp_path / "d", n=3)
     nudenet = load_classifier("nudenet")
-    with running_server(ServeConfig(audit_url=f"sqlite:///{tmp_path / 'a.sqlite'}"), {"nudenet": nudenet}) as (url, _, _):
+    with running_server(ServeConfig(auth=False, audit_url=f"sqlite:///{tmp_path / 'a.sqlite'}"), {"nudenet": nudenet}) as (url, _, _):
         remote = evaluate(load_classifier(f"moderation:{url}", model="nudenet"), data, cache=None, progress=False, n_boot=10)
     local = evaluate(nudenet, data, cache=None, progress=False, n_boot=10)
     merged = remote.predictions.set_index("id")["category_scores"].map(lambda d: d["sexual"])

@@ -268,6 +268,9 @@ def serve_command(
     threshold: Annotated[list[str], typer.Option("--threshold", help="category=threshold (repeatable; 'unsafe=' sets the default)")] = [],
     rate_limit: Annotated[int, typer.Option(min=0, help="requests per minute per API key (0: unlimited)")] = 0,
     image_rate_limit: Annotated[int, typer.Option(min=0, help="images per minute per API key (0: unlimited)")] = 0,
+    megapixel_rate_limit: Annotated[float, typer.Option(min=0, help="megapixels per minute per API key, summed over images (0: unlimited)")] = 0,
+    failed_auth_limit: Annotated[int, typer.Option(min=1, help="failed authentication attempts per minute per client address")] = 30,
+    max_aspect_ratio: Annotated[float, typer.Option(min=1, help="refuse images longer than this many times their width (or wider)")] = 64.0,
     allow_url_host: Annotated[list[str], typer.Option("--allow-url-host", help="host whose http(s) image URLs may be fetched (repeatable; '.example.com' for subdomains)")] = [],
     audit_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the audit log (default: SQLite in the user's data folder)")] = None,
     store_images: Annotated[bool, typer.Option(help="also keep the images in the audit log")] = False,
@@ -281,20 +284,21 @@ def serve_command(
 ) -> None:
     """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
     from imagesafety.serve.app import serve
-    from imagesafety.serve.config import ServeConfig, default_audit_url, read_keys_file
+    from imagesafety.serve.config import ServeConfig, read_keys_file
 
     keys = {f"key-{i + 1}": k for i, k in enumerate(api_key)}
     if keys_file:
         keys.update(read_keys_file(keys_file))
     config = ServeConfig(
         classifiers=classifier, api_keys=keys, auth=not no_auth, thresholds={k: float(v) for k, v in parse_options(threshold, "--threshold").items()},
-        rate_limit_per_minute=rate_limit, images_per_minute=image_rate_limit, allow_url_hosts=[h.lower() for h in allow_url_host],
-        audit_url=audit_url or default_audit_url(), store_images=store_images, max_request_bytes=int(max_request_mb * 1024 * 1024),
+        rate_limit_per_minute=rate_limit, images_per_minute=image_rate_limit, pixels_per_minute=int(megapixel_rate_limit * 1_000_000),
+        failed_auth_per_minute=failed_auth_limit, max_aspect_ratio=max_aspect_ratio, allow_url_hosts=[h.lower() for h in allow_url_host],
+        audit_url=audit_url, store_images=store_images, max_request_bytes=int(max_request_mb * 1024 * 1024),
         max_images_per_request=max_images, max_request_pixels=int(max_request_megapixels * 1_000_000), batch_window_ms=batch_window_ms,
         max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: parse_options(option) for c in classifier},
     )
     config.check()
-    serve(config, host, port)
+    serve(config, host, port, say=lambda line: console.print(Text(line, style="yellow" if line.startswith("WARNING") else "")))
 
 
 KIND_TITLES = {"classifier": "classifiers", "encoder": "encoders (embed --encoder, guard heads)", "dataset": "dataset formats",
@@ -313,7 +317,7 @@ def models_command(
         entries = registry.entries(name)
         table = Table(title=KIND_TITLES.get(name, name))
         for column in ("name", "example spec", "description", "needs"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")  # wrapped, never cut: an install hint must stay whole
         for entry in entries.values():
             hint = entry.install_hint()
             table.add_row(entry.name, entry.example, entry.description, Text(hint, style="red") if hint else Text("installed", style="green"))
@@ -328,14 +332,14 @@ def datasets_command() -> None:
 
     formats = Table(title="dataset formats (--dataset PATH or FORMAT:PATH)")
     for column in ("format", "what", "needs"):
-        formats.add_column(column)
+        formats.add_column(column, overflow="fold")
     for f in registry.entries("dataset").values():
         hint = f.install_hint()
         formats.add_row(f.name, f.description, Text(hint, style="red") if hint else Text("installed", style="green"))
     console.print(formats)
     named = Table(title="named datasets (--dataset NAME)")
     for column in ("name", "spec", "what", "needs"):
-        named.add_column(column)
+        named.add_column(column, overflow="fold")
     hf_hint = registry.get("dataset", "hf").install_hint()
     for d in NAMED_DATASETS.values():
         named.add_row(d.name, d.spec, d.description, Text(hf_hint, style="red") if hf_hint else Text("installed", style="green"))

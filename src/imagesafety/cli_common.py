@@ -57,8 +57,9 @@ class OneLineErrors(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException, click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
+                KeyboardInterrupt):
+            raise  # usage errors (a bad option value) are typer's to report: its message, exit 2
         except Exception as exc:
             if debug_enabled():
                 raise

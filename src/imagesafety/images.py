@@ -21,6 +21,19 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def image_size(data: bytes, name: str = "image") -> tuple[int, int]:
+    """(width, height) from the header alone, without decoding pixels; ImageDecodeError when it is not an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except Exception as exc:
+        raise ImageDecodeError(f"{name}: not a decodable image ({type(exc).__name__}: {exc})") from None
+
+
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, name: str = "image") -> Image.Image:
     """Decode encoded bytes into an upright RGB image.
 

@@ -21,6 +21,8 @@ def normalise_encoder_spec(spec: str) -> str:
     and local paths become absolute, so one model has one spec wherever it is named from."""
     spec = str(spec).strip()
     kind, sep, arg = spec.partition(":")
+    if not sep and kind in registry.entries("encoder") and not Path(spec).expanduser().exists():
+        return f"{kind}:"  # an encoder with a default model (`nsfwjs`)
     if not sep or kind not in registry.entries("encoder"):
         kind, arg = ("hf", spec) if (Path(spec).expanduser() / "config.json").is_file() else ("clip", spec)
     if kind in ("hf", "hysac") and Path(arg).expanduser().exists():
@@ -39,7 +41,7 @@ def load_encoder(spec: str, device: str | None = None) -> Encoder:
     with _LOCK:
         if key not in _LOADED:
             kind, _, arg = spec.partition(":")
-            _LOADED[key] = registry.get("encoder", kind).build(arg, device=device)
+            _LOADED[key] = registry.get("encoder", kind).build(arg or None, device=device)
         return _LOADED[key]
 
 

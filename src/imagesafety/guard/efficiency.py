@@ -118,21 +118,21 @@ def write_efficiency_report(runs: pd.DataFrame, out_dir: str | Path) -> dict[str
     """efficiency.csv (every run), efficiency.json (summary) and efficiency.html (table + plot)."""
     from html import escape
 
-    from imagesafety.bench.report.plots import plt, to_data_url
+    from imagesafety.bench.report.plots import log_ticks, outside_legend, plt, to_data_url
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(runs)
     write_atomic(out / "efficiency.csv", runs.to_csv(index=False))
     write_json(out / "efficiency.json", summary.to_dict(orient="records"))
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(6.8, 3.6))
     for with_pairs, part in summary.groupby("with_pairs"):
         ax.errorbar(part["size"], part["f1_mean"], yerr=part["f1_std"].fillna(0), marker="o", capsize=3,
                     label="with pairs" if with_pairs else "labelled images only")
-    ax.set(xscale="log", xlabel="labelled training images", ylabel="test F1 (mean ± sd over seeds)", ylim=(0, 1.02))
-    ax.set_xticks(sorted(summary["size"].unique()), [str(s) for s in sorted(summary["size"].unique())])
+    ax.set(xlabel="labelled training images", ylabel="test F1 (mean ± sd over seeds)", ylim=(0, 1.02))
+    log_ticks(ax, summary["size"].unique(), "{:d}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    outside_legend(ax)
     rows = "".join(
         f"<tr><td>{r.size}</td><td>{'yes' if r.with_pairs else 'no'}</td><td>{r.f1_mean:.3f} ± {0 if np.isnan(r.f1_std) else r.f1_std:.3f}</td>"
         f"<td>{r.auroc_mean:.3f}</td><td>{r.seeds}</td></tr>"

@@ -128,8 +128,17 @@ class LorentzIndex:
             raise ValueError(f"{directory}: not a HySAC index (no {META})")
         meta = json.loads((directory / META).read_text(encoding="utf-8"))
         labels = np.load(directory / "labels.npy") if (directory / "labels.npy").is_file() else None
-        return cls(faiss.read_index(str(directory / "faiss.index")), meta["curvature"], meta["model_id"], meta["dim"], meta["kind"],
-                   json.loads((directory / "ids.json").read_text(encoding="utf-8")), labels, meta.get("augment_norm", 0.0))
+        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        try:
+            index = faiss.read_index(str(directory / "faiss.index"))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{directory / 'faiss.index'}: damaged or truncated FAISS index ({first[:160]}); rebuild it with "
+                             "`imagesafety hysac index`") from None
+        if index.ntotal != len(ids) or index.ntotal != meta.get("size", index.ntotal):
+            raise ValueError(f"{directory / 'faiss.index'}: holds {index.ntotal} vectors but the index lists {len(ids)} images; "
+                             "rebuild it with `imagesafety hysac index`")
+        return cls(index, meta["curvature"], meta["model_id"], meta["dim"], meta["kind"], ids, labels, meta.get("augment_norm", 0.0))
 
 
 def brute_force_search(queries: np.ndarray, gallery: np.ndarray, curvature: float, k: int = 10):

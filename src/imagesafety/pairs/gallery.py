@@ -43,19 +43,33 @@ function exportReviews() {
 }
 """
 
-CSS = """body{font-family:system-ui,sans-serif;margin:1.5rem} .grid{display:flex;flex-wrap:wrap;gap:1rem}
-.card{border:1px solid #ddd;padding:.5rem;width:330px;font-size:.8rem} .card img{width:160px;height:160px;object-fit:contain;background:#eee}
-.rejected{opacity:.75;border-color:#d99} .reasons{color:#a33} .review{font-weight:bold} label{margin-right:1rem}"""
+CSS = """body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1600px;padding:0 1rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:1rem}
+.card{border:1px solid #ddd;border-radius:6px;padding:.6rem;font-size:.8rem;background:#fff}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:.5rem} figure{margin:0} figcaption{font-weight:600;margin-bottom:.2rem}
+figure img{width:100%;aspect-ratio:1;object-fit:contain;background:#f4f4f4;border:1px solid #e5e5e5}
+.missing{width:100%;aspect-ratio:1;display:flex;align-items:center;justify-content:center;background:#f8f8f8;color:#888;border:1px dashed #ccc}
+.file{font-weight:600;margin:.4rem 0 .1rem;word-break:break-all} .meta{color:#555} .rejected{border-color:#e0a3a3;background:#fffafa}
+.badge{font-size:.7rem;padding:.05rem .4rem;border-radius:3px;margin-left:.3rem} .badge.kept{background:#dff0d8} .badge.rejected{background:#f2dede}
+.reasons{color:#a33} .review{font-weight:bold} label{margin-right:1rem}"""
 
 
-def _thumb(path: Path) -> str:
-    if not path.is_file():
-        return "<div style='width:160px;height:160px;display:inline-block;background:#eee'></div>"
+def _thumb(path: Path | None, missing: str) -> str:
+    if path is None or not path.is_file():
+        return f"<div class=missing>{escape(missing)}</div>"
     img = Image.open(path).convert("RGB")
-    img.thumbnail((160, 160))
+    img.thumbnail((320, 320))
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=80)
+    img.save(buf, format="JPEG", quality=82)
     return f"<img src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}' alt=''>"
+
+
+def _image(out: Path, c: dict, kind: str) -> Path | None:
+    """The stored image (kept pairs) or preview (rejected candidates) of the original or the edit."""
+    rel = c.get(kind) or c.get(f"{kind}_preview")
+    if rel:
+        return out / rel
+    return out / "images" / f"{c['image_sha256'][:16]}.png" if kind == "original" else None
 
 
 def write_gallery(out: str | Path) -> Path:
@@ -66,16 +80,23 @@ def write_gallery(out: str | Path) -> Path:
     cards, categories = [], sorted({c["category"] for c in candidates})
     for c in candidates:
         verdict = "kept" if c["kept"] else "rejected"
-        original = out / c["original"] if c.get("original") else out / "images" / f"{c['image_sha256'][:16]}.png"
-        edited = _thumb(out / c["edited"]) if c.get("edited") else "<div style='width:160px;display:inline-block'>(not kept)</div>"
+        original = _thumb(_image(out, c, "original"), "original not stored")
+        edited = _thumb(_image(out, c, "edited"), "no edit (the editor failed)" if not c.get("scores") else "edit not stored")
+        edited_title = "edited" if c["kept"] else "edited (rejected)"
         ssim = c.get("scores", {}).get("ssim", 0.0)
+        judge = c.get("scores", {}).get("judge_edited")
+        name = c.get("source_image") or c.get("sample_id", "")
         buttons = (f"<button onclick=\"review('{c['pair_id']}','accepted',this)\">accept</button> "
                    f"<button onclick=\"review('{c['pair_id']}','rejected',this)\">reject</button> "
                    f"<span class=review>{escape(reviews.get(c['pair_id'], ''))}</span>") if c["kept"] else ""
         cards.append(
             f"<div class='card {verdict}' data-category='{escape(c['category'])}' data-verdict='{verdict}' data-ssim='{ssim:.4f}' "
-            f"data-pair='{escape(str(c.get('pair_id', '')))}'>{_thumb(original)}{edited}"
-            f"<div>{escape(c['category'])} · seed {c['seed']} · SSIM {ssim:.3f} · judge {c.get('scores', {}).get('judge_edited', float('nan')):.3f}</div>"
+            f"data-pair='{escape(str(c.get('pair_id', '')))}'>"
+            f"<div class=pair><figure><figcaption>original</figcaption>{original}</figure>"
+            f"<figure><figcaption>{edited_title}</figcaption>{edited}</figure></div>"
+            f"<div class=file title='{escape(str(c.get('sample_id', '')))}'>{escape(name)}<span class='badge {verdict}'>{verdict}</span></div>"
+            f"<div class=meta>{escape(c['category'])} · seed {c['seed']} · SSIM {ssim:.3f}"
+            f"{'' if judge is None else f' · judge on the edit {judge:.3f}'}</div>"
             f"<div>{escape(c['instruction'])}</div><div class=reasons>{escape('; '.join(c['reasons']))}</div>{buttons}</div>")
     options = "".join(f"<option value='{escape(k)}'>{escape(k)}</option>" for k in categories)
     html = (f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety pairs</title><style>{CSS}</style>"

@@ -118,6 +118,9 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
                             pair_id = hashlib.sha256(f"{sha}|{plan.category}|{seed}".encode()).hexdigest()[:16]
                             original_rel, edited_rel = store.save_pair(sha, pair_id, original, edited)
                             candidate.update(pair_id=pair_id, original=original_rel, edited=edited_rel)
+                        else:  # previews, so a reviewer sees what was rejected and why
+                            candidate.update(original_preview=store.save_preview(sha[:16], original),
+                                             edited_preview=store.save_preview(f"{sha[:16]}-{plan.category}-{seed}", edited))
                     log(candidate)
                     if candidate["kept"]:
                         kept = True

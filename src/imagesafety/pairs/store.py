@@ -71,6 +71,17 @@ class PairStore:
                     image.save(tmp, format="PNG")
         return str(original_path.relative_to(self.out)), str(edited_path.relative_to(self.out))
 
+    def save_preview(self, name: str, image: Image.Image, side: int = 320) -> str:
+        """A small JPEG of an image the gallery shows but no pair keeps (a rejected edit, or its original); its path."""
+        path = self.images / "previews" / f"{name}.jpg"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            preview = image.convert("RGB")
+            preview.thumbnail((side, side))
+            with atomic_path(path) as tmp:
+                preview.save(tmp, format="JPEG", quality=85)
+        return str(path.relative_to(self.out))
+
     def reviews(self) -> dict[str, str]:
         reviews: dict[str, str] = {}
         for line in self.reviews_path.read_text(encoding="utf-8").splitlines() if self.reviews_path.is_file() else []:

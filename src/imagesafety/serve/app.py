@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from fastapi import FastAPI, File, Form, Header, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from imagesafety.classifiers.base import Prediction, SafetyClassifier
-from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
-from imagesafety.serve.audit import AuditLog, AuditRecord
-from imagesafety.serve.auth import KeyChecker, RateLimiter
+from imagesafety.images import ImageDecodeError, decode_image, image_size, sha256_bytes
+from imagesafety.net import FetchError, fetch_url
+from imagesafety.serve.audit import AuditLog, AuditRecord, AuditWriteError
+from imagesafety.serve.auth import AuthGate, KeyChecker, TokenBucket
 from imagesafety.serve.batcher import MicroBatcher, ModelError
-from imagesafety.serve.config import ServeConfig
+from imagesafety.serve.config import ServeConfig, default_audit_url
 from imagesafety.serve.errors import APIError, error_body, install_error_handlers
-from imagesafety.serve.fetch import decode_data_url, fetch_image_url
+from imagesafety.serve.fetch import FETCH_ERRORS, check_geometry, decode_data_url
 from imagesafety.serve.metrics import ServiceMetrics
 from imagesafety.serve.openai_categories import moderation_result
 from imagesafety.serve.schemas import ClassifyResponse, ModerationRequest, ModerationResponse, TextInput
+
+
+class Abandoned(Exception):
+    """An image skipped because another image of its request failed, or the request ran out of time."""
 
 
 @dataclass
@@ -34,7 +42,8 @@ class Served:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over `limit` bytes (by Content-Length, or while streaming)."""
+    """ASGI middleware: the body is read here, up to `limit` bytes, before the app sees it; a larger body (by
+    Content-Length or while streaming, chunked included) gets 413 at once and is never parsed."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -44,31 +53,44 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._too_large(send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+            return await self._too_large(scope, receive, send)
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise APIError(413, f"request body exceeds {self.limit} bytes", code="request_too_large")
-            return message
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                return await self._too_large(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
 
-        await self.app(scope, limited, send)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-    async def _too_large(self, send):
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
         response = JSONResponse(error_body(f"request body exceeds {self.limit} bytes", "invalid_request_error", "request_too_large"), 413)
-        await response({"type": "http", "headers": []}, None, send)
+        await response(scope, receive, send)
 
 
 def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | None = None) -> FastAPI:
     """The app; classifiers are loaded at start-up from `config.classifiers` unless given ready-made."""
+    config.check()
     metrics = ServiceMetrics()
-    keys = KeyChecker(config.api_keys)
-    limiter = RateLimiter(config.rate_limit_per_minute)
-    state: dict = {"served": {}, "ready": False, "audit": None}
+    keys = KeyChecker(config.api_keys, required=config.auth)
+    budgets = {"requests": TokenBucket(config.rate_limit_per_minute, "requests"),
+               "images": TokenBucket(config.images_per_minute, "images"),
+               "pixels": TokenBucket(config.pixels_per_minute, "pixels")}
+    decode_pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="decode")
+    state: dict = {"served": {}, "ready": False, "audit": None, "audit_url": config.audit_url or default_audit_url()}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -83,7 +105,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                                    on_batch=lambda size, seconds, n=clf.name: metrics.batch_size.labels(n).observe(size))
             batcher.start()
             state["served"][name] = Served(name, clf, batcher)
-        state["audit"] = AuditLog(config.audit_url)
+        state["audit"] = AuditLog(state["audit_url"])
         state["ready"] = True
         try:
             yield
@@ -92,10 +114,12 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             for served in state["served"].values():
                 await served.batcher.stop()
             state["audit"].close()
+            decode_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="imagesafety moderation", version="1", lifespan=lifespan,
                   description="Self-hosted image moderation, compatible with OpenAI's /v1/moderations for images.")
     app.add_middleware(BodyLimit, limit=config.max_request_bytes)
+    app.add_middleware(AuthGate, keys=keys, requests=budgets["requests"], failed_per_minute=config.failed_auth_per_minute)
     install_error_handlers(app)
     app.state.imagesafety = state
 
@@ -110,21 +134,56 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                 return s
         raise APIError(404, f"unknown model {model!r}; served: {', '.join(served)}", code="model_not_found", param="model")
 
-    def authorise(authorization: str | None) -> str | None:
-        key_id = keys.identify(authorization)
-        limiter.check(key_id)
-        return key_id
+    async def fetch(where: str, url: str) -> bytes:
+        if not config.allow_url_hosts:
+            raise APIError(400, f"{where}: this server accepts only data URLs (the operator has not enabled remote URLs)",
+                           code="url_not_allowed", param=where)
+        try:
+            return await asyncio.to_thread(fetch_url, url, allow_hosts=config.allow_url_hosts, require_allowed=True,
+                                           max_bytes=config.max_request_bytes, timeout_s=config.url_timeout_s)
+        except FetchError as exc:
+            status, code = FETCH_ERRORS[exc.reason]
+            raise APIError(status, f"{where}: {exc}", code=code, param=where) from None
 
-    async def classify_bytes(served: Served, data: bytes, where: str) -> tuple[str, Prediction]:
-        sha = sha256_bytes(data)
-        try:
-            prepared = await asyncio.to_thread(lambda: served.batcher.prepare(decode_image(data, config.max_pixels, name=where)))
-        except ImageDecodeError as exc:
-            raise APIError(400, str(exc), code="invalid_image", param=where) from None
-        try:
-            return sha, await served.batcher.predict(prepared)
-        except ModelError as exc:
-            raise APIError(500, f"{where}: {exc}", "server_error", "model_error") from None
+    def check_sizes(key_id: str | None, named: list[tuple[str, bytes]]) -> None:
+        """Every image's header, side lengths and aspect ratio, the request's pixel budget and the key's image and pixel
+        budgets: all checked before any image is decoded."""
+        total = 0
+        for where, data in named:
+            try:
+                width, height = image_size(data, where)
+            except ImageDecodeError as exc:
+                raise APIError(400, str(exc), code="invalid_image", param=where) from None
+            check_geometry(where, width, height, config)
+            total += width * height
+        if total > config.max_request_pixels:
+            raise APIError(413, f"the request's images hold {total} pixels together, over this server's limit of "
+                           f"{config.max_request_pixels} per request", code="request_too_large")
+        budgets["images"].take(key_id, len(named))
+        budgets["pixels"].take(key_id, total)
+
+    async def prepare_all(served: Served, named: list[tuple[str, bytes]], cancelled: threading.Event) -> list:
+        """Decode and prepare a request's images one after another on the shared decoding threads (parallelism comes
+        from concurrent requests, so one request cannot occupy them all); the first failure, or the request running
+        out of time, ends the request's decoding: its remaining images are never decoded."""
+        loop = asyncio.get_running_loop()
+
+        def one(where: str, data: bytes):
+            if cancelled.is_set():
+                raise Abandoned()
+            return served.batcher.prepare(decode_image(data, config.max_pixels, name=where), where)
+
+        prepared = []
+        for where, data in named:
+            try:
+                prepared.append(await loop.run_in_executor(decode_pool, one, where, data))
+            except ImageDecodeError as exc:
+                raise APIError(400, str(exc), code="invalid_image", param=where) from None
+            except Abandoned:
+                raise APIError(504, f"classification took longer than {config.request_timeout_s}s", "server_error", "timeout") from None
+            except Exception as exc:
+                raise APIError(400, f"{where}: cannot prepare the image: {type(exc).__name__}: {exc}", code="invalid_image", param=where) from None
+        return prepared
 
     def decide(served: Served, pred: Prediction, selected: list[str] | None) -> tuple[bool, set[str]]:
         """(flagged, flagged categories) under the operator's per-category thresholds and the request's selection."""
@@ -141,30 +200,44 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
 
     async def run(endpoint: str, served: Served, key_id: str | None, items: list[tuple[str, bytes | None, str | None]],
                   selected: list[str] | None):
-        """Classify every (label, bytes, url) item; audit every decision; errors become APIErrors."""
+        """Classify every (label, bytes, url) item and commit its audit rows before answering; errors become APIErrors.
+        The whole request shares one deadline; when it passes, the work not yet done is dropped."""
         started = time.perf_counter()
         request_id = f"modr-{uuid.uuid4().hex}"
+        cancelled = threading.Event()
 
-        async def one(where: str, data: bytes | None, url: str | None):
-            if data is None:
-                data = await fetch_image_url(url, config.allow_url_hosts, config.max_request_bytes, config.url_timeout_s)
-            return (data,) + await classify_bytes(served, data, where)
+        async def work():
+            named = [(where, data if data is not None else await fetch(where, url)) for where, data, url in items]
+            check_sizes(key_id, named)
+            prepared = await prepare_all(served, named, cancelled)
+            try:
+                preds = await asyncio.gather(*(served.batcher.predict(p) for p in prepared))
+            except ModelError as exc:
+                raise APIError(500, f"{exc}", "server_error", "model_error") from None
+            return [(data, sha256_bytes(data), pred) for (_, data), pred in zip(named, preds)]
 
         try:
-            outcomes = await asyncio.wait_for(asyncio.gather(*(one(*item) for item in items)), config.request_timeout_s)
+            outcomes = await asyncio.wait_for(work(), config.request_timeout_s)
         except asyncio.TimeoutError:
+            cancelled.set()
             raise APIError(504, f"classification took longer than {config.request_timeout_s}s", "server_error", "timeout") from None
+        finally:
+            cancelled.set()
         latency = (time.perf_counter() - started) * 1000
-        decisions = []
+        decisions, records = [], []
         for data, sha, pred in outcomes:
             flagged, cats = decide(served, pred, selected)
             decisions.append((sha, pred, flagged, cats))
-            metrics.images.labels(served.name).inc()
+            records.append(AuditRecord(request_id, key_id, endpoint, sha, served.name, str(served.classifier.version), pred.category_scores,
+                                       pred.unsafe_score, flagged, None, latency, time.time(), data if config.store_images else None))
+        try:
+            await state["audit"].commit(records)
+        except AuditWriteError as exc:
+            raise APIError(503, f"{exc}; the decision is withheld (retry later)", "server_error", "audit_unavailable") from None
+        metrics.images.labels(served.name).inc(len(decisions))
+        for _, _, _, cats in decisions:
             for c in cats:
                 metrics.flags.labels(served.name, c).inc()
-            state["audit"].record(AuditRecord(
-                request_id, key_id, endpoint, sha, served.name, str(served.classifier.version), pred.category_scores,
-                pred.unsafe_score, flagged, None, latency, time.time(), data if config.store_images else None))
         return request_id, decisions
 
     @app.middleware("http")
@@ -177,8 +250,8 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         return response
 
     @app.post("/v1/moderations", response_model=ModerationResponse, summary="Moderate images (OpenAI-compatible)")
-    async def moderations(body: ModerationRequest, authorization: str | None = Header(default=None)):
-        key_id = authorise(authorization)
+    async def moderations(body: ModerationRequest, request: Request):
+        key_id = request.state.key_id
         served = pick(body.model)
         inputs = body.input if isinstance(body.input, list) else [body.input]
         if not inputs:
@@ -190,7 +263,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             if isinstance(item, (str, TextInput)):
                 raise APIError(400, f"input[{i}]: this server moderates images only; send {{'type': 'image_url', ...}}", param=f"input[{i}]")
             url = item.image_url.url
-            data = decode_data_url(url, config.max_request_bytes) if url.startswith("data:") else None
+            data = decode_data_url(url, config.max_request_bytes, f"input[{i}]") if url.startswith("data:") else None
             items.append((f"input[{i}]", data, url))
         request_id, decisions = await run("moderations", served, key_id, items, body.categories)
         results = []
@@ -201,10 +274,9 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         return {"id": request_id, "model": served.name, "results": results}
 
     @app.post("/v1/classify", response_model=ClassifyResponse, summary="Classify uploaded images (multipart)")
-    async def classify(files: list[UploadFile] = File(...), model: str | None = Form(default=None),
-                       categories: str | None = Form(default=None, description="comma-separated categories that can flag"),
-                       authorization: str | None = Header(default=None)):
-        key_id = authorise(authorization)
+    async def classify(request: Request, files: list[UploadFile] = File(...), model: str | None = Form(default=None),
+                       categories: str | None = Form(default=None, description="comma-separated categories that can flag")):
+        key_id = request.state.key_id
         served = pick(model)
         if len(files) > config.max_images_per_request:
             raise APIError(400, f"at most {config.max_images_per_request} images per request", param="files")
@@ -220,8 +292,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                 "taxonomy": served.classifier.taxonomy.to_dict(), "results": results}
 
     @app.get("/v1/models", summary="Classifiers served")
-    async def models(authorization: str | None = Header(default=None)):
-        authorise(authorization)
+    async def models():
         return {"object": "list", "data": [
             {"id": s.name, "object": "model", "classifier": s.classifier.name, "version": str(s.classifier.version),
              "threshold": s.classifier.threshold, "categories": s.classifier.taxonomy.keys} for s in state["served"].values()]}
@@ -243,8 +314,14 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
     return app
 
 
-def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the app under uvicorn until interrupted; in-flight requests finish and the audit log is flushed."""
+def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", say=print) -> None:
+    """Run the app under uvicorn until interrupted; in-flight requests finish and every answered decision is in the
+    audit log (`say` reports where it is, and when authentication is off)."""
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    app = create_app(config)
+    say(f"audit log: {app.state.imagesafety['audit_url']}")
+    if not config.auth:
+        say("WARNING: serving WITHOUT authentication (--no-auth): anyone who can reach "
+            f"{host}:{port} can use this service")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

@@ -1,19 +1,23 @@
 """The audit log: one row per decision, in SQLite by default or any SQLAlchemy URL (PostgreSQL).
 
-Rows are queued by request handlers and written in batches by one background thread, so a slow
-database never blocks a request; `close` drains the queue (graceful shutdown loses nothing).
+A request's rows are committed before its answer is sent: handlers hand them to one writer thread, which commits
+whatever several requests handed in as one transaction (group commit; SQLite in WAL mode with synchronous commits)
+and only then lets each request answer. If the rows cannot be written the request fails and no decision goes out,
+so a decision a client received is always in the log, even if the process is killed right after.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy import (JSON, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, create_engine, event, insert,
+                        select)
 
 metadata = MetaData()
 audit_table = Table(
@@ -53,26 +57,58 @@ class AuditRecord:
     image: bytes | None = None
 
 
+class AuditWriteError(RuntimeError):
+    """The audit rows could not be committed: the decision must not be returned."""
+
+
+def _sqlite_durable(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
 class AuditLog:
-    def __init__(self, url: str, batch_size: int = 256):
+    def __init__(self, url: str, batch_size: int = 256, retries: int = 5):
+        self.url = url
         self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_durable)
         metadata.create_all(self.engine)
-        self.queue: queue.Queue[AuditRecord | None] = queue.Queue()
-        self.batch_size = batch_size
+        self.queue: queue.Queue[tuple[list[AuditRecord], Callable[[BaseException | None], None]] | None] = queue.Queue()
+        self.batch_size, self.retries = batch_size, retries
         self.written = 0
         self.thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
         self.thread.start()
 
-    def record(self, rec: AuditRecord) -> None:
-        self.queue.put(rec)
+    async def commit(self, records: list[AuditRecord]) -> None:
+        """Return once `records` are committed; AuditWriteError if they cannot be."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or (done.set_exception(error) if error else done.set_result(None)))
+
+        self.queue.put((records, settle))
+        await asyncio.shield(done)
+
+    def commit_now(self, records: list[AuditRecord]) -> None:
+        """The same from synchronous code (tests, tools): blocks until committed."""
+        finished = threading.Event()
+        failure: list[BaseException] = []
+        self.queue.put((records, lambda error: (failure.append(error) if error else None, finished.set())))
+        finished.wait()
+        if failure:
+            raise failure[0]
 
     def _writer(self) -> None:
         stop = False
         while not stop:
             first = self.queue.get()
-            batch = [] if first is None else [first]
+            entries = [] if first is None else [first]
             stop = first is None
-            while not stop and len(batch) < self.batch_size:
+            while not stop and sum(len(r) for r, _ in entries) < self.batch_size:
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
@@ -80,26 +116,28 @@ class AuditLog:
                 if item is None:
                     stop = True
                 else:
-                    batch.append(item)
-            if batch:
-                self._write(batch)
+                    entries.append(item)
+            if entries:
+                error = self._write([r for records, _ in entries for r in records])
+                for _, settle in entries:
+                    settle(error)
 
-    def _write(self, batch: list[AuditRecord]) -> None:
+    def _write(self, batch: list[AuditRecord]) -> BaseException | None:
         rows = [asdict(r) for r in batch]
-        for attempt in range(5):
+        last: BaseException | None = None
+        for attempt in range(self.retries):
             try:
                 with self.engine.begin() as conn:
                     conn.execute(insert(audit_table), rows)
                 self.written += len(rows)
-                return
-            except Exception:  # database briefly unavailable: back off, keep the rows
-                time.sleep(0.2 * 2**attempt)
-        with open("imagesafety-audit-failed.jsonl", "a", encoding="utf-8") as fh:  # last resort: never drop a decision
-            for row in rows:
-                fh.write(json.dumps({k: v for k, v in row.items() if k != "image"}) + "\n")
+                return None
+            except Exception as exc:  # database briefly unavailable: back off and retry, then give up on these requests
+                last = exc
+                time.sleep(0.1 * 2**attempt)
+        return AuditWriteError(f"the audit log could not be written ({type(last).__name__}: {last})")
 
     def close(self) -> None:
-        """Write everything queued, then stop the writer."""
+        """Commit everything handed in, then stop the writer."""
         self.queue.put(None)
         self.thread.join()
         self.engine.dispose()

@@ -73,11 +73,14 @@ class MicroBatcher:
                     jobs.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
+            live = [j for j in jobs if not j.future.done()]  # requests that timed out or failed meanwhile are dropped
             try:
+                if not live:
+                    continue
                 started = time.perf_counter()
-                results = await loop.run_in_executor(self.model_thread, self._run, [j.item for j in jobs])
-                self.on_batch(len(jobs), time.perf_counter() - started)
-                for job, result in zip(jobs, results):
+                results = await loop.run_in_executor(self.model_thread, self._run, [j.item for j in live])
+                self.on_batch(len(live), time.perf_counter() - started)
+                for job, result in zip(live, results):
                     if job.future.done():
                         continue
                     if isinstance(result, Exception):

@@ -72,16 +72,18 @@ class ServeConfig:
     max_images_per_request: int = 16
     max_pixels: int = MAX_PIXELS  # one image
     max_request_pixels: int = 64_000_000  # all images of one request together
+    max_side: int = 16384  # longest side of one image
     max_aspect_ratio: float = 64.0
     rate_limit_per_minute: int = 0  # requests per API key; 0: unlimited
     images_per_minute: int = 0  # images per API key; 0: unlimited
+    pixels_per_minute: int = 0  # pixels per API key, summed over images; 0: unlimited
     failed_auth_per_minute: int = 30  # per client address
     request_timeout_s: float = 30.0
     batch_window_ms: float = 5.0
     max_batch_size: int = 16
     allow_url_hosts: list[str] = field(default_factory=list)  # empty: only data URLs
     url_timeout_s: float = 10.0
-    audit_url: str = "sqlite:///imagesafety-audit.sqlite"
+    audit_url: str | None = None  # None: SQLite in the user's data folder (default_audit_url)
     store_images: bool = False
     classifier_options: dict[str, dict] = field(default_factory=dict)
 
@@ -92,8 +94,10 @@ class ServeConfig:
                 raise ValueError("no API keys: pass --api-key KEY or --keys-file FILE (or --no-auth to serve without authentication on purpose)")
             for key_id, secret in self.api_keys.items():
                 check_key(secret, f"API key {key_id!r}")
-        for name in ("max_request_bytes", "max_images_per_request", "max_pixels", "max_request_pixels", "max_batch_size"):
+        for name in ("max_request_bytes", "max_images_per_request", "max_pixels", "max_request_pixels", "max_batch_size", "max_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout_s <= 0:
             raise ValueError("--timeout must be above 0")
+        if self.max_aspect_ratio < 1:
+            raise ValueError("max_aspect_ratio must be at least 1")

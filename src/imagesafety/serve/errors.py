@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 
 class APIError(Exception):
@@ -28,6 +29,13 @@ def install_error_handlers(app) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"invalid request: {first.get('msg', 'malformed body')}" + (f" at {where}" if where else "")
         return JSONResponse(error_body(message, "invalid_request_error", "invalid_body", where or None), status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        """The framework's own errors (a body it cannot parse: invalid UTF-8, nesting too deep; 404, 405) in the same shape."""
+        detail = exc.detail if isinstance(exc.detail, str) else "invalid request"
+        code = "invalid_body" if exc.status_code == 400 else ("not_found" if exc.status_code == 404 else None)
+        return JSONResponse(error_body(detail, "invalid_request_error", code), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -22,6 +22,22 @@ def to_data_url(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def log_ticks(ax, values, fmt: str = "{:g}") -> None:
+    """A log x axis labelled at exactly the measured values (no overlapping minor labels), slanted when crowded."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    values = sorted(set(values))
+    ax.set_xscale("log")
+    ax.set_xticks(values, [fmt.format(v) for v in values], rotation=30 if len(values) > 4 else 0, ha="right" if len(values) > 4 else "center")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def outside_legend(ax, **kwargs) -> None:
+    """The legend beside the axes, where it cannot cover a line."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False, **kwargs)
+
+
 def f1_bars(by_category_source: dict[str, dict[str, dict]], labels: dict[str, str]) -> str | None:
     """Per-category F1 with 95% intervals, one bar per source side by side."""
     categories = sorted(by_category_source)

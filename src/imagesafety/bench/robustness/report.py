@@ -28,19 +28,22 @@ def _png(array_chw: np.ndarray, size: int = 160) -> str:
 
 
 def eps_curve_plot(curves: dict) -> str | None:
-    from imagesafety.bench.report.plots import plt, to_data_url
+    from imagesafety.bench.report.plots import log_ticks, outside_legend, plt, to_data_url
 
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    measured = []
     for name, curve in curves.items():
         points = [(float(e), v) for e, v in curve.items() if v is not None]
         if points:
             xs, ys = zip(*sorted(points))
             ax.plot(xs, ys, marker="o", label=name)
-    ax.set(xscale="log", xlabel="eps (L-inf, [0, 1] pixel units)", ylabel="attack success rate", ylim=(-0.02, 1.02))
+            measured += xs
+    ax.set(xlabel="eps (L-inf, [0, 1] pixel units)", ylabel="attack success rate", ylim=(-0.03, 1.03))
+    log_ticks(ax, measured, "{:.3g}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    outside_legend(ax, title="attack")
     return to_data_url(fig)
 
 
@@ -77,7 +80,7 @@ def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
         f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety robustness · {escape(m['classifier']['name'])}</title>",
         f"<style>{CSS} figure{{width:520px}} figure img{{display:inline-block;margin-right:4px}}</style></head><body>",
         f"<h1>Robustness of {escape(m['classifier']['name'])} on {escape(str(m['dataset']))}</h1>",
-        f"<p class=note>Clean accuracy {m['clean']['accuracy']:.3f}, F1 {m['clean']['f1'] if m['clean']['f1'] is not None else float('nan'):.3f}. "
+        f"<p class=note>Clean accuracy {m['clean']['accuracy']:.3f}, F1 {'n/a (no unsafe images)' if m['clean']['f1'] is None else format(m['clean']['f1'], '.3f')}. "
         f"Attacked {p['attacked']} images the classifier got right (K = {p['k']}, seed {p['seed']}; {p['excluded_misclassified']} misclassified images excluded). "
         f"eps = {p['eps_pixel_units']:.4g} in [0, 1] pixel units = {p['eps_normalized_units']:.4g} in normalised-input units. "
         f"Robust accuracy RA = 1 - attack success rate; success means {escape(p['success'])}.</p>",
