@@ -93,3 +93,21 @@ def test_f1_optimal_threshold_beats_every_other_cut():
         assert sk.f1_score(y, (s >= cut).astype(int)) <= best + 1e-12
     with pytest.raises(ValueError, match="both safe and unsafe"):
         f1_optimal_threshold([1, 1], [0.2, 0.3])
+
+
+def test_curve_points_are_scikit_learns():
+    """ROC and PR points at every distinct threshold equal scikit-learn's (the reference), ties included."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from imagesafety.bench.metrics import curve_points
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300) * 0.5 + 0.4 * y, 2)  # ties on purpose
+    points = curve_points(y, s)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(points["fpr"], fpr)
+    np.testing.assert_allclose(points["tpr"], tpr)
+    precision, recall, _ = precision_recall_curve(y, s)
+    np.testing.assert_allclose(points["precision"], precision[::-1])
+    np.testing.assert_allclose(points["recall"], recall[::-1])

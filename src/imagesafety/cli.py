@@ -70,7 +70,7 @@ def eval_command(
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="concurrent requests to a VLM endpoint")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="VLM prompt protocol: unsafebench, policy, llamaguard or a YAML file")] = None,
     unsure: Annotated[Optional[str], typer.Option(help="VLM answers that are neither safe nor unsafe count as: unsafe, safe or exclude")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="default 16 (VLMs: twice the concurrency)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="default 16 (endpoints: their concurrency, 16 at least)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="background decoding threads (default: cores - 1, at most 4)")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% intervals")] = 1000,
     seed: int = 0,

@@ -208,7 +208,7 @@ _BUILTIN: tuple[Entry, ...] = (
        "ART's score-based Square attack (black-box)", extra="robustness", modules=("art",), white_box=False),
     # -- corruptions: f(image, severity 1-5, rng) -> image -------------------------------------------
     *(_e("corruption", name, f"imagesafety.bench.robustness.corruptions:{name}", description, extra="robustness",
-         modules=("scipy",) if name == "gaussian_blur" else ())
+         modules={"gaussian_blur": ("scipy",), "brightness": ("skimage",)}.get(name, ()))
       for name, description in (
           ("gaussian_noise", "ImageNet-C Gaussian noise"), ("gaussian_blur", "ImageNet-C Gaussian blur"),
           ("brightness", "ImageNet-C brightness"), ("contrast", "ImageNet-C contrast"), ("jpeg", "ImageNet-C JPEG quality ladder"),

@@ -60,6 +60,21 @@ def _ranking_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray, pos: np.n
     return auroc, auprc
 
 
+def curve_points(labels: Iterable[int], scores: Iterable[float]) -> dict[str, np.ndarray]:
+    """ROC (fpr, tpr, from (0, 0)) and precision-recall (recall, precision, from recall 0 at precision 1) at every
+    distinct score threshold, highest first: the points scikit-learn's roc_curve and precision_recall_curve give
+    (without dropping collinear ROC points)."""
+    y = np.asarray(list(labels), dtype=bool)
+    s = np.asarray(list(scores), dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    ends = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp, fp = np.cumsum(y)[ends].astype(np.float64), np.cumsum(~y)[ends].astype(np.float64)
+    pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return {"fpr": np.r_[0.0, fp / neg], "tpr": np.r_[0.0, tp / pos],
+            "recall": np.r_[0.0, tp / pos], "precision": np.r_[1.0, tp / (tp + fp)]}
+
+
 def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """`n_boot` x `n` multinomial counts: how often each sample is drawn in each resample."""
     draws = rng.integers(0, n, size=(n_boot, n))

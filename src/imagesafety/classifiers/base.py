@@ -132,6 +132,14 @@ class ReadsSamples(Protocol):
 
 
 @runtime_checkable
+class ComputesConcurrently(Protocol):
+    """Classifiers whose batches may run at the same time (remote endpoints, whose transport bounds the requests): the
+    engine keeps `concurrent_batches` batches in flight instead of waiting for each batch's slowest request."""
+
+    concurrent_batches: int
+
+
+@runtime_checkable
 class ReportsSummary(Protocol):
     """Classifiers with something to say about a whole run, from its rows (replay: responses that matched no row)."""
 
@@ -209,7 +217,7 @@ def coverage(classifier: SafetyClassifier) -> frozenset[str] | None:
 
 
 def preferred_batch_size(classifier: SafetyClassifier) -> int:
-    """How many images the classifier wants per call (endpoints: twice their concurrency; others 16)."""
+    """How many images the classifier wants per call (endpoints: their concurrency, 16 at least; others 16)."""
     return classifier.preferred_batch_size if isinstance(classifier, Classifier) else 16
 
 

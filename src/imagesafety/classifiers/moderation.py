@@ -19,6 +19,8 @@ TAXONOMY = Taxonomy("openai-moderation", tuple(Category(c.replace("/", "_").repl
 
 
 class ModerationClassifier(Classifier):
+    concurrent_batches = 3  # requests to an endpoint: keep several batches in flight
+
     def __init__(self, base_url: str, model: str = "omni-moderation-latest", api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 8, max_side: int = 1024, timeout: float = 60.0, max_retries: int = 5, threshold: float = 0.5):
         self.base_url = base_url.rstrip("/")
@@ -31,7 +33,7 @@ class ModerationClassifier(Classifier):
         self.taxonomy = TAXONOMY
         self.name, self.version = f"moderation:{self.base_url}", model
         self.config = {"base_url": self.base_url, "model": model, "max_side": self.max_side}
-        self.preferred_batch_size = max(16, 2 * int(concurrency))
+        self.preferred_batch_size = max(16, int(concurrency))  # with 3 batches in flight, the endpoint stays busy
 
     async def _one(self, data_url: str) -> Prediction | ModelFailure:
         try:

@@ -118,21 +118,20 @@ def write_efficiency_report(runs: pd.DataFrame, out_dir: str | Path) -> dict[str
     """efficiency.csv (every run), efficiency.json (summary) and efficiency.html (table + plot)."""
     from html import escape
 
-    from imagesafety.bench.report.plots import log_ticks, outside_legend, plt, to_data_url
+    from imagesafety.bench.report.charts import Series, line_chart
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(runs)
     write_atomic(out / "efficiency.csv", runs.to_csv(index=False))
     write_json(out / "efficiency.json", summary.to_dict(orient="records"))
-    fig, ax = plt.subplots(figsize=(6.8, 3.6))
+    series = []
     for with_pairs, part in summary.groupby("with_pairs"):
-        ax.errorbar(part["size"], part["f1_mean"], yerr=part["f1_std"].fillna(0), marker="o", capsize=3,
-                    label="with pairs" if with_pairs else "labelled images only")
-    ax.set(xlabel="labelled training images", ylabel="test F1 (mean ± sd over seeds)", ylim=(0, 1.02))
-    log_ticks(ax, summary["size"].unique(), "{:d}")
-    ax.grid(alpha=0.3)
-    outside_legend(ax)
+        sd = part["f1_std"].fillna(0)
+        series.append(Series("with pairs" if with_pairs else "labelled images only", list(part["size"]), list(part["f1_mean"]),
+                             lower=list((part["f1_mean"] - sd).clip(0, 1)), upper=list((part["f1_mean"] + sd).clip(0, 1))))
+    chart = line_chart(series, x_label="labelled training images", y_label="test F1 (mean ± sd over seeds)", x_log=True,
+                       x_ticks=[float(v) for v in summary["size"].unique()], x_format="{:.0f}", width=560)
     rows = "".join(
         f"<tr><td>{r.size}</td><td>{'yes' if r.with_pairs else 'no'}</td><td>{r.f1_mean:.3f} ± {0 if np.isnan(r.f1_std) else r.f1_std:.3f}</td>"
         f"<td>{r.auroc_mean:.3f}</td><td>{r.seeds}</td></tr>"
@@ -143,7 +142,7 @@ def write_efficiency_report(runs: pd.DataFrame, out_dir: str | Path) -> dict[str
         "<style>body{font-family:system-ui,sans-serif;max-width:900px;margin:2rem auto}table{border-collapse:collapse}"
         "td,th{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right}</style></head><body>"
         "<h1>Sample efficiency of guard heads</h1>"
-        f"<img src=\"{to_data_url(fig)}\" alt=\"F1 against labelled images\">"
+        f"<div>{chart}</div>"
         "<table><tr><th>labelled images</th><th>pairs</th><th>F1</th><th>AUROC</th><th>seeds</th></tr>"
         f"{rows}</table><p>{escape(str(len(runs)))} training runs; see efficiency.csv.</p></body></html>"
     )

@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class ImageTask(Protocol):
 
     def compute(self, items: list[Any]) -> list[Any]: ...  # one batched model call
 
+    concurrent: int  # batches that may be computed at once (1: one after another)
+
     def row(self, item: Prepared) -> dict: ...
 
     def frame(self, rows: list[dict]) -> pd.DataFrame: ...
@@ -70,6 +73,7 @@ class Prepared:
     result: Any = None
     image: Any = None  # the task's prepared input (or the decoded image, for `decoded_samples`)
     error: str | None = None
+    fresh: bool = False  # its result was computed in this run (not from the cache)
     data: bytes | None = field(default=None, repr=False)
 
 
@@ -207,27 +211,52 @@ class Runner:
 
         return _background(produce(), self.prefetch_batches, stop)
 
-    def _finish_batch(self, batch: list[Prepared]) -> list[dict]:
-        self.stats.cached += sum(p.result is not None for p in batch)
+    def _compute(self, batch: list[Prepared]) -> list[Prepared]:
+        """The model's work for a batch's uncached items (results or errors set on the items)."""
         todo = [p for p in batch if p.image is not None]
         if todo:
             started = time.perf_counter()
             results = compute_isolating_failures(self.task, [p.image for p in todo])
             self.stats.model_seconds += time.perf_counter() - started
-            fresh = []
             for p, result in zip(todo, results):
                 if isinstance(result, ModelFailure):
                     p.error = str(result)
                 else:
                     p.result = result
-                    fresh.append((p.sha256, result))
+                    p.fresh = True
                 p.image = None  # free pixels early
-            if fresh:
-                self.task.store(fresh)
-            self.stats.predicted += len(fresh)
+        return batch
+
+    def _record(self, batch: list[Prepared]) -> list[dict]:
+        """Store the batch's new results, count it, and turn it into rows (in the order the samples came)."""
+        fresh = [(p.sha256, p.result) for p in batch if p.fresh]
+        if fresh:
+            self.task.store(fresh)
+        self.stats.cached += sum(p.result is not None and not p.fresh for p in batch)
+        self.stats.predicted += len(fresh)
         self.stats.errors += sum(p.error is not None for p in batch)
         self.stats.images += len(batch)
         return [self.task.row(p) for p in batch]
+
+    def _rows(self, batches: Iterator[list[Prepared]], advance) -> Iterator[list[dict]]:
+        """Rows batch by batch; with a task that computes concurrently, several batches are in flight at once."""
+        if self.task.concurrent <= 1:
+            for batch in batches:
+                yield self._record(self._compute(batch))
+                advance(len(batch))
+            return
+        with ThreadPoolExecutor(max_workers=self.task.concurrent, thread_name_prefix="compute") as pool:
+            pending: deque = deque()
+            for batch in batches:
+                pending.append(pool.submit(self._compute, batch))
+                while len(pending) >= self.task.concurrent or (pending and pending[0].done()):
+                    done = pending.popleft().result()
+                    yield self._record(done)
+                    advance(len(done))
+            while pending:
+                done = pending.popleft().result()
+                yield self._record(done)
+                advance(len(done))
 
     def run(self, samples: Iterable[Sample], total: int | None = None, description: str | None = None) -> pd.DataFrame:
         """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C."""
@@ -238,9 +267,8 @@ class Runner:
         with progress_bar(self.show_progress) as bar:
             task = add_task(bar, description or f"eval {self.task.name}", total=total)
             try:
-                for batch in self._prepared_batches(samples, stop):
-                    rows.extend(self._finish_batch(batch))
-                    bar.update(task, advance=len(batch))
+                for batch_rows in self._rows(self._prepared_batches(samples, stop), lambda n: bar.update(task, advance=n)):
+                    rows.extend(batch_rows)
             except KeyboardInterrupt:
                 stop.set()
                 self.stats.interrupted = True

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from imagesafety.classifiers.base import CachesAnswers, Prediction, PreparesInput, ReadsSamples, SafetyClassifier, cache_key
+from imagesafety.classifiers.base import (CachesAnswers, ComputesConcurrently, Prediction, PreparesInput, ReadsSamples, SafetyClassifier,
+                                         cache_key)
 from imagesafety.data.sample import Sample
 from imagesafety.encoders.base import Encoder
 from imagesafety.run.runner import Prepared
@@ -53,6 +54,7 @@ class PredictionTask:
         self.name = classifier.name
         self.key = cache_key(classifier)
         self.prepares = isinstance(classifier, PreparesInput)
+        self.concurrent = classifier.concurrent_batches if isinstance(classifier, ComputesConcurrently) else 1
         if isinstance(classifier, CachesAnswers):
             classifier.attach_cache(self.cache)
 
@@ -90,6 +92,8 @@ class PredictionTask:
 
 class EmbeddingTask:
     """Image embeddings of one encoder, cached under (encoder id, image sha256); the id carries the weights' identity."""
+
+    concurrent = 1
 
     def __init__(self, encoder: Encoder, cache: PredictionCache | None = None):
         self.encoder = encoder

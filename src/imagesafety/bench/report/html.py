@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from imagesafety.bench.metrics import METRICS
-from imagesafety.bench.report.plots import f1_bars, roc_pr_curves
+from imagesafety.bench.report.figures import f1_bars, roc_pr_curves
 from imagesafety.files import write_atomic
 from imagesafety.images import thumbnail_jpeg
 from imagesafety.taxonomy import category_label
@@ -29,7 +29,7 @@ table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0} th,td{padding:.2
 th:first-child,td:first-child{text-align:left} th{background:#f6f6f6} .ci{color:#888;font-size:.75rem}
 .note{color:#666;font-size:.85rem} .grid{display:flex;flex-wrap:wrap;gap:.8rem}
 figure{margin:0;width:170px;font-size:.75rem;word-break:break-all} figure img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc}
-.err{color:#a33} img.plot{max-width:100%}
+.err{color:#a33} .plot{overflow-x:auto} .plot svg{margin-right:1rem}
 """
 
 
@@ -166,11 +166,11 @@ def write_html_report(result: EvalResult, path: Path, dataset: Dataset | None = 
         coverage_note(m),
         "".join(f"<p class=err><b>Warning:</b> {escape(w)}</p>" for w in m.get("warnings", [])),
         "<h2>Overall</h2>" + metrics_table({"all images": m["overall"]}, ""),
-        "<h2>F1 per category, real vs generated</h2>" + (f'<img class=plot src="{bars}" alt="F1 per category">' if bars else "<p class=note>No categories.</p>"),
+        "<h2>F1 per category, real vs generated</h2>" + (f"<div class=plot>{bars}</div>" if bars else "<p class=note>No categories.</p>"),
         "<h2>By category</h2>" + metrics_table(by_category, "category"),
         "<h2>By source</h2>" + metrics_table(m["by_source"], "source"),
         "<h2>By category and source</h2>" + metrics_table(by_cat_src, "category / source"),
-        "<h2>ROC and precision-recall</h2>" + (f'<img class=plot src="{curves}" alt="ROC and PR curves">' if curves else "<p class=note>Needs both safe and unsafe images.</p>"),
+        "<h2>ROC and precision-recall</h2>" + (f"<div class=plot>{curves}</div>" if curves else "<p class=note>Needs both safe and unsafe images.</p>"),
         pairs_section(m, rows, dataset),
         mistakes_section(rows, dataset),
         errors_section(rows),

@@ -11,7 +11,6 @@ import zlib
 from collections.abc import Callable
 
 import numpy as np
-from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image
 
 from imagesafety import registry
@@ -44,9 +43,11 @@ def gaussian_blur(img, severity, rng):
 
 def brightness(img, severity, rng):
     c = [0.1, 0.2, 0.3, 0.4, 0.5][severity - 1]
-    hsv = rgb_to_hsv(_array(img))
+    from skimage.color import hsv2rgb, rgb2hsv  # as ImageNet-C computes it
+
+    hsv = rgb2hsv(_array(img))
     hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
-    return _image(hsv_to_rgb(hsv))
+    return _image(hsv2rgb(hsv))
 
 
 def contrast(img, severity, rng):

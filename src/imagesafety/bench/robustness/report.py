@@ -28,23 +28,19 @@ def _png(array_chw: np.ndarray, size: int = 160) -> str:
 
 
 def eps_curve_plot(curves: dict) -> str | None:
-    from imagesafety.bench.report.plots import log_ticks, outside_legend, plt, to_data_url
+    """Attack success against eps (log axis, labelled at the measured eps values), as inline SVG."""
+    from imagesafety.bench.report.charts import Series, line_chart
 
-    if not curves:
-        return None
-    fig, ax = plt.subplots(figsize=(6.2, 3.4))
-    measured = []
+    series, measured = [], []
     for name, curve in curves.items():
-        points = [(float(e), v) for e, v in curve.items() if v is not None]
+        points = sorted((float(e), v) for e, v in curve.items() if v is not None)
         if points:
-            xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", label=name)
-            measured += xs
-    ax.set(xlabel="eps (L-inf, [0, 1] pixel units)", ylabel="attack success rate", ylim=(-0.03, 1.03))
-    log_ticks(ax, measured, "{:.3g}")
-    ax.grid(alpha=0.3)
-    outside_legend(ax, title="attack")
-    return to_data_url(fig)
+            series.append(Series(name, [p[0] for p in points], [p[1] for p in points]))
+            measured += [p[0] for p in points]
+    if not series:
+        return None
+    return line_chart(series, x_label="eps (L-inf, [0, 1] pixel units)", y_label="attack success rate", x_log=True, x_ticks=measured,
+                      x_format="{:.3g}", y_range=(0.0, 1.0), legend_title="attack", width=520)
 
 
 def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
@@ -86,7 +82,7 @@ def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
         f"Robust accuracy RA = 1 - attack success rate; success means {escape(p['success'])}.</p>",
         "<h2>Robust accuracy</h2><table><tr><th>attack</th><th>RA</th><th>attacked</th><th>mean L-inf</th><th>mean L2</th><th>mean MSE</th>"
         "<th>by category</th><th>by source</th></tr>" + "".join(ra_rows) + "</table>",
-        "<h2>Attack success against eps</h2>" + (f"<img class=plot src='{curve}' alt='eps curves'>" if curve else "<p class=note>No eps curves.</p>"),
+        "<h2>Attack success against eps</h2>" + (f"<div class=plot>{curve}</div>" if curve else "<p class=note>No eps curves.</p>"),
         "<h2>Corruptions: accuracy (change from clean) by severity</h2>"
         + (f"<table><tr><th>corruption</th>{''.join(f'<th>severity {s}</th>' for s in severities)}</tr>{corruption_rows}</table>" if corruption_rows
            else "<p class=note>No corruptions requested.</p>"),

@@ -8,6 +8,7 @@ so a crash or Ctrl-C loses nothing already answered, and --no-cache asks again.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 class OpenAIVLMClassifier(ProtocolScoring, Classifier):
     """`vlm:openai/MODEL`: each prompt of the protocol is asked about each image; answers are parsed and voted."""
 
+    concurrent_batches = 3  # requests to an endpoint: keep several batches in flight
+
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  protocol: str | PromptProtocol = "unsafebench", taxonomy: str | Taxonomy = UNSAFEBENCH,
                  concurrency: int = 8, max_side: int = 768, timeout: float = 60.0, max_retries: int = 5,
@@ -37,7 +40,7 @@ class OpenAIVLMClassifier(ProtocolScoring, Classifier):
         self.transport = OpenAITransport(self.base_url, api_key(api_key_env, self.base_url), concurrency, timeout, max_retries)
         self.max_side, self.max_retries = int(max_side), int(max_retries)
         self.temperature, self.max_tokens = float(temperature), int(max_tokens)
-        self.preferred_batch_size = max(16, 2 * int(concurrency))
+        self.preferred_batch_size = max(16, int(concurrency))  # with 3 batches in flight, the endpoint stays busy
         self.name = f"vlm:openai/{model}"
         self.version = f"{self.protocol.name}-{self.protocol.version}"
         self.config = {"model": model, "base_url": self.base_url, "protocol": self.protocol.name, "prompts": self.protocol.fingerprint(self.taxonomy),
@@ -45,6 +48,7 @@ class OpenAIVLMClassifier(ProtocolScoring, Classifier):
                        "taxonomy": self.taxonomy.keys}
         self._answer_namespace = config_hash({k: v for k, v in self.config.items() if k != "unsure"})
         self._checked = False
+        self._check_lock = threading.Lock()
 
     def attach_cache(self, cache: PredictionCache | None) -> None:
         """The run's cache for answers (None: ask the endpoint every time)."""
@@ -69,9 +73,11 @@ class OpenAIVLMClassifier(ProtocolScoring, Classifier):
 
     def predict_prepared(self, items: list[str]) -> list[Prediction | ModelFailure]:
         if not self._checked and items:  # one request first: a misconfigured endpoint fails now, not after a thousand
-            first = self.transport.run(self._classify_all(items[:1]))
-            self._checked = True
-            return first + self.predict_prepared(items[1:])
+            with self._check_lock:
+                if not self._checked:
+                    first = self.transport.run(self._classify_all(items[:1]))
+                    self._checked = True
+                    return first + self.predict_prepared(items[1:])
         return self.transport.run(self._classify_all(items))
 
 
