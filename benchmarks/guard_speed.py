@@ -1,10 +1,14 @@
-"""Guard head speed: training a linear head on 10,000 x 768 embeddings, and inference per image (encoder excluded).
+"""Guard head speed against the library a user would otherwise call, and inference against the bare arithmetic.
 
     python benchmarks/guard_speed.py [--quick]
 
-Embeddings are synthetic (unit-norm, labels from a hidden hyperplane, two categories) so the numbers
-measure the training loop and head only. Inference is timed through `ProbeClassifier.predict_embeddings`,
-the path `probe:DIR` uses after the encoder, on batches of 256.
+Embeddings are synthetic (unit-norm, labels from a hidden hyperplane, two categories), measured in this run:
+- figure guard_train_vs_sklearn = `train_guard` (linear head by L-BFGS, plus the validation split, threshold
+  calibration, metrics and the card's data digest) / scikit-learn's LogisticRegression fit on the same rows
+  (target <= 2.5);
+- figure guard_inference_overhead = `ProbeClassifier.predict_embeddings` (the path `probe:DIR` takes after the
+  encoder: scores, per-category thresholds, a Prediction per image) / the raw head in torch on the same batches of
+  256 (target <= 25: a few microseconds of result objects per image on sub-microsecond arithmetic).
 """
 
 from __future__ import annotations
@@ -36,28 +40,45 @@ def main() -> None:
     labels = (X @ rng.normal(size=args.dim) > 0).astype(int)
     emb = Embeddings.from_arrays(X, labels, "synthetic", category=np.where(np.arange(args.n) % 2, "sexual", "violence").tolist())
 
-    start = time.perf_counter()
+    warm = torch.nn.Linear(2, 1)  # torch's optimisers import torch._dynamo on their first step (~1.5 s, once per process):
+    torch.optim.LBFGS(warm.parameters()).step(lambda: warm(torch.ones(1, 2)).sum().backward() or warm(torch.ones(1, 2)).sum())
+    start = time.perf_counter()  # an import cost, excluded here as scikit-learn's imports are
     result = train_guard(emb, config=GuardConfig(head="linear", target="binary"))
     train_seconds = time.perf_counter() - start
+    from sklearn.linear_model import LogisticRegression
+
+    start = time.perf_counter()
+    LogisticRegression(max_iter=1000).fit(X, labels)
+    sklearn_seconds = time.perf_counter() - start
     print(f"trained {result.card['training']['epochs_run']} epochs on {args.n} x {args.dim}: "
           f"validation F1 {result.card['metrics']['validation']['unsafe']['f1']:.3f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         from imagesafety.classifiers.probe import save_guard
 
-
         save_guard(tmp, result.head, result.card)
         probe = ProbeClassifier(tmp, with_encoder=False)  # the path after the encoder
         batch = X[:256]
         probe.predict_embeddings(batch)
+        tensor = torch.from_numpy(batch)
         reps = 20 if args.quick else 100
-        start = time.perf_counter()
-        for _ in range(reps):
-            probe.predict_embeddings(batch)
-        per_image_us = (time.perf_counter() - start) / (reps * len(batch)) * 1e6
+        ours, bare = [], []
+        for _ in range(3):  # interleaved, best of each
+            start = time.perf_counter()
+            for _ in range(reps):
+                probe.predict_embeddings(batch)
+            ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            with torch.no_grad():
+                for _ in range(reps):
+                    torch.sigmoid(probe.head(tensor)).numpy()
+            bare.append(time.perf_counter() - start)
+        per_image_us = min(ours) / (reps * len(batch)) * 1e6
 
-    print(f"figure guard_train_seconds {train_seconds:.2f} target <= 10")
-    print(f"figure guard_inference_us_per_image {per_image_us:.1f} target <= 50")
+    print(f"training: ours {train_seconds:.2f} s, scikit-learn LogisticRegression {sklearn_seconds:.2f} s; "
+          f"inference {per_image_us:.1f} us per image")
+    print(f"figure guard_train_vs_sklearn {train_seconds / sklearn_seconds:.2f} target <= 2.5")
+    print(f"figure guard_inference_overhead {min(ours) / min(bare):.1f} target <= 25")
 
 
 if __name__ == "__main__":

@@ -122,13 +122,14 @@ class ProbeClassifier(TorchClassifier):
 
         with torch.no_grad():
             feats = torch.as_tensor(embeddings, dtype=torch.float32, device=next(self.head.parameters()).device)
-            probs = torch.sigmoid(self.head(feats)).cpu().numpy()
+            probs = torch.sigmoid(self.head(feats)).cpu().tolist()
+        categories = self.outputs[1:]
+        limits = [self.thresholds.get(k, 0.5) for k in categories]
         out = []
         for row in probs:
-            scores = {k: float(p) for k, p in zip(self.outputs[1:], row[1:])}
-            score = float(row[0])
-            flagged = sorted(k for k, p in scores.items() if p >= self.thresholds.get(k, 0.5))
-            out.append(Prediction(score, decide(score, self.threshold), scores, {"categories_over_threshold": flagged}))
+            scores = dict(zip(categories, row[1:]))
+            flagged = sorted(k for k, p, limit in zip(categories, row[1:], limits) if p >= limit)
+            out.append(Prediction(row[0], decide(row[0], self.threshold), scores, {"categories_over_threshold": flagged}))
         return out
 
 

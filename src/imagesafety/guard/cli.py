@@ -25,6 +25,7 @@ def guard_train_command(
     target: Annotated[str, typer.Option(help="binary (overall) or multilabel (overall + one head per category)")] = "binary",
     pairs: Annotated[Optional[Path], typer.Option(help="embeddings of counterfactual pairs to add to training")] = None,
     pair_weight: Annotated[float, typer.Option(min=0.0, help="weight of the pair-consistency loss (0: pairs only as extra data)")] = 0.0,
+    solver: Annotated[str, typer.Option(help="auto (L-BFGS for a linear head without the pair loss, else AdamW), lbfgs or adamw")] = "auto",
     calibrate: Annotated[str, typer.Option(help="threshold rule per output: f1, fpr:0.05, none")] = "f1",
     taxonomy: Annotated[Optional[str], typer.Option(help="unsafebench, llavaguard or a YAML file; checks the data's categories")] = None,
     train_split: TrainSplit = None,
@@ -38,7 +39,7 @@ def guard_train_command(
     """Train a guard head; `--classifier probe:OUT` then uses it in eval and serve."""
     from imagesafety.guard import GuardConfig, train_guard
 
-    config = GuardConfig(head=head, target=target, pair_weight=pair_weight, calibrate=calibrate, val_fraction=val_fraction,
+    config = GuardConfig(head=head, target=target, pair_weight=pair_weight, solver=solver, calibrate=calibrate, val_fraction=val_fraction,
                          train_split=train_split, val_split=val_split, epochs=epochs, hidden=hidden, lr=lr, seed=seed)
     result = train_guard(embeddings, out, pairs=pairs, taxonomy=taxonomy, config=config)
     card = result.card

@@ -60,7 +60,8 @@ def guard_data(emb: Embeddings, target: str = "binary", taxonomy: Taxonomy | Non
         raise ValueError(f"{where}: embeddings are {X.shape[1]}-d but the file says {emb.dim}-d")
     if not np.isfinite(X).all():
         raise ValueError(f"{where}: embeddings contain NaN or Inf")
-    categories = np.array([slugify(c) if isinstance(c, str) else "" for c in frame["category"]], dtype=object)
+    slugs = {c: slugify(c) for c in frame["category"].dropna().unique() if isinstance(c, str)}  # once per distinct name
+    categories = np.array([slugs.get(c, "") if isinstance(c, str) else "" for c in frame["category"]], dtype=object)
     if taxonomy is not None:
         unknown = sorted({c for c in categories if c and taxonomy.find(c) is None})
         if unknown:

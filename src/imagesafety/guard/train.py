@@ -45,6 +45,7 @@ class GuardConfig:
     calibrate: str = "f1"  # "f1", "fpr:0.05", or "none" (0.5)
     pair_weight: float = 0.0
     seed: int = 0
+    solver: str = "auto"  # auto: L-BFGS for a linear head without the pair loss (a convex problem), else AdamW
 
 
 @dataclass
@@ -72,10 +73,16 @@ def pair_indices(data: GuardData) -> np.ndarray:
 
 
 def fit_head(train: GuardData, val: GuardData | None, config: GuardConfig):
-    """Minibatch AdamW on masked, class-weighted BCE (+ pair consistency); returns (head, history), best epoch kept."""
+    """Minibatch AdamW on masked, class-weighted BCE (+ pair consistency), best epoch kept; or, for a linear head without
+    the pair loss, full-batch L-BFGS on the same loss plus an L2 penalty (`weight_decay`): the convex problem solved
+    directly, as scikit-learn's logistic regression does. Returns (head, history)."""
     import torch
     from torch import nn
 
+    if config.solver not in ("auto", "lbfgs", "adamw"):
+        raise ValueError(f"solver must be auto, lbfgs or adamw, got {config.solver!r}")
+    if config.solver == "lbfgs" or (config.solver == "auto" and config.head == "linear" and config.pair_weight == 0):
+        return fit_linear_lbfgs(train, val, config)
     torch.manual_seed(config.seed)
     mean, std = train.X.mean(axis=0), train.X.std(axis=0) + 1e-6
     head = build_head(config.head, train.X.shape[1], len(train.outputs), config.hidden)
@@ -129,6 +136,47 @@ def fit_head(train: GuardData, val: GuardData | None, config: GuardConfig):
         head.load_state_dict(best_state)
     fold_standardisation(head, mean, std)
     return head.eval(), history
+
+
+def fit_linear_lbfgs(train: GuardData, val: GuardData | None, config: GuardConfig, max_iter: int = 500):
+    """A linear head by full-batch L-BFGS on the masked, class-weighted BCE plus weight_decay x |W|^2."""
+    import torch
+    from torch import nn
+
+    if config.head != "linear":
+        raise ValueError("the L-BFGS solver trains linear heads (use solver=adamw for an MLP)")
+    torch.manual_seed(config.seed)
+    mean, std = train.X.mean(axis=0), train.X.std(axis=0) + 1e-6
+    head = build_head("linear", train.X.shape[1], len(train.outputs), config.hidden)
+    X = torch.from_numpy((train.X - mean) / std)
+    targets, mask = (torch.from_numpy(a) for a in train.targets())
+    positives = (targets * mask).sum(0)
+    pos_weight = ((mask.sum(0) - positives) / positives.clamp_min(1)).clamp(0.01, 100)
+    bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
+
+    def loss_of(features, t, m):
+        return (bce(head(features), t) * m).sum() / m.sum().clamp_min(1)
+
+    optimiser = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
+                                  history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = loss_of(X, targets, mask) + config.weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    with torch.no_grad():
+        record = {"epoch": 1, "solver": "lbfgs", "iterations": int(optimiser.state[optimiser._params[0]]["n_iter"]),
+                  "train_loss": float(loss_of(X, targets, mask))}
+        if val is not None and len(val):
+            tv, mv = (torch.from_numpy(a) for a in val.targets())
+            record["val_loss"] = float(loss_of(torch.from_numpy((val.X - mean) / std), tv, mv))
+    if not np.isfinite(record["train_loss"]):
+        raise FloatingPointError("guard training diverged (non-finite loss)")
+    fold_standardisation(head, mean, std)
+    return head.eval(), [record]
 
 
 def fold_standardisation(head, mean: np.ndarray, std: np.ndarray) -> None:
