@@ -14,13 +14,13 @@ Every figure is a ratio of two things measured in this run, on the same generate
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import timed
 
 from imagesafety.classifiers import load_classifier
 from imagesafety.data import load_dataset
@@ -46,14 +46,6 @@ def write_images(root: Path, n: int, size: int) -> None:
         folder = root / ("unsafe" if i % 2 else "safe")
         folder.mkdir(parents=True, exist_ok=True)
         synthetic_image(rng, size=size, warm=bool(i % 2)).save(folder / f"{i:05d}.jpg", quality=90)
-
-
-def timed(args: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:6])} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
-    return time.perf_counter() - started
 
 
 def main() -> None:

@@ -15,13 +15,12 @@ network does not depend on its weights), on a ViT-B/16-sized CLIP (ViT-L/14 with
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from common import timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -73,14 +72,6 @@ def eval_args(work: Path, names: list[str], out: Path) -> list[str]:
     if {"q16", "multiheaded", "laion-nsfw"} & set(names):
         args += ["--option", f"backbone={work / 'clip'}"]
     return args
-
-
-def timed(args: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[3:6])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return time.perf_counter() - started
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ traceback; long jobs say how big they are and name their bars."""
 import io
 import json
 
-import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 

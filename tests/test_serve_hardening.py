@@ -2,8 +2,6 @@
 checked before bodies are read, bounded and abandonable work per request, SSRF by DNS rebinding, framework errors in
 OpenAI's shape, and no answered decision lost when the process is killed."""
 
-import io
-import json
 import os
 import signal
 import subprocess

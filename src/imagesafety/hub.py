@@ -66,13 +66,18 @@ def resolve(reference: str | Path, what: str = "model", cache_file: str = "confi
         raise ModelReferenceError(f"{what} {text!r}: no such file or folder (and not a Hugging Face Hub id such as ORG/NAME)")
     if in_hub_cache(text, cache_file):
         return ModelRef("hub", text)
-    if offline():
-        raise ModelReferenceError(f"{what} {text!r}: no local folder of that name, and as a Hugging Face Hub id it is not in the "
-                                  "local cache while HF_HUB_OFFLINE is set: download it on a machine with internet and pass its folder")
-    if not hub_reachable():
-        raise ModelReferenceError(f"{what} {text!r}: no local folder of that name, and as a Hugging Face Hub id it needs {HUB_HOST}, "
-                                  "which cannot be reached from here: connect, or download it elsewhere and pass its folder")
+    require_hub(f"{what} {text!r} (no local folder of that name; as a Hugging Face Hub id)",
+                "download it on a machine with internet and pass its folder")
     return ModelRef("hub", text)
+
+
+def require_hub(subject: str, hint: str) -> None:
+    """Fail at once, in one line, when `subject` must come from the Hub and cannot: HF_HUB_OFFLINE is set, or the Hub
+    does not answer (instead of a library's minute of retries)."""
+    if offline():
+        raise ModelReferenceError(f"{subject} is not in the local cache while HF_HUB_OFFLINE is set: {hint}")
+    if not hub_reachable():
+        raise ModelReferenceError(f"{subject} is not in the local cache and needs {HUB_HOST}, which cannot be reached from here: {hint}")
 
 
 def download(repo_id: str, filename: str, what: str = "weights") -> str:
@@ -80,12 +85,7 @@ def download(repo_id: str, filename: str, what: str = "weights") -> str:
     from huggingface_hub import hf_hub_download
 
     if not in_hub_cache(repo_id, filename):
-        if offline():
-            raise ModelReferenceError(f"{what}: {repo_id}/{filename} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                                      "download it elsewhere and pass --option weights=PATH")
-        if not hub_reachable():
-            raise ModelReferenceError(f"{what}: {repo_id}/{filename} must be downloaded from {HUB_HOST}, which cannot be reached: "
-                                      "download it elsewhere and pass --option weights=PATH")
+        require_hub(f"{what}: {repo_id}/{filename}", "download it elsewhere and pass --option weights=PATH")
     try:
         return hf_hub_download(repo_id, filename)
     except Exception as exc:  # gated repos, missing files, HTTP errors: one line
@@ -123,9 +123,7 @@ def snapshot(repo_id: str, what: str, repo_type: str = "dataset", allow_patterns
         return snapshot_download(repo_id, repo_type=repo_type, allow_patterns=allow_patterns, local_files_only=True)
     except Exception:
         pass
-    if offline() or not hub_reachable():
-        raise ModelReferenceError(f"{what}: {repo_id} is not in the local Hugging Face cache and {HUB_HOST} cannot be reached "
-                                  "(or HF_HUB_OFFLINE is set): download it elsewhere and pass its folder")
+    require_hub(f"{what}: {repo_id}", "download it elsewhere and pass its folder")
     try:
         return snapshot_download(repo_id, repo_type=repo_type, allow_patterns=allow_patterns)
     except Exception as exc:
