@@ -57,7 +57,7 @@ def test_report_html_is_self_contained(example_run):
     root, _ = example_run
     html = (root / "out" / "report.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)
-    assert html.count("data:image/png;base64,") == 2  # F1 bars, ROC/PR curves
+    assert html.count("<svg ") == 3 and "data:image/png" not in html  # F1 bars, ROC, PR as inline SVG
     assert "data:image/jpeg;base64," in html  # mistake thumbnails
     assert "truncated-on-purpose.jpg" in html
 

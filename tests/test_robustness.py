@@ -162,7 +162,8 @@ def test_robustness_run_on_a_tiny_torch_classifier(red_folder, tmp_path):
     saved = json.loads((tmp_path / "out" / "robustness.json").read_text())
     assert saved["attacks"]["pgd"]["overall"]["robust_accuracy"] == pytest.approx(pgd_ra)
     html = (tmp_path / "out" / "robustness.html").read_text()
-    assert "Robust accuracy" in html and html.count("data:image/png") >= 4
+    assert "Robust accuracy" in html and html.count("<svg ") == 1  # eps curve
+    assert html.count("data:image/png") >= 3  # clean, adversarial, difference
     assert "severity 5" in html and "severity 2" not in html  # columns are the severities that ran
     adversarial = list(load_dataset(tmp_path / "adv" / "manifest.jsonl"))
     assert len(adversarial) == 4 * m["protocol"]["attacked"] and all(s.label in (0, 1) for s in adversarial)
