@@ -54,6 +54,14 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def read_json(path: str | Path, error: type[Exception] = ValueError) -> Any:
+    """A UTF-8 JSON file's value; a file that cannot be read or parsed raises `error` naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from None
+
+
 def write_json(path: str | Path, value: Any) -> Path:
     """Indented JSON, written atomically."""
     return write_atomic(path, json.dumps(json_safe(value), indent=2))

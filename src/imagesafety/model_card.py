@@ -4,11 +4,10 @@ is refused instead of silently used."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from imagesafety.files import atomic_path, json_safe, write_json
+from imagesafety.files import atomic_path, json_safe, read_json, write_json
 from imagesafety.identity import file_digest
 
 TRAINING_IMAGES = "training_images.txt"
@@ -55,10 +54,7 @@ def read_card(directory: str | Path, card_file: str, fmt: str | tuple[str, ...])
     path = directory / card_file
     if not path.is_file():
         raise CardError(f"{directory}: missing {card_file}")
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CardError(f"{path}: not a valid JSON card ({exc})") from exc
+    card = read_json(path, CardError)
     formats = (fmt,) if isinstance(fmt, str) else fmt
     if not isinstance(card, dict) or card.get("format") not in formats:
         raise CardError(f"{path}: unknown format {card.get('format') if isinstance(card, dict) else None!r} (expected {formats[0]})")

@@ -4,7 +4,6 @@ leaderboard.html / .csv / .md / .tex (see `bench.report.leaderboard`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from imagesafety.bench.published import published_f1
+from imagesafety.files import read_json
 from imagesafety.taxonomy import UNSAFEBENCH
 
 SOURCES = ("real", "generated", "both")
@@ -71,10 +71,7 @@ def read_run(folder: str | Path) -> RunEntry:
     file = path if path.is_file() else path / "metrics.json"
     if not file.is_file():
         raise LeaderboardError(f"{path}: no metrics.json (give folders written by `imagesafety eval`)")
-    try:
-        metrics = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LeaderboardError(f"{file}: unreadable ({type(exc).__name__}: {exc})") from None
+    metrics = read_json(file, LeaderboardError)
     if "classifier" not in metrics or "overall" not in metrics:
         raise LeaderboardError(f"{file}: not an evaluation's metrics.json (no classifier/overall)")
     return RunEntry(metrics["classifier"]["name"], file.parent, metrics)

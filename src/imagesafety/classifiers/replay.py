@@ -26,6 +26,7 @@ from imagesafety import hub
 from imagesafety.classifiers.base import Classifier, ModelFailure, Prediction
 from imagesafety.classifiers.vlm.scoring import ProtocolScoring
 from imagesafety.data.sample import Sample
+from imagesafety.files import read_json
 from imagesafety.identity import path_digest
 from imagesafety.taxonomy import UNSAFEBENCH, load_taxonomy
 
@@ -78,10 +79,7 @@ def read_published(folder: Path) -> tuple[dict[str, Recorded], dict[str, int]]:
     for prompt_dir in sorted(p for p in folder.iterdir() if p.is_dir() and PROMPT_DIR.match(p.name)):
         prompt = int(PROMPT_DIR.match(prompt_dir.name).group(1))
         for file in sorted(prompt_dir.glob("*.json")):
-            try:
-                items = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ReplayError(f"{file}: not a JSON list of responses ({type(exc).__name__}: {exc})") from None
+            items = read_json(file, ReplayError)
             if not isinstance(items, list):
                 raise ReplayError(f"{file}: expected a list of {{image_fname, response}}, found a {type(items).__name__}")
             for i, item in enumerate(items):

@@ -13,7 +13,6 @@ distance-from-origin statistics `avg`, `low_05` and `up_95`; ours writes the sam
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from imagesafety import hub
+from imagesafety.files import read_json
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.model import HyperbolicHeads, LoraHyperbolicCLIP
 from imagesafety.model_card import CardError, load_weights, read_card, save_model
@@ -131,10 +131,7 @@ def read_released_bounds(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         return {}
-    try:
-        bounds = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    bounds = read_json(path)
     if not isinstance(bounds, dict) or any(not isinstance(v, dict) for v in bounds.values()):
         raise ValueError(f"{path}: expected {{group: {{up_95, low_05, avg}}}} for groups {', '.join(GROUPS)}")
     return bounds

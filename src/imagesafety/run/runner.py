@@ -9,6 +9,7 @@ images themselves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -103,32 +104,32 @@ class RunInterrupted(KeyboardInterrupt):
         self.stats = stats
 
 
-def read_sample(item: Prepared) -> Prepared:
-    """Read and hash one sample's bytes (errors recorded on the item; a broken cache propagates)."""
+@contextlib.contextmanager
+def _errors_recorded_on(item: Prepared) -> Iterator[None]:
+    """One image's failure becomes its error row; a broken cache still ends the run."""
     try:
-        item.data = item.sample.load_bytes()
-        item.sha256 = sha256_bytes(item.data)
+        yield
     except ImageDecodeError as exc:
         item.error = str(exc)
     except StoreError:
         raise
-    except Exception as exc:  # a loader failing on one sample must not end the run
+    except Exception as exc:  # a loader or preprocessor failing on one image must not end the run
         item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
+
+
+def read_sample(item: Prepared) -> Prepared:
+    """Read and hash one sample's bytes (errors recorded on the item)."""
+    with _errors_recorded_on(item):
+        item.data = item.sample.load_bytes()
+        item.sha256 = sha256_bytes(item.data)
     return item
 
 
 def decode_item(item: Prepared, prepare: Callable[[Image.Image], Any]) -> Prepared:
     """Decode the item's bytes and run `prepare` on the image (errors recorded on the item)."""
-    try:
+    with _errors_recorded_on(item):
         item.image = prepare(decode_image(item.data, name=item.sample.image_ref))
-    except ImageDecodeError as exc:
-        item.error = str(exc)
-    except StoreError:
-        raise
-    except Exception as exc:  # a preprocessor failing on one image must not end the run
-        item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
-    finally:
-        item.data = None
+    item.data = None
     return item
 
 

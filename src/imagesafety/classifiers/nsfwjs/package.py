@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import shutil
 import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
+from imagesafety.files import read_json
 from imagesafety.identity import file_digest
 from imagesafety.store import default_cache_path
 
@@ -62,10 +62,7 @@ def check_package(root: Path, models: list[str] | None = None) -> Path:
     manifest = root / "package.json"
     if not manifest.is_file():
         raise PackageError(f"{root}: no package.json (expected the unpacked nsfwjs@{VERSION} package, or its .tgz)")
-    try:
-        meta = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PackageError(f"{manifest}: unreadable ({exc})") from None
+    meta = read_json(manifest, PackageError)
     if meta.get("name") != "nsfwjs" or meta.get("version") != VERSION:
         raise PackageError(f"{manifest}: {meta.get('name')}@{meta.get('version')}, expected nsfwjs@{VERSION} (the port is "
                            f"checked against that release)")
