@@ -80,10 +80,12 @@ def test_the_key_is_checked_before_the_body_is_read_and_failures_are_limited(tmp
         started = time.perf_counter()
         r = httpx.post(f"{url}/v1/moderations", content=junk, headers={"Content-Type": "application/json"}, timeout=30)
         assert r.status_code == 401 and time.perf_counter() - started < 2.0
+        assert r.headers["connection"] == "close"  # the refused body is dropped with the connection, not read
         codes = [post(url, {"input": [image_input(jpeg_bytes())]}, key="wrong").status_code for _ in range(3)]
         assert codes == [401, 401, 429]  # the first already counted
         blocked = post(url, {"input": [image_input(jpeg_bytes())]}, key="k1")
         assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "too_many_failed_attempts"
+        assert blocked.headers["connection"] == "close"
 
 
 # ---- bounded, abandonable work --------------------------------------------------------------------------------------
@@ -125,7 +127,12 @@ def test_sizes_and_aspect_ratios_are_refused_from_the_header(tmp_path):
         r = post(url, {"input": [image_input(wide_ok)]})
         assert r.status_code == 200, r.text  # NudeNet resizes the long side first: no huge square
         r = post(url, {"input": [image_input(wide_ok)] * 3})
-        assert r.status_code == 413 and "3600000 pixels together" in r.json()["error"]["message"]
+        assert r.status_code == 413 and "3600000 pixels or more together" in r.json()["error"]["message"]
+        # the first image over the request's budget ends the checks: the ones after it are never base64-decoded
+        junk = {"type": "image_url", "image_url": {"url": "data:image/png;base64,not*base64"}}
+        r = post(url, {"input": [image_input(wide_ok)] * 3 + [junk]})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+        assert post(url, {"input": [image_input(wide_ok), junk]}).json()["error"]["code"] == "invalid_image_url"
 
 
 def test_per_key_image_budget(tmp_path):

@@ -77,7 +77,8 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope, receive, send):
-        response = JSONResponse(error_body(f"request body exceeds {self.limit} bytes", "invalid_request_error", "request_too_large"), 413)
+        response = JSONResponse(error_body(f"request body exceeds {self.limit} bytes", "invalid_request_error", "request_too_large"), 413,
+                                headers={"Connection": "close"})
         await response(scope, receive, send)
 
 
@@ -145,22 +146,27 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             status, code = FETCH_ERRORS[exc.reason]
             raise APIError(status, f"{where}: {exc}", code=code, param=where) from None
 
-    def check_sizes(key_id: str | None, named: list[tuple[str, bytes]]) -> None:
-        """Every image's header, side lengths and aspect ratio, the request's pixel budget and the key's image and pixel
-        budgets: all checked before any image is decoded."""
-        total = 0
-        for where, data in named:
+    async def checked_images(key_id: str | None, items: list[tuple[str, bytes | None, str | None]]) -> list[tuple[str, bytes]]:
+        """Each image's bytes (data URL decoded, remote URL fetched) and header checked in turn: side lengths, aspect
+        ratio and the request's pixel budget, stopping at the first image over it (later ones are never decoded or
+        fetched); then the key's image and pixel budgets. No pixel data is decoded here."""
+        named, total = [], 0
+        for where, data, url in items:
+            if data is None:
+                data = decode_data_url(url, config.max_request_bytes, where) if url.startswith("data:") else await fetch(where, url)
             try:
                 width, height = image_size(data, where)
             except ImageDecodeError as exc:
                 raise APIError(400, str(exc), code="invalid_image", param=where) from None
             check_geometry(where, width, height, config)
             total += width * height
-        if total > config.max_request_pixels:
-            raise APIError(413, f"the request's images hold {total} pixels together, over this server's limit of "
-                           f"{config.max_request_pixels} per request", code="request_too_large")
+            if total > config.max_request_pixels:
+                raise APIError(413, f"the request's images hold {total} pixels or more together, over this server's limit of "
+                               f"{config.max_request_pixels} per request", code="request_too_large")
+            named.append((where, data))
         budgets["images"].take(key_id, len(named))
         budgets["pixels"].take(key_id, total)
+        return named
 
     async def prepare_all(served: Served, named: list[tuple[str, bytes]], cancelled: threading.Event) -> list:
         """Decode and prepare a request's images one after another on the shared decoding threads (parallelism comes
@@ -207,8 +213,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         cancelled = threading.Event()
 
         async def work():
-            named = [(where, data if data is not None else await fetch(where, url)) for where, data, url in items]
-            check_sizes(key_id, named)
+            named = await checked_images(key_id, items)
             prepared = await prepare_all(served, named, cancelled)
             try:
                 preds = await asyncio.gather(*(served.batcher.predict(p) for p in prepared))
@@ -263,8 +268,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             if isinstance(item, (str, TextInput)):
                 raise APIError(400, f"input[{i}]: this server moderates images only; send {{'type': 'image_url', ...}}", param=f"input[{i}]")
             url = item.image_url.url
-            data = decode_data_url(url, config.max_request_bytes, f"input[{i}]") if url.startswith("data:") else None
-            items.append((f"input[{i}]", data, url))
+            items.append((f"input[{i}]", None, url))
         request_id, decisions = await run("moderations", served, key_id, items, body.categories)
         results = []
         for sha, pred, flagged, cats in decisions:

@@ -92,7 +92,8 @@ class AuthGate:
                 raise
             self.requests.take(key_id)
         except APIError as exc:
-            response = JSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), exc.status)
+            # the connection closes with the refusal, so a refused client's body is never read
+            response = JSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers={"Connection": "close"})
             return await response(scope, receive, send)
         scope.setdefault("state", {})["key_id"] = key_id
         return await self.app(scope, receive, send)

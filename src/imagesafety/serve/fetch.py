@@ -4,7 +4,6 @@ limits on side length, pixels and aspect ratio (a 67108864 x 1 image is refused,
 
 from __future__ import annotations
 
-import base64
 import binascii
 
 from imagesafety.serve.config import ServeConfig
@@ -22,7 +21,7 @@ def decode_data_url(url: str, max_bytes: int, where: str = "image_url") -> bytes
     if len(payload) * 3 // 4 > max_bytes:
         raise APIError(413, f"{where}: image exceeds {max_bytes} bytes", code="image_too_large", param=where)
     try:
-        return base64.b64decode(payload, validate=True)
+        return binascii.a2b_base64(payload, strict_mode=True)  # b64decode(validate=True) checks with a slow regex
     except (binascii.Error, ValueError):
         raise APIError(400, f"{where}: data URL payload is not valid base64", code="invalid_image_url", param=where) from None
 
