@@ -64,9 +64,11 @@ def main() -> None:
     def one_by_one(search):
         return lambda: [search(queries[i : i + 1]) for i in range(len(queries))]
 
-    t_bf = timed(one_by_one(lambda q: brute_force_search(q, gallery, c, 10)), 1)
-    t_ix = timed(one_by_one(lambda q: index.search(q, 10)), 2)
-    t_l2 = timed(one_by_one(lambda q: euclid.search(q, 10)), 2)
+    t_bf = t_ix = t_l2 = float("inf")
+    for _ in range(2):  # interleaved, best of each: the machine is shared and noisy
+        t_bf = min(t_bf, timed(one_by_one(lambda q: brute_force_search(q, gallery, c, 10)), 1))
+        t_ix = min(t_ix, timed(one_by_one(lambda q: index.search(q, 10)), 2))
+        t_l2 = min(t_l2, timed(one_by_one(lambda q: euclid.search(q, 10)), 2))
     batch = np.resize(queries, (args.batch, args.dim))
     b_bf = timed(lambda: brute_force_search(batch, gallery, c, 10), 1)
     b_ix = timed(lambda: index.search(batch, 10), 1)
