@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imagesafety.files import read_json
+
 META = "index.json"
 KINDS = ("exact", "hnsw", "ivf")
 
@@ -126,9 +128,9 @@ class LorentzIndex:
         directory = Path(directory)
         if not (directory / META).is_file():
             raise ValueError(f"{directory}: not a HySAC index (no {META})")
-        meta = json.loads((directory / META).read_text(encoding="utf-8"))
+        meta = read_json(directory / META)
         labels = np.load(directory / "labels.npy") if (directory / "labels.npy").is_file() else None
-        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        ids = read_json(directory / "ids.json")
         try:
             index = faiss.read_index(str(directory / "faiss.index"))
         except RuntimeError as exc:

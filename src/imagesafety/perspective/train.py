@@ -9,13 +9,12 @@ with peft and loads with `vlm:hf/BASE --option adapter=OUT`.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from pathlib import Path
 
 from imagesafety import hub
 from imagesafety.distributed import distributed_context, rank_device
-from imagesafety.files import write_json
+from imagesafety.files import read_json, write_json
 from imagesafety.identity import path_digest
 from imagesafety.model_card import write_card
 from imagesafety.data.sample import read_image_file
@@ -121,7 +120,7 @@ def train_perspective(trainset: str | Path, base_model: str, out: str | Path, *,
     manifest = root / "llava_train.json"
     if not manifest.is_file():
         raise ValueError(f"{root}: no llava_train.json (make it with `imagesafety perspective build-trainset`)")
-    examples = json.loads(manifest.read_text(encoding="utf-8"))
+    examples = read_json(manifest)
     if not examples:
         raise ValueError(f"{manifest}: no examples")
     rank, world = distributed_context()
