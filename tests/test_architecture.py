@@ -106,3 +106,14 @@ def test_engine_modules_live_in_run():
     names = set(modules())
     assert {"imagesafety.run.runner", "imagesafety.run.progress", "imagesafety.run.tasks", "imagesafety.run.ray_engine"} <= names
     assert not any(n.startswith(ENGINE_IN_BENCH[:3]) for n in names)
+
+
+def test_the_cli_runs_without_click_installed():
+    """A base install has typer (which may carry its own click) but not necessarily click itself."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['click'] = None; from imagesafety.cli import app; app(['--help'])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "eval" in result.stdout

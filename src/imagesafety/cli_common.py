@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -14,6 +13,13 @@ from typer.core import TyperGroup
 
 console = Console(markup=False, highlight=False)
 err_console = Console(stderr=True, markup=False, highlight=False)
+
+try:  # older typer runs on click; newer releases carry their own copy, whose exceptions derive from TyperException
+    import click
+
+    CLICK_EXITS: tuple[type[BaseException], ...] = (click.exceptions.Exit, click.exceptions.Abort, click.ClickException)
+except ImportError:
+    CLICK_EXITS = ()
 
 #: a missing module -> the extra that installs it
 EXTRA_OF_MODULE = {
@@ -54,11 +60,10 @@ def error_line(exc: BaseException) -> tuple[str, int]:
 class OneLineErrors(TyperGroup):
     """Every command of the app: an exception becomes one line on stderr (the traceback only with --debug)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException, click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
-                KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, typer.TyperException, *CLICK_EXITS, KeyboardInterrupt):
             raise  # usage errors (a bad option value) are typer's to report: its message, exit 2
         except Exception as exc:
             if debug_enabled():
