@@ -62,12 +62,15 @@ def test_openai_client_gets_the_classifier_verdict(server):
     inputs = [{"type": "image_url", "image_url": {"url": data_url(png_bytes(img), "image/png")}} for img in images]
     response = client.moderations.create(model="nudenet", input=inputs)
     direct = load_classifier("nudenet").predict(images)
-    assert response.model == "nudenet" and len(response.results) == 3
-    for result, pred in zip(response.results, direct):
-        assert result.category_scores.sexual == pytest.approx(pred.unsafe_score, abs=1e-5)
-        assert result.flagged == (pred.unsafe_score >= 0.6)
-        assert result.category_applied_input_types.sexual == ["image"]
-        assert result.categories.violence is False
+    # one multi-modal input is one submission with one verdict, as OpenAI answers it; the images' details beside it
+    assert response.model == "nudenet" and len(response.results) == 1
+    result = response.results[0]
+    assert result.category_scores.sexual == pytest.approx(max(p.unsafe_score for p in direct), abs=1e-5)
+    assert result.flagged == any(p.unsafe_score >= 0.6 for p in direct)
+    assert result.category_applied_input_types.sexual == ["image"]
+    assert result.categories.violence is False
+    details = result.model_extra["imagesafety"]["images"]
+    assert [d["unsafe_score"] for d in details] == pytest.approx([p.unsafe_score for p in direct], abs=1e-5)
 
 
 def test_classify_multipart_matches_direct_prediction_and_thresholds(server):

@@ -94,13 +94,18 @@ def test_a_junk_image_stops_the_decoding_of_the_others(tmp_path, monkeypatch):
     import imagesafety.serve.app as served_app
 
     decoded = []
-    real = served_app.decode_image
+    real = served_app.read_views
 
-    def counting(data, max_pixels, name="image"):
-        decoded.append(name)
-        return real(data, max_pixels, name)
+    def counting(data, policy, max_pixels, name="image"):
+        sampling, views = real(data, policy, max_pixels, name)
 
-    monkeypatch.setattr(served_app, "decode_image", counting)
+        def pixels():  # runs when the first view is asked for: its pixels are decoded then
+            decoded.append(name)
+            yield from views
+
+        return sampling, pixels()
+
+    monkeypatch.setattr(served_app, "read_views", counting)
     big = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)))
     truncated = jpeg_bytes(size=(1500, 1500))[:3000]  # its header reads fine; its pixels do not
     with running_server(config(tmp_path, max_request_bytes=100_000_000, max_images_per_request=16), {"red": MeanRedClassifier()}) as (url, _, _):

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli_common import OneLineErrors, console, err_console, parse_options, split_list
+from imagesafety.cli_common import (FpsOpt, FrameRuleOpt, MaxFramesOpt, OneLineErrors, console, err_console, frame_policy, parse_options,
+                                   split_list)
 from imagesafety.guard.cli import app as guard_app
 from imagesafety.hyperbolic.cli import app as hysac_app
 from imagesafety.pairs.cli import app as pairs_app
@@ -86,6 +87,10 @@ def eval_command(
     streaming: Annotated[bool, typer.Option("--streaming", help="stream a Hugging Face dataset instead of downloading it first")] = False,
     allow_outside_root: OutsideRoot = False,
     allow_url_host: Annotated[list[str], typer.Option("--allow-url-host", help="host whose image URLs may resolve to private addresses")] = [],
+    max_frames: MaxFramesOpt = 64,
+    frame_rule: FrameRuleOpt = "max",
+    fps: FpsOpt = 1.0,
+    early_exit: Annotated[bool, typer.Option("--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)")] = False,
 ) -> None:
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
     from imagesafety.bench.coverage import parse_covers
@@ -99,7 +104,7 @@ def eval_command(
         progress=not quiet, html=html, max_error_rate=max_error_rate, covers="declared" if covers is None else parse_covers(covers),
         classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
         engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size, streaming=streaming,
-        allow_outside_root=allow_outside_root, url_hosts=allow_url_host,
+        allow_outside_root=allow_outside_root, url_hosts=allow_url_host, frames=frame_policy(max_frames, frame_rule, fps, early_exit),
     )
     published = None if compare_published == "none" else compare_published
     try:
@@ -197,6 +202,10 @@ def robustness_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     engine: Annotated[str, typer.Option(help="engine of the clean and corrupted evaluations: local or ray (attacks run locally)")] = "local",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
+    max_frames: MaxFramesOpt = 64,
+    frame_rule: FrameRuleOpt = "max",
+    fps: FpsOpt = 1.0,
+    early_exit: Annotated[bool, typer.Option("--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)")] = False,
 ) -> None:
     """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
     from imagesafety.bench.robustness.run import robustness
@@ -205,7 +214,8 @@ def robustness_command(
                         steps=steps, eps_curve=eps_curve, corruptions=split_list(corruptions), severities=parse_severities(severity),
                         split=split, categories=split_list(categories), sources=split_list(sources), limit=limit, cache=cache_choice(cache, False),
                         batch_size=batch_size, save_adversarial=save_adversarial, progress=not quiet,
-                        classifier_options=parse_options(option), engine=engine, address=address)
+                        classifier_options=parse_options(option), engine=engine, address=address,
+                        frames=frame_policy(max_frames, frame_rule, fps, early_exit))
     m = result.metrics
     table = Table(title=Text(f"robust accuracy of {m['classifier']['name']} (eps {m['protocol']['eps_pixel_units']:.4g} pixel units, "
                              f"{m['protocol']['attacked']} images; clean accuracy {m['clean']['accuracy']:.3f})"))
@@ -240,15 +250,19 @@ def embed_command(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local one)")] = None,
     partition_size: Annotated[int, typer.Option(min=1)] = 1000,
     allow_outside_root: OutsideRoot = False,
+    max_frames: MaxFramesOpt = 64,
+    fps: FpsOpt = 1.0,
 ) -> None:
-    """Embed a dataset's images (and captions) for guard training; cached and resumable."""
+    """Embed a dataset's images (and captions) for guard training; cached and resumable. An animation's or video's
+    embedding is the mean of its frames' embeddings."""
     from imagesafety.encoders.embed import embed
     from imagesafety.run.runner import RunInterrupted
 
     try:
         result = embed(encoder, dataset, out, text=text, split=split, categories=split_list(categories), sources=split_list(sources),
                        limit=limit, cache=cache_choice(cache, no_cache), batch_size=batch_size, device=device, progress=not quiet,
-                       engine=engine, address=address, partition_size=partition_size, allow_outside_root=allow_outside_root)
+                       engine=engine, address=address, partition_size=partition_size, allow_outside_root=allow_outside_root,
+                       frames=frame_policy(max_frames, "max", fps, False))
     except KeyboardInterrupt as stop:
         if isinstance(stop, RunInterrupted):
             interrupted(stop)
@@ -281,6 +295,12 @@ def serve_command(
     max_batch_size: Annotated[int, typer.Option(min=1)] = 16,
     timeout: Annotated[float, typer.Option(min=0.001)] = 30.0,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value, applied to every classifier")] = [],
+    max_frames: MaxFramesOpt = 64,
+    frame_rule: FrameRuleOpt = "max",
+    fps: FpsOpt = 1.0,
+    early_exit: Annotated[bool, typer.Option("--early-exit/--no-early-exit", help="stop a video at the first frame over the threshold")] = True,
+    text_parts: Annotated[str, typer.Option("--text-parts", help="text parts of a moderation input: refuse (400) or ignore (score only the images, and say so)")] = "refuse",
+    max_images_per_input: Annotated[int, typer.Option(min=1, help="images in one moderation input (1: exactly as OpenAI)")] = 16,
 ) -> None:
     """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
     from imagesafety.serve.app import serve
@@ -296,6 +316,7 @@ def serve_command(
         audit_url=audit_url, store_images=store_images, max_request_bytes=int(max_request_mb * 1024 * 1024),
         max_images_per_request=max_images, max_request_pixels=int(max_request_megapixels * 1_000_000), batch_window_ms=batch_window_ms,
         max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: parse_options(option) for c in classifier},
+        frames=frame_policy(max_frames, frame_rule, fps, early_exit), text_parts=text_parts, max_images_per_input=max_images_per_input,
     )
     config.check()
     serve(config, host, port, say=lambda line: console.print(Text(line, style="yellow" if line.startswith("WARNING") else "")))

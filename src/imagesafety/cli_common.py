@@ -4,7 +4,7 @@ path (an expected failure is one line and exit 2; a traceback only with --debug)
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -27,6 +27,7 @@ EXTRA_OF_MODULE = {
     "faiss": "hyperbolic", "peft": "hyperbolic", "fastapi": "serve", "uvicorn": "serve", "sqlalchemy": "serve", "httpx": "serve",
     "prometheus_client": "serve", "multipart": "serve", "ray": "ray", "datasets": "hf", "huggingface_hub": "hf", "openai": "vlm",
     "diffusers": "pairs", "lpips": "pairs", "skimage": "pairs", "art": "robustness", "scipy": "robustness", "psycopg": "postgres",
+    "av": "video", "captum": "explain",
 }
 
 
@@ -94,3 +95,16 @@ def parse_options(pairs: list[str], flag: str = "--option") -> dict:
         except yaml.YAMLError:
             options[key] = value
     return options
+
+
+# How files of several frames are read: the same four options on every command that reads images.
+MaxFramesOpt = Annotated[int, typer.Option("--max-frames", min=1, help="frames classified per animation or video; over it the first, last and evenly spaced ones")]
+FrameRuleOpt = Annotated[str, typer.Option("--frame-rule", help="how frames make the image's verdict: max (any frame) or K-of-n (at least K frames)")]
+FpsOpt = Annotated[float, typer.Option("--fps", min=0.001, help="video frames sampled per second")]
+
+
+def frame_policy(max_frames: int, frame_rule: str, fps: float, early_exit: bool):
+    """The FramePolicy the frame options describe."""
+    from imagesafety.media import FramePolicy
+
+    return FramePolicy(max_frames=max_frames, rule=frame_rule, fps=fps, early_exit=early_exit)

@@ -8,12 +8,13 @@ import warnings
 
 from PIL import Image, ImageOps
 
+from imagesafety.media.policy import ImageDecodeError
+
 #: Largest image (width x height) we decode; larger files are refused as possible decompression bombs.
 MAX_PIXELS = 8192 * 8192
 
 
-class ImageDecodeError(ValueError):
-    """The bytes are not an image we can decode safely (unreadable, truncated, oversized, or not an image)."""
+__all__ = ["ImageDecodeError", "MAX_PIXELS", "decode_image", "image_size", "sha256_bytes", "thumbnail_jpeg", "to_rgb"]
 
 
 def sha256_bytes(data: bytes) -> str:

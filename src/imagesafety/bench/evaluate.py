@@ -21,7 +21,8 @@ from imagesafety.bench.coverage import RULE, is_covered
 from imagesafety.bench.grouping import grouped
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
 from imagesafety.bench.pair_metrics import pair_metrics
-from imagesafety.classifiers.base import ReportsSummary, SafetyClassifier, TrainedOn, cache_key, coverage, preferred_batch_size
+from imagesafety.classifiers.base import ReportsSummary, SafetyClassifier, TrainedOn, coverage, preferred_batch_size
+from imagesafety.media import FramePolicy
 from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
 from imagesafety.data.sample import ResolvesPaths
 from imagesafety.run.engine import EngineOptions, run_task
@@ -139,13 +140,15 @@ def evaluate(
     allow_outside_root: bool = False,
     url_hosts: list[str] | None = None,
     description: str | None = None,
+    frames: FramePolicy | None = None,
 ) -> EvalResult:
     """Benchmark `classifier` on `dataset` per category and per source; write reports to `out_dir` if given.
 
     Threshold: `threshold` if given; else, with `calibrate=SPLIT`, the F1-optimal threshold on that split (whose
     images are then left out of the metrics); else the classifier's own. `covers`: the categories the metrics
     count ("declared": the classifier's own declaration; None: all). `engine="ray"` runs the predictions on a Ray
-    cluster, writing partitions under OUT_DIR/ray-parts that a re-run skips.
+    cluster, writing partitions under OUT_DIR/ray-parts that a re-run skips. `frames`: how animations, videos and
+    transparent images are read and their views combined (default: every frame up to 64, `max`).
     """
     if threshold is not None and calibrate is not None:
         raise ValueError("give either a threshold or a calibration split, not both")
@@ -159,8 +162,9 @@ def evaluate(
     store = open_cache(cache)
     engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, num_gpus, partition_size)
     started = time.time()
+    task = PredictionTask(clf, store, frames)
     rows, stats = run_task(
-        PredictionTask(clf, store), selected, engine=engine, batch_size=batch_size or preferred_batch_size(clf),
+        task, selected, engine=engine, batch_size=batch_size or preferred_batch_size(clf),
         workers=workers, progress=progress, total=known_total(data, limit, bool(categories or sources or splits)),
         description=description or f"eval {clf.name}", remote=("predict", classifier, classifier_options or {}) if isinstance(classifier, str) else None,
         parts_dir=Path(out_dir) / "ray-parts" if out_dir is not None else None)
@@ -178,12 +182,13 @@ def evaluate(
     metrics = covered_metrics(report_rows, declared, n_boot, seed)
     metrics = {
         "imagesafety_version": __version__,
-        "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(cache_key(clf))},
+        "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(task.key)},
         "dataset": dataset_name(data, str(dataset)),
         "filters": {"split": split, "categories": categories, "sources": sources, "limit": limit},
         "threshold": threshold_info,
         "run": {**stats.__dict__, "started": started, "images_per_second": stats.images_per_second},
         "bootstrap": {"resamples": n_boot, "seed": seed, "interval": "percentile 95%"},
+        "frames": frames_summary(rows, task.frames),
         **metrics,
     }
     warnings = training_overlap(clf, report_rows)
@@ -199,13 +204,25 @@ def evaluate(
     if pairs:
         metrics["pairs"] = pairs
     if store is not None:
-        store.touch_model(cache_key(clf), clf.config, str(clf.config.get("weights")) if "weights" in clf.config else None, out_dir)
+        store.touch_model(task.key, clf.config, str(clf.config.get("weights")) if "weights" in clf.config else None, out_dir)
     result = EvalResult(report_rows, metrics, stats)
     if out_dir is not None:
         from imagesafety.bench.report import write_reports
 
         result.files = write_reports(result, Path(out_dir), data, html=html)
     return result
+
+
+def frames_summary(rows: pd.DataFrame, policy: FramePolicy) -> dict[str, Any]:
+    """How images of several views were read and combined: the policy, and how many were animations, videos or
+    transparent, how many were sampled (over max_frames) and how many video frames an early exit left unclassified."""
+    reports = [json.loads(v) for v in rows["views"] if isinstance(v, str)]
+    kinds = [r["sampling"]["kind"] for r in reports]
+    return {"policy": policy.key(), "aggregate": f"{policy.rule} over frames; per frame the worse of white and black "
+            "behind transparent pixels", "animations": kinds.count("animation"), "videos": kinds.count("video"),
+            "transparent": sum(any(s["background"] for s in r["scores"]) for r in reports),
+            "sampled": sum("evenly" in r["sampling"]["rule"] for r in reports),
+            "frames_skipped_by_early_exit": sum(int(r["skipped"]) for r in reports)}
 
 
 def training_overlap(clf: SafetyClassifier, rows: pd.DataFrame) -> list[str]:

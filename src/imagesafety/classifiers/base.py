@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
+from imagesafety.media.policy import ViewsReport
 from imagesafety.pixels import PixelSpec
 from imagesafety.taxonomy import Taxonomy
 
@@ -30,9 +31,13 @@ class Prediction:
     decision: int  # 1 = unsafe at the classifier's own threshold
     category_scores: dict[str, float] = field(default_factory=dict)
     raw: Any = None  # JSON-serialisable raw output (detections, response text, ...)
+    views: ViewsReport | None = None  # set when the image had several views (frames, backgrounds): how they were combined
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.views is None:
+            del data["views"]  # cached predictions of single-view images keep their old form
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
@@ -41,6 +46,7 @@ class Prediction:
             decision=int(data["decision"]),
             category_scores={k: float(v) for k, v in (data.get("category_scores") or {}).items()},
             raw=data.get("raw"),
+            views=ViewsReport.from_dict(data["views"]) if data.get("views") else None,
         )
 
 
@@ -206,9 +212,11 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_key(classifier: SafetyClassifier) -> tuple[str, str, str]:
-    """(classifier id, version, config hash): with the image sha256, the key of a cached prediction."""
-    return (classifier.name, str(classifier.version), config_hash(classifier.config))
+def cache_key(classifier: SafetyClassifier, reading: dict[str, Any] | None = None) -> tuple[str, str, str]:
+    """(classifier id, version, config hash): with the image sha256, the key of a cached prediction; `reading` adds
+    how images are read (the frame policy), which changes the prediction of an animation."""
+    config = classifier.config if reading is None else {**classifier.config, "_reading": reading}
+    return (classifier.name, str(classifier.version), config_hash(config))
 
 
 def coverage(classifier: SafetyClassifier) -> frozenset[str] | None:

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from imagesafety.media import FramePolicy
 from imagesafety.data import Dataset, dataset_name, load_dataset, select_samples
 from imagesafety.encoders import load_encoder
 from imagesafety.encoders.base import Encoder, TextEncoder
@@ -97,15 +98,17 @@ def embed(
     address: str | None = None,
     partition_size: int = 1000,
     allow_outside_root: bool = False,
+    frames: FramePolicy | None = None,
 ) -> Embeddings:
-    """Embed every image of `dataset` (and its captions, with `text`) and optionally write `out` (.parquet or .npz)."""
+    """Embed every image of `dataset` (and its captions, with `text`) and optionally write `out` (.parquet or .npz).
+    An animation's or video's embedding is the mean of its frames' (and backgrounds') embeddings under `frames`."""
     enc = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
     data = load_dataset(dataset, splits=[split] if split else None, allow_outside_root=allow_outside_root) \
         if isinstance(dataset, (str, Path)) else dataset
     samples = select_samples(data, categories, sources, [split] if split else None, limit)
     engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, partition_size=partition_size)
     parts = Path(str(out) + ".ray-parts") if out is not None else None
-    frame, stats = run_task(EmbeddingTask(enc, open_cache(cache)), samples, engine=engine, parts_dir=parts, batch_size=batch_size,
+    frame, stats = run_task(EmbeddingTask(enc, open_cache(cache), frames), samples, engine=engine, parts_dir=parts, batch_size=batch_size,
                             workers=workers, progress=progress, description=f"embed {enc.name}",
                             remote=("embed", encoder, {"device": device}) if isinstance(encoder, str) else None)
     if frame.empty:

@@ -48,7 +48,7 @@ def run_task(task: ImageTask, samples: Iterable[Sample], *, engine: EngineOption
     kind, spec, options = remote
     started = time.perf_counter()
     parts = Path(parts_dir) if parts_dir is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
-    rows = run_on_ray(kind, spec, options, samples, parts, address=engine.address, batch_size=batch_size, num_gpus=engine.num_gpus,
+    rows = run_on_ray(kind, spec, options, samples, parts, frames=task.frames, address=engine.address, batch_size=batch_size, num_gpus=engine.num_gpus,
                       partition_size=engine.partition_size, progress=progress)
     errors = int(rows["error"].notna().sum()) if len(rows) else 0
     stats = RunStats(images=len(rows), predicted=len(rows) - errors, errors=errors, seconds=time.perf_counter() - started)

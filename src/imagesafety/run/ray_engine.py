@@ -19,6 +19,7 @@ import pandas as pd
 
 from imagesafety.data.sample import Sample
 from imagesafety.files import atomic_path
+from imagesafety.media import FramePolicy
 from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.run.runner import Runner
 from imagesafety.run.tasks import JSON_COLUMNS, SAMPLE_COLUMNS, VECTOR_COLUMNS, EmbeddingTask, PredictionTask
@@ -39,15 +40,16 @@ class ModelActor:
     """One model per actor; each task's rows go through the local Runner (same decoding, errors and rows),
     which decodes the next model batch on its own thread while the model computes this one."""
 
-    def __init__(self, kind: str, spec: str, options: dict, batch_size: int = 16, decode_workers: int = 1):
+    def __init__(self, kind: str, spec: str, options: dict, batch_size: int = 16, decode_workers: int = 1, frames: dict | None = None):
         from imagesafety import registry
 
+        policy = FramePolicy(**frames) if frames else FramePolicy()
         if kind == "predict":
-            task = PredictionTask(registry.build("classifier", spec, **options))
+            task = PredictionTask(registry.build("classifier", spec, **options), frames=policy)
         else:
             from imagesafety.encoders import load_encoder
 
-            task = EmbeddingTask(load_encoder(spec, options.get("device")))
+            task = EmbeddingTask(load_encoder(spec, options.get("device")), frames=policy)
         self.runner = Runner(task, batch_size=batch_size, workers=decode_workers, show_progress=False)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -65,7 +67,8 @@ class ModelActor:
         return rows
 
 
-def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], parts_dir: str | Path, *, address: str | None = None,
+def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], parts_dir: str | Path, *, frames: FramePolicy | None = None,
+               address: str | None = None,
                batch_size: int = 16, num_actors: int | None = None, num_gpus: float = 0, partition_size: int = 1000,
                cpus_per_actor: float = 2, samples_per_job: int = 100_000, progress: bool = True) -> pd.DataFrame:
     """Rows for every sample (local engine schema), computed on a Ray cluster and written partition by partition.
@@ -88,7 +91,7 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     actors = num_actors or max(1, int(resources.get("GPU", 0) // num_gpus if num_gpus else resources.get("CPU", 1) // cpus_per_actor))
     # the local engine's split of a 2-CPU share: one decoding thread beside the model's own threads
     actor_kwargs = {"kind": kind, "spec": spec, "options": options, "batch_size": batch_size,
-                    "decode_workers": max(1, int(cpus_per_actor) - 1)}
+                    "decode_workers": max(1, int(cpus_per_actor) - 1), "frames": (frames or FramePolicy()).key()}
     map_options = dict(fn_constructor_kwargs=actor_kwargs, batch_size=batch_size * MODEL_BATCHES_PER_TASK, batch_format="pandas",
                        concurrency=actors, num_gpus=num_gpus or None, num_cpus=min(cpus_per_actor, resources.get("CPU", 1)),
                        max_restarts=-1, max_task_retries=-1)  # a dead worker is restarted and its batches retried
@@ -130,7 +133,7 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
             rows[column] = rows[column].astype("Float64").astype("Int64")
     if "score" in rows:
         rows["score"] = rows["score"].astype("Float64").astype("float64")
-    for column in (*SAMPLE_COLUMNS, "raw", "error", "text"):
+    for column in (*SAMPLE_COLUMNS, "raw", "error", "text", "views"):
         if column == "label":
             continue
         if column in rows:

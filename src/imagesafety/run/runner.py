@@ -26,17 +26,21 @@ from PIL import Image
 
 from imagesafety.classifiers.base import FatalModelError, ModelFailure
 from imagesafety.data.sample import Sample
-from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
+from imagesafety.images import MAX_PIXELS, ImageDecodeError, decode_image, sha256_bytes
+from imagesafety.media import FramePolicy
 from imagesafety.run.progress import add_task, progress_bar
+from imagesafety.run.views import Views, prepared_views
 from imagesafety.store import StoreError
 
 T = TypeVar("T")
 
 
 class ImageTask(Protocol):
-    """What a run computes per image, and how its results are cached and tabulated."""
+    """What a run computes per image, and how its results are cached and tabulated. An image is read as views
+    (frames, backgrounds) under `frames`; each view is computed, and `combine` makes the image's one result."""
 
     name: str
+    frames: FramePolicy
 
     def lookup(self, shas: list[str]) -> dict[str, Any]: ...  # cached results by image hash (thread-safe)
 
@@ -45,6 +49,10 @@ class ImageTask(Protocol):
     def prepare(self, sample: Sample, image: Image.Image) -> Any: ...  # per-image CPU work, run on worker threads
 
     def compute(self, items: list[Any]) -> list[Any]: ...  # one batched model call
+
+    def combine(self, views: Views, results: list[Any]) -> Any: ...  # the image's result from its views' results
+
+    def flags(self, result: Any) -> bool: ...  # one view's result is over the threshold (an early exit may stop there)
 
     concurrent: int  # batches that may be computed at once (1: one after another)
 
@@ -72,7 +80,7 @@ class Prepared:
     sample: Sample
     sha256: str | None = None
     result: Any = None
-    image: Any = None  # the task's prepared input (or the decoded image, for `decoded_samples`)
+    image: Any = None  # the task's prepared views (`Views`), or the decoded image for `decoded_samples`
     error: str | None = None
     fresh: bool = False  # its result was computed in this run (not from the cache)
     data: bytes | None = field(default=None, repr=False)
@@ -126,9 +134,17 @@ def read_sample(item: Prepared) -> Prepared:
 
 
 def decode_item(item: Prepared, prepare: Callable[[Image.Image], Any]) -> Prepared:
-    """Decode the item's bytes and run `prepare` on the image (errors recorded on the item)."""
+    """Decode the item's bytes into one picture (the first frame, on white) through `prepare` (errors recorded on the item)."""
     with _errors_recorded_on(item):
         item.image = prepare(decode_image(item.data, name=item.sample.image_ref))
+    item.data = None
+    return item
+
+
+def decode_views(item: Prepared, prepare: Callable[[Image.Image], Any], frames: FramePolicy) -> Prepared:
+    """Decode every view of the item's bytes under `frames` and run `prepare` on each (errors recorded on the item)."""
+    with _errors_recorded_on(item):
+        item.image = prepared_views(item.data, frames, MAX_PIXELS, item.sample.image_ref, prepare)
     item.data = None
     return item
 
@@ -207,26 +223,51 @@ class Runner:
                         if p.sha256 in cached:
                             p.result, p.data = cached[p.sha256], None
                     todo = [p for p in items if p.error is None and p.result is None]
-                    list(pool.map(lambda p: decode_item(p, lambda image, s=p.sample: self.task.prepare(s, image)), todo))
+                    list(pool.map(lambda p: decode_views(p, lambda image, s=p.sample: self.task.prepare(s, image), self.task.frames), todo))
                     yield items
 
         return _background(produce(), self.prefetch_batches, stop)
 
     def _compute(self, batch: list[Prepared]) -> list[Prepared]:
-        """The model's work for a batch's uncached items (results or errors set on the items)."""
+        """The model's work for a batch's uncached items: their views in shared model batches (a video under an early
+        exit view by view in time order), then each item's result from its views; a view that fails fails its item."""
         todo = [p for p in batch if p.image is not None]
-        if todo:
-            started = time.perf_counter()
-            results = compute_isolating_failures(self.task, [p.image for p in todo])
-            self.stats.model_seconds += time.perf_counter() - started
-            for p, result in zip(todo, results):
-                if isinstance(result, ModelFailure):
-                    p.error = str(result)
-                else:
-                    p.result = result
-                    p.fresh = True
-                p.image = None  # free pixels early
+        if not todo:
+            return batch
+        started = time.perf_counter()
+        early = [p for p in todo if self.task.frames.early_exit and p.image.sampling.kind == "video"]
+        shared = [p for p in todo if not any(p is q for q in early)]
+        flat = [x for p in shared for x in p.image.inputs]
+        results: list[Any] = []
+        for chunk in batched(flat, self.batch_size):
+            results.extend(compute_isolating_failures(self.task, chunk))
+        offset = 0
+        for p in shared:
+            n = len(p.image.inputs)
+            self._settle(p, results[offset:offset + n])
+            offset += n
+        for p in early:
+            self._settle(p, self._until_flagged(p.image))
+        self.stats.model_seconds += time.perf_counter() - started
         return batch
+
+    def _until_flagged(self, views: Views) -> list[Any]:
+        """A video's views in order, a model batch at a time, stopping after the batch where one is over the threshold."""
+        out: list[Any] = []
+        for chunk in batched(views.inputs, self.batch_size):
+            out.extend(compute_isolating_failures(self.task, chunk))
+            if any(not isinstance(r, ModelFailure) and self.task.flags(r) for r in out):
+                break
+        return out
+
+    def _settle(self, p: Prepared, results: list[Any]) -> None:
+        failed = next((r for r in results if isinstance(r, ModelFailure)), None)
+        if failed is not None:
+            p.error = str(failed)
+        else:
+            p.result = self.task.combine(p.image, results)
+            p.fresh = True
+        p.image = None  # free pixels early
 
     def _record(self, batch: list[Prepared]) -> list[dict]:
         """Store the batch's new results, count it, and turn it into rows (in the order the samples came)."""

@@ -13,14 +13,16 @@ import pandas as pd
 from PIL import Image
 
 from imagesafety.classifiers.base import (CachesAnswers, ComputesConcurrently, Prediction, PreparesInput, ReadsSamples, SafetyClassifier,
-                                         cache_key)
+                                         cache_key, config_hash)
 from imagesafety.data.sample import Sample
 from imagesafety.encoders.base import Encoder
+from imagesafety.media import FramePolicy
 from imagesafety.run.runner import Prepared
+from imagesafety.run.views import Views, combine_embeddings, combine_predictions
 from imagesafety.store import PredictionCache
 
 SAMPLE_COLUMNS = ("id", "label", "category", "source", "split", "pair_id", "role", "image", "sha256")
-PREDICTION_COLUMNS = (*SAMPLE_COLUMNS, "score", "classifier_decision", "category_scores", "raw", "error")
+PREDICTION_COLUMNS = (*SAMPLE_COLUMNS, "score", "classifier_decision", "category_scores", "raw", "error", "views")
 EMBEDDING_COLUMNS = (*SAMPLE_COLUMNS, "text", "embedding", "error")
 #: columns whose values are objects (dicts, vectors): engines that move rows as Arrow or JSON convert these
 JSON_COLUMNS = ("category_scores",)
@@ -45,14 +47,16 @@ def typed_frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 class PredictionTask:
-    """Safety predictions of one classifier, cached under (classifier, version, config hash, sha256).
+    """Safety predictions of one classifier, cached under (classifier, version, config and frame policy hash, sha256);
+    an image of several views (frames, backgrounds) is one prediction by the policy's rule.
     A classifier that caches its own answers is handed this cache (None: no caching at all)."""
 
-    def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None):
+    def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None, frames: FramePolicy | None = None):
         self.classifier = classifier
         self.cache = None if isinstance(classifier, ReadsSamples) else cache  # answers per row, not per image content
         self.name = classifier.name
-        self.key = cache_key(classifier)
+        self.frames = frames or FramePolicy()
+        self.key = cache_key(classifier, {"frames": self.frames.key()})
         self.prepares = isinstance(classifier, PreparesInput)
         self.concurrent = classifier.concurrent_batches if isinstance(classifier, ComputesConcurrently) else 1
         if isinstance(classifier, CachesAnswers):
@@ -75,6 +79,13 @@ class PredictionTask:
     def compute(self, items: list[Any]) -> list[Prediction]:
         return self.classifier.predict_prepared(items) if self.prepares else self.classifier.predict(items)
 
+    def combine(self, views: Views, results: list[Prediction]) -> Prediction:
+        return combine_predictions(views, results, self.frames)
+
+    def flags(self, result: Prediction) -> bool:
+        """Whether one view is over the classifier's threshold (where an early exit may stop)."""
+        return bool(result.decision)
+
     def row(self, p: Prepared) -> dict:
         pred = p.result if p.error is None else None
         return {
@@ -84,6 +95,7 @@ class PredictionTask:
             "category_scores": pred.category_scores if pred else {},
             "raw": json.dumps(pred.raw) if pred is not None and pred.raw is not None else None,
             "error": p.error,
+            "views": json.dumps(pred.views.to_dict()) if pred is not None and pred.views is not None else None,
         }
 
     def frame(self, rows: list[dict]) -> pd.DataFrame:
@@ -95,11 +107,12 @@ class EmbeddingTask:
 
     concurrent = 1
 
-    def __init__(self, encoder: Encoder, cache: PredictionCache | None = None):
+    def __init__(self, encoder: Encoder, cache: PredictionCache | None = None, frames: FramePolicy | None = None):
         self.encoder = encoder
         self.cache = cache
         self.name = encoder.name
-        self.key = encoder_cache_key(encoder)
+        self.frames = frames or FramePolicy()
+        self.key = encoder_cache_key(encoder, self.frames)
 
     def lookup(self, shas: list[str]) -> dict[str, np.ndarray]:
         return self.cache.get_embeddings(self.key, shas) if self.cache is not None and shas else {}
@@ -114,6 +127,12 @@ class EmbeddingTask:
     def compute(self, items: list[Any]) -> list[np.ndarray]:
         return list(np.asarray(self.encoder.encode_prepared(items), dtype=np.float32))
 
+    def combine(self, views: Views, results: list[np.ndarray]) -> np.ndarray:
+        return combine_embeddings(views, results)
+
+    def flags(self, result: np.ndarray) -> bool:
+        return False
+
     def row(self, p: Prepared) -> dict:
         text = p.sample.metadata.get("text")
         return {**sample_columns(p), "text": text if isinstance(text, str) else None,
@@ -123,6 +142,10 @@ class EmbeddingTask:
         return typed_frame(rows, EMBEDDING_COLUMNS)
 
 
-def encoder_cache_key(encoder: Encoder) -> str:
-    """`NAME@IDENTITY`: embeddings are cached per encoder weights, not per name."""
-    return f"{encoder.name}@{encoder.identity}"
+def encoder_cache_key(encoder: Encoder, frames: FramePolicy | None = None) -> str:
+    """`NAME@IDENTITY`: embeddings are cached per encoder weights, not per name (and, for a frame policy other than
+    the default, per policy: an animation's embedding is the mean of the frames it read)."""
+    key = f"{encoder.name}@{encoder.identity}"
+    if frames is not None and frames != FramePolicy():
+        key += "#frames=" + config_hash(frames.key())
+    return key

@@ -9,13 +9,16 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from imagesafety.classifiers.base import Prediction, SafetyClassifier
-from imagesafety.images import ImageDecodeError, decode_image, image_size, sha256_bytes
+from imagesafety.images import ImageDecodeError, sha256_bytes
+from imagesafety.media import MediaBudgetError, Sampling, read_views
 from imagesafety.net import FetchError, fetch_url
 from imagesafety.serve.audit import AuditLog, AuditRecord, AuditWriteError
 from imagesafety.serve.auth import AuthGate, KeyChecker, TokenBucket
@@ -25,11 +28,51 @@ from imagesafety.serve.errors import APIError, error_body, install_error_handler
 from imagesafety.serve.fetch import FETCH_ERRORS, check_geometry, decode_data_url
 from imagesafety.serve.metrics import ServiceMetrics
 from imagesafety.serve.openai_categories import moderation_result
-from imagesafety.serve.schemas import ClassifyResponse, ModerationRequest, ModerationResponse, TextInput
+from imagesafety.run.views import Views, combine_predictions
+from imagesafety.serve.schemas import ClassifyResponse, ImageInput, ModerationRequest, ModerationResponse, TextInput
 
 
 class Abandoned(Exception):
     """An image skipped because another image of its request failed, or the request ran out of time."""
+
+
+@dataclass
+class Checked:
+    """A request's file after its header checks: its bytes, what will be read of it, and its views (not yet decoded)."""
+
+    where: str
+    data: bytes
+    sampling: Sampling
+    views: Iterator
+
+
+@dataclass
+class Decision:
+    """One file's answer: its digest, its prediction (over all its views) and the operator's decision on it."""
+
+    sha256: str
+    prediction: Prediction
+    flagged: bool
+    categories: set[str]
+
+
+def one_verdict(decisions: list[Decision]) -> dict:
+    """OpenAI's result for one input whose images share a verdict: each category's score the maximum over the images,
+    a category flagged if it is flagged on any image, the input flagged if any image is."""
+    scores: dict[str, float] = {}
+    for d in decisions:
+        for key, value in d.prediction.category_scores.items():
+            scores[key] = max(scores.get(key, 0.0), float(value))
+    flagged_categories = set().union(*(d.categories for d in decisions))
+    return {"flagged": any(d.flagged for d in decisions), **moderation_result(scores, flagged_categories)}
+
+
+
+def image_details(where: str, d: Decision) -> dict:
+    """What the `imagesafety` field says of one image of an input."""
+    return {"input": where, "image_sha256": d.sha256, "unsafe_score": d.prediction.unsafe_score, "decision": d.prediction.decision,
+            "flagged": d.flagged, "scores": d.prediction.category_scores,
+            "views": d.prediction.views.to_dict() if d.prediction.views is not None else None}
 
 
 @dataclass
@@ -146,50 +189,70 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             status, code = FETCH_ERRORS[exc.reason]
             raise APIError(status, f"{where}: {exc}", code=code, param=where) from None
 
-    async def checked_images(key_id: str | None, items: list[tuple[str, bytes | None, str | None]]) -> list[tuple[str, bytes]]:
-        """Each image's bytes (data URL decoded, remote URL fetched) and header checked in turn: side lengths, aspect
-        ratio and the request's pixel budget, stopping at the first image over it (later ones are never decoded or
-        fetched); then the key's image and pixel budgets. No pixel data is decoded here."""
-        named, total = [], 0
+    async def checked_images(key_id: str | None, items: list[tuple[str, bytes | None, str | None]]) -> list[Checked]:
+        """Each file's bytes (data URL decoded, remote URL fetched) and header checked in turn: side lengths, aspect
+        ratio, the frame budgets and the request's pixel budget (counting every frame that will be classified),
+        stopping at the first file over one (later ones are never decoded or fetched); then the key's image and pixel
+        budgets. No pixel data is decoded here."""
+        loop = asyncio.get_running_loop()
+        checked, total = [], 0
         for where, data, url in items:
             if data is None:
                 data = decode_data_url(url, config.max_request_bytes, where) if url.startswith("data:") else await fetch(where, url)
             try:
-                width, height = image_size(data, where)
+                sampling, views = await loop.run_in_executor(decode_pool, read_views, data, config.frames, config.max_pixels, where)
+            except MediaBudgetError as exc:
+                raise APIError(413, str(exc), code="media_budget_exceeded", param=where) from None
             except ImageDecodeError as exc:
                 raise APIError(400, str(exc), code="invalid_image", param=where) from None
-            check_geometry(where, width, height, config)
-            total += width * height
+            check_geometry(where, sampling.width, sampling.height, config)
+            total += sampling.pixels
             if total > config.max_request_pixels:
-                raise APIError(413, f"the request's images hold {total} pixels or more together, over this server's limit of "
-                               f"{config.max_request_pixels} per request", code="request_too_large")
-            named.append((where, data))
-        budgets["images"].take(key_id, len(named))
+                raise APIError(413, f"the request's images hold {total} pixels or more together (every frame classified counts), "
+                               f"over this server's limit of {config.max_request_pixels} per request", code="request_too_large")
+            checked.append(Checked(where, data, sampling, views))
+        budgets["images"].take(key_id, len(checked))
         budgets["pixels"].take(key_id, total)
-        return named
+        return checked
 
-    async def prepare_all(served: Served, named: list[tuple[str, bytes]], cancelled: threading.Event) -> list:
-        """Decode and prepare a request's images one after another on the shared decoding threads (parallelism comes
-        from concurrent requests, so one request cannot occupy them all); the first failure, or the request running
-        out of time, ends the request's decoding: its remaining images are never decoded."""
+    async def classify_one(served: Served, item: Checked, cancelled: threading.Event) -> Prediction:
+        """One file's views decoded and prepared a model batch at a time on the shared decoding threads, each batch
+        micro-batched with other requests; the views' predictions make the file's (a video under the early exit stops,
+        decoding included, after the first batch with a view over the threshold)."""
         loop = asyncio.get_running_loop()
 
-        def one(where: str, data: bytes):
+        def next_chunk():
             if cancelled.is_set():
                 raise Abandoned()
-            return served.batcher.prepare(decode_image(data, config.max_pixels, name=where), where)
+            return [(served.batcher.prepare(image, item.where), info) for image, info in islice(item.views, config.max_batch_size)]
 
-        prepared = []
-        for where, data in named:
+        views, preds = Views(item.sampling), []
+        early = config.frames.early_exit and item.sampling.kind == "video"
+        while True:
             try:
-                prepared.append(await loop.run_in_executor(decode_pool, one, where, data))
+                chunk = await loop.run_in_executor(decode_pool, next_chunk)
+            except MediaBudgetError as exc:
+                raise APIError(413, str(exc), code="media_budget_exceeded", param=item.where) from None
             except ImageDecodeError as exc:
-                raise APIError(400, str(exc), code="invalid_image", param=where) from None
+                raise APIError(400, str(exc), code="invalid_image", param=item.where) from None
             except Abandoned:
                 raise APIError(504, f"classification took longer than {config.request_timeout_s}s", "server_error", "timeout") from None
             except Exception as exc:
-                raise APIError(400, f"{where}: cannot prepare the image: {type(exc).__name__}: {exc}", code="invalid_image", param=where) from None
-        return prepared
+                raise APIError(400, f"{item.where}: cannot prepare the image: {type(exc).__name__}: {exc}", code="invalid_image",
+                               param=item.where) from None
+            if not chunk:
+                break
+            views.inputs.extend(x for x, _ in chunk)
+            views.info.extend(info for _, info in chunk)
+            try:
+                preds.extend(await asyncio.gather(*(served.batcher.predict(x) for x, _ in chunk)))
+            except ModelError as exc:
+                raise APIError(500, f"{exc}", "server_error", "model_error") from None
+            if early and any(p.decision for p in preds):
+                break
+        if not preds:
+            raise APIError(400, f"{item.where}: no frame could be read", code="invalid_image", param=item.where)
+        return combine_predictions(views, preds, config.frames)
 
     def decide(served: Served, pred: Prediction, selected: list[str] | None) -> tuple[bool, set[str]]:
         """(flagged, flagged categories) under the operator's per-category thresholds and the request's selection."""
@@ -205,7 +268,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         return flagged, flagged_cats
 
     async def run(endpoint: str, served: Served, key_id: str | None, items: list[tuple[str, bytes | None, str | None]],
-                  selected: list[str] | None):
+                  selected: list[str] | None) -> tuple[str, list[Decision]]:
         """Classify every (label, bytes, url) item and commit its audit rows before answering; errors become APIErrors.
         The whole request shares one deadline; when it passes, the work not yet done is dropped."""
         started = time.perf_counter()
@@ -213,13 +276,8 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         cancelled = threading.Event()
 
         async def work():
-            named = await checked_images(key_id, items)
-            prepared = await prepare_all(served, named, cancelled)
-            try:
-                preds = await asyncio.gather(*(served.batcher.predict(p) for p in prepared))
-            except ModelError as exc:
-                raise APIError(500, f"{exc}", "server_error", "model_error") from None
-            return [(data, sha256_bytes(data), pred) for (_, data), pred in zip(named, preds)]
+            checked = await checked_images(key_id, items)
+            return [(item.data, await classify_one(served, item, cancelled)) for item in checked]
 
         try:
             outcomes = await asyncio.wait_for(work(), config.request_timeout_s)
@@ -230,18 +288,19 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             cancelled.set()
         latency = (time.perf_counter() - started) * 1000
         decisions, records = [], []
-        for data, sha, pred in outcomes:
+        for data, pred in outcomes:
             flagged, cats = decide(served, pred, selected)
-            decisions.append((sha, pred, flagged, cats))
-            records.append(AuditRecord(request_id, key_id, endpoint, sha, served.name, str(served.classifier.version), pred.category_scores,
-                                       pred.unsafe_score, flagged, None, latency, time.time(), data if config.store_images else None))
+            decisions.append(Decision(sha256_bytes(data), pred, flagged, cats))
+            records.append(AuditRecord(request_id, key_id, endpoint, decisions[-1].sha256, served.name, str(served.classifier.version),
+                                       pred.category_scores, pred.unsafe_score, flagged, None, latency, time.time(),
+                                       data if config.store_images else None))
         try:
             await state["audit"].commit(records)
         except AuditWriteError as exc:
             raise APIError(503, f"{exc}; the decision is withheld (retry later)", "server_error", "audit_unavailable") from None
         metrics.images.labels(served.name).inc(len(decisions))
-        for _, _, _, cats in decisions:
-            for c in cats:
+        for d in decisions:
+            for c in d.categories:
                 metrics.flags.labels(served.name, c).inc()
         return request_id, decisions
 
@@ -256,26 +315,34 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
 
     @app.post("/v1/moderations", response_model=ModerationResponse, summary="Moderate images (OpenAI-compatible)")
     async def moderations(body: ModerationRequest, request: Request):
+        """One result per input as OpenAI defines inputs: a multi-modal array is one submission, so its images share
+        one verdict (each category's score the maximum over the images, flagged if any image is)."""
         key_id = request.state.key_id
         served = pick(body.model)
-        inputs = body.input if isinstance(body.input, list) else [body.input]
-        if not inputs:
-            raise APIError(400, "input is empty", param="input")
-        if len(inputs) > config.max_images_per_request:
-            raise APIError(400, f"at most {config.max_images_per_request} images per request", param="input")
-        items = []
-        for i, item in enumerate(inputs):
-            if isinstance(item, (str, TextInput)):
-                raise APIError(400, f"input[{i}]: this server moderates images only; send {{'type': 'image_url', ...}}", param=f"input[{i}]")
-            url = item.image_url.url
-            items.append((f"input[{i}]", None, url))
-        request_id, decisions = await run("moderations", served, key_id, items, body.categories)
-        results = []
-        for sha, pred, flagged, cats in decisions:
-            result = moderation_result(pred.category_scores, cats)
-            results.append({"flagged": flagged, **result, "imagesafety": {
-                "unsafe_score": pred.unsafe_score, "decision": pred.decision, "image_sha256": sha, "scores": pred.category_scores}})
-        return {"id": request_id, "model": served.name, "results": results}
+        if isinstance(body.input, str) or (body.input and all(isinstance(x, str) for x in body.input)):
+            raise APIError(400, "input is text: this server moderates images only; send a multi-modal array with "
+                           "{'type': 'image_url', ...} parts", code="text_not_supported", param="input")
+        parts = list(body.input)
+        images = [(f"input[{i}]", None, part.image_url.url) for i, part in enumerate(parts) if isinstance(part, ImageInput)]
+        texts = [i for i, part in enumerate(parts) if isinstance(part, TextInput)]
+        if texts and config.text_parts == "refuse":
+            raise APIError(400, f"input[{texts[0]}] is a text part: this server moderates images only and refuses text parts "
+                           "rather than leave them unmoderated (the operator can accept them with --text-parts ignore, which "
+                           "scores only the images and says so)", code="text_not_supported", param=f"input[{texts[0]}]")
+        if not images:
+            raise APIError(400, "input has no image to moderate", param="input")
+        if len(images) > config.max_images_per_input:
+            raise APIError(400, f"input holds {len(images)} images; this server takes at most {config.max_images_per_input} per "
+                           "input", code="too_many_images", param="input")
+        if len(images) > config.max_images_per_request:
+            raise APIError(400, f"at most {config.max_images_per_request} images per request", code="too_many_images", param="input")
+        request_id, decisions = await run("moderations", served, key_id, images, body.categories)
+        verdict = one_verdict(decisions)
+        details = {"category_applied_input_types": verdict.pop("applied_input_types"),"unsafe_score": max(d.prediction.unsafe_score for d in decisions),
+                   "decision": max(d.prediction.decision for d in decisions),
+                   "images": [image_details(where, d) for (where, _, _), d in zip(images, decisions)],
+                   "text_parts_ignored": len(texts)}
+        return {"id": request_id, "model": served.name, "results": [{**verdict, "imagesafety": details}]}
 
     @app.post("/v1/classify", response_model=ClassifyResponse, summary="Classify uploaded images (multipart)")
     async def classify(request: Request, files: list[UploadFile] = File(...), model: str | None = Form(default=None),
@@ -288,9 +355,10 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         selected = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
         request_id, decisions = await run("classify", served, key_id, items, selected)
         results = [
-            {"filename": f.filename, "image_sha256": sha, "unsafe_score": pred.unsafe_score, "decision": pred.decision,
-             "flagged": flagged, "flagged_categories": sorted(cats), "category_scores": pred.category_scores, "raw": pred.raw}
-            for f, (sha, pred, flagged, cats) in zip(files, decisions)
+            {"filename": f.filename, "image_sha256": d.sha256, "unsafe_score": d.prediction.unsafe_score, "decision": d.prediction.decision,
+             "flagged": d.flagged, "flagged_categories": sorted(d.categories), "category_scores": d.prediction.category_scores,
+             "raw": d.prediction.raw, "views": d.prediction.views.to_dict() if d.prediction.views is not None else None}
+            for f, d in zip(files, decisions)
         ]
         return {"id": request_id, "model": served.name, "model_version": str(served.classifier.version),
                 "taxonomy": served.classifier.taxonomy.to_dict(), "results": results}

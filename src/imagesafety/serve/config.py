@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagesafety.images import MAX_PIXELS
+from imagesafety.media import FramePolicy
+
+TEXT_PARTS = ("refuse", "ignore")
 
 #: characters a key may not consist of alone, or begin or end with (HTTP strips only ASCII spaces and tabs)
 ASCII_SPACE = " \t"
@@ -86,6 +89,9 @@ class ServeConfig:
     audit_url: str | None = None  # None: SQLite in the user's data folder (default_audit_url)
     store_images: bool = False
     classifier_options: dict[str, dict] = field(default_factory=dict)
+    frames: FramePolicy = field(default_factory=lambda: FramePolicy(early_exit=True))  # every frame; videos stop at the first flag
+    text_parts: str = "refuse"  # text parts of a multi-modal input: refused (400), or "ignore" (only the images scored, said so)
+    max_images_per_input: int = 16  # images in one multi-modal input (1: as OpenAI, code too_many_images)
 
     def check(self) -> None:
         """Refuse settings that would serve without meaning to: authentication on but no keys, or an empty key."""
@@ -94,7 +100,10 @@ class ServeConfig:
                 raise ValueError("no API keys: pass --api-key KEY or --keys-file FILE (or --no-auth to serve without authentication on purpose)")
             for key_id, secret in self.api_keys.items():
                 check_key(secret, f"API key {key_id!r}")
-        for name in ("max_request_bytes", "max_images_per_request", "max_pixels", "max_request_pixels", "max_batch_size", "max_side"):
+        if self.text_parts not in TEXT_PARTS:
+            raise ValueError(f"--text-parts must be one of {', '.join(TEXT_PARTS)}, not {self.text_parts!r}")
+        for name in ("max_request_bytes", "max_images_per_request", "max_pixels", "max_request_pixels", "max_batch_size", "max_side",
+                     "max_images_per_input"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout_s <= 0:

@@ -7,6 +7,11 @@ OPENAI_CATEGORIES = (
     "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence", "violence/graphic",
 )
 
+#: OpenAI categories whose `category_applied_input_types` may list "image" (openai-openapi's CreateModerationResponse:
+#: the others admit only "text"); a score of ours on another category is still reported and can flag, with the input
+#: type under `imagesafety.category_applied_input_types`.
+IMAGE_APPLICABLE = frozenset({"self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "violence", "violence/graphic"})
+
 #: taxonomy category key -> OpenAI categories it counts towards (UnsafeBench keys and LlavaGuard keys).
 TO_OPENAI: dict[str, tuple[str, ...]] = {
     "hate": ("hate",), "harassment": ("harassment",), "violence": ("violence",), "self_harm": ("self-harm",),
@@ -19,7 +24,8 @@ TO_OPENAI: dict[str, tuple[str, ...]] = {
 
 def moderation_result(scores: dict[str, float], flagged_categories: set[str]) -> dict:
     """`categories`, `category_scores` and `category_applied_input_types` over OpenAI's names; a category of ours with
-    no OpenAI counterpart appears once, under its own key (never both names for one category)."""
+    no OpenAI counterpart appears once, under its own key (never both names for one category). "image" is listed as an
+    applied input type only where OpenAI's schema admits it; `applied_input_types` holds every scored category."""
     categories = {c: False for c in OPENAI_CATEGORIES}
     category_scores = {c: 0.0 for c in OPENAI_CATEGORIES}
     applied: dict[str, list[str]] = {c: [] for c in OPENAI_CATEGORIES}
@@ -29,4 +35,6 @@ def moderation_result(scores: dict[str, float], flagged_categories: set[str]) ->
             category_scores[name] = max(category_scores.get(name, 0.0), float(score))
             categories[name] = categories.get(name, False) or key in flagged_categories
             applied[name] = ["image"]
-    return {"categories": categories, "category_scores": category_scores, "category_applied_input_types": applied}
+    openai_applied = {c: (v if c in IMAGE_APPLICABLE or c not in OPENAI_CATEGORIES else []) for c, v in applied.items()}
+    return {"categories": categories, "category_scores": category_scores, "category_applied_input_types": openai_applied,
+            "applied_input_types": {c: v for c, v in applied.items() if v}}

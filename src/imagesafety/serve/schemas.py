@@ -50,6 +50,7 @@ class ClassifyResult(BaseModel):
     flagged_categories: list[str]
     category_scores: dict[str, float]
     raw: dict | list | str | None = None
+    views: dict | None = Field(default=None, description="for animations, videos and transparent images: every frame's (and background's) score, per timestamp, and the view that decided")
 
 
 class ClassifyResponse(BaseModel):

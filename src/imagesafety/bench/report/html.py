@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import datetime as dt
 from html import escape
 from pathlib import Path
@@ -13,7 +15,8 @@ import pandas as pd
 from imagesafety.bench.metrics import METRICS
 from imagesafety.bench.report.figures import f1_bars, roc_pr_curves
 from imagesafety.files import write_atomic
-from imagesafety.images import thumbnail_jpeg
+from imagesafety.images import MAX_PIXELS, thumbnail_jpeg
+from imagesafety.media import ViewInfo, view_picture
 from imagesafety.taxonomy import category_label
 
 if TYPE_CHECKING:
@@ -76,7 +79,15 @@ def load_thumbnails(rows: pd.DataFrame, dataset: Dataset | None) -> dict[str, by
             found.append(sample)
             if len(found) == len(wanted):
                 break
-    return {item.sample.id: item.image for item in decoded_samples(found, prepare=thumbnail_jpeg) if item.error is None}
+    deciding = {i: json.loads(v)["decided_by"] for i, v in zip(rows["id"], rows["views"]) if isinstance(v, str)} if "views" in rows else {}
+    thumbs = {item.sample.id: item.image for item in decoded_samples([s for s in found if s.id not in deciding], prepare=thumbnail_jpeg)
+              if item.error is None}
+    for sample in (s for s in found if s.id in deciding):  # animations and videos: the frame that decided, on its background
+        view = deciding[sample.id]
+        with contextlib.suppress(Exception):
+            picture = view_picture(sample.load_bytes(), ViewInfo(view["frame"], view["timestamp_s"], view["background"]), MAX_PIXELS, sample.id)
+            thumbs[sample.id] = thumbnail_jpeg(picture)
+    return thumbs
 
 
 def mistakes_section(rows: pd.DataFrame, dataset: Dataset | None) -> str:

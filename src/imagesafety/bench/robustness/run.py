@@ -27,6 +27,7 @@ from imagesafety.data import dataset_name, load_dataset, select_samples
 from imagesafety.files import atomic_path, write_atomic
 from imagesafety.run.engine import EngineOptions
 from imagesafety.run.progress import add_task, announce, progress_bar
+from imagesafety.media import FramePolicy
 from imagesafety.run.runner import decoded_samples
 from imagesafety.store import USE_DEFAULT_CACHE, open_cache
 
@@ -173,8 +174,10 @@ def robustness(
     classifier_options: dict | None = None,
     engine: str = "local",
     address: str | None = None,
+    frames: FramePolicy | None = None,
 ) -> RobustnessResult:
-    """Attack K correctly classified images with each attack (and eps curve), and evaluate under corruptions."""
+    """Attack K correctly classified images with each attack (and eps curve), and evaluate under corruptions.
+    The clean and corrupted passes read every frame under `frames`; attacks perturb one picture per image."""
     clf = registry.build("classifier", classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
     attacks = list(attacks)
     check_attacks(clf, attacks)
@@ -192,7 +195,7 @@ def robustness(
     if on_ray and not isinstance(classifier, str):
         raise ValueError("--engine ray builds the classifier on each worker: give it as a spec string")
     common = dict(split=split, categories=categories, sources=sources, limit=limit, cache=store, batch_size=batch_size, progress=progress,
-                  n_boot=n_boot)
+                  n_boot=n_boot, frames=frames)
     clean = evaluate(classifier if on_ray else clf, data, Path(out_dir) / "clean" if on_ray and out_dir else None,
                      engine=EngineOptions(engine, address), classifier_options=classifier_options if on_ray else None,
                      description=f"clean {clf.name}", **common)
