@@ -24,9 +24,9 @@ class PlantedPatchClassifier(Classifier):
     taxonomy = UNSAFEBENCH
     threshold = 0.5
 
-    def __init__(self, colour=MAGENTA, gain: float = 40.0, tolerance: float = 60.0):
-        self.colour, self.gain, self.tolerance = np.asarray(colour, dtype=np.float32), gain, tolerance
-        self.config = {"colour": list(colour), "gain": gain, "tolerance": tolerance}
+    def __init__(self, colour=MAGENTA, gain: float = 40.0, tolerance: float = 60.0, threshold: float = 0.5):
+        self.colour, self.gain, self.tolerance, self.threshold = np.asarray(colour, dtype=np.float32), gain, tolerance, threshold
+        self.config = {"colour": list(colour), "gain": gain, "tolerance": tolerance, "threshold": threshold}
         self.images_seen = 0
 
     def score(self, image: Image.Image) -> float:

@@ -1,0 +1,229 @@
+"""`explain`: where in each image a classifier's unsafe evidence is, how faithful that map is, and the smallest region
+whose removal flips the verdict; the same call the CLI makes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from imagesafety.classifiers.base import Differentiable, SafetyClassifier, config_hash, cache_key
+from imagesafety.explain.maps import gradient_map, occlusion_map, pooled, rise_map, rise_masks
+from imagesafety.explain.regions import FILLS, deletion_insertion, minimal_flip, top_boxes
+
+BLACK_BOX_METHODS = ("occlusion", "rise")
+GRADIENT_METHODS = ("integrated-gradients", "saliency")
+METHODS = ("auto", *BLACK_BOX_METHODS, *GRADIENT_METHODS)
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """How evidence is computed (every field is part of the evidence cache key)."""
+
+    method: str = "auto"
+    category: str | None = None
+    work_side: int = 224  # the image is explained with its long side at most this (the map is mapped back)
+    window: int = 0  # occlusion window in work pixels (0: work_side / 8)
+    stride: int = 0  # occlusion stride (0: window / 2)
+    rise_masks: int = 500
+    rise_cells: int = 8
+    patch: int = 0  # flip-search and pooling patch (0: work_side / 16)
+    fill: str = "blur"
+    max_flip_area: float = 0.5
+    steps: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; methods: {', '.join(METHODS)}")
+        if self.fill not in FILLS:
+            raise ValueError(f"unknown fill {self.fill!r}; fills: {', '.join(FILLS)}")
+
+
+@dataclass
+class Evidence:
+    """One image's evidence: the classifier's score, the top regions [x0, y0, x1, y1, weight] in the image's pixels,
+    the map (at the image's size), the smallest flipping region, and deletion/insertion AUCs beside a random map's."""
+
+    id: str
+    method: str
+    score: float | None
+    boxes: list[list[float]] = field(default_factory=list)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    flip_fraction: float | None = None
+    flip_box: list[float] | None = None
+    flip_fill: str = "blur"
+    score_after_flip: float | None = None
+    deletion_auc: float | None = None
+    insertion_auc: float | None = None
+    random_deletion_auc: float | None = None
+    random_insertion_auc: float | None = None
+    category: str | None = None
+    error: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """Everything but the map, JSON-serialisable."""
+        out = asdict(self)
+        out.pop("heatmap")
+        return out
+
+
+def resolve_method(classifier: SafetyClassifier, method: str) -> str:
+    """`auto`: integrated gradients for differentiable classifiers, occlusion for black-box ones; a gradient method on a
+    black-box classifier is refused with the methods it supports."""
+    white_box = isinstance(classifier, Differentiable)
+    if method == "auto":
+        return "integrated-gradients" if white_box else "occlusion"
+    if method in GRADIENT_METHODS and not white_box:
+        raise ValueError(f"{classifier.name} is black-box (no gradients): --method {method} needs a differentiable classifier; "
+                         f"{classifier.name} supports: {', '.join(('auto', *BLACK_BOX_METHODS))}")
+    return method
+
+
+def scorer_for(classifier: SafetyClassifier, category: str | None):
+    """Arrays in [0, 1] -> the classifier's unsafe score (or its score for `category`), batched through `predict`."""
+    def score(arrays: list[np.ndarray]) -> np.ndarray:
+        images = [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in arrays]
+        preds = classifier.predict(images)
+        if category is None:
+            return np.asarray([p.unsafe_score for p in preds], dtype=np.float64)
+        return np.asarray([p.category_scores[category] for p in preds], dtype=np.float64)
+
+    return score
+
+
+def check_category(classifier: SafetyClassifier, category: str | None, probe: Image.Image) -> None:
+    if category is None:
+        return
+    scored = sorted(classifier.predict([probe])[0].category_scores)
+    if category not in scored:
+        raise ValueError(f"{classifier.name} does not score category {category!r}; it scores: {', '.join(scored) or 'no categories'}")
+
+
+def logit_fn_for(classifier: SafetyClassifier):
+    """The classifier's unsafe logit as a function of work-resolution [0, 1] pixels: resized to the model's input inside
+    the graph (bilinear, antialiased), so gradients land on the pixels the map shows."""
+    import torch.nn.functional as F
+
+    spec = classifier.pixel_spec
+
+    def f(x):
+        return classifier.unsafe_logits(F.interpolate(x, size=(spec.height, spec.width), mode="bilinear", antialias=True,
+                                                      align_corners=False)).reshape(-1)
+
+    return f
+
+
+def to_work(image: Image.Image, side: int) -> np.ndarray:
+    scale = min(1.0, side / max(image.size))
+    work = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC) if scale < 1 else image
+    return np.asarray(work.convert("RGB"), dtype=np.float32) / 255
+
+
+def explain_image(classifier: SafetyClassifier, image: Image.Image, settings: ExplainSettings, image_id: str = "image") -> Evidence:
+    """Evidence for one image (explained at the work resolution, every region mapped back to the image's pixels)."""
+    method = resolve_method(classifier, settings.method)
+    work = to_work(image, settings.work_side)
+    height, width = work.shape[:2]
+    side = max(height, width)
+    window = settings.window or max(2, side // 8)
+    stride = settings.stride or max(1, window // 2)
+    patch = settings.patch or max(2, side // 16)
+    scorer = scorer_for(classifier, settings.category)
+    score = float(scorer([work])[0])
+    if method == "occlusion":
+        heat = occlusion_map(work, scorer, window, stride, baseline=0.0)
+    elif method == "rise":
+        heat = rise_map(work, scorer, rise_masks(settings.rise_masks, height, width, settings.rise_cells, 0.5, settings.seed))
+    else:
+        if settings.category is not None:
+            raise ValueError(f"{method} explains the unsafe logit; for --category use occlusion or rise")
+        heat = pooled(gradient_map(work, logit_fn_for(classifier), method), patch)
+    threshold = float(classifier.threshold)
+    flip = minimal_flip(work, heat, scorer, threshold, settings.fill, patch, settings.max_flip_area) if score >= threshold \
+        else None
+    deletion, insertion = deletion_insertion(work, heat, scorer, settings.fill, settings.steps)
+    random_heat = np.random.default_rng(settings.seed).random(heat.shape).astype(np.float32)
+    random_deletion, random_insertion = deletion_insertion(work, random_heat, scorer, settings.fill, settings.steps)
+    sx, sy = image.width / width, image.height / height
+    scale = lambda box: [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy, *box[4:]]  # noqa: E731
+    full = np.asarray(Image.fromarray(heat, mode="F").resize(image.size, Image.BILINEAR), dtype=np.float32)
+    return Evidence(
+        id=image_id, method=method, score=score, boxes=[scale(b) for b in top_boxes(heat)], heatmap=full,
+        flip_fraction=flip.fraction if flip else None, flip_box=scale(flip.box) if flip and flip.box else None, flip_fill=settings.fill,
+        score_after_flip=flip.score_after if flip else None, deletion_auc=deletion, insertion_auc=insertion,
+        random_deletion_auc=random_deletion, random_insertion_auc=random_insertion, category=settings.category)
+
+
+def evidence_key(classifier: SafetyClassifier, settings: ExplainSettings) -> str:
+    """Cache folder name: the classifier's prediction key (name, version, config with its weights' digest) and the settings."""
+    return config_hash({"classifier": list(cache_key(classifier)), "settings": asdict(settings)})
+
+
+def explain(classifier: SafetyClassifier | str, images, *, method: str = "auto", category: str | None = None,
+            out_dir: str | Path | None = None, progress: bool = False, **settings: Any) -> list[Evidence]:
+    """Evidence for every image: `images` is a list of PIL images, or a dataset (path, spec or Dataset, whose error rows
+    stay error rows). With `out_dir`, each image's evidence is cached there as it is computed (a re-run resumes)."""
+    from imagesafety import registry
+
+    clf = registry.build("classifier", classifier) if isinstance(classifier, str) else classifier
+    config = ExplainSettings(method=method, category=category, **settings)
+    resolve_method(clf, config.method)
+    items = _items(images)
+    cache = Path(out_dir) / "evidence-cache" / evidence_key(clf, config) if out_dir is not None else None
+    out: list[Evidence] = []
+    checked = False
+    for image_id, sha, image, error in items:
+        if error is not None:
+            out.append(Evidence(image_id, config.method, None, category=category, error=error))
+            continue
+        if not checked:
+            check_category(clf, category, image)
+            checked = True
+        cached = _load(cache, sha, image_id) if cache is not None and sha else None
+        if cached is None:
+            cached = explain_image(clf, image, config, image_id)
+            if cache is not None and sha:
+                _save(cache, sha, cached)
+        out.append(cached)
+    return out
+
+
+def _items(images):
+    """(id, sha256, image, error) for a list of images or a dataset's samples (read through the run's decoding path)."""
+    from imagesafety.data import Dataset, load_dataset
+    from imagesafety.run.runner import decoded_samples
+
+    if isinstance(images, list) and all(isinstance(i, Image.Image) for i in images):
+        for i, image in enumerate(images):
+            yield str(i), None, image, None
+        return
+    data = load_dataset(images) if isinstance(images, (str, Path)) else images
+    samples = data if isinstance(data, Dataset) or not isinstance(data, list) else data
+    for item in decoded_samples(samples):
+        yield item.sample.id, item.sha256, item.image, item.error
+
+
+def _load(cache: Path, sha: str, image_id: str) -> Evidence | None:
+    meta, heat = cache / f"{sha}.json", cache / f"{sha}.npy"
+    if not (meta.exists() and heat.exists()):
+        return None
+    try:
+        record = json.loads(meta.read_text())
+        return Evidence(**{**record, "id": image_id}, heatmap=np.load(heat).astype(np.float32))
+    except (ValueError, OSError, TypeError):
+        return None  # a damaged entry is computed again
+
+
+def _save(cache: Path, sha: str, evidence: Evidence) -> None:
+    from imagesafety.files import atomic_path, write_atomic
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache / f"{sha}.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, evidence.heatmap.astype(np.float16))
+    write_atomic(cache / f"{sha}.json", json.dumps(evidence.record()))

@@ -1,0 +1,141 @@
+"""Evidence maps against known answers (a classifier that fires on a planted patch) and against captum and the RISE
+formula computed independently here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from planted import MAGENTA, PlantedPatchClassifier
+from imagesafety.explain import ExplainSettings, explain, explain_image
+from imagesafety.explain.maps import occlusion_map, rise_map, rise_masks
+
+
+def photos(n: int, seed: int = 0, patch: int = 14):
+    """Random crops of scikit-image's photographs (stand-ins of random sizes) with a magenta square at a random place."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    sources = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    out = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        h, w = int(rng.integers(96, 160)), int(rng.integers(96, 160))
+        y, x = int(rng.integers(0, src.shape[0] - h)), int(rng.integers(0, src.shape[1] - w))
+        crop = src[y:y + h, x:x + w].copy()
+        py, px = int(rng.integers(0, h - patch)), int(rng.integers(0, w - patch))
+        crop[py:py + patch, px:px + patch] = MAGENTA
+        out.append((Image.fromarray(crop), [px, py, px + patch, py + patch]))
+    return out
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise"])
+def test_planted_patch_is_found_flipped_and_beats_random(method):
+    clf = PlantedPatchClassifier(gain=60.0, threshold=0.1)  # flipping needs all but ~1/8 of the patch removed
+    settings = ExplainSettings(method=method, window=8, stride=4, patch=4, rise_masks=400, rise_cells=16)
+    found = []
+    for image, truth in photos(10):
+        ev = explain_image(clf, image, settings)
+        assert ev.score >= 0.5
+        found.append(iou(ev.boxes[0], truth) >= 0.5)
+        fx0, fy0, fx1, fy1 = ev.flip_box
+        covered = max(0, min(fx1, truth[2]) - max(fx0, truth[0])) * max(0, min(fy1, truth[3]) - max(fy0, truth[1]))
+        assert covered >= 0.8 * 14 * 14  # the flipping region covers the patch
+        assert ev.flip_fraction < 0.1 and ev.score_after_flip < 0.1
+        assert ev.deletion_auc < ev.random_deletion_auc
+        assert ev.heatmap.shape == (image.height, image.width)
+    assert np.mean(found) >= 0.9, found
+
+
+def test_a_shuffled_map_fails_the_planted_check():
+    from imagesafety.explain import regions
+
+    clf = PlantedPatchClassifier(gain=60.0)
+    image, truth = photos(1, seed=3)[0]
+    work = np.asarray(image, dtype=np.float32) / 255
+    from imagesafety.explain.api import scorer_for
+
+    heat = occlusion_map(work, scorer_for(clf, None), 8, 4)
+    shuffled = np.random.default_rng(0).permutation(heat.ravel()).reshape(heat.shape)
+    box = regions.top_boxes(shuffled)[0]
+    assert iou(box, truth) < 0.5
+    d_true, _ = regions.deletion_insertion(work, heat, scorer_for(clf, None))
+    d_shuffled, _ = regions.deletion_insertion(work, shuffled, scorer_for(clf, None))
+    assert d_true < d_shuffled
+
+
+def test_no_flip_within_the_area_budget_is_a_result():
+    class Always(PlantedPatchClassifier):
+        def predict_prepared(self, items):
+            from imagesafety.classifiers.base import Prediction
+
+            return [Prediction(0.9, 1, {"sexual": 0.9}) for _ in items]
+
+    image, _ = photos(1)[0]
+    ev = explain_image(Always(), image, ExplainSettings(method="occlusion"))
+    assert ev.flip_fraction is None and ev.flip_box is None and ev.error is None
+
+
+def test_black_box_gradient_request_and_unknown_category_are_refused():
+    clf = PlantedPatchClassifier()
+    image, _ = photos(1)[0]
+    with pytest.raises(ValueError, match="black-box .* supports: auto, occlusion, rise"):
+        explain(clf, [image], method="integrated-gradients")
+    with pytest.raises(ValueError, match="does not score category 'hate'; it scores: sexual, violence"):
+        explain(clf, [image], method="occlusion", category="hate")
+
+
+def test_batched_occlusion_equals_captum_on_a_zoo_torch_classifier(tiny_clip_dir):
+    torch = pytest.importorskip("torch")
+    from captum.attr import Occlusion
+
+    from imagesafety.classifiers import load_classifier
+
+    clf = load_classifier(f"clip-zeroshot:{tiny_clip_dir}")
+    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+
+    def forward(x):  # (B, 3, H, W) [0, 1] -> unsafe probability (resized to the model's 32 px inside)
+        return torch.sigmoid(clf.unsafe_logits(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear"))).reshape(-1)
+
+    def scorer(arrays):
+        with torch.no_grad():
+            return forward(torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2))).numpy()
+
+    ours = occlusion_map(image, scorer, window=8, stride=4, baseline=0.0, batch_size=7)
+    x = torch.from_numpy(image.transpose(2, 0, 1))[None]
+    theirs = Occlusion(forward).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=0.0, perturbations_per_eval=1)
+    assert np.abs(theirs[0, 0].numpy() - ours).max() < 1e-5
+    assert np.allclose(theirs[0, 0].numpy(), theirs[0, 2].numpy())
+    odd = occlusion_map(image[:30, :29], scorer, window=8, stride=5)  # windows clipped at the border, as captum's
+    theirs = Occlusion(forward).attribute(x[:, :, :30, :29], sliding_window_shapes=(3, 8, 8), strides=(3, 5, 5), baselines=0.0)
+    assert np.abs(theirs[0, 0].numpy() - odd).max() < 1e-5
+
+
+def test_rise_equals_the_papers_formula_with_the_same_masks(tiny_clip_dir):
+    torch = pytest.importorskip("torch")
+    from imagesafety.classifiers import load_classifier
+
+    clf = load_classifier(f"clip-zeroshot:{tiny_clip_dir}")
+    image = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
+    masks = rise_masks(50, 32, 32, cells=4, p=0.5, seed=3)
+
+    def scorer(arrays):
+        with torch.no_grad():
+            return torch.sigmoid(clf.unsafe_logits(torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2)))).reshape(-1).numpy()
+
+    ours = rise_map(image, scorer, masks, p=0.5, batch_size=9)
+    # Petsiuk et al.: S(x) = 1 / (E[M] N) * sum_i f(I . M_i) M_i(x)
+    expected = np.zeros((32, 32))
+    for m in masks:
+        expected += float(scorer([image * m[..., None]])[0]) * m
+    expected /= 0.5 * len(masks)
+    assert np.abs(ours - expected).max() < 1e-5
+    assert set(np.unique((masks > 0) & (masks < 1))) <= {False, True} and masks.min() >= 0 and masks.max() <= 1
