@@ -139,3 +139,48 @@ def test_rise_equals_the_papers_formula_with_the_same_masks(tiny_clip_dir):
     expected /= 0.5 * len(masks)
     assert np.abs(ours - expected).max() < 1e-5
     assert set(np.unique((masks > 0) & (masks < 1))) <= {False, True} and masks.min() >= 0 and masks.max() <= 1
+
+
+def test_explain_cli_writes_evidence_maps_and_report_and_resumes(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from planted import register_planted
+    from imagesafety import registry
+    from imagesafety.cli import app
+
+    register_planted(monkeypatch)
+    try:
+        root = tmp_path / "data"
+        (root / "unsafe" / "sexual").mkdir(parents=True)
+        (root / "safe").mkdir()
+        truths = {}
+        for i, (image, truth) in enumerate(photos(3)):
+            image.save(root / "unsafe" / "sexual" / f"{i}.png")
+            truths[f"unsafe/sexual/{i}.png"] = truth
+        (root / "unsafe" / "sexual" / "broken.png").write_bytes(b"not an image")
+        out = tmp_path / "explain"
+        args = ["explain", "-c", "planted", "-d", str(root), "-o", str(out), "--method", "occlusion", "--work-side", "160"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        table = pd.read_parquet(out / "evidence.parquet").set_index("id")
+        assert table.loc["unsafe/sexual/broken.png", "error"]  # an error row stays an error row
+        for image_id, truth in truths.items():
+            row = table.loc[image_id]
+            assert iou(json.loads(row["boxes"])[0], truth) >= 0.5
+            heat = np.load(row["heatmap"])
+            assert heat.dtype == np.float16 and heat.shape == Image.open(root / image_id).size[::-1]
+            assert row["deletion_auc"] < row["random_deletion_auc"] and row["image_category"] == "sexual"
+        page = (out / "explain.html").read_text()
+        assert "What makes these images unsafe" in page and page.count("<figure>") == 3
+        before = len(list((out / "evidence-cache").rglob("*.json")))
+        assert before == 3
+        clf = PlantedPatchClassifier()
+        again = explain(clf, str(root), method="occlusion", out_dir=out, work_side=160)
+        assert clf.images_seen == 0 and len(again) == 4  # cached per image under the same key: resumed, not recomputed
+        bad = CliRunner().invoke(app, ["explain", "-c", "planted", "-d", str(root), "--method", "gradcam"])
+        assert bad.exit_code == 2 and "unknown method 'gradcam'" in bad.output
+    finally:
+        registry._plugins.cache_clear()

@@ -271,6 +271,35 @@ def embed_command(
     console.print(Text(f"{meta['images']} images ({meta['errors']} errors) -> {meta['embed_dim']}-d embeddings from {meta['encoder']}: {result.path}"))
 
 
+@app.command("explain")
+def explain_command(
+    classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec (repeatable: their evidence is compared)")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="as for eval")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for evidence.parquet, heatmaps/ and explain.html")] = Path("runs/explain"),
+    method: Annotated[str, typer.Option(help="auto (integrated gradients for torch classifiers, occlusion otherwise), occlusion, rise, integrated-gradients, saliency")] = "auto",
+    category: Annotated[Optional[str], typer.Option(help="explain this category's score instead of the unsafe score")] = None,
+    split: Optional[str] = None,
+    categories: Annotated[Optional[str], typer.Option(help="comma-separated image categories to keep")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
+    fill: Annotated[str, typer.Option(help="how removed pixels are filled: blur, pixelate, mean, telea or ns (OpenCV inpainting)")] = "blur",
+    work_side: Annotated[int, typer.Option(min=16, help="images are explained with their long side at most this, maps mapped back")] = 224,
+    max_flip_area: Annotated[float, typer.Option(min=0.01, max=1.0, help="largest share of the image the flip search may remove")] = 0.5,
+    option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
+) -> None:
+    """Where each image's unsafe evidence is: maps, top regions, the smallest region whose removal flips the verdict."""
+    from imagesafety.explain.report import run_explain
+
+    table, page = run_explain(classifier, dataset, out, method=method, category=category, split=split, categories=split_list(categories),
+                              limit=limit, classifier_options=parse_options(option), fill=fill, work_side=work_side,
+                              max_flip_area=max_flip_area)
+    ok = table[table["error"].isna()]
+    for name, part in ok.groupby("classifier"):
+        flipped = part["flip_fraction"].dropna()
+        console.print(Text(f"{name}: {len(part)} images explained; median flip fraction "
+                           f"{flipped.median():.3f}" if len(flipped) else f"{name}: {len(part)} images explained; none flipped"))
+    console.print(Text(f"  evidence: {out / 'evidence.parquet'}\n  report: {page}"))
+
+
 @app.command("serve")
 def serve_command(
     classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec to serve (repeatable); the first is the default model")] = ["nudenet"],

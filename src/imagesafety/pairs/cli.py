@@ -28,6 +28,8 @@ def pairs_generate_command(
     encoder: Annotated[Optional[str], typer.Option(help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    region: Annotated[Optional[str], typer.Option(help="evidence:SPEC: edit each image's smallest flipping region under SPEC (instead of a typed box)")] = None,
+    region_margin: Annotated[float, typer.Option(min=0.0, max=0.49, help="grow the evidence region by this share of each side")] = 0.02,
 ) -> None:
     """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
     from imagesafety.classifiers import load_classifier
@@ -45,6 +47,12 @@ def pairs_generate_command(
 
         llm = LLMPlanner(planner[4:], base_url=planner_base_url)
     chosen_editor, chosen_judge = load_editor(editor, **options), load_classifier(judge)  # cheap checks first
+    if region is not None:
+        from imagesafety.pairs.evidence_region import EvidenceRegionEditor
+
+        if not region.startswith("evidence:") or not region[len("evidence:"):]:
+            raise ValueError(f"--region takes evidence:SPEC (a classifier spec), not {region!r}")
+        chosen_editor = EvidenceRegionEditor(chosen_editor, load_classifier(region[len("evidence:"):]), region_margin)
     metric = None
     if lpips:
         import importlib.util

@@ -6,6 +6,8 @@ pipelines you can check by eye and for tests; model-based editors implement the 
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,6 +25,16 @@ class Editor(Protocol):
     def edit(self, image: Image.Image, plan: EditPlan, seed: int) -> Image.Image: ...
 
     def region(self, image: Image.Image, plan: EditPlan, seed: int) -> np.ndarray | None: ...  # bool mask of what it may change
+
+
+@runtime_checkable
+class EditsRegion(Protocol):
+    """Editors that change a box (fractions left, top, right, bottom) and nothing else: the box can come from the
+    evidence (`--region evidence:SPEC`)."""
+
+    box: tuple[float, float, float, float]
+
+    def with_box(self, box: tuple[float, float, float, float]) -> Editor: ...
 
 
 class MaskCompositeEditor:
@@ -46,6 +58,10 @@ class MaskCompositeEditor:
         box = (left + dx, top + dy, right + dx, bottom + dy)
         x0, y0, x1, y1 = (int(round(np.clip(v, 0, 1) * s)) for v, s in zip(box, (w, h, w, h)))
         return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+    def with_box(self, box: tuple[float, float, float, float]) -> MaskCompositeEditor:
+        """The same edit on another box, without jitter (the box is already the region to change)."""
+        return MaskCompositeEditor(box, self.fill, self.patch, self.blur, jitter=0.0)
 
     def region(self, image: Image.Image, plan: EditPlan, seed: int) -> np.ndarray:
         x0, y0, x1, y1 = self._pixels(image, seed)
@@ -123,6 +139,13 @@ class InpaintEditor(DiffusersEditor):
         super().__init__(model, **options)
         self.box = tuple(float(v) for v in box)
         self.name, self.config["box"] = f"diffusers-inpaint:{model}", self.box
+
+    def with_box(self, box: tuple[float, float, float, float]) -> InpaintEditor:
+        """The same pipeline repainting another box (the loaded pipeline is shared)."""
+        other = copy.copy(self)
+        other.box = tuple(float(v) for v in box)
+        other.config = {**self.config, "box": other.box}
+        return other
 
     def region(self, image: Image.Image, plan: EditPlan, seed: int) -> np.ndarray:
         return box_mask(image.size, self.box)
