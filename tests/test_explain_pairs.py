@@ -85,7 +85,7 @@ def test_explain_on_a_pair_dataset_scores_evidence_inside_the_difference(tmp_pat
     from PIL import Image
 
     from planted import plant, scene
-    from imagesafety.explain.report import run_explain
+    from imagesafety.evidence.report import run_explain
 
     rows = []
     (tmp_path / "img").mkdir()
@@ -104,7 +104,7 @@ def test_explain_on_a_pair_dataset_scores_evidence_inside_the_difference(tmp_pat
     assert len(unsafe) == 3 and unsafe["pair_pointing_hit"].all() and (unsafe["pair_mass_inside"] > 0.5).all()
     assert "pointing game" in page.read_text()
     # a map that ignores the image fails the check
-    from imagesafety.explain.report import pair_check
+    from imagesafety.evidence.report import pair_check
 
     hit, mass = pair_check(np.random.default_rng(1).random((64, 80)).astype(np.float32), Image.open(tmp_path / "img" / "0-unsafe.png"),
                            Image.open(tmp_path / "img" / "0-safe.png"))

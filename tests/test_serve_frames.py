@@ -182,3 +182,37 @@ def test_the_schema_check_can_fail():
         result = {"flagged": True, "categories": {c: False for c in OPENAI_CATEGORIES}, "category_scores": {c: 0.0 for c in OPENAI_CATEGORIES},
                   "category_applied_input_types": {c: [] for c in OPENAI_CATEGORIES} | {"hate": ["image"]}}
         validate({**good, "results": [result]}, "CreateModerationResponse")
+
+
+def test_classify_with_explain_returns_boxes_on_the_patch_and_keeps_to_its_budget(servers):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from planted import plant
+
+    url, _, clf = servers
+    box = (30, 20, 42, 32)
+    image = png_bytes(Image.fromarray(plant(scene(np.random.default_rng(9)), box)))
+    headers = {"Authorization": f"Bearer {KEY}"}
+    r = httpx.post(f"{url}/v1/classify", files=[("files", ("p.png", image, "image/png"))], data={"model": "planted", "explain": "heatmap"},
+                   headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    explanation = r.json()["results"][0]["explanation"]
+    top = explanation["boxes"][0]
+    ix = max(0, min(top[2], box[2]) - max(top[0], box[0])) * max(0, min(top[3], box[3]) - max(top[1], box[1]))
+    assert ix / ((top[2] - top[0]) * (top[3] - top[1]) + 144 - ix) >= 0.5
+    heat = Image.open(io.BytesIO(base64.b64decode(explanation["heatmap"].split(",", 1)[1])))
+    assert heat.mode == "L" and max(heat.size) <= 64
+    gif = r = httpx.post(f"{url}/v1/classify", files=[("files", ("a.gif", animation_bytes("GIF"), "image/gif"))],
+                         data={"model": "planted", "explain": "true"}, headers=headers, timeout=60)
+    assert gif.status_code == 200 and gif.json()["results"][0]["explanation"]["frame"] == 7
+    before = clf.images_seen
+    many = [("files", (f"{i}.png", image, "image/png")) for i in range(3)]
+    r = httpx.post(f"{url}/v1/classify", files=many, data={"model": "planted", "explain": "true"}, headers=headers, timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "explain_budget_exceeded"
+    assert "--max-explain-calls" in r.json()["error"]["message"] and clf.images_seen == before  # refused before any model call
+    bad = httpx.post(f"{url}/v1/classify", files=many[:1], data={"model": "planted", "explain": "maybe"}, headers=headers)
+    assert bad.status_code == 400

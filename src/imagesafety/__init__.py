@@ -1,7 +1,7 @@
 """imagesafety: benchmark image safety classifiers per category and per source.
 
 The public API, imported on first use so `import imagesafety` stays light:
-`evaluate`, `evaluate_many`, `robustness`, `embed`, `load_classifier`, `load_encoder`, `load_dataset`, `leaderboard` (and `write_leaderboard`),
+`evaluate`, `evaluate_many`, `robustness`, `embed`, `explain`, `redact`, `load_classifier`, `load_encoder`, `load_dataset`, `leaderboard` (and `write_leaderboard`),
 plus the taxonomies.
 """
 
@@ -18,6 +18,8 @@ _LAZY = {
     "leaderboard": "imagesafety.bench.leaderboard:leaderboard_from_folders",
     "write_leaderboard": "imagesafety.bench.report.leaderboard:write_leaderboard",
     "embed": "imagesafety.encoders.embed:embed",
+    "explain": "imagesafety.evidence.api:explain",
+    "redact": "imagesafety.evidence.redact:redact",
     "load_classifier": "imagesafety.classifiers:load_classifier",
     "load_encoder": "imagesafety.encoders:load_encoder",
     "load_dataset": "imagesafety.data:load_dataset",

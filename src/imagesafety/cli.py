@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli_common import (FpsOpt, FrameRuleOpt, MaxFramesOpt, OneLineErrors, console, err_console, frame_policy, parse_options,
-                                   split_list)
+from imagesafety.cli_common import (FpsOpt, FrameRuleOpt, MaxFramesOpt, OneLineErrors, console, err_console, fail, frame_policy,
+                                   parse_options, split_list)
 from imagesafety.guard.cli import app as guard_app
 from imagesafety.hyperbolic.cli import app as hysac_app
 from imagesafety.pairs.cli import app as pairs_app
@@ -287,7 +287,7 @@ def explain_command(
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
 ) -> None:
     """Where each image's unsafe evidence is: maps, top regions, the smallest region whose removal flips the verdict."""
-    from imagesafety.explain.report import run_explain
+    from imagesafety.evidence.report import run_explain
 
     table, page = run_explain(classifier, dataset, out, method=method, category=category, split=split, categories=split_list(categories),
                               limit=limit, classifier_options=parse_options(option), fill=fill, work_side=work_side,
@@ -298,6 +298,24 @@ def explain_command(
         console.print(Text(f"{name}: {len(part)} images explained; median flip fraction "
                            f"{flipped.median():.3f}" if len(flipped) else f"{name}: {len(part)} images explained; none flipped"))
     console.print(Text(f"  evidence: {out / 'evidence.parquet'}\n  report: {page}"))
+
+
+@app.command("redact")
+def redact_command(
+    classifier: Annotated[str, typer.Option("--classifier", "-c", help="classifier whose flags are redacted")],
+    images: Annotated[Path, typer.Option("--images", "-i", help="folder of images (read recursively)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the copies (same relative paths)")],
+    fill: Annotated[str, typer.Option(help="blur, pixelate, mean, telea or ns (OpenCV inpainting)")] = "blur",
+    method: Annotated[str, typer.Option(help="evidence method (as for explain)")] = "auto",
+) -> None:
+    """Copies of the images with the evidence regions of each flagged image removed (unflagged ones copied unchanged)."""
+    from imagesafety.evidence.redact import redact
+
+    result = redact(classifier, images, out, fill=fill, method=method)
+    console.print(Text(f"{len(result.written)} images written to {out}, {result.redacted} redacted"
+                       + (f"; {len(result.failed)} unreadable (e.g. {next(iter(result.failed.values()))})" if result.failed else "")))
+    if not result.written:
+        fail("no image could be read", code=1)
 
 
 @app.command("serve")
@@ -330,6 +348,7 @@ def serve_command(
     early_exit: Annotated[bool, typer.Option("--early-exit/--no-early-exit", help="stop a video at the first frame over the threshold")] = True,
     text_parts: Annotated[str, typer.Option("--text-parts", help="text parts of a moderation input: refuse (400) or ignore (score only the images, and say so)")] = "refuse",
     max_images_per_input: Annotated[int, typer.Option(min=1, help="images in one moderation input (1: exactly as OpenAI)")] = 16,
+    max_explain_calls: Annotated[int, typer.Option(min=1, help="model calls explanations (/v1/classify explain=) may cost per request")] = 400,
 ) -> None:
     """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
     from imagesafety.serve.app import serve
@@ -346,6 +365,7 @@ def serve_command(
         max_images_per_request=max_images, max_request_pixels=int(max_request_megapixels * 1_000_000), batch_window_ms=batch_window_ms,
         max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: parse_options(option) for c in classifier},
         frames=frame_policy(max_frames, frame_rule, fps, early_exit), text_parts=text_parts, max_images_per_input=max_images_per_input,
+        max_explain_calls=max_explain_calls,
     )
     config.check()
     serve(config, host, port, say=lambda line: console.print(Text(line, style="yellow" if line.startswith("WARNING") else "")))

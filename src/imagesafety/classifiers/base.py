@@ -160,6 +160,14 @@ class PaddedInput(Protocol):
     def image_region(self, prepared: Any) -> tuple[int, int]: ...
 
 
+@runtime_checkable
+class LocatesEvidence(Protocol):
+    """Detectors: the regions of an image their prediction rests on, as [x0, y0, x1, y1, weight] in the image's pixels
+    (explanations add them beside the maps)."""
+
+    def evidence_boxes(self, prediction: Prediction) -> list[list[float]]: ...
+
+
 class Classifier:
     """Base of our classifiers: `predict` = `predict_prepared` over `prepare`; all categories covered by default."""
 

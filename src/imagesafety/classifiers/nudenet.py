@@ -122,6 +122,12 @@ class NudeNetClassifier(Classifier):
         detections = self._detections(boxes, best_class, best_score, size)
         return Prediction(score, decide(score, self.threshold), {"sexual": score}, {"detections": detections})
 
+    def evidence_boxes(self, prediction: Prediction) -> list[list[float]]:
+        """The counted (exposed) detections as [x0, y0, x1, y1, score] in the image's pixels, most confident first."""
+        found = [d for d in (prediction.raw or {}).get("detections", []) if d["class"] in self.labels]
+        return [[float(d["box"][0]), float(d["box"][1]), float(d["box"][0] + d["box"][2]), float(d["box"][1] + d["box"][3]), float(d["score"])]
+                for d in sorted(found, key=lambda d: -d["score"])]
+
     def _detections(self, boxes: np.ndarray, cls: np.ndarray, score: np.ndarray, size: tuple[int, int]) -> list[dict[str, Any]]:
         """NudeNet's own detection list (score >= 0.2, NMS), with boxes in original pixels [x, y, w, h]."""
         import cv2

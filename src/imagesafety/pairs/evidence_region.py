@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from imagesafety.classifiers.base import SafetyClassifier, cache_key
-from imagesafety.explain.api import ExplainSettings, explain_image
+from imagesafety.evidence.api import ExplainSettings, explain_image
 from imagesafety.pairs.editors import EditsRegion, box_mask
 from imagesafety.pairs.plans import EditPlan
 

@@ -25,6 +25,7 @@ from imagesafety.serve.auth import AuthGate, KeyChecker, TokenBucket
 from imagesafety.serve.batcher import MicroBatcher, ModelError
 from imagesafety.serve.config import ServeConfig, default_audit_url
 from imagesafety.serve.errors import APIError, error_body, install_error_handlers
+from imagesafety.serve.explain import check_budget, explain_file, explain_mode
 from imagesafety.serve.fetch import FETCH_ERRORS, check_geometry, decode_data_url
 from imagesafety.serve.metrics import ServiceMetrics
 from imagesafety.serve.openai_categories import moderation_result
@@ -134,6 +135,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                "images": TokenBucket(config.images_per_minute, "images"),
                "pixels": TokenBucket(config.pixels_per_minute, "pixels")}
     decode_pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="decode")
+    explaining = asyncio.Semaphore(1)  # one explanation at a time: its many model calls never crowd out classification
     state: dict = {"served": {}, "ready": False, "audit": None, "audit_url": config.audit_url or default_audit_url()}
 
     @contextlib.asynccontextmanager
@@ -346,19 +348,33 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
 
     @app.post("/v1/classify", response_model=ClassifyResponse, summary="Classify uploaded images (multipart)")
     async def classify(request: Request, files: list[UploadFile] = File(...), model: str | None = Form(default=None),
-                       categories: str | None = Form(default=None, description="comma-separated categories that can flag")):
+                       categories: str | None = Form(default=None, description="comma-separated categories that can flag"),
+                       explain: str | None = Form(default=None, description="true or boxes: the top evidence boxes per file; heatmap: also a small PNG of the map")):
         key_id = request.state.key_id
         served = pick(model)
+        mode = explain_mode(explain)
         if len(files) > config.max_images_per_request:
             raise APIError(400, f"at most {config.max_images_per_request} images per request", param="files")
         items = [(f.filename or f"files[{i}]", await f.read(), None) for i, f in enumerate(files)]
+        if mode is not None:
+            await asyncio.to_thread(check_budget, [(w, d) for w, d, _ in items], config.frames, config.max_pixels, config.max_explain_calls)
         selected = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
         request_id, decisions = await run("classify", served, key_id, items, selected)
+        explanations = [None] * len(decisions)
+        if mode is not None:
+            async with explaining:
+                try:
+                    explanations = await asyncio.wait_for(asyncio.gather(*(
+                        asyncio.to_thread(explain_file, served.classifier, data, d.prediction, mode, config.max_pixels, where)
+                        for (where, data, _), d in zip(items, decisions))), config.request_timeout_s)
+                except asyncio.TimeoutError:
+                    raise APIError(504, f"explaining took longer than {config.request_timeout_s}s", "server_error", "timeout") from None
         results = [
             {"filename": f.filename, "image_sha256": d.sha256, "unsafe_score": d.prediction.unsafe_score, "decision": d.prediction.decision,
              "flagged": d.flagged, "flagged_categories": sorted(d.categories), "category_scores": d.prediction.category_scores,
-             "raw": d.prediction.raw, "views": d.prediction.views.to_dict() if d.prediction.views is not None else None}
-            for f, d in zip(files, decisions)
+             "raw": d.prediction.raw, "views": d.prediction.views.to_dict() if d.prediction.views is not None else None,
+             "explanation": e}
+            for f, d, e in zip(files, decisions, explanations)
         ]
         return {"id": request_id, "model": served.name, "model_version": str(served.classifier.version),
                 "taxonomy": served.classifier.taxonomy.to_dict(), "results": results}

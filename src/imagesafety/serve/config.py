@@ -92,6 +92,7 @@ class ServeConfig:
     frames: FramePolicy = field(default_factory=lambda: FramePolicy(early_exit=True))  # every frame; videos stop at the first flag
     text_parts: str = "refuse"  # text parts of a multi-modal input: refused (400), or "ignore" (only the images scored, said so)
     max_images_per_input: int = 16  # images in one multi-modal input (1: as OpenAI, code too_many_images)
+    max_explain_calls: int = 400  # model calls explanations may cost per request (explain= on /v1/classify)
 
     def check(self) -> None:
         """Refuse settings that would serve without meaning to: authentication on but no keys, or an empty key."""
@@ -103,7 +104,7 @@ class ServeConfig:
         if self.text_parts not in TEXT_PARTS:
             raise ValueError(f"--text-parts must be one of {', '.join(TEXT_PARTS)}, not {self.text_parts!r}")
         for name in ("max_request_bytes", "max_images_per_request", "max_pixels", "max_request_pixels", "max_batch_size", "max_side",
-                     "max_images_per_input"):
+                     "max_images_per_input", "max_explain_calls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout_s <= 0:

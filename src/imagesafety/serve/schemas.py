@@ -50,6 +50,7 @@ class ClassifyResult(BaseModel):
     flagged_categories: list[str]
     category_scores: dict[str, float]
     raw: dict | list | str | None = None
+    explanation: dict | None = Field(default=None, description="with explain=: the top evidence boxes [x0, y0, x1, y1, weight] in the file's pixels (the deciding frame), a detector's own boxes, and with explain=heatmap a PNG data URL of the map")
     views: dict | None = Field(default=None, description="for animations, videos and transparent images: every frame's (and background's) score, per timestamp, and the view that decided")
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from imagesafety.explain.api import Evidence
-from imagesafety.explain.regions import remove
+from imagesafety.evidence.api import Evidence
+from imagesafety.evidence.regions import remove
 from imagesafety.files import write_atomic
 from imagesafety.taxonomy import slugify
 
@@ -140,7 +140,11 @@ def overlay(image: Image.Image, ev: Evidence) -> Image.Image:
 
 def write_html(out_dir: Path, table: pd.DataFrame, images: dict[str, Image.Image], results: dict[str, list[Evidence]]) -> Path:
     summ, agree = summary(table), agreement(table)
+    summ = summ.drop(columns=[c for c in ("pairs", "pair_pointing_game", "pair_mass_inside") if not summ["pairs"].any()])
+
     def fmt(v):
+        if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer() and abs(v) > 1):
+            return str(int(v))
         return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else (f"{v:.3f}" if isinstance(v, float) else escape(str(v)))
     head = "".join(f"<th>{escape(c)}</th>" for c in summ.columns)
     body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in summ.itertuples(index=False))
@@ -148,7 +152,7 @@ def write_html(out_dir: Path, table: pd.DataFrame, images: dict[str, Image.Image
              "(lower than the random map's: the evidence beats chance). Insertion AUC: the score as they are put back (higher is better). "
              "Flip fraction: the smallest share of the image whose removal flips the decision. On a pair dataset, the pointing game "
              "(the map's peak inside the pixels that differ from the safe counterpart) and the share of evidence inside them.</p>",
-             f"<table><tr>{head}</tr>{body}</table>"]
+             f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>"]
     if not agree.empty:
         parts.append("<h2>Do the classifiers look at the same thing?</h2><table><tr><th>a</th><th>b</th><th>images</th>"
                      "<th>mean IoU of top boxes</th></tr>" + "".join(
@@ -166,7 +170,8 @@ def write_html(out_dir: Path, table: pd.DataFrame, images: dict[str, Image.Image
                 edited = remove(np.asarray(image.convert("RGB"), dtype=np.float32) / 255, mask, ev.flip_fill)
                 after = (f"<div>{_png(Image.fromarray((edited * 255).round().astype(np.uint8)))}<br>flip region removed ({escape(ev.flip_fill)}): "
                          f"score {fmt(ev.score_after_flip)}</div>")
-            flip = f"flips at {ev.flip_fraction:.1%} of the area" if ev.flip_fraction is not None else "no flip within the area budget"
+            flip = ("not flagged (nothing to flip)" if not ev.decision else f"flips at {ev.flip_fraction:.1%} of the area"
+                    if ev.flip_fraction is not None else "no flip within the area budget")
             figs.append(f"<figure><div class=pair><div>{_png(overlay(image, ev))}<br>score {fmt(ev.score)}</div>{after}</div>"
                         f"<figcaption>{escape(ev.id)} · {escape(ev.method)} · {flip} · deletion {fmt(ev.deletion_auc)} "
                         f"(random {fmt(ev.random_deletion_auc)})</figcaption></figure>")
@@ -176,7 +181,7 @@ def write_html(out_dir: Path, table: pd.DataFrame, images: dict[str, Image.Image
     page = ("<!doctype html><meta charset=utf-8><title>imagesafety explain</title><style>body{font:14px system-ui;margin:24px;color:#222}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}.note{color:#666}"
             ".grid{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;max-width:560px}.pair{display:flex;gap:8px}"
-            "figcaption{color:#444;font-size:12px}</style><h1>What makes these images unsafe</h1>" + "".join(parts))
+            "figcaption{color:#444;font-size:12px}.scroll{overflow-x:auto}</style><h1>What makes these images unsafe</h1>" + "".join(parts))
     path = out_dir / "explain.html"
     write_atomic(path, page)
     return path
@@ -189,7 +194,7 @@ def run_explain(classifiers: list, dataset, out_dir: str | Path, *, method: str 
     (each image's evidence cached there as it is computed, so an interrupted run resumes)."""
     from imagesafety import registry
     from imagesafety.data import load_dataset, select_samples
-    from imagesafety.explain.api import explain
+    from imagesafety.evidence.api import explain, resolve_method
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,9 +204,12 @@ def run_explain(classifiers: list, dataset, out_dir: str | Path, *, method: str 
         raise ValueError("no images to explain: the filters left nothing")
     labels = {s.id: s.category for s in samples}
     results: dict[str, list[Evidence]] = {}
-    for spec in classifiers:  # specs, or classifier objects
-        clf = registry.build("classifier", spec, **(classifier_options or {})) if isinstance(spec, str) else spec
-        results[spec if isinstance(spec, str) else clf.name] = explain(clf, samples, method=method, category=category, out_dir=out, **settings)
+    built = {(spec if isinstance(spec, str) else spec.name): (registry.build("classifier", spec, **(classifier_options or {}))
+                                                              if isinstance(spec, str) else spec) for spec in classifiers}
+    for clf in built.values():  # every mistake (a spec, a method the classifier cannot do) before any work
+        resolve_method(clf, method)
+    for name, clf in built.items():
+        results[name] = explain(clf, samples, method=method, category=category, out_dir=out, **settings)
     if all(e.error is not None for evidence in results.values() for e in evidence):
         first = next(e.error for evidence in results.values() for e in evidence)
         raise ValueError(f"every image failed; the first: {first}")

@@ -52,22 +52,39 @@ def occlusion_map(image: np.ndarray, scorer: Scorer, window: int, stride: int, b
     return (total / np.maximum(count, 1)).astype(np.float32)
 
 
-def rise_masks(n: int, height: int, width: int, cells: int = 8, p: float = 0.5, seed: int = 0) -> np.ndarray:
-    """(n, H, W) RISE masks: a cells x cells binary grid (each cell kept with probability p), bilinearly upsampled to
-    (cells + 1) x the cell size and cropped at a random shift within one cell."""
-    rng = np.random.default_rng(seed)
-    cell_h, cell_w = int(np.ceil(height / cells)), int(np.ceil(width / cells))
-    up_h, up_w = (cells + 1) * cell_h, (cells + 1) * cell_w
-    out = np.empty((n, height, width), dtype=np.float32)
-    for i in range(n):
-        grid = (rng.random((cells, cells)) < p).astype(np.float32)
-        big = np.asarray(Image.fromarray(grid, mode="F").resize((up_w, up_h), Image.BILINEAR), dtype=np.float32)
+class RiseMasks:
+    """n RISE masks of (H, W), made when asked for (mask i from its own seed), so memory is bounded by a batch: a
+    cells x cells binary grid (each cell kept with probability p), bilinearly upsampled to (cells + 1) x the cell size
+    and cropped at a random shift within one cell."""
+
+    def __init__(self, n: int, height: int, width: int, cells: int = 8, p: float = 0.5, seed: int = 0):
+        self.n, self.height, self.width, self.cells, self.p, self.seed = n, height, width, cells, p, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def mask(self, i: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, i])
+        cell_h, cell_w = int(np.ceil(self.height / self.cells)), int(np.ceil(self.width / self.cells))
+        grid = (rng.random((self.cells, self.cells)) < self.p).astype(np.float32)
+        big = np.asarray(Image.fromarray(grid, mode="F").resize(((self.cells + 1) * cell_w, (self.cells + 1) * cell_h), Image.BILINEAR),
+                         dtype=np.float32)
         dy, dx = int(rng.integers(0, cell_h)), int(rng.integers(0, cell_w))
-        out[i] = big[dy:dy + height, dx:dx + width]
-    return out
+        return big[dy:dy + self.height, dx:dx + self.width]
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        return np.stack([self.mask(i) for i in range(*index.indices(self.n))])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.mask(i) for i in range(self.n))
 
 
-def rise_map(image: np.ndarray, scorer: Scorer, masks: np.ndarray, p: float = 0.5, baseline: np.ndarray | float = 0.0,
+def rise_masks(n: int, height: int, width: int, cells: int = 8, p: float = 0.5, seed: int = 0) -> RiseMasks:
+    """The RISE masks of an image of (height, width) (see `RiseMasks`)."""
+    return RiseMasks(n, height, width, cells, p, seed)
+
+
+def rise_map(image: np.ndarray, scorer: Scorer, masks: RiseMasks | np.ndarray, p: float = 0.5, baseline: np.ndarray | float = 0.0,
              batch_size: int = 32) -> np.ndarray:
     """(H, W) RISE saliency of `image` under `masks` (from `rise_masks`, with the same p)."""
     base = np.broadcast_to(np.asarray(baseline, dtype=image.dtype), image.shape)

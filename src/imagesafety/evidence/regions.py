@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from imagesafety.explain.maps import Scorer
+from imagesafety.evidence.maps import Scorer
 
 FILLS = ("blur", "pixelate", "mean", "telea", "ns")
 
@@ -92,27 +92,38 @@ class Flip:
 
 def minimal_flip(image: np.ndarray, heatmap: np.ndarray, scorer: Scorer, threshold: float, fill: str = "blur", patch: int = 8,
                  max_area: float = 0.5, batch_size: int = 32) -> Flip:
-    """Greedy over evidence-ranked patches: remove the top 1, 2, ... patches (scored a batch of candidates at a time) and
-    stop at the first set that brings the score below `threshold`, up to `max_area` of the image."""
+    """Greedy over evidence-ranked patches: remove the top 1, 2, ... patches (scored a batch of candidates at a time, each
+    batch built when it is scored, so memory is bounded by a batch) and stop at the first set that brings the score below
+    `threshold`, up to `max_area` of the image."""
     order = patch_order(heatmap, patch)
     total = image.shape[0] * image.shape[1]
     background = None if fill in ("telea", "ns") else filled(image, fill)
     mask = np.zeros(image.shape[:2], dtype=bool)
-    candidates: list[tuple[float, np.ndarray]] = []
-    for y0, y1, x0, x1 in order:
-        mask = mask.copy()
-        mask[y0:y1, x0:x1] = True
-        if mask.sum() / total > max_area:
+    index, removed = 0, 0
+    while index < len(order):
+        chunk: list[tuple[float, tuple[int, int, int, int]]] = []
+        while index < len(order) and len(chunk) < batch_size:
+            y0, y1, x0, x1 = order[index]
+            area = (y1 - y0) * (x1 - x0)  # the grid's cells are disjoint
+            if (removed + area) / total > max_area:
+                index = len(order)
+                break
+            index, removed = index + 1, removed + area
+            chunk.append((removed / total, (y0, y1, x0, x1)))
+        if not chunk:
             break
-        candidates.append((mask.sum() / total, mask))
-    for start in range(0, len(candidates), batch_size):
-        chunk = candidates[start:start + batch_size]
-        edited = [remove(image, m, fill, background) for _, m in chunk]
+        base = mask  # the candidates of this batch: the patches removed so far, plus the first k of this batch
+        edited, masks = [], []
+        for _, (y0, y1, x0, x1) in chunk:
+            base[y0:y1, x0:x1] = True
+            masks.append(base.copy())
+            edited.append(remove(image, base, fill, background))
+        mask = base
         scores = np.asarray(scorer(edited), dtype=np.float64)
-        for (fraction, m), score, after in zip(chunk, scores, edited):
+        for (fraction, _), m, score, after in zip(chunk, masks, scores, edited):
             if score < threshold:
                 ys, xs = np.nonzero(m)
-                return Flip(float(fraction), [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)], float(score), after)
+                return Flip(fraction, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)], float(score), after)
     return Flip(None, None, None, None)
 
 
@@ -120,20 +131,21 @@ def deletion_insertion(image: np.ndarray, heatmap: np.ndarray, scorer: Scorer, f
                        batch_size: int = 32) -> tuple[float, float]:
     """RISE's deletion and insertion AUCs: the score as the most salient pixels are removed (deletion: lower is more
     faithful) or put back into the filled image (insertion: higher is more faithful), at `steps` equal shares; the AUC is
-    the trapezoid mean over shares 0..1."""
+    the trapezoid mean over shares 0..1. Copies are built a batch at a time."""
     order = np.argsort(-heatmap.ravel(), kind="stable")
     total = order.size
     background = filled(image, "blur" if fill in ("telea", "ns") else fill)
-    deleted, inserted = [], []
-    for i in range(steps + 1):
+
+    def copy(i: int) -> np.ndarray:
+        step, insert = i % (steps + 1), i > steps
         mask = np.zeros(total, dtype=bool)
-        mask[order[:round(i * total / steps)]] = True
-        mask = mask.reshape(heatmap.shape)
-        deleted.append(np.where(mask[..., None], background, image).astype(np.float32))
-        inserted.append(np.where(mask[..., None], image, background).astype(np.float32))
-    scores = []
-    copies = deleted + inserted
-    for start in range(0, len(copies), batch_size):
-        scores.extend(np.asarray(scorer(copies[start:start + batch_size]), dtype=np.float64))
+        mask[order[:round(step * total / steps)]] = True
+        mask = mask.reshape(heatmap.shape)[..., None]
+        return np.where(mask, image, background).astype(np.float32) if insert else np.where(mask, background, image).astype(np.float32)
+
+    count = 2 * (steps + 1)
+    scores: list[float] = []
+    for start in range(0, count, batch_size):
+        scores.extend(np.asarray(scorer([copy(i) for i in range(start, min(count, start + batch_size))]), dtype=np.float64))
     d, ins = np.asarray(scores[:steps + 1]), np.asarray(scores[steps + 1:])
     return float(np.trapezoid(d, dx=1 / steps)), float(np.trapezoid(ins, dx=1 / steps))

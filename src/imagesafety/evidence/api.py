@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imagesafety.classifiers.base import Differentiable, SafetyClassifier, config_hash, cache_key
-from imagesafety.explain.maps import gradient_map, occlusion_map, pooled, rise_map, rise_masks
-from imagesafety.explain.regions import FILLS, deletion_insertion, minimal_flip, top_boxes
+from imagesafety.classifiers.base import Differentiable, LocatesEvidence, SafetyClassifier, cache_key, config_hash
+from imagesafety.evidence.maps import gradient_map, occlusion_map, pooled, rise_map, rise_masks
+from imagesafety.evidence.regions import FILLS, deletion_insertion, minimal_flip, top_boxes
 
-BLACK_BOX_METHODS = ("occlusion", "rise")
+BLACK_BOX_METHODS = ("occlusion", "rise", "boxes")
 GRADIENT_METHODS = ("integrated-gradients", "saliency")
 METHODS = ("auto", *BLACK_BOX_METHODS, *GRADIENT_METHODS)
 
@@ -36,6 +36,7 @@ class ExplainSettings:
     max_flip_area: float = 0.5
     steps: int = 16
     seed: int = 0
+    box_level: float = 0.5  # top boxes: regions where the map is at least this share of its peak (above the median)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -52,6 +53,7 @@ class Evidence:
     id: str
     method: str
     score: float | None
+    decision: int | None = None  # the classifier's decision at its threshold (the flip search runs on flagged images)
     boxes: list[list[float]] = field(default_factory=list)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     flip_fraction: float | None = None
@@ -63,6 +65,7 @@ class Evidence:
     random_deletion_auc: float | None = None
     random_insertion_auc: float | None = None
     category: str | None = None
+    detector_boxes: list[list[float]] = field(default_factory=list)  # a detector's own regions (NudeNet's exposed detections)
     error: str | None = None
 
     def record(self) -> dict[str, Any]:
@@ -78,6 +81,9 @@ def resolve_method(classifier: SafetyClassifier, method: str) -> str:
     white_box = isinstance(classifier, Differentiable)
     if method == "auto":
         return "integrated-gradients" if white_box else "occlusion"
+    if method == "boxes" and not isinstance(classifier, LocatesEvidence):
+        raise ValueError(f"{classifier.name} reports no regions of its own: --method boxes needs a detector (e.g. nudenet); "
+                         f"it supports: {', '.join(m for m in METHODS if m != 'boxes' and (white_box or m not in GRADIENT_METHODS))}")
     if method in GRADIENT_METHODS and not white_box:
         raise ValueError(f"{classifier.name} is black-box (no gradients): --method {method} needs a differentiable classifier; "
                          f"{classifier.name} supports: {', '.join(('auto', *BLACK_BOX_METHODS))}")
@@ -124,8 +130,35 @@ def to_work(image: Image.Image, side: int) -> np.ndarray:
     return np.asarray(work.convert("RGB"), dtype=np.float32) / 255
 
 
-def explain_image(classifier: SafetyClassifier, image: Image.Image, settings: ExplainSettings, image_id: str = "image") -> Evidence:
-    """Evidence for one image (explained at the work resolution, every region mapped back to the image's pixels)."""
+def boxes_map(shape: tuple[int, int], boxes: list[list[float]], scale: tuple[float, float]) -> np.ndarray:
+    """A map from a detector's boxes: each box's pixels hold its weight (the highest where boxes overlap)."""
+    heat = np.zeros(shape, dtype=np.float32)
+    for x0, y0, x1, y1, weight in boxes:
+        ys = slice(int(y0 / scale[1]), max(int(y0 / scale[1]) + 1, int(np.ceil(y1 / scale[1]))))
+        xs = slice(int(x0 / scale[0]), max(int(x0 / scale[0]) + 1, int(np.ceil(x1 / scale[0]))))
+        heat[ys, xs] = np.maximum(heat[ys, xs], weight)
+    return heat
+
+
+def model_calls(settings: ExplainSettings, size: tuple[int, int], faithfulness: bool = True) -> int:
+    """Model calls a map costs at most for an image of `size` (the flip search, bounded by its area budget, aside)."""
+    from imagesafety.evidence.maps import windows
+
+    scale = min(1.0, settings.work_side / max(size))
+    width, height = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    side = max(width, height)
+    window = settings.window or max(2, side // 8)
+    stride = settings.stride or max(1, window // 2)
+    method = settings.method
+    calls = 1 + (len(list(windows(height, width, window, stride))) if method in ("auto", "occlusion") else
+                 settings.rise_masks if method == "rise" else 1 if method == "boxes" else 2 * 32)
+    return calls + (4 * (settings.steps + 1) if faithfulness else 0)
+
+
+def explain_image(classifier: SafetyClassifier, image: Image.Image, settings: ExplainSettings, image_id: str = "image",
+                  faithfulness: bool = True) -> Evidence:
+    """Evidence for one image (explained at the work resolution, every region mapped back to the image's pixels);
+    without `faithfulness`, only the map and its boxes (no flip search, no deletion / insertion curves)."""
     method = resolve_method(classifier, settings.method)
     work = to_work(image, settings.work_side)
     height, width = work.shape[:2]
@@ -134,29 +167,35 @@ def explain_image(classifier: SafetyClassifier, image: Image.Image, settings: Ex
     stride = settings.stride or max(1, window // 2)
     patch = settings.patch or max(2, side // 16)
     scorer = scorer_for(classifier, settings.category)
+    batch = max(1, min(32, int(2**28 // (height * width * 3 * 4))))  # masked copies per model call: at most 256 MB of pixels
     score = float(scorer([work])[0])
-    if method == "occlusion":
-        heat = occlusion_map(work, scorer, window, stride, baseline=0.0)
+    sx, sy = image.width / width, image.height / height
+    detected = classifier.evidence_boxes(classifier.predict([image])[0]) if isinstance(classifier, LocatesEvidence) else []
+    if method == "boxes":
+        heat = boxes_map((height, width), detected, (sx, sy))
+    elif method == "occlusion":
+        heat = occlusion_map(work, scorer, window, stride, baseline=0.0, batch_size=batch)
     elif method == "rise":
-        heat = rise_map(work, scorer, rise_masks(settings.rise_masks, height, width, settings.rise_cells, 0.5, settings.seed))
+        heat = rise_map(work, scorer, rise_masks(settings.rise_masks, height, width, settings.rise_cells, 0.5, settings.seed), batch_size=batch)
     else:
         if settings.category is not None:
             raise ValueError(f"{method} explains the unsafe logit; for --category use occlusion or rise")
         heat = pooled(gradient_map(work, logit_fn_for(classifier), method), patch)
-    threshold = float(classifier.threshold)
-    flip = minimal_flip(work, heat, scorer, threshold, settings.fill, patch, settings.max_flip_area) if score >= threshold \
-        else None
-    deletion, insertion = deletion_insertion(work, heat, scorer, settings.fill, settings.steps)
-    random_heat = np.random.default_rng(settings.seed).random(heat.shape).astype(np.float32)
-    random_deletion, random_insertion = deletion_insertion(work, random_heat, scorer, settings.fill, settings.steps)
-    sx, sy = image.width / width, image.height / height
     scale = lambda box: [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy, *box[4:]]  # noqa: E731
     full = np.asarray(Image.fromarray(heat, mode="F").resize(image.size, Image.BILINEAR), dtype=np.float32)
-    return Evidence(
-        id=image_id, method=method, score=score, boxes=[scale(b) for b in top_boxes(heat)], heatmap=full,
-        flip_fraction=flip.fraction if flip else None, flip_box=scale(flip.box) if flip and flip.box else None, flip_fill=settings.fill,
-        score_after_flip=flip.score_after if flip else None, deletion_auc=deletion, insertion_auc=insertion,
-        random_deletion_auc=random_deletion, random_insertion_auc=random_insertion, category=settings.category)
+    evidence = Evidence(id=image_id, method=method, score=score, decision=int(score >= float(classifier.threshold)), boxes=[scale(b) for b in top_boxes(heat, level=settings.box_level)], heatmap=full,
+                        flip_fill=settings.fill, category=settings.category, detector_boxes=detected)
+    if not faithfulness:
+        return evidence
+    threshold = float(classifier.threshold)
+    flip = minimal_flip(work, heat, scorer, threshold, settings.fill, patch, settings.max_flip_area, batch) if score >= threshold else None
+    if flip is not None and flip.box is not None:
+        evidence.flip_fraction, evidence.flip_box, evidence.score_after_flip = flip.fraction, scale(flip.box), flip.score_after
+    evidence.deletion_auc, evidence.insertion_auc = deletion_insertion(work, heat, scorer, settings.fill, settings.steps, batch)
+    random_heat = np.random.default_rng(settings.seed).random(heat.shape).astype(np.float32)
+    evidence.random_deletion_auc, evidence.random_insertion_auc = deletion_insertion(work, random_heat, scorer, settings.fill,
+                                                                                     settings.steps, batch)
+    return evidence
 
 
 def evidence_key(classifier: SafetyClassifier, settings: ExplainSettings) -> str:

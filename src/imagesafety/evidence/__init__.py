@@ -1,6 +1,6 @@
 """Evidence: where in an image a classifier's unsafe evidence is (maps and boxes), whether the map is faithful
 (deletion / insertion against a random map), and the smallest region whose removal flips the verdict."""
 
-from imagesafety.explain.api import METHODS, Evidence, ExplainSettings, explain, explain_image
+from imagesafety.evidence.api import METHODS, Evidence, ExplainSettings, explain, explain_image
 
 __all__ = ["METHODS", "Evidence", "ExplainSettings", "explain", "explain_image"]
