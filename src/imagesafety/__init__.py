@@ -20,6 +20,7 @@ _LAZY = {
     "embed": "imagesafety.encoders.embed:embed",
     "explain": "imagesafety.evidence.api:explain",
     "redact": "imagesafety.evidence.redact:redact",
+    "audit": "imagesafety.hashes.audit:audit",
     "load_classifier": "imagesafety.classifiers:load_classifier",
     "load_encoder": "imagesafety.encoders:load_encoder",
     "load_dataset": "imagesafety.data:load_dataset",

@@ -13,6 +13,7 @@ from rich.text import Text
 from imagesafety.cli_common import (FpsOpt, FrameRuleOpt, MaxFramesOpt, OneLineErrors, console, err_console, fail, frame_policy,
                                    parse_options, split_list)
 from imagesafety.guard.cli import app as guard_app
+from imagesafety.hashes.cli import app as hashes_app
 from imagesafety.hyperbolic.cli import app as hysac_app
 from imagesafety.pairs.cli import app as pairs_app
 from imagesafety.perspective.cli import app as perspective_app
@@ -20,7 +21,8 @@ from imagesafety.perspective.cli import app as perspective_app
 app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False,
                   cls=OneLineErrors)
 cache_app = typer.Typer(help="Inspect or clear the prediction cache.", no_args_is_help=True)
-for group, name in ((cache_app, "cache"), (hysac_app, "hysac"), (perspective_app, "perspective"), (pairs_app, "pairs"), (guard_app, "guard")):
+for group, name in ((cache_app, "cache"), (hysac_app, "hysac"), (perspective_app, "perspective"), (pairs_app, "pairs"), (guard_app, "guard"),
+                    (hashes_app, "hashes")):
     app.add_typer(group, name=name)
 
 
@@ -349,6 +351,7 @@ def serve_command(
     text_parts: Annotated[str, typer.Option("--text-parts", help="text parts of a moderation input: refuse (400) or ignore (score only the images, and say so)")] = "refuse",
     max_images_per_input: Annotated[int, typer.Option(min=1, help="images in one moderation input (1: exactly as OpenAI)")] = 16,
     max_explain_calls: Annotated[int, typer.Option(min=1, help="model calls explanations (/v1/classify explain=) may cost per request")] = 400,
+    hash_bank: Annotated[Optional[Path], typer.Option(help="hash bank matched before any model: a match answers flagged at once and is never stored")] = None,
 ) -> None:
     """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
     from imagesafety.serve.app import serve
@@ -365,7 +368,7 @@ def serve_command(
         max_images_per_request=max_images, max_request_pixels=int(max_request_megapixels * 1_000_000), batch_window_ms=batch_window_ms,
         max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: parse_options(option) for c in classifier},
         frames=frame_policy(max_frames, frame_rule, fps, early_exit), text_parts=text_parts, max_images_per_input=max_images_per_input,
-        max_explain_calls=max_explain_calls,
+        max_explain_calls=max_explain_calls, hash_bank=str(hash_bank) if hash_bank else None,
     )
     config.check()
     serve(config, host, port, say=lambda line: console.print(Text(line, style="yellow" if line.startswith("WARNING") else "")))
@@ -394,9 +397,31 @@ def models_command(
         console.print(table)
 
 
-@app.command("datasets")
-def datasets_command() -> None:
+datasets_app = typer.Typer(help="Dataset formats and named datasets; audit a dataset.", invoke_without_command=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("audit")
+def datasets_audit_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="as for eval")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for audit.json and audit.html")] = Path("runs/audit"),
+    threshold: Annotated[int, typer.Option(min=0, help="PDQ distance of a near-duplicate")] = 31,
+) -> None:
+    """Exact and near-duplicates within and across splits, conflicting labels, counts, unreadable files."""
+    from imagesafety.hashes.audit import audit
+
+    report = audit(dataset, out, threshold=threshold)
+    s = report["summary"]
+    console.print(Text(f"{report['images']} images: {s['exact_duplicates']} exact duplicate groups, {s['near_duplicates_across_splits']} "
+                       f"near-duplicate groups across splits, {s['near_duplicates_within_splits']} within splits, {s['label_conflicts']} "
+                       f"label conflicts, {s['unreadable']} unreadable -> {out / 'audit.json'}, {out / 'audit.html'}"))
+
+
+@datasets_app.callback()
+def datasets_command(ctx: typer.Context) -> None:
     """List dataset formats and named datasets, and what each needs installed."""
+    if ctx.invoked_subcommand is not None:
+        return
     from imagesafety import registry
     from imagesafety.data import NAMED_DATASETS
 

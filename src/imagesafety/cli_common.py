@@ -27,7 +27,7 @@ EXTRA_OF_MODULE = {
     "faiss": "hyperbolic", "peft": "hyperbolic", "fastapi": "serve", "uvicorn": "serve", "sqlalchemy": "serve", "httpx": "serve",
     "prometheus_client": "serve", "multipart": "serve", "ray": "ray", "datasets": "hf", "huggingface_hub": "hf", "openai": "vlm",
     "diffusers": "pairs", "lpips": "pairs", "skimage": "pairs", "art": "robustness", "scipy": "robustness", "psycopg": "postgres",
-    "av": "video", "captum": "explain",
+    "av": "video", "captum": "explain", "pdqhash": "hashes", "imagehash": "hashes",
 }
 
 

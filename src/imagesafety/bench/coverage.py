@@ -15,7 +15,7 @@ RULE = ("categories the classifier was not built for are shown as '-' and left o
 
 def is_covered(category: str | None, covers: frozenset[str] | None) -> bool:
     """Whether the classifier is meant to score images of this dataset category."""
-    if covers is None or not category or category in covers:
+    if covers is None or not isinstance(category, str) or not category or category in covers:  # NaN: a row without a category
         return True
     ub = UNSAFEBENCH.find(category)
     if ub is not None:

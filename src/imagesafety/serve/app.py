@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from imagesafety.serve.batcher import MicroBatcher, ModelError
 from imagesafety.serve.config import ServeConfig, default_audit_url
 from imagesafety.serve.errors import APIError, error_body, install_error_handlers
 from imagesafety.serve.explain import check_budget, explain_file, explain_mode
+from imagesafety.serve.known import KnownImages
 from imagesafety.serve.fetch import FETCH_ERRORS, check_geometry, decode_data_url
 from imagesafety.serve.metrics import ServiceMetrics
 from imagesafety.serve.openai_categories import moderation_result
@@ -136,7 +138,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                "pixels": TokenBucket(config.pixels_per_minute, "pixels")}
     decode_pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="decode")
     explaining = asyncio.Semaphore(1)  # one explanation at a time: its many model calls never crowd out classification
-    state: dict = {"served": {}, "ready": False, "audit": None, "audit_url": config.audit_url or default_audit_url()}
+    state: dict = {"served": {}, "ready": False, "audit": None, "bank": None, "audit_url": config.audit_url or default_audit_url()}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -152,6 +154,10 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             batcher.start()
             state["served"][name] = Served(name, clf, batcher)
         state["audit"] = AuditLog(state["audit_url"])
+        if config.hash_bank:
+            state["bank"] = await asyncio.to_thread(KnownImages.load, config.hash_bank)
+            with contextlib.suppress(ValueError):  # not in the main thread (tests): the admin endpoint still reloads
+                signal.signal(signal.SIGHUP, lambda *_: state.update(bank=KnownImages.load(config.hash_bank)))
         state["ready"] = True
         try:
             yield
@@ -279,7 +285,17 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
 
         async def work():
             checked = await checked_images(key_id, items)
-            return [(item.data, await classify_one(served, item, cancelled)) for item in checked]
+            loop = asyncio.get_running_loop()
+            out = []
+            for item in checked:
+                known = None
+                if state["bank"] is not None:
+                    try:
+                        known = await loop.run_in_executor(decode_pool, state["bank"].match, item.data, config.max_pixels, item.where)
+                    except ImageDecodeError as exc:
+                        raise APIError(400, str(exc), code="invalid_image", param=item.where) from None
+                out.append((item.data, known if known is not None else await classify_one(served, item, cancelled)))
+            return out
 
         try:
             outcomes = await asyncio.wait_for(work(), config.request_timeout_s)
@@ -291,11 +307,14 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         latency = (time.perf_counter() - started) * 1000
         decisions, records = [], []
         for data, pred in outcomes:
-            flagged, cats = decide(served, pred, selected)
+            known = isinstance(pred.raw, dict) and "hash_match" in pred.raw
+            flagged, cats = (True, {c for c, v in pred.category_scores.items() if v}) if known else decide(served, pred, selected)
             decisions.append(Decision(sha256_bytes(data), pred, flagged, cats))
-            records.append(AuditRecord(request_id, key_id, endpoint, decisions[-1].sha256, served.name, str(served.classifier.version),
+            records.append(AuditRecord(request_id, key_id, endpoint, decisions[-1].sha256,
+                                       "hash-bank" if known else served.name, state["bank"].version if known else str(served.classifier.version),
                                        pred.category_scores, pred.unsafe_score, flagged, None, latency, time.time(),
-                                       data if config.store_images else None))
+                                       data if config.store_images and not known else None,  # a known image is never stored
+                                       pred.raw["hash_match"] if known else None))
         try:
             await state["audit"].commit(records)
         except AuditWriteError as exc:
@@ -378,6 +397,13 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         ]
         return {"id": request_id, "model": served.name, "model_version": str(served.classifier.version),
                 "taxonomy": served.classifier.taxonomy.to_dict(), "results": results}
+
+    @app.post("/v1/admin/reload-hash-bank", summary="Reload the hash bank from its folder (behind the API key)")
+    async def reload_bank(request: Request):
+        if not config.hash_bank:
+            raise APIError(400, "this server has no hash bank (--hash-bank)", code="no_hash_bank")
+        state["bank"] = await asyncio.to_thread(KnownImages.load, config.hash_bank)
+        return {"entries": len(state["bank"].bank), "version": state["bank"].version}
 
     @app.get("/v1/models", summary="Classifiers served")
     async def models():

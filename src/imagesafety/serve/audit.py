@@ -37,6 +37,7 @@ audit_table = Table(
     Column("latency_ms", Float),
     Column("created", Float, nullable=False),
     Column("image", LargeBinary, nullable=True),
+    Column("detail", JSON, nullable=True),  # what decided besides the model (a hash-bank match: entry, label, source, distance)
 )
 
 
@@ -55,6 +56,7 @@ class AuditRecord:
     latency_ms: float
     created: float
     image: bytes | None = None
+    detail: dict | None = None
 
 
 class AuditWriteError(RuntimeError):
@@ -76,11 +78,22 @@ class AuditLog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_durable)
         metadata.create_all(self.engine)
+        self._add_missing_columns()
         self.queue: queue.Queue[tuple[list[AuditRecord], Callable[[BaseException | None], None]] | None] = queue.Queue()
         self.batch_size, self.retries = batch_size, retries
         self.written = 0
         self.thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
         self.thread.start()
+
+    def _add_missing_columns(self) -> None:
+        """Logs written by an earlier version lack later columns: add them (nullable), so old logs keep working."""
+        from sqlalchemy import inspect, text
+
+        present = {c["name"] for c in inspect(self.engine).get_columns("audit_log")}
+        with self.engine.begin() as conn:
+            for column in audit_table.columns:
+                if column.name not in present:
+                    conn.execute(text(f"ALTER TABLE audit_log ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"))
 
     async def commit(self, records: list[AuditRecord]) -> None:
         """Return once `records` are committed; AuditWriteError if they cannot be."""

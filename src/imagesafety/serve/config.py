@@ -93,6 +93,7 @@ class ServeConfig:
     text_parts: str = "refuse"  # text parts of a multi-modal input: refused (400), or "ignore" (only the images scored, said so)
     max_images_per_input: int = 16  # images in one multi-modal input (1: as OpenAI, code too_many_images)
     max_explain_calls: int = 400  # model calls explanations may cost per request (explain= on /v1/classify)
+    hash_bank: str | None = None  # folder of a hash bank matched before any model runs (a match answers at once, never stored)
 
     def check(self) -> None:
         """Refuse settings that would serve without meaning to: authentication on but no keys, or an empty key."""

@@ -241,7 +241,8 @@ def robustness(
         for severity in severities:
             res = evaluate(CorruptedClassifier(clf, name, int(severity), seed), data, None, description=f"{name} severity {severity}", **common)
             acc, f1 = res.metrics["overall"]["accuracy"]["value"], res.metrics["overall"]["f1"]["value"]
-            per[str(severity)] = {"accuracy": acc, "f1": f1,
+            overall = res.metrics["overall"]
+            per[str(severity)] = {"accuracy": acc, "f1": f1, "recall": overall["recall"]["value"], "fpr": overall["fpr"]["value"],
                                   "accuracy_drop": None if acc is None or metrics["clean"]["accuracy"] is None else metrics["clean"]["accuracy"] - acc,
                                   "f1_drop": None if f1 is None or metrics["clean"]["f1"] is None else metrics["clean"]["f1"] - f1}
         metrics["corruptions"][name] = per
