@@ -299,3 +299,26 @@ def test_hash_robustness_reports_recall_per_transform_and_false_matches(tmp_path
     for name in ("jpeg", "resize"):
         block = result.metrics["corruptions"][name]["1"]
         assert block["recall"] >= 0.75 and block["fpr"] == 0.0, (name, block)
+
+
+def test_eval_warns_when_evaluated_images_are_near_duplicates_of_a_guards_training_images(tmp_path, tiny_clip_dir):
+    from imagesafety.bench.evaluate import evaluate
+    from imagesafety.classifiers import load_classifier
+    from imagesafety.encoders.embed import embed
+    from imagesafety.guard import GuardConfig, train_guard
+
+    crops = photo_crops(8)
+    for i, crop in enumerate(crops):
+        folder = tmp_path / "train" / ("unsafe/sexual" if i % 2 else "safe")
+        folder.mkdir(parents=True, exist_ok=True)
+        crop.save(folder / f"{i}.png")
+        again = tmp_path / "test" / ("unsafe/sexual" if i % 2 else "safe")
+        again.mkdir(parents=True, exist_ok=True)
+        crop.save(again / f"{i}.jpg", quality=85)  # re-encoded: another file, the same picture
+    embed(f"hf:{tiny_clip_dir}", tmp_path / "train", tmp_path / "emb.parquet", cache=None, progress=False)
+    train_guard(tmp_path / "emb.parquet", tmp_path / "guard", config=GuardConfig(epochs=2, val_fraction=0.25))
+    card = json.loads((tmp_path / "guard" / "guard.json").read_text())
+    assert card["training"]["training_hashes"]["count"] == 6  # the 6 training images (2 were held out for validation)
+    report = evaluate(load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"), tmp_path / "test", None, cache=None, progress=False, n_boot=10)
+    near = [w for w in report.warnings if "near-duplicates" in w]
+    assert near and near[0].startswith("6 of the 8 evaluated images are near-duplicates"), report.warnings

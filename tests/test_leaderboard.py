@@ -96,7 +96,8 @@ def test_leaderboard_numbers_equal_each_runs_metrics(tmp_path):
     tex = (tmp_path / "board" / "leaderboard.tex").read_text()
     assert r"\begin{tabular}" in tex and "--" in tex
     page = (tmp_path / "board" / "leaderboard.html").read_text()
-    assert page.count("<table>") == 4 and "<svg" in page and "95% CI" in page and "paper 0.650" in page
+    assert page.count("<table>") == 5 and "<svg" in page and "95% CI" in page and "paper 0.650" in page  # 3 sources, summary, pairs
+    assert "Which differences are real" in page
 
 
 def metric_any(metrics, source, name):

@@ -84,6 +84,46 @@ def write_training_images(directory: str | Path, sha256s: list[str]) -> dict:
     return {"file": TRAINING_IMAGES, "count": len(lines), "sha256": file_digest(path)}
 
 
+TRAINING_PDQ = "training_pdq.npy"
+
+
+def write_training_hashes(directory: str | Path, image_refs: list[str]) -> dict:
+    """PDQ hashes of the training images still readable at their paths (so an evaluation can warn on near-duplicates,
+    not only on identical files); returns the card's summary (how many were hashed, and why some were not)."""
+    import numpy as np
+
+    try:
+        from imagesafety.hashes.compute import pdq
+    except ImportError:
+        return {"file": None, "note": "pdqhash not installed: no near-duplicate check (pip install 'imagesafety[hashes]')"}
+    from imagesafety.images import decode_image
+
+    hashes, skipped = [], 0
+    for ref in sorted(set(r for r in image_refs if isinstance(r, str))):
+        try:
+            h = pdq(decode_image(Path(ref).read_bytes(), name=ref))
+        except (OSError, ValueError):
+            skipped += 1
+            continue
+        if h.reliable:
+            hashes.append(h.bits)
+    path = Path(directory) / TRAINING_PDQ
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.stack(hashes) if hashes else np.zeros((0, 32), np.uint8))
+    return {"file": TRAINING_PDQ, "count": len(hashes), "unreadable": skipped, "algorithm": "pdq"}
+
+
+def read_training_hashes(directory: str | Path):
+    """The PDQ hashes of a model's training images (None when it records none)."""
+    import numpy as np
+
+    path = Path(directory) / TRAINING_PDQ
+    if not path.is_file():
+        return None
+    return np.load(path, allow_pickle=False)
+
+
 def read_training_images(directory: str | Path) -> frozenset[str]:
     """The training-image hashes a model folder records (empty when it records none)."""
     path = Path(directory) / TRAINING_IMAGES
@@ -93,4 +133,4 @@ def read_training_images(directory: str | Path) -> frozenset[str]:
 
 
 __all__ = ["CardError", "save_model", "save_weights", "write_card", "read_card", "load_weights", "json_safe",
-           "write_training_images", "read_training_images"]
+           "write_training_images", "read_training_images", "write_training_hashes", "read_training_hashes"]

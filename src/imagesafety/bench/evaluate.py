@@ -21,7 +21,7 @@ from imagesafety.bench.coverage import RULE, is_covered
 from imagesafety.bench.grouping import grouped
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
 from imagesafety.bench.pair_metrics import pair_metrics
-from imagesafety.classifiers.base import ReportsSummary, SafetyClassifier, TrainedOn, coverage, preferred_batch_size
+from imagesafety.classifiers.base import ReportsSummary, SafetyClassifier, TrainedOn, TrainedOnHashes, coverage, preferred_batch_size
 from imagesafety.media import FramePolicy
 from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
 from imagesafety.data.sample import ResolvesPaths
@@ -191,7 +191,7 @@ def evaluate(
         "frames": frames_summary(rows, task.frames),
         **metrics,
     }
-    warnings = training_overlap(clf, report_rows)
+    warnings = training_overlap(clf, report_rows) + near_duplicate_overlap(clf, report_rows, data)
     if isinstance(clf, ReportsSummary):
         summary = metrics["classifier_summary"] = clf.run_summary(rows)
         warnings += summary_warnings(clf.name, summary)
@@ -235,6 +235,30 @@ def training_overlap(clf: SafetyClassifier, rows: pd.DataFrame) -> list[str]:
         return []
     return [f"{overlap} of the {len(rows)} evaluated images were used to train {clf.name}: these figures overstate it "
             "(evaluate on held-out images, e.g. --split test)"]
+
+
+def near_duplicate_overlap(clf: SafetyClassifier, rows: pd.DataFrame, data) -> list[str]:
+    """A warning when evaluated images are near-duplicates (PDQ distance <= 31) of the classifier's training images, as
+    re-encoded or resized copies are (identical files are `training_overlap`'s)."""
+    if not isinstance(clf, TrainedOnHashes):
+        return []
+    trained = clf.training_hashes()
+    if trained is None or not len(trained):
+        return []
+    from imagesafety.hashes.bank import HashBank
+    from imagesafety.hashes.compute import pdq
+    from imagesafety.run.runner import decoded_samples
+
+    bank = HashBank(("pdq",), {"pdq": 31}, {"pdq": trained}, [str(i) for i in range(len(trained))], ["trained"] * len(trained),
+                    [""] * len(trained))
+    identical = set(clf.training_images()) if isinstance(clf, TrainedOn) else set()
+    wanted = set(rows.loc[rows["error"].isna() & ~rows["sha256"].isin(identical), "id"])
+    samples = [s for s in data if s.id in wanted] if wanted else []
+    near = sum(item.error is None and bank.match({"pdq": [item.image]}) is not None for item in decoded_samples(samples, prepare=pdq))
+    if not near:
+        return []
+    return [f"{near} of the {len(rows)} evaluated images are near-duplicates (PDQ distance <= 31) of images {clf.name} was trained "
+            "on: these figures overstate it (run `imagesafety datasets audit` to find them)"]
 
 
 def summary_warnings(name: str, summary: dict[str, Any]) -> list[str]:

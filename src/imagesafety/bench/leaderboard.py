@@ -52,6 +52,7 @@ class Leaderboard:
     categories: list[str]
     published: str | None = None
     notes: list[str] = field(default_factory=list)
+    pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired comparisons (bench.significance.pair_table)
 
     def f1_table(self, source: str) -> pd.DataFrame:
         """classifier x (categories + overall) F1 for one source; None where not covered or undefined."""
@@ -148,7 +149,19 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
              "per-source figures count its covered categories only."]
     if compare_published:
         notes.append(f"Published: {compare_published} (arXiv v1 tables); difference = measured - published.")
-    return Leaderboard(entries, pd.DataFrame(cells), pd.DataFrame(summary), categories, compare_published, notes)
+    board = Leaderboard(entries, pd.DataFrame(cells), pd.DataFrame(summary), categories, compare_published, notes)
+    paired = [e for e in entries if (e.folder / "predictions.parquet").is_file()]
+    if len(paired) >= 2:
+        from imagesafety.bench.significance import pair_table
+
+        def covers(e: RunEntry):
+            declared = e.metrics.get("coverage", {}).get("covers", "all")
+            return None if declared == "all" else frozenset(declared)
+
+        board.pairs = pair_table([(e.name, e.folder, covers(e)) for e in paired])
+        notes.append("Differences between two classifiers are paired on the same images: McNemar's exact test on their decisions, "
+                     "Holm-corrected across the table, and a paired bootstrap 95% interval of the F1 difference (leaderboard_pairs.csv).")
+    return board
 
 
 def unsafebench_dataset(runs: list[RunEntry]) -> bool:

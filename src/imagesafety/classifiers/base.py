@@ -127,6 +127,13 @@ class TrainedOn(Protocol):
 
 
 @runtime_checkable
+class TrainedOnHashes(Protocol):
+    """Classifiers that record PDQ hashes of their training images: an evaluation warns on near-duplicates too."""
+
+    def training_hashes(self) -> Any: ...  # (N, 32) uint8 packed PDQ hashes, or None
+
+
+@runtime_checkable
 class ReadsSamples(Protocol):
     """Classifiers that need the sample itself, not only its pixels (replayed responses matched by file name or id):
     `prepare_sample` runs instead of `prepare`; `predict_prepared` then gets what it returned. Their answers depend on

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imagesafety.classifiers.base import Prediction, TorchClassifier, decide
-from imagesafety.model_card import CardError, load_weights, read_card, read_training_images, save_model
+from imagesafety.model_card import CardError, load_weights, read_card, read_training_hashes, read_training_images, save_model
 from imagesafety.taxonomy import Taxonomy
 
 CARD_FILE = "guard.json"
@@ -105,6 +105,9 @@ class ProbeClassifier(TorchClassifier):
 
     def training_images(self) -> frozenset[str]:
         return read_training_images(self.path)
+
+    def training_hashes(self):
+        return read_training_hashes(self.path)
 
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels -> overall unsafe logit."""

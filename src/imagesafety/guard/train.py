@@ -22,7 +22,7 @@ from imagesafety.encoders.embed import Embeddings, read_embeddings
 from imagesafety.files import write_json
 from imagesafety.identity import file_digest
 from imagesafety.guard.data import GuardData, check_compatible, check_trainable, guard_data
-from imagesafety.model_card import read_card, write_training_images
+from imagesafety.model_card import read_card, write_training_hashes, write_training_images
 from imagesafety.splits import choose_splits
 from imagesafety.taxonomy import Taxonomy, load_taxonomy
 
@@ -297,6 +297,9 @@ def train_guard(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         card["training"]["training_images"] = write_training_images(out, result.training_images)
+        frame = emb.frame
+        refs = frame.loc[frame["sha256"].isin(set(result.training_images)), "image"] if {"sha256", "image"} <= set(frame) else []
+        card["training"]["training_hashes"] = write_training_hashes(out, list(refs))
         result.path = save_guard(out, head, card)
         result.card = read_card(out, CARD_FILE, CARD_FORMAT)
         write_json(out / "history.json", history)

@@ -197,6 +197,17 @@ def html(board: Leaderboard) -> str:
     parts.append("<h2>Precision, recall, false-positive rate, speed and cost (covered categories)</h2>"
                  "<table><tr><th class=name>Classifier</th><th>Source</th><th>n</th><th>Precision</th><th>Recall</th><th>FPR</th>"
                  f"<th>AUROC</th><th>images/s</th><th>cost</th><th>errors</th></tr>{''.join(rows)}</table>")
+    if not board.pairs.empty:
+        rows = []
+        for p in board.pairs.itertuples():
+            mark = "<b>significant</b>" if p.significant else "not significant"
+            rows.append(f"<tr><td class=name>{escape(p.classifier_a)} vs {escape(p.classifier_b)}</td><td>{escape(_label(p.category))}</td>"
+                        f"<td>{escape(p.source)}</td><td>{p.n}</td><td>{p.f1_diff:+.3f} [{p.f1_diff_low:+.3f}, {p.f1_diff_high:+.3f}]</td>"
+                        f"<td>{p.mcnemar_p:.3g}</td><td>{p.holm_p:.3g}</td><td>{mark}</td></tr>")
+        parts.append("<h2>Which differences are real (paired on the same images)</h2><p class=note>McNemar's exact test on the two "
+                     "classifiers' decisions, Holm-corrected across every row; the F1 difference with a paired bootstrap 95% interval.</p>"
+                     "<table><tr><th class=name>Pair</th><th>Category</th><th>Source</th><th>n</th><th>F1 a - b</th><th>McNemar p</th>"
+                     f"<th>Holm p</th><th></th></tr>{''.join(rows)}</table>")
     runs = "".join(f"<li>{escape(r.name)}: {escape(str(r.folder))}</li>" for r in board.runs)
     parts.append(f"<h2>Runs</h2><ul class=note>{runs}</ul></body></html>")
     return "".join(parts)
@@ -212,6 +223,10 @@ def write_leaderboard(board: Leaderboard, out_dir: str | Path) -> dict[str, Path
         wide_csv(board).to_csv(tmp, index=False)
     with atomic_path(files["cells"]) as tmp:
         board.cells.to_csv(tmp, index=False)
+    if not board.pairs.empty:
+        files["pairs"] = out / "leaderboard_pairs.csv"
+        with atomic_path(files["pairs"]) as tmp:
+            board.pairs.to_csv(tmp, index=False)
     write_atomic(files["markdown"], markdown(board).encode())
     write_atomic(files["latex"], latex(board).encode())
     write_atomic(files["html"], html(board).encode())
