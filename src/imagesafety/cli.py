@@ -302,6 +302,26 @@ def explain_command(
     console.print(Text(f"  evidence: {out / 'evidence.parquet'}\n  report: {page}"))
 
 
+@app.command("calibrate")
+def calibrate_command(
+    run: Annotated[Path, typer.Option("--run", help="a finished eval's folder (predictions.parquet, metrics.json)")],
+    split: Annotated[str, typer.Option(help="the split to fit on (test only if you name it)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for calibration.json and calibration.html")],
+    method: Annotated[str, typer.Option(help="isotonic, platt or temperature")] = "isotonic",
+    operating_point: Annotated[Optional[str], typer.Option(help="a threshold per category for fpr:X, precision:X, recall:X or f1")] = None,
+    holdout: Annotated[Optional[str], typer.Option(help="split on which the operating point's achieved rate is reported")] = None,
+) -> None:
+    """Fit calibrated scores per category on a named split; any classifier then takes --option calibration=OUT."""
+    from imagesafety.calibration import calibrate
+
+    cal = calibrate(run, split, method, out, operating_point=operating_point, holdout=holdout)
+    for key, entry in cal.report.items():
+        op = entry.get("operating_point")
+        console.print(Text(f"{key}: ECE {entry['before']['ece']:.3f} -> {entry['after']['ece']:.3f} ({entry['n']} images)"
+                           + (f"; {op['target']} at threshold {op['threshold']:.4f}" if op else "")))
+    console.print(Text(f"  calibration: {out / 'calibration.json'}\n  report: {out / 'calibration.html'}"))
+
+
 @app.command("redact")
 def redact_command(
     classifier: Annotated[str, typer.Option("--classifier", "-c", help="classifier whose flags are redacted")],

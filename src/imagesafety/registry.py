@@ -259,6 +259,13 @@ def get(kind: str, name: str) -> Entry:
 
 
 def build(kind: str, spec: str, **options: Any) -> Any:
-    """Build from a `NAME[:ARG]` spec, e.g. `nudenet`, `clip-zeroshot:ViT-L-14/openai`, `probe:DIR`."""
+    """Build from a `NAME[:ARG]` spec, e.g. `nudenet`, `clip-zeroshot:ViT-L-14/openai`, `probe:DIR`. Any classifier also
+    takes `calibration=CAL` (a folder written by `imagesafety calibrate` for it)."""
     name, _, arg = str(spec).partition(":")
-    return get(kind, name).build(arg or None, **options)
+    calibration = options.pop("calibration", None) if kind == "classifier" else None
+    built = get(kind, name).build(arg or None, **options)
+    if calibration is not None:
+        from imagesafety.classifiers.calibrated import calibrated
+
+        built = calibrated(built, str(calibration))
+    return built

@@ -21,7 +21,8 @@ from imagesafety.bench.coverage import RULE, is_covered
 from imagesafety.bench.grouping import grouped
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
 from imagesafety.bench.pair_metrics import pair_metrics
-from imagesafety.classifiers.base import ReportsSummary, SafetyClassifier, TrainedOn, TrainedOnHashes, coverage, preferred_batch_size
+from imagesafety.classifiers.base import (ReportsSummary, SafetyClassifier, TrainedOn, TrainedOnHashes, cache_key, coverage,
+                                         preferred_batch_size)
 from imagesafety.media import FramePolicy
 from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
 from imagesafety.data.sample import ResolvesPaths
@@ -182,7 +183,7 @@ def evaluate(
     metrics = covered_metrics(report_rows, declared, n_boot, seed)
     metrics = {
         "imagesafety_version": __version__,
-        "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(task.key)},
+        "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(cache_key(clf))},
         "dataset": dataset_name(data, str(dataset)),
         "filters": {"split": split, "categories": categories, "sources": sources, "limit": limit},
         "threshold": threshold_info,
