@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from imagesafety.calibration.fit import fit_map, operating_threshold, reliability

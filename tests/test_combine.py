@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from conftest import MeanRedClassifier, write_red_folder
+from conftest import MeanRedClassifier
 from imagesafety.classifiers.base import Prediction, decide
 
 

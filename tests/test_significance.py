@@ -64,4 +64,5 @@ def test_leaderboard_writes_pairs_and_marks_significance(tmp_path, red_folder):
             "f1_diff_high"} <= set(pairs.columns)
     overall = pairs[(pairs["category"] == "all") & (pairs["source"] == "all")].iloc[0]
     assert overall["n"] == 12 and overall["holm_p"] >= overall["mcnemar_p"]
-    assert "Which differences are real" in files["html"].read_text()
+    page = files["html"].read_text()
+    assert "Which differences are real" in page and "F1 against cost" in page and page.count("r='8'") >= 1  # the Pareto front ringed

@@ -302,6 +302,27 @@ def explain_command(
     console.print(Text(f"  evidence: {out / 'evidence.parquet'}\n  report: {page}"))
 
 
+policy_app = typer.Typer(help="Deployable policies: classifiers, combination, calibration, thresholds per category, grades.",
+                         no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("fit")
+def policy_fit_command(
+    runs: Annotated[list[Path], typer.Option("--runs", help="finished eval folders (repeatable), one classifier each")],
+    target: Annotated[str, typer.Option(help="fpr:X, precision:X, recall:X or f1")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the policy file to write")] = Path("policy.yaml"),
+    split: Annotated[str, typer.Option(help="the split calibrations and thresholds are fitted on")] = "validation",
+    method: Annotated[str, typer.Option(help="isotonic, platt or temperature")] = "isotonic",
+) -> None:
+    """Write a policy from finished runs (no model runs): calibrated parts, max-combined, a threshold per category."""
+    from imagesafety.policy import fit_policy
+
+    policy = fit_policy(runs, target, out, split=split, method=method)
+    console.print(Text(f"{out}: {policy.combine} of {', '.join(p['spec'] for p in policy.classifiers)}; thresholds "
+                       + ", ".join(f"{k} {v:.4f}" for k, v in policy.thresholds.items())))
+
+
 @app.command("calibrate")
 def calibrate_command(
     run: Annotated[Path, typer.Option("--run", help="a finished eval's folder (predictions.parquet, metrics.json)")],
@@ -372,16 +393,23 @@ def serve_command(
     max_images_per_input: Annotated[int, typer.Option(min=1, help="images in one moderation input (1: exactly as OpenAI)")] = 16,
     max_explain_calls: Annotated[int, typer.Option(min=1, help="model calls explanations (/v1/classify explain=) may cost per request")] = 400,
     hash_bank: Annotated[Optional[Path], typer.Option(help="hash bank matched before any model: a match answers flagged at once and is never stored")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="serve a policy file (its classifiers, combination, thresholds and grades)")] = None,
 ) -> None:
     """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
     from imagesafety.serve.app import serve
     from imagesafety.serve.config import ServeConfig, read_keys_file
 
+    thresholds = {k: float(v) for k, v in parse_options(threshold, "--threshold").items()}
+    if policy is not None:
+        from imagesafety.policy import read_policy
+
+        thresholds = {**read_policy(policy).thresholds, **thresholds}  # checked before anything is loaded
+        classifier = [f"policy:{policy}"]
     keys = {f"key-{i + 1}": k for i, k in enumerate(api_key)}
     if keys_file:
         keys.update(read_keys_file(keys_file))
     config = ServeConfig(
-        classifiers=classifier, api_keys=keys, auth=not no_auth, thresholds={k: float(v) for k, v in parse_options(threshold, "--threshold").items()},
+        classifiers=classifier, api_keys=keys, auth=not no_auth, thresholds=thresholds,
         rate_limit_per_minute=rate_limit, images_per_minute=image_rate_limit, pixels_per_minute=int(megapixel_rate_limit * 1_000_000),
         failed_auth_per_minute=failed_auth_limit, max_aspect_ratio=max_aspect_ratio, allow_url_hosts=[h.lower() for h in allow_url_host],
         audit_url=audit_url, store_images=store_images, max_request_bytes=int(max_request_mb * 1024 * 1024),

@@ -183,7 +183,8 @@ def evaluate(
     metrics = covered_metrics(report_rows, declared, n_boot, seed)
     metrics = {
         "imagesafety_version": __version__,
-        "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(cache_key(clf))},
+        "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(cache_key(clf)),
+                       **({"spec": classifier, "options": classifier_options or {}} if isinstance(classifier, str) else {})},
         "dataset": dataset_name(data, str(dataset)),
         "filters": {"split": split, "categories": categories, "sources": sources, "limit": limit},
         "threshold": threshold_info,

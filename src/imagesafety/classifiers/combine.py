@@ -9,7 +9,7 @@ and seconds per stage (and endpoint cost where the parts report one), so a leade
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -75,7 +75,9 @@ def image_details(where: str, d: Decision) -> dict:
     """What the `imagesafety` field says of one image of an input."""
     return {"input": where, "image_sha256": d.sha256, "unsafe_score": d.prediction.unsafe_score, "decision": d.prediction.decision,
             "flagged": d.flagged, "scores": d.prediction.category_scores,
-            "views": d.prediction.views.to_dict() if d.prediction.views is not None else None}
+            "views": d.prediction.views.to_dict() if d.prediction.views is not None else None,
+            "grades": d.prediction.raw.get("grades") if isinstance(d.prediction.raw, dict) else None,
+            "hash_match": d.prediction.raw.get("hash_match") if isinstance(d.prediction.raw, dict) else None}
 
 
 @dataclass

@@ -173,6 +173,35 @@ def _bars_svg(board: Leaderboard) -> str:
             f"aria-label='overall F1 per classifier and source'>{legend}{ticks}{''.join(rows)}</svg>")
 
 
+def _pareto_svg(board: Leaderboard) -> str:
+    """Scatter plots of F1 against seconds per image and against cost per 1,000 images, the Pareto front ringed."""
+    both = board.summary[board.summary["source"] == "both"]
+    points = [(r.classifier, float(r.f1), 1.0 / float(r.images_per_second), None if _number(r.cost) is None else 1000 * float(r.cost) / max(1, int(r.support)))
+              for r in both.itertuples() if _number(r.f1) is not None and _number(r.images_per_second)]
+    if len(points) < 2:
+        return ""
+    charts = []
+    for label, idx in (("seconds per image", 2), ("cost per 1,000 images ($)", 3)):
+        pts = [(p[0], p[1], p[idx]) for p in points if p[idx] is not None]
+        if len(pts) < 2:
+            continue
+        xs, width, height = [x for _, _, x in pts], 460, 260
+        lo, hi = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+        front = {n for n, f, x in pts if not any((f2 >= f and x2 <= x) and (f2 > f or x2 < x) for _, f2, x2 in pts)}
+        dots = []
+        for n, f, x in pts:
+            cx, cy = 50 + (x - lo) / (hi - lo) * (width - 80), height - 30 - f * (height - 50)
+            ring = f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='8' fill='none' stroke='#1f6fd1'/>" if n in front else ""
+            dots.append(f"{ring}<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='#333'><title>{escape(n)}: F1 {f:.3f}, {x:.4g}</title></circle>"
+                        f"<text x='{cx + 9:.1f}' y='{cy + 4:.1f}' font-size='11'>{escape(n)}</text>")
+        charts.append(f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'><line x1='50' y1='{height - 30}' "
+                      f"x2='{width - 20}' y2='{height - 30}' stroke='#999'/><line x1='50' y1='20' x2='50' y2='{height - 30}' stroke='#999'/>"
+                      f"<text x='{width / 2 - 40}' y='{height - 8}' font-size='11'>{escape(label)}</text><text x='4' y='16' font-size='11'>F1</text>"
+                      f"<text x='50' y='{height - 16}' font-size='10'>{lo:.3g}</text><text x='{width - 60}' y='{height - 16}' font-size='10'>{hi:.3g}</text>"
+                      + "".join(dots) + "</svg>")
+    return "".join(charts)
+
+
 def html(board: Leaderboard) -> str:
     columns = [*board.categories, OVERALL]
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety leaderboard</title><style>{CSS}</style></head><body>",
@@ -187,6 +216,11 @@ def html(board: Leaderboard) -> str:
             body.append(f"<tr><td class=name>{escape(run.name)}</td>{cells}</tr>")
         parts.append(f"<h2>{SOURCE_TITLES[source]}</h2><table><tr><th class=name>Classifier</th>{head}</tr>{''.join(body)}</table>")
     parts.append("<h2>Overall F1 by source</h2>" + _bars_svg(board))
+    pareto = _pareto_svg(board)
+    if pareto:
+        parts.append("<h2>F1 against cost</h2><p class=note>Overall F1 (both sources) against seconds per image and, where the "
+                     "classifiers report a price, cost per 1,000 images; ringed points are on the Pareto front (no other "
+                     "classifier is both better and cheaper).</p>" + pareto)
     rows = []
     for s in board.summary.itertuples():
         vals = "".join(f"<td>{_f1_text(_number(getattr(s, m)), True)}</td>" for m in SUMMARY_METRICS)
