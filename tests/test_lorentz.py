@@ -182,3 +182,23 @@ def test_gradients_are_finite_at_the_clamps():
     big = (torch.ones(2, 3) * 1e3).requires_grad_(True)
     L.exp_map0(big, 1.0).sum().backward()
     assert torch.isfinite(big.grad).all()
+
+
+def test_hysac_total_loss_is_the_authors_formula():
+    """The authors' trainer: loss weights normalised to sum to 1, the weighted sum of the seven terms divided by their
+    count (so with equal weights: the sum of the terms / 49), written here independently of `hysac_loss`."""
+    import torch
+
+    from imagesafety.hyperbolic.losses import LossWeights, hysac_loss
+
+    torch.manual_seed(0)
+    st, si, ut, ui = (torch.randn(6, 8) * 0.5 for _ in range(4))
+    curvature, scale = torch.tensor(1.0), torch.tensor(10.0)
+    total, terms = hysac_loss(st, si, ut, ui, curvature, scale)
+    assert len(terms) == 7
+    assert float(total) == pytest.approx(sum(terms.values()) / 49, rel=1e-6)
+    weights = LossWeights(entail_safe=0.2, entail_unsafe=0.2, entail_safety=0.2)
+    total, terms = hysac_loss(st, si, ut, ui, curvature, scale, weights)
+    raw = {k: getattr(weights, k) for k in terms}
+    expected = sum(raw[k] / sum(raw.values()) * v for k, v in terms.items()) / 7
+    assert float(total) == pytest.approx(expected, rel=1e-6)

@@ -141,7 +141,10 @@ class Combined(Classifier):
     def run_summary(self, rows) -> dict[str, Any]:
         """Cost per stage over the run: images each part saw, its seconds, and endpoint cost (cached rows cost nothing)."""
         total = max(1, int(rows["error"].isna().sum()))
-        return {"rule": self.rule, "stages": {name: {"images": c.images, "seconds": round(c.seconds, 4), "cost": c.cost,
+        coverage_rule = "intersection of the parts' categories" if self.rule == "vote" else "union of the parts' categories"
+        return {"rule": self.rule, "coverage": {"covers": sorted(self.covers) if self.covers is not None else "all", "rule": coverage_rule},
+                "per_category": "the rule applied category by category over the categories every part scores",
+                "stages": {name: {"images": c.images, "seconds": round(c.seconds, 4), "cost": c.cost,
                                                      "share_of_images": c.images / total} for name, c in self.costs.items()},
                 "seconds_per_image": sum(c.seconds for c in self.costs.values()) / total,
                 "cost_per_1000_images": 1000 * sum(c.cost for c in self.costs.values()) / total}

@@ -15,7 +15,9 @@ from imagesafety.hyperbolic import lorentz as L
 class LossWeights:
     """Weights of each term, the authors' by default (every term 1.0; this toolkit's first release weighted the
     entailment terms 0.2); the safety entailment orders safe image < unsafe text from the origin. `average`: the total
-    is the weighted sum divided by the number of terms, as the authors' trainer computes it."""
+    as the authors' trainer computes it (`hysac_train.py`, `training.py`): the weights normalised to sum to 1, then the
+    weighted sum divided by the number of terms, so with seven equal weights the total is the sum of the terms / 49
+    (before this was corrected the total was the sum / 7, every reported loss seven times the authors')."""
 
     safe_pair: float = 1.0  # safe text <-> safe image
     unsafe_pair: float = 1.0  # unsafe text <-> unsafe image
@@ -52,7 +54,11 @@ def hysac_loss(safe_text: Tensor, safe_image: Tensor, unsafe_text: Tensor, unsaf
         "entail_unsafe": L.entailment_loss(unsafe_text, unsafe_image, curvature, w.eta),
         "entail_safety": L.entailment_loss(safe_image, unsafe_text, curvature, w.eta),
     }
-    total = sum(getattr(w, name) * value for name, value in terms.items())
+    weights = {name: getattr(w, name) for name in terms}
+    if w.average:
+        norm = sum(weights.values())
+        weights = {name: value / norm for name, value in weights.items()}
+    total = sum(weights[name] * value for name, value in terms.items())
     if w.average:
         total = total / len(terms)
     return total, {name: float(value.detach()) for name, value in terms.items()}
