@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from planted import WHITE, PlantedPatchClassifier, animation_bytes, register_planted, scene, video_bytes, white_on_transparent_png
+from planted import MAGENTA, WHITE, PlantedPatchClassifier, animation_bytes, register_planted, scene, video_bytes, white_on_transparent_png
 from imagesafety.images import decode_image
 from imagesafety.media import FramePolicy, MediaBudgetError, read_views
 from imagesafety.run.runner import Runner
@@ -260,3 +260,24 @@ def test_a_long_video_is_spread_over_max_frames_by_seeking():
     assert PlantedPatchClassifier().predict([views[-1][0]])[0].decision == 1
     with pytest.raises(MediaBudgetError, match="max_total_pixels"):  # one keyframe at the start: seeking cannot help
         views_of(video_bytes(seconds=30, rate=10), budget)
+
+
+def test_the_reports_thumbnail_is_the_frame_that_decided(tmp_path, planted_spec):
+    import base64
+    import re
+
+    from typer.testing import CliRunner
+
+    from imagesafety.cli import app
+
+    root = folder_with(tmp_path, {"x.gif": animation_bytes("GIF", planted=None)})
+    (root / "safe" / "fp.gif").write_bytes(animation_bytes("GIF", planted=7))  # a false positive: flagged on frame 7 only
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["eval", "-c", planted_spec, "-d", str(root), "-o", str(out), "--no-cache", "-q", "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    section = page[page.index("Safe images flagged unsafe"):page.index("Unsafe images passed as safe")]
+    thumb = Image.open(io.BytesIO(base64.b64decode(re.search(r"data:image/jpeg;base64,([^\"']+)", section).group(1)))).convert("RGB")
+    arr = np.asarray(thumb, dtype=float)
+    magenta = (np.abs(arr - np.array(MAGENTA)).max(axis=-1) < 60).mean()
+    assert magenta > 0.005  # frame 7's patch is in the thumbnail; frame 0 (what a first-frame thumbnail shows) has none
