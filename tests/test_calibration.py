@@ -65,6 +65,21 @@ def test_operating_points_meet_their_target(target):
         operating_threshold(scores, labels, "fnr:0.1")
 
 
+def write_splits(root, unsafe_red: float, safe_red: float, spread: float, random_green: bool = False, per_class: int = 30) -> None:
+    """validation/ and test/ splits of 16 px squares whose red level (drawn around a mean per class) is the signal."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("validation", "test"):
+        for label in ("safe", "unsafe"):
+            folder = root / split / label / ("sexual" if label == "unsafe" else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                red = int(np.clip(rng.normal(unsafe_red if label == "unsafe" else safe_red, spread), 0, 255))
+                green = int(rng.integers(0, 255)) if random_green else 30
+                Image.new("RGB", (16, 16), (red, green, 30)).save(folder / f"{i}.png")
+
+
 def test_calibrate_a_run_and_use_it_as_an_option(tmp_path):
     from typer.testing import CliRunner
 
@@ -73,14 +88,7 @@ def test_calibrate_a_run_and_use_it_as_an_option(tmp_path):
     from imagesafety.cli import app
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    for split in ("validation", "test"):
-        for label in ("safe", "unsafe"):
-            folder = tmp_path / "data" / split / label / ("sexual" if label == "unsafe" else "")
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(30):
-                red = int(np.clip(rng.normal(150 if label == "unsafe" else 110, 25), 0, 255))
-                Image.new("RGB", (16, 16), (red, 30, 30)).save(folder / f"{i}.png")
+    write_splits(tmp_path / "data", unsafe_red=150, safe_red=110, spread=25)
     evaluate(MeanRedClassifier(), tmp_path / "data", tmp_path / "run", cache=None, progress=False, n_boot=10)
     result = CliRunner().invoke(app, ["calibrate", "--run", str(tmp_path / "run"), "--split", "validation", "--out", str(tmp_path / "cal"),
                                       "--operating-point", "fpr:0.1", "--holdout", "test"])

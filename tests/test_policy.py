@@ -53,19 +53,11 @@ def test_a_policy_with_a_mistake_is_one_line_naming_the_field(tmp_path, parts, t
 
 
 def test_policy_fit_from_runs_reaches_its_target_on_the_fitting_split(tmp_path, parts):  # noqa: F811
-    from PIL import Image
-
+    from test_calibration import write_splits
     from imagesafety import evaluate
     from imagesafety.policy import fit_policy, read_policy
 
-    rng = np.random.default_rng(0)
-    for split in ("validation", "test"):
-        for label in ("safe", "unsafe"):
-            folder = tmp_path / "data" / split / label / ("sexual" if label == "unsafe" else "")
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(30):
-                red = int(np.clip(rng.normal(160 if label == "unsafe" else 100, 30), 0, 255))
-                Image.new("RGB", (16, 16), (red, int(rng.integers(0, 255)), 30)).save(folder / f"{i}.png")
+    write_splits(tmp_path / "data", unsafe_red=160, safe_red=100, spread=30, random_green=True)
     evaluate("red", tmp_path / "data", tmp_path / "runs" / "red", cache=None, progress=False, n_boot=10)
     evaluate("green", tmp_path / "data", tmp_path / "runs" / "green", cache=None, progress=False, n_boot=10)
     fitted = fit_policy([tmp_path / "runs" / "red", tmp_path / "runs" / "green"], "fpr:0.1", tmp_path / "policy.yaml")
