@@ -58,7 +58,7 @@ def frame_views(img: Image.Image, info: ViewInfo) -> list[tuple[Image.Image, Vie
     """One RGB view of an opaque frame; two (white, black) of a frame with transparent pixels."""
     if has_transparency(img):
         return [(flatten(img, colour), ViewInfo(info.frame, info.timestamp_s, name)) for name, colour in BACKGROUNDS]
-    return [(img.convert("RGB"), info)]
+    return [(img if img.mode == "RGB" else img.convert("RGB"), info)]
 
 
 def image_end(data: bytes, fmt: str | None, img: Image.Image) -> int | None:
