@@ -281,3 +281,19 @@ def test_the_reports_thumbnail_is_the_frame_that_decided(tmp_path, planted_spec)
     arr = np.asarray(thumb, dtype=float)
     magenta = (np.abs(arr - np.array(MAGENTA)).max(axis=-1) < 60).mean()
     assert magenta > 0.005  # frame 7's patch is in the thumbnail; frame 0 (what a first-frame thumbnail shows) has none
+
+
+def test_early_exit_never_stops_below_the_threshold_the_run_decides_with(tmp_path):
+    pytest.importorskip("av")
+    from imagesafety.bench.evaluate import evaluate
+
+    data = video_bytes(seconds=12, planted_from=1.0, planted_to=1.5)
+    weak = video_bytes(seconds=1)  # unused: keeps the layout of folder_with
+    root = folder_with(tmp_path, {"v.mp4": data, "w.mp4": weak})
+    # the classifier decides unsafe at 0.5; the run decides at 0.99, above anything the planted second scores
+    clf = PlantedPatchClassifier(gain=3.0)
+    result = evaluate(clf, root, None, cache=None, progress=False, n_boot=10, threshold=0.99, frames=FramePolicy(early_exit=True))
+    views = json.loads(result.predictions.set_index("id").loc["unsafe/v.mp4", "views"])
+    assert views["skipped"] == 0  # nothing over 0.99: every sampled frame was read
+    with pytest.raises(ValueError, match="--early-exit stops a video at the decision threshold"):
+        evaluate(clf, root, None, cache=None, progress=False, calibrate="validation", frames=FramePolicy(early_exit=True))

@@ -163,7 +163,10 @@ def evaluate(
     store = open_cache(cache)
     engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, num_gpus, partition_size)
     started = time.time()
-    task = PredictionTask(clf, store, frames)
+    if frames is not None and frames.early_exit and calibrate is not None:
+        raise ValueError("--early-exit stops a video at the decision threshold, which --calibrate chooses only after the run: "
+                         "give --threshold, or drop --early-exit")
+    task = PredictionTask(clf, store, frames, exit_threshold=threshold)
     rows, stats = run_task(
         task, selected, engine=engine, batch_size=batch_size or preferred_batch_size(clf),
         workers=workers, progress=progress, total=known_total(data, limit, bool(categories or sources or splits)),

@@ -163,7 +163,7 @@ def _frames(img: Image.Image, wanted: set[int], name: str) -> Iterator[tuple[Ima
         if img.size != canvas:
             raise MediaBudgetError(f"{name}: frame {index} is {img.size[0]}x{img.size[1]}, the canvas {canvas[0]}x{canvas[1]}: "
                                    "frames that disagree in size are refused (frame geometry)")
-        if index in wanted:
-            yield from frame_views(img, ViewInfo(index, round(elapsed_ms / 1000, 3)))
+        if index in wanted:  # a copy: the next seek redraws this image object in place
+            yield from frame_views(img.copy(), ViewInfo(index, round(elapsed_ms / 1000, 3)))
         duration = img.info.get("duration") or 0
         elapsed_ms += float(duration) if isinstance(duration, (int, float)) else 0.0

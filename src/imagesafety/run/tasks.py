@@ -51,8 +51,10 @@ class PredictionTask:
     an image of several views (frames, backgrounds) is one prediction by the policy's rule.
     A classifier that caches its own answers is handed this cache (None: no caching at all)."""
 
-    def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None, frames: FramePolicy | None = None):
+    def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None, frames: FramePolicy | None = None,
+                 exit_threshold: float | None = None):
         self.classifier = classifier
+        self.exit_threshold = exit_threshold  # where an early exit may stop (None: the classifier's own decision)
         self.cache = None if isinstance(classifier, ReadsSamples) else cache  # answers per row, not per image content
         self.name = classifier.name
         self.frames = frames or FramePolicy()
@@ -83,7 +85,9 @@ class PredictionTask:
         return combine_predictions(views, results, self.frames)
 
     def flags(self, result: Prediction) -> bool:
-        """Whether one view is over the classifier's threshold (where an early exit may stop)."""
+        """Whether one view is flagged as the run will decide (where an early exit may stop)."""
+        if self.exit_threshold is not None:
+            return result.unsafe_score >= self.exit_threshold
         return bool(result.decision)
 
     def row(self, p: Prepared) -> dict:

@@ -225,7 +225,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         budgets["pixels"].take(key_id, total)
         return checked
 
-    async def classify_one(served: Served, item: Checked, cancelled: threading.Event) -> Prediction:
+    async def classify_one(served: Served, item: Checked, cancelled: threading.Event, selected: list[str] | None) -> Prediction:
         """One file's views decoded and prepared a model batch at a time on the shared decoding threads, each batch
         micro-batched with other requests; the views' predictions make the file's (a video under the early exit stops,
         decoding included, after the first batch with a view over the threshold)."""
@@ -258,7 +258,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                 preds.extend(await asyncio.gather(*(served.batcher.predict(x) for x, _ in chunk)))
             except ModelError as exc:
                 raise APIError(500, f"{exc}", "server_error", "model_error") from None
-            if early and any(p.decision for p in preds):
+            if early and any(decide(served, p, selected)[0] for p in preds):  # flagged as the answer will be: never earlier
                 break
         if not preds:
             raise APIError(400, f"{item.where}: no frame could be read", code="invalid_image", param=item.where)
@@ -296,7 +296,7 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                         known = await loop.run_in_executor(decode_pool, state["bank"].match, item.data, config.max_pixels, item.where)
                     except ImageDecodeError as exc:
                         raise APIError(400, str(exc), code="invalid_image", param=item.where) from None
-                out.append((item.data, known if known is not None else await classify_one(served, item, cancelled)))
+                out.append((item.data, known if known is not None else await classify_one(served, item, cancelled, selected)))
             return out
 
         try:
