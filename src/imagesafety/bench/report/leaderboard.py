@@ -185,19 +185,21 @@ def _pareto_svg(board: Leaderboard) -> str:
         pts = [(p[0], p[1], p[idx]) for p in points if p[idx] is not None]
         if len(pts) < 2:
             continue
-        xs, width, height = [x for _, _, x in pts], 460, 260
+        xs, width, height = [x for _, _, x in pts], 560, 280
         lo, hi = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
         front = {n for n, f, x in pts if not any((f2 >= f and x2 <= x) and (f2 > f or x2 < x) for _, f2, x2 in pts)}
         dots = []
         for n, f, x in pts:
-            cx, cy = 50 + (x - lo) / (hi - lo) * (width - 80), height - 30 - f * (height - 50)
+            cx, cy = 60 + (x - lo) / (hi - lo) * (width - 200), height - 40 - f * (height - 70)
             ring = f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='8' fill='none' stroke='#1f6fd1'/>" if n in front else ""
             dots.append(f"{ring}<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='#333'><title>{escape(n)}: F1 {f:.3f}, {x:.4g}</title></circle>"
                         f"<text x='{cx + 9:.1f}' y='{cy + 4:.1f}' font-size='11'>{escape(n)}</text>")
-        charts.append(f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'><line x1='50' y1='{height - 30}' "
-                      f"x2='{width - 20}' y2='{height - 30}' stroke='#999'/><line x1='50' y1='20' x2='50' y2='{height - 30}' stroke='#999'/>"
-                      f"<text x='{width / 2 - 40}' y='{height - 8}' font-size='11'>{escape(label)}</text><text x='4' y='16' font-size='11'>F1</text>"
-                      f"<text x='50' y='{height - 16}' font-size='10'>{lo:.3g}</text><text x='{width - 60}' y='{height - 16}' font-size='10'>{hi:.3g}</text>"
+        axis_y, right = height - 40, width - 140
+        charts.append(f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'><line x1='50' y1='{axis_y + 10}' "
+                      f"x2='{right}' y2='{axis_y + 10}' stroke='#999'/><line x1='50' y1='20' x2='50' y2='{axis_y + 10}' stroke='#999'/>"
+                      f"<text x='{(50 + right) / 2 - 40}' y='{height - 6}' font-size='11'>{escape(label)}</text>"
+                      f"<text x='8' y='34' font-size='10'>F1 1</text><text x='8' y='{axis_y + 4}' font-size='10'>F1 0</text>"
+                      f"<text x='52' y='{height - 18}' font-size='10'>{lo:.3g}</text><text x='{right - 30}' y='{height - 18}' font-size='10'>{hi:.3g}</text>"
                       + "".join(dots) + "</svg>")
     return "".join(charts)
 
