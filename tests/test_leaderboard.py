@@ -18,7 +18,7 @@ from imagesafety.bench.many import ManyRunsFailed, evaluate_many, split_options
 from imagesafety.bench.published import COLUMNS, UNSAFEBENCH_F1, published_f1
 from imagesafety.cli import app
 
-ARCHITECTURE = Path(__file__).resolve().parents[2] / "shared" / "ARCHITECTURE.md"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
 
 
 class SexualOnly(MeanRedClassifier):
@@ -146,10 +146,8 @@ def test_a_failed_run_leaves_the_others_and_their_leaderboard(tmp_path):
 
 
 def test_published_tables_match_the_reference_facts():
-    """The transcribed tables equal ARCHITECTURE.md's (parsed here independently), cell by cell."""
-    if not ARCHITECTURE.is_file():
-        pytest.skip(f"{ARCHITECTURE} is not on this machine (it sits beside the repository in the team's checkout)")
-    text = ARCHITECTURE.read_text()
+    """The transcribed tables equal docs/reference.md's (parsed here independently), cell by cell."""
+    text = REFERENCE.read_text()
     heads = {"real": "**Real-world (LAION-5B)**", "generated": "**AI-generated (Lexica)**", "both": "**Overall (both sources pooled)**"}
     for source, head in heads.items():
         block = text.split(head)[1].split("\n\n**")[0]
