@@ -288,12 +288,12 @@ def test_early_exit_never_stops_below_the_threshold_the_run_decides_with(tmp_pat
     from imagesafety.bench.evaluate import evaluate
 
     data = video_bytes(seconds=12, planted_from=1.0, planted_to=1.5)
-    weak = video_bytes(seconds=1)  # unused: keeps the layout of folder_with
-    root = folder_with(tmp_path, {"v.mp4": data, "w.mp4": weak})
-    # the classifier decides unsafe at 0.5; the run decides at 0.99, above anything the planted second scores
-    clf = PlantedPatchClassifier(gain=3.0)
+    root = folder_with(tmp_path, {"v.mp4": data})
+    # the planted second scores 0.75: unsafe at the classifier's own 0.5, safe at the 0.99 the run decides with
+    clf = PlantedPatchClassifier(gain=6.0)
     result = evaluate(clf, root, None, cache=None, progress=False, n_boot=10, threshold=0.99, frames=FramePolicy(early_exit=True))
     views = json.loads(result.predictions.set_index("id").loc["unsafe/v.mp4", "views"])
+    assert max(s["score"] for s in views["scores"]) == pytest.approx(0.75, abs=0.05)
     assert views["skipped"] == 0  # nothing over 0.99: every sampled frame was read
     with pytest.raises(ValueError, match="--early-exit stops a video at the decision threshold"):
         evaluate(clf, root, None, cache=None, progress=False, calibrate="validation", frames=FramePolicy(early_exit=True))
