@@ -9,9 +9,11 @@ Resize rules, each as its reference library computes it:
   torchvision round), then a centred crop; `crop_offset` says where an odd margin goes (`floor`:
   transformers' CLIPImageProcessor; `round`: torchvision's CenterCrop, used by open_clip).
 - `stretch`: straight to the model's size, aspect ratio not kept (NSFWJS).
+- `stretch_crop`: stretched to a `stretch_to` square, then a centred crop of `size` (Yahoo's OpenNSFW: 256, then 224).
 - `letterbox`: the image padded with zeros at the bottom/right to a square, then resized (NudeNet); for images whose
   square would exceed `LETTERBOX_PAD_LIMIT` pixels the long side is resized first and then padded: the same geometry
   without building a huge square (only the blend along the image's border differs).
+`jpeg_quality` adds a JPEG re-encode of the prepared image at that quality (OpenNSFW's reference does this step).
 Interpolations: `bicubic` / `bilinear` (Pillow), `bilinear_cv2` (OpenCV INTER_LINEAR), `bilinear_aligned`
 (TensorFlow's resizeBilinear with aligned corners and no antialiasing, in float32).
 """
@@ -28,7 +30,7 @@ from PIL import Image
 #: CLIP's published preprocessing statistics.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-RESIZES = ("shortest_edge", "stretch", "letterbox")
+RESIZES = ("shortest_edge", "stretch", "stretch_crop", "letterbox")
 LETTERBOX_PAD_LIMIT = 4096 * 4096
 INTERPOLATIONS = ("bicubic", "bilinear", "bilinear_cv2", "bilinear_aligned")
 
@@ -43,6 +45,8 @@ class PixelSpec:
     resize: str = "shortest_edge"
     interpolation: str = "bicubic"
     crop_offset: str = "floor"
+    stretch_to: int | None = None
+    jpeg_quality: int | None = None
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZES:
@@ -51,6 +55,8 @@ class PixelSpec:
             raise ValueError(f"unknown interpolation {self.interpolation!r}; known: {', '.join(INTERPOLATIONS)}")
         if self.crop_offset not in ("floor", "round"):
             raise ValueError("crop_offset must be floor or round")
+        if self.resize == "stretch_crop" and (self.stretch_to or 0) < max(self.height, self.width):
+            raise ValueError("stretch_crop needs stretch_to at least the input size")
 
     @property
     def height(self) -> int:
@@ -66,18 +72,25 @@ class PixelSpec:
         return float(min(self.std))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std), "resize": self.resize,
-                "interpolation": self.interpolation, "crop_offset": self.crop_offset}
+        out = {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std), "resize": self.resize,
+               "interpolation": self.interpolation, "crop_offset": self.crop_offset}
+        extra = {"stretch_to": self.stretch_to, "jpeg_quality": self.jpeg_quality}
+        return out | {k: v for k, v in extra.items() if v is not None}  # older records keep their form
 
     # -- geometry (numpy, per image) -------------------------------------------------------------
     def prepare(self, image: Image.Image) -> np.ndarray:
         """HWC array at the model's input size: uint8, or float32 in [0, 1] for `bilinear_aligned`."""
         image = image if image.mode == "RGB" else image.convert("RGB")
         if self.resize == "shortest_edge":
-            return self._shortest_edge(image)
-        if self.resize == "stretch":
-            return self._resized(image, self.height, self.width)
-        return self._letterbox(image)
+            array = self._shortest_edge(image)
+        elif self.resize == "stretch":
+            array = self._resized(image, self.height, self.width)
+        elif self.resize == "stretch_crop":
+            side = int(self.stretch_to or 0)
+            array = center_crop(self._resized(image, side, side), self.height, self.width, self.crop_offset)
+        else:
+            array = self._letterbox(image)
+        return array if self.jpeg_quality is None else jpeg_roundtrip(array, self.jpeg_quality)
 
     def image_region(self, original_size: tuple[int, int]) -> tuple[int, int]:
         """(rows, cols) of the prepared input that hold the image itself (the rest is padding)."""
@@ -144,6 +157,17 @@ class PixelSpec:
         inv_std = torch.tensor([1 / s for s in self.std], dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
         shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
         return pixels.mul(inv_std).add_(shift)
+
+
+def jpeg_roundtrip(array: np.ndarray, quality: int) -> np.ndarray:
+    """The uint8 HWC array after a JPEG encode (Pillow, its default subsampling) and decode."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"))
 
 
 def letterbox_size(width: int, height: int, out_height: int, out_width: int) -> tuple[int, int]:

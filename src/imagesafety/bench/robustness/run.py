@@ -22,7 +22,7 @@ from imagesafety.bench.grouping import grouped
 from imagesafety.bench.robustness.attacks import AttackSpec, is_white_box, perturbation_sizes, run_attack
 from imagesafety.bench.robustness.blackbox import BlackBoxView
 from imagesafety.bench.robustness.corruptions import CorruptedClassifier
-from imagesafety.classifiers.base import Differentiable, SafetyClassifier, cache_key
+from imagesafety.classifiers.base import Differentiable, PaddedInput, SafetyClassifier, cache_key
 from imagesafety.data import dataset_name, load_dataset, select_samples
 from imagesafety.files import atomic_path, write_atomic
 from imagesafety.run.engine import EngineOptions
@@ -72,6 +72,26 @@ def pick_correct(rows: pd.DataFrame, k: int, seed: int) -> tuple[pd.DataFrame, i
     return chosen.sort_values("id"), int(len(ok) - len(correct))
 
 
+def image_mask(classifier, pictures: list, clean):
+    """For a padded input (NudeNet's letterbox, `PaddedInput`): 1 on the rows and columns that hold the image, 0 on
+    the padding, shaped like `clean`; None for inputs that are all image."""
+    if not isinstance(classifier, PaddedInput):
+        return None
+    mask = clean.new_zeros(clean.shape[0], 1, *clean.shape[2:])
+    for j, picture in enumerate(pictures):
+        rows, cols = classifier.image_region(classifier.prepare(picture))
+        mask[j, :, :rows, :cols] = 1
+    return mask
+
+
+def within_image(logit_fn, clean, mask):
+    """The logit function a white-box attack sees: with a mask, perturbations of the padding do not reach the model
+    (so its gradients there are zero); the attack's result is then projected back onto the image's pixels."""
+    if mask is None:
+        return logit_fn
+    return lambda pixels: logit_fn(clean + (pixels - clean) * mask)
+
+
 def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: dict[str, Any], cache, seed: int,
                   batch_size: int, keep_examples: int = 0, advance=lambda n: None) -> tuple[list[dict], list[dict]]:
     """Outcome per chosen image (success, perturbation sizes, scores), from the cache or by attacking now."""
@@ -89,9 +109,13 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
         labels = torch.tensor(part["label"].astype(int).to_numpy())
         fresh = []
         if white:
-            clean = classifier.input_pixels([images[i] for i in part["id"]])
+            pictures = [images[i] for i in part["id"]]
+            clean = classifier.input_pixels(pictures)
             threshold = classifier.logit_threshold
-            adv = run_attack(spec, clean, labels, classifier.unsafe_logits, threshold, seed + start)
+            mask = image_mask(classifier, pictures, clean)
+            adv = run_attack(spec, clean, labels, within_image(classifier.unsafe_logits, clean, mask), threshold, seed + start)
+            if mask is not None:
+                adv = clean + (adv - clean) * mask  # the padding stays as the model's preprocessing made it
             with torch.no_grad():
                 clean_logit, adv_logit = classifier.unsafe_logits(clean), classifier.unsafe_logits(adv)
             flipped = ((adv_logit >= threshold).long() != labels).tolist()
