@@ -111,3 +111,56 @@ def test_curve_points_are_scikit_learns():
     precision, recall, _ = precision_recall_curve(y, s)
     np.testing.assert_allclose(points["precision"], precision[::-1])
     np.testing.assert_allclose(points["recall"], recall[::-1])
+
+
+def test_cell_count_metrics_equal_an_independent_row_bootstrap_when_the_draws_are_shared():
+    """The confusion metrics of resampled cell counts equal scikit-learn's on the resampled rows themselves."""
+    from imagesafety.bench.metrics import cell_indicators, confusion_metrics
+
+    y, s, d = random_predictions(n=300, seed=6)
+    weights = bootstrap_weights(len(y), 6, np.random.default_rng(2))
+    counts = weights @ cell_indicators(y.astype(bool), d.astype(bool))
+    batch = confusion_metrics(counts)
+    for row, w in enumerate(weights):
+        idx = np.repeat(np.arange(len(y)), w)
+        tn, fp, fn, tp = sk.confusion_matrix(y[idx], d[idx]).ravel()
+        assert batch["f1"][row] == pytest.approx(sk.f1_score(y[idx], d[idx]))
+        assert batch["precision"][row] == pytest.approx(sk.precision_score(y[idx], d[idx]))
+        assert batch["accuracy"][row] == pytest.approx(sk.accuracy_score(y[idx], d[idx]))
+        assert batch["fpr"][row] == pytest.approx(fp / (fp + tn))
+
+
+def test_cell_count_intervals_equal_row_bootstrap_intervals_within_monte_carlo_error():
+    """Multinomial cell draws are the row bootstrap's distribution: 2,000 resamples each way give the same 95%
+    interval ends within Monte-Carlo error (compared to the spread of the interval end over independent repeats)."""
+    from imagesafety.bench.metrics import metrics_with_ci
+
+    y, s, d = random_predictions(n=500, seed=7)
+    ours = metrics_with_ci(y, s, d, n_boot=2000, seed=11)
+    rng = np.random.default_rng(12)
+    rows = []
+    for _ in range(2000):
+        idx = rng.integers(0, len(y), len(y))
+        rows.append([sk.f1_score(y[idx], d[idx]), sk.recall_score(y[idx], d[idx])])
+    rows = np.array(rows)
+    for j, metric in enumerate(("f1", "recall")):
+        low, high = np.percentile(rows[:, j], [2.5, 97.5])
+        spread = rows[:, j].std()  # the interval ends move by a small fraction of this between repeats of 2,000
+        assert ours[metric]["ci95"][0] == pytest.approx(low, abs=0.15 * spread)
+        assert ours[metric]["ci95"][1] == pytest.approx(high, abs=0.15 * spread)
+
+
+def test_bootstrap_memory_does_not_grow_with_resamples(monkeypatch):
+    """The ranking-metric weights come a chunk at a time, the chunk bounded by the weight budget; confusion metrics
+    never build row weights at all."""
+    import imagesafety.bench.metrics as metrics
+
+    seen = []
+    real = metrics.bootstrap_weights
+    monkeypatch.setattr(metrics, "WEIGHT_BUDGET", 20_000)
+    monkeypatch.setattr(metrics, "bootstrap_weights", lambda n, r, rng: seen.append(r * n) or real(n, r, rng))
+    y, s, d = random_predictions(n=5000, seed=8)
+    block = metrics.metrics_with_ci(y, s, d, n_boot=1000, seed=0)
+    assert max(seen) <= 20_000 and sum(seen) == 1000 * 5000
+    lo, hi = block["auroc"]["ci95"]
+    assert lo < block["auroc"]["value"] < hi

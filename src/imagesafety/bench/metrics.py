@@ -1,7 +1,10 @@
-"""Binary safety metrics (unsafe = positive) with bootstrap 95% intervals, computed for many resamples at once.
+"""Binary safety metrics (unsafe = positive) with bootstrap 95% intervals, in memory that does not grow with resamples.
 
-Every metric is written for a matrix of sample weights (one row per bootstrap resample, each a
-multinomial count vector), so the point estimate (weights all 1) and 1,000 resamples share one code path.
+Resampling n rows with replacement gives confusion-matrix cells distributed Multinomial(n, observed cell shares), so
+the six confusion-matrix metrics resample the four counts directly (constant memory per group, whatever n). AUROC and
+AUPRC need the rows: the scores are sorted once and resampled as multinomial row weights, a chunk of resamples at a
+time, the chunk sized so that chunk x rows stays under `WEIGHT_BUDGET` values. The point estimate (weights all 1) and
+the resamples share one code path.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import pandas as pd
 from imagesafety.bench.grouping import grouped
 
 METRICS = ("accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "auprc")
+CONFUSION = ("accuracy", "precision", "recall", "f1", "fpr", "fnr")
 BOOTSTRAP_CHUNK = 256
+#: at most this many row weights (resamples x rows) at once in the ranking-metric bootstrap: ~32 MB of float64
+WEIGHT_BUDGET = 1 << 22
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -26,12 +32,22 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def weighted_metrics(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric for each row of `weights` (shape R x n); undefined values are NaN."""
     y = labels.astype(bool)
-    d = decisions.astype(bool)
     w = np.atleast_2d(weights).astype(np.float64)
-    tp, fp = w @ (y & d), w @ (~y & d)
-    fn, tn = w @ (y & ~d), w @ (~y & ~d)
+    out = confusion_metrics(w @ cell_indicators(y, decisions.astype(bool)))
+    out["auroc"], out["auprc"] = _ranking_metrics(y, scores.astype(np.float64), w, w @ y, w @ ~y)
+    return out
+
+
+def cell_indicators(y: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """(n, 4) one-hot of each row's confusion cell, in the order tp, fp, fn, tn."""
+    return np.stack([y & d, ~y & d, y & ~d, ~y & ~d], axis=1).astype(np.float64)
+
+
+def confusion_metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """The six confusion-matrix metrics for each row of `counts` (R x 4: tp, fp, fn, tn); undefined values are NaN."""
+    tp, fp, fn, tn = np.atleast_2d(counts).astype(np.float64).T
     pos, neg = tp + fn, fp + tn
-    out = {
+    return {
         "accuracy": _ratio(tp + tn, pos + neg),
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, pos),
@@ -39,14 +55,17 @@ def weighted_metrics(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarr
         "fpr": _ratio(fp, neg),
         "fnr": _ratio(fn, pos),
     }
-    out["auroc"], out["auprc"] = _ranking_metrics(y, scores.astype(np.float64), w, pos, neg)
-    return out
 
 
-def _ranking_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray, pos: np.ndarray, neg: np.ndarray):
-    """AUROC (ties count one half) and average precision (as scikit-learn defines it), per weight row."""
-    order = np.argsort(-scores, kind="mergesort")  # descending
-    s, ys, ws = scores[order], y[order], w[:, order]
+def _ranking_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray, pos: np.ndarray, neg: np.ndarray,
+                     presorted: bool = False):
+    """AUROC (ties count one half) and average precision (as scikit-learn defines it), per weight row; with
+    `presorted`, the rows are already in descending score order."""
+    if presorted:
+        s, ys, ws = scores, y, w
+    else:
+        order = np.argsort(-scores, kind="mergesort")  # descending
+        s, ys, ws = scores[order], y[order], w[:, order]
     group_end = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each run of tied scores
     cum_pos = np.cumsum(ws * ys, axis=1)[:, group_end]
     cum_neg = np.cumsum(ws * ~ys, axis=1)[:, group_end]
@@ -82,6 +101,29 @@ def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarr
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n)
 
 
+def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, decisions: np.ndarray, n_boot: int,
+                      rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`n_boot` resampled values of every metric: confusion metrics from multinomial cell counts (one (n_boot, 4)
+    draw), ranking metrics from row weights over the once-sorted scores, in chunks bounded by `WEIGHT_BUDGET`."""
+    n = len(y)
+    yb = y.astype(bool)
+    counts = cell_indicators(yb, decisions.astype(bool)).sum(axis=0)
+    cells = rng.multinomial(n, counts / n, size=n_boot) if n_boot else np.zeros((0, 4))
+    out = confusion_metrics(cells)
+    order = np.argsort(-scores, kind="mergesort")
+    ys, ss = yb[order], scores[order].astype(np.float64)
+    chunk = max(1, min(BOOTSTRAP_CHUNK, WEIGHT_BUDGET // max(n, 1)))
+    ranking: dict[str, list[np.ndarray]] = {"auroc": [], "auprc": []}
+    for start in range(0, n_boot, chunk):
+        w = bootstrap_weights(n, min(chunk, n_boot - start), rng).astype(np.float64)
+        auroc, auprc = _ranking_metrics(ys, ss, w, w @ ys, w @ ~ys, presorted=True)
+        ranking["auroc"].append(auroc)
+        ranking["auprc"].append(auprc)
+    for m, parts in ranking.items():
+        out[m] = np.concatenate(parts) if parts else np.array([])
+    return out
+
+
 def metrics_with_ci(
     labels: Iterable[int], scores: Iterable[float], decisions: Iterable[int], n_boot: int = 1000, seed: int = 0
 ) -> dict:
@@ -93,14 +135,9 @@ def metrics_with_ci(
     if len(y) == 0:
         return result | {m: {"value": None, "ci95": [None, None]} for m in METRICS}
     point = weighted_metrics(y, s, d, np.ones((1, len(y))))
-    rng = np.random.default_rng(seed)
-    boots = {m: [] for m in METRICS}
-    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
-        chunk = weighted_metrics(y, s, d, bootstrap_weights(len(y), min(BOOTSTRAP_CHUNK, n_boot - start), rng))
-        for m in METRICS:
-            boots[m].append(chunk[m])
+    boots = bootstrap_metrics(y, s, d, n_boot, np.random.default_rng(seed))
     for m in METRICS:
-        values = np.concatenate(boots[m]) if n_boot else np.array([])
+        values = boots[m]
         values = values[~np.isnan(values)]
         ci = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values.size and not np.isnan(point[m][0]) else [None, None]
         result[m] = {"value": _clean(point[m][0]), "ci95": ci}
