@@ -44,8 +44,8 @@ def captum_figure(window: int, stride: int) -> float:
     image = photo(side)
     torch.set_grad_enabled(False)
 
-    def forward(x):
-        return torch.sigmoid(clf.unsafe_logits(x)).reshape(-1)
+    def forward(x):  # on the model's device (a GPU where there is one), scores back on the CPU
+        return torch.sigmoid(clf.unsafe_logits(x.to(clf.device))).reshape(-1).cpu()
 
     def scorer(arrays):
         return forward(torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2))).numpy()
