@@ -111,6 +111,7 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
         if white:
             pictures = [images[i] for i in part["id"]]
             clean = classifier.input_pixels(pictures)
+            labels = labels.to(clean.device)  # the model's device: a GPU where there is one
             threshold = classifier.logit_threshold
             mask = image_mask(classifier, pictures, clean)
             adv = run_attack(spec, clean, labels, within_image(classifier.unsafe_logits, clean, mask), threshold, seed + start)
@@ -124,7 +125,8 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
                 fresh.append((row["sha256"], {"success": bool(flipped[j]), "linf": float(sizes["linf"][j]), "l2": float(sizes["l2"][j]),
                                               "mse": float(sizes["mse"][j]), "clean_logit": float(clean_logit[j]), "adv_logit": float(adv_logit[j])}))
                 if len(examples) < keep_examples:
-                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": clean[j].numpy(), "adv": adv[j].numpy()})
+                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": clean[j].cpu().numpy(),
+                                     "adv": adv[j].cpu().numpy()})
             advance(len(part))
         else:
             view = BlackBoxView(classifier)
