@@ -225,21 +225,26 @@ def test_eps_in_normalised_units_uses_the_classifiers_own_std(red_folder, tiny_c
     assert result.metrics["attacks"]["pgd"]["overall"]["mean_linf"] <= 0.01 * min(clip_std) + 1e-6
 
 
-def test_square_attack_leaves_nudenets_padding_untouched():
-    """A wide image fills only the top rows of NudeNet's square input: the attack may change those rows, never the padding."""
-    pytest.importorskip("art")
+@pytest.mark.parametrize("attack, runtime, eps, module", [("square", "onnx", 0.2, "art"), ("pgd", "torch", 0.03, "onnx2torch")])
+def test_attacks_leave_nudenets_padding_untouched(attack, runtime, eps, module):
+    """A wide image fills only the top rows of NudeNet's square input: the attack may change those rows, never the padding
+    (black-box on onnxruntime, white-box on the torch conversion)."""
+    pytest.importorskip(module)
     from imagesafety.bench.robustness.attacks import AttackSpec
     from imagesafety.bench.robustness.run import attack_images
     from imagesafety.classifiers import load_classifier
     from imagesafety.data.example import synthetic_image
 
-    clf = load_classifier("nudenet")
-    image = synthetic_image(np.random.default_rng(3), size=240).resize((240, 96))
+    clf = load_classifier("nudenet", runtime=runtime)
+    image = synthetic_image(np.random.default_rng(3), size=240, warm=True).resize((240, 96))
     chosen = pd.DataFrame([{"id": "wide", "sha256": "x", "label": 0, "category": "sexual", "source": "real"}])
-    _, examples = attack_images(clf, AttackSpec("square", 0.2, 20), chosen, {"wide": image}, None, 0, 1, keep_examples=1)
+    outcome, examples = attack_images(clf, AttackSpec(attack, eps, 20 if attack == "square" else 5), chosen, {"wide": image}, None,
+                                      0, 1, keep_examples=1)
     clean, adv = examples[0]["clean"], examples[0]["adv"]
     rows, cols = clf.image_region(clf.prepare(image))
     assert (rows, cols) == (128, 320) and clean.shape == adv.shape == (3, 320, 320)
     assert np.abs(adv[:, :rows] - clean[:, :rows]).max() > 0  # the image's own pixels were attacked
     np.testing.assert_array_equal(adv[:, rows:], clean[:, rows:])  # the padding was not
-    assert np.abs(adv - clean).max() <= 0.2 + 1e-6
+    assert np.abs(adv - clean).max() <= eps + 1e-6
+    if attack == "pgd":
+        assert outcome[0]["adv_logit"] > outcome[0]["clean_logit"]  # pushed toward unsafe
