@@ -121,7 +121,34 @@ LLAVAGUARD = Taxonomy(
     ),
 )
 
-BUILTIN_TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (UNSAFEBENCH, LLAVAGUARD)}
+def _coded(name: str, codes: tuple[tuple[str, str], ...]) -> Taxonomy:
+    """A benchmark's own taxonomy whose keys are its codes (VLSU's C1-C15)."""
+    return Taxonomy(name, tuple(Category(code.lower(), title, title, code) for code, title in codes))
+
+
+#: Apple's VLSU (Vision-Language Safety Understanding), categories by code.
+VLSU = _coded("vlsu", (
+    ("C1", "Slurs, Hate Speech, Hate Symbols"), ("C2", "Discrimination and Unequal Treatment"), ("C3", "Drug Abuse"),
+    ("C4", "Self-Harm and Suicide"), ("C5", "Animal Violence and Gore"), ("C6", "Adult Explicit Sexual Material"),
+    ("C7", "Adult Racy Material"), ("C8", "Warfare and Armed Conflicts"), ("C9", "Interpersonal Violence"),
+    ("C10", "Weapons and Dangerous Objects"), ("C11", "Gore and Graphic Content"), ("C12", "Terrorism and Violent Extremism"),
+    ("C13", "Jailbreaks"), ("C14", "Inauthentic Practices/Fraud"), ("C15", "Human Exploitation"),
+))
+#: VLGuard's four harmful categories.
+VLGUARD = Taxonomy("vlguard", (
+    _cat("Privacy", "Personal data and other private information."),
+    _cat("Risky Behavior", "Professional advice, political content, sexually explicit content, violence."),
+    _cat("Deception", "Disinformation."),
+    _cat("Hateful Speech", "Discrimination by sex, race or other attributes."),
+))
+#: SafeEditBench's five fictional policy levels, from permissive (L1) to restrictive (L5).
+SAFEEDITBENCH = Taxonomy("safeeditbench", tuple(
+    _cat(f"Policy L{i}", setting) for i, setting in enumerate(
+        ("Libertarian anarchy", "Free-speech internet era", "Capitalist corporatocracy", "Collectivist dystopia",
+         "Extreme theocracy"), start=1)
+))
+
+BUILTIN_TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (UNSAFEBENCH, LLAVAGUARD, VLSU, VLGUARD, SAFEEDITBENCH)}
 
 # UnsafeBench category key -> LlavaGuard category keys that cover it (empty: no counterpart).
 UNSAFEBENCH_TO_LLAVAGUARD: dict[str, tuple[str, ...]] = {

@@ -36,6 +36,10 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
         NamedDataset("unsafebench", "hf:yiting/UnsafeBench", "UnsafeBench: 10,146 real and generated images, 11 categories (gated)", "hf"),
         NamedDataset("smid", "hf:yiting/SMID", "UnsafeBench external set SMID (base64 images, label 0/1)", "hf"),
         NamedDataset("nsfw-dataset", "hf:yiting/NSFWDataset", "UnsafeBench external set NSFWDataset (base64 images, label 0/1)", "hf"),
+        NamedDataset("vlsu", "vlsu:", "Apple's VLSU: 8K image-text pairs, image-only grades, 15 categories (CC-BY-NC-ND data)"),
+        NamedDataset("unsafeconcepts", "unsafeconcepts:", "UnsafeConcepts: 1.5K unsafe images, 75 concepts (gated, research only)", "hf"),
+        NamedDataset("safeeditbench", "safeeditbench:", "SafeEditBench: unsafe images and safe edits as pairs, 5 policies (gated)", "hf"),
+        NamedDataset("vlguard", "vlguard:", "VLGuard: safe and unsafe images, 4 harmful categories, train/test (gated)", "hf"),
     )
 }
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs")
