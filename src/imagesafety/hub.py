@@ -34,6 +34,19 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def apply_offline_mode() -> None:
+    """Make the Hub libraries honour HF_HUB_OFFLINE as it is now: they read it once, when first imported, so a
+    process (or a test) that sets it later would otherwise get a minute of network retries instead of an answer."""
+    import importlib
+
+    for module in ("huggingface_hub.constants", "datasets.config"):
+        try:
+            config = importlib.import_module(module)
+        except ImportError:
+            continue
+        config.HF_HUB_OFFLINE = offline()
+
+
 def hub_reachable(timeout_s: float = 3.0) -> bool:
     """Whether the Hub answers a TCP connection (a quick check before a library's minute of retries)."""
     endpoint = os.environ.get("HF_ENDPOINT", f"https://{HUB_HOST}").split("://")[-1].split("/")[0]

@@ -147,32 +147,28 @@ class VlguardDataset:
 
 
 def vlguard_from_hub(repo: str, splits: list[str]) -> Path:
-    """Download `{split}.json` and `{split}.zip` of the Hub repository and unpack the images into the cache once."""
+    """`{split}.json` and `{split}.zip` of the Hub repository (cached, or downloaded once), the images unpacked into
+    the cache once."""
     import zipfile
 
+    from imagesafety.hub import ModelReferenceError, snapshot
     from imagesafety.store import default_cache_path
 
     try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:
-        raise ImportError("VLGuard from the Hub needs the 'hf' extra: pip install 'imagesafety[hf]'") from exc
+        folder = Path(snapshot(repo, "VLGuard", allow_patterns=[f"{s}.{ext}" for s in splits for ext in ("json", "zip")]))
+    except (ModelReferenceError, ImportError) as exc:
+        raise ValueError(f"cannot load VLGuard from {repo!r}: {exc}. It is gated: accept its terms and "
+                         "`huggingface-cli login`; offline, pass a folder with train.json/test.json and the unzipped "
+                         "train/ and test/ folders") from None
     root = default_cache_path().parent / "datasets" / repo.replace("/", "__")
     for split in splits:
-        try:
-            meta = hf_hub_download(repo, f"{split}.json", repo_type="dataset")
-            archive = hf_hub_download(repo, f"{split}.zip", repo_type="dataset")
-        except Exception as exc:  # offline, gated or missing: one line
-            raise ValueError(f"cannot load VLGuard from {repo!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-                             "It is gated: accept its terms and `huggingface-cli login`; offline, pass a folder with "
-                             "train.json/test.json and the unzipped train/ and test/ folders") from None
         target = root / split
         if not target.is_dir():
             partial = root / f".{split}.partial"
-            with zipfile.ZipFile(archive) as zf:
+            with zipfile.ZipFile(folder / f"{split}.zip") as zf:
                 zf.extractall(partial)
-            inner = partial / split if (partial / split).is_dir() else partial
-            inner.rename(target)
-        (root / f"{split}.json").write_bytes(Path(meta).read_bytes())
+            (partial / split if (partial / split).is_dir() else partial).rename(target)
+        (root / f"{split}.json").write_bytes((folder / f"{split}.json").read_bytes())
     return root
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from imagesafety.data.rows import row_to_sample
+from imagesafety.hub import apply_offline_mode
 from imagesafety.data.sample import ReadPolicy, Sample
 
 
@@ -45,6 +46,7 @@ class HuggingFaceDataset:
         """The split name -> `datasets` dataset mapping, with image columns left undecoded (we hash the bytes)."""
         if self._loaded is None:
             datasets = _require_datasets()
+            apply_offline_mode()
             try:
                 loaded = datasets.load_dataset(self.path, self.config, streaming=self.streaming)
             except Exception as exc:
