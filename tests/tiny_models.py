@@ -188,3 +188,42 @@ def write_sd_safety_checker(folder: Path, vision: dict | None = None, projection
         "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": list(mean), "image_std": list(std), "resample": 3,
         "size": image_size}))
     return folder
+
+
+def make_tiny_shieldgemma2(directory: Path, seed: int = 0) -> Path:
+    """Save a random 2-layer ShieldGemma 2 (SigLIP vision tower, Gemma 3 text model) with a ShieldGemma2Processor:
+    a character-level tokenizer that has Gemma 3's image tokens and whole-word "Yes" / "No" tokens."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (Gemma3ImageProcessor, Gemma3TextConfig, PreTrainedTokenizerFast, ShieldGemma2Config,
+                              ShieldGemma2ForImageClassification, ShieldGemma2Processor, SiglipVisionConfig)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_image>", "<end_of_image>", "<image_soft_token>",
+                "<start_of_turn>", "<end_of_turn>", "Yes", "No"]
+    vocab = {t: i for i, t in enumerate(specials + [chr(c) for c in range(32, 127)] + ["\n"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        additional_special_tokens=specials[4:9],
+        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+    template = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{% for c in m['content'] %}"
+                "{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<end_of_turn>\n"
+                "{% endfor %}<start_of_turn>model\n")
+    processor = ShieldGemma2Processor(image_processor=Gemma3ImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer,
+                                      chat_template=template, image_seq_length=4)
+    config = ShieldGemma2Config(
+        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                         image_size=32, patch_size=8).to_dict(),
+        text_config=Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                     num_key_value_heads=1, head_dim=16, vocab_size=len(vocab), max_position_embeddings=512,
+                                     sliding_window=64, pad_token_id=0, eos_token_id=1, bos_token_id=2).to_dict(),
+        mm_tokens_per_image=4, boi_token_index=vocab["<start_of_image>"], eoi_token_index=vocab["<end_of_image>"],
+        image_token_index=vocab["<image_soft_token>"])
+    config.yes_token_index, config.no_token_index = vocab["Yes"], vocab["No"]
+    torch.manual_seed(seed)
+    ShieldGemma2ForImageClassification(config).save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

