@@ -158,7 +158,7 @@ def test_bootstrap_memory_does_not_grow_with_resamples(monkeypatch):
     seen = []
     real = metrics.bootstrap_weights
     monkeypatch.setattr(metrics, "WEIGHT_BUDGET", 20_000)
-    monkeypatch.setattr(metrics, "bootstrap_weights", lambda n, r, rng: seen.append(r * n) or real(n, r, rng))
+    monkeypatch.setattr(metrics, "bootstrap_weights", lambda n, r, rng, *dtype: seen.append(r * n) or real(n, r, rng, *dtype))
     y, s, d = random_predictions(n=5000, seed=8)
     block = metrics.metrics_with_ci(y, s, d, n_boot=1000, seed=0)
     assert max(seen) <= 20_000 and sum(seen) == 1000 * 5000
