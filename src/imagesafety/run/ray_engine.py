@@ -67,6 +67,24 @@ class ModelActor:
         return rows
 
 
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """A cluster address given as HOST:PORT must answer a TCP connection, else one line naming it (instead of Ray's
+    minute of retries). `auto`, `local`, None and `ray://` client addresses are left to Ray."""
+    import socket
+
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--address {address}: give the head node as HOST:PORT (as `ray start --head` prints), or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise ValueError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with `ray start --head` "
+                         "and pass the address it prints, or --address auto on a node of the cluster") from None
+
+
 def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], parts_dir: str | Path, *, frames: FramePolicy | None = None,
                address: str | None = None,
                batch_size: int = 16, num_actors: int | None = None, num_gpus: float = 0, partition_size: int = 1000,
@@ -78,7 +96,14 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     """
     ray = _require_ray()
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        check_reachable(address)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"cannot join the Ray cluster at {address}: {first}. A cluster from `ray start --head` uses token "
+                             "authentication by default: on a node of the cluster pass --address auto, elsewhere set "
+                             "RAY_AUTH_MODE=token with the cluster's token (RAY_AUTH_TOKEN)") from None
     import logging
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress bar reports progress

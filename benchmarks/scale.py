@@ -1,0 +1,133 @@
+"""Cost as the work grows: time per image, memory and bootstrap cost of `evaluate` at 20,000 and 200,000 rows, against
+the cost of reading the data, with a near-free classifier (so only the harness is timed).
+
+    python benchmarks/scale.py [--small 20000] [--large 200000]
+
+Data: generated Parquet files in UnsafeBench's schema (16x16 PNGs, every one distinct). Each run is its own process
+(its peak memory is its own); times exclude the process start and imports (measured inside). Figures, all from this run:
+- scale_time_per_image_ratio_cold / _cached: seconds per image at --large over at --small (target <= 1.1);
+- scale_memory_growth_mb_per_100k: peak memory growth per 100,000 rows between the two sizes, cold runs (target <= 100);
+- bootstrap_cost_ratio: a cached run at --large with 1,000 resamples over the same with none (target <= 1.3);
+- cached_vs_floor: the cached run at --large over reading and sha256-hashing the same images in one process (target <= 5);
+- cold_vs_floor: the cold run at --large over reading, hashing and decoding them in one process (target <= 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CATEGORIES = ("Hate", "Harassment", "Violence", "Self-harm", "Sexual", "Shocking", "Illegal activity", "Deception", "Political",
+              "Public and personal health", "Spam")
+
+CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+from imagesafety.bench.evaluate import evaluate
+from imagesafety.classifiers.base import Classifier, Prediction, decide
+from imagesafety.taxonomy import UNSAFEBENCH
+
+class MeanLevel(Classifier):
+    name, version, taxonomy, threshold, config = "mean-level", "1", UNSAFEBENCH, 0.5, {}
+    preferred_batch_size = 256
+    def predict_prepared(self, items):
+        return [Prediction(s, decide(s, 0.5), {}, None) for s in (float(np.asarray(i).mean()) / 255 for i in items)]
+
+path, cache, n_boot = sys.argv[1], sys.argv[2], int(sys.argv[3])
+started = time.perf_counter()
+result = evaluate(MeanLevel(), path, None, cache=cache, progress=False, n_boot=n_boot, html=False)
+print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "errors": int(result.predictions["error"].notna().sum())}))
+"""
+
+FLOOR = r"""
+import hashlib, io, json, sys, time
+import numpy as np, pyarrow.parquet as pq
+from PIL import Image
+path, decode = sys.argv[1], sys.argv[2] == "decode"
+started = time.perf_counter()
+total = 0.0
+for batch in pq.ParquetFile(path).iter_batches(columns=["image"], batch_size=4096):
+    for cell in batch.column(0).to_pylist():
+        data = cell["bytes"]
+        hashlib.sha256(data).hexdigest()
+        if decode:
+            with Image.open(io.BytesIO(data)) as img:
+                total += float(np.asarray(img.convert("RGB")).mean())
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def write_dataset(path: Path, n: int, seed: int = 0) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    bases = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(64)]
+    writer = None
+    for start in range(0, n, 20000):
+        images = []
+        for i in range(start, min(n, start + 20000)):
+            array = bases[i % 64].copy()
+            array[0, 0] = (i & 255, (i >> 8) & 255, (i >> 16) & 255)  # every image distinct
+            buffer = io.BytesIO()
+            Image.fromarray(array).save(buffer, format="PNG")
+            images.append({"bytes": buffer.getvalue(), "path": None})
+        m = len(images)
+        table = pa.table({"image": images, "safety_label": rng.choice(["Safe", "Unsafe"], m).tolist(),
+                          "category": rng.choice(CATEGORIES, m).tolist(), "source": rng.choice(["Laion5B", "Lexica"], m).tolist()})
+        writer = writer or pq.ParquetWriter(str(path), table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def child(code: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"child run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--small", type=int, default=20000)
+    parser.add_argument("--large", type=int, default=200000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        runs = {}
+        for n in (args.small, args.large):
+            data = root / f"rows{n}.parquet"
+            write_dataset(data, n)
+            cache = str(root / f"cache{n}.sqlite")
+            runs[n] = {"cold": child(CHILD, str(data), cache, "1000"), "cached": child(CHILD, str(data), cache, "1000")}
+            print(f"{n} rows: cold {runs[n]['cold']['seconds']:.1f} s, peak {runs[n]['cold']['peak_mb']:.0f} MB; "
+                  f"cached {runs[n]['cached']['seconds']:.1f} s, peak {runs[n]['cached']['peak_mb']:.0f} MB", flush=True)
+        large = root / f"rows{args.large}.parquet"
+        no_boot = child(CHILD, str(large), str(root / f"cache{args.large}.sqlite"), "0")
+        hashing = child(FLOOR, str(large), "hash")["seconds"]
+        decoding = child(FLOOR, str(large), "decode")["seconds"]
+    small, big = runs[args.small], runs[args.large]
+    per = {k: (big[k]["seconds"] / args.large) / (small[k]["seconds"] / args.small) for k in ("cold", "cached")}
+    growth = (big["cold"]["peak_mb"] - small["cold"]["peak_mb"]) / ((args.large - args.small) / 100_000)
+    print(f"floor at {args.large}: read + sha256 {hashing:.1f} s; read + sha256 + decode + mean {decoding:.1f} s; "
+          f"cached run without resamples {no_boot['seconds']:.1f} s")
+    print(f"figure scale_time_per_image_ratio_cold {per['cold']:.2f} target <= 1.1")
+    print(f"figure scale_time_per_image_ratio_cached {per['cached']:.2f} target <= 1.1")
+    print(f"figure scale_memory_growth_mb_per_100k {growth:.0f} target <= 100")
+    print(f"figure bootstrap_cost_ratio {big['cached']['seconds'] / no_boot['seconds']:.2f} target <= 1.3")
+    print(f"figure cached_vs_floor {big['cached']['seconds'] / hashing:.1f} target <= 5")
+    print(f"figure cold_vs_floor {big['cold']['seconds'] / decoding:.1f} target <= 2")
+
+
+if __name__ == "__main__":
+    main()
