@@ -227,3 +227,33 @@ def make_tiny_shieldgemma2(directory: Path, seed: int = 0) -> Path:
     ShieldGemma2ForImageClassification(config).save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+def make_tiny_cosmos_guardrail(directory: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A random 2-layer SigLIP (image processor included) and a random head in the guardrail's checkpoint layout
+    ({"model": state dict with network.layers.N keys}, batch-norm statistics set), under
+    `directory/video_content_safety_filter/safety_filter.pt`. Returns (checkpoint folder, encoder folder)."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    torch.manual_seed(seed)
+    encoder = directory / "siglip"
+    config = SiglipConfig(text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=64),
+                          vision_config=dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                             image_size=32, patch_size=8))
+    SiglipModel(config).save_pretrained(encoder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(encoder)
+    state = {}
+    for i, (n_in, n_out) in enumerate(((48, 512), (512, 256))):
+        state[f"network.layers.{3 * i}.weight"] = torch.randn(n_out, n_in) / n_in ** 0.5 * 4
+        state[f"network.layers.{3 * i}.bias"] = torch.randn(n_out) * 0.1
+        bn = f"network.layers.{3 * i + 1}"
+        state |= {f"{bn}.weight": 1 + 0.1 * torch.randn(n_out), f"{bn}.bias": 0.1 * torch.randn(n_out),
+                  f"{bn}.running_mean": 0.1 * torch.randn(n_out), f"{bn}.running_var": 0.5 + torch.rand(n_out),
+                  f"{bn}.num_batches_tracked": torch.tensor(100)}
+    state["network.layers.6.weight"] = torch.randn(7, 256) / 16 * 0.3
+    state["network.layers.6.bias"] = torch.tensor([0.8, 0, 0, 0, 0, 0, 0])  # Safe wins on some images, not all
+    head = directory / "video_content_safety_filter" / "safety_filter.pt"
+    head.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state}, head)
+    return directory, encoder

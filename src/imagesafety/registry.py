@@ -131,6 +131,9 @@ _BUILTIN: tuple[Entry, ...] = (
     _e("classifier", "shieldgemma2", "imagesafety.classifiers.shieldgemma2:from_spec",
        "Google's ShieldGemma 2 with its own processor and policies (dangerous, sexual, violence; policy_file= for yours): "
        "P(Yes) per policy", "shieldgemma2 | shieldgemma2:PATH", extra="clip", modules=TORCH_CLIP),
+    _e("classifier", "cosmos-guardrail", "imagesafety.classifiers.cosmos_guardrail:from_spec",
+       "NVIDIA Cosmos guardrail's video content safety filter: SigLIP so400m features into its 7-class MLP head "
+       "(use --fps 2 for videos, as designed)", "cosmos-guardrail | cosmos-guardrail:FOLDER", extra="clip", modules=TORCH_CLIP),
     _e("classifier", "cascade", "imagesafety.classifiers.combine:cascade_from_spec",
        "A first; B only where A's score is within band=LO:HI (chains of any length); cost per stage reported",
        "cascade:nudenet>nsfwjs"),
