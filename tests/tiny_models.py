@@ -257,3 +257,20 @@ def make_tiny_cosmos_guardrail(directory: Path, seed: int = 0) -> tuple[Path, Pa
     head.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": state}, head)
     return directory, encoder
+
+
+def make_tiny_timm_classifier(directory: Path, labels=("NSFW", "SFW"), seed: int = 0) -> Path:
+    """A random 2-block ViT (Marqo's architecture, vit_tiny_patch16_384, at 64 px) saved as a timm Hub repository is
+    (config.json with its label names, model.safetensors)."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    torch.manual_seed(seed)
+    model = timm.create_model("vit_tiny_patch16_384", pretrained=False, num_classes=len(labels), img_size=64, depth=2)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 64, 64), "crop_pct": 1.0}
+    with torch.no_grad():
+        model.head.weight.normal_(0, 1.0)  # scores away from 0.5 (timm starts heads at zero), so label order matters
+    save_for_hf(model, directory, model_config={"label_names": list(labels)},
+                model_args={"img_size": 64, "depth": 2, "num_classes": len(labels)})
+    return directory

@@ -134,6 +134,9 @@ _BUILTIN: tuple[Entry, ...] = (
     _e("classifier", "cosmos-guardrail", "imagesafety.classifiers.cosmos_guardrail:from_spec",
        "NVIDIA Cosmos guardrail's video content safety filter: SigLIP so400m features into its 7-class MLP head "
        "(use --fps 2 for videos, as designed)", "cosmos-guardrail | cosmos-guardrail:FOLDER", extra="clip", modules=TORCH_CLIP),
+    _e("classifier", "marqo-nsfw", "imagesafety.classifiers.marqo_nsfw:from_spec",
+       "Marqo's NSFW detector (timm ViT-tiny/16 at 384) as its card runs it: P(NSFW)", "marqo-nsfw | marqo-nsfw:FOLDER",
+       extra="openclip", modules=("torch", "timm")),
     _e("classifier", "cascade", "imagesafety.classifiers.combine:cascade_from_spec",
        "A first; B only where A's score is within band=LO:HI (chains of any length); cost per stage reported",
        "cascade:nudenet>nsfwjs"),
