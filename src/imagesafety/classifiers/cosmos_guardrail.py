@@ -55,7 +55,15 @@ def head_path(checkpoint: str) -> Path:
         if not found.is_file():
             raise ValueError(f"Cosmos guardrail folder {local} has no {HEAD_FILE}")
         return found
-    return Path(hub.download(checkpoint, HEAD_FILE, "Cosmos guardrail head"))
+    hint = f"download {checkpoint} elsewhere and pass cosmos-guardrail:FOLDER (its folder) or cosmos-guardrail:PATH/TO/safety_filter.pt"
+    if not hub.in_hub_cache(checkpoint, HEAD_FILE):
+        hub.require_hub(f"Cosmos guardrail head {checkpoint}/{HEAD_FILE}", hint)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(checkpoint, HEAD_FILE))
+    except Exception as exc:  # gated (accept NVIDIA's license first), missing, HTTP errors: one line
+        raise ValueError(f"cannot download {checkpoint}/{HEAD_FILE} ({type(exc).__name__}); {hint}") from None
 
 
 class CosmosGuardrail(Classifier):
