@@ -17,7 +17,6 @@ in the metadata (a borderline image is unlabelled, so metrics leave it out and c
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from imagesafety.data.huggingface import HuggingFaceDataset
 from imagesafety.data.rows import row_to_sample
 from imagesafety.data.sample import ReadPolicy, Sample, relative_root
+from imagesafety.files import read_json
 
 VLSU_CSV = "https://raw.githubusercontent.com/apple/ml-vlsu/main/data/VLSU.csv"
 VLSU_IMAGE_LABELS = {"safe": 0, "unsafe": 1}  # borderline and not_sure: unlabelled
@@ -135,10 +135,7 @@ class VlguardDataset:
     def __iter__(self) -> Iterator[Sample]:
         for split in self.splits:
             path = self.root / f"{split}.json"
-            try:
-                items = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"VLGuard: {path} cannot be read: {exc}") from None
+            items = read_json(path)
             if not isinstance(items, list):
                 raise ValueError(f"VLGuard: {path} must hold a JSON list of items")
             for position, item in enumerate(items):
