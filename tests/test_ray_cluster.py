@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def running_cluster() -> str | None:
+    """The address of a cluster this machine runs, as `--address auto` finds it (Ray's current-cluster file), if it
+    answers."""
+    marker = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    address = marker.read_text().strip() if marker.is_file() else ""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address
+    except OSError:
+        return None
+
+
 @pytest.fixture(scope="module")
 def head():
     """A one-node cluster from the `ray` command line, stopped afterwards; skipped (never stopped) when this machine
@@ -27,8 +43,8 @@ def head():
     binary = Path(sys.executable).parent / "ray"
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    if subprocess.run([str(binary), "status"], capture_output=True, env=env, timeout=120).returncode == 0:
-        pytest.skip("a Ray cluster already runs on this machine; this test starts and stops its own")
+    if running_cluster():
+        pytest.skip(f"a Ray cluster already runs on this machine ({running_cluster()}); this test starts and stops its own")
     started = subprocess.run([str(binary), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                               "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)
     if started.returncode != 0:
