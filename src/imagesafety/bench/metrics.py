@@ -18,7 +18,6 @@ import pandas as pd
 from imagesafety.bench.grouping import grouped
 
 METRICS = ("accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "auprc")
-CONFUSION = ("accuracy", "precision", "recall", "f1", "fpr", "fnr")
 BOOTSTRAP_CHUNK = 256
 #: at most this many row weights (resamples x rows) at once in the ranking-metric bootstrap: ~32 MB of float64
 WEIGHT_BUDGET = 1 << 22

@@ -67,7 +67,6 @@ class NudeNetClassifier(Classifier):
         resolution: int = 320,
         threads: int | None = None,
         model: str | None = None,
-        session: bool = True,
     ):
         if isinstance(labels, str):
             labels = [s.strip().upper() for s in labels.split(",") if s.strip()]
@@ -81,20 +80,23 @@ class NudeNetClassifier(Classifier):
         self.model_file = str(Path(model).expanduser().resolve()) if model else model_path()
         if not Path(self.model_file).is_file():
             raise ValueError(f"NudeNet model {self.model_file}: no such file")
-        if session:
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            # Idle ONNX threads sleep instead of spinning, leaving the cores to the decoding threads between ops.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if threads:
-                options.intra_op_num_threads = int(threads)
-            self.session = onnxruntime.InferenceSession(self.model_file, options, providers=["CPUExecutionProvider"])
-            self.input_name = self.session.get_inputs()[0].name
         self._counted = np.array([lab in self.labels for lab in LABELS])
+        self.load_runtime(threads)
         # threshold is applied at decision time, so it is not part of the cache key; the model file by its content
         self.config = {"labels": sorted(self.labels), "resolution": self.resolution, "model": os.path.basename(self.model_file),
                        "weights": path_digest(self.model_file)}
+
+    def load_runtime(self, threads: int | None) -> None:
+        """The onnxruntime session that runs the detector."""
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # Idle ONNX threads sleep instead of spinning, leaving the cores to the decoding threads between ops.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = onnxruntime.InferenceSession(self.model_file, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """RGB image -> float32 CHW in [0, 1]: the long side resized to the input size, zero-padded at the bottom/right."""
@@ -172,10 +174,15 @@ class NudeNetTorch(NudeNetClassifier, TorchClassifier):
                  resolution: int = 320, model: str | None = None, device: str | None = None):
         import torch
 
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        super().__init__(labels, threshold, resolution, None, model)
+
+    def load_runtime(self, threads: int | None) -> None:
+        """The detector converted to torch, on `self.device`."""
+        import torch
+
         from imagesafety.onnx_module import load_onnx_module
 
-        super().__init__(labels, threshold, resolution, None, model, session=False)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.module = load_onnx_module(self.model_file)[0].to(self.device)
         self._counted_t = torch.from_numpy(self._counted).to(self.device)
 
@@ -206,18 +213,15 @@ class NudeNetTorch(NudeNetClassifier, TorchClassifier):
         return p.log() - (-p).log1p()
 
 
-RUNTIMES = ("torch", "onnx")
-
-
 def from_spec(arg: str | None, *, labels: str | list[str] = DEFAULT_UNSAFE_LABELS, threshold: float = DEFAULT_THRESHOLD,
               resolution: int = 320, threads: int | None = None, model: str | None = None, runtime: str = "onnx",
               device: str | None = None) -> NudeNetClassifier:
     """`nudenet` or `nudenet:PATH/TO/model.onnx` (another NudeNet export, e.g. the 640m model). `runtime=onnx` (the default:
     onnxruntime, as NudeNet runs it, in the base install and about 2.5x faster on a CPU) or `runtime=torch` (white-box:
     gradient attacks and evidence maps; `pip install 'imagesafety[onnx-torch]'`). Both share cached predictions."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime={runtime}: choose one of {', '.join(RUNTIMES)}")
-    if runtime == "onnx":
+    from imagesafety.onnx_module import check_runtime
+
+    if check_runtime(runtime) == "onnx":
         return NudeNetClassifier(labels, threshold, resolution, threads, model or arg)
     if threads:
         raise ValueError("threads= sets onnxruntime's threads: it goes with runtime=onnx")

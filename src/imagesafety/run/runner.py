@@ -125,10 +125,6 @@ def _errors_recorded_on(item: Prepared) -> Iterator[None]:
         item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
 
 
-#: batches read and looked up in the cache together (decoding stays a batch at a time, just ahead of the model)
-READ_BATCHES = 8
-
-
 def read_sample(item: Prepared) -> Prepared:
     """Read and hash one sample's bytes (errors recorded on the item)."""
     with _errors_recorded_on(item):
@@ -218,22 +214,17 @@ class Runner:
         """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer."""
         def produce() -> Iterator[list[Prepared]]:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool:
-                for group in batched(samples, self.batch_size * READ_BATCHES):
+                for chunk in batched(samples, self.batch_size):
                     if stop.is_set():
                         return
-                    # reading, hashing and the cache look-up a group of batches at a time: one query, few thread hand-offs
-                    read = list(pool.map(read_sample, [Prepared(s) for s in group], chunksize=self.batch_size))
-                    cached = self.task.lookup([p.sha256 for p in read if p.sha256 is not None])
-                    for p in read:
+                    items = list(pool.map(read_sample, [Prepared(s) for s in chunk]))
+                    cached = self.task.lookup([p.sha256 for p in items if p.sha256 is not None])
+                    for p in items:
                         if p.sha256 in cached:
                             p.result, p.data = cached[p.sha256], None
-                    for start in range(0, len(read), self.batch_size):
-                        if stop.is_set():
-                            return
-                        items = read[start:start + self.batch_size]
-                        todo = [p for p in items if p.error is None and p.result is None]
-                        list(pool.map(lambda p: decode_views(p, lambda image, s=p.sample: self.task.prepare(s, image), self.task.frames), todo))
-                        yield items
+                    todo = [p for p in items if p.error is None and p.result is None]
+                    list(pool.map(lambda p: decode_views(p, lambda image, s=p.sample: self.task.prepare(s, image), self.task.frames), todo))
+                    yield items
 
         return _background(produce(), self.prefetch_batches, stop)
 
