@@ -26,7 +26,8 @@ from imagesafety.classifiers import load_classifier
 from imagesafety.data import load_dataset
 from imagesafety.data.example import synthetic_image
 from imagesafety.images import decode_image
-from imagesafety.run.runner import Runner, default_workers
+from imagesafety.run.runner import Runner
+from imagesafety.data.decoding import default_workers
 from imagesafety.run.tasks import PredictionTask
 from imagesafety.store import PredictionCache
 

@@ -30,7 +30,7 @@ def main() -> None:
     import torch
 
     from imagesafety.classifiers.probe import ProbeClassifier
-    from imagesafety.encoders.embed import Embeddings
+    from imagesafety.run.embed import Embeddings
     from imagesafety.guard import GuardConfig, train_guard
 
     torch.set_num_threads(2)

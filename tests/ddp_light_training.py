@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagesafety.hyperbolic.api import train_hysac
-from imagesafety.hyperbolic.data import QuadrupleEmbeddings
-from imagesafety.hyperbolic.train import HysacTrainConfig
+from imagesafety.hysac.api import train_hysac
+from imagesafety.hysac.data import QuadrupleEmbeddings
+from imagesafety.hysac.train import HysacTrainConfig
 
 out = Path(sys.argv[1])
 rng = np.random.default_rng(0)  # the same data on every rank; each rank trains on its share of every batch

@@ -1,5 +1,6 @@
-"""The package's layering: no import circles among its modules (imports inside functions count too), and no
-package outside `bench` reaches into the benchmark for the engine or for `evaluate`."""
+"""The package's layering: no import circles among its modules (imports inside functions count too), every package on
+its floor (a package imports only packages on its own floor or below, and packages form no circle), and no package
+outside `bench` reaches into the benchmark for the engine or for `evaluate`."""
 
 import ast
 from pathlib import Path
@@ -82,6 +83,69 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if found:
                 return found
     return None
+
+
+#: floors, lowest first; a package (the first name below `imagesafety`) imports only its own floor and those below.
+#: docs/architecture.md shows the same table.
+FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("foundations", frozenset({"imagesafety", "files", "identity", "store", "hub", "net", "taxonomy", "splits", "distributed",
+                               "pixels", "media", "images", "onnx_module", "tfjs", "registry", "calibration"})),
+    ("data", frozenset({"data"})),
+    ("hashes", frozenset({"hashes"})),
+    ("model files", frozenset({"model_card"})),
+    ("encoders", frozenset({"encoders", "hyperbolic"})),
+    ("classifiers", frozenset({"classifiers"})),
+    ("engine", frozenset({"run"})),
+    ("applications", frozenset({"bench", "evidence", "policy", "perspective", "guard", "hysac", "pairs", "serve"})),
+    ("shell", frozenset({"cli", "__main__"})),
+)
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        packages.setdefault(package_of(module), set()).update(package_of(t) for t in targets)
+    return {p: targets - {p} for p, targets in packages.items()}
+
+
+def floor_violations(graph: dict[str, set[str]], floors=FLOORS) -> list[str]:
+    """Module imports that climb: from a package on one floor to a package on a higher floor."""
+    level = {package: i for i, (_, members) in enumerate(floors) for package in members}
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            a, b = package_of(module), package_of(target)
+            if a in level and b in level and level[b] > level[a]:
+                found.append(f"{module} ({floors[level[a]][0]}) imports {target} ({floors[level[b]][0]})")
+    return found
+
+
+def test_every_package_has_a_floor():
+    placed = set().union(*(members for _, members in FLOORS))
+    assert set(package_graph(import_graph())) - placed == set(), "place the new package in FLOORS (and docs/architecture.md)"
+
+
+def test_no_package_imports_a_higher_floor():
+    assert floor_violations(import_graph()) == []
+
+
+def test_no_circles_among_packages():
+    cycle = find_cycle(package_graph(import_graph()))
+    assert cycle is None, "package circle: " + " -> ".join(cycle)
+
+
+def test_a_planted_back_edge_is_found():
+    """The floor check on the real graph with one climbing import added (the data package importing the benchmark)."""
+    graph = {m: set(t) for m, t in import_graph().items()}
+    graph["imagesafety.data.folder"].add("imagesafety.bench.evaluate")
+    assert floor_violations(graph) == ["imagesafety.data.folder (data) imports imagesafety.bench.evaluate (applications)"]
+    graph["imagesafety.bench.evaluate"].add("imagesafety.data.folder")  # and the circle it closes between packages
+    assert find_cycle(package_graph(graph)) is not None
 
 
 def test_no_import_circles():

@@ -9,7 +9,7 @@ import pytest
 from conftest import jpeg_bytes
 from imagesafety.data import load_dataset
 from imagesafety.encoders import load_encoder
-from imagesafety.encoders.embed import embed, read_embeddings
+from imagesafety.run.embed import embed, read_embeddings
 from imagesafety.images import decode_image
 
 pytest.importorskip("torch")

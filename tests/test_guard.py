@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from imagesafety.bench.metrics import threshold_at_fpr
-from imagesafety.encoders.embed import Embeddings
+from imagesafety.run.embed import Embeddings
 from imagesafety.guard import GuardConfig, train_guard
 from imagesafety.guard.efficiency import sample_efficiency, summarise, write_efficiency_report
 from imagesafety.guard.train import head_scores

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from conftest import write_red_folder
 from imagesafety.classifiers.probe import load_guard
 from imagesafety.cli import app
-from imagesafety.encoders.embed import read_embeddings
+from imagesafety.run.embed import read_embeddings
 from imagesafety.guard.train import head_scores
 
 pytest.importorskip("torch")

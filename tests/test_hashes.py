@@ -304,7 +304,7 @@ def test_hash_robustness_reports_recall_per_transform_and_false_matches(tmp_path
 def test_eval_warns_when_evaluated_images_are_near_duplicates_of_a_guards_training_images(tmp_path, tiny_clip_dir):
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.classifiers import load_classifier
-    from imagesafety.encoders.embed import embed
+    from imagesafety.run.embed import embed
     from imagesafety.guard import GuardConfig, train_guard
 
     crops = photo_crops(8)

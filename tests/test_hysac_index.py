@@ -141,11 +141,11 @@ def test_guard_heads_train_on_hysac_embeddings(tmp_path, tiny_clip_dir):
     """`embed --encoder hysac:DIR` gives hyperbolic embeddings that guard training takes like any other."""
     from test_hysac_train import write_quadruples
 
-    from imagesafety.encoders.embed import embed
+    from imagesafety.run.embed import embed
     from imagesafety.guard import GuardConfig, train_guard
-    from imagesafety.hyperbolic.api import train_hysac
-    from imagesafety.hyperbolic.data import embed_quadruples, read_quadruples
-    from imagesafety.hyperbolic.train import HysacTrainConfig
+    from imagesafety.hysac.api import train_hysac
+    from imagesafety.hysac.data import embed_quadruples, read_quadruples
+    from imagesafety.hysac.train import HysacTrainConfig
     from imagesafety.encoders import load_encoder
 
     quads = write_quadruples(tmp_path / "q", n=40)

@@ -9,10 +9,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 from test_hysac_train import write_quadruples  # noqa: E402
 
-from imagesafety.hyperbolic.api import train_hysac  # noqa: E402
+from imagesafety.hysac.api import train_hysac  # noqa: E402
 from imagesafety.hyperbolic.checkpoint import released_rescale  # noqa: E402
 from imagesafety.hyperbolic.embedder import HysacEmbedder  # noqa: E402
-from imagesafety.hyperbolic.train import HysacTrainConfig  # noqa: E402
+from imagesafety.hysac.train import HysacTrainConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 torch = pytest.importorskip("torch")
-from imagesafety.hyperbolic.api import train_hysac  # noqa: E402
-from imagesafety.hyperbolic.data import embed_quadruples, read_quadruples  # noqa: E402
-from imagesafety.hyperbolic.train import HysacTrainConfig  # noqa: E402
+from imagesafety.hysac.api import train_hysac  # noqa: E402
+from imagesafety.hysac.data import embed_quadruples, read_quadruples  # noqa: E402
+from imagesafety.hysac.train import HysacTrainConfig  # noqa: E402
 
 SAFE_WORDS = ["calm lake", "green meadow", "quiet library", "sunny beach", "snowy hill"]
 UNSAFE_WORDS = ["bloody knife", "burning car", "violent riot", "gore scene", "explosion victims"]
@@ -71,7 +71,7 @@ def test_training_resumes_from_its_checkpoint(quads, tmp_path):
 
 
 def test_divergence_stops_with_the_last_good_checkpoint(quads, tmp_path):
-    from imagesafety.hyperbolic.train import TrainingDiverged
+    from imagesafety.hysac.train import TrainingDiverged
 
     _, _, embedded = quads
     train_hysac(embedded, tmp_path / "m", config=HysacTrainConfig(epochs=2, batch_size=32, patience=99), progress=False)
@@ -99,7 +99,7 @@ def test_training_never_reads_test_rows_and_the_card_lists_the_training_images(t
     import hashlib
 
     from imagesafety.encoders import load_encoder
-    from imagesafety.hyperbolic import api
+    from imagesafety.hysac import api
 
     path = write_quadruples(tmp_path / "q", n=30)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -125,7 +125,7 @@ def test_training_never_reads_test_rows_and_the_card_lists_the_training_images(t
 
 
 def test_the_order_line_says_when_the_order_does_not_hold():
-    from imagesafety.hyperbolic.api import order_check, order_line
+    from imagesafety.hysac.api import order_check, order_line
 
     holds = order_check({"S": {"avg": 0.5}, "V": {"avg": 0.7}, "U": {"avg": 0.9}, "G": {"avg": 1.2}})
     assert holds["holds"] and "the order holds" in order_line(holds)

@@ -86,7 +86,7 @@ def test_a_killed_worker_loses_nothing(cluster, tmp_path):
 
 
 def test_embed_on_ray_equals_local(cluster, tmp_path, tiny_clip_dir):
-    from imagesafety.encoders.embed import embed
+    from imagesafety.run.embed import embed
 
     data = generated(tmp_path / "d", n=12)
     local = embed(f"hf:{tiny_clip_dir}", data, tmp_path / "l.parquet", cache=None, progress=False, device="cpu")

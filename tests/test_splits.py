@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from imagesafety.encoders.embed import Embeddings
+from imagesafety.run.embed import Embeddings
 from imagesafety.splits import choose_splits
 
 

@@ -24,7 +24,7 @@ def retrain_in_place(directory, seed):
 def test_a_model_retrained_in_place_gets_new_predictions_and_embeddings(tmp_path, red_folder):
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.classifiers import load_classifier
-    from imagesafety.encoders.embed import embed
+    from imagesafety.run.embed import embed
     from imagesafety.store import PredictionCache
 
     model = retrain_in_place(tmp_path / "tinyclip", seed=0)
@@ -46,7 +46,7 @@ def test_a_model_retrained_in_place_gets_new_predictions_and_embeddings(tmp_path
 def test_a_guard_refuses_an_encoder_whose_weights_changed_and_a_retrained_guard_is_predicted_anew(tmp_path, red_folder):
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.classifiers import load_classifier
-    from imagesafety.encoders.embed import embed
+    from imagesafety.run.embed import embed
     from imagesafety.guard import GuardConfig, train_guard
     from imagesafety.store import PredictionCache
 
@@ -67,7 +67,7 @@ def test_a_guard_refuses_an_encoder_whose_weights_changed_and_a_retrained_guard_
 def test_evaluating_a_guard_on_its_own_training_images_warns_with_the_count(tmp_path, red_folder):
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.classifiers import load_classifier
-    from imagesafety.encoders.embed import embed
+    from imagesafety.run.embed import embed
     from imagesafety.guard import GuardConfig, train_guard
 
     model = retrain_in_place(tmp_path / "tinyclip", seed=0)

@@ -17,7 +17,7 @@ _LAZY = {
     "robustness": "imagesafety.bench.robustness.run:robustness",
     "leaderboard": "imagesafety.bench.leaderboard:leaderboard_from_folders",
     "write_leaderboard": "imagesafety.bench.report.leaderboard:write_leaderboard",
-    "embed": "imagesafety.encoders.embed:embed",
+    "embed": "imagesafety.run.embed:embed",
     "explain": "imagesafety.evidence.api:explain",
     "redact": "imagesafety.evidence.redact:redact",
     "audit": "imagesafety.hashes.audit:audit",

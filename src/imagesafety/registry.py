@@ -31,6 +31,10 @@ KINDS: dict[str, str] = {
 }
 
 
+#: kind -> {option: "module:attr"}: options every entry of a kind takes, applied to what the entry built
+WRAPPERS: dict[str, dict[str, str]] = {"classifier": {"calibration": "imagesafety.classifiers.calibrated:calibrated"}}
+
+
 class MissingExtraError(ImportError):
     """An entry needs packages from an extra that is not installed."""
 
@@ -289,10 +293,9 @@ def build(kind: str, spec: str, **options: Any) -> Any:
     """Build from a `NAME[:ARG]` spec, e.g. `nudenet`, `clip-zeroshot:ViT-L-14/openai`, `probe:DIR`. Any classifier also
     takes `calibration=CAL` (a folder written by `imagesafety calibrate` for it)."""
     name, _, arg = str(spec).partition(":")
-    calibration = options.pop("calibration", None) if kind == "classifier" else None
+    wraps = {option: options.pop(option, None) for option in WRAPPERS.get(kind, {})}
     built = get(kind, name).build(arg or None, **options)
-    if calibration is not None:
-        from imagesafety.classifiers.calibrated import calibrated
-
-        built = calibrated(built, str(calibration))
+    for option, value in ((o, v) for o, v in wraps.items() if v is not None):
+        module, _, attr = WRAPPERS[kind][option].partition(":")
+        built = getattr(importlib.import_module(module), attr)(built, str(value))
     return built

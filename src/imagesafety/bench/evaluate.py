@@ -252,7 +252,7 @@ def near_duplicate_overlap(clf: SafetyClassifier, rows: pd.DataFrame, data) -> l
         return []
     from imagesafety.hashes.bank import HashBank
     from imagesafety.hashes.compute import pdq
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     bank = HashBank(("pdq",), {"pdq": 31}, {"pdq": trained}, [str(i) for i in range(len(trained))], ["trained"] * len(trained),
                     [""] * len(trained))

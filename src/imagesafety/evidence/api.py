@@ -235,7 +235,7 @@ def explain(classifier: SafetyClassifier | str, images, *, method: str = "auto",
 def _items(images):
     """(id, sha256, image, error) for a list of images or a dataset's samples (read through the run's decoding path)."""
     from imagesafety.data import Dataset, load_dataset
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     if isinstance(images, list) and all(isinstance(i, Image.Image) for i in images):
         for i, image in enumerate(images):

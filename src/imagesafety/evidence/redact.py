@@ -29,7 +29,7 @@ def redact(classifier: SafetyClassifier | str, images: str | Path, out_dir: str 
     """For every image under `images`: if the classifier flags it, the union of its top evidence boxes (and a detector's own
     boxes), grown by `margin` of each side, is replaced by `fill`; the copy keeps the relative path and format."""
     from imagesafety import registry
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     clf = registry.build("classifier", classifier) if isinstance(classifier, str) else classifier
     root, out = Path(images), Path(out_dir)

@@ -44,7 +44,7 @@ def pair_check(heatmap: np.ndarray, unsafe: Image.Image, safe: Image.Image, tole
 
 def pair_checks(samples, results: dict[str, list[Evidence]]) -> dict[tuple[str, str], tuple[bool, float]]:
     """(classifier, unsafe image id) -> the pair check, for every pair of the dataset (rows with pair_id and a label)."""
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     pairs: dict[str, dict[int, object]] = {}
     for s in samples:
@@ -215,7 +215,7 @@ def run_explain(classifiers: list, dataset, out_dir: str | Path, *, method: str 
         raise ValueError(f"every image failed; the first: {first}")
     table = write_evidence(out, results, labels, pair_checks(samples, results))
     shown = {e.id for evidence in results.values() for e in evidence[:SHOWN] if e.error is None}
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     images = {item.sample.id: item.image for item in decoded_samples([s for s in samples if s.id in shown]) if item.error is None}
     return table, write_html(out, table, images, {k: [e for e in v if e.id in images or e.error] for k, v in results.items()})

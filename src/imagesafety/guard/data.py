@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imagesafety.encoders.embed import Embeddings
+from imagesafety.run.embed import Embeddings
 from imagesafety.taxonomy import Taxonomy, slugify
 
 OVERALL = "unsafe"

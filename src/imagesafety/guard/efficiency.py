@@ -16,7 +16,7 @@ import pandas as pd
 from imagesafety.bench.metrics import weighted_metrics
 from imagesafety.files import write_atomic, write_json
 from imagesafety.run.progress import add_task, progress_bar
-from imagesafety.encoders.embed import Embeddings, read_embeddings
+from imagesafety.run.embed import Embeddings, read_embeddings
 from imagesafety.guard.data import GuardData, check_compatible, guard_data
 from imagesafety.guard.train import GuardConfig, fit_head, head_scores, pair_indices
 from imagesafety.splits import choose_splits, stratified_fraction

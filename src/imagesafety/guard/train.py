@@ -18,7 +18,7 @@ import numpy as np
 
 from imagesafety.bench.metrics import f1_optimal_threshold, threshold_at_fpr, weighted_metrics
 from imagesafety.classifiers.probe import CARD_FILE, CARD_FORMAT, build_head, save_guard
-from imagesafety.encoders.embed import Embeddings, read_embeddings
+from imagesafety.run.embed import Embeddings, read_embeddings
 from imagesafety.files import write_json
 from imagesafety.identity import file_digest
 from imagesafety.guard.data import GuardData, check_compatible, check_trainable, guard_data

@@ -41,7 +41,7 @@ def image_samples(images: str | Path) -> list[Sample]:
 def hashed(samples: list[Sample], algorithms: tuple[str, ...], dihedral: bool = False) -> Iterator[tuple[Sample, str | None, dict[str, list[ImageHash]] | None, str | None]]:
     """(sample, sha256, hashes per algorithm (eight PDQ variants with `dihedral`), error) for every sample, decoded on the
     run's worker threads and hashed there too."""
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     def prepare(image: Image.Image) -> dict[str, list[ImageHash]]:
         return {a: (pdq_dihedral(image) if dihedral and a == "pdq" else [compute(image, a)]) for a in algorithms}
@@ -116,7 +116,7 @@ def add(bank_path: str | Path, images: str | Path, label: str | None = None, sou
 
 def remove(bank_path: str | Path, images: str | Path) -> int:
     """Remove the entries of these images (by content: the sha256 of their bytes)."""
-    from imagesafety.run.runner import Prepared, read_sample
+    from imagesafety.data.decoding import Prepared, read_sample
 
     bank = load_bank(bank_path)
     shas = {read_sample(Prepared(s)).sha256 for s in image_samples(images)} - {None}

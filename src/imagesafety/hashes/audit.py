@@ -44,7 +44,7 @@ def audit(dataset, out_dir: str | Path | None = None, *, threshold: int = DEFAUL
 
     from imagesafety.data import load_dataset
     from imagesafety.files import write_atomic, write_json
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
     rows: list[dict[str, Any]] = []

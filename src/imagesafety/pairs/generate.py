@@ -23,7 +23,8 @@ from imagesafety.pairs.plans import template_plans
 from imagesafety.pairs.store import PairStore
 from imagesafety.pairs.verify import Thresholds, verify_pair
 from imagesafety.run.progress import add_task, announce, progress_bar
-from imagesafety.run.runner import compute_isolating_failures, decoded_samples
+from imagesafety.run.runner import compute_isolating_failures
+from imagesafety.data.decoding import decoded_samples
 from imagesafety.run.tasks import PredictionTask
 from imagesafety.store import PredictionCache
 from imagesafety.taxonomy import LLAVAGUARD, Taxonomy, load_taxonomy

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from imagesafety.data import Dataset, dataset_name, load_dataset
 from imagesafety.files import write_atomic, write_json
-from imagesafety.run.runner import decoded_samples
+from imagesafety.data.decoding import decoded_samples
 from imagesafety.splits import choose_splits
 from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy, load_taxonomy
 

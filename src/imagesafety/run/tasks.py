@@ -17,7 +17,7 @@ from imagesafety.classifiers.base import (CachesAnswers, ComputesConcurrently, P
 from imagesafety.data.sample import Sample
 from imagesafety.encoders.base import Encoder
 from imagesafety.media import FramePolicy
-from imagesafety.run.runner import Prepared
+from imagesafety.data.decoding import Prepared
 from imagesafety.run.views import Views, combine_embeddings, combine_predictions
 from imagesafety.store import PredictionCache
 

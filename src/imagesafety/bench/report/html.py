@@ -68,7 +68,7 @@ def _thumb(data: bytes | None) -> str:
 
 def load_thumbnails(rows: pd.DataFrame, dataset: Dataset | None) -> dict[str, bytes]:
     """Thumbnails of the given rows, read from the dataset through the run's one reading path."""
-    from imagesafety.run.runner import decoded_samples
+    from imagesafety.data.decoding import decoded_samples
 
     wanted = set(rows["id"])
     if dataset is None or not wanted:

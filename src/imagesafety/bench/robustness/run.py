@@ -28,7 +28,7 @@ from imagesafety.files import atomic_path, write_atomic
 from imagesafety.run.engine import EngineOptions
 from imagesafety.run.progress import add_task, announce, progress_bar
 from imagesafety.media import FramePolicy
-from imagesafety.run.runner import decoded_samples
+from imagesafety.data.decoding import decoded_samples
 from imagesafety.store import USE_DEFAULT_CACHE, open_cache
 
 EPS_CURVE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)

@@ -22,7 +22,8 @@ from imagesafety.encoders import load_encoder
 from imagesafety.encoders.base import Encoder, TextEncoder
 from imagesafety.files import atomic_path
 from imagesafety.run.engine import EngineOptions, run_task
-from imagesafety.run.runner import RunStats, batched
+from imagesafety.run.runner import RunStats
+from imagesafety.data.decoding import batched
 from imagesafety.run.tasks import EmbeddingTask
 from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from imagesafety.cli_common import console
+from imagesafety.cli.common import console
 
 app = typer.Typer(help="PerspectiveVision-style training data for category-aware VLM guards.", no_args_is_help=True)
 

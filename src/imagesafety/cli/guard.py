@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli_common import console, split_list
+from imagesafety.cli.common import console, split_list
 
 app = typer.Typer(help="Train small guard heads on embeddings, and measure how many labels they need.", no_args_is_help=True)
 

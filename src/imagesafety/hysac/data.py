@@ -90,7 +90,8 @@ class QuadrupleEmbeddings:
 
 def embed_quadruples(frame: pd.DataFrame, encoder, cache=None, batch_size: int = 64, progress: bool = True) -> QuadrupleEmbeddings:
     """Embed texts with the encoder and images through the cached embedding runner; rows with unreadable images are refused."""
-    from imagesafety.run.runner import Runner, batched
+    from imagesafety.run.runner import Runner
+    from imagesafety.data.decoding import batched
     from imagesafety.run.tasks import EmbeddingTask
 
     def texts(column: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from imagesafety.cli_common import console, err_console, fail, parse_options
+from imagesafety.cli.common import console, err_console, fail, parse_options
 
 app = typer.Typer(help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True)
 

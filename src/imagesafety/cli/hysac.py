@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli_common import console, err_console
+from imagesafety.cli.common import console, err_console
 
 app = typer.Typer(help="Hyperbolic safety-aware CLIP (HySAC): train, classify, retrieve with safe redirection.", no_args_is_help=True)
 
@@ -40,9 +40,9 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume/--restart", help="continue from OUT/checkpoint.pt if present")] = True,
 ) -> None:
     """Train HySAC on (safe text, safe image, unsafe text, unsafe image) quadruples."""
-    from imagesafety.hyperbolic.api import order_line, train_hysac
+    from imagesafety.hysac.api import order_line, train_hysac
     from imagesafety.hyperbolic.losses import LossWeights
-    from imagesafety.hyperbolic.train import HysacTrainConfig
+    from imagesafety.hysac.train import HysacTrainConfig
     from imagesafety.store import open_cache
 
     config = HysacTrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, lr=lr or (1e-3 if mode == "light" else 1e-4),
@@ -72,7 +72,7 @@ def calibrate_command(
     device: str = "cpu",
 ) -> None:
     """Set the classification threshold (overall and per category) on a labelled image set's validation rows."""
-    from imagesafety.hyperbolic.api import calibrate_hysac
+    from imagesafety.hysac.api import calibrate_hysac
 
     card = calibrate_hysac(model, dataset, val_split=val_split, train_split=train_split, val_fraction=val_fraction, device=device)
     console.print(Text(f"threshold {card['threshold']:.4f} ({card['threshold_rule']}); per category: {card['category_thresholds']}"))
@@ -87,7 +87,7 @@ def index_command(
     device: str = "cpu",
 ) -> None:
     """Embed a gallery with a HySAC model and build a Lorentz-distance FAISS index."""
-    from imagesafety.hyperbolic.retrieval import build_index
+    from imagesafety.hysac.retrieval import build_index
 
     summary = build_index(model, gallery, out, kind=kind, device=device)
     console.print(Text(f"indexed {summary.indexed} images ({summary.unreadable} unreadable) into {summary.path} ({summary.kind})"))
@@ -106,7 +106,7 @@ def search_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Nearest gallery images for a text or image query, optionally redirected to safe content."""
-    from imagesafety.hyperbolic.retrieval import search
+    from imagesafety.hysac.retrieval import search
 
     found = search(query, image=image, index=index, model=model, k=k, redirect_query=redirect_query, rescale=rescale, device=device)
     if as_json:
@@ -129,7 +129,7 @@ def eval_command(model: Annotated[Path, typer.Option()], data: Annotated[Path, t
                  split: Annotated[Optional[str], typer.Option(help="evaluate only this split (e.g. test)")] = None,
                  out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/hysac-eval"), device: str = "cpu") -> None:
     """Recall@1/10/20 in the paper's settings, safe share for unsafe queries (with and without redirection), classification."""
-    from imagesafety.hyperbolic.evaluate import evaluate_hysac
+    from imagesafety.hysac.evaluate import evaluate_hysac
 
     report, path, rows = evaluate_hysac(model, data, out, split=split, device=device)
     table = Table(title=Text(f"HySAC on {data.name} ({rows} quadruples)"))

@@ -52,7 +52,7 @@ def evaluate_hysac(model: str | Path, data: str | Path, out: str | Path, *, spli
     from pathlib import Path
 
     from imagesafety.files import write_json
-    from imagesafety.hyperbolic.data import embed_quadruples, read_quadruples
+    from imagesafety.hysac.data import embed_quadruples, read_quadruples
     from imagesafety.hyperbolic.embedder import HysacEmbedder
 
     embedder = HysacEmbedder(model, device)

@@ -10,13 +10,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli_common import (FpsOpt, FrameRuleOpt, MaxFramesOpt, OneLineErrors, console, err_console, fail, frame_policy,
+from imagesafety.cli.common import (FpsOpt, FrameRuleOpt, MaxFramesOpt, OneLineErrors, console, err_console, fail, frame_policy,
                                    parse_options, split_list)
-from imagesafety.guard.cli import app as guard_app
-from imagesafety.hashes.cli import app as hashes_app
-from imagesafety.hyperbolic.cli import app as hysac_app
-from imagesafety.pairs.cli import app as pairs_app
-from imagesafety.perspective.cli import app as perspective_app
+from imagesafety.cli.guard import app as guard_app
+from imagesafety.cli.hashes import app as hashes_app
+from imagesafety.cli.hysac import app as hysac_app
+from imagesafety.cli.pairs import app as pairs_app
+from imagesafety.cli.perspective import app as perspective_app
 
 app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False,
                   cls=OneLineErrors)
@@ -257,7 +257,7 @@ def embed_command(
 ) -> None:
     """Embed a dataset's images (and captions) for guard training; cached and resumable. An animation's or video's
     embedding is the mean of its frames' embeddings."""
-    from imagesafety.encoders.embed import embed
+    from imagesafety.run.embed import embed
     from imagesafety.run.runner import RunInterrupted
 
     try:
@@ -551,6 +551,3 @@ def cache_clear(
     deleted = store.clear(classifier, parse_age(older_than) if older_than else None)
     console.print(Text(f"deleted {deleted} cached predictions and embeddings from {store.path}"))
 
-
-if __name__ == "__main__":
-    app()

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from imagesafety.cli_common import console, fail
+from imagesafety.cli.common import console, fail
 
 app = typer.Typer(help="Perceptual hashes (PDQ, pHash) and banks of known images.", no_args_is_help=True)
 

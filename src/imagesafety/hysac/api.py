@@ -19,9 +19,9 @@ from imagesafety.bench.metrics import f1_optimal_threshold
 from imagesafety.distributed import distributed_context, rank_device
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.checkpoint import distance_bounds, save_hysac
-from imagesafety.hyperbolic.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, image_hashes, read_quadruples
+from imagesafety.hysac.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, image_hashes, read_quadruples
 from imagesafety.hyperbolic.model import HyperbolicHeads, LoraHyperbolicCLIP
-from imagesafety.hyperbolic.train import HysacTrainConfig, fit, light_batches, write_history
+from imagesafety.hysac.train import HysacTrainConfig, fit, light_batches, write_history
 from imagesafety.model_card import write_training_images
 from imagesafety.splits import choose_splits
 
@@ -145,7 +145,7 @@ def fit_rows(model, batches, train_idx, val_idx, config, out, resume, log):
 
 def lora_batches(model: LoraHyperbolicCLIP, frame, device: str):
     """Batch function for LoRA mode: decode and resize the batch's images, tokenise its texts."""
-    from imagesafety.hyperbolic.data import image_sample
+    from imagesafety.hysac.data import image_sample
     from imagesafety.images import decode_image
 
     spec = model.pixel_spec

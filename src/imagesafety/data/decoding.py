@@ -1,0 +1,128 @@
+"""Reading samples: bytes read and hashed, images decoded, on worker threads ahead of the consumer (`decoded_samples`
+for code that needs the pictures; the engine's `Runner` builds on the same pieces)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, TypeVar
+
+from PIL import Image
+
+from imagesafety.data.sample import Sample
+from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
+from imagesafety.store import StoreError
+
+T = TypeVar("T")
+
+
+def default_workers() -> int:
+    """Decoding threads: one core is left to the model's own threads (1 on a 2-core machine, at most 4)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass(eq=False)
+class Prepared:
+    """A sample after the background stage: its hash, and a cached result, a prepared input or an error."""
+
+    sample: Sample
+    sha256: str | None = None
+    result: Any = None
+    image: Any = None  # the task's prepared views (`Views`), or the decoded image for `decoded_samples`
+    error: str | None = None
+    fresh: bool = False  # its result was computed in this run (not from the cache)
+    data: bytes | None = field(default=None, repr=False)
+
+
+
+@contextlib.contextmanager
+def errors_recorded_on(item: Prepared) -> Iterator[None]:
+    """One image's failure becomes its error row; a broken cache still ends the run."""
+    try:
+        yield
+    except ImageDecodeError as exc:
+        item.error = str(exc)
+    except StoreError:
+        raise
+    except Exception as exc:  # a loader or preprocessor failing on one image must not end the run
+        item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
+
+
+def read_sample(item: Prepared) -> Prepared:
+    """Read and hash one sample's bytes (errors recorded on the item)."""
+    with errors_recorded_on(item):
+        item.data = item.sample.load_bytes()
+        item.sha256 = sha256_bytes(item.data)
+    return item
+
+
+def decode_item(item: Prepared, prepare: Callable[[Image.Image], Any]) -> Prepared:
+    """Decode the item's bytes into one picture (the first frame, on white) through `prepare` (errors recorded on the item)."""
+    with errors_recorded_on(item):
+        item.image = prepare(decode_image(item.data, name=item.sample.image_ref))
+    item.data = None
+    return item
+
+
+
+def read_ahead(batches: Iterator[T], prefetch: int, stop: threading.Event) -> Iterator[T]:
+    """Iterate `batches` on a thread, up to `prefetch` items ahead of the consumer."""
+    out: queue.Queue = queue.Queue(maxsize=prefetch)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        out.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # surfaced in the consumer
+            out.put(exc)
+        finally:
+            out.put(done)
+
+    threading.Thread(target=produce, name="prepare", daemon=True).start()
+    while True:
+        item = out.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def decoded_samples(samples: Iterable[Sample], workers: int | None = None, batch_size: int = 16,
+                    prepare: Callable[[Image.Image], Any] = lambda image: image) -> Iterator[Prepared]:
+    """Every sample read, hashed and decoded (`.image`, through `prepare`) on worker threads, in order; unreadable
+    ones carry `.error`. The one decoding path for code that needs the images themselves."""
+    stop = threading.Event()
+
+    def produce() -> Iterator[list[Prepared]]:
+        with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
+            for chunk in batched(samples, batch_size):
+                items = list(pool.map(read_sample, [Prepared(s) for s in chunk]))
+                yield list(pool.map(lambda p: decode_item(p, prepare) if p.error is None else p, items))
+
+    try:
+        for batch in read_ahead(produce(), 4, stop):
+            yield from batch
+    finally:
+        stop.set()
