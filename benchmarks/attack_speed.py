@@ -2,7 +2,8 @@
 
     python benchmarks/attack_speed.py [--quick]
 
-The model is a 2-layer random CLIP with ViT-B/32's input geometry (224 px, 32 px patches: 49 tokens) saved and loaded as users' checkpoints
+The model is a 2-layer random CLIP with ViT-B/32's input geometry (224 px, 32 px patches: 49 tokens) saved and loaded as
+users' checkpoints
 are, used as `clip-zeroshot` over UnsafeBench's 11 categories: the same code path as a real CLIP,
 at a size this 2-core machine attacks in seconds.
 """
@@ -30,15 +31,17 @@ def main() -> None:
     n, steps = (8, 30) if args.quick else (args.images, args.steps)
 
     import torch
-    from tiny_models import make_tiny_clip
 
     from imagesafety.bench.robustness.attacks import pgd
     from imagesafety.classifiers.clip_zeroshot import ClipZeroShotClassifier
     from imagesafety.data.example import synthetic_image
+    from tiny_models import make_tiny_clip
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
-        clf = ClipZeroShotClassifier(f"hf:{make_tiny_clip(Path(tmp) / 'clip', image_size=224, patch_size=32)}", device="cpu")
+        clf = ClipZeroShotClassifier(
+            f"hf:{make_tiny_clip(Path(tmp) / 'clip', image_size=224, patch_size=32)}", device="cpu"
+        )
     rng = np.random.default_rng(0)
     x = clf.input_pixels([synthetic_image(rng, size=256) for _ in range(n)])
     with torch.no_grad():
@@ -65,7 +68,10 @@ def main() -> None:
             single = min(single, time.perf_counter() - start)
     finally:
         attacks._margin = original_margin
-    print(f"PGD-{steps} on {n} images: batched {batched / n * 1000:.0f} ms/image · one by one {single / n * 1000:.0f} ms/image")
+    print(
+        f"PGD-{steps} on {n} images: batched {batched / n * 1000:.0f} ms/image · one by one {single / n * 1000:.0f} "
+        "ms/image"
+    )
     print(f"figure pgd_batching_speedup {single / batched:.2f} target >= 3")
 
 

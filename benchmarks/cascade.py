@@ -70,7 +70,9 @@ def main() -> None:
         write_set(root, n)
         cheap, slow = Reader("cheap", 0.12, 0.0), Reader("slow", 0.02, 0.03)
         scores = evaluate(cheap, root, None, cache=None, progress=False, n_boot=10).predictions["score"].to_numpy()
-        lo, hi = np.quantile(np.abs(scores - 0.5), [0, 1 / 3])  # the third of the images the cheap stage is least sure of
+        lo, hi = np.quantile(
+            np.abs(scores - 0.5), [0, 1 / 3]
+        )  # the third of the images the cheap stage is least sure of
         band = (float(0.5 - hi), float(0.5 + hi))
         started = time.perf_counter()
         alone = evaluate(slow, root, None, cache=None, progress=False, n_boot=1000)
@@ -82,12 +84,18 @@ def main() -> None:
     f1_slow, f1_cascade = alone.metrics["overall"]["f1"], combined.metrics["overall"]["f1"]
     share = combined.metrics["classifier_summary"]["stages"]["slow"]["share_of_images"]
     print(f"band {band[0]:.3f}:{band[1]:.3f} sends {share:.0%} of the images to the slow stage")
-    print(f"slow alone {slow_seconds:.2f}s F1 {f1_slow['value']:.3f} [{f1_slow['ci95'][0]:.3f}, {f1_slow['ci95'][1]:.3f}]; "
-          f"cascade {cascade_seconds:.2f}s F1 {f1_cascade['value']:.3f}")
+    print(
+        f"slow alone {slow_seconds:.2f}s F1 {f1_slow['value']:.3f} [{f1_slow['ci95'][0]:.3f}, "
+        f"{f1_slow['ci95'][1]:.3f}]; "
+        f"cascade {cascade_seconds:.2f}s F1 {f1_cascade['value']:.3f}"
+    )
     inside = f1_slow["ci95"][0] <= f1_cascade["value"] <= f1_slow["ci95"][1]
     speedup = slow_seconds / cascade_seconds
     print(f"figure cascade_speedup {speedup:.2f} target >= 3 (cascade F1 inside the slow one's interval: {inside})")
-    print(f"figure cascade_speedup_of_limit {speedup * share:.2f} (the speedup over its limit 1 / share sent to the slow stage)")
+    print(
+        f"figure cascade_speedup_of_limit {speedup * share:.2f} (the speedup over its limit 1 / share sent to the slow "
+        "stage)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,15 +41,26 @@ def main() -> None:
         t_local = time.perf_counter() - start
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         start = time.perf_counter()
-        remote = evaluate("nudenet", root, None, cache=None, progress=False, n_boot=0, engine="ray",  # no reports, as local
-                          batch_size=16)  # default partitions of 1,000, in one Ray Data job
+        remote = evaluate(
+            "nudenet",
+            root,
+            None,
+            cache=None,
+            progress=False,
+            n_boot=0,
+            engine="ray",  # no reports, as local
+            batch_size=16,
+        )  # default partitions of 1,000, in one Ray Data job
         t_ray = time.perf_counter() - start
         ray.shutdown()
     assert len(remote.predictions) == len(local.predictions) == n
     actors = 1  # the engine's default here: one actor per 2 CPUs
     per_actor = n / t_ray / actors
     print(f"{n} images: local {n / t_local:.1f} img/s · Ray (2 CPUs, {actors} actor) {n / t_ray:.1f} img/s")
-    print(f"projected cluster throughput: {per_actor * 64:.0f} img/s with 64 actors (8 nodes x 8 CPUs), from {per_actor:.1f} img/s per actor")
+    print(
+        f"projected cluster throughput: {per_actor * 64:.0f} img/s with 64 actors (8 nodes x 8 CPUs), from "
+        f"{per_actor:.1f} img/s per actor"
+    )
     print(f"figure ray_vs_local_time {t_ray / t_local:.2f} target <= 1.3")
 
 

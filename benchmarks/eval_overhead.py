@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import timed
 
+from common import timed
 from imagesafety.classifiers import load_classifier
 from imagesafety.data import load_dataset
+from imagesafety.data.decoding import default_workers
 from imagesafety.data.example import synthetic_image
 from imagesafety.images import decode_image
 from imagesafety.run.runner import Runner
-from imagesafety.data.decoding import default_workers
 from imagesafety.run.tasks import PredictionTask
 from imagesafety.store import PredictionCache
 
@@ -72,11 +72,13 @@ def main() -> None:
         def classifier_alone() -> float:
             start = time.perf_counter()
             for i in range(0, n, args.batch_size):
-                clf.predict(decoded[i: i + args.batch_size])
+                clf.predict(decoded[i : i + args.batch_size])
             return time.perf_counter() - start
 
         def eval_pass(cache: PredictionCache) -> float:
-            runner = Runner(PredictionTask(clf, cache), batch_size=args.batch_size, workers=args.workers, show_progress=False)
+            runner = Runner(
+                PredictionTask(clf, cache), batch_size=args.batch_size, workers=args.workers, show_progress=False
+            )
             start = time.perf_counter()
             runner.run(load_dataset(root))
             elapsed = time.perf_counter() - start
@@ -89,7 +91,19 @@ def main() -> None:
             first.append(eval_pass(PredictionCache(Path(tmp) / f"cache-{rep}.sqlite")))
         alone, first = min(alone), min(first)
 
-        command = [sys.executable, "-m", "imagesafety", "eval", "-c", "nudenet", "-d", str(root), "-q", "--batch-size", str(args.batch_size)]
+        command = [
+            sys.executable,
+            "-m",
+            "imagesafety",
+            "eval",
+            "-c",
+            "nudenet",
+            "-d",
+            str(root),
+            "-q",
+            "--batch-size",
+            str(args.batch_size),
+        ]
         ours, peer, cold, warm = [], [], [], []
         for rep in range(max(2, args.repeats // 2)):
             peer.append(timed([sys.executable, "-c", PEER, str(root), str(args.batch_size)]))
@@ -99,9 +113,14 @@ def main() -> None:
             warm.append(timed(command + ["-o", str(Path(tmp) / f"p-{rep}"), "--cache", str(cache)]))
         ours, peer, cold, warm = min(ours), min(peer), min(cold), min(warm)
 
-    print(f"images {n} ({args.size}px JPEG) · classifier alone {alone:.2f}s ({n / alone:.1f} img/s) · eval pass {first:.2f}s")
-    print(f"processes: NudeDetector.detect_batch {peer:.2f}s · imagesafety eval {ours:.2f}s · "
-          f"first run {cold:.2f}s · cached re-run {warm:.2f}s")
+    print(
+        f"images {n} ({args.size}px JPEG) · classifier alone {alone:.2f}s ({n / alone:.1f} img/s) · eval pass "
+        f"{first:.2f}s"
+    )
+    print(
+        f"processes: NudeDetector.detect_batch {peer:.2f}s · imagesafety eval {ours:.2f}s · "
+        f"first run {cold:.2f}s · cached re-run {warm:.2f}s"
+    )
     print(f"figure eval_overhead_ratio {first / alone:.3f} target <= 1.05")
     print(f"figure eval_vs_nudedetector {peer / ours:.2f} target >= 1.5")
     print(f"figure cached_rerun_speedup {cold / warm:.1f} target >= 5")

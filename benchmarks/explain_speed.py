@@ -1,9 +1,11 @@
-"""What evidence maps cost: batched occlusion against captum and one query per masked copy, and the memory of a large image.
+"""What evidence maps cost: batched occlusion against captum and one query per masked copy, and the memory of a large
+image.
 
     python benchmarks/explain_speed.py [--quick]
 
 Every figure is a ratio measured in this run:
-- occlusion_vs_captum = captum's `Occlusion` with perturbations_per_eval=1 / our batched occlusion (many masked copies per
+- occlusion_vs_captum = captum's `Occlusion` with perturbations_per_eval=1 / our batched occlusion (many masked copies
+per
   forward batch), the same torch model (NSFWJS's MobileNetV2, its real weights from the npm package), image, window,
   stride and baseline, the two maps checked equal (target >= 5);
 - nudenet_batched_queries = NudeNet's occlusion with one `predict` per masked copy / with the masked copies batched
@@ -57,11 +59,19 @@ def captum_figure(window: int, stride: int) -> float:
     x = torch.from_numpy(image.transpose(2, 0, 1))[None]
     forward(x)  # captum's batch shape, warmed too
     started = time.perf_counter()
-    theirs = Occlusion(forward).attribute(x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride), baselines=0.0,
-                                          perturbations_per_eval=1)
+    theirs = Occlusion(forward).attribute(
+        x,
+        sliding_window_shapes=(3, window, window),
+        strides=(3, stride, stride),
+        baselines=0.0,
+        perturbations_per_eval=1,
+    )
     one_by_one = time.perf_counter() - started
     gap = float(np.abs(theirs[0, 0].numpy() - ours).max())
-    print(f"occlusion {side}px window {window} stride {stride}: ours {batched:.2f}s, captum {one_by_one:.2f}s, max difference {gap:.2e}")
+    print(
+        f"occlusion {side}px window {window} stride {stride}: ours {batched:.2f}s, captum {one_by_one:.2f}s, max "
+        f"difference {gap:.2e}"
+    )
     assert gap < 1e-4, gap
     return one_by_one / batched
 
@@ -84,17 +94,22 @@ def nudenet_figure(window: int, stride: int) -> float:
 
 
 def memory_figure() -> float:
-    from planted import PlantedPatchClassifier, plant
-
     from imagesafety.evidence import ExplainSettings, explain_image
+    from planted import PlantedPatchClassifier, plant
 
     image = Image.fromarray(plant(np.full((2048, 2048, 3), 90, np.uint8), (1000, 900, 1100, 1000)))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    evidence = explain_image(PlantedPatchClassifier(gain=400.0), image, ExplainSettings(method="occlusion", work_side=2048, window=256,
-                                                                                         stride=128, patch=16, steps=8))
+    evidence = explain_image(
+        PlantedPatchClassifier(gain=400.0),
+        image,
+        ExplainSettings(method="occlusion", work_side=2048, window=256, stride=128, patch=16, steps=8),
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     one_copy = 2048 * 2048 * 3 * 4
-    print(f"2048x2048: peak +{peak / 2**20:.0f} MB (one float32 copy {one_copy / 2**20:.0f} MB); flip fraction {evidence.flip_fraction}")
+    print(
+        f"2048x2048: peak +{peak / 2**20:.0f} MB (one float32 copy {one_copy / 2**20:.0f} MB); flip fraction "
+        f"{evidence.flip_fraction}"
+    )
     return peak / one_copy
 
 
@@ -105,7 +120,10 @@ def main() -> None:
     window, stride = (32, 16) if args.quick else (16, 8)
     memory = memory_figure()  # first: the process's peak is not yet raised by loading the other models
     print(f"figure occlusion_vs_captum {captum_figure(window, stride):.1f} target >= 5")
-    print(f"figure nudenet_batched_queries {nudenet_figure(64 if args.quick else 32, 32 if args.quick else 16):.2f} target >= 2")
+    print(
+        f"figure nudenet_batched_queries {nudenet_figure(64 if args.quick else 32, 32 if args.quick else 16):.2f} "
+        "target >= 2"
+    )
     print(f"figure explain_2048_peak_memory_ratio {memory:.1f} (peak memory added / one float32 copy of the image)")
 
 

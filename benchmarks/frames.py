@@ -24,13 +24,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from planted import PlantedPatchClassifier, video_bytes  # noqa: E402
-
 from imagesafety.classifiers import load_classifier  # noqa: E402
 from imagesafety.data import load_dataset  # noqa: E402
 from imagesafety.data.example import synthetic_image  # noqa: E402
 from imagesafety.run.runner import Runner  # noqa: E402
 from imagesafety.run.tasks import PredictionTask  # noqa: E402
+from planted import PlantedPatchClassifier, video_bytes  # noqa: E402
 
 
 def write_sets(root: Path, n: int, frames: int, size: int) -> tuple[Path, Path]:
@@ -39,8 +38,10 @@ def write_sets(root: Path, n: int, frames: int, size: int) -> tuple[Path, Path]:
     for folder in (gifs / "unsafe", stills / "unsafe"):
         folder.mkdir(parents=True)
     for i in range(n):
-        pictures = [synthetic_image(rng, size=size, warm=bool(f % 2)).convert("P", palette=Image.ADAPTIVE).convert("RGB")
-                    for f in range(frames)]
+        pictures = [
+            synthetic_image(rng, size=size, warm=bool(f % 2)).convert("P", palette=Image.ADAPTIVE).convert("RGB")
+            for f in range(frames)
+        ]
         pictures[0].save(gifs / "unsafe" / f"{i:04d}.gif", save_all=True, append_images=pictures[1:], duration=100)
         with Image.open(gifs / "unsafe" / f"{i:04d}.gif") as gif:  # the stills are the GIF's own decoded frames
             for f in range(frames):
@@ -64,22 +65,29 @@ class CostlyPlanted(PlantedPatchClassifier):
 def serve_figure(videos: int, seconds: int) -> float:
     import httpx
 
-    from serve_helpers import running_server
-
     from imagesafety.media import FramePolicy
     from imagesafety.serve import ServeConfig
+    from serve_helpers import running_server
 
     clips = [video_bytes(seconds=seconds, planted_from=1.0, planted_to=1.5, size=(320, 240)) for _ in range(videos)]
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
         for early in (False, True, False, True):
-            config = ServeConfig(api_keys={"k": "bench-key"}, audit_url=f"sqlite:///{tmp}/audit-{early}.sqlite", max_batch_size=4,
-                                 frames=FramePolicy(early_exit=early))
+            config = ServeConfig(
+                api_keys={"k": "bench-key"},
+                audit_url=f"sqlite:///{tmp}/audit-{early}.sqlite",
+                max_batch_size=4,
+                frames=FramePolicy(early_exit=early),
+            )
             with running_server(config, {"planted": CostlyPlanted(load_classifier("nudenet"))}) as (url, _, _):
                 started = time.perf_counter()
                 for clip in clips:
-                    r = httpx.post(f"{url}/v1/classify", files=[("files", ("v.mp4", clip, "video/mp4"))],
-                                   headers={"Authorization": "Bearer bench-key"}, timeout=300)
+                    r = httpx.post(
+                        f"{url}/v1/classify",
+                        files=[("files", ("v.mp4", clip, "video/mp4"))],
+                        headers={"Authorization": "Bearer bench-key"},
+                        timeout=300,
+                    )
                     assert r.status_code == 200 and r.json()["results"][0]["flagged"], r.text
                 seconds_taken = time.perf_counter() - started
                 times[early] = min(times.get(early, float("inf")), seconds_taken)
@@ -106,10 +114,16 @@ def main() -> None:
                 rows = runner.run(load_dataset(root))
                 best[name] = min(best[name], time.perf_counter() - started)
                 assert rows["error"].isna().all(), rows["error"].dropna().head()
-        print(f"stills {best['stills']:.2f}s for {n * frames} PNGs; animations {best['gifs']:.2f}s for {n} GIFs of {frames} frames")
+        print(
+            f"stills {best['stills']:.2f}s for {n * frames} PNGs; animations {best['gifs']:.2f}s for {n} GIFs of "
+            f"{frames} frames"
+        )
     print(f"figure animation_vs_stills {best['stills'] / best['gifs']:.2f} target >= 0.9")
     speedup = serve_figure(2 if args.quick else 4, 20)
-    print(f"figure serve_early_exit_speedup {speedup:.2f} (videos of 20 s flagged in their second second; early exit off / on)")
+    print(
+        f"figure serve_early_exit_speedup {speedup:.2f} (videos of 20 s flagged in their second second; early exit off "
+        "/ on)"
+    )
 
 
 if __name__ == "__main__":

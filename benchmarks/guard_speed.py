@@ -30,18 +30,24 @@ def main() -> None:
     import torch
 
     from imagesafety.classifiers.probe import ProbeClassifier
-    from imagesafety.run.embed import Embeddings
     from imagesafety.guard import GuardConfig, train_guard
+    from imagesafety.run.embed import Embeddings
 
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.n, args.dim)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     labels = (X @ rng.normal(size=args.dim) > 0).astype(int)
-    emb = Embeddings.from_arrays(X, labels, "synthetic", category=np.where(np.arange(args.n) % 2, "sexual", "violence").tolist())
+    emb = Embeddings.from_arrays(
+        X, labels, "synthetic", category=np.where(np.arange(args.n) % 2, "sexual", "violence").tolist()
+    )
 
-    warm = torch.nn.Linear(2, 1)  # torch's optimisers import torch._dynamo on their first step (~1.5 s, once per process):
-    torch.optim.LBFGS(warm.parameters()).step(lambda: warm(torch.ones(1, 2)).sum().backward() or warm(torch.ones(1, 2)).sum())
+    warm = torch.nn.Linear(
+        2, 1
+    )  # torch's optimisers import torch._dynamo on their first step (~1.5 s, once per process):
+    torch.optim.LBFGS(warm.parameters()).step(
+        lambda: warm(torch.ones(1, 2)).sum().backward() or warm(torch.ones(1, 2)).sum()
+    )
     start = time.perf_counter()  # an import cost, excluded here as scikit-learn's imports are
     result = train_guard(emb, config=GuardConfig(head="linear", target="binary"))
     train_seconds = time.perf_counter() - start
@@ -50,8 +56,10 @@ def main() -> None:
     start = time.perf_counter()
     LogisticRegression(max_iter=1000).fit(X, labels)
     sklearn_seconds = time.perf_counter() - start
-    print(f"trained {result.card['training']['epochs_run']} epochs on {args.n} x {args.dim}: "
-          f"validation F1 {result.card['metrics']['validation']['unsafe']['f1']:.3f}")
+    print(
+        f"trained {result.card['training']['epochs_run']} epochs on {args.n} x {args.dim}: "
+        f"validation F1 {result.card['metrics']['validation']['unsafe']['f1']:.3f}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         from imagesafety.classifiers.probe import save_guard
@@ -75,8 +83,10 @@ def main() -> None:
             bare.append(time.perf_counter() - start)
         per_image_us = min(ours) / (reps * len(batch)) * 1e6
 
-    print(f"training: ours {train_seconds:.2f} s, scikit-learn LogisticRegression {sklearn_seconds:.2f} s; "
-          f"inference {per_image_us:.1f} us per image")
+    print(
+        f"training: ours {train_seconds:.2f} s, scikit-learn LogisticRegression {sklearn_seconds:.2f} s; "
+        f"inference {per_image_us:.1f} us per image"
+    )
     print(f"figure guard_train_vs_sklearn {train_seconds / sklearn_seconds:.2f} target <= 2.5")
     print(f"figure guard_inference_overhead {min(ours) / min(bare):.1f} target <= 25")
 

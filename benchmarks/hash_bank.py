@@ -3,9 +3,11 @@
     python benchmarks/hash_bank.py [--entries 1000000] [--queries 1000] [--quick]
 
 Every figure is a ratio measured in this run:
-- bank_search_speedup = matching N queries against a PDQ bank by numpy brute force (xor and popcount over the packed bits,
+- bank_search_speedup = matching N queries against a PDQ bank by numpy brute force (xor and popcount over the packed
+bits,
   in chunks) / the same with the bank's exact FAISS index (`IndexBinaryFlat`), answers checked equal (target >= 10);
-- bank_load_seconds_per_million = seconds to load the bank from disk, per million entries (a figure: "well under a second");
+- bank_load_seconds_per_million = seconds to load the bank from disk, per million entries (a figure: "well under a
+second");
 - hashing_vs_pdqhash = reading and decoding each image as we do and calling `pdqhash.compute` on it, one by one / our
   `hashes compute` path (worker threads read, hash the bytes, decode and hash; target >= 0.9: our batching adds no
   overhead).
@@ -29,7 +31,7 @@ def brute_force(entries: np.ndarray, queries: np.ndarray, chunk: int = 50_000) -
     best_d = np.full(len(queries), 1 << 30)
     best_i = np.full(len(queries), -1)
     for start in range(0, len(entries), chunk):
-        block = entries[start:start + chunk]
+        block = entries[start : start + chunk]
         for q, query in enumerate(queries):
             d = POPCOUNT[np.bitwise_xor(block, query)].sum(axis=1, dtype=np.int32)
             j = int(d.argmin())
@@ -41,8 +43,17 @@ def brute_force(entries: np.ndarray, queries: np.ndarray, chunk: int = 50_000) -
 def search_figure(entries_n: int, queries_n: int) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     entries = rng.integers(0, 256, (entries_n, 32), dtype=np.uint8)
-    queries = entries[rng.integers(0, entries_n, queries_n)] ^ (rng.integers(0, 2, (queries_n, 32), dtype=np.uint8) << rng.integers(0, 8, (queries_n, 32), dtype=np.uint8))
-    bank = HashBank(("pdq",), {"pdq": 31}, {"pdq": entries}, [str(i) for i in range(entries_n)], ["sexual"] * entries_n, ["bench"] * entries_n)
+    queries = entries[rng.integers(0, entries_n, queries_n)] ^ (
+        rng.integers(0, 2, (queries_n, 32), dtype=np.uint8) << rng.integers(0, 8, (queries_n, 32), dtype=np.uint8)
+    )
+    bank = HashBank(
+        ("pdq",),
+        {"pdq": 31},
+        {"pdq": entries},
+        [str(i) for i in range(entries_n)],
+        ["sexual"] * entries_n,
+        ["bench"] * entries_n,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         bank.save(tmp)
         started = time.perf_counter()
@@ -56,17 +67,19 @@ def search_figure(entries_n: int, queries_n: int) -> tuple[float, float]:
     bd, _ = brute_force(entries, queries)
     brute = time.perf_counter() - started
     assert (d[:, 0] == bd).all()
-    print(f"{queries_n} queries against {entries_n} entries: FAISS {indexed:.3f}s, numpy brute force {brute:.2f}s; load {load_seconds:.2f}s")
+    print(
+        f"{queries_n} queries against {entries_n} entries: FAISS {indexed:.3f}s, numpy brute force {brute:.2f}s; load "
+        f"{load_seconds:.2f}s"
+    )
     return brute / indexed, load_seconds / (entries_n / 1e6)
 
 
 def hashing_figure(n: int) -> float:
     import pdqhash
 
-    from imagesafety.images import decode_image
-
     from imagesafety.data.example import synthetic_image
     from imagesafety.hashes.api import compute_hashes
+    from imagesafety.images import decode_image
 
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +96,9 @@ def hashing_figure(n: int) -> float:
             direct = [pdqhash.compute(np.asarray(decode_image(f.read_bytes()))) for f in files]
             best["direct"] = min(best["direct"], time.perf_counter() - started)
         assert len(table) == len(direct) == n
-    print(f"hashing {n} images (read + decode + PDQ): ours {best['ours']:.2f}s, pdqhash one by one {best['direct']:.2f}s")
+    print(
+        f"hashing {n} images (read + decode + PDQ): ours {best['ours']:.2f}s, pdqhash one by one {best['direct']:.2f}s"
+    )
     return best["direct"] / best["ours"]
 
 

@@ -49,7 +49,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     gallery = np.empty((n, args.dim), dtype=np.float32)
     for start in range(0, n, 100_000):  # chunked, to keep peak memory low
-        gallery[start : start + 100_000] = rng.standard_normal((min(100_000, n - start), args.dim), dtype=np.float32) * 0.05
+        gallery[start : start + 100_000] = (
+            rng.standard_normal((min(100_000, n - start), args.dim), dtype=np.float32) * 0.05
+        )
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32) * 0.05
     c = 1.0
 
@@ -74,10 +76,17 @@ def main() -> None:
     b_ix = timed(lambda: index.search(batch, 10), 1)
     qps = lambda t, k=args.queries: k / t  # noqa: E731
     print(f"gallery {n} x {args.dim}; top-10 agreement brute force vs index {agree:.4f}")
-    print(f"one query at a time: brute force {qps(t_bf):.1f} q/s · Lorentz index {qps(t_ix):.1f} q/s · Euclidean FAISS {qps(t_l2):.1f} q/s")
-    print(f"batches of {args.batch} (information): brute force {qps(b_bf, args.batch):.1f} q/s · Lorentz index {qps(b_ix, args.batch):.1f} q/s")
+    print(
+        f"one query at a time: brute force {qps(t_bf):.1f} q/s · Lorentz index {qps(t_ix):.1f} q/s · Euclidean FAISS "
+        f"{qps(t_l2):.1f} q/s"
+    )
+    print(
+        f"batches of {args.batch} (information): brute force {qps(b_bf, args.batch):.1f} q/s · Lorentz index "
+        f"{qps(b_ix, args.batch):.1f} q/s"
+    )
     print(f"figure lorentz_index_speedup_vs_bruteforce {t_bf / t_ix:.2f} target >= 5")
     print(f"figure lorentz_index_slowdown_vs_euclidean {t_ix / t_l2:.2f} target <= 1.2")
+
 
 if __name__ == "__main__":
     main()

@@ -28,9 +28,15 @@ TARGET = 2.0
 
 def node_speed(model: str, n: int, batch: int) -> float:
     if not (NODE_DIR / "node_modules" / "nsfwjs").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--silent"], cwd=NODE_DIR, check=True)
-    done = subprocess.run(["node", str(NODE_DIR / "nsfwjs_reference.cjs"), "time", NODE_NAMES[model], str(n), str(batch)],
-                          capture_output=True, text=True, check=True)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--silent"], cwd=NODE_DIR, check=True
+        )
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "nsfwjs_reference.cjs"), "time", NODE_NAMES[model], str(n), str(batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)["images_per_second"]
 
 
@@ -68,8 +74,10 @@ def main() -> None:
         clf = load_classifier(f"nsfwjs:{args.model}", device="cpu")
         cached = time.perf_counter() - started
         port = port_speed(clf, 8 * args.images, args.batch)
-    print(f"{args.model}: port {port:.1f} images/s, NSFWJS on Node (tfjs CPU) {node:.2f} images/s, batch {args.batch}; "
-          f"first load {first:.2f} s, cached load {cached:.3f} s")
+    print(
+        f"{args.model}: port {port:.1f} images/s, NSFWJS on Node (tfjs CPU) {node:.2f} images/s, batch {args.batch}; "
+        f"first load {first:.2f} s, cached load {cached:.3f} s"
+    )
     print(f"figure nsfwjs_port_speedup {port / node:.1f} target >= {TARGET}")
     print(f"figure nsfwjs_cold_start_ratio {first / cached:.1f} target >= 1")
 

@@ -3,7 +3,8 @@
     python benchmarks/onnx_torch_speed.py [--images 64] [--batch 16]
 
 Measured in this one run, on the same machine, the same prepared batches and the same thread count:
-- figure opennsfw_torch_vs_onnx = seconds per image of `opennsfw` with runtime=torch / with runtime=onnx (target <= 1.5);
+- figure opennsfw_torch_vs_onnx = seconds per image of `opennsfw` with runtime=torch / with runtime=onnx (target <=
+1.5);
 - figure nudenet_torch_vs_onnx = the same for `nudenet` (reported: onnx stays NudeNet's default runtime).
 Best of three passes each, interleaved, so a noisy neighbour hurts both sides alike.
 """
@@ -22,7 +23,7 @@ TARGET = 1.5
 def seconds_per_image(run, items: list, batch: int) -> float:
     started = time.perf_counter()
     for start in range(0, len(items), batch):
-        run(items[start:start + batch])
+        run(items[start : start + batch])
     return (time.perf_counter() - started) / len(items)
 
 
@@ -50,10 +51,15 @@ def main() -> None:
     from imagesafety.data.example import synthetic_image
 
     rng = np.random.default_rng(0)
-    images = [synthetic_image(rng, size=int(s), warm=bool(i % 2)) for i, s in enumerate(rng.integers(200, 640, args.images))]
+    images = [
+        synthetic_image(rng, size=int(s), warm=bool(i % 2)) for i, s in enumerate(rng.integers(200, 640, args.images))
+    ]
     results = {name: compare(name, images, args.batch) for name in ("opennsfw", "nudenet")}
     for name, (torch_s, onnx_s) in results.items():
-        print(f"{name}: torch {1000 * torch_s:.1f} ms/image, onnxruntime {1000 * onnx_s:.1f} ms/image (batch {args.batch})")
+        print(
+            f"{name}: torch {1000 * torch_s:.1f} ms/image, onnxruntime {1000 * onnx_s:.1f} ms/image (batch "
+            f"{args.batch})"
+        )
     print(f"figure opennsfw_torch_vs_onnx {results['opennsfw'][0] / results['opennsfw'][1]:.2f} target <= {TARGET}")
     print(f"figure nudenet_torch_vs_onnx {results['nudenet'][0] / results['nudenet'][1]:.2f} target <= {TARGET}")
 

@@ -33,8 +33,12 @@ def straightforward(original, edited, region, model) -> dict:
 
     with torch.no_grad():
         distance = float(model(tensor(a), tensor(b)).item())
-    return {"ssim": structural_similarity(a, b, channel_axis=2, data_range=255), "changed_fraction": float((diff.max(axis=2) > 16).mean()),
-            "outside_similarity": float(1 - diff[~region].mean() / 255), "lpips": distance}
+    return {
+        "ssim": structural_similarity(a, b, channel_axis=2, data_range=255),
+        "changed_fraction": float((diff.max(axis=2) > 16).mean()),
+        "outside_similarity": float(1 - diff[~region].mean() / 255),
+        "lpips": distance,
+    }
 
 
 def main() -> None:

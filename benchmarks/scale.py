@@ -8,7 +8,8 @@ Data: generated Parquet files in UnsafeBench's schema (16x16 PNGs, every one dis
 - scale_time_per_image_ratio_cold / _cached: seconds per image at --large over at --small (target <= 1.1);
 - scale_memory_growth_mb_per_100k: peak memory growth per 100,000 rows between the two sizes, cold runs (target <= 100);
 - bootstrap_cost_ratio: a cached run at --large with 1,000 resamples over the same with none (target <= 1.3);
-- cached_vs_floor: the cached run at --large over reading and sha256-hashing the same images in one process (target <= 5);
+- cached_vs_floor: the cached run at --large over reading and sha256-hashing the same images in one process (target <=
+5);
 - cold_vs_floor: the cold run at --large over reading, hashing and decoding them in one process (target <= 2).
 """
 
@@ -24,8 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-CATEGORIES = ("Hate", "Harassment", "Violence", "Self-harm", "Sexual", "Shocking", "Illegal activity", "Deception", "Political",
-              "Public and personal health", "Spam")
+CATEGORIES = (
+    "Hate",
+    "Harassment",
+    "Violence",
+    "Self-harm",
+    "Sexual",
+    "Shocking",
+    "Illegal activity",
+    "Deception",
+    "Political",
+    "Public and personal health",
+    "Spam",
+)
 
 CHILD = r"""
 import json, resource, sys, time
@@ -43,8 +55,10 @@ class MeanLevel(Classifier):
 path, cache, n_boot = sys.argv[1], sys.argv[2], int(sys.argv[3])
 started = time.perf_counter()
 result = evaluate(MeanLevel(), path, None, cache=cache, progress=False, n_boot=n_boot, html=False)
-print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions),
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "errors": int(result.predictions["error"].notna().sum())}))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+errors = int(result.predictions["error"].notna().sum())
+print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions), "peak_mb": peak_mb,
+                  "errors": errors}))
 """
 
 FLOOR = r"""
@@ -82,8 +96,14 @@ def write_dataset(path: Path, n: int, seed: int = 0) -> None:
             Image.fromarray(array).save(buffer, format="PNG")
             images.append({"bytes": buffer.getvalue(), "path": None})
         m = len(images)
-        table = pa.table({"image": images, "safety_label": rng.choice(["Safe", "Unsafe"], m).tolist(),
-                          "category": rng.choice(CATEGORIES, m).tolist(), "source": rng.choice(["Laion5B", "Lexica"], m).tolist()})
+        table = pa.table(
+            {
+                "image": images,
+                "safety_label": rng.choice(["Safe", "Unsafe"], m).tolist(),
+                "category": rng.choice(CATEGORIES, m).tolist(),
+                "source": rng.choice(["Laion5B", "Lexica"], m).tolist(),
+            }
+        )
         writer = writer or pq.ParquetWriter(str(path), table.schema)
         writer.write_table(table)
     writer.close()
@@ -109,8 +129,11 @@ def main() -> None:
             write_dataset(data, n)
             cache = str(root / f"cache{n}.sqlite")
             runs[n] = {"cold": child(CHILD, str(data), cache, "1000"), "cached": child(CHILD, str(data), cache, "1000")}
-            print(f"{n} rows: cold {runs[n]['cold']['seconds']:.1f} s, peak {runs[n]['cold']['peak_mb']:.0f} MB; "
-                  f"cached {runs[n]['cached']['seconds']:.1f} s, peak {runs[n]['cached']['peak_mb']:.0f} MB", flush=True)
+            print(
+                f"{n} rows: cold {runs[n]['cold']['seconds']:.1f} s, peak {runs[n]['cold']['peak_mb']:.0f} MB; "
+                f"cached {runs[n]['cached']['seconds']:.1f} s, peak {runs[n]['cached']['peak_mb']:.0f} MB",
+                flush=True,
+            )
         large = root / f"rows{args.large}.parquet"
         no_boot = child(CHILD, str(large), str(root / f"cache{args.large}.sqlite"), "0")
         hashing = child(FLOOR, str(large), "hash")["seconds"]
@@ -118,8 +141,10 @@ def main() -> None:
     small, big = runs[args.small], runs[args.large]
     per = {k: (big[k]["seconds"] / args.large) / (small[k]["seconds"] / args.small) for k in ("cold", "cached")}
     growth = (big["cold"]["peak_mb"] - small["cold"]["peak_mb"]) / ((args.large - args.small) / 100_000)
-    print(f"floor at {args.large}: read + sha256 {hashing:.1f} s; read + sha256 + decode + mean {decoding:.1f} s; "
-          f"cached run without resamples {no_boot['seconds']:.1f} s")
+    print(
+        f"floor at {args.large}: read + sha256 {hashing:.1f} s; read + sha256 + decode + mean {decoding:.1f} s; "
+        f"cached run without resamples {no_boot['seconds']:.1f} s"
+    )
     print(f"figure scale_time_per_image_ratio_cold {per['cold']:.2f} target <= 1.1")
     print(f"figure scale_time_per_image_ratio_cached {per['cached']:.2f} target <= 1.1")
     print(f"figure scale_memory_growth_mb_per_100k {growth:.0f} target <= 100")

@@ -86,7 +86,10 @@ def hostile_bodies() -> list[dict]:
     jpeg = io.BytesIO()
     Image.new("RGB", (4000, 4000), (90, 60, 30)).save(jpeg, format="JPEG")
     junk_pixels = jpeg.getvalue()[:2000]  # the header reads; the pixels do not
-    return [{"input": [url(limit, "image/png")] * 16}, {"input": [url(junk_pixels, "image/jpeg")] + [url(big, "image/png")] * 4}]
+    return [
+        {"input": [url(limit, "image/png")] * 16},
+        {"input": [url(junk_pixels, "image/jpeg")] + [url(big, "image/png")] * 4},
+    ]
 
 
 HOSTILE = """
@@ -112,7 +115,9 @@ def load_with_hostile(url: str, bodies: list[dict], clients: int, requests: int,
 
     path = Path(tmp) / "hostile.json"
     path.write_text(json.dumps(hostile_bodies()))
-    attacker = subprocess.Popen([sys.executable, "-c", HOSTILE, url, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    attacker = subprocess.Popen(
+        [sys.executable, "-c", HOSTILE, url, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         time.sleep(1.0)
         return asyncio.run(load(url, bodies, clients, requests))
@@ -138,7 +143,9 @@ async def load(url: str, bodies: list[dict], clients: int, requests: int) -> tup
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=60, limits=limits) as session:
-        await session.post(f"{url}/v1/moderations", json=bodies[0], headers={"Authorization": "Bearer good-key-0"})  # warm-up
+        await session.post(
+            f"{url}/v1/moderations", json=bodies[0], headers={"Authorization": "Bearer good-key-0"}
+        )  # warm-up
         started = time.perf_counter()
         await asyncio.gather(*(client(session, c) for c in range(clients)))
         elapsed = time.perf_counter() - started
@@ -152,7 +159,14 @@ def main() -> None:
     from serve_helpers import free_port, wait_until_ready
 
     images = make_images(32)
-    bodies = [{"input": [{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(b).decode()}}]} for b in images]
+    bodies = [
+        {
+            "input": [
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(b).decode()}}
+            ]
+        }
+        for b in images
+    ]
     direct = direct_throughput(images, 60 if args.quick else 150)
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,13 +180,21 @@ def main() -> None:
                 rps, latencies, errors = asyncio.run(load(f"http://127.0.0.1:{port}", bodies, clients, n))
                 q = statistics.quantiles(latencies, n=100)
                 results[clients] = (rps, errors)
-                print(f"clients {clients:>2}: {rps:6.1f} req/s · p50 {q[49] * 1000:6.1f} ms · p99 {q[98] * 1000:6.1f} ms · errors {errors}")
+                print(
+                    f"clients {clients:>2}: {rps:6.1f} req/s · p50 {q[49] * 1000:6.1f} ms · p99 {q[98] * 1000:6.1f} ms "
+                    f"· errors {errors}"
+                )
                 if clients == 8:
                     p99_alone = q[98]
-            rps, latencies, errors = load_with_hostile(f"http://127.0.0.1:{port}", bodies, 8, 160 if args.quick else 400, tmp)
+            rps, latencies, errors = load_with_hostile(
+                f"http://127.0.0.1:{port}", bodies, 8, 160 if args.quick else 400, tmp
+            )
             q = statistics.quantiles(latencies, n=100)
             p99_hostile = q[98]
-            print(f"clients  8 + 4 hostile: {rps:6.1f} req/s · p50 {q[49] * 1000:6.1f} ms · p99 {q[98] * 1000:6.1f} ms · errors {errors}")
+            print(
+                f"clients  8 + 4 hostile: {rps:6.1f} req/s · p50 {q[49] * 1000:6.1f} ms · p99 {q[98] * 1000:6.1f} ms · "
+                f"errors {errors}"
+            )
             results["hostile"] = (rps, errors)
         finally:
             server.terminate()

@@ -39,16 +39,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     args = parser.parse_args()
-    from serve_helpers import free_port
-
     from imagesafety.classifiers.vlm.openai_vlm import OpenAIVLMClassifier
     from imagesafety.data import load_dataset
     from imagesafety.data.example import synthetic_image
     from imagesafety.run.runner import Runner
     from imagesafety.run.tasks import PredictionTask
+    from serve_helpers import free_port
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(TESTS)], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port), str(TESTS)], env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     rates, cpu = {}, {}
     try:
         import httpx
@@ -70,16 +71,23 @@ def main() -> None:
                 root.mkdir(parents=True)
                 for i in range(n):
                     synthetic_image(rng, size=128, warm=bool(i % 2)).save(root / f"{i:04d}.jpg", quality=90)
-                clf = OpenAIVLMClassifier("slow-200", base_url=f"http://127.0.0.1:{port}/v1", protocol="policy", concurrency=concurrency)
-                clf.predict_prepared([clf.prepare(synthetic_image(rng, size=64))])  # connection set-up and the first-call check
+                clf = OpenAIVLMClassifier(
+                    "slow-200", base_url=f"http://127.0.0.1:{port}/v1", protocol="policy", concurrency=concurrency
+                )
+                clf.predict_prepared(
+                    [clf.prepare(synthetic_image(rng, size=64))]
+                )  # connection set-up and the first-call check
                 runner = Runner(PredictionTask(clf, None), batch_size=clf.preferred_batch_size, show_progress=False)
                 started_cpu, started = time.process_time(), time.perf_counter()
                 rows = runner.run(load_dataset(root.parent))
                 elapsed, used = time.perf_counter() - started, time.process_time() - started_cpu
                 assert rows["error"].isna().all(), rows["error"].dropna().head()
                 rates[concurrency], cpu[concurrency] = n / elapsed, used / n
-                print(f"concurrency {concurrency:>2}: {rates[concurrency]:6.1f} requests/s ({n} images in {elapsed:.2f} s) · "
-                      f"client {cpu[concurrency] * 1000:.1f} CPU-ms per request")
+                print(
+                    f"concurrency {concurrency:>2}: {rates[concurrency]:6.1f} requests/s ({n} images in {elapsed:.2f} "
+                    "s) · "
+                    f"client {cpu[concurrency] * 1000:.1f} CPU-ms per request"
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)

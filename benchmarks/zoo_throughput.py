@@ -20,13 +20,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from common import timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tiny_models import write_laion_l14, write_multiheaded, write_q16_prompts, write_sd_safety_checker  # noqa: E402
-
 from imagesafety.data.example import synthetic_image  # noqa: E402
+from tiny_models import write_laion_l14, write_multiheaded, write_q16_prompts, write_sd_safety_checker  # noqa: E402
 
 TARGET = 1.8
 
@@ -43,10 +43,20 @@ def write_backbone(folder: Path, large: bool) -> Path:
     torch.manual_seed(0)
     width, layers, heads, patch = (1024, 24, 16, 14) if large else (768, 12, 12, 16)
     config = CLIPConfig(
-        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, projection_dim=768),
-        vision_config=dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers, num_attention_heads=heads,
-                           image_size=224, patch_size=patch, projection_dim=768),
-        projection_dim=768)
+        text_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, projection_dim=768
+        ),
+        vision_config=dict(
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            image_size=224,
+            patch_size=patch,
+            projection_dim=768,
+        ),
+        projection_dim=768,
+    )
     CLIPModel(config).save_pretrained(folder)
     return folder
 
@@ -60,12 +70,29 @@ def write_images(root: Path, n: int) -> None:
 
 
 def eval_args(work: Path, names: list[str], out: Path) -> list[str]:
-    args = [sys.executable, "-m", "imagesafety", "eval", "-d", str(work / "data"), "-o", str(out), "--no-cache", "-q",
-            "--bootstrap", "0", "--no-html"]
+    args = [
+        sys.executable,
+        "-m",
+        "imagesafety",
+        "eval",
+        "-d",
+        str(work / "data"),
+        "-o",
+        str(out),
+        "--no-cache",
+        "-q",
+        "--bootstrap",
+        "0",
+        "--no-html",
+    ]
     for name in names:
         args += ["-c", name]
-    options = {"q16.weights": work / "Q16", "multiheaded.weights": work / "MultiHeaded", "laion-nsfw.weights": work / "nsfw.pth",
-               "sd-safety-checker.weights": work / "checker"}
+    options = {
+        "q16.weights": work / "Q16",
+        "multiheaded.weights": work / "MultiHeaded",
+        "laion-nsfw.weights": work / "nsfw.pth",
+        "sd-safety-checker.weights": work / "checker",
+    }
     for key, value in options.items():
         if key.split(".")[0] in names:
             args += ["--option", f"{key}={value}" if len(names) > 1 else f"{key.split('.', 1)[1]}={value}"]
@@ -89,14 +116,21 @@ def main() -> None:
         write_q16_prompts(work / "Q16")
         write_multiheaded(work / "MultiHeaded")
         write_laion_l14(work / "nsfw.pth")
-        vision = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14) if args.large \
-            else dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16)
+        vision = (
+            dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14)
+            if args.large
+            else dict(
+                hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16
+            )
+        )
         write_sd_safety_checker(work / "checker", vision, projection_dim=768, image_size=224)
         shared = timed(eval_args(work, names, work / "shared"))
         separate = {name: timed(eval_args(work, [name], work / f"alone-{name}")) for name in names}
     total = sum(separate.values())
-    print(f"{n} images; one process, five classifiers: {shared:.1f} s; five processes: {total:.1f} s "
-          f"({', '.join(f'{k} {v:.1f}' for k, v in separate.items())})")
+    print(
+        f"{n} images; one process, five classifiers: {shared:.1f} s; five processes: {total:.1f} s "
+        f"({', '.join(f'{k} {v:.1f}' for k, v in separate.items())})"
+    )
     print(f"figure zoo_shared_clip_speedup {total / shared:.2f} target >= {TARGET}")
 
 

@@ -1,4 +1,5 @@
-"""Run by `torchrun --nproc_per_node 2` in test_hysac_distributed.py: a few light-mode steps, then each rank saves its weights."""
+"""Run by `torchrun --nproc_per_node 2` in test_hysac_distributed.py: a few light-mode steps, then each rank saves its
+weights."""
 
 import sys
 from pathlib import Path
@@ -15,7 +16,12 @@ rng = np.random.default_rng(0)  # the same data on every rank; each rank trains 
 n, d = 64, 8
 arrays = [rng.normal(size=(n, d)).astype(np.float32) * s for s in (0.3, 0.6, 0.9, 1.2)]
 quads = QuadrupleEmbeddings(*arrays, split=np.array([None] * n, dtype=object), encoder="synthetic")
-train_hysac(quads, out / "model", config=HysacTrainConfig(epochs=2, batch_size=16, val_fraction=0.0, patience=99), progress=False)
+train_hysac(
+    quads,
+    out / "model",
+    config=HysacTrainConfig(epochs=2, batch_size=16, val_fraction=0.0, patience=99),
+    progress=False,
+)
 rank = torch.distributed.get_rank()
 from imagesafety.hyperbolic.checkpoint import load_hysac  # noqa: E402
 

@@ -28,7 +28,8 @@ def make_app(latency_s: float = 0.2) -> FastAPI:
         if "JSON" in prompt:
             rating = "Unsafe" if red else "Safe"
             category = "O2: Violence, Harm, or Cruelty" if red else "NA: None applying"
-            return f"```json\n{json.dumps({'rating': rating, 'category': category, 'rationale': 'looked at the colours'})}\n```"
+            answer = {"rating": rating, "category": category, "rationale": "looked at the colours"}
+            return f"```json\n{json.dumps(answer)}\n```"
         if "UNSAFE CONTENT CATEGORIES" in prompt:
             return "unsafe\nS3" if red else "safe"
         return "Unsafe." if red else "**Safe**"
@@ -44,7 +45,10 @@ def make_app(latency_s: float = 0.2) -> FastAPI:
         app.state.calls[key] += 1
         app.state.calls[model] += 1
         if model == "textonly":
-            return JSONResponse({"error": {"message": "image input is not supported by this model", "type": "invalid_request_error"}}, 400)
+            return JSONResponse(
+                {"error": {"message": "image input is not supported by this model", "type": "invalid_request_error"}},
+                400,
+            )
         if model == "flaky" and app.state.calls[key] <= 2:
             return JSONResponse({"error": {"message": "slow down"}}, 429, headers={"retry-after": "0"})
         if model == "garbage":
@@ -59,16 +63,23 @@ def make_app(latency_s: float = 0.2) -> FastAPI:
             text = answer(r > g + b, prompt) if model != "unsure" else "I cannot tell."
         finally:
             app.state.in_flight -= 1
-        return {"id": "x", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 3, "total_tokens": 103}}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 3, "total_tokens": 103},
+        }
 
     @app.post("/v1/images/edits")
     async def image_edit(request: Request):
         form = await request.form()
         app.state.calls["images.edit"] += 1
         image = Image.open(io.BytesIO(await form["image"].read())).convert("RGB")
-        image.paste(Image.new("RGB", (image.width // 2, image.height // 2), (255, 0, 0)), (image.width // 4, image.height // 4))
+        image.paste(
+            Image.new("RGB", (image.width // 2, image.height // 2), (255, 0, 0)), (image.width // 4, image.height // 4)
+        )
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         return {"created": 0, "data": [{"b64_json": base64.b64encode(buf.getvalue()).decode()}]}

@@ -25,7 +25,12 @@ class PlantedPatchClassifier(Classifier):
     threshold = 0.5
 
     def __init__(self, colour=MAGENTA, gain: float = 40.0, tolerance: float = 60.0, threshold: float = 0.5):
-        self.colour, self.gain, self.tolerance, self.threshold = np.asarray(colour, dtype=np.float32), gain, tolerance, threshold
+        self.colour, self.gain, self.tolerance, self.threshold = (
+            np.asarray(colour, dtype=np.float32),
+            gain,
+            tolerance,
+            threshold,
+        )
         self.config = {"colour": list(colour), "gain": gain, "tolerance": tolerance, "threshold": threshold}
         self.images_seen = 0
 
@@ -39,7 +44,11 @@ class PlantedPatchClassifier(Classifier):
         out = []
         for img in items:
             s = self.score(img)
-            out.append(Prediction(s, decide(s, self.threshold), {"sexual": s, "violence": 0.0}, {"planted_share": s / self.gain}))
+            out.append(
+                Prediction(
+                    s, decide(s, self.threshold), {"sexual": s, "violence": 0.0}, {"planted_share": s / self.gain}
+                )
+            )
         return out
 
 
@@ -63,18 +72,31 @@ def plant(arr: np.ndarray, box=(30, 20, 42, 32), colour=MAGENTA) -> np.ndarray:
     return out
 
 
-def animation_bytes(fmt: str, frames: int = 12, planted: int | None = 7, seed: int = 0, duration_ms: int = 100) -> bytes:
+def animation_bytes(
+    fmt: str, frames: int = 12, planted: int | None = 7, seed: int = 0, duration_ms: int = 100
+) -> bytes:
     """An animated GIF / WEBP / PNG (APNG) whose only unsafe frame is `planted`."""
     rng = np.random.default_rng(seed)
-    pictures = [Image.fromarray(plant(scene(rng, shade=i * 7)) if i == planted else scene(rng, shade=i * 7)) for i in range(frames)]
+    pictures = [
+        Image.fromarray(plant(scene(rng, shade=i * 7)) if i == planted else scene(rng, shade=i * 7))
+        for i in range(frames)
+    ]
     buf = io.BytesIO()
     extra = {"lossless": True} if fmt == "WEBP" else {}
     pictures[0].save(buf, fmt, save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0, **extra)
     return buf.getvalue()
 
 
-def video_bytes(seconds: float = 6.0, rate: int = 10, planted_from: float = 3.0, planted_to: float = 3.5, size=(96, 64),
-                codec: str = "libx264", container: str = "mp4", gop: int | None = None) -> bytes:
+def video_bytes(
+    seconds: float = 6.0,
+    rate: int = 10,
+    planted_from: float = 3.0,
+    planted_to: float = 3.5,
+    size=(96, 64),
+    codec: str = "libx264",
+    container: str = "mp4",
+    gop: int | None = None,
+) -> bytes:
     """A short video (PyAV) whose patch is on screen from `planted_from` to `planted_to` seconds."""
     import av
 

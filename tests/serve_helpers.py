@@ -31,7 +31,9 @@ def running_server(config: ServeConfig, classifiers=None):
 def running_app(app):
     """Any ASGI app under uvicorn on a free 127.0.0.1 port; yields (base_url, server)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=10))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=10)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

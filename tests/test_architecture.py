@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "imagesafety"
-ENGINE_IN_BENCH = ("imagesafety.bench.runner", "imagesafety.bench.progress", "imagesafety.bench.engines", "imagesafety.bench.evaluate")
+ENGINE_IN_BENCH = (
+    "imagesafety.bench.runner",
+    "imagesafety.bench.progress",
+    "imagesafety.bench.engines",
+    "imagesafety.bench.evaluate",
+)
 KEPT_OUT_OF_BENCH = ("run", "encoders", "serve", "guard", "hyperbolic", "pairs", "data", "classifiers", "perspective")
 
 
@@ -45,7 +50,9 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
         else:
             continue
@@ -68,7 +75,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if state.get(nxt) is None:
                 found = visit(nxt)
                 if found:
@@ -88,8 +95,29 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 #: floors, lowest first; a package (the first name below `imagesafety`) imports only its own floor and those below.
 #: docs/architecture.md shows the same table.
 FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("foundations", frozenset({"imagesafety", "files", "identity", "store", "hub", "net", "taxonomy", "splits", "distributed",
-                               "pixels", "media", "images", "onnx_module", "tfjs", "registry", "calibration"})),
+    (
+        "foundations",
+        frozenset(
+            {
+                "imagesafety",
+                "files",
+                "identity",
+                "store",
+                "hub",
+                "net",
+                "taxonomy",
+                "splits",
+                "distributed",
+                "pixels",
+                "media",
+                "images",
+                "onnx_module",
+                "tfjs",
+                "registry",
+                "calibration",
+            }
+        ),
+    ),
     ("data", frozenset({"data"})),
     ("hashes", frozenset({"hashes"})),
     ("model files", frozenset({"model_card"})),
@@ -127,7 +155,9 @@ def floor_violations(graph: dict[str, set[str]], floors=FLOORS) -> list[str]:
 
 def test_every_package_has_a_floor():
     placed = set().union(*(members for _, members in FLOORS))
-    assert set(package_graph(import_graph())) - placed == set(), "place the new package in FLOORS (and docs/architecture.md)"
+    assert set(package_graph(import_graph())) - placed == set(), (
+        "place the new package in FLOORS (and docs/architecture.md)"
+    )
 
 
 def test_no_package_imports_a_higher_floor():
@@ -143,7 +173,9 @@ def test_a_planted_back_edge_is_found():
     """The floor check on the real graph with one climbing import added (the data package importing the benchmark)."""
     graph = {m: set(t) for m, t in import_graph().items()}
     graph["imagesafety.data.folder"].add("imagesafety.bench.evaluate")
-    assert floor_violations(graph) == ["imagesafety.data.folder (data) imports imagesafety.bench.evaluate (applications)"]
+    assert floor_violations(graph) == [
+        "imagesafety.data.folder (data) imports imagesafety.bench.evaluate (applications)"
+    ]
     graph["imagesafety.bench.evaluate"].add("imagesafety.data.folder")  # and the circle it closes between packages
     assert find_cycle(package_graph(graph)) is not None
 
@@ -161,14 +193,24 @@ def test_the_cycle_finder_finds_a_planted_circle():
 @pytest.mark.parametrize("package", KEPT_OUT_OF_BENCH)
 def test_no_package_reaches_into_bench_for_the_engine(package):
     graph = import_graph()
-    offenders = sorted(f"{m} imports {t}" for m, targets in graph.items() if m.startswith(f"imagesafety.{package}")
-                       for t in targets if t.startswith(ENGINE_IN_BENCH))
+    offenders = sorted(
+        f"{m} imports {t}"
+        for m, targets in graph.items()
+        if m.startswith(f"imagesafety.{package}")
+        for t in targets
+        if t.startswith(ENGINE_IN_BENCH)
+    )
     assert not offenders, offenders
 
 
 def test_engine_modules_live_in_run():
     names = set(modules())
-    assert {"imagesafety.run.runner", "imagesafety.run.progress", "imagesafety.run.tasks", "imagesafety.run.ray_engine"} <= names
+    assert {
+        "imagesafety.run.runner",
+        "imagesafety.run.progress",
+        "imagesafety.run.tasks",
+        "imagesafety.run.ray_engine",
+    } <= names
     assert not any(n.startswith(ENGINE_IN_BENCH[:3]) for n in names)
 
 

@@ -34,9 +34,22 @@ def test_vlsu_reads_the_image_grade_as_the_label_and_keeps_the_rest(tmp_path):
         ("u3", "img/c.png", "borderline", "C3: Drug Abuse", "safe", "borderline"),
         ("u4", "https://images.example/x.jpg", "not_sure", "C12: Terrorism and Violent Extremism", "safe", "safe"),
     ]
-    frame = pd.DataFrame([{"prompt": f"text {i}", "web_path": path, "combined_category": cat, "uuid": uid, "image_grade": grade,
-                           "consensus_text_grade": text, "consensus_combined_grade": joint, "image_category": cat,
-                           "text_category": cat} for i, (uid, path, grade, cat, text, joint) in enumerate(rows)])
+    frame = pd.DataFrame(
+        [
+            {
+                "prompt": f"text {i}",
+                "web_path": path,
+                "combined_category": cat,
+                "uuid": uid,
+                "image_grade": grade,
+                "consensus_text_grade": text,
+                "consensus_combined_grade": joint,
+                "image_category": cat,
+                "text_category": cat,
+            }
+            for i, (uid, path, grade, cat, text, joint) in enumerate(rows)
+        ]
+    )
     frame.to_csv(tmp_path / "VLSU.csv", index=False)
     samples = list(load_dataset(f"vlsu:{tmp_path / 'VLSU.csv'}"))
     assert [s.id for s in samples] == ["u1", "u2", "u3", "u4"]
@@ -60,8 +73,13 @@ def test_vlsu_without_its_columns_names_them(tmp_path):
 
 def test_unsafeconcepts_rows_are_all_unsafe_with_their_concept(tmp_path):
     pytest.importorskip("datasets")
-    frame = pd.DataFrame({"image": [{"bytes": png((255, 0, 0)), "path": None}, {"bytes": png((0, 0, 255)), "path": None}],
-                          "category": ["Hate", "Violence"], "unsafe_concept": ["Swastika", "Blood"]})
+    frame = pd.DataFrame(
+        {
+            "image": [{"bytes": png((255, 0, 0)), "path": None}, {"bytes": png((0, 0, 255)), "path": None}],
+            "category": ["Hate", "Violence"],
+            "unsafe_concept": ["Swastika", "Blood"],
+        }
+    )
     samples = list(load_dataset(f"unsafeconcepts:{hub_folder(tmp_path / 'uc', 'train', frame)}"))
     assert [s.label for s in samples] == [1, 1]
     assert [s.category for s in samples] == ["hate", "violence"]
@@ -76,10 +94,24 @@ def test_safeeditbench_becomes_pairs_per_policy_and_pair_metrics_run(tmp_path, r
     red, green = png((230, 10, 10)), png((10, 230, 10))
     rows = []
     for level in range(5):  # ClassLabel columns arrive as integers
-        rows.append({"image": {"bytes": red, "path": "x.jpg"}, "image_path": "x.jpg", "safety_label": int(level >= 1),
-                     "policy_name": level, "policy": f"policy text {level}"})
-        rows.append({"image": {"bytes": green, "path": "x_edited.jpg"}, "image_path": "x_edited.jpg", "safety_label": 0,
-                     "policy_name": level, "policy": f"policy text {level}"})
+        rows.append(
+            {
+                "image": {"bytes": red, "path": "x.jpg"},
+                "image_path": "x.jpg",
+                "safety_label": int(level >= 1),
+                "policy_name": level,
+                "policy": f"policy text {level}",
+            }
+        )
+        rows.append(
+            {
+                "image": {"bytes": green, "path": "x_edited.jpg"},
+                "image_path": "x_edited.jpg",
+                "safety_label": 0,
+                "policy_name": level,
+                "policy": f"policy text {level}",
+            }
+        )
     root = hub_folder(tmp_path / "seb", "test", pd.DataFrame(rows))
     samples = list(load_dataset(f"safeeditbench:{root}"))
     assert len({s.id for s in samples}) == 10
@@ -97,11 +129,27 @@ def test_safeeditbench_becomes_pairs_per_policy_and_pair_metrics_run(tmp_path, r
 def test_vlguard_reads_its_json_and_image_folders(tmp_path):
     root = tmp_path / "VLGuard"
     for split, items in {
-        "train": [{"id": "t1", "image": "bad_ads/a.png", "safe": False, "harmful_category": "Deception",
-                   "harmful_subcategory": "Disinformation", "instr-resp": [{"instruction": "q", "response": "r"}]},
-                  {"id": "t2", "image": "safe/b.png", "safe": True, "instr-resp": []}],
-        "test": [{"id": "s1", "image": "privacy/c.png", "safe": False, "harmful_category": "Privacy",
-                  "harmful_subcategory": "Personal data", "instr-resp": []}],
+        "train": [
+            {
+                "id": "t1",
+                "image": "bad_ads/a.png",
+                "safe": False,
+                "harmful_category": "Deception",
+                "harmful_subcategory": "Disinformation",
+                "instr-resp": [{"instruction": "q", "response": "r"}],
+            },
+            {"id": "t2", "image": "safe/b.png", "safe": True, "instr-resp": []},
+        ],
+        "test": [
+            {
+                "id": "s1",
+                "image": "privacy/c.png",
+                "safe": False,
+                "harmful_category": "Privacy",
+                "harmful_subcategory": "Personal data",
+                "instr-resp": [],
+            }
+        ],
     }.items():
         for item in items:
             path = root / split / item["image"]
@@ -110,7 +158,10 @@ def test_vlguard_reads_its_json_and_image_folders(tmp_path):
         (root / f"{split}.json").write_text(json.dumps(items))
     samples = list(load_dataset(f"vlguard:{root}"))
     assert [(s.id, s.split, s.label, s.category) for s in samples] == [
-        ("t1", "train", 1, "deception"), ("t2", "train", 0, None), ("s1", "test", 1, "privacy")]
+        ("t1", "train", 1, "deception"),
+        ("t2", "train", 0, None),
+        ("s1", "test", 1, "privacy"),
+    ]
     assert samples[0].metadata["harmful_subcategory"] == "Disinformation"
     assert samples[2].load_bytes() == png((5, 5, 5))
     assert [s.id for s in load_dataset(f"vlguard:{root}", splits=["test"])] == ["s1"]

@@ -65,7 +65,9 @@ def test_operating_points_meet_their_target(target):
         operating_threshold(scores, labels, "fnr:0.1")
 
 
-def write_splits(root, unsafe_red: float, safe_red: float, spread: float, random_green: bool = False, per_class: int = 30) -> None:
+def write_splits(
+    root, unsafe_red: float, safe_red: float, spread: float, random_green: bool = False, per_class: int = 30
+) -> None:
     """validation/ and test/ splits of 16 px squares whose red level (drawn around a mean per class) is the signal."""
     from PIL import Image
 
@@ -81,17 +83,31 @@ def write_splits(root, unsafe_red: float, safe_red: float, spread: float, random
 
 
 def test_calibrate_a_run_and_use_it_as_an_option(tmp_path):
+    from PIL import Image
     from typer.testing import CliRunner
 
     from conftest import MeanRedClassifier
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.cli import app
-    from PIL import Image
 
     write_splits(tmp_path / "data", unsafe_red=150, safe_red=110, spread=25)
     evaluate(MeanRedClassifier(), tmp_path / "data", tmp_path / "run", cache=None, progress=False, n_boot=10)
-    result = CliRunner().invoke(app, ["calibrate", "--run", str(tmp_path / "run"), "--split", "validation", "--out", str(tmp_path / "cal"),
-                                      "--operating-point", "fpr:0.1", "--holdout", "test"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "--run",
+            str(tmp_path / "run"),
+            "--split",
+            "validation",
+            "--out",
+            str(tmp_path / "cal"),
+            "--operating-point",
+            "fpr:0.1",
+            "--holdout",
+            "test",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())
     op = saved["report"]["unsafe"]["operating_point"]
@@ -109,5 +125,7 @@ def test_calibrate_a_run_and_use_it_as_an_option(tmp_path):
     with pytest.raises(ValueError, match="fitted for mean-red"):
         other = MeanRedClassifier(fail_on_green=True)  # another setting: another key
         CalibratedClassifier(other, cal)
-    no_split = CliRunner().invoke(app, ["calibrate", "--run", str(tmp_path / "run"), "--split", "val", "--out", str(tmp_path / "c2")])
+    no_split = CliRunner().invoke(
+        app, ["calibrate", "--run", str(tmp_path / "run"), "--split", "val", "--out", str(tmp_path / "c2")]
+    )
     assert no_split.exit_code == 2 and "splits present: test, validation" in no_split.output

@@ -23,8 +23,20 @@ def example_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     result = invoke("example-data", root / "data", "--per-group", 2)
     assert result.exit_code == 0, result.output
-    result = invoke("eval", "--classifier", "nudenet", "--dataset", root / "data", "--out", root / "out",
-                    "--cache", root / "cache.sqlite", "--bootstrap", 200, "--quiet")
+    result = invoke(
+        "eval",
+        "--classifier",
+        "nudenet",
+        "--dataset",
+        root / "data",
+        "--out",
+        root / "out",
+        "--cache",
+        root / "cache.sqlite",
+        "--bootstrap",
+        200,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     return root, result.output
 
@@ -42,10 +54,14 @@ def test_eval_writes_metrics_predictions_and_report(example_run):
     assert (ok["decision"] == (ok["score"] >= 0.25).astype(int)).all()
     # NudeNet covers Sexual only: overall and per-source figures count its rows alone, the other categories are marked
     covered = ok[ok["category"] == "sexual"]
-    assert metrics["overall"]["accuracy"]["value"] == pytest.approx(sk.accuracy_score(covered["label"], covered["decision"]))
+    assert metrics["overall"]["accuracy"]["value"] == pytest.approx(
+        sk.accuracy_score(covered["label"], covered["decision"])
+    )
     assert metrics["overall"]["auroc"]["value"] == pytest.approx(sk.roc_auc_score(covered["label"], covered["score"]))
     gen = covered[covered["source"] == "generated"]
-    assert metrics["by_source"]["generated"]["auprc"]["value"] == pytest.approx(sk.average_precision_score(gen["label"], gen["score"]))
+    assert metrics["by_source"]["generated"]["auprc"]["value"] == pytest.approx(
+        sk.average_precision_score(gen["label"], gen["score"])
+    )
     assert set(metrics["by_category"]) == {"sexual", "violence", "hate"}
     assert metrics["by_category"]["hate"] == {"covered": False, "support": 8, "errors": 0}
     assert metrics["by_category_source"]["hate"]["real"]["support"] == 4
@@ -64,7 +80,20 @@ def test_report_html_is_self_contained(example_run):
 
 def test_cached_rerun_calls_no_model_and_cache_commands(example_run):
     root, _ = example_run
-    result = invoke("eval", "-c", "nudenet", "-d", root / "data", "-o", root / "out2", "--cache", root / "cache.sqlite", "-q", "--bootstrap", 50)
+    result = invoke(
+        "eval",
+        "-c",
+        "nudenet",
+        "-d",
+        root / "data",
+        "-o",
+        root / "out2",
+        "--cache",
+        root / "cache.sqlite",
+        "-q",
+        "--bootstrap",
+        50,
+    )
     assert "0 predicted, 24 from cache" in result.output
     info = invoke("cache", "info", "--cache", root / "cache.sqlite")
     assert "nudenet" in info.output and "24" in info.output
@@ -97,7 +126,9 @@ def test_threshold_and_calibration(tmp_path, red_folder, monkeypatch):
 def test_filters_limit_categories_and_sources(red_folder):
     from imagesafety.bench.evaluate import evaluate
 
-    result = evaluate(MeanRedClassifier(), red_folder, categories=["violence"], sources=["real"], n_boot=10, progress=False)
+    result = evaluate(
+        MeanRedClassifier(), red_folder, categories=["violence"], sources=["real"], n_boot=10, progress=False
+    )
     assert set(result.predictions["category"]) == {"violence"} and set(result.predictions["source"]) == {"real"}
     assert len(evaluate(MeanRedClassifier(), red_folder, limit=5, n_boot=10, progress=False).predictions) == 5
 

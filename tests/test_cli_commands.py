@@ -15,9 +15,34 @@ runner = CliRunner()
 
 
 def test_robustness_command(red_folder, tmp_path):
-    result = runner.invoke(app, ["robustness", "-c", "nudenet", "-d", str(red_folder), "-o", str(tmp_path / "out"), "--attacks", "square",
-                                 "--eps", "0.05", "--k", "2", "--steps", "3", "--no-eps-curve", "--corruptions", "jpeg", "--severity", "1,5",
-                                 "--cache", str(tmp_path / "c.sqlite"), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "robustness",
+            "-c",
+            "nudenet",
+            "-d",
+            str(red_folder),
+            "-o",
+            str(tmp_path / "out"),
+            "--attacks",
+            "square",
+            "--eps",
+            "0.05",
+            "--k",
+            "2",
+            "--steps",
+            "3",
+            "--no-eps-curve",
+            "--corruptions",
+            "jpeg",
+            "--severity",
+            "1,5",
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "robustness.json").read_text())
     assert metrics["protocol"]["attacked"] == 2 and set(metrics["corruptions"]["jpeg"]) == {"1", "5"}
@@ -35,9 +60,25 @@ def test_serve_command_starts_answers_and_stops(tmp_path):
     from serve_helpers import free_port, wait_until_ready
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "imagesafety.cli", "serve", "--classifier", "nudenet", "--port", str(port),
-                             "--api-key", "k1", "--audit-url", f"sqlite:///{tmp_path / 'audit.sqlite'}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imagesafety.cli",
+            "serve",
+            "--classifier",
+            "nudenet",
+            "--port",
+            str(port),
+            "--api-key",
+            "k1",
+            "--audit-url",
+            f"sqlite:///{tmp_path / 'audit.sqlite'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", process=proc)
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401

@@ -23,8 +23,10 @@ def one_line_error(result, words: str) -> None:
 def test_install_hints_keep_their_extra(monkeypatch):
     monkeypatch.setattr(registry.Entry, "missing_modules", lambda self: ["open_clip"] if self.name == "q16" else [])
     listing = runner.invoke(app, ["models", "--kind", "classifier"])
-    q16_lines = listing.output[listing.output.index("│ q16"):listing.output.index("│ multiheaded")].splitlines()
-    needs = "".join(line.split("│")[-2].strip() for line in q16_lines if line.count("│") >= 5)  # the last column, unwrapped
+    q16_lines = listing.output[listing.output.index("│ q16") : listing.output.index("│ multiheaded")].splitlines()
+    needs = "".join(
+        line.split("│")[-2].strip() for line in q16_lines if line.count("│") >= 5
+    )  # the last column, unwrapped
     assert needs.replace("install'", "install '") == "pip install 'imagesafety[openclip]'"
     result = runner.invoke(app, ["eval", "-c", "q16", "-d", "."])
     one_line_error(result, "classifier 'q16' needs open_clip: pip install 'imagesafety[openclip]'")
@@ -41,16 +43,22 @@ def test_a_missing_module_names_its_extra(monkeypatch):
 
 
 def test_an_option_typo_gets_a_suggestion(red_folder):
-    result = runner.invoke(app, ["eval", "-c", "nudenet", "-d", str(red_folder), "--option", "lables=FEMALE_BREAST_EXPOSED"])
+    result = runner.invoke(
+        app, ["eval", "-c", "nudenet", "-d", str(red_folder), "--option", "lables=FEMALE_BREAST_EXPOSED"]
+    )
     one_line_error(result, "classifier 'nudenet' has no option 'lables'; did you mean 'labels'?")
 
 
 def test_serve_threshold_needs_a_category():
-    one_line_error(runner.invoke(app, ["serve", "--threshold", "0.6", "--no-auth"]), "--threshold takes key=value, got '0.6'")
+    one_line_error(
+        runner.invoke(app, ["serve", "--threshold", "0.6", "--no-auth"]), "--threshold takes key=value, got '0.6'"
+    )
 
 
 def test_unknown_categories_list_the_ones_present(red_folder, tmp_path):
-    result = runner.invoke(app, ["eval", "-c", "nudenet", "-d", str(red_folder), "--categories", "nudity", "-o", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["eval", "-c", "nudenet", "-d", str(red_folder), "--categories", "nudity", "-o", str(tmp_path / "o")]
+    )
     one_line_error(result, "no images to evaluate: the filters left nothing (categories present: sexual, violence")
 
 
@@ -73,10 +81,35 @@ def test_long_jobs_announce_their_size_and_name_their_bars(red_folder, tmp_path,
     import imagesafety.run.progress as progress
 
     screen = io.StringIO()
-    monkeypatch.setattr(progress, "stderr_console", lambda: Console(file=screen, force_terminal=True, width=200, color_system=None))
-    result = runner.invoke(app, ["robustness", "-c", "nudenet", "-d", str(red_folder), "-o", str(tmp_path / "out"), "--attacks", "square",
-                                 "--eps", "0.05", "--k", "2", "--steps", "3", "--corruptions", "jpeg", "--severity", "3",
-                                 "--cache", str(tmp_path / "c.sqlite")])
+    monkeypatch.setattr(
+        progress, "stderr_console", lambda: Console(file=screen, force_terminal=True, width=200, color_system=None)
+    )
+    result = runner.invoke(
+        app,
+        [
+            "robustness",
+            "-c",
+            "nudenet",
+            "-d",
+            str(red_folder),
+            "-o",
+            str(tmp_path / "out"),
+            "--attacks",
+            "square",
+            "--eps",
+            "0.05",
+            "--k",
+            "2",
+            "--steps",
+            "3",
+            "--corruptions",
+            "jpeg",
+            "--severity",
+            "3",
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     shown = screen.getvalue()
     assert "square: 2 images x 5 eps values (up to 3 queries each)" in shown
@@ -86,8 +119,28 @@ def test_long_jobs_announce_their_size_and_name_their_bars(red_folder, tmp_path,
 
 def test_guard_efficiency_checks_its_pool_before_training(tmp_path, tiny_clip_dir, red_folder):
     emb = tmp_path / "emb.parquet"
-    assert runner.invoke(app, ["embed", "--encoder", f"hf:{tiny_clip_dir}", "--dataset", str(red_folder), "--out", str(emb), "-q"]).exit_code == 0
-    result = runner.invoke(app, ["guard", "efficiency", "-e", str(emb), "--sizes", "8,500", "--eval-split", "none", "-o", str(tmp_path / "eff"), "-q"])
+    assert (
+        runner.invoke(
+            app, ["embed", "--encoder", f"hf:{tiny_clip_dir}", "--dataset", str(red_folder), "--out", str(emb), "-q"]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app,
+        [
+            "guard",
+            "efficiency",
+            "-e",
+            str(emb),
+            "--sizes",
+            "8,500",
+            "--eval-split",
+            "none",
+            "-o",
+            str(tmp_path / "eff"),
+            "-q",
+        ],
+    )
     one_line_error(result, "500")
     assert not (tmp_path / "eff").exists()
 
@@ -96,7 +149,11 @@ def test_serve_says_where_its_audit_log_is(tmp_path, monkeypatch):
     import imagesafety.serve.app as served
 
     said = []
-    monkeypatch.setattr(served, "create_app", lambda config: type("App", (), {"state": type("S", (), {"imagesafety": {"audit_url": "sqlite:///X"}})()})())
+    monkeypatch.setattr(
+        served,
+        "create_app",
+        lambda config: type("App", (), {"state": type("S", (), {"imagesafety": {"audit_url": "sqlite:///X"}})()})(),
+    )
     monkeypatch.setattr("uvicorn.run", lambda *a, **k: None)
     served.serve(served.ServeConfig(auth=False), say=said.append)
     assert said[0] == "audit log: sqlite:///X" and said[1].startswith("WARNING: serving WITHOUT authentication")
@@ -112,7 +169,12 @@ def test_a_relative_encoder_folder_is_stored_absolute(tmp_path, tiny_clip_dir, r
     shutil.copytree(tiny_clip_dir, tmp_path / "tinyclip")
     monkeypatch.chdir(tmp_path)
     emb = tmp_path / "emb.parquet"
-    assert runner.invoke(app, ["embed", "--encoder", "hf:tinyclip", "--dataset", str(red_folder), "--out", str(emb), "-q"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["embed", "--encoder", "hf:tinyclip", "--dataset", str(red_folder), "--out", str(emb), "-q"]
+        ).exit_code
+        == 0
+    )
     trained = runner.invoke(app, ["guard", "train", "-e", str(emb), "-o", str(tmp_path / "guard")])
     assert trained.exit_code == 0, trained.output
     card = json.loads((tmp_path / "guard" / "guard.json").read_text())

@@ -39,7 +39,13 @@ def parts(monkeypatch):
         found = entries(kind)
         if kind != "classifier":
             return found
-        return {**found, **{name: registry.Entry("classifier", name, lambda arg=None, c=c, **kw: c, "test part") for name, c in made.items()}}
+        return {
+            **found,
+            **{
+                name: registry.Entry("classifier", name, lambda arg=None, c=c, **kw: c, "test part")
+                for name, c in made.items()
+            },
+        }
 
     monkeypatch.setattr(registry, "entries", with_parts)
     return made
@@ -69,7 +75,9 @@ def test_cascade_equals_the_rule_applied_by_hand_and_runs_the_second_stage_only_
     red = evaluate("red", root, None, cache=None, progress=False, n_boot=10).predictions.set_index("id")
     green = evaluate("green", root, None, cache=None, progress=False, n_boot=10).predictions.set_index("id")
     parts["green"].images_seen = 0
-    result = evaluate("cascade:red>green", root, None, cache=None, progress=False, n_boot=10, classifier_options={"band": "0.3:0.7"})
+    result = evaluate(
+        "cascade:red>green", root, None, cache=None, progress=False, n_boot=10, classifier_options={"band": "0.3:0.7"}
+    )
     rows = result.predictions.set_index("id")
     in_band = red["score"].between(0.3, 0.7)
     expected_score = np.where(in_band, green["score"], red["score"])
@@ -80,7 +88,10 @@ def test_cascade_equals_the_rule_applied_by_hand_and_runs_the_second_stage_only_
     decided = rows["raw"].map(lambda r: json.loads(r)["decided_by"])
     assert (decided.loc[red.index] == np.where(in_band, "mean-green", "mean-red")).all()
     summary = result.metrics["classifier_summary"]
-    assert summary["stages"]["mean-green"]["images"] == int(in_band.sum()) and summary["stages"]["mean-red"]["images"] == 24
+    assert (
+        summary["stages"]["mean-green"]["images"] == int(in_band.sum())
+        and summary["stages"]["mean-red"]["images"] == 24
+    )
 
 
 def test_vote_max_mean_equal_their_rules(tmp_path, parts):
@@ -90,7 +101,9 @@ def test_vote_max_mean_equal_their_rules(tmp_path, parts):
     red = evaluate("red", root, None, cache=None, progress=False, n_boot=10).predictions.set_index("id")
     green = evaluate("green", root, None, cache=None, progress=False, n_boot=10).predictions.set_index("id")
     for spec in ("vote:2/2:red,green", "vote:1/2:red,green", "max:red,green", "mean:red,green"):
-        rows = evaluate(spec, root, None, cache=None, progress=False, n_boot=10).predictions.set_index("id").loc[red.index]
+        rows = (
+            evaluate(spec, root, None, cache=None, progress=False, n_boot=10).predictions.set_index("id").loc[red.index]
+        )
         votes = red["classifier_decision"].to_numpy() + green["classifier_decision"].to_numpy()
         if spec.startswith("vote"):
             k = int(spec[5])
@@ -102,13 +115,16 @@ def test_vote_max_mean_equal_their_rules(tmp_path, parts):
             assert np.allclose(rows["score"], (red["score"] + green["score"]) / 2)
 
 
-@pytest.mark.parametrize("spec, options, words", [
-    ("cascade:red>nope", {}, "unknown classifier 'nope'"),
-    ("cascade:red>green", {"band": "0.5:1.5"}, "0 <= LO <= HI <= 1"),
-    ("vote:3/2:red,green", {}, "N=2 but|K must be between 1 and N"),
-    ("vote:2/3:red,green", {}, "N=3 but 2 classifiers"),
-    ("max:red", {}, "at least two classifiers"),
-])
+@pytest.mark.parametrize(
+    "spec, options, words",
+    [
+        ("cascade:red>nope", {}, "unknown classifier 'nope'"),
+        ("cascade:red>green", {"band": "0.5:1.5"}, "0 <= LO <= HI <= 1"),
+        ("vote:3/2:red,green", {}, "N=2 but|K must be between 1 and N"),
+        ("vote:2/3:red,green", {}, "N=3 but 2 classifiers"),
+        ("max:red", {}, "at least two classifiers"),
+    ],
+)
 def test_bad_combinations_fail_before_any_model_runs(parts, spec, options, words):
     import re
 

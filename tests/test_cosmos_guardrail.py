@@ -22,7 +22,8 @@ def images(n=6):
 
 
 def authors_probabilities(checkpoint, encoder, pictures) -> np.ndarray:
-    """SigLIP features (the vision tower's pooled output, what get_image_features returned when the guardrail was written),
+    """SigLIP features (the vision tower's pooled output, what get_image_features returned when the guardrail was
+    written),
     L2-normalised, into Linear/BatchNorm/ReLU x2 + Linear
     loaded from the checkpoint's state dict, then softmax: the guardrail's inference, written independently."""
     import torch
@@ -50,8 +51,23 @@ def test_probabilities_and_decisions_equal_the_guardrails(folders):
     pictures = images()
     reference = authors_probabilities(checkpoint, encoder, pictures)
     preds = clf.predict(pictures)
-    ours = np.array([[p.raw["probabilities"][c] for c in ("safe", "sexual_content", "violence", "drugs", "child_abuse",
-                                                          "hate_and_harassment", "self_harm")] for p in preds])
+    ours = np.array(
+        [
+            [
+                p.raw["probabilities"][c]
+                for c in (
+                    "safe",
+                    "sexual_content",
+                    "violence",
+                    "drugs",
+                    "child_abuse",
+                    "hate_and_harassment",
+                    "self_harm",
+                )
+            ]
+            for p in preds
+        ]
+    )
     np.testing.assert_allclose(ours, reference, atol=1e-5)
     flagged = reference.argmax(axis=1) != 0  # the guardrail flags a frame whose most probable class is not Safe
     assert 0 < flagged.sum() < len(flagged)  # both outcomes occur, so equal decisions mean something

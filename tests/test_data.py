@@ -10,12 +10,22 @@ from imagesafety.images import decode_image
 
 
 def test_folder_layout_with_categories_sources_and_splits(tmp_path):
-    for rel in ("train/safe/a.jpg", "train/unsafe/sexual/generated/b.jpg", "test/unsafe/violence/c.jpg", "test/safe/real/d.jpg"):
+    for rel in (
+        "train/safe/a.jpg",
+        "train/unsafe/sexual/generated/b.jpg",
+        "test/unsafe/violence/c.jpg",
+        "test/safe/real/d.jpg",
+    ):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(jpeg_bytes())
     samples = {s.id: s for s in load_dataset(tmp_path)}
-    assert set(samples) == {"train/safe/a.jpg", "train/unsafe/sexual/generated/b.jpg", "test/unsafe/violence/c.jpg", "test/safe/real/d.jpg"}
+    assert set(samples) == {
+        "train/safe/a.jpg",
+        "train/unsafe/sexual/generated/b.jpg",
+        "test/unsafe/violence/c.jpg",
+        "test/safe/real/d.jpg",
+    }
     b = samples["train/unsafe/sexual/generated/b.jpg"]
     assert (b.label, b.category, b.source, b.split) == (1, "sexual", "generated", "train")
     d = samples["test/safe/real/d.jpg"]
@@ -91,7 +101,10 @@ def test_hugging_face_loader_reads_unsafebench_schema_offline(tmp_path):
     ds = load_dataset(f"hf:{tmp_path / 'UnsafeBench'}")
     samples = list(ds)
     assert [(s.split, s.label, s.source) for s in samples] == [
-        ("train", 0, "real"), ("train", 1, "generated"), ("train", 1, "real"), ("test", 0, "generated")
+        ("train", 0, "real"),
+        ("train", 1, "generated"),
+        ("train", 1, "real"),
+        ("test", 0, "generated"),
     ]
     assert samples[3].load_bytes() == jpeg_bytes((120, 0, 0))
     only_test = load_dataset(f"hf:{tmp_path / 'UnsafeBench'}", splits=["test"])
@@ -102,7 +115,9 @@ def test_hugging_face_loader_reads_unsafebench_schema_offline(tmp_path):
 
 def test_external_set_schema_with_base64_images(tmp_path):
     images = [jpeg_bytes((0, 200, 0)), jpeg_bytes((0, 0, 200))]
-    pd.DataFrame({"image": [base64.b64encode(b).decode() for b in images], "label": [1, 0], "index": [7, 8]}).to_parquet(tmp_path / "smid.parquet")
+    pd.DataFrame(
+        {"image": [base64.b64encode(b).decode() for b in images], "label": [1, 0], "index": [7, 8]}
+    ).to_parquet(tmp_path / "smid.parquet")
     samples = list(load_dataset(tmp_path / "smid.parquet"))
     assert [(s.id, s.label) for s in samples] == [("7", 1), ("8", 0)]
     assert [s.load_bytes() for s in samples] == images
@@ -135,5 +150,7 @@ def test_hugging_face_streaming_reads_the_same_rows(tmp_path):
     unsafebench_frame().to_parquet(data / "test-00000-of-00001.parquet")
     streamed = list(load_dataset(f"hf:{tmp_path / 'UnsafeBench'}", streaming=True))
     loaded = list(load_dataset(f"hf:{tmp_path / 'UnsafeBench'}"))
-    assert [(s.id, s.label, s.category, s.source) for s in streamed] == [(s.id, s.label, s.category, s.source) for s in loaded]
+    assert [(s.id, s.label, s.category, s.source) for s in streamed] == [
+        (s.id, s.label, s.category, s.source) for s in loaded
+    ]
     assert streamed[1].load_bytes() == loaded[1].load_bytes()

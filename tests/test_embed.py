@@ -9,8 +9,8 @@ import pytest
 from conftest import jpeg_bytes
 from imagesafety.data import load_dataset
 from imagesafety.encoders import load_encoder
-from imagesafety.run.embed import embed, read_embeddings
 from imagesafety.images import decode_image
+from imagesafety.run.embed import embed, read_embeddings
 
 pytest.importorskip("torch")
 
@@ -18,7 +18,12 @@ pytest.importorskip("torch")
 class CountingEncoder:
     def __init__(self, inner):
         self.inner, self.calls = inner, 0
-        self.name, self.identity, self.embed_dim, self.logit_scale = inner.name, inner.identity, inner.embed_dim, inner.logit_scale
+        self.name, self.identity, self.embed_dim, self.logit_scale = (
+            inner.name,
+            inner.identity,
+            inner.embed_dim,
+            inner.logit_scale,
+        )
 
     def prepare(self, image):
         return self.inner.prepare(image)
@@ -63,19 +68,27 @@ def test_cached_rerun_calls_no_encoder_and_npz_output(red_folder, tmp_path, enco
     assert first.calls == 12 and second.calls == 0 and b.stats.cached == 12
     back = read_embeddings(tmp_path / "b.npz")
     np.testing.assert_array_equal(back.matrix, a.matrix)
-    assert back.frame["id"].tolist() == a.frame["id"].tolist() and back.frame["label"].tolist() == a.frame["label"].tolist()
+    assert (
+        back.frame["id"].tolist() == a.frame["id"].tolist()
+        and back.frame["label"].tolist() == a.frame["label"].tolist()
+    )
 
 
 def test_broken_images_are_error_rows_and_captions_are_embedded(tmp_path, encoder):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "ok.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "img" / "bad.jpg").write_bytes(b"nope")
-    rows = [{"path": "img/ok.jpg", "label": 1, "text": "a red square"}, {"path": "img/bad.jpg", "label": 0, "text": "broken"}]
+    rows = [
+        {"path": "img/ok.jpg", "label": 1, "text": "a red square"},
+        {"path": "img/bad.jpg", "label": 0, "text": "broken"},
+    ]
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     result = embed(encoder, tmp_path / "m.jsonl", tmp_path / "e.parquet", text=True, progress=False)
     back = read_embeddings(tmp_path / "e.parquet")
     assert back.frame["error"].notna().tolist() == [False, True]
-    np.testing.assert_allclose(back.frame["text_embedding"][0], encoder.encode_texts(["a red square"])[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        back.frame["text_embedding"][0], encoder.encode_texts(["a red square"])[0], rtol=1e-5, atol=1e-6
+    )
     assert result.metadata["errors"] == 1
 
 

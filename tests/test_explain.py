@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from planted import MAGENTA, PlantedPatchClassifier
 from imagesafety.evidence import ExplainSettings, explain, explain_image
 from imagesafety.evidence.maps import occlusion_map, rise_map, rise_masks
+from planted import MAGENTA, PlantedPatchClassifier
 
 
 def photos(n: int, seed: int = 0, patch: int = 14):
-    """Random crops of scikit-image's photographs (stand-ins of random sizes) with a magenta square at a random place."""
+    """Random crops of scikit-image's photographs (stand-ins of random sizes) with a magenta square at a random
+    place."""
     from skimage import data
 
     rng = np.random.default_rng(seed)
@@ -23,9 +24,9 @@ def photos(n: int, seed: int = 0, patch: int = 14):
         src = sources[i % len(sources)]
         h, w = int(rng.integers(96, 160)), int(rng.integers(96, 160))
         y, x = int(rng.integers(0, src.shape[0] - h)), int(rng.integers(0, src.shape[1] - w))
-        crop = src[y:y + h, x:x + w].copy()
+        crop = src[y : y + h, x : x + w].copy()
         py, px = int(rng.integers(0, h - patch)), int(rng.integers(0, w - patch))
-        crop[py:py + patch, px:px + patch] = MAGENTA
+        crop[py : py + patch, px : px + patch] = MAGENTA
         out.append((Image.fromarray(crop), [px, py, px + patch, py + patch]))
     return out
 
@@ -103,7 +104,9 @@ def test_batched_occlusion_equals_captum_on_a_zoo_torch_classifier(tiny_clip_dir
     image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
 
     def forward(x):  # (B, 3, H, W) [0, 1] -> unsafe probability (resized to the model's 32 px inside)
-        return torch.sigmoid(clf.unsafe_logits(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear"))).reshape(-1)
+        return torch.sigmoid(
+            clf.unsafe_logits(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear"))
+        ).reshape(-1)
 
     def scorer(arrays):
         with torch.no_grad():
@@ -111,11 +114,15 @@ def test_batched_occlusion_equals_captum_on_a_zoo_torch_classifier(tiny_clip_dir
 
     ours = occlusion_map(image, scorer, window=8, stride=4, baseline=0.0, batch_size=7)
     x = torch.from_numpy(image.transpose(2, 0, 1))[None]
-    theirs = Occlusion(forward).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=0.0, perturbations_per_eval=1)
+    theirs = Occlusion(forward).attribute(
+        x, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=0.0, perturbations_per_eval=1
+    )
     assert np.abs(theirs[0, 0].numpy() - ours).max() < 1e-5
     assert np.allclose(theirs[0, 0].numpy(), theirs[0, 2].numpy())
     odd = occlusion_map(image[:30, :29], scorer, window=8, stride=5)  # windows clipped at the border, as captum's
-    theirs = Occlusion(forward).attribute(x[:, :, :30, :29], sliding_window_shapes=(3, 8, 8), strides=(3, 5, 5), baselines=0.0)
+    theirs = Occlusion(forward).attribute(
+        x[:, :, :30, :29], sliding_window_shapes=(3, 8, 8), strides=(3, 5, 5), baselines=0.0
+    )
     assert np.abs(theirs[0, 0].numpy() - odd).max() < 1e-5
 
 
@@ -129,7 +136,11 @@ def test_rise_equals_the_papers_formula_with_the_same_masks(tiny_clip_dir):
 
     def scorer(arrays):
         with torch.no_grad():
-            return torch.sigmoid(clf.unsafe_logits(torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2)))).reshape(-1).numpy()
+            return (
+                torch.sigmoid(clf.unsafe_logits(torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2))))
+                .reshape(-1)
+                .numpy()
+            )
 
     ours = rise_map(image, scorer, masks, p=0.5, batch_size=9)
     # Petsiuk et al.: S(x) = 1 / (E[M] N) * sum_i f(I . M_i) M_i(x)
@@ -139,7 +150,9 @@ def test_rise_equals_the_papers_formula_with_the_same_masks(tiny_clip_dir):
     expected /= 0.5 * len(masks)
     assert np.abs(ours - expected).max() < 1e-5
     stacked = np.stack(list(masks))
-    assert stacked.shape == (50, 32, 32) and stacked.min() >= 0 and stacked.max() <= 1 and (stacked == masks[0:50]).all()
+    assert (
+        stacked.shape == (50, 32, 32) and stacked.min() >= 0 and stacked.max() <= 1 and (stacked == masks[0:50]).all()
+    )
 
 
 def test_explain_cli_writes_evidence_maps_and_report_and_resumes(tmp_path, monkeypatch):
@@ -148,9 +161,9 @@ def test_explain_cli_writes_evidence_maps_and_report_and_resumes(tmp_path, monke
     import pandas as pd
     from typer.testing import CliRunner
 
-    from planted import register_planted
     from imagesafety import registry
     from imagesafety.cli import app
+    from planted import register_planted
 
     register_planted(monkeypatch)
     try:
@@ -163,7 +176,19 @@ def test_explain_cli_writes_evidence_maps_and_report_and_resumes(tmp_path, monke
             truths[f"unsafe/sexual/{i}.png"] = truth
         (root / "unsafe" / "sexual" / "broken.png").write_bytes(b"not an image")
         out = tmp_path / "explain"
-        args = ["explain", "-c", "planted", "-d", str(root), "-o", str(out), "--method", "occlusion", "--work-side", "160"]
+        args = [
+            "explain",
+            "-c",
+            "planted",
+            "-d",
+            str(root),
+            "-o",
+            str(out),
+            "--method",
+            "occlusion",
+            "--work-side",
+            "160",
+        ]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         table = pd.read_parquet(out / "evidence.parquet").set_index("id")
@@ -190,9 +215,9 @@ def test_explain_cli_writes_evidence_maps_and_report_and_resumes(tmp_path, monke
 def test_redact_removes_the_planted_patch_and_copies_the_rest(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from planted import register_planted, scene
     from imagesafety import registry
     from imagesafety.cli import app
+    from planted import register_planted, scene
 
     register_planted(monkeypatch)
     try:
@@ -202,7 +227,9 @@ def test_redact_removes_the_planted_patch_and_copies_the_rest(tmp_path, monkeypa
         image.save(src / "flagged.png")
         Image.fromarray(scene(np.random.default_rng(2))).save(src / "plain.png")
         (src / "broken.jpg").write_bytes(b"nope")
-        result = CliRunner().invoke(app, ["redact", "-c", "planted", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--fill", "mean"])
+        result = CliRunner().invoke(
+            app, ["redact", "-c", "planted", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--fill", "mean"]
+        )
         assert result.exit_code == 0, result.output
         said = " ".join(result.output.split())
         assert "2 images written" in said and "1 redacted" in said and "1 unreadable" in said
@@ -211,9 +238,15 @@ def test_redact_removes_the_planted_patch_and_copies_the_rest(tmp_path, monkeypa
         x0, y0, x1, y1 = truth
         assert not (np.asarray(after)[y0:y1, x0:x1] == MAGENTA).all(axis=-1).any()
         outside = np.asarray(after).copy(), np.asarray(image)
-        assert (outside[0][:, : max(0, x0 - 12)] == outside[1][:, : max(0, x0 - 12)]).all()  # far from the evidence: untouched
-        assert (np.asarray(Image.open(tmp_path / "out" / "sub" / "plain.png")) == np.asarray(Image.open(src / "plain.png"))).all()
-        same = CliRunner().invoke(app, ["redact", "-c", "planted", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "in")])
+        assert (
+            outside[0][:, : max(0, x0 - 12)] == outside[1][:, : max(0, x0 - 12)]
+        ).all()  # far from the evidence: untouched
+        assert (
+            np.asarray(Image.open(tmp_path / "out" / "sub" / "plain.png")) == np.asarray(Image.open(src / "plain.png"))
+        ).all()
+        same = CliRunner().invoke(
+            app, ["redact", "-c", "planted", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "in")]
+        )
         assert same.exit_code == 2 and "never overwrites" in same.output
     finally:
         registry._plugins.cache_clear()

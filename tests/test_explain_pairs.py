@@ -30,14 +30,22 @@ def test_pairs_from_evidence_cover_the_patch_and_flip(tmp_path):
 
     truths = write_unsafe(tmp_path / "data")
     judge = PlantedPatchClassifier(gain=60.0, threshold=0.1)  # flipping it takes nearly the whole patch
-    editor = EvidenceRegionEditor(MaskCompositeEditor(blur=6.0), PlantedPatchClassifier(gain=60.0, threshold=0.1), margin=0.03)
-    stats = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, judge, policy="unsafebench", seeds=1, progress=False)
+    editor = EvidenceRegionEditor(
+        MaskCompositeEditor(blur=6.0), PlantedPatchClassifier(gain=60.0, threshold=0.1), margin=0.03
+    )
+    stats = generate_pairs(
+        tmp_path / "data", tmp_path / "pairs", editor, judge, policy="unsafebench", seeds=1, progress=False
+    )
     assert stats.kept >= len(truths)
     candidates = [json.loads(line) for line in (tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()]
     kept = [c for c in candidates if c["kept"]]
     assert {c["source_image"] for c in kept} == set(truths)
     for image_name, truth in truths.items():
-        box = editor.box_for(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "data" / "unsafe" / "sexual" / image_name).convert("RGB"))
+        box = editor.box_for(
+            __import__("PIL.Image", fromlist=["Image"])
+            .open(tmp_path / "data" / "unsafe" / "sexual" / image_name)
+            .convert("RGB")
+        )
         from PIL import Image
 
         w, h = Image.open(tmp_path / "data" / "unsafe" / "sexual" / image_name).size
@@ -63,15 +71,33 @@ def test_region_from_evidence_needs_a_region_editor():
 def test_pairs_generate_cli_with_evidence_region(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from planted import register_planted
     from imagesafety import registry
     from imagesafety.cli import app
+    from planted import register_planted
 
     register_planted(monkeypatch)
     try:
         write_unsafe(tmp_path / "data", n=2, patch=18)  # flagged by the plug-in's default gain, not saturated
-        args = ["pairs", "generate", "-d", str(tmp_path / "data"), "-o", str(tmp_path / "pairs"), "--judge", "planted", "--policy", "unsafebench",
-                "--region", "evidence:planted", "--no-lpips", "--seeds", "1", "-q", "--editor-option", "fill=128,128,128"]
+        args = [
+            "pairs",
+            "generate",
+            "-d",
+            str(tmp_path / "data"),
+            "-o",
+            str(tmp_path / "pairs"),
+            "--judge",
+            "planted",
+            "--policy",
+            "unsafebench",
+            "--region",
+            "evidence:planted",
+            "--no-lpips",
+            "--seeds",
+            "1",
+            "-q",
+            "--editor-option",
+            "fill=128,128,128",
+        ]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         assert "pairs kept" in result.output
@@ -84,8 +110,8 @@ def test_pairs_generate_cli_with_evidence_region(tmp_path, monkeypatch):
 def test_explain_on_a_pair_dataset_scores_evidence_inside_the_difference(tmp_path):
     from PIL import Image
 
-    from planted import plant, scene
     from imagesafety.evidence.report import run_explain
+    from planted import plant, scene
 
     rows = []
     (tmp_path / "img").mkdir()
@@ -95,17 +121,28 @@ def test_explain_on_a_pair_dataset_scores_evidence_inside_the_difference(tmp_pat
         base = scene(rng, (80, 64))
         Image.fromarray(base).save(tmp_path / "img" / f"{i}-safe.png")
         Image.fromarray(plant(base, box)).save(tmp_path / "img" / f"{i}-unsafe.png")
-        rows += [{"path": f"img/{i}-safe.png", "label": 0, "pair_id": f"p{i}", "role": "edited", "category": "sexual"},
-                 {"path": f"img/{i}-unsafe.png", "label": 1, "pair_id": f"p{i}", "role": "original", "category": "sexual"}]
+        rows += [
+            {"path": f"img/{i}-safe.png", "label": 0, "pair_id": f"p{i}", "role": "edited", "category": "sexual"},
+            {"path": f"img/{i}-unsafe.png", "label": 1, "pair_id": f"p{i}", "role": "original", "category": "sexual"},
+        ]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    table, page = run_explain([PlantedPatchClassifier(gain=15.0)], tmp_path / "pairs.jsonl", tmp_path / "out", method="occlusion",
-                              window=8, stride=4)
+    table, page = run_explain(
+        [PlantedPatchClassifier(gain=15.0)],
+        tmp_path / "pairs.jsonl",
+        tmp_path / "out",
+        method="occlusion",
+        window=8,
+        stride=4,
+    )
     unsafe = table[table["pair_mass_inside"].notna()]
     assert len(unsafe) == 3 and unsafe["pair_pointing_hit"].all() and (unsafe["pair_mass_inside"] > 0.5).all()
     assert "pointing game" in page.read_text()
     # a map that ignores the image fails the check
     from imagesafety.evidence.report import pair_check
 
-    hit, mass = pair_check(np.random.default_rng(1).random((64, 80)).astype(np.float32), Image.open(tmp_path / "img" / "0-unsafe.png"),
-                           Image.open(tmp_path / "img" / "0-safe.png"))
+    hit, mass = pair_check(
+        np.random.default_rng(1).random((64, 80)).astype(np.float32),
+        Image.open(tmp_path / "img" / "0-unsafe.png"),
+        Image.open(tmp_path / "img" / "0-safe.png"),
+    )
     assert mass < 0.2

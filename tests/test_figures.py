@@ -20,7 +20,8 @@ for (const svg of document.querySelectorAll('svg')) {
   const legend = [...svg.querySelectorAll('rect')].filter(r => r.getAttribute('width') === '14');
   out.push({plot: [plot.left, plot.top, plot.right, plot.bottom],
             ticks: ticks.map(t => { const b = t.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; }),
-            legend: legend.map(r => { const b = r.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; })});
+            legend: legend.map(r => { const b = r.getBoundingClientRect();
+                                      return [b.left, b.top, b.right, b.bottom]; })});
 }
 return out;
 """
@@ -34,7 +35,13 @@ def browser(tmp_path_factory):
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path_factory.mktemp('chrome')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path_factory.mktemp('chrome')}",
+    ):
         options.add_argument(flag)
     options.binary_location = shutil.which("chromium")
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
@@ -54,7 +61,7 @@ def check_layout(browser, page, screenshot, expected_figures: int) -> None:
     assert len(figures) == expected_figures
     for fig in figures:
         ticks = fig["ticks"]
-        assert all(not overlap(a, b) for i, a in enumerate(ticks) for b in ticks[i + 1:]), ticks
+        assert all(not overlap(a, b) for i, a in enumerate(ticks) for b in ticks[i + 1 :]), ticks
         assert fig["legend"] and all(box[0] >= fig["plot"][2] for box in fig["legend"])  # beside the plot, not on it
 
 
@@ -70,12 +77,20 @@ def test_eps_curve_and_efficiency_figures(browser, tmp_path):
     from imagesafety.bench.robustness.report import eps_curve_plot
     from imagesafety.guard.efficiency import write_efficiency_report
 
-    eps = [0.001 * 1.6 ** i for i in range(12)]  # crowded labels on a log axis
-    curve = eps_curve_plot({"pgd": {f"{e:.6g}": min(1.0, e * 20) for e in eps}, "fgsm": {f"{e:.6g}": e * 5 for e in eps}})
+    eps = [0.001 * 1.6**i for i in range(12)]  # crowded labels on a log axis
+    curve = eps_curve_plot(
+        {"pgd": {f"{e:.6g}": min(1.0, e * 20) for e in eps}, "fgsm": {f"{e:.6g}": e * 5 for e in eps}}
+    )
     (tmp_path / "eps.html").write_text(f"<!doctype html><html><body>{curve}</body></html>")
     check_layout(browser, tmp_path / "eps.html", tmp_path / "eps.png", expected_figures=1)
     rng = np.random.default_rng(0)
-    runs = pd.DataFrame([{"size": n, "with_pairs": p, "seed": s, "f1": rng.random(), "auroc": rng.random()}
-                         for n in (16, 32, 64, 128, 256, 512, 1024) for p in (False, True) for s in range(3)])
+    runs = pd.DataFrame(
+        [
+            {"size": n, "with_pairs": p, "seed": s, "f1": rng.random(), "auroc": rng.random()}
+            for n in (16, 32, 64, 128, 256, 512, 1024)
+            for p in (False, True)
+            for s in range(3)
+        ]
+    )
     files = write_efficiency_report(runs, tmp_path / "eff")
     check_layout(browser, files["html"], tmp_path / "efficiency.png", expected_figures=1)

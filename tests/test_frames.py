@@ -12,11 +12,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from planted import MAGENTA, WHITE, PlantedPatchClassifier, animation_bytes, register_planted, scene, video_bytes, white_on_transparent_png
 from imagesafety.images import decode_image
 from imagesafety.media import FramePolicy, MediaBudgetError, read_views
 from imagesafety.run.runner import Runner
 from imagesafety.run.tasks import PredictionTask
+from planted import (
+    MAGENTA,
+    WHITE,
+    PlantedPatchClassifier,
+    animation_bytes,
+    register_planted,
+    scene,
+    video_bytes,
+    white_on_transparent_png,
+)
 
 SUFFIX = {"GIF": "gif", "WEBP": "webp", "PNG": "png"}
 
@@ -42,7 +51,11 @@ def folder_with(tmp_path, files: dict[str, bytes], label="unsafe"):
 def run_rows(root, classifier, frames=None):
     from imagesafety.data import load_dataset
 
-    return Runner(PredictionTask(classifier, None, frames), batch_size=4, show_progress=False).run(load_dataset(root)).set_index("id")
+    return (
+        Runner(PredictionTask(classifier, None, frames), batch_size=4, show_progress=False)
+        .run(load_dataset(root))
+        .set_index("id")
+    )
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
@@ -84,8 +97,11 @@ def test_k_of_n_needs_k_frames_and_a_still_image_is_judged_by_its_one_frame(tmp_
     from planted import plant
 
     Image.fromarray(plant(scene(np.random.default_rng(3)))).save(planted_still, "PNG")
-    rows = run_rows(folder_with(tmp_path, {"a.gif": data, "s.png": planted_still.getvalue()}), PlantedPatchClassifier(),
-                    FramePolicy(rule="2-of-n"))
+    rows = run_rows(
+        folder_with(tmp_path, {"a.gif": data, "s.png": planted_still.getvalue()}),
+        PlantedPatchClassifier(),
+        FramePolicy(rule="2-of-n"),
+    )
     assert rows.loc["unsafe/a.gif", "classifier_decision"] == 0  # one unsafe frame of 12: not 2
     assert json.loads(rows.loc["unsafe/a.gif", "views"])["aggregate"] == "2-of-n"
     assert rows.loc["unsafe/s.png", "classifier_decision"] == 1  # one frame: K is capped at 1
@@ -152,7 +168,9 @@ def test_eval_reports_the_deciding_frame_and_the_policy(tmp_path, planted_spec):
     root = folder_with(tmp_path, {"a.gif": animation_bytes("GIF"), "b.webp": animation_bytes("WEBP", planted=None)})
     (root / "safe" / "c.png").write_bytes(animation_bytes("PNG", planted=None))
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["eval", "-c", planted_spec, "-d", str(root), "-o", str(out), "--no-cache", "-q", "--bootstrap", "10"])
+    result = CliRunner().invoke(
+        app, ["eval", "-c", planted_spec, "-d", str(root), "-o", str(out), "--no-cache", "-q", "--bootstrap", "10"]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames"]["animations"] == 3 and metrics["frames"]["policy"]["rule"] == "max"
@@ -163,6 +181,7 @@ def test_eval_reports_the_deciding_frame_and_the_policy(tmp_path, planted_spec):
 
 
 # -- files that try to exhaust the reader ------------------------------------------------------------------------------
+
 
 def gif_of_tiny_frames(n: int, frame_w: int = 1, frame_h: int = 1, canvas=(1, 1)) -> bytes:
     """A GIF of `n` image blocks written by hand (no encoder would make these)."""
@@ -176,12 +195,15 @@ def views_of(data, policy=FramePolicy()):
     return sampling, list(views)
 
 
-@pytest.mark.parametrize("data, words", [
-    (gif_of_tiny_frames(65_535), "declares 65535 frames, over the budget of 4096 (max_declared_frames)"),
-    (gif_of_tiny_frames(10_000), "declares 10000 frames, over the budget of 4096 (max_declared_frames)"),
-    (animation_bytes("GIF") + b"PK\x03\x04" + b"\x00" * 200, "follow the end of the GIF image"),
-    (animation_bytes("PNG") + b"<script>alert(1)</script>" * 4, "follow the end of the PNG image"),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (gif_of_tiny_frames(65_535), "declares 65535 frames, over the budget of 4096 (max_declared_frames)"),
+        (gif_of_tiny_frames(10_000), "declares 10000 frames, over the budget of 4096 (max_declared_frames)"),
+        (animation_bytes("GIF") + b"PK\x03\x04" + b"\x00" * 200, "follow the end of the GIF image"),
+        (animation_bytes("PNG") + b"<script>alert(1)</script>" * 4, "follow the end of the PNG image"),
+    ],
+)
 def test_frame_bombs_and_polyglots_are_refused_before_decoding(data, words):
     import time
 
@@ -271,13 +293,19 @@ def test_the_reports_thumbnail_is_the_frame_that_decided(tmp_path, planted_spec)
     from imagesafety.cli import app
 
     root = folder_with(tmp_path, {"x.gif": animation_bytes("GIF", planted=None)})
-    (root / "safe" / "fp.gif").write_bytes(animation_bytes("GIF", planted=7))  # a false positive: flagged on frame 7 only
+    (root / "safe" / "fp.gif").write_bytes(
+        animation_bytes("GIF", planted=7)
+    )  # a false positive: flagged on frame 7 only
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["eval", "-c", planted_spec, "-d", str(root), "-o", str(out), "--no-cache", "-q", "--bootstrap", "10"])
+    result = CliRunner().invoke(
+        app, ["eval", "-c", planted_spec, "-d", str(root), "-o", str(out), "--no-cache", "-q", "--bootstrap", "10"]
+    )
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text()
-    section = page[page.index("Safe images flagged unsafe"):page.index("Unsafe images passed as safe")]
-    thumb = Image.open(io.BytesIO(base64.b64decode(re.search(r"data:image/jpeg;base64,([^\"']+)", section).group(1)))).convert("RGB")
+    section = page[page.index("Safe images flagged unsafe") : page.index("Unsafe images passed as safe")]
+    thumb = Image.open(
+        io.BytesIO(base64.b64decode(re.search(r"data:image/jpeg;base64,([^\"']+)", section).group(1)))
+    ).convert("RGB")
     arr = np.asarray(thumb, dtype=float)
     magenta = (np.abs(arr - np.array(MAGENTA)).max(axis=-1) < 60).mean()
     assert magenta > 0.005  # frame 7's patch is in the thumbnail; frame 0 (what a first-frame thumbnail shows) has none
@@ -291,9 +319,13 @@ def test_early_exit_never_stops_below_the_threshold_the_run_decides_with(tmp_pat
     root = folder_with(tmp_path, {"v.mp4": data})
     # the planted second scores 0.75: unsafe at the classifier's own 0.5, safe at the 0.99 the run decides with
     clf = PlantedPatchClassifier(gain=6.0)
-    result = evaluate(clf, root, None, cache=None, progress=False, n_boot=10, threshold=0.99, frames=FramePolicy(early_exit=True))
+    result = evaluate(
+        clf, root, None, cache=None, progress=False, n_boot=10, threshold=0.99, frames=FramePolicy(early_exit=True)
+    )
     views = json.loads(result.predictions.set_index("id").loc["unsafe/v.mp4", "views"])
     assert max(s["score"] for s in views["scores"]) == pytest.approx(0.75, abs=0.05)
     assert views["skipped"] == 0  # nothing over 0.99: every sampled frame was read
     with pytest.raises(ValueError, match="--early-exit stops a video at the decision threshold"):
-        evaluate(clf, root, None, cache=None, progress=False, calibrate="validation", frames=FramePolicy(early_exit=True))
+        evaluate(
+            clf, root, None, cache=None, progress=False, calibrate="validation", frames=FramePolicy(early_exit=True)
+        )

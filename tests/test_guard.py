@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from imagesafety.bench.metrics import threshold_at_fpr
-from imagesafety.run.embed import Embeddings
 from imagesafety.guard import GuardConfig, train_guard
 from imagesafety.guard.efficiency import sample_efficiency, summarise, write_efficiency_report
 from imagesafety.guard.train import head_scores
+from imagesafety.run.embed import Embeddings
 
 torch = pytest.importorskip("torch")
 
@@ -71,7 +71,8 @@ def test_threshold_at_fpr_counts_ties_and_limits():
 
 
 def spurious_task(n, seed, correlated=True):
-    """Label = sign of feature 0 (small); feature 1 is a strong context cue correlated with the label when `correlated`."""
+    """Label = sign of feature 0 (small); feature 1 is a strong context cue correlated with the label when
+    `correlated`."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
     X = rng.normal(scale=0.5, size=(n, 12))
@@ -97,9 +98,12 @@ def test_pairs_make_the_guard_more_sample_efficient(tmp_path):
     """Training images carry a spurious context cue; the test set does not. Pairs show what really matters."""
     Xtr, ytr = spurious_task(400, 0)
     Xte, yte = spurious_task(400, 1, correlated=False)
-    emb = Embeddings.from_arrays(np.concatenate([Xtr, Xte]), np.concatenate([ytr, yte]), "synthetic",
-                                 split=["train"] * 400 + ["test"] * 400)
-    runs = sample_efficiency(emb, pairs_for(200, 0), sizes=[16, 32], seeds=4, config=GuardConfig(epochs=150), progress=False)
+    emb = Embeddings.from_arrays(
+        np.concatenate([Xtr, Xte]), np.concatenate([ytr, yte]), "synthetic", split=["train"] * 400 + ["test"] * 400
+    )
+    runs = sample_efficiency(
+        emb, pairs_for(200, 0), sizes=[16, 32], seeds=4, config=GuardConfig(epochs=150), progress=False
+    )
     summary = summarise(runs).set_index(["size", "with_pairs"])
     for n in (16, 32):
         assert summary.loc[(n, True), "f1_mean"] > summary.loc[(n, False), "f1_mean"] + 0.05
@@ -113,7 +117,9 @@ def test_pair_consistency_loss_separates_pairs():
     Xtr, ytr = spurious_task(64, 5)
     emb = Embeddings.from_arrays(Xtr, ytr, "synthetic")
     pairs = pairs_for(100, 5)
-    with_loss = train_guard(emb, pairs=pairs, config=GuardConfig(pair_weight=2.0, val_fraction=0, epochs=100, calibrate="none"))
+    with_loss = train_guard(
+        emb, pairs=pairs, config=GuardConfig(pair_weight=2.0, val_fraction=0, epochs=100, calibrate="none")
+    )
     s = head_scores(with_loss.head, pairs.matrix)[:, 0]
     assert (s[:100] > 0.5).mean() > 0.95 and (s[100:] < 0.5).mean() > 0.95
     assert with_loss.card["training"]["pairs"] == 100
@@ -129,8 +135,12 @@ def test_bad_input_is_named_before_training():
         train_guard(emb, pairs=narrow)
     with pytest.raises(ValueError, match=r"categories \['sexual', 'violence'\] are not in taxonomy 'llavaguard'"):
         train_guard(emb, taxonomy="llavaguard")
-    one_sided = Embeddings.from_arrays(np.random.default_rng(0).normal(size=(40, 4)), [1] * 20 + [0] * 20, "synthetic",
-                                       category=["hate"] * 20 + ["spam"] * 20)
+    one_sided = Embeddings.from_arrays(
+        np.random.default_rng(0).normal(size=(40, 4)),
+        [1] * 20 + [0] * 20,
+        "synthetic",
+        category=["hate"] * 20 + ["spam"] * 20,
+    )
     with pytest.raises(ValueError, match=r"category 'hate' has a single class \(\d+ unsafe, 0 safe\)"):
         train_guard(one_sided, config=GuardConfig(target="multilabel", val_fraction=0))
     with pytest.raises(ValueError, match="unknown target 'both'"):

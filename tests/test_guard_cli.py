@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from conftest import write_red_folder
 from imagesafety.classifiers.probe import load_guard
 from imagesafety.cli import app
-from imagesafety.run.embed import read_embeddings
 from imagesafety.guard.train import head_scores
+from imagesafety.run.embed import read_embeddings
 
 pytest.importorskip("torch")
 runner = CliRunner()
@@ -25,15 +25,50 @@ def invoke(*args):
 
 def test_embed_train_and_evaluate_the_guard(tmp_path, tiny_clip_dir):
     data = write_red_folder(tmp_path / "data", n_per_label=20)
-    invoke("embed", "--encoder", f"hf:{tiny_clip_dir}", "--dataset", data, "--out", tmp_path / "emb.parquet", "--device", "cpu", "-q")
-    output = invoke("guard", "train", "--embeddings", tmp_path / "emb.parquet", "--out", tmp_path / "guard",
-                    "--target", "multilabel", "--val-fraction", "0.25", "--epochs", "50")
+    invoke(
+        "embed",
+        "--encoder",
+        f"hf:{tiny_clip_dir}",
+        "--dataset",
+        data,
+        "--out",
+        tmp_path / "emb.parquet",
+        "--device",
+        "cpu",
+        "-q",
+    )
+    output = invoke(
+        "guard",
+        "train",
+        "--embeddings",
+        tmp_path / "emb.parquet",
+        "--out",
+        tmp_path / "guard",
+        "--target",
+        "multilabel",
+        "--val-fraction",
+        "0.25",
+        "--epochs",
+        "50",
+    )
     assert "saved to" in output and "sexual" in output
     head, card = load_guard(tmp_path / "guard")
     assert card["outputs"] == ["unsafe", "sexual", "violence"] and card["encoder"] == f"hf:{tiny_clip_dir}"
 
-    invoke("eval", "--classifier", f"probe:{tmp_path / 'guard'}", "--dataset", data, "--out", tmp_path / "eval",
-           "--option", "device=cpu", "-q", "--bootstrap", "20")
+    invoke(
+        "eval",
+        "--classifier",
+        f"probe:{tmp_path / 'guard'}",
+        "--dataset",
+        data,
+        "--out",
+        tmp_path / "eval",
+        "--option",
+        "device=cpu",
+        "-q",
+        "--bootstrap",
+        "20",
+    )
     preds = pd.read_parquet(tmp_path / "eval" / "predictions.parquet").set_index("id")
     emb = read_embeddings(tmp_path / "emb.parquet")
     expected = head_scores(head, emb.matrix)

@@ -49,29 +49,41 @@ def test_dihedral_hashes_are_the_reference_hashes_of_the_rotated_and_flipped_fil
 
 
 def smooth(seed: int, size=(192, 160)) -> Image.Image:
-    """A distinct picture with a natural image's spectrum (power falling as 1/f^3): high PDQ quality, unlike any other seed's."""
+    """A distinct picture with a natural image's spectrum (power falling as 1/f^3): high PDQ quality, unlike any other
+    seed's."""
     rng = np.random.default_rng(seed)
     fy, fx = np.fft.fftfreq(size[1])[:, None], np.fft.fftfreq(size[0])[None, :]
     f = np.sqrt(fx**2 + fy**2)
     f[0, 0] = 1
-    planes = [np.real(np.fft.ifft2((rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f**1.5)) for _ in range(3)]
+    planes = [
+        np.real(np.fft.ifft2((rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f**1.5)) for _ in range(3)
+    ]
     out = np.stack(planes, -1)
     return Image.fromarray(((out - out.min()) / (out.max() - out.min()) * 255).astype(np.uint8))
 
 
 def photo_crops(n: int) -> list[Image.Image]:
-    """Crops of scikit-image's photographs at places far apart (distinct known images with real photographs' statistics)."""
+    """Crops of scikit-image's photographs at places far apart (distinct known images with real photographs'
+    statistics)."""
     from skimage import data
 
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.immunohistochemistry(),
-              data.retina(), data.colorwheel() if hasattr(data, "colorwheel") else data.astronaut()]
+    photos = [
+        data.astronaut(),
+        data.coffee(),
+        data.chelsea(),
+        data.rocket(),
+        data.hubble_deep_field(),
+        data.immunohistochemistry(),
+        data.retina(),
+        data.colorwheel() if hasattr(data, "colorwheel") else data.astronaut(),
+    ]
     out, rng = [], np.random.default_rng(0)
     while len(out) < n:
         src = photos[len(out) % len(photos)]
         h, w = src.shape[:2]
         side = int(min(h, w) * rng.uniform(0.35, 0.6))
         y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
-        crop = Image.fromarray(src[y:y + side, x:x + side]).convert("RGB").resize((192, 192), Image.BICUBIC)
+        crop = Image.fromarray(src[y : y + side, x : x + side]).convert("RGB").resize((192, 192), Image.BICUBIC)
         if pdq(crop).quality >= 50 and all(int(hamming(pdq(crop).bits, pdq(o).bits)) > 31 for o in out):
             out.append(crop)
     return out
@@ -85,9 +97,14 @@ def transformed(image: Image.Image) -> dict[str, Image.Image]:
     def crop(share):
         return image.crop((int(w * share / 2), int(h * share / 2), w - int(w * share / 2), h - int(h * share / 2)))
 
-    return {"jpeg70": Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), "half": image.resize((w // 2, h // 2), Image.BILINEAR),
-            "crop2": crop(0.02), "crop5": crop(0.05), "rotate1": image.rotate(1, resample=Image.BILINEAR, fillcolor=(128, 128, 128)),
-            "rotate2": image.rotate(2, resample=Image.BILINEAR, fillcolor=(128, 128, 128))}
+    return {
+        "jpeg70": Image.open(io.BytesIO(buf.getvalue())).convert("RGB"),
+        "half": image.resize((w // 2, h // 2), Image.BILINEAR),
+        "crop2": crop(0.02),
+        "crop5": crop(0.05),
+        "rotate1": image.rotate(1, resample=Image.BILINEAR, fillcolor=(128, 128, 128)),
+        "rotate2": image.rotate(2, resample=Image.BILINEAR, fillcolor=(128, 128, 128)),
+    }
 
 
 def test_matching_known_images_and_never_unrelated_ones(tmp_path):
@@ -102,10 +119,18 @@ def test_matching_known_images_and_never_unrelated_ones(tmp_path):
     recall = {}
     for kind in ("jpeg70", "half", "crop2", "crop5", "rotate1", "rotate2"):
         hits = [bank.match({"pdq": [pdq(transformed(img)[kind])]}) for img in known]
-        recall[kind] = float(np.mean([h is not None and known.index(img) == int(Path(h.source).stem) for h, img in zip(hits, known)]))
+        recall[kind] = float(
+            np.mean([h is not None and known.index(img) == int(Path(h.source).stem) for h, img in zip(hits, known)])
+        )
     false = [bank.match({"pdq": [pdq(smooth(10_000 + i))]}) for i in range(1000)]
-    print("PDQ recall per transform at distance 31:", recall, "; false matches on 1000 unrelated images:", sum(f is not None for f in false))
-    # PDQ is built for re-encoding and resizing; a 5% crop or a 2 degree turn moves most photographs past 31 bits (printed)
+    print(
+        "PDQ recall per transform at distance 31:",
+        recall,
+        "; false matches on 1000 unrelated images:",
+        sum(f is not None for f in false),
+    )
+    # PDQ is built for re-encoding and resizing; a 5% crop or a 2 degree turn moves most photographs past 31 bits
+    # (printed)
     assert recall["jpeg70"] == 1.0 and recall["half"] >= 0.9 and recall["crop2"] >= 0.8
     assert sum(f is not None for f in false) == 0
 
@@ -115,7 +140,9 @@ def test_exact_index_equals_numpy_brute_force_and_approximate_recall(tmp_path):
     entries = rng.integers(0, 256, (5000, 32), dtype=np.uint8)
     bank = HashBank(("pdq",), {"pdq": 31}, {"pdq": entries}, [str(i) for i in range(5000)], ["x"] * 5000, ["s"] * 5000)
     queries = entries[rng.integers(0, 5000, 200)].copy()
-    flips = rng.integers(0, 256, queries.shape, dtype=np.uint8) & rng.integers(0, 2, queries.shape, dtype=np.uint8) * 0x11
+    flips = (
+        rng.integers(0, 256, queries.shape, dtype=np.uint8) & rng.integers(0, 2, queries.shape, dtype=np.uint8) * 0x11
+    )
     queries ^= flips
     queries = np.vstack([queries, rng.integers(0, 256, (50, 32), dtype=np.uint8)])
     distances, rows = bank.search("pdq", queries, k=1)
@@ -194,21 +221,47 @@ def test_hashes_cli_round_trip(tmp_path):
     for i in range(3):
         smooth(i).save(tmp_path / "known" / "sexual" / f"{i}.png")
     runner = CliRunner()
-    assert runner.invoke(app, ["hashes", "compute", "-i", str(tmp_path / "known"), "-o", str(tmp_path / "h.csv")]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["hashes", "compute", "-i", str(tmp_path / "known"), "-o", str(tmp_path / "h.csv")]
+        ).exit_code
+        == 0
+    )
     table = pd.read_csv(tmp_path / "h.csv")
     assert list(table.columns[:4]) == ["path", "id", "algorithm", "hash"] and table["hash"].str.len().eq(64).all()
-    assert runner.invoke(app, ["hashes", "build", "-i", str(tmp_path / "known"), "-o", str(tmp_path / "bank")]).exit_code == 0
+    assert (
+        runner.invoke(app, ["hashes", "build", "-i", str(tmp_path / "known"), "-o", str(tmp_path / "bank")]).exit_code
+        == 0
+    )
     (tmp_path / "more" / "sexual").mkdir(parents=True)
     smooth(7).save(tmp_path / "more" / "sexual" / "7.png")
-    assert runner.invoke(app, ["hashes", "add", "-b", str(tmp_path / "bank"), "-i", str(tmp_path / "more")]).exit_code == 0
+    assert (
+        runner.invoke(app, ["hashes", "add", "-b", str(tmp_path / "bank"), "-i", str(tmp_path / "more")]).exit_code == 0
+    )
     assert len(load_bank(tmp_path / "bank")) == 4
     result = runner.invoke(app, ["hashes", "remove", "-b", str(tmp_path / "bank"), "-i", str(tmp_path / "more")])
     assert result.exit_code == 0 and "1 entries removed" in result.output and len(load_bank(tmp_path / "bank")) == 3
-    result = runner.invoke(app, ["hashes", "match", "-b", str(tmp_path / "bank"), "-d", str(tmp_path / "known"), "-o", str(tmp_path / "m.parquet")])
+    result = runner.invoke(
+        app,
+        [
+            "hashes",
+            "match",
+            "-b",
+            str(tmp_path / "bank"),
+            "-d",
+            str(tmp_path / "known"),
+            "-o",
+            str(tmp_path / "m.parquet"),
+        ],
+    )
     assert result.exit_code == 0 and "3 of 3 images match" in result.output
     (tmp_path / "bank" / "bank.json").write_text("{broken")
     bad = runner.invoke(app, ["hashes", "match", "-b", str(tmp_path / "bank"), "-d", str(tmp_path / "known")])
-    assert bad.exit_code == 2 and "damaged hash bank" in bad.output and str(tmp_path / "bank") in " ".join(bad.output.split())
+    assert (
+        bad.exit_code == 2
+        and "damaged hash bank" in bad.output
+        and str(tmp_path / "bank") in " ".join(bad.output.split())
+    )
 
 
 def test_serve_answers_a_known_image_without_the_model_audits_it_and_never_stores_it(tmp_path):
@@ -217,8 +270,8 @@ def test_serve_answers_a_known_image_without_the_model_audits_it_and_never_store
     from sqlalchemy import create_engine, text
 
     from conftest import MeanRedClassifier, png_bytes
-    from serve_helpers import image_input, running_server
     from imagesafety.serve import ServeConfig
+    from serve_helpers import image_input, running_server
 
     (tmp_path / "known" / "sexual").mkdir(parents=True)
     known = photo_crops(3)
@@ -227,7 +280,9 @@ def test_serve_answers_a_known_image_without_the_model_audits_it_and_never_store
     build(tmp_path / "known", tmp_path / "bank")
     audit = tmp_path / "audit.sqlite"
     model = MeanRedClassifier()
-    config = ServeConfig(api_keys={"k": "bank-key"}, audit_url=f"sqlite:///{audit}", store_images=True, hash_bank=str(tmp_path / "bank"))
+    config = ServeConfig(
+        api_keys={"k": "bank-key"}, audit_url=f"sqlite:///{audit}", store_images=True, hash_bank=str(tmp_path / "bank")
+    )
     headers = {"Authorization": "Bearer bank-key"}
     with running_server(config, {"red": model}) as (url, _, _):
         reencoded = io.BytesIO()
@@ -237,7 +292,9 @@ def test_serve_answers_a_known_image_without_the_model_audits_it_and_never_store
         result = r.json()["results"][0]
         assert result["flagged"] is True and result["categories"]["sexual"] is True
         assert model.calls == 0  # the model never ran
-        other = httpx.post(f"{url}/v1/moderations", json={"input": [image_input(png_bytes(smooth(77)))]}, headers=headers)
+        other = httpx.post(
+            f"{url}/v1/moderations", json={"input": [image_input(png_bytes(smooth(77)))]}, headers=headers
+        )
         assert other.status_code == 200 and model.calls == 1  # an unknown image goes to the model
         (tmp_path / "known2" / "violence").mkdir(parents=True)
         smooth(77).save(tmp_path / "known2" / "violence" / "x.png")
@@ -247,12 +304,16 @@ def test_serve_answers_a_known_image_without_the_model_audits_it_and_never_store
         assert httpx.post(f"{url}/v1/admin/reload-hash-bank", headers={}).status_code == 401  # behind auth
         reloaded = httpx.post(f"{url}/v1/admin/reload-hash-bank", headers=headers)
         assert reloaded.status_code == 200 and reloaded.json()["entries"] == 4
-        again = httpx.post(f"{url}/v1/moderations", json={"input": [image_input(png_bytes(smooth(77)))]}, headers=headers)
+        again = httpx.post(
+            f"{url}/v1/moderations", json={"input": [image_input(png_bytes(smooth(77)))]}, headers=headers
+        )
         assert again.json()["results"][0]["categories"]["violence"] is True and model.calls == 1
     with create_engine(f"sqlite:///{audit}").connect() as conn:
         rows = conn.execute(text("SELECT model, flagged, image, detail FROM audit_log ORDER BY id")).fetchall()
     assert [r[0] for r in rows] == ["hash-bank", "red", "hash-bank"]
-    assert rows[0][2] is None and rows[2][2] is None and rows[1][2] is not None  # known images never stored, others as asked
+    assert (
+        rows[0][2] is None and rows[2][2] is None and rows[1][2] is not None
+    )  # known images never stored, others as asked
     detail = json.loads(rows[0][3])
     assert detail["label"] == "sexual" and detail["source"].endswith("1.png") and detail["distance"] <= 31
 
@@ -261,7 +322,12 @@ def test_audit_finds_exactly_the_planted_leaks_and_conflicts(tmp_path):
     from imagesafety.hashes import audit
 
     crops = photo_crops(8)
-    layout = {("train", "unsafe", "sexual"): [0, 1, 2], ("train", "safe", None): [3, 4], ("test", "unsafe", "sexual"): [5], ("test", "safe", None): [6, 7]}
+    layout = {
+        ("train", "unsafe", "sexual"): [0, 1, 2],
+        ("train", "safe", None): [3, 4],
+        ("test", "unsafe", "sexual"): [5],
+        ("test", "safe", None): [6, 7],
+    }
     for (split, label, category), idx in layout.items():
         folder = tmp_path / "data" / split / label / (category or "")
         folder.mkdir(parents=True, exist_ok=True)
@@ -270,18 +336,34 @@ def test_audit_finds_exactly_the_planted_leaks_and_conflicts(tmp_path):
     buf = io.BytesIO()
     crops[0].save(buf, "JPEG", quality=75)  # a re-encoded copy of a train image in test
     (tmp_path / "data" / "test" / "unsafe" / "sexual" / "leak.jpg").write_bytes(buf.getvalue())
-    crops[3].save(tmp_path / "data" / "train" / "unsafe" / "sexual" / "conflict.png")  # the same image labelled safe and unsafe
-    (tmp_path / "data" / "test" / "safe" / "6-copy.png").write_bytes((tmp_path / "data" / "test" / "safe" / "6.png").read_bytes())
+    crops[3].save(
+        tmp_path / "data" / "train" / "unsafe" / "sexual" / "conflict.png"
+    )  # the same image labelled safe and unsafe
+    (tmp_path / "data" / "test" / "safe" / "6-copy.png").write_bytes(
+        (tmp_path / "data" / "test" / "safe" / "6.png").read_bytes()
+    )
     (tmp_path / "data" / "test" / "safe" / "broken.png").write_bytes(b"nope")
     report = audit(tmp_path / "data", tmp_path / "audit")
-    assert report["near_duplicates_across_splits"] == [["train/unsafe/sexual/0.png", "test/unsafe/sexual/leak.jpg"]] or \
-        sorted(map(sorted, report["near_duplicates_across_splits"])) == [sorted(["train/unsafe/sexual/0.png", "test/unsafe/sexual/leak.jpg"])]
-    assert sorted(map(sorted, report["label_conflicts"])) == [sorted(["train/safe/3.png", "train/unsafe/sexual/conflict.png"])]
-    assert sorted(map(sorted, report["exact_duplicates"])) == sorted([sorted(["test/safe/6.png", "test/safe/6-copy.png"]),
-                                                                       sorted(["train/safe/3.png", "train/unsafe/sexual/conflict.png"])])
+    assert report["near_duplicates_across_splits"] == [
+        ["train/unsafe/sexual/0.png", "test/unsafe/sexual/leak.jpg"]
+    ] or sorted(map(sorted, report["near_duplicates_across_splits"])) == [
+        sorted(["train/unsafe/sexual/0.png", "test/unsafe/sexual/leak.jpg"])
+    ]
+    assert sorted(map(sorted, report["label_conflicts"])) == [
+        sorted(["train/safe/3.png", "train/unsafe/sexual/conflict.png"])
+    ]
+    assert sorted(map(sorted, report["exact_duplicates"])) == sorted(
+        [
+            sorted(["test/safe/6.png", "test/safe/6-copy.png"]),
+            sorted(["train/safe/3.png", "train/unsafe/sexual/conflict.png"]),
+        ]
+    )
     assert [u["id"] for u in report["unreadable"]] == ["test/safe/broken.png"]
     saved = json.loads((tmp_path / "audit" / "audit.json").read_text())
-    assert saved["summary"]["near_duplicates_across_splits"] == 1 and "Label conflicts (1)" in (tmp_path / "audit" / "audit.html").read_text()
+    assert (
+        saved["summary"]["near_duplicates_across_splits"] == 1
+        and "Label conflicts (1)" in (tmp_path / "audit" / "audit.html").read_text()
+    )
 
 
 def test_hash_robustness_reports_recall_per_transform_and_false_matches(tmp_path):
@@ -294,8 +376,16 @@ def test_hash_robustness_reports_recall_per_transform_and_false_matches(tmp_path
         crop.save(tmp_path / "data" / "unsafe" / "sexual" / f"{i}.png")
         smooth(900 + i).save(tmp_path / "data" / "safe" / f"{i}.png")
     build(tmp_path / "data" / "unsafe", tmp_path / "bank")
-    result = robustness(f"hashmatch:{tmp_path / 'bank'}", tmp_path / "data", None, attacks=[], corruptions=["jpeg", "resize"],
-                        severities=[1], cache=None, progress=False)
+    result = robustness(
+        f"hashmatch:{tmp_path / 'bank'}",
+        tmp_path / "data",
+        None,
+        attacks=[],
+        corruptions=["jpeg", "resize"],
+        severities=[1],
+        cache=None,
+        progress=False,
+    )
     for name in ("jpeg", "resize"):
         block = result.metrics["corruptions"][name]["1"]
         assert block["recall"] >= 0.75 and block["fpr"] == 0.0, (name, block)
@@ -304,8 +394,8 @@ def test_hash_robustness_reports_recall_per_transform_and_false_matches(tmp_path
 def test_eval_warns_when_evaluated_images_are_near_duplicates_of_a_guards_training_images(tmp_path, tiny_clip_dir):
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.classifiers import load_classifier
-    from imagesafety.run.embed import embed
     from imagesafety.guard import GuardConfig, train_guard
+    from imagesafety.run.embed import embed
 
     crops = photo_crops(8)
     for i, crop in enumerate(crops):
@@ -319,6 +409,13 @@ def test_eval_warns_when_evaluated_images_are_near_duplicates_of_a_guards_traini
     train_guard(tmp_path / "emb.parquet", tmp_path / "guard", config=GuardConfig(epochs=2, val_fraction=0.25))
     card = json.loads((tmp_path / "guard" / "guard.json").read_text())
     assert card["training"]["training_hashes"]["count"] == 6  # the 6 training images (2 were held out for validation)
-    report = evaluate(load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"), tmp_path / "test", None, cache=None, progress=False, n_boot=10)
+    report = evaluate(
+        load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"),
+        tmp_path / "test",
+        None,
+        cache=None,
+        progress=False,
+        n_boot=10,
+    )
     near = [w for w in report.warnings if "near-duplicates" in w]
     assert near and near[0].startswith("6 of the 8 evaluated images are near-duplicates"), report.warnings

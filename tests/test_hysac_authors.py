@@ -58,9 +58,12 @@ def folded_tower(cls, backbone, state, prefix):
     for key, value in state.items():
         if not key.startswith(prefix) or "lora_" in key:
             continue
-        name = key[len(prefix):].replace(".base_layer.", ".")
+        name = key[len(prefix) :].replace(".base_layer.", ".")
         stem = key.replace(".base_layer.", ".").rsplit(".", 1)[0]
-        a_key = next((k for k in (f"{stem}.lora_A.default.weight", f"{stem}.base_layer.lora_A.default.weight") if k in state), None)
+        a_key = next(
+            (k for k in (f"{stem}.lora_A.default.weight", f"{stem}.base_layer.lora_A.default.weight") if k in state),
+            None,
+        )
         if name.endswith(".weight") and a_key:
             a, b = state[a_key], state[a_key.replace("lora_A", "lora_B")]
             delta = (b.reshape(b.shape[0], -1) @ a.reshape(a.shape[0], -1)).reshape(value.shape)
@@ -80,7 +83,8 @@ def exp_map0(v, c):
 
 
 def authors_image_points(backbone, state, images):
-    """The authors' encode_image(project=True): CLIPProcessor pixels -> vision tower -> image_embeds -> alpha -> exp map."""
+    """The authors' encode_image(project=True): CLIPProcessor pixels -> vision tower -> image_embeds -> alpha -> exp
+    map."""
     from transformers import CLIPVisionModelWithProjection
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
@@ -97,8 +101,13 @@ def authors_text_points(backbone, state, texts):
     from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
     tower = folded_tower(CLIPTextModelWithProjection, backbone, state, "textual.base_model.model.")
-    tokens = AutoTokenizer.from_pretrained(str(backbone))(texts, return_tensors="pt", padding="max_length", truncation=True,
-                                                          max_length=tower.config.max_position_embeddings)
+    tokens = AutoTokenizer.from_pretrained(str(backbone))(
+        texts,
+        return_tensors="pt",
+        padding="max_length",
+        truncation=True,
+        max_length=tower.config.max_position_embeddings,
+    )
     with torch.no_grad():
         feats = tower(input_ids=tokens["input_ids"]).text_embeds
     return exp_map0(feats * state["textual_alpha"].exp(), state["curv"].exp().item())
@@ -107,7 +116,9 @@ def authors_text_points(backbone, state, texts):
 def odd_images():
     """Images whose short side does not scale to a whole number (the int-vs-round difference)."""
     rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in ((333, 250), (250, 333), (101, 77))]
+    return [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in ((333, 250), (250, 333), (101, 77))
+    ]
 
 
 @pytest.mark.parametrize("layout", ["peft-0.4.0", "current-peft"])
@@ -119,9 +130,13 @@ def test_authors_checkpoints_load_and_match_their_forward_pass(tmp_path, tiny_cl
     folder = write_checkpoint(tmp_path / "HySAC", state)
     embedder = HysacEmbedder(folder, backbone=str(tiny_clip_dir))
     images = odd_images()
-    np.testing.assert_allclose(embedder.encode_images(images), authors_image_points(tiny_clip_dir, state, images).numpy(), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        embedder.encode_images(images), authors_image_points(tiny_clip_dir, state, images).numpy(), atol=1e-5, rtol=1e-5
+    )
     texts = ["a calm lake at dawn", "a burning car"]
-    np.testing.assert_allclose(embedder.encode_texts(texts), authors_text_points(tiny_clip_dir, state, texts).numpy(), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        embedder.encode_texts(texts), authors_text_points(tiny_clip_dir, state, texts).numpy(), atol=1e-5, rtol=1e-5
+    )
     assert embedder.curvature == pytest.approx(0.8, rel=1e-6)
     if layout == "peft-0.4.0":  # the frozen patch bias is loaded, not dropped
         assert torch.equal(embedder.model.patch_embedding().bias.detach(), state[f"{PATCH}.bias"])
@@ -141,14 +156,38 @@ def test_authors_checkpoint_through_the_cli_and_unknown_keys_in_one_line(tmp_pat
     for i, image in enumerate(odd_images()):
         image.save(gallery / f"{i}.png")
     runner = CliRunner()
-    result = runner.invoke(app, ["eval", "-c", f"hysac:{folder}", "-d", str(tmp_path / "gallery"), "-o", str(tmp_path / "out"), "-q",
-                                 "--option", f"backbone={tiny_clip_dir}"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "-c",
+            f"hysac:{folder}",
+            "-d",
+            str(tmp_path / "gallery"),
+            "-o",
+            str(tmp_path / "out"),
+            "-q",
+            "--option",
+            f"backbone={tiny_clip_dir}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     broken = authors_state(tiny_clip_dir, "peft-0.4.0")
     broken["visual.base_model.model.vision_model.mystery.weight"] = torch.zeros(3)
     write_checkpoint(tmp_path / "broken", broken)
-    result = runner.invoke(app, ["eval", "-c", f"hysac:{tmp_path / 'broken'}", "-d", str(tmp_path / "gallery"), "-q",
-                                 "--option", f"backbone={tiny_clip_dir}"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "-c",
+            f"hysac:{tmp_path / 'broken'}",
+            "-d",
+            str(tmp_path / "gallery"),
+            "-q",
+            "--option",
+            f"backbone={tiny_clip_dir}",
+        ],
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "unexpected key 'visual.base_model.model.vision_model.mystery.weight'" in " ".join(result.output.split())
 
@@ -159,7 +198,9 @@ def test_our_pixels_equal_clipprocessors_on_sides_that_do_not_divide(tiny_clip_d
     from imagesafety.hyperbolic.model import LoraHyperbolicCLIP
 
     spec = LoraHyperbolicCLIP(str(tiny_clip_dir)).pixel_spec
-    processor = CLIPImageProcessorPil(size={"shortest_edge": spec.height}, crop_size={"height": spec.height, "width": spec.width})
+    processor = CLIPImageProcessorPil(
+        size={"shortest_edge": spec.height}, crop_size={"height": spec.height, "width": spec.width}
+    )
     for image in odd_images():
         theirs = processor(images=[image], return_tensors="pt")["pixel_values"]
         ours = spec.normalize(spec.tensor([spec.prepare(image)]))
@@ -178,7 +219,19 @@ def test_two_checkpoints_in_folders_of_the_same_name_never_share_cached_predicti
     cache = PredictionCache(tmp_path / "c.sqlite")
     first = write_checkpoint(tmp_path / "a" / "HySAC", authors_state(tiny_clip_dir, "peft-0.4.0", seed=0))
     second = write_checkpoint(tmp_path / "b" / "HySAC", authors_state(tiny_clip_dir, "peft-0.4.0", seed=5))
-    a = evaluate(load_classifier(f"hysac:{first}", backbone=str(tiny_clip_dir)), tmp_path / "data", cache=cache, progress=False, n_boot=10)
-    b = evaluate(load_classifier(f"hysac:{second}", backbone=str(tiny_clip_dir)), tmp_path / "data", cache=cache, progress=False, n_boot=10)
+    a = evaluate(
+        load_classifier(f"hysac:{first}", backbone=str(tiny_clip_dir)),
+        tmp_path / "data",
+        cache=cache,
+        progress=False,
+        n_boot=10,
+    )
+    b = evaluate(
+        load_classifier(f"hysac:{second}", backbone=str(tiny_clip_dir)),
+        tmp_path / "data",
+        cache=cache,
+        progress=False,
+        n_boot=10,
+    )
     assert b.stats.cached == 0 and b.stats.predicted == 3
     assert not np.allclose(a.predictions["score"], b.predictions["score"])

@@ -58,8 +58,12 @@ def test_index_round_trip_and_refusals(tmp_path):
     with pytest.raises(ValueError, match="not a HySAC index"):
         LorentzIndex.load(tmp_path)
     faiss_file = tmp_path / "idx" / "faiss.index"
-    faiss_file.write_bytes(faiss_file.read_bytes()[: faiss_file.stat().st_size // 2])  # truncated (a full disk, a bad copy)
-    with pytest.raises(ValueError, match=r"faiss.index: damaged or truncated FAISS index .*rebuild it with `imagesafety hysac index`"):
+    faiss_file.write_bytes(
+        faiss_file.read_bytes()[: faiss_file.stat().st_size // 2]
+    )  # truncated (a full disk, a bad copy)
+    with pytest.raises(
+        ValueError, match=r"faiss.index: damaged or truncated FAISS index .*rebuild it with `imagesafety hysac index`"
+    ):
         LorentzIndex.load(tmp_path / "idx")
 
 
@@ -67,8 +71,12 @@ def test_redirection_walks_toward_the_origin_until_neighbours_are_safe():
     rng = np.random.default_rng(5)
     direction = rng.normal(size=8).astype(np.float32)
     direction /= np.linalg.norm(direction)
-    near = direction * rng.uniform(0.2, 0.8, (50, 1)).astype(np.float32) + rng.normal(scale=0.05, size=(50, 8)).astype(np.float32)
-    far = direction * rng.uniform(3.0, 4.0, (50, 1)).astype(np.float32) + rng.normal(scale=0.05, size=(50, 8)).astype(np.float32)
+    near = direction * rng.uniform(0.2, 0.8, (50, 1)).astype(np.float32) + rng.normal(scale=0.05, size=(50, 8)).astype(
+        np.float32
+    )
+    far = direction * rng.uniform(3.0, 4.0, (50, 1)).astype(np.float32) + rng.normal(scale=0.05, size=(50, 8)).astype(
+        np.float32
+    )
     index = LorentzIndex.build(np.r_[near, far], 1.0, "m", labels=np.r_[np.zeros(50), np.ones(50)])
     query = direction * 3.5
     plain = index.search(query[None], 5)[1][0]
@@ -83,10 +91,9 @@ def test_redirection_walks_toward_the_origin_until_neighbours_are_safe():
 
 
 def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
-    from test_hysac_train import write_quadruples
-
     from imagesafety.classifiers import load_classifier
     from imagesafety.cli import app
+    from test_hysac_train import write_quadruples
 
     runner = CliRunner()
     quads = write_quadruples(tmp_path / "q", n=60)
@@ -96,8 +103,24 @@ def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
         assert result.exit_code == 0, result.output
         return result.stdout
 
-    output = invoke("hysac", "train", "--data", quads, "--out", tmp_path / "model", "--encoder", f"hf:{tiny_clip_dir}",
-                    "--epochs", 60, "--batch-size", 32, "--lr", 0.01, "--patience", 60)
+    output = invoke(
+        "hysac",
+        "train",
+        "--data",
+        quads,
+        "--out",
+        tmp_path / "model",
+        "--encoder",
+        f"hf:{tiny_clip_dir}",
+        "--epochs",
+        60,
+        "--batch-size",
+        32,
+        "--lr",
+        0.01,
+        "--patience",
+        60,
+    )
     assert "image threshold" in output
     # a labelled gallery: the training images as a folder dataset, in its validation split (what calibration reads)
     gallery = tmp_path / "gallery" / "validation"
@@ -110,7 +133,9 @@ def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
     clf = load_classifier(f"hysac:{tmp_path / 'model'}")
     from PIL import Image
 
-    images = [Image.open(gallery / label / f"{i}.png").convert("RGB") for label in ("safe", "unsafe") for i in range(20)]
+    images = [
+        Image.open(gallery / label / f"{i}.png").convert("RGB") for label in ("safe", "unsafe") for i in range(20)
+    ]
     preds = clf.predict(images)
     accuracy = np.mean([p.decision == (i >= 20) for i, p in enumerate(preds)])
     assert accuracy >= 0.9
@@ -120,37 +145,81 @@ def test_hysac_classifier_and_cli_end_to_end(tmp_path, tiny_clip_dir):
     assert torch.isfinite(pixels.grad).all()
 
     invoke("hysac", "index", "--model", tmp_path / "model", "--gallery", gallery, "--out", tmp_path / "index")
-    plain = json.loads(invoke("hysac", "search", "a photo of a bloody knife 3", "--index", tmp_path / "index", "--model", tmp_path / "model",
-                              "--k", 5, "--json"))
-    redirected = json.loads(invoke("hysac", "search", "a photo of a bloody knife 3", "--index", tmp_path / "index", "--model",
-                                   tmp_path / "model", "--k", 5, "--redirect", "--json"))
+    plain = json.loads(
+        invoke(
+            "hysac",
+            "search",
+            "a photo of a bloody knife 3",
+            "--index",
+            tmp_path / "index",
+            "--model",
+            tmp_path / "model",
+            "--k",
+            5,
+            "--json",
+        )
+    )
+    redirected = json.loads(
+        invoke(
+            "hysac",
+            "search",
+            "a photo of a bloody knife 3",
+            "--index",
+            tmp_path / "index",
+            "--model",
+            tmp_path / "model",
+            "--k",
+            5,
+            "--redirect",
+            "--json",
+        )
+    )
     assert len(plain["results"]) == 5
     safe_share = lambda r: np.mean([x["unsafe"] == 0 for x in r["results"]])  # noqa: E731
     assert safe_share(redirected) >= safe_share(plain) and safe_share(redirected) == 1.0
-    by_image = invoke("hysac", "search", "--image", gallery / "safe" / "0.png", "--index", tmp_path / "index", "--model", tmp_path / "model", "--json")
+    by_image = invoke(
+        "hysac",
+        "search",
+        "--image",
+        gallery / "safe" / "0.png",
+        "--index",
+        tmp_path / "index",
+        "--model",
+        tmp_path / "model",
+        "--json",
+    )
     assert json.loads(by_image)["results"][0]["id"].endswith("safe/0.png")
     eval_out = invoke("hysac", "eval", "--model", tmp_path / "model", "--data", quads, "--out", tmp_path / "eval")
     report = json.loads((tmp_path / "eval" / "hysac_metrics.json").read_text())
-    assert report["unsafe text, redirected -> mixed gallery (safe target)"]["safe share %"] >= report["unsafe text -> mixed gallery (safe target)"]["safe share %"]
+    assert (
+        report["unsafe text, redirected -> mixed gallery (safe target)"]["safe share %"]
+        >= report["unsafe text -> mixed gallery (safe target)"]["safe share %"]
+    )
     assert "R@1" in report["safe text -> safe images"] and "classification" in eval_out
-    empty = runner.invoke(app, ["hysac", "search", "  ", "--index", str(tmp_path / "index"), "--model", str(tmp_path / "model")])
+    empty = runner.invoke(
+        app, ["hysac", "search", "  ", "--index", str(tmp_path / "index"), "--model", str(tmp_path / "model")]
+    )
     assert empty.exit_code == 2 and "empty query" in empty.output
 
 
 def test_guard_heads_train_on_hysac_embeddings(tmp_path, tiny_clip_dir):
     """`embed --encoder hysac:DIR` gives hyperbolic embeddings that guard training takes like any other."""
-    from test_hysac_train import write_quadruples
-
-    from imagesafety.run.embed import embed
+    from imagesafety.encoders import load_encoder
     from imagesafety.guard import GuardConfig, train_guard
     from imagesafety.hysac.api import train_hysac
     from imagesafety.hysac.data import embed_quadruples, read_quadruples
     from imagesafety.hysac.train import HysacTrainConfig
-    from imagesafety.encoders import load_encoder
+    from imagesafety.run.embed import embed
+    from test_hysac_train import write_quadruples
 
     quads = write_quadruples(tmp_path / "q", n=40)
     embedded = embed_quadruples(read_quadruples(quads), load_encoder(f"hf:{tiny_clip_dir}", "cpu"), progress=False)
-    train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=30, batch_size=32, lr=1e-2, patience=30), progress=False)
+    train_hysac(
+        embedded,
+        tmp_path / "model",
+        config=HysacTrainConfig(epochs=30, batch_size=32, lr=1e-2, patience=30),
+        progress=False,
+    )
     gallery = tmp_path / "gallery"
     for label in ("safe", "unsafe"):
         (gallery / label).mkdir(parents=True)

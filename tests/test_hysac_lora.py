@@ -7,12 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
-from test_hysac_train import write_quadruples  # noqa: E402
-
-from imagesafety.hysac.api import train_hysac  # noqa: E402
 from imagesafety.hyperbolic.checkpoint import released_rescale  # noqa: E402
 from imagesafety.hyperbolic.embedder import HysacEmbedder  # noqa: E402
+from imagesafety.hysac.api import train_hysac  # noqa: E402
 from imagesafety.hysac.train import HysacTrainConfig  # noqa: E402
+from test_hysac_train import write_quadruples  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +19,14 @@ def lora_model(tmp_path_factory, tiny_clip_dir):
     root = tmp_path_factory.mktemp("lora")
     quads = write_quadruples(root / "q", n=24)
     before = {k: v.clone() for k, v in _fresh(tiny_clip_dir).state_dict().items() if "lora_B" in k}
-    card = train_hysac(quads, root / "model", mode="lora", backbone=str(tiny_clip_dir),
-                       config=HysacTrainConfig(mode="lora", epochs=2, batch_size=8, lr=1e-3, patience=99), progress=False)
+    card = train_hysac(
+        quads,
+        root / "model",
+        mode="lora",
+        backbone=str(tiny_clip_dir),
+        config=HysacTrainConfig(mode="lora", epochs=2, batch_size=8, lr=1e-3, patience=99),
+        progress=False,
+    )
     return root, card, before
 
 
@@ -57,7 +62,9 @@ def test_released_checkpoint_format_loads(lora_model, tiny_clip_dir, tmp_path):
     released = tmp_path / "released"
     released.mkdir()
     torch.save(ours.model.state_dict(), released / "hysac_model.pth")
-    (released / "hysac_bounds.json").write_text(json.dumps({"V": {"up_95": card["bounds"]["V"]["up_95"]}, "S": {"up_95": card["bounds"]["S"]["up_95"]}}))
+    (released / "hysac_bounds.json").write_text(
+        json.dumps({"V": {"up_95": card["bounds"]["V"]["up_95"]}, "S": {"up_95": card["bounds"]["S"]["up_95"]}})
+    )
     loaded = HysacEmbedder(released, backbone=str(tiny_clip_dir))
     img = Image.open(root / "q" / "img" / "unsafe3.png").convert("RGB")
     np.testing.assert_allclose(loaded.encode_images([img]), ours.encode_images([img]), rtol=1e-5, atol=1e-6)

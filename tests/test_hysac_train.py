@@ -28,8 +28,15 @@ def write_quadruples(root, n=80, seed=0):
         unsafe[..., 0] += 0.7
         for name, arr in (("safe", safe), ("unsafe", unsafe)):
             Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(root / "img" / f"{name}{i}.png")
-        rows.append({"safe": f"a photo of a {SAFE_WORDS[i % 5]} {i}", "nsfw": f"a photo of a {UNSAFE_WORDS[i % 5]} {i}",
-                     "safe_image": f"img/safe{i}.png", "unsafe_image": f"img/unsafe{i}.png", "tag": "violence"})
+        rows.append(
+            {
+                "safe": f"a photo of a {SAFE_WORDS[i % 5]} {i}",
+                "nsfw": f"a photo of a {UNSAFE_WORDS[i % 5]} {i}",
+                "safe_image": f"img/safe{i}.png",
+                "unsafe_image": f"img/unsafe{i}.png",
+                "tag": "violence",
+            }
+        )
     path = root / "quads.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     return path
@@ -49,16 +56,25 @@ def test_light_training_reaches_the_safety_ordering_and_classifies(quads, tmp_pa
     from imagesafety.hyperbolic.embedder import HysacEmbedder
 
     path, encoder, embedded = quads
-    card = train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=60, batch_size=32, lr=1e-2, patience=60), progress=False)
+    card = train_hysac(
+        embedded,
+        tmp_path / "model",
+        config=HysacTrainConfig(epochs=60, batch_size=32, lr=1e-2, patience=60),
+        progress=False,
+    )
     b = card["bounds"]
     assert b["S"]["avg"] < b["V"]["avg"] < b["U"]["avg"] < b["G"]["avg"], b
     assert card["order"]["holds"] and set(b["V"]) >= {"avg", "low_05", "up_95"}
     model = HysacEmbedder(tmp_path / "model", encoder=encoder)
     safe = model.distance_to_origin(model.model.encode_image(torch.from_numpy(embedded.safe_image)).detach().numpy())
-    unsafe = model.distance_to_origin(model.model.encode_image(torch.from_numpy(embedded.unsafe_image)).detach().numpy())
+    unsafe = model.distance_to_origin(
+        model.model.encode_image(torch.from_numpy(embedded.unsafe_image)).detach().numpy()
+    )
     accuracy = ((safe < card["threshold"]).sum() + (unsafe >= card["threshold"]).sum()) / (len(safe) + len(unsafe))
     assert accuracy >= 0.9
-    assert (tmp_path / "model" / "checkpoint.pt").is_file() and json.loads((tmp_path / "model" / "history.json").read_text())
+    assert (tmp_path / "model" / "checkpoint.pt").is_file() and json.loads(
+        (tmp_path / "model" / "history.json").read_text()
+    )
 
 
 def test_training_resumes_from_its_checkpoint(quads, tmp_path):
@@ -66,7 +82,13 @@ def test_training_resumes_from_its_checkpoint(quads, tmp_path):
     config = HysacTrainConfig(epochs=3, batch_size=32, patience=99)
     train_hysac(embedded, tmp_path / "m", config=config, progress=False)
     records = []
-    train_hysac(embedded, tmp_path / "m", config=HysacTrainConfig(epochs=5, batch_size=32, patience=99), progress=False, log=records.append)
+    train_hysac(
+        embedded,
+        tmp_path / "m",
+        config=HysacTrainConfig(epochs=5, batch_size=32, patience=99),
+        progress=False,
+        log=records.append,
+    )
     assert [r["epoch"] for r in records] == [4, 5]
 
 
@@ -79,7 +101,9 @@ def test_divergence_stops_with_the_last_good_checkpoint(quads, tmp_path):
     broken = embedded.subset(np.arange(len(embedded)))
     broken.safe_image = broken.safe_image * 1e30  # overflows: the loss turns non-finite
     with pytest.raises(TrainingDiverged, match="last good checkpoint kept"):
-        train_hysac(broken, tmp_path / "m", config=HysacTrainConfig(epochs=4, batch_size=32, patience=99), progress=False)
+        train_hysac(
+            broken, tmp_path / "m", config=HysacTrainConfig(epochs=4, batch_size=32, patience=99), progress=False
+        )
     assert torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=False)["state"]["epoch"] == good
 
 
@@ -109,18 +133,32 @@ def test_training_never_reads_test_rows_and_the_card_lists_the_training_images(t
     embedded = embed_quadruples(read_quadruples(path), load_encoder(f"hf:{tiny_clip_dir}", "cpu"), progress=False)
     seen = []
     original = api.fit_rows
-    api.fit_rows = lambda model, batches, train, val, *a: seen.append((train.copy(), val.copy())) or original(model, batches, train, val, *a)
+    api.fit_rows = lambda model, batches, train, val, *a: (
+        seen.append((train.copy(), val.copy())) or original(model, batches, train, val, *a)
+    )
     try:
-        card = train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=2, batch_size=8, patience=9), progress=False)
+        card = train_hysac(
+            embedded, tmp_path / "model", config=HysacTrainConfig(epochs=2, batch_size=8, patience=9), progress=False
+        )
     finally:
         api.fit_rows = original
-    (train, val), = seen
+    ((train, val),) = seen
     assert all(rows[i]["split"] == "train" for i in train) and all(rows[i]["split"] == "validation" for i in val)
-    assert card["training"]["splits"]["rows"] == {"train": 10, "validation": 10} and card["training"]["splits"]["not_used"] == ["test"]
+    assert card["training"]["splits"]["rows"] == {"train": 10, "validation": 10} and card["training"]["splits"][
+        "not_used"
+    ] == ["test"]
     listed = set((tmp_path / "model" / "training_images.txt").read_text().split())
-    train_files = {hashlib.sha256((tmp_path / "q" / rows[i][c]).read_bytes()).hexdigest() for i in train for c in ("safe_image", "unsafe_image")}
-    test_files = {hashlib.sha256((tmp_path / "q" / rows[i][c]).read_bytes()).hexdigest() for i in range(30) if rows[i]["split"] == "test"
-                  for c in ("safe_image", "unsafe_image")}
+    train_files = {
+        hashlib.sha256((tmp_path / "q" / rows[i][c]).read_bytes()).hexdigest()
+        for i in train
+        for c in ("safe_image", "unsafe_image")
+    }
+    test_files = {
+        hashlib.sha256((tmp_path / "q" / rows[i][c]).read_bytes()).hexdigest()
+        for i in range(30)
+        if rows[i]["split"] == "test"
+        for c in ("safe_image", "unsafe_image")
+    }
     assert listed == train_files and not listed & test_files
 
 

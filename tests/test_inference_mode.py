@@ -7,7 +7,9 @@ from torch import nn
 from imagesafety.encoders.inference_mode import PatchLinear, linearise_patch_convs, prepare_for_inference
 
 
-@pytest.mark.parametrize("size", [(32, 32), (35, 41)])  # the second leaves incomplete border patches, as a conv drops them
+@pytest.mark.parametrize(
+    "size", [(32, 32), (35, 41)]
+)  # the second leaves incomplete border patches, as a conv drops them
 def test_patch_linear_matches_conv_output_and_input_gradient(size):
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 16, kernel_size=8, stride=8)
@@ -24,7 +26,9 @@ def test_patch_linear_matches_conv_output_and_input_gradient(size):
 
 
 def test_only_non_overlapping_patch_convs_are_replaced():
-    model = nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), nn.Conv2d(8, 8, 3, stride=1, padding=1), nn.Conv2d(8, 8, 2, stride=2, padding=1))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 4, stride=4), nn.Conv2d(8, 8, 3, stride=1, padding=1), nn.Conv2d(8, 8, 2, stride=2, padding=1)
+    )
     assert linearise_patch_convs(model) == 1
     assert isinstance(model[0], PatchLinear) and type(model[1]) is nn.Conv2d and type(model[2]) is nn.Conv2d
 

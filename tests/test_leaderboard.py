@@ -49,8 +49,10 @@ def inverted_factory(arg, *, fail_on_green=False):
 
 @pytest.fixture
 def plugins(monkeypatch):
-    eps = [EntryPoint(name="red", value="test_leaderboard:red_factory", group="imagesafety.classifiers"),
-           EntryPoint(name="inverted", value="test_leaderboard:inverted_factory", group="imagesafety.classifiers")]
+    eps = [
+        EntryPoint(name="red", value="test_leaderboard:red_factory", group="imagesafety.classifiers"),
+        EntryPoint(name="inverted", value="test_leaderboard:inverted_factory", group="imagesafety.classifiers"),
+    ]
     monkeypatch.setattr(registry, "entry_points", lambda group=None: eps if group == "imagesafety.classifiers" else [])
     registry._plugins.cache_clear()
     yield
@@ -70,8 +72,14 @@ def metric(metrics, source, category):
 
 def test_leaderboard_numbers_equal_each_runs_metrics(tmp_path):
     data = write_red_folder(tmp_path / "data", n_per_label=12)
-    many = evaluate_many([MeanRedClassifier(), SexualOnly(), Inverted()], data, tmp_path / "board", n_boot=20,
-                         progress=False, compare_published="unsafebench")
+    many = evaluate_many(
+        [MeanRedClassifier(), SexualOnly(), Inverted()],
+        data,
+        tmp_path / "board",
+        n_boot=20,
+        progress=False,
+        compare_published="unsafebench",
+    )
     assert set(many.results) == {"mean-red", "nudenet", "inverted"}
     board = pd.read_csv(tmp_path / "board" / "leaderboard.csv", dtype=str, keep_default_na=False)
     assert len(board) == 3 * 3
@@ -89,14 +97,18 @@ def test_leaderboard_numbers_equal_each_runs_metrics(tmp_path):
     sexual_only = board[board["classifier"] == "nudenet"]
     assert (sexual_only["violence"] == "-").all() and (sexual_only["sexual"] != "-").all()
     cells = pd.read_csv(tmp_path / "board" / "leaderboard_cells.csv")
-    real_sexual = cells[(cells.classifier == "nudenet") & (cells.source == "real") & (cells.category == "sexual")].iloc[0]
+    real_sexual = cells[(cells.classifier == "nudenet") & (cells.source == "real") & (cells.category == "sexual")].iloc[
+        0
+    ]
     assert real_sexual.published_f1 == 0.650 and real_sexual.difference == pytest.approx(real_sexual.f1 - 0.650)
     md = (tmp_path / "board" / "leaderboard.md").read_text()
     assert re.search(r"\| nudenet \| - \| \d\.\d{3} \(0\.650\) \| \d\.\d{3} \|", md)
     tex = (tmp_path / "board" / "leaderboard.tex").read_text()
     assert r"\begin{tabular}" in tex and "--" in tex
     page = (tmp_path / "board" / "leaderboard.html").read_text()
-    assert page.count("<table>") == 5 and "<svg" in page and "95% CI" in page and "paper 0.650" in page  # 3 sources, summary, pairs
+    assert (
+        page.count("<table>") == 5 and "<svg" in page and "95% CI" in page and "paper 0.650" in page
+    )  # 3 sources, summary, pairs
     assert "Which differences are real" in page
 
 
@@ -108,8 +120,26 @@ def metric_any(metrics, source, name):
 def test_cli_compares_several_classifiers_and_rebuilds_the_leaderboard(tmp_path, plugins):
     runner = CliRunner()
     data = write_red_folder(tmp_path / "data", n_per_label=8)
-    result = runner.invoke(app, ["eval", "-c", "red", "-c", "inverted", "-d", str(data), "-o", str(tmp_path / "board"),
-                                 "--bootstrap", "20", "-q", "--no-cache", "--option", "inverted.fail_on_green=false"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "-c",
+            "red",
+            "-c",
+            "inverted",
+            "-d",
+            str(data),
+            "-o",
+            str(tmp_path / "board"),
+            "--bootstrap",
+            "20",
+            "-q",
+            "--no-cache",
+            "--option",
+            "inverted.fail_on_green=false",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "F1, both sources" in result.output and (tmp_path / "board" / "red" / "metrics.json").is_file()
     first = (tmp_path / "board" / "leaderboard.csv").read_text()
@@ -117,17 +147,30 @@ def test_cli_compares_several_classifiers_and_rebuilds_the_leaderboard(tmp_path,
     again = runner.invoke(app, ["leaderboard", str(tmp_path / "board")])
     assert again.exit_code == 0, again.output
     assert (tmp_path / "board" / "leaderboard.csv").read_text() == first
-    separate = runner.invoke(app, ["leaderboard", str(tmp_path / "board" / "red"), str(tmp_path / "board" / "inverted"),
-                                   "--out", str(tmp_path / "elsewhere")])
+    separate = runner.invoke(
+        app,
+        [
+            "leaderboard",
+            str(tmp_path / "board" / "red"),
+            str(tmp_path / "board" / "inverted"),
+            "--out",
+            str(tmp_path / "elsewhere"),
+        ],
+    )
     assert separate.exit_code == 0 and (tmp_path / "elsewhere" / "leaderboard.csv").read_text() == first
     missing = runner.invoke(app, ["leaderboard", str(tmp_path / "data")])
-    assert missing.exit_code == 2 and "neither a run folder (with metrics.json) nor a folder of run folders" in missing.output
+    assert (
+        missing.exit_code == 2
+        and "neither a run folder (with metrics.json) nor a folder of run folders" in missing.output
+    )
 
 
 def test_options_go_to_the_classifiers_that_take_them(plugins):
     per = split_options(["red", "nudenet"], {"fail_on_green": True, "nudenet.threshold": 0.3})
     assert per == {"red": {"fail_on_green": True}, "nudenet": {"threshold": 0.3}}
-    with pytest.raises(registry.OptionError, match="no classifier among red, nudenet takes option 'treshold'; did you mean 'threshold'"):
+    with pytest.raises(
+        registry.OptionError, match="no classifier among red, nudenet takes option 'treshold'; did you mean 'threshold'"
+    ):
         split_options(["red", "nudenet"], {"treshold": 0.3})
 
 
@@ -140,7 +183,11 @@ def test_a_failed_run_leaves_the_others_and_their_leaderboard(tmp_path):
 
     for f in data.rglob("*.jpg"):  # every image green: this classifier fails on all of them
         f.write_bytes(jpeg_bytes((int(f.stat().st_size) % 200, 250, 40)))
-    with pytest.raises(ManyRunsFailed, match=r"1 of 2 runs failed \(the 1 others were written, with the leaderboard\): green-fails: every image failed") as caught:
+    with pytest.raises(
+        ManyRunsFailed,
+        match=r"1 of 2 runs failed \(the 1 others were written, with the leaderboard\): green-fails: every image "
+        r"failed",
+    ) as caught:
         evaluate_many([MeanRedClassifier(), green], data, tmp_path / "board", n_boot=10, progress=False)
     assert (tmp_path / "board" / "leaderboard.csv").is_file() and set(caught.value.result.results) == {"mean-red"}
 
@@ -148,7 +195,11 @@ def test_a_failed_run_leaves_the_others_and_their_leaderboard(tmp_path):
 def test_published_tables_match_the_reference_facts():
     """The transcribed tables equal docs/reference.md's (parsed here independently), cell by cell."""
     text = REFERENCE.read_text()
-    heads = {"real": "**Real-world (LAION-5B)**", "generated": "**AI-generated (Lexica)**", "both": "**Overall (both sources pooled)**"}
+    heads = {
+        "real": "**Real-world (LAION-5B)**",
+        "generated": "**AI-generated (Lexica)**",
+        "both": "**Overall (both sources pooled)**",
+    }
     for source, head in heads.items():
         block = text.split(head)[1].split("\n\n**")[0]
         rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| Clf")]

@@ -86,15 +86,23 @@ def test_functions_equal_the_references_in_every_regime(dtype, c):
 
         def same(ours, theirs, what):
             ours, theirs = ours.to(theirs.dtype), theirs.to(ours.dtype) if dtype != torch.float16 else theirs.half()
-            np.testing.assert_allclose(ours.double().numpy(), theirs.double().numpy(), rtol=max(tol, 1e-3 if dtype == torch.float16 else tol),
-                                       atol=tol, err_msg=f"{what}, {name}, {dtype}, c={c}")
+            np.testing.assert_allclose(
+                ours.double().numpy(),
+                theirs.double().numpy(),
+                rtol=max(tol, 1e-3 if dtype == torch.float16 else tol),
+                atol=tol,
+                err_msg=f"{what}, {name}, {dtype}, c={c}",
+            )
 
         same(L.pairwise_dist(x, y, c), meru_pairwise_dist(ref_x, ref_y, c), "pairwise_dist")
         same(L.exp_map0(x, c), meru_exp_map0(ref_x, c), "exp_map0")
         same(L.half_aperture(x, c), meru_half_aperture(ref_x, c), "half_aperture")
         same(L.exterior_angle(x, y, c), meru_oxy_angle(ref_x, ref_y, c), "exterior_angle")
-        same(L.entailment_loss(x, y, c), torch.clamp(meru_oxy_angle(ref_x, ref_y, c) - meru_half_aperture(ref_x, c), min=0).mean(),
-             "entailment_loss")
+        same(
+            L.entailment_loss(x, y, c),
+            torch.clamp(meru_oxy_angle(ref_x, ref_y, c) - meru_half_aperture(ref_x, c), min=0).mean(),
+            "entailment_loss",
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -103,7 +111,11 @@ def test_near_duplicates_are_ranked_as_the_reference_ranks_them(dtype):
     and tied near-duplicates the reference tells apart in float64)."""
     g = torch.Generator().manual_seed(1)
     base = torch.randn(1, 8, generator=g, dtype=torch.float64)
-    gallery = (base + torch.logspace(-6, -2, 12, dtype=torch.float64)[:, None] * torch.randn(12, 8, generator=g, dtype=torch.float64)).to(dtype)
+    gallery = (
+        base
+        + torch.logspace(-6, -2, 12, dtype=torch.float64)[:, None]
+        * torch.randn(12, 8, generator=g, dtype=torch.float64)
+    ).to(dtype)
     ours = L.pairwise_dist(base.to(dtype), gallery, 1.0)
     theirs = meru_pairwise_dist(base.to(dtype), gallery, 1.0)
     assert torch.equal(ours, theirs)
@@ -130,7 +142,10 @@ def test_where_ours_is_more_accurate_than_the_reference():
 
 def test_distance_identities():
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(20, 6, generator=g, dtype=torch.float64) * 1.5, torch.randn(20, 6, generator=g, dtype=torch.float64)
+    x, y = (
+        torch.randn(20, 6, generator=g, dtype=torch.float64) * 1.5,
+        torch.randn(20, 6, generator=g, dtype=torch.float64),
+    )
     c = 1.3
     assert torch.all(L.dist(x, x, c) < 1e-150)
     assert torch.allclose(L.dist(x, y, c), L.dist(y, x, c))
@@ -141,10 +156,15 @@ def test_distance_identities():
 
 def test_exp_and_log_are_inverse_and_geodesics_end_at_their_points():
     g = torch.Generator().manual_seed(2)
-    x, y = torch.randn(20, 6, generator=g, dtype=torch.float64) * 1.5, torch.randn(20, 6, generator=g, dtype=torch.float64)
+    x, y = (
+        torch.randn(20, 6, generator=g, dtype=torch.float64) * 1.5,
+        torch.randn(20, 6, generator=g, dtype=torch.float64),
+    )
     c = 0.7
     assert torch.allclose(L.exp_map0(L.log_map0(x, c), c), x, atol=1e-9)
-    assert torch.allclose(L.geodesic(x, y, 0.0, c), x, atol=1e-9) and torch.allclose(L.geodesic(x, y, 1.0, c), y, atol=1e-7)
+    assert torch.allclose(L.geodesic(x, y, 0.0, c), x, atol=1e-9) and torch.allclose(
+        L.geodesic(x, y, 1.0, c), y, atol=1e-7
+    )
     mid = L.geodesic(x, y, 0.5, c)
     assert torch.allclose(L.dist(x, mid, c), L.dist(x, y, c) / 2, atol=1e-6)
     toward = L.toward_origin(x, 0.25, c)
@@ -167,16 +187,28 @@ def test_cone_properties():
 def test_large_norms_stay_finite_in_low_precision(dtype):
     x = (torch.randn(8, 64) * 300).to(dtype)
     y = (torch.randn(8, 64) * 300).to(dtype)
-    for value in (L.dist(x, y, 1.0), L.pairwise_dist(x, y, 1.0), L.dist_to_origin(x, 1.0), L.half_aperture(x, 1.0),
-                  L.exterior_angle(x, y, 1.0), L.log_map0(x, 1.0), L.exp_map0(torch.randn(8, 64).to(dtype) * 500, 1.0)):
+    for value in (
+        L.dist(x, y, 1.0),
+        L.pairwise_dist(x, y, 1.0),
+        L.dist_to_origin(x, 1.0),
+        L.half_aperture(x, 1.0),
+        L.exterior_angle(x, y, 1.0),
+        L.log_map0(x, 1.0),
+        L.exp_map0(torch.randn(8, 64).to(dtype) * 500, 1.0),
+    ):
         assert value.dtype == dtype and torch.isfinite(value.float()).all()
 
 
 def test_gradients_are_finite_at_the_clamps():
     x = torch.zeros(4, 5, requires_grad=True)  # origin: aperture and log map at their clamps
     y = torch.zeros(4, 5, requires_grad=True)
-    total = L.dist(x, y, 1.0).sum() + L.half_aperture(x + 1e-9, 1.0).sum() + L.log_map0(x, 1.0).sum() \
-        + L.pairwise_dist(x, y, 1.0).sum() + L.entailment_loss(x + 1e-3, y, 1.0)
+    total = (
+        L.dist(x, y, 1.0).sum()
+        + L.half_aperture(x + 1e-9, 1.0).sum()
+        + L.log_map0(x, 1.0).sum()
+        + L.pairwise_dist(x, y, 1.0).sum()
+        + L.entailment_loss(x + 1e-3, y, 1.0)
+    )
     total.backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
     big = (torch.ones(2, 3) * 1e3).requires_grad_(True)

@@ -38,4 +38,7 @@ def test_a_model_without_the_label_names_its_labels(tmp_path):
     folder = make_tiny_timm_classifier(tmp_path / "m", ("safe", "explicit"))
     with pytest.raises(ValueError, match="has no label 'NSFW'; its labels: safe, explicit"):
         load_classifier(f"marqo-nsfw:{folder}", device="cpu")
-    assert load_classifier(f"marqo-nsfw:{folder}", unsafe_label="explicit", device="cpu").config["unsafe_label"] == "explicit"
+    assert (
+        load_classifier(f"marqo-nsfw:{folder}", unsafe_label="explicit", device="cpu").config["unsafe_label"]
+        == "explicit"
+    )

@@ -70,7 +70,9 @@ def test_grouped_metrics_leave_out_errors_and_count_them():
     y, s, d = random_predictions(n=120, seed=5)
     frame = pd.DataFrame(
         {
-            "label": y, "score": s, "decision": d,
+            "label": y,
+            "score": s,
+            "decision": d,
             "category": np.where(np.arange(120) % 2, "sexual", "hate"),
             "source": np.where(np.arange(120) % 3, "real", "generated"),
             "error": [None] * 118 + ["broken", "broken"],
@@ -81,7 +83,9 @@ def test_grouped_metrics_leave_out_errors_and_count_them():
     assert g["overall"]["support"] == 118 and g["overall"]["errors"] == 2
     assert g["overall"]["f1"]["value"] == pytest.approx(sk.f1_score(ok["label"], ok["decision"]))
     part = ok[(ok["category"] == "sexual") & (ok["source"] == "real")]
-    assert g["by_category_source"]["sexual"]["real"]["f1"]["value"] == pytest.approx(sk.f1_score(part["label"], part["decision"]))
+    assert g["by_category_source"]["sexual"]["real"]["f1"]["value"] == pytest.approx(
+        sk.f1_score(part["label"], part["decision"])
+    )
     assert set(g["by_source"]) == {"real", "generated"}
 
 
@@ -158,7 +162,9 @@ def test_bootstrap_memory_does_not_grow_with_resamples(monkeypatch):
     seen = []
     real = metrics.bootstrap_weights
     monkeypatch.setattr(metrics, "WEIGHT_BUDGET", 20_000)
-    monkeypatch.setattr(metrics, "bootstrap_weights", lambda n, r, rng, *dtype: seen.append(r * n) or real(n, r, rng, *dtype))
+    monkeypatch.setattr(
+        metrics, "bootstrap_weights", lambda n, r, rng, *dtype: seen.append(r * n) or real(n, r, rng, *dtype)
+    )
     y, s, d = random_predictions(n=5000, seed=8)
     block = metrics.metrics_with_ci(y, s, d, n_boot=1000, seed=0)
     assert max(seen) <= 20_000 and sum(seen) == 1000 * 5000

@@ -27,7 +27,12 @@ INCEPTION_SUBSET = ("noise_299", "small_37x61", "astronaut", "coffee", "camera")
 def node_modules() -> Path:
     """tests/node/node_modules with nsfwjs and @tensorflow/tfjs (installed from the npm registry when missing)."""
     if not (NODE_DIR / "node_modules" / "nsfwjs" / "package.json").is_file():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--silent"], cwd=NODE_DIR, check=True, timeout=900)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--silent"],
+            cwd=NODE_DIR,
+            check=True,
+            timeout=900,
+        )
     return NODE_DIR / "node_modules"
 
 
@@ -55,7 +60,9 @@ def images():
     generated = {
         "noise_224": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
         "noise_299": rng.integers(0, 256, (299, 299, 3), dtype=np.uint8),
-        "gradient_300x200": np.dstack([*np.meshgrid(np.linspace(0, 255, 200), np.linspace(0, 255, 300)), np.full((300, 200), 90.0)]).astype(np.uint8),
+        "gradient_300x200": np.dstack(
+            [*np.meshgrid(np.linspace(0, 255, 200), np.linspace(0, 255, 300)), np.full((300, 200), 90.0)]
+        ).astype(np.uint8),
         "small_37x61": rng.integers(0, 256, (37, 61, 3), dtype=np.uint8),
     }
     photos = {name: np.asarray(Image.fromarray(getattr(data, name)()).convert("RGB")) for name in PHOTOS}
@@ -64,10 +71,17 @@ def images():
 
 def reference(node_dir: Path, model: str, arrays: dict[str, np.ndarray], tmp: Path) -> np.ndarray:
     """NSFWJS's five probabilities per image, computed by NSFWJS on Node."""
-    payload = [{"shape": list(a.shape), "data": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()} for a in arrays.values()]
+    payload = [
+        {"shape": list(a.shape), "data": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()}
+        for a in arrays.values()
+    ]
     (tmp / "images.json").write_text(json.dumps(payload))
-    done = subprocess.run(["node", str(node_dir / "nsfwjs_reference.cjs"), "classify", MODELS[model], str(tmp / "images.json")],
-                          capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        ["node", str(node_dir / "nsfwjs_reference.cjs"), "classify", MODELS[model], str(tmp / "images.json")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return np.array(json.loads(done.stdout))
 
@@ -84,7 +98,9 @@ def test_the_port_matches_nsfwjs_on_node(model, node, package, images, tmp_path)
     theirs = reference(node, model, compared, tmp_path)
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
     assert [preds[k].raw["top"] for k in compared] == [CLASSES[i] for i in theirs.argmax(1)]
-    assert [preds[k].unsafe_score for k in compared] == pytest.approx(list(theirs[:, 1] + theirs[:, 3]), abs=2e-4)  # Hentai + Porn
+    assert [preds[k].unsafe_score for k in compared] == pytest.approx(
+        list(theirs[:, 1] + theirs[:, 3]), abs=2e-4
+    )  # Hentai + Porn
     tops = {name: p.raw["top"] for name, p in preds.items() if name in PHOTOS}
     if model == "inception_v3":
         assert set(tops.values()) == {"Neutral"}  # InceptionV3 calls every photograph Neutral
@@ -93,11 +109,16 @@ def test_the_port_matches_nsfwjs_on_node(model, node, package, images, tmp_path)
 
 
 def test_same_padding_puts_the_odd_pixel_after():
-    """TensorFlow's rule (an independent statement of it): total = max((ceil(n/s)-1)*s + k - n, 0), the extra one after."""
+    """TensorFlow's rule (an independent statement of it): total = max((ceil(n/s)-1)*s + k - n, 0), the extra one
+    after."""
     from imagesafety.tfjs.ops import same_padding
 
     assert same_padding(224, 3, 2) == (0, 1) and same_padding(224, 3, 1) == (1, 1) and same_padding(7, 3, 2) == (1, 1)
-    assert same_padding(8, 4, 1) == (1, 2) and same_padding(5, 1, 1) == (0, 0) and same_padding(10, 3, 1, dilation=2) == (2, 2)
+    assert (
+        same_padding(8, 4, 1) == (1, 2)
+        and same_padding(5, 1, 1) == (0, 0)
+        and same_padding(10, 3, 1, dilation=2) == (2, 2)
+    )
 
 
 def test_converted_weights_are_cached_and_a_truncated_cache_is_rebuilt(package, images):
@@ -133,7 +154,9 @@ def test_another_version_or_a_corrupted_shard_stops_with_the_file_named(package,
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 1
     shard.write_bytes(bytes(data))
-    with pytest.raises(PackageError, match=r"group1-shard1of1.min.js: corrupted or altered \(sha256 .*expected ef2e0a63f7d2c496"):
+    with pytest.raises(
+        PackageError, match=r"group1-shard1of1.min.js: corrupted or altered \(sha256 .*expected ef2e0a63f7d2c496"
+    ):
         check_package(copy, ["mobilenet_v2"])
     check_package(copy, ["inception_v3"])  # the other models' files are fine
     (tmp_path / "fake.tgz").write_bytes(b"not a tarball")
@@ -150,22 +173,59 @@ def test_a_shard_that_does_not_fit_its_manifest_is_named(package, tmp_path):
     shard = folder / "group1-shard1of1.min.js"
     text = shard.read_text()
     cut = text.rindex('"}') - 400
-    shard.write_text(text[:cut] + text[cut + 400:])  # 300 bytes of weights gone, the bundle still well formed
-    with pytest.raises(TfjsError, match=r"mobilenet_v2 group 1: the shards (end before weight|hold \d+ bytes but the manifest)"):
+    shard.write_text(text[:cut] + text[cut + 400 :])  # 300 bytes of weights gone, the bundle still well formed
+    with pytest.raises(
+        TfjsError, match=r"mobilenet_v2 group 1: the shards (end before weight|hold \d+ bytes but the manifest)"
+    ):
         read_model(folder)
 
 
 def test_an_unknown_layer_type_is_named():
     from imagesafety.tfjs import TfjsError, build_module
 
-    spec = {"modelTopology": {"model_config": {"class_name": "Model", "config": {
-        "layers": [{"name": "in", "class_name": "InputLayer", "config": {"batch_input_shape": [None, 8, 8, 3]}, "inbound_nodes": []},
-                   {"name": "odd", "class_name": "SeparableConv2D", "config": {}, "inbound_nodes": [[["in", 0, 0, {}]]]}],
-        "input_layers": [["in", 0, 0]], "output_layers": [["odd", 0, 0]]}}}, "weightsManifest": []}
+    spec = {
+        "modelTopology": {
+            "model_config": {
+                "class_name": "Model",
+                "config": {
+                    "layers": [
+                        {
+                            "name": "in",
+                            "class_name": "InputLayer",
+                            "config": {"batch_input_shape": [None, 8, 8, 3]},
+                            "inbound_nodes": [],
+                        },
+                        {
+                            "name": "odd",
+                            "class_name": "SeparableConv2D",
+                            "config": {},
+                            "inbound_nodes": [[["in", 0, 0, {}]]],
+                        },
+                    ],
+                    "input_layers": [["in", 0, 0]],
+                    "output_layers": [["odd", 0, 0]],
+                },
+            }
+        },
+        "weightsManifest": [],
+    }
     with pytest.raises(TfjsError, match="layer 'odd' is a SeparableConv2D, which this reader does not know"):
         build_module(spec, {})
-    graph = {"modelTopology": {"node": [{"name": "x", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]}}}},
-                                        {"name": "y", "op": "Erf", "input": ["x"]}]}, "weightsManifest": []}
+    graph = {
+        "modelTopology": {
+            "node": [
+                {
+                    "name": "x",
+                    "op": "Placeholder",
+                    "attr": {
+                        "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]}}
+                    },
+                },
+                {"name": "y", "op": "Erf", "input": ["x"]},
+            ]
+        },
+        "weightsManifest": [],
+    }
     with pytest.raises(TfjsError, match="node 'y' is a Erf op, which this reader does not know"):
         build_module(graph, {})
 
@@ -180,8 +240,18 @@ def test_pgd_toward_porn_flips_most_photographs_within_the_eps_ball(package, ima
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(images[name]).save(folder / f"{name}.png")
     clf = load_classifier("nsfwjs", package=str(package), unsafe="porn", device="cpu")
-    result = robustness(clf, tmp_path / "data", tmp_path / "rob", attacks=["pgd"], eps=8 / 255, steps=10, k=len(PHOTOS),
-                        eps_curve=False, progress=False, n_boot=10)
+    result = robustness(
+        clf,
+        tmp_path / "data",
+        tmp_path / "rob",
+        attacks=["pgd"],
+        eps=8 / 255,
+        steps=10,
+        k=len(PHOTOS),
+        eps_curve=False,
+        progress=False,
+        n_boot=10,
+    )
     attacked = result.metrics["protocol"]["attacked"]
     ra = result.metrics["attacks"]["pgd"]["overall"]["robust_accuracy"]
     assert attacked >= 4 and ra <= 0.5, result.metrics["attacks"]["pgd"]
@@ -191,9 +261,8 @@ def test_pgd_toward_porn_flips_most_photographs_within_the_eps_ball(package, ima
 
 
 def test_the_encoder_gives_penultimate_features(package, images):
-    from imagesafety.encoders import load_encoder
-
     from imagesafety.classifiers.nsfwjs.classifier import NsfwjsEncoder
+    from imagesafety.encoders import load_encoder
 
     encoder = NsfwjsEncoder("mobilenet_v2", str(package), device="cpu")
     vectors = encoder.encode_images([Image.fromarray(images["coffee"]), Image.fromarray(images["astronaut"])])

@@ -24,7 +24,11 @@ def pictures() -> list[Image.Image]:
 
     rng = np.random.default_rng(5)
     real = [Image.fromarray(a) for a in (data.astronaut(), data.chelsea(), data.coffee(), data.rocket())]
-    return real + [synthetic_image(rng, size=s, warm=True) for s in (120, 320, 480)] + [synthetic_image(rng).resize((300, 90))]
+    return (
+        real
+        + [synthetic_image(rng, size=s, warm=True) for s in (120, 320, 480)]
+        + [synthetic_image(rng).resize((300, 90))]
+    )
 
 
 def test_raw_outputs_equal_onnxruntime_before_nms(pair):

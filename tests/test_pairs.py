@@ -58,7 +58,11 @@ def test_faithful_edits_pass_and_other_edits_are_rejected_with_the_right_reason(
 
     whole = MaskCompositeEditor(box=(0, 0, 1, 1), patch=RED_PATCH, jitter=0)
     everything = verify_pair(original, whole.edit(original, plan, 0), 1, judge, None)
-    assert not everything.kept and any("touched" in r for r in everything.reasons) and any("SSIM" in r for r in everything.reasons)
+    assert (
+        not everything.kept
+        and any("touched" in r for r in everything.reasons)
+        and any("SSIM" in r for r in everything.reasons)
+    )
 
     tiny = MaskCompositeEditor(box=(0.45, 0.45, 0.5, 0.5), patch=RED_PATCH, jitter=0)
     no_flip = verify_pair(original, tiny.edit(original, plan, 0), 1, judge, tiny.region(original, plan, 0))
@@ -93,7 +97,11 @@ def test_generation_stores_pairs_and_rejections_resumes_and_feeds_eval(tmp_path)
                 raise RuntimeError("GPU fell over")
             if seed == 1 and image.getpixel((0, 0)) == scene(1).getpixel((0, 0)):
                 return image.resize((10, 10))
-            return super().edit(image, plan, seed) if seed > 0 or image.getpixel((0, 0)) != scene(1).getpixel((0, 0)) else image
+            return (
+                super().edit(image, plan, seed)
+                if seed > 0 or image.getpixel((0, 0)) != scene(1).getpixel((0, 0))
+                else image
+            )
 
     editor = FlakyEditor(box=(0.1, 0.1, 0.7, 0.7), patch=RED_PATCH, jitter=0.02)
     stats = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, RedJudge(), seeds=3, progress=False)
@@ -109,12 +117,17 @@ def test_generation_stores_pairs_and_rejections_resumes_and_feeds_eval(tmp_path)
     assert len(table) == 6 and set(table["role"]) == {"original", "edited"}
 
     again = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, RedJudge(), seeds=3, progress=False)
-    assert again.kept == 3 and len((tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()) == len(candidates)
+    assert again.kept == 3 and len((tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()) == len(
+        candidates
+    )
 
     samples = list(load_dataset(tmp_path / "pairs"))
     assert len(samples) == 6 and {s.role for s in samples} == {"original", "edited"} and all(s.pair_id for s in samples)
     result = evaluate(RedJudge(), tmp_path / "pairs", cache=None, progress=False, n_boot=10)
-    assert result.metrics["pairs"]["overall"]["pairs"] == 3 and result.metrics["pairs"]["overall"]["flip_sensitivity"] == 1.0
+    assert (
+        result.metrics["pairs"]["overall"]["pairs"] == 3
+        and result.metrics["pairs"]["overall"]["flip_sensitivity"] == 1.0
+    )
 
 
 def test_pairs_generate_command(tmp_path):
@@ -129,8 +142,25 @@ def test_pairs_generate_command(tmp_path):
             img = scene(i)
             img.paste(Image.new("RGB", (40, 40), (255, 0, 0)), (30, 30))  # the unsafe feature: a red block
             img.save(root / f"{i}.png")
-    result = CliRunner().invoke(app, ["pairs", "generate", "-d", str(tmp_path / "data"), "-o", str(tmp_path / "pairs"), "--judge", "nudenet",
-                                      "--editor-option", "box=0.25,0.25,0.8,0.8", "--editor-option", "fill=0,0,200", "--no-lpips", "-q"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "pairs",
+            "generate",
+            "-d",
+            str(tmp_path / "data"),
+            "-o",
+            str(tmp_path / "pairs"),
+            "--judge",
+            "nudenet",
+            "--editor-option",
+            "box=0.25,0.25,0.8,0.8",
+            "--editor-option",
+            "fill=0,0,200",
+            "--no-lpips",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     # NudeNet judges Sexual only: the violence plans are skipped, and said to be, before any editing
@@ -145,16 +175,19 @@ def test_pairs_generate_command(tmp_path):
 def test_diffusers_instruction_editor_on_a_tiny_random_pipeline(tmp_path):
     """The real loading and editing code path: a random InstructPix2Pix saved and loaded like a hub checkpoint."""
     pytest.importorskip("diffusers")
-    from tiny_models import make_tiny_instruct_pix2pix
-
     from imagesafety.pairs.editors import load_editor
     from imagesafety.pairs.generate import generate_pairs
+    from tiny_models import make_tiny_instruct_pix2pix
 
     editor = load_editor(f"diffusers:{make_tiny_instruct_pix2pix(tmp_path / 'ip2p')}", steps=2, device="cpu")
     assert editor.config["pipeline"] == "StableDiffusionInstructPix2PixPipeline"
     img, plan = scene(3, size=32), add_plan()
     a, b, c = editor.edit(img, plan, 0), editor.edit(img, plan, 0), editor.edit(img, plan, 1)
-    assert a.size == img.size and np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+    assert (
+        a.size == img.size
+        and np.array_equal(np.asarray(a), np.asarray(b))
+        and not np.array_equal(np.asarray(a), np.asarray(c))
+    )
     root = tmp_path / "data" / "safe" / "violence_harm_or_cruelty"
     root.mkdir(parents=True)
     img.save(root / "0.png")
@@ -174,10 +207,10 @@ def test_gallery_filters_and_review_round_trip_in_headless_chromium(tmp_path):
         pytest.skip("needs Debian's chromium and chromium-driver")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from serve_helpers import running_app
 
     from imagesafety.pairs.gallery import review_app
     from imagesafety.pairs.generate import generate_pairs
+    from serve_helpers import running_app
 
     root = tmp_path / "data" / "safe" / "violence_harm_or_cruelty"
     root.mkdir(parents=True)
@@ -192,8 +225,17 @@ def test_gallery_filters_and_review_round_trip_in_headless_chromium(tmp_path):
     assert kept and len(kept) < len(candidates)
 
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+    ):
         options.add_argument(flag)
     options.binary_location = shutil.which("chromium")
     with running_app(review_app(tmp_path / "pairs")) as (url, _):
@@ -208,11 +250,18 @@ def test_gallery_filters_and_review_round_trip_in_headless_chromium(tmp_path):
             assert max(c.rect["x"] + c.rect["width"] for c in cards) > 0.9 * width  # the grid uses the window
             for card in cards:  # each card: the original and the edit side by side, labelled, with the file's name
                 titles = [f.text for f in card.find_elements(By.CSS_SELECTOR, "figcaption")]
-                assert titles == ["original", "edited" if card.get_attribute("data-verdict") == "kept" else "edited (rejected)"]
+                assert titles == [
+                    "original",
+                    "edited" if card.get_attribute("data-verdict") == "kept" else "edited (rejected)",
+                ]
                 figures = card.find_elements(By.CSS_SELECTOR, "figure")
                 assert figures[0].rect["y"] == figures[1].rect["y"] and figures[1].rect["x"] > figures[0].rect["x"]
-                assert len(card.find_elements(By.CSS_SELECTOR, "figure img")) == 2  # rejected edits shown too, not empty boxes
-                assert card.find_element(By.CSS_SELECTOR, ".file").text.replace(card.get_attribute("data-verdict"), "") in {"0.png", "1.png", "2.png"}
+                assert (
+                    len(card.find_elements(By.CSS_SELECTOR, "figure img")) == 2
+                )  # rejected edits shown too, not empty boxes
+                assert card.find_element(By.CSS_SELECTOR, ".file").text.replace(
+                    card.get_attribute("data-verdict"), ""
+                ) in {"0.png", "1.png", "2.png"}
             from selenium.webdriver.support.ui import Select
 
             Select(driver.find_element(By.ID, "f-verdict")).select_by_visible_text("kept")
@@ -235,12 +284,15 @@ def test_gallery_filters_and_review_round_trip_in_headless_chromium(tmp_path):
 
 def test_inpainting_editor_changes_only_its_region(tmp_path):
     pytest.importorskip("diffusers")
+    from imagesafety.pairs.editors import load_editor
     from tiny_models import make_tiny_instruct_pix2pix
 
-    from imagesafety.pairs.editors import load_editor
-
-    editor = load_editor(f"diffusers-inpaint:{make_tiny_instruct_pix2pix(tmp_path / 'inpaint', inpaint=True)}", box="0.25,0.25,0.75,0.75",
-                         steps=2, device="cpu")
+    editor = load_editor(
+        f"diffusers-inpaint:{make_tiny_instruct_pix2pix(tmp_path / 'inpaint', inpaint=True)}",
+        box="0.25,0.25,0.75,0.75",
+        steps=2,
+        device="cpu",
+    )
     img, plan = scene(4, size=40), add_plan()
     out = editor.edit(img, plan, 0)
     region = editor.region(img, plan, 0)
@@ -252,11 +304,10 @@ def test_inpainting_editor_changes_only_its_region(tmp_path):
 def test_endpoint_editor_and_llm_written_plans(tmp_path):
     pytest.importorskip("openai")
     from fake_vlm_server import make_app
-    from serve_helpers import running_app
-
     from imagesafety.pairs.editors import load_editor
     from imagesafety.pairs.generate import generate_pairs
     from imagesafety.pairs.llm_plans import LLMPlanner
+    from serve_helpers import running_app
 
     root = tmp_path / "data" / "safe" / "violence_harm_or_cruelty"
     root.mkdir(parents=True)
@@ -265,10 +316,21 @@ def test_endpoint_editor_and_llm_written_plans(tmp_path):
     with running_app(app) as (url, _):
         editor = load_editor("openai-edit:gpt-image-1", base_url=f"{url}/v1")
         planner = LLMPlanner("planner-vlm", base_url=f"{url}/v1")
-        stats = generate_pairs(tmp_path / "data", tmp_path / "pairs", editor, RedJudge(), planner=planner, seeds=1, progress=False,
-                               thresholds=Thresholds(min_ssim=0.0))
+        stats = generate_pairs(
+            tmp_path / "data",
+            tmp_path / "pairs",
+            editor,
+            RedJudge(),
+            planner=planner,
+            seeds=1,
+            progress=False,
+            thresholds=Thresholds(min_ssim=0.0),
+        )
     candidate = json.loads((tmp_path / "pairs" / "candidates.jsonl").read_text().splitlines()[0])
-    assert candidate["instruction"].startswith("Remove the red blood stains from the floor.") and candidate["planner"] == "llm:planner-vlm"
+    assert (
+        candidate["instruction"].startswith("Remove the red blood stains from the floor.")
+        and candidate["planner"] == "llm:planner-vlm"
+    )
     assert candidate["editor"] == "openai-edit:gpt-image-1" and app.state.calls["images.edit"] == 1
     assert stats.kept == 1 and candidate["scores"]["judge_edited_decision"] == 1
 
@@ -285,6 +347,17 @@ def test_lpips_check_on_the_real_code_path():
     edited = editor.edit(original, add_plan(), 0)
     distance = metric(original, edited)
     assert distance > 0
-    strict = verify_pair(original, edited, 1, RedJudge(), editor.region(original, add_plan(), 0), lpips=metric,
-                         thresholds=Thresholds(max_lpips=distance / 2))
-    assert not strict.kept and any("LPIPS" in r for r in strict.reasons) and strict.scores["lpips"] == pytest.approx(distance)
+    strict = verify_pair(
+        original,
+        edited,
+        1,
+        RedJudge(),
+        editor.region(original, add_plan(), 0),
+        lpips=metric,
+        thresholds=Thresholds(max_lpips=distance / 2),
+    )
+    assert (
+        not strict.kept
+        and any("LPIPS" in r for r in strict.reasons)
+        and strict.scores["lpips"] == pytest.approx(distance)
+    )

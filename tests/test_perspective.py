@@ -38,10 +38,9 @@ def test_lora_fine_tune_on_a_tiny_vlm_learns_and_loads_as_a_classifier(red_folde
 
     pytest.importorskip("torch")
     pytest.importorskip("peft")
-    from tiny_models import make_tiny_llava
-
     from imagesafety.classifiers import load_classifier
     from imagesafety.perspective.train import train_perspective
+    from tiny_models import make_tiny_llava
 
     base = make_tiny_llava(tmp_path / "llava")
     build_trainset(red_folder, tmp_path / "ts", seed=0)
@@ -51,7 +50,9 @@ def test_lora_fine_tune_on_a_tiny_vlm_learns_and_loads_as_a_classifier(red_folde
     first, last = history[:n], history[-n:]
     assert sum(r["loss"] for r in last) / n < sum(r["loss"] for r in first) / n  # it learns the answers
     assert (tmp_path / "lora" / "adapter_config.json").is_file()
-    clf = load_classifier(f"vlm:hf/{base}", adapter=str(tmp_path / "lora"), protocol="policy", device="cpu", max_new_tokens=4)
+    clf = load_classifier(
+        f"vlm:hf/{base}", adapter=str(tmp_path / "lora"), protocol="policy", device="cpu", max_new_tokens=4
+    )
     from PIL import Image
 
     assert clf.config["adapter"] == str(tmp_path / "lora") and len(clf.predict([Image.new("RGB", (32, 32))])) == 1
@@ -72,14 +73,32 @@ def test_two_rank_lora_fine_tune_keeps_replicas_identical_and_shares_the_data(re
     build_trainset(red_folder, tmp_path / "ts", seed=0)
     script = Path(__file__).parent / "ddp_perspective_training.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-                             str(tmp_path / "ts"), str(base), str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path / "ts"),
+            str(base),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert rank0["lora"].keys() == rank1["lora"].keys() and rank0["lora"]
     for name in rank0["lora"]:
         assert torch.equal(rank0["lora"][name], rank1["lora"][name]), name
-    assert any(t.abs().sum() > 0 for n, t in rank0["lora"].items() if "lora_B" in n)  # B starts at zero: training moved it
+    assert any(
+        t.abs().sum() > 0 for n, t in rank0["lora"].items() if "lora_B" in n
+    )  # B starts at zero: training moved it
     examples = json.loads((tmp_path / "ts" / "llava_train.json").read_text())
     card = rank0["card"]
     assert card["world_size"] == 2 and card["examples_per_step"] == 4

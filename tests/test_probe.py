@@ -18,8 +18,12 @@ def saved_guard(tmp_path, encoder_spec, embed_dim=16, head="linear"):
     torch.manual_seed(0)
     module = build_head(head, embed_dim, 3)
     card = {
-        "name": "test-guard", "encoder": encoder_spec, "head": head, "embed_dim": embed_dim,
-        "outputs": ["unsafe", "o3", "o4"], "thresholds": {"unsafe": 0.5, "o3": 0.4, "o4": 0.6},
+        "name": "test-guard",
+        "encoder": encoder_spec,
+        "head": head,
+        "embed_dim": embed_dim,
+        "outputs": ["unsafe", "o3", "o4"],
+        "thresholds": {"unsafe": 0.5, "o3": 0.4, "o4": 0.6},
         "taxonomy": LLAVAGUARD.to_dict(),
     }
     return save_guard(tmp_path / "guard", module, card), module

@@ -44,9 +44,24 @@ def head():
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     if running_cluster():
-        pytest.skip(f"a Ray cluster already runs on this machine ({running_cluster()}); this test starts and stops its own")
-    started = subprocess.run([str(binary), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                              "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)
+        pytest.skip(
+            f"a Ray cluster already runs on this machine ({running_cluster()}); this test starts and stops its own"
+        )
+    started = subprocess.run(
+        [
+            str(binary),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     if started.returncode != 0:
         pytest.fail(f"ray start --head failed:\n{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
     try:
@@ -64,8 +79,17 @@ def test_eval_on_a_started_cluster_equals_the_local_engine(head, tmp_path):
         synthetic_image(rng, size=80, warm=bool(i % 2)).save(folder / f"{i:02d}.jpg")
     local = evaluate("nudenet", tmp_path / "data", None, cache=None, progress=False, n_boot=20)
     ray.shutdown()
-    remote = evaluate("nudenet", tmp_path / "data", tmp_path / "out", cache=None, progress=False, n_boot=20, engine="ray",
-                      address="auto", partition_size=5)
+    remote = evaluate(
+        "nudenet",
+        tmp_path / "data",
+        tmp_path / "out",
+        cache=None,
+        progress=False,
+        n_boot=20,
+        engine="ray",
+        address="auto",
+        partition_size=5,
+    )
     assert ray.is_initialized() and ray.get_runtime_context().gcs_address.endswith(f":{head}")  # joined, not started
     a, b = local.predictions.set_index("id").sort_index(), remote.predictions.set_index("id").sort_index()
     assert list(a.index) == list(b.index) and len(a) == 12
@@ -79,5 +103,14 @@ def test_an_unreachable_cluster_fails_in_one_line_naming_it(tmp_path):
     synthetic_image(np.random.default_rng(0), size=64).save(tmp_path / "d" / "safe" / "a.jpg")
     port = free_port()
     with pytest.raises(ValueError, match=f"no Ray cluster answers at 127.0.0.1:{port}") as info:
-        evaluate("nudenet", tmp_path / "d", None, cache=None, progress=False, n_boot=10, engine="ray", address=f"127.0.0.1:{port}")
+        evaluate(
+            "nudenet",
+            tmp_path / "d",
+            None,
+            cache=None,
+            progress=False,
+            n_boot=10,
+            engine="ray",
+            address=f"127.0.0.1:{port}",
+        )
     assert "\n" not in str(info.value)

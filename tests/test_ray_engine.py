@@ -42,17 +42,25 @@ def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def test_eval_on_ray_equals_local_and_resumes(cluster, tmp_path):
     data = generated(tmp_path / "d")
     local = evaluate("nudenet", data, tmp_path / "local", cache=None, progress=False, n_boot=50)
-    remote = evaluate("nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=50, engine="ray", partition_size=10)
+    remote = evaluate(
+        "nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=50, engine="ray", partition_size=10
+    )
     same_rows(local.predictions, remote.predictions)
     for metric in ("f1", "accuracy", "auroc"):
-        assert remote.metrics["overall"][metric]["value"] == pytest.approx(local.metrics["overall"][metric]["value"], abs=1e-9)
+        assert remote.metrics["overall"][metric]["value"] == pytest.approx(
+            local.metrics["overall"][metric]["value"], abs=1e-9
+        )
     assert remote.metrics["overall"]["errors"] == local.metrics["overall"]["errors"] == 1
     parts = sorted((tmp_path / "ray" / "ray-parts").glob("part-*.parquet"))
     assert len(parts) == 3
     parts[1].unlink()
     stamps = {p: p.stat().st_mtime_ns for p in (parts[0], parts[2])}
-    again = evaluate("nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=50, engine="ray", partition_size=10)
-    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items()) and parts[1].is_file()  # only the missing part was redone
+    again = evaluate(
+        "nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=50, engine="ray", partition_size=10
+    )
+    assert (
+        all(p.stat().st_mtime_ns == t for p, t in stamps.items()) and parts[1].is_file()
+    )  # only the missing part was redone
     same_rows(local.predictions, again.predictions)
 
 
@@ -79,7 +87,17 @@ def test_a_killed_worker_loses_nothing(cluster, tmp_path):
 
     killer = threading.Thread(target=kill_one_actor)
     killer.start()
-    remote = evaluate("nudenet", data, tmp_path / "ray", cache=None, progress=False, n_boot=20, engine="ray", partition_size=1000, batch_size=4)
+    remote = evaluate(
+        "nudenet",
+        data,
+        tmp_path / "ray",
+        cache=None,
+        progress=False,
+        n_boot=20,
+        engine="ray",
+        partition_size=1000,
+        batch_size=4,
+    )
     killer.join()
     assert killed, "no actor process was found to kill"
     same_rows(local.predictions, remote.predictions)
@@ -90,7 +108,16 @@ def test_embed_on_ray_equals_local(cluster, tmp_path, tiny_clip_dir):
 
     data = generated(tmp_path / "d", n=12)
     local = embed(f"hf:{tiny_clip_dir}", data, tmp_path / "l.parquet", cache=None, progress=False, device="cpu")
-    remote = embed(f"hf:{tiny_clip_dir}", data, tmp_path / "r.parquet", cache=None, progress=False, device="cpu", engine="ray", partition_size=5)
+    remote = embed(
+        f"hf:{tiny_clip_dir}",
+        data,
+        tmp_path / "r.parquet",
+        cache=None,
+        progress=False,
+        device="cpu",
+        engine="ray",
+        partition_size=5,
+    )
     a, b = local.frame.set_index("id").sort_index(), remote.frame.set_index("id").sort_index()
     assert list(a.index) == list(b.index)
     for x, y in zip(a["embedding"], b["embedding"]):
@@ -103,15 +130,27 @@ def test_robustness_clean_evaluation_on_ray(cluster, tmp_path):
     from imagesafety.bench.robustness.run import robustness
 
     data = generated(tmp_path / "d", n=6)
-    result = robustness("nudenet", data, tmp_path / "out", attacks=["square"], eps=0.05, k=1, steps=3, eps_curve=False,
-                        cache=None, progress=False, n_boot=10, engine="ray")
+    result = robustness(
+        "nudenet",
+        data,
+        tmp_path / "out",
+        attacks=["square"],
+        eps=0.05,
+        k=1,
+        steps=3,
+        eps_curve=False,
+        cache=None,
+        progress=False,
+        n_boot=10,
+        engine="ray",
+    )
     assert result.metrics["protocol"]["attacked"] == 1
     assert list((tmp_path / "out" / "clean" / "ray-parts").glob("part-*.parquet"))
 
 
 def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp_path, monkeypatch):
-    from imagesafety.run import ray_engine
     from imagesafety.data import load_dataset
+    from imagesafety.run import ray_engine
 
     data = generated(tmp_path / "d")  # 25 images
     local = evaluate("nudenet", data, None, cache=None, progress=False, n_boot=0)
@@ -124,7 +163,9 @@ def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp
         return run_job(ray_module, records, pending, *args)
 
     monkeypatch.setattr(ray_engine, "_run_job", counted_job)
-    rows = ray_engine.run_on_ray("predict", "nudenet", {}, samples, tmp_path / "parts", partition_size=4, samples_per_job=10, progress=False)
+    rows = ray_engine.run_on_ray(
+        "predict", "nudenet", {}, samples, tmp_path / "parts", partition_size=4, samples_per_job=10, progress=False
+    )
     assert jobs == [[0, 1, 2], [3, 4, 5], [6]]
     parts = sorted((tmp_path / "parts").glob("part-*.parquet"))
     assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(7)]  # 3 jobs: partitions 0-2, 3-5 and 6

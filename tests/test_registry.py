@@ -17,7 +17,10 @@ def test_every_kind_has_entries_and_every_builtin_target_imports():
 
 
 def test_unknown_names_are_listed_with_a_suggestion():
-    with pytest.raises(registry.UnknownEntryError, match="unknown classifier 'nudnet'; did you mean 'nudenet'.*registered: .*clip-zeroshot"):
+    with pytest.raises(
+        registry.UnknownEntryError,
+        match="unknown classifier 'nudnet'; did you mean 'nudenet'.*registered: .*clip-zeroshot",
+    ):
         registry.get("classifier", "nudnet")
 
 
@@ -28,7 +31,9 @@ def test_options_are_checked_against_the_factory(monkeypatch):
 
 def test_a_broken_plugin_breaks_only_itself(monkeypatch):
     """A plug-in whose module raises on import must not break built-in lookups, and is named when asked for."""
-    broken = EntryPoint(name="broken", value="imagesafety_no_such_plugin.module:factory", group="imagesafety.classifiers")
+    broken = EntryPoint(
+        name="broken", value="imagesafety_no_such_plugin.module:factory", group="imagesafety.classifiers"
+    )
     good = EntryPoint(name="red", value="test_registry:red_factory", group="imagesafety.classifiers")
 
     def fake_entry_points(group=None):
@@ -40,7 +45,9 @@ def test_a_broken_plugin_breaks_only_itself(monkeypatch):
         entries = registry.entries("classifier")
         assert {"nudenet", "broken", "red"} <= set(entries)  # listed without importing anything
         assert registry.get("classifier", "nudenet").load() is not None
-        with pytest.raises(registry.PluginError, match="plug-in classifier 'broken'.*failed to load: ModuleNotFoundError"):
+        with pytest.raises(
+            registry.PluginError, match="plug-in classifier 'broken'.*failed to load: ModuleNotFoundError"
+        ):
             registry.build("classifier", "broken")
         assert registry.build("classifier", "red", fail_on_green=True).config == {"fail_on_green": True}
     finally:
@@ -55,7 +62,9 @@ def red_factory(arg, *, fail_on_green=False):
 
 def test_a_plugin_cannot_shadow_a_builtin(monkeypatch):
     shadow = EntryPoint(name="nudenet", value="somewhere:else", group="imagesafety.classifiers")
-    monkeypatch.setattr(registry, "entry_points", lambda group=None: [shadow] if group == "imagesafety.classifiers" else [])
+    monkeypatch.setattr(
+        registry, "entry_points", lambda group=None: [shadow] if group == "imagesafety.classifiers" else []
+    )
     registry._plugins.cache_clear()
     try:
         assert registry.get("classifier", "nudenet").target == "imagesafety.classifiers.nudenet:from_spec"

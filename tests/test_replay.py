@@ -15,8 +15,15 @@ from imagesafety.bench.evaluate import evaluate  # noqa: E402
 from imagesafety.classifiers.replay import ReplayError  # noqa: E402
 
 # response text -> what it says (1 unsafe, 0 safe, None unsure), as a reader would take it
-PHRASES = {"unsafe": 1, "Unsafe.": 1, "The image is unsafe.": 1, "safe": 0, "Safe": 0, "This image is safe.": 0,
-           "I cannot tell.": None}
+PHRASES = {
+    "unsafe": 1,
+    "Unsafe.": 1,
+    "The image is unsafe.": 1,
+    "safe": 0,
+    "Safe": 0,
+    "This image is safe.": 0,
+    "I cannot tell.": None,
+}
 CATEGORIES = ["Hate", "Sexual", "Violence"]
 SOURCES = ["Laion5B", "Lexica"]
 
@@ -34,13 +41,15 @@ def unsafebench_copy(root, n_train=30, n_test=12, seed=0):
     rng = np.random.default_rng(seed)
     frames = {}
     for split, n in (("train", n_train), ("test", n_test)):
-        frames[split] = pd.DataFrame({
-            "image": [{"bytes": png(hash((split, i)) % 10_000), "path": None} for i in range(n)],
-            "safety_label": rng.choice(["Safe", "Unsafe"], n),
-            "category": rng.choice(CATEGORIES, n),
-            "source": rng.choice(SOURCES, n),
-            "text": ["t"] * n,
-        })
+        frames[split] = pd.DataFrame(
+            {
+                "image": [{"bytes": png(hash((split, i)) % 10_000), "path": None} for i in range(n)],
+                "safety_label": rng.choice(["Safe", "Unsafe"], n),
+                "category": rng.choice(CATEGORIES, n),
+                "source": rng.choice(SOURCES, n),
+                "text": ["t"] * n,
+            }
+        )
     (root / "data").mkdir(parents=True)
     for split, frame in frames.items():
         frame.to_parquet(root / "data" / f"{split}-00000-of-00001.parquet")
@@ -62,9 +71,13 @@ def published_responses(root, frames, skip=(), extra=3, seed=1):
             texts = [phrases[k] for k in rng.integers(0, len(phrases), 3)]
             said[(split, i)] = [PHRASES[t] for t in texts]
             for prompt, text in enumerate(texts):
-                files.setdefault((prompt, f"{row.source}_{row.category}"), []).append({"image_fname": name, "response": text})
+                files.setdefault((prompt, f"{row.source}_{row.category}"), []).append(
+                    {"image_fname": name, "response": text}
+                )
     for k in range(extra):  # responses for images the dataset copy does not have
-        files.setdefault((0, "Laion5B_Hate"), []).append({"image_fname": f"data/UnsafeBench/train/images/{900 + k}.png", "response": "safe"})
+        files.setdefault((0, "Laion5B_Hate"), []).append(
+            {"image_fname": f"data/UnsafeBench/train/images/{900 + k}.png", "response": "safe"}
+        )
     for (prompt, stem), items in files.items():
         folder = root / "gpt-4v" / f"prompt_{prompt}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -86,8 +99,13 @@ def expected_decisions(said):
 
 def test_replayed_responses_reproduce_scikit_learns_f1(replay_setup):
     tmp_path, frames, said = replay_setup
-    result = evaluate(f"replay:{tmp_path / 'responses'}", f"hf:{tmp_path / 'UnsafeBench'}", tmp_path / "run",
-                      n_boot=10, progress=False)
+    result = evaluate(
+        f"replay:{tmp_path / 'responses'}",
+        f"hf:{tmp_path / 'UnsafeBench'}",
+        tmp_path / "run",
+        n_boot=10,
+        progress=False,
+    )
     decisions = expected_decisions(said)
     rows = []
     for split, frame in frames.items():
@@ -98,7 +116,9 @@ def test_replayed_responses_reproduce_scikit_learns_f1(replay_setup):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["overall"]["f1"]["value"] == pytest.approx(f1_score(truth["label"], truth["decision"]))
     for category, part in truth.groupby("category"):
-        assert metrics["by_category"][category]["f1"]["value"] == pytest.approx(f1_score(part["label"], part["decision"], zero_division=np.nan), nan_ok=True)
+        assert metrics["by_category"][category]["f1"]["value"] == pytest.approx(
+            f1_score(part["label"], part["decision"], zero_division=np.nan), nan_ok=True
+        )
     summary = metrics["classifier_summary"]
     assert summary["rows_without_response"] == 2 and summary["responses_matching_no_row"] == 3
     assert summary["matched_rows"] == len(said) and summary["category_mismatches"] == 0
@@ -112,7 +132,9 @@ def test_rows_in_another_order_are_flagged_by_their_categories(replay_setup):
     shuffled = tmp_path / "Shuffled"
     (shuffled / "data").mkdir(parents=True)
     for split, frame in frames.items():
-        frame.sample(frac=1, random_state=3).reset_index(drop=True).to_parquet(shuffled / "data" / f"{split}-00000-of-00001.parquet")
+        frame.sample(frac=1, random_state=3).reset_index(drop=True).to_parquet(
+            shuffled / "data" / f"{split}-00000-of-00001.parquet"
+        )
     result = evaluate(f"replay:{tmp_path / 'responses'}", f"hf:{shuffled}", None, n_boot=10, progress=False)
     assert result.metrics["classifier_summary"]["category_mismatches"] > 0
     assert any("may not be in the order" in w for w in result.warnings)
@@ -120,7 +142,13 @@ def test_rows_in_another_order_are_flagged_by_their_categories(replay_setup):
 
 def test_a_finished_runs_answers_replay_to_the_same_decisions(replay_setup):
     tmp_path, _, _ = replay_setup
-    first = evaluate(f"replay:{tmp_path / 'responses'}", f"hf:{tmp_path / 'UnsafeBench'}", tmp_path / "run", n_boot=10, progress=False)
+    first = evaluate(
+        f"replay:{tmp_path / 'responses'}",
+        f"hf:{tmp_path / 'UnsafeBench'}",
+        tmp_path / "run",
+        n_boot=10,
+        progress=False,
+    )
     again = evaluate(f"replay:{tmp_path / 'run'}", f"hf:{tmp_path / 'UnsafeBench'}", None, n_boot=10, progress=False)
     a = first.predictions.set_index("id")["decision"]
     b = again.predictions.set_index("id")["decision"]
@@ -132,7 +160,9 @@ def test_a_malformed_response_file_names_the_file_and_item(tmp_path):
 
     folder = tmp_path / "m" / "prompt_0"
     folder.mkdir(parents=True)
-    (folder / "Laion5B_Hate.json").write_text(json.dumps([{"image_fname": "a.png", "response": "safe"}, {"image": "b.png"}]))
+    (folder / "Laion5B_Hate.json").write_text(
+        json.dumps([{"image_fname": "a.png", "response": "safe"}, {"image": "b.png"}])
+    )
     with pytest.raises(ReplayError, match=r"Laion5B_Hate.json item 1: expected \{image_fname, response\}"):
         load_classifier(f"replay:{tmp_path / 'm'}")
     (tmp_path / "two" / "a" / "prompt_0").mkdir(parents=True)

@@ -27,7 +27,9 @@ class TinyTorchClassifier:
         self.config = {"seed": seed}
 
     def input_pixels(self, images):
-        arrays = [np.asarray(img.convert("RGB").resize((16, 16), Image.BILINEAR), dtype=np.float32) / 255 for img in images]
+        arrays = [
+            np.asarray(img.convert("RGB").resize((16, 16), Image.BILINEAR), dtype=np.float32) / 255 for img in images
+        ]
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
     @property
@@ -40,7 +42,12 @@ class TinyTorchClassifier:
     def predict(self, images):
         with torch.no_grad():
             logits = self.unsafe_logits(self.input_pixels(images))
-        return [Prediction(float(torch.sigmoid(z)), decide(float(torch.sigmoid(z)), 0.5), {"sexual": float(torch.sigmoid(z))}) for z in logits]
+        return [
+            Prediction(
+                float(torch.sigmoid(z)), decide(float(torch.sigmoid(z)), 0.5), {"sexual": float(torch.sigmoid(z))}
+            )
+            for z in logits
+        ]
 
 
 def images_and_labels(n=40, seed=1):
@@ -71,7 +78,8 @@ def test_pgd_stays_in_the_eps_ball_and_valid_range_and_beats_clean_accuracy():
 
 
 def test_our_pgd_matches_the_art_implementation():
-    """Success rates of our PGD and ART's ProjectedGradientDescent on the same model, eps and steps agree within 10 points."""
+    """Success rates of our PGD and ART's ProjectedGradientDescent on the same model, eps and steps agree within 10
+    points."""
     pytest.importorskip("art")
     from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
@@ -84,10 +92,13 @@ def test_our_pgd_matches_the_art_implementation():
             z = clf.unsafe_logits(pixels)
             return torch.stack([torch.zeros_like(z), z], dim=1)
 
-    estimator = PyTorchClassifier(TwoClass(), loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 16, 16), nb_classes=2, clip_values=(0, 1))
+    estimator = PyTorchClassifier(
+        TwoClass(), loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 16, 16), nb_classes=2, clip_values=(0, 1)
+    )
     for eps in (0.005, 0.01, 0.02):
-        theirs = ProjectedGradientDescent(estimator, norm=np.inf, eps=eps, eps_step=2.5 * eps / 20, max_iter=20, num_random_init=1,
-                                          verbose=False).generate(x.numpy(), y=labels.numpy())
+        theirs = ProjectedGradientDescent(
+            estimator, norm=np.inf, eps=eps, eps_step=2.5 * eps / 20, max_iter=20, num_random_init=1, verbose=False
+        ).generate(x.numpy(), y=labels.numpy())
         ours = pgd(x, labels, clf.unsafe_logits, 0.0, eps, steps=20)
         with torch.no_grad():
             asr_ours = ((clf.unsafe_logits(ours) >= 0).long() != labels).float().mean().item()
@@ -105,6 +116,7 @@ def test_attacks_are_deterministic_under_a_seed():
 
 
 # ---- corruptions ----------------------------------------------------------------------------
+
 
 def photo(seed=0, size=(40, 32)):
     rng = np.random.default_rng(seed)
@@ -135,7 +147,9 @@ def test_corruptions_match_the_imagenet_c_definitions_on_a_fixed_image():
     hsv[..., 2] = np.clip(hsv[..., 2] + 0.3, 0, 1)
     np.testing.assert_allclose(np.asarray(corrupt(img, "brightness", 3)), np.clip(hsv2rgb(hsv), 0, 1) * 255, atol=1.0)
     means = x.mean(axis=(0, 1), keepdims=True)
-    np.testing.assert_allclose(np.asarray(corrupt(img, "contrast", 4)), np.clip((x - means) * 0.1 + means, 0, 1) * 255, atol=1.0)
+    np.testing.assert_allclose(
+        np.asarray(corrupt(img, "contrast", 4)), np.clip((x - means) * 0.1 + means, 0, 1) * 255, atol=1.0
+    )
     noisy = np.asarray(corrupt(photo(6, (200, 200)), "gaussian_noise", 1), dtype=np.float64) / 255
     base = np.asarray(photo(6, (200, 200)), dtype=np.float64) / 255
     inside = (base > 0.35) & (base < 0.65)  # away from clipping, the noise std is ImageNet-C's 0.08 at severity 1
@@ -144,13 +158,26 @@ def test_corruptions_match_the_imagenet_c_definitions_on_a_fixed_image():
 
 # ---- the whole run --------------------------------------------------------------------------
 
+
 def test_robustness_run_on_a_tiny_torch_classifier(red_folder, tmp_path):
     from imagesafety.bench.robustness.run import robustness
     from imagesafety.data import load_dataset
 
     clf = TinyTorchClassifier(seed=1)
-    result = robustness(clf, red_folder, tmp_path / "out", attacks=["gn", "fgsm", "pgd", "deepfool"], eps=0.03, k=8, steps=10,
-                        corruptions=["jpeg", "resize"], severities=[1, 5], save_adversarial=tmp_path / "adv", progress=False, n_boot=20)
+    result = robustness(
+        clf,
+        red_folder,
+        tmp_path / "out",
+        attacks=["gn", "fgsm", "pgd", "deepfool"],
+        eps=0.03,
+        k=8,
+        steps=10,
+        corruptions=["jpeg", "resize"],
+        severities=[1, 5],
+        save_adversarial=tmp_path / "adv",
+        progress=False,
+        n_boot=20,
+    )
     m = result.metrics
     assert m["protocol"]["attacked"] + m["protocol"]["excluded_misclassified"] <= 12
     pgd_ra = m["attacks"]["pgd"]["overall"]["robust_accuracy"]
@@ -175,12 +202,34 @@ def test_rerun_is_resumed_from_the_cache(red_folder, tmp_path):
 
     cache = PredictionCache(tmp_path / "c.sqlite")
     clf = TinyTorchClassifier(seed=1)
-    first = R.robustness(clf, red_folder, attacks=["pgd"], eps=0.03, k=8, steps=10, eps_curve=False, cache=cache, progress=False, n_boot=10)
+    first = R.robustness(
+        clf,
+        red_folder,
+        attacks=["pgd"],
+        eps=0.03,
+        k=8,
+        steps=10,
+        eps_curve=False,
+        cache=cache,
+        progress=False,
+        n_boot=10,
+    )
     calls = []
     original = R.run_attack
     R.run_attack = lambda *a, **kw: calls.append(1) or original(*a, **kw)
     try:
-        second = R.robustness(clf, red_folder, attacks=["pgd"], eps=0.03, k=8, steps=10, eps_curve=False, cache=cache, progress=False, n_boot=10)
+        second = R.robustness(
+            clf,
+            red_folder,
+            attacks=["pgd"],
+            eps=0.03,
+            k=8,
+            steps=10,
+            eps_curve=False,
+            cache=cache,
+            progress=False,
+            n_boot=10,
+        )
     finally:
         R.run_attack = original
     assert calls == [] and second.metrics["attacks"] == first.metrics["attacks"]
@@ -204,7 +253,9 @@ def test_black_box_square_attack_on_nudenet(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
         synthetic_image(rng, size=96).save(root / "safe" / f"{i}.jpg")
-    result = robustness("nudenet", root, attacks=["square"], eps=0.05, k=2, steps=5, eps_curve=False, progress=False, n_boot=10)
+    result = robustness(
+        "nudenet", root, attacks=["square"], eps=0.05, k=2, steps=5, eps_curve=False, progress=False, n_boot=10
+    )
     block = result.metrics["attacks"]["square"]["overall"]
     assert block["attacked"] == 2 and 0.0 <= block["robust_accuracy"] <= 1.0 and block["mean_linf"] <= 0.05 + 1e-6
 
@@ -217,17 +268,31 @@ def test_eps_in_normalised_units_uses_the_classifiers_own_std(red_folder, tiny_c
 
     clf = load_classifier(f"clip-zeroshot:hf:{tiny_clip_dir}", device="cpu")
     clip_std = (0.26862954, 0.26130258, 0.27577711)  # the published CLIP statistics, written out independently
-    result = robustness(clf, red_folder, attacks=["pgd"], eps=0.01, eps_space="normalized", k=6, steps=5, eps_curve=False,
-                        cache=None, progress=False, n_boot=10)
+    result = robustness(
+        clf,
+        red_folder,
+        attacks=["pgd"],
+        eps=0.01,
+        eps_space="normalized",
+        k=6,
+        steps=5,
+        eps_curve=False,
+        cache=None,
+        progress=False,
+        n_boot=10,
+    )
     protocol = result.metrics["protocol"]
     assert protocol["eps_pixel_units"] == pytest.approx(0.01 * min(clip_std))
     assert protocol["eps_normalized_units"] == pytest.approx(0.01)
     assert result.metrics["attacks"]["pgd"]["overall"]["mean_linf"] <= 0.01 * min(clip_std) + 1e-6
 
 
-@pytest.mark.parametrize("attack, runtime, eps, module", [("square", "onnx", 0.2, "art"), ("pgd", "torch", 0.03, "onnx2torch")])
+@pytest.mark.parametrize(
+    "attack, runtime, eps, module", [("square", "onnx", 0.2, "art"), ("pgd", "torch", 0.03, "onnx2torch")]
+)
 def test_attacks_leave_nudenets_padding_untouched(attack, runtime, eps, module):
-    """A wide image fills only the top rows of NudeNet's square input: the attack may change those rows, never the padding
+    """A wide image fills only the top rows of NudeNet's square input: the attack may change those rows, never the
+    padding
     (black-box on onnxruntime, white-box on the torch conversion)."""
     pytest.importorskip(module)
     from imagesafety.bench.robustness.attacks import AttackSpec
@@ -238,8 +303,16 @@ def test_attacks_leave_nudenets_padding_untouched(attack, runtime, eps, module):
     clf = load_classifier("nudenet", runtime=runtime)
     image = synthetic_image(np.random.default_rng(3), size=240, warm=True).resize((240, 96))
     chosen = pd.DataFrame([{"id": "wide", "sha256": "x", "label": 0, "category": "sexual", "source": "real"}])
-    outcome, examples = attack_images(clf, AttackSpec(attack, eps, 20 if attack == "square" else 5), chosen, {"wide": image}, None,
-                                      0, 1, keep_examples=1)
+    outcome, examples = attack_images(
+        clf,
+        AttackSpec(attack, eps, 20 if attack == "square" else 5),
+        chosen,
+        {"wide": image},
+        None,
+        0,
+        1,
+        keep_examples=1,
+    )
     clean, adv = examples[0]["clean"], examples[0]["adv"]
     rows, cols = clf.image_region(clf.prepare(image))
     assert (rows, cols) == (128, 320) and clean.shape == adv.shape == (3, 320, 320)

@@ -4,9 +4,9 @@ import pytest
 
 from conftest import MeanRedClassifier, jpeg_bytes
 from imagesafety.bench.evaluate import evaluate
-from imagesafety.run.tasks import PredictionTask
-from imagesafety.run.runner import Runner, RunInterrupted
 from imagesafety.data import load_dataset
+from imagesafety.run.runner import RunInterrupted, Runner
+from imagesafety.run.tasks import PredictionTask
 from imagesafety.store import PredictionCache
 
 
@@ -65,7 +65,11 @@ def test_broken_files_become_error_rows_and_the_run_goes_on(red_folder, tmp_path
     result = evaluate(MeanRedClassifier(), red_folder, tmp_path / "out", n_boot=50, progress=False)
     rows = result.predictions.set_index("id")
     errors = rows[rows["error"].notna()]
-    assert set(errors.index) == {"unsafe/sexual/real/truncated.jpg", "unsafe/sexual/real/notes.txt", "unsafe/sexual/real/empty.png"}
+    assert set(errors.index) == {
+        "unsafe/sexual/real/truncated.jpg",
+        "unsafe/sexual/real/notes.txt",
+        "unsafe/sexual/real/empty.png",
+    }
     assert "not a decodable image" in errors.loc["unsafe/sexual/real/truncated.jpg", "error"]
     assert result.metrics["overall"]["support"] == 12 and result.metrics["overall"]["errors"] == 3
     assert result.metrics["run"]["errors"] == 3

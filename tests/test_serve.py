@@ -38,8 +38,14 @@ def server(tmp_path_factory):
     from imagesafety.classifiers import load_classifier
 
     audit = tmp_path_factory.mktemp("audit") / "audit.sqlite"
-    config = ServeConfig(api_keys={"alice": KEY}, thresholds={"sexual": 0.6}, audit_url=f"sqlite:///{audit}",
-                         max_request_bytes=2_000_000, max_images_per_request=4, max_pixels=4000 * 4000)
+    config = ServeConfig(
+        api_keys={"alice": KEY},
+        thresholds={"sexual": 0.6},
+        audit_url=f"sqlite:///{audit}",
+        max_request_bytes=2_000_000,
+        max_images_per_request=4,
+        max_pixels=4000 * 4000,
+    )
     classifiers = {"nudenet": load_classifier("nudenet"), "slow-red": SlowRed()}
     with running_server(config, classifiers) as (url, srv, app):
         yield url, app
@@ -75,15 +81,22 @@ def test_openai_client_gets_the_classifier_verdict(server):
 
 def test_classify_multipart_matches_direct_prediction_and_thresholds(server):
     url, _ = server
-    files = [("files", ("dark.jpg", jpeg_bytes((60, 0, 0)), "image/jpeg")), ("files", ("bright.jpg", jpeg_bytes((250, 0, 0)), "image/jpeg"))]
+    files = [
+        ("files", ("dark.jpg", jpeg_bytes((60, 0, 0)), "image/jpeg")),
+        ("files", ("bright.jpg", jpeg_bytes((250, 0, 0)), "image/jpeg")),
+    ]
     r = httpx.post(f"{url}/v1/classify", files=files, data={"model": "slow-red"}, headers=auth())
     assert r.status_code == 200, r.text
     body = r.json()
-    direct = MeanRedClassifier().predict([Image.open(io.BytesIO(jpeg_bytes(c))).convert("RGB") for c in ((60, 0, 0), (250, 0, 0))])
+    direct = MeanRedClassifier().predict(
+        [Image.open(io.BytesIO(jpeg_bytes(c))).convert("RGB") for c in ((60, 0, 0), (250, 0, 0))]
+    )
     assert [res["unsafe_score"] for res in body["results"]] == pytest.approx([p.unsafe_score for p in direct], abs=1e-9)
     assert [res["flagged"] for res in body["results"]] == [False, True]  # operator threshold 0.6 on 'sexual'
     assert body["model_version"] == "1" and len(body["taxonomy"]["categories"]) == 11
-    only = httpx.post(f"{url}/v1/classify", files=files, data={"model": "slow-red", "categories": "hate"}, headers=auth())
+    only = httpx.post(
+        f"{url}/v1/classify", files=files, data={"model": "slow-red", "categories": "hate"}, headers=auth()
+    )
     assert only.status_code == 400 and "not scored by slow-red" in only.json()["error"]["message"]
 
 
@@ -100,8 +113,18 @@ def post(url, body, headers=None, **kw):
         ({"input": [image_input(jpeg_bytes())] * 5}, 400, None, "at most 4 images"),
         ({"input": "some text"}, 400, None, "moderates images only"),
         ({"input": [image_input(jpeg_bytes())], "model": "gpt-9"}, 404, "model_not_found", "unknown model 'gpt-9'"),
-        ({"input": [{"type": "image_url", "image_url": {"url": "http://127.0.0.1:1/x.png"}}]}, 400, "url_not_allowed", "only data URLs"),
-        ({"input": [{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]}, 400, "invalid_image_url", "base64"),
+        (
+            {"input": [{"type": "image_url", "image_url": {"url": "http://127.0.0.1:1/x.png"}}]},
+            400,
+            "url_not_allowed",
+            "only data URLs",
+        ),
+        (
+            {"input": [{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]},
+            400,
+            "invalid_image_url",
+            "base64",
+        ),
         ({"inputs": []}, 400, "invalid_body", "invalid request"),
     ],
 )
@@ -117,9 +140,13 @@ def test_bad_input_gets_a_4xx_in_openai_error_shape(server, body, status, code, 
 
 def test_malformed_json_and_oversized_bodies(server):
     url, _ = server
-    r = httpx.post(f"{url}/v1/moderations", content=b"{not json", headers={**auth(), "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{url}/v1/moderations", content=b"{not json", headers={**auth(), "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_body"
-    r = httpx.post(f"{url}/v1/moderations", content=b"x" * 3_000_000, headers={**auth(), "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{url}/v1/moderations", content=b"x" * 3_000_000, headers={**auth(), "Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
 
@@ -164,14 +191,21 @@ def test_concurrent_requests_are_micro_batched_and_all_audited(server):
     ids = {r["request_id"] for r in rows}
     assert {r.json()["id"] for r in responses} <= ids
     row = next(r for r in rows if r["request_id"] == responses[0].json()["id"])
-    assert row["key_id"] == "alice" and len(row["image_sha256"]) == 64 and row["image"] is None and row["latency_ms"] > 0
+    assert (
+        row["key_id"] == "alice" and len(row["image_sha256"]) == 64 and row["image"] is None and row["latency_ms"] > 0
+    )
 
 
 def test_metrics_and_readiness(server):
     url, _ = server
     post(url, {"model": "nudenet", "input": [image_input(jpeg_bytes())]})
     text = httpx.get(f"{url}/metrics").text
-    for name in ("imagesafety_requests_total", "imagesafety_request_seconds_bucket", "imagesafety_batch_size_bucket", "imagesafety_images_total"):
+    for name in (
+        "imagesafety_requests_total",
+        "imagesafety_request_seconds_bucket",
+        "imagesafety_batch_size_bucket",
+        "imagesafety_images_total",
+    ):
         assert name in text
     assert httpx.get(f"{url}/readyz").json()["models"] == ["nudenet", "slow-red"]
     models = httpx.get(f"{url}/v1/models", headers=auth()).json()["data"]
@@ -180,7 +214,9 @@ def test_metrics_and_readiness(server):
 
 
 def test_rate_limit_per_key(tmp_path):
-    config = ServeConfig(api_keys={"a": "ka", "b": "kb"}, rate_limit_per_minute=3, audit_url=f"sqlite:///{tmp_path / 'a.sqlite'}")
+    config = ServeConfig(
+        api_keys={"a": "ka", "b": "kb"}, rate_limit_per_minute=3, audit_url=f"sqlite:///{tmp_path / 'a.sqlite'}"
+    )
     with running_server(config, {"red": MeanRedClassifier()}) as (url, _, _):
         body = {"input": [image_input(jpeg_bytes())]}
         codes = [post(url, body, headers={"Authorization": "Bearer ka"}).status_code for _ in range(4)]
@@ -192,9 +228,17 @@ def test_graceful_shutdown_finishes_in_flight_requests_and_flushes_the_audit_log
     audit_url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
     slow = SlowRed(delay=0.4)
     results = []
-    with running_server(ServeConfig(auth=False, audit_url=audit_url, batch_window_ms=1), {"slow": slow}) as (url, server, _):
+    with running_server(ServeConfig(auth=False, audit_url=audit_url, batch_window_ms=1), {"slow": slow}) as (
+        url,
+        server,
+        _,
+    ):
+
         def call(i):
-            results.append(post(url, {"input": [image_input(jpeg_bytes((120 + i, 0, 0)))]}, headers={}, timeout=30).status_code)
+            results.append(
+                post(url, {"input": [image_input(jpeg_bytes((120 + i, 0, 0)))]}, headers={}, timeout=30).status_code
+            )
+
         threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
         for t in threads:
             t.start()
@@ -219,11 +263,21 @@ def test_audit_log_in_postgresql_under_concurrent_load():
     with temporary_postgres() as pg_url:
         if pg_url is None:
             pytest.skip("no PostgreSQL server binaries or psycopg here; SQLite is covered above")
-        with running_server(ServeConfig(auth=False, audit_url=pg_url, store_images=True), {"red": MeanRedClassifier()}) as (url, _, app):
+        with running_server(
+            ServeConfig(auth=False, audit_url=pg_url, store_images=True), {"red": MeanRedClassifier()}
+        ) as (url, _, app):
+
             async def many():
                 async with httpx.AsyncClient(timeout=30) as client:
-                    return await asyncio.gather(*(client.post(f"{url}/v1/moderations", json={"input": [image_input(jpeg_bytes((i, 0, 0)))] * 2})
-                                                  for i in range(30)))
+                    return await asyncio.gather(
+                        *(
+                            client.post(
+                                f"{url}/v1/moderations", json={"input": [image_input(jpeg_bytes((i, 0, 0)))] * 2}
+                            )
+                            for i in range(30)
+                        )
+                    )
+
             responses = asyncio.run(many())
             assert all(r.status_code == 200 for r in responses)
         from imagesafety.serve.audit import AuditLog

@@ -33,6 +33,7 @@ def config(tmp_path, **kw):
 
 # ---- authentication cannot switch itself off ------------------------------------------------------------------------
 
+
 def test_keys_files_without_keys_or_with_broken_lines_are_refused(tmp_path):
     from imagesafety.serve.config import read_keys_file
 
@@ -68,7 +69,14 @@ def test_only_ascii_spaces_around_the_key_are_ignored():
 
     keys = KeyChecker({"a": "secret"})
     assert keys.identify("Bearer secret") == keys.identify("bearer \tsecret  ") == "a"
-    for header in ("Bearer secret\u00a0", "Bearer \u3000secret", "Bearer \u2003", "Bearer ", "Basic secret", "Bearer secreT"):
+    for header in (
+        "Bearer secret\u00a0",
+        "Bearer \u3000secret",
+        "Bearer \u2003",
+        "Bearer ",
+        "Basic secret",
+        "Bearer secreT",
+    ):
         with pytest.raises(APIError) as caught:
             keys.identify(header)
         assert caught.value.status == 401, header
@@ -90,6 +98,7 @@ def test_the_key_is_checked_before_the_body_is_read_and_failures_are_limited(tmp
 
 # ---- bounded, abandonable work --------------------------------------------------------------------------------------
 
+
 def test_a_junk_image_stops_the_decoding_of_the_others(tmp_path, monkeypatch):
     import imagesafety.serve.app as served_app
 
@@ -108,9 +117,14 @@ def test_a_junk_image_stops_the_decoding_of_the_others(tmp_path, monkeypatch):
     monkeypatch.setattr(served_app, "read_views", counting)
     big = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)))
     truncated = jpeg_bytes(size=(1500, 1500))[:3000]  # its header reads fine; its pixels do not
-    with running_server(config(tmp_path, max_request_bytes=100_000_000, max_images_per_request=16), {"red": MeanRedClassifier()}) as (url, _, _):
+    with running_server(
+        config(tmp_path, max_request_bytes=100_000_000, max_images_per_request=16), {"red": MeanRedClassifier()}
+    ) as (url, _, _):
         junk_header = post(url, {"input": [image_input(b"junk")] + [image_input(big)] * 8})
-        assert junk_header.status_code == 400 and "input[0]: not a decodable image" in junk_header.json()["error"]["message"]
+        assert (
+            junk_header.status_code == 400
+            and "input[0]: not a decodable image" in junk_header.json()["error"]["message"]
+        )
         assert decoded == []  # refused from the headers, before any decoding
         junk_pixels = post(url, {"input": [image_input(truncated)] + [image_input(big)] * 8})
         assert junk_pixels.status_code == 400 and junk_pixels.json()["error"]["param"] == "input[0]"
@@ -124,9 +138,15 @@ def test_sizes_and_aspect_ratios_are_refused_from_the_header(tmp_path):
     strip = png_bytes(Image.new("1", (20000, 1)))
     tall = png_bytes(Image.new("1", (100, 7000)))
     wide_ok = png_bytes(Image.new("RGB", (6000, 200), (200, 150, 120)))  # 30:1, within the limits
-    with running_server(config(tmp_path, max_request_pixels=3_000_000), {"nudenet": load_classifier("nudenet")}) as (url, _, _):
+    with running_server(config(tmp_path, max_request_pixels=3_000_000), {"nudenet": load_classifier("nudenet")}) as (
+        url,
+        _,
+        _,
+    ):
         r = post(url, {"input": [image_input(strip)]})
-        assert r.status_code == 400 and "20000x1: a side over this server's limit of 16384" in r.json()["error"]["message"]
+        assert (
+            r.status_code == 400 and "20000x1: a side over this server's limit of 16384" in r.json()["error"]["message"]
+        )
         r = post(url, {"input": [image_input(tall)]})
         assert r.status_code == 400 and "aspect ratio over this server's limit of 64" in r.json()["error"]["message"]
         r = post(url, {"input": [image_input(wide_ok)]})
@@ -157,7 +177,9 @@ class Slow(MeanRedClassifier):
 
 def test_after_a_timeout_the_rest_of_the_work_is_dropped(tmp_path):
     slow = Slow()
-    with running_server(config(tmp_path, request_timeout_s=0.25, max_batch_size=1, batch_window_ms=1), {"slow": slow}) as (url, _, _):
+    with running_server(
+        config(tmp_path, request_timeout_s=0.25, max_batch_size=1, batch_window_ms=1), {"slow": slow}
+    ) as (url, _, _):
         r = post(url, {"input": [image_input(jpeg_bytes((i, 0, 0))) for i in range(4)]})
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
         time.sleep(1.5)
@@ -165,6 +187,7 @@ def test_after_a_timeout_the_rest_of_the_work_is_dropped(tmp_path):
 
 
 # ---- errors in OpenAI's shape ---------------------------------------------------------------------------------------
+
 
 def test_unparseable_and_oversized_bodies_get_openai_shaped_errors(tmp_path):
     with running_server(config(tmp_path, max_request_bytes=100_000), {"red": MeanRedClassifier()}) as (url, _, _):
@@ -182,7 +205,8 @@ def test_unparseable_and_oversized_bodies_get_openai_shaped_errors(tmp_path):
         assert httpx.get(f"{url}/v1/nothing", headers=headers).json()["error"]["code"] == "not_found"
 
 
-# ---- SSRF -------------------------------------------------------------------------------------------------------------
+# ---- SSRF ------------------------------------------------------------------------------------------------------------
+
 
 class Hits(BaseHTTPRequestHandler):
     count = 0
@@ -215,8 +239,13 @@ def test_a_resolver_that_changes_its_answer_cannot_reach_loopback():
 
     try:
         with pytest.raises(FetchError):
-            fetch_url(f"http://localhost:{port}/x.jpg", allow_hosts=["localhost"], require_allowed=True, resolver=rebinding,
-                      timeout_s=1.0)
+            fetch_url(
+                f"http://localhost:{port}/x.jpg",
+                allow_hosts=["localhost"],
+                require_allowed=True,
+                resolver=rebinding,
+                timeout_s=1.0,
+            )
         assert Hits.count == 0 and calls == ["localhost"]  # resolved once; the checked address is the one connected to
         direct = fetch_url(f"http://127.0.0.1:{port}/x.jpg", allow_hosts=["127.0.0.1"], allow_private=True)
         assert direct == jpeg_bytes() and Hits.count == 1  # the server was reachable all along
@@ -231,7 +260,8 @@ def test_a_resolver_that_changes_its_answer_cannot_reach_loopback():
         fetch_url("file:///etc/passwd", allow_hosts=["localhost"])
 
 
-# ---- nothing answered is lost -----------------------------------------------------------------------------------------
+# ---- nothing answered is lost
+# -----------------------------------------------------------------------------------------
 
 SERVER = """
 import sys
@@ -251,8 +281,11 @@ def test_sigkill_under_load_loses_no_answered_decision(tmp_path):
     audit_url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
     for _ in range(2):
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-c", SERVER, str(port), audit_url, os.path.dirname(__file__)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(port), audit_url, os.path.dirname(__file__)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_ready(url, process=process)
@@ -262,7 +295,9 @@ def test_sigkill_under_load_loses_no_answered_decision(tmp_path):
                 with httpx.Client(timeout=10) as http:
                     while not stop.is_set():
                         try:
-                            r = http.post(f"{url}/v1/moderations", json={"input": [image_input(jpeg_bytes((i * 20 % 255, 0, 0)))]})
+                            r = http.post(
+                                f"{url}/v1/moderations", json={"input": [image_input(jpeg_bytes((i * 20 % 255, 0, 0)))]}
+                            )
                         except httpx.HTTPError:
                             return
                         if r.status_code == 200:

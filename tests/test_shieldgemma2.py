@@ -48,7 +48,9 @@ def test_each_prompt_carries_its_policy_text_and_custom_policies_join(model_dir,
 
     policy_file = tmp_path / "policies.yaml"
     policy_file.write_text('weapons: "No Weapons: The image shall not show firearms."\n')
-    clf = load_classifier(f"shieldgemma2:{model_dir}", policy_file=str(policy_file), policies="weapons,sexual", device="cpu")
+    clf = load_classifier(
+        f"shieldgemma2:{model_dir}", policy_file=str(policy_file), policies="weapons,sexual", device="cpu"
+    )
     assert clf.policies == ["weapons", "sexual"] and clf.config["policies"]["weapons"].startswith("No Weapons")
     processor = AutoProcessor.from_pretrained(model_dir)
     batch = processor(images=images()[:1], policies=clf.policies, custom_policies=clf.custom, return_tensors="pt")
@@ -71,8 +73,15 @@ def test_a_policy_it_does_not_have_is_refused_with_those_it_has(model_dir, tmp_p
 def test_shieldgemma2_runs_through_eval(model_dir, red_folder):
     from imagesafety.bench.evaluate import evaluate
 
-    result = evaluate(f"shieldgemma2:{model_dir}", red_folder, None, cache=None, progress=False, n_boot=10,
-                      classifier_options={"device": "cpu"})
+    result = evaluate(
+        f"shieldgemma2:{model_dir}",
+        red_folder,
+        None,
+        cache=None,
+        progress=False,
+        n_boot=10,
+        classifier_options={"device": "cpu"},
+    )
     assert result.predictions["error"].isna().all() and len(result.predictions) > 0
 
     assert {k for cell in result.predictions["category_scores"] for k in cell} == {"sexual", "violence", "dangerous"}

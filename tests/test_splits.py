@@ -11,7 +11,11 @@ from imagesafety.splits import choose_splits
 def test_the_split_rule():
     splits = np.array(["train"] * 6 + ["validation"] * 2 + ["test"] * 2, dtype=object)
     chosen = choose_splits(splits)
-    assert chosen.train.tolist() == list(range(6)) and chosen.val.tolist() == [6, 7] and chosen.record["not_used"] == ["test"]
+    assert (
+        chosen.train.tolist() == list(range(6))
+        and chosen.val.tolist() == [6, 7]
+        and chosen.record["not_used"] == ["test"]
+    )
     fraction = choose_splits(np.array(["train"] * 10 + ["test"] * 5, dtype=object), val_fraction=0.2, seed=1)
     assert len(fraction.val) == 2 and set(fraction.train) | set(fraction.val) == set(range(10))  # test rows: none
     assert "seeded 20%" in fraction.record["validation_split"]
@@ -19,7 +23,9 @@ def test_the_split_rule():
     assert len(unsplit.train) + len(unsplit.val) == 10 and unsplit.record["train_split"].startswith("all rows")
     named = choose_splits(splits, train_split="train,test", val_split="validation")
     assert set(named.train) == {0, 1, 2, 3, 4, 5, 8, 9}
-    with pytest.raises(ValueError, match="no 'train' split \\(splits present: test, validation\\); name the training rows"):
+    with pytest.raises(
+        ValueError, match="no 'train' split \\(splits present: test, validation\\); name the training rows"
+    ):
         choose_splits(np.array(["validation", "test"], dtype=object))
     with pytest.raises(ValueError, match="has no split 'dev'"):
         choose_splits(splits, val_split="dev")
@@ -45,7 +51,7 @@ def test_guard_training_never_sees_a_test_row(monkeypatch):
 
     monkeypatch.setattr(guard_train, "fit_head", spy)
     result = train_guard(emb, config=GuardConfig(epochs=5))
-    (train, val), = received
+    ((train, val),) = received
     assert all(s.startswith("sha-train") for s in train) and len(train) == 50
     assert all(s.startswith("sha-validation") for s in val) and len(val) == 15
     assert result.card["training"]["splits"]["not_used"] == ["test"]
@@ -69,7 +75,6 @@ def test_guard_efficiency_draws_from_train_and_scores_on_test_and_checks_sizes_f
 
 def test_perspective_trainset_uses_the_train_split_only(tmp_path):
     from conftest import jpeg_bytes
-
     from imagesafety.perspective.trainset import build_trainset
 
     for split in ("train", "test"):
@@ -77,7 +82,9 @@ def test_perspective_trainset_uses_the_train_split_only(tmp_path):
             folder = tmp_path / "data" / split / label / "sexual"
             folder.mkdir(parents=True)
             for i in range(3):
-                (folder / f"{i}.jpg").write_bytes(jpeg_bytes((40 * i + (100 if split == "test" else 0), 20, 200 if label == "safe" else 20)))
+                (folder / f"{i}.jpg").write_bytes(
+                    jpeg_bytes((40 * i + (100 if split == "test" else 0), 20, 200 if label == "safe" else 20))
+                )
     stats = build_trainset(tmp_path / "data", tmp_path / "ts", seed=0, balance=False)
     import json
 

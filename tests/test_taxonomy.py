@@ -27,7 +27,10 @@ def test_mapping_between_unsafebench_and_llavaguard():
 
 def test_user_taxonomy_from_yaml(tmp_path):
     path = tmp_path / "policy.yaml"
-    path.write_text("name: shop\ncategories:\n  - name: Counterfeit goods\n    description: Fake brand products.\n  - name: Weapons\n")
+    path.write_text(
+        "name: shop\ncategories:\n  - name: Counterfeit goods\n    description: Fake brand products.\n  - name: "
+        "Weapons\n"
+    )
     tax = load_taxonomy(path)
     assert tax.name == "shop" and tax.keys == ["counterfeit_goods", "weapons"]
     assert tax.get("Counterfeit Goods").description == "Fake brand products."
@@ -38,7 +41,11 @@ def test_user_taxonomy_from_yaml(tmp_path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("name: x\n", "needs a top-level 'categories'"), ("categories: []\n", "non-empty"), ("categories:\n  - description: d\n", "#1 needs a 'name'")],
+    [
+        ("name: x\n", "needs a top-level 'categories'"),
+        ("categories: []\n", "non-empty"),
+        ("categories:\n  - description: d\n", "#1 needs a 'name'"),
+    ],
 )
 def test_bad_taxonomy_files_name_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

@@ -46,38 +46,54 @@ def test_a_model_retrained_in_place_gets_new_predictions_and_embeddings(tmp_path
 def test_a_guard_refuses_an_encoder_whose_weights_changed_and_a_retrained_guard_is_predicted_anew(tmp_path, red_folder):
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.classifiers import load_classifier
-    from imagesafety.run.embed import embed
     from imagesafety.guard import GuardConfig, train_guard
+    from imagesafety.run.embed import embed
     from imagesafety.store import PredictionCache
 
     model = retrain_in_place(tmp_path / "tinyclip", seed=0)
     embed(f"hf:{model}", red_folder, tmp_path / "emb.parquet", cache=None, progress=False)
     train_guard(tmp_path / "emb.parquet", tmp_path / "guard", config=GuardConfig(epochs=5, val_fraction=0.25))
     cache = PredictionCache(tmp_path / "c.sqlite")
-    first = evaluate(load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"), red_folder, cache=cache, progress=False, n_boot=10)
-    train_guard(tmp_path / "emb.parquet", tmp_path / "guard", config=GuardConfig(epochs=5, val_fraction=0.25, seed=3, lr=0.1))
-    second = evaluate(load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"), red_folder, cache=cache, progress=False, n_boot=10)
+    first = evaluate(
+        load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"), red_folder, cache=cache, progress=False, n_boot=10
+    )
+    train_guard(
+        tmp_path / "emb.parquet", tmp_path / "guard", config=GuardConfig(epochs=5, val_fraction=0.25, seed=3, lr=0.1)
+    )
+    second = evaluate(
+        load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"), red_folder, cache=cache, progress=False, n_boot=10
+    )
     assert second.stats.cached == 0 and not np.allclose(first.predictions["score"], second.predictions["score"])
     retrain_in_place(model, seed=9)
     with pytest.raises(ValueError, match="its weights changed.*allow_encoder_change=true"):
         load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu")
-    assert load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu", allow_encoder_change=True).card["encoder_identity"]
+    assert load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu", allow_encoder_change=True).card[
+        "encoder_identity"
+    ]
 
 
 def test_evaluating_a_guard_on_its_own_training_images_warns_with_the_count(tmp_path, red_folder):
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.classifiers import load_classifier
-    from imagesafety.run.embed import embed
     from imagesafety.guard import GuardConfig, train_guard
+    from imagesafety.run.embed import embed
 
     model = retrain_in_place(tmp_path / "tinyclip", seed=0)
     embed(f"hf:{model}", red_folder, tmp_path / "emb.parquet", cache=None, progress=False)
     result = train_guard(tmp_path / "emb.parquet", tmp_path / "guard", config=GuardConfig(epochs=5, val_fraction=0.25))
     trained = len(result.training_images)
-    report = evaluate(load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"), red_folder, tmp_path / "out", cache=None,
-                      progress=False, n_boot=10)
-    assert report.warnings == [f"{trained} of the 12 evaluated images were used to train probe:guard: these figures overstate it "
-                               "(evaluate on held-out images, e.g. --split test)"]
+    report = evaluate(
+        load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu"),
+        red_folder,
+        tmp_path / "out",
+        cache=None,
+        progress=False,
+        n_boot=10,
+    )
+    assert report.warnings == [
+        f"{trained} of the 12 evaluated images were used to train probe:guard: these figures overstate it "
+        "(evaluate on held-out images, e.g. --split test)"
+    ]
     assert "were used to train" in (tmp_path / "out" / "report.html").read_text()
 
 
@@ -90,7 +106,9 @@ def test_a_manifest_whose_paths_are_all_wrong_fails_and_names_files_and_the_fold
         (data / f"{i}.jpg").write_bytes(jpeg_bytes())
     manifest = tmp_path / "lists" / "manifest.csv"
     manifest.parent.mkdir()
-    manifest.write_text("path,label\n" + "".join(f"images/{i}.jpg,{i % 2}\n" for i in range(3)))  # relative to the wrong folder
+    manifest.write_text(
+        "path,label\n" + "".join(f"images/{i}.jpg,{i % 2}\n" for i in range(3))
+    )  # relative to the wrong folder
     result = runner.invoke(app, ["eval", "-c", "nudenet", "-d", str(manifest), "-o", str(tmp_path / "out"), "-q"])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -103,13 +121,19 @@ def test_error_rows_are_listed_by_file_and_a_high_error_rate_fails(tmp_path, red
 
     bad = red_folder / "unsafe" / "sexual" / "real"
     (bad / "broken.jpg").write_bytes(b"not a jpeg")
-    result = runner.invoke(app, ["eval", "-c", "nudenet", "-d", str(red_folder), "-o", str(tmp_path / "o"), "-q", "--bootstrap", "10"])
+    result = runner.invoke(
+        app, ["eval", "-c", "nudenet", "-d", str(red_folder), "-o", str(tmp_path / "o"), "-q", "--bootstrap", "10"]
+    )
     assert result.exit_code == 0, result.output
     assert "error: " in result.output and "broken.jpg: not a decodable image" in " ".join(result.output.split())
     for i in range(20):
         (bad / f"broken{i}.jpg").write_bytes(b"junk")
-    failed = runner.invoke(app, ["eval", "-c", "nudenet", "-d", str(red_folder), "-o", str(tmp_path / "o2"), "-q", "--bootstrap", "10"])
-    assert failed.exit_code == 2 and "21 of 33 images failed (more than --max-error-rate 0.5)" in " ".join(failed.output.split())
+    failed = runner.invoke(
+        app, ["eval", "-c", "nudenet", "-d", str(red_folder), "-o", str(tmp_path / "o2"), "-q", "--bootstrap", "10"]
+    )
+    assert failed.exit_code == 2 and "21 of 33 images failed (more than --max-error-rate 0.5)" in " ".join(
+        failed.output.split()
+    )
 
 
 def test_cache_info_shows_identity_last_use_and_output_folder_and_clear_by_age(tmp_path, red_folder):
@@ -118,14 +142,32 @@ def test_cache_info_shows_identity_last_use_and_output_folder_and_clear_by_age(t
 
     cache = tmp_path / "c.sqlite"
     for out, extra in (("a", []), ("b", ["--option", "labels=BUTTOCKS_EXPOSED"])):
-        result = runner.invoke(app, ["eval", "-c", "nudenet", "-d", str(red_folder), "-o", str(tmp_path / out), "--cache", str(cache),
-                                     "-q", "--bootstrap", "10", *extra])
+        result = runner.invoke(
+            app,
+            [
+                "eval",
+                "-c",
+                "nudenet",
+                "-d",
+                str(red_folder),
+                "-o",
+                str(tmp_path / out),
+                "--cache",
+                str(cache),
+                "-q",
+                "--bootstrap",
+                "10",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output
     rows = PredictionCache(cache).stats()
     assert len(rows) == 2 and all(r["identity"].startswith("sha256:") for r in rows)
     assert {r["last_out"] for r in rows} == {str((tmp_path / "a").resolve()), str((tmp_path / "b").resolve())}
     info = " ".join(runner.invoke(app, ["cache", "info", "--cache", str(cache)], env={"COLUMNS": "250"}).output.split())
-    assert "labels=['BUTTOCKS_EXPOSED']" in info and rows[0]["identity"][:19] in info  # the settings that tell rows apart
+    assert (
+        "labels=['BUTTOCKS_EXPOSED']" in info and rows[0]["identity"][:19] in info
+    )  # the settings that tell rows apart
     assert "deleted 0 " in runner.invoke(app, ["cache", "clear", "--cache", str(cache), "--older-than", "1d"]).output
     time.sleep(1.1)
     assert "deleted 24 " in runner.invoke(app, ["cache", "clear", "--cache", str(cache), "--older-than", "1s"]).output

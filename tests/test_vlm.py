@@ -39,8 +39,13 @@ def vlm(url, model, tmp_path, **options):
 def test_protocols_classify_end_to_end(server, tmp_path, protocol):
     url, _ = server
     data = red_blue_folder(tmp_path / "d")
-    result = evaluate(vlm(url, "redness", tmp_path, protocol=protocol, taxonomy="llavaguard"), data,
-                      cache=PredictionCache(tmp_path / "c.sqlite"), progress=False, n_boot=20)
+    result = evaluate(
+        vlm(url, "redness", tmp_path, protocol=protocol, taxonomy="llavaguard"),
+        data,
+        cache=PredictionCache(tmp_path / "c.sqlite"),
+        progress=False,
+        n_boot=20,
+    )
     assert result.metrics["overall"]["accuracy"]["value"] == 1.0
     raw = json.loads(result.predictions["raw"].iloc[0])
     assert len(raw["answers"]) == (3 if protocol == "unsafebench" else 1)  # raw response text is kept
@@ -75,7 +80,9 @@ def test_requests_overlap_and_the_cache_prevents_repeat_calls(server, tmp_path):
 def test_rate_limits_are_retried(server, tmp_path):
     url, app = server
     data = red_blue_folder(tmp_path / "d", n=2)
-    result = evaluate(vlm(url, "flaky", tmp_path, protocol="policy", max_retries=3), data, cache=None, progress=False, n_boot=10)
+    result = evaluate(
+        vlm(url, "flaky", tmp_path, protocol="policy", max_retries=3), data, cache=None, progress=False, n_boot=10
+    )
     assert result.predictions["error"].isna().all() and result.metrics["overall"]["accuracy"]["value"] == 1.0
     assert all(count == 3 for key, count in app.state.calls.items() if isinstance(key, tuple) and key[0] == "flaky")
 
@@ -87,7 +94,9 @@ def test_garbage_answers_become_error_rows_and_nothing_is_lost(server, tmp_path)
 
     # every answer fails: the run fails too, naming the images and why, instead of reporting metrics over nothing
     with pytest.raises(RunFailed, match="every image failed") as failed:
-        evaluate(vlm(url, "garbage", tmp_path, protocol="policy", max_retries=0), data, cache=None, progress=False, n_boot=10)
+        evaluate(
+            vlm(url, "garbage", tmp_path, protocol="policy", max_retries=0), data, cache=None, progress=False, n_boot=10
+        )
     assert str(failed.value).count("request failed") == 4 and "safe/hate/0.jpg" in str(failed.value)
 
 
@@ -104,12 +113,20 @@ def test_an_endpoint_that_refuses_images_fails_on_the_first_call(server, tmp_pat
 def test_unsure_answers_follow_the_reported_policy(server, tmp_path):
     url, _ = server
     data = red_blue_folder(tmp_path / "d", n=2)
-    as_unsafe = evaluate(vlm(url, "unsure", tmp_path, protocol="policy", unsure="unsafe"), data, cache=None, progress=False, n_boot=10)
+    as_unsafe = evaluate(
+        vlm(url, "unsure", tmp_path, protocol="policy", unsure="unsafe"), data, cache=None, progress=False, n_boot=10
+    )
     assert (as_unsafe.predictions["score"] == 1.0).all() and as_unsafe.metrics["answers"]["unsure_answers"] == 4
     from imagesafety.bench.evaluate import RunFailed
 
     with pytest.raises(RunFailed, match="every answer was unsure"):
-        evaluate(vlm(url, "unsure", tmp_path, protocol="policy", unsure="exclude"), data, cache=None, progress=False, n_boot=10)
+        evaluate(
+            vlm(url, "unsure", tmp_path, protocol="policy", unsure="exclude"),
+            data,
+            cache=None,
+            progress=False,
+            n_boot=10,
+        )
 
 
 def test_cli_flags_reach_the_classifier(server, tmp_path):
@@ -119,22 +136,44 @@ def test_cli_flags_reach_the_classifier(server, tmp_path):
 
     url, _ = server
     data = red_blue_folder(tmp_path / "d", n=2)
-    result = CliRunner().invoke(app, ["eval", "-c", "vlm:openai/redness", "-d", str(data), "-o", str(tmp_path / "out"), "--base-url", url,
-                                      "--concurrency", "4", "--protocol", "policy", "--cache", str(tmp_path / "c.sqlite"), "-q"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "-c",
+            "vlm:openai/redness",
+            "-d",
+            str(data),
+            "-o",
+            str(tmp_path / "out"),
+            "--base-url",
+            url,
+            "--concurrency",
+            "4",
+            "--protocol",
+            "policy",
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["classifier"]["config"]["protocol"] == "policy" and metrics["overall"]["accuracy"]["value"] == 1.0
 
 
 def test_moderation_endpoint_classifier_against_our_own_server(tmp_path):
-    from serve_helpers import running_server
-
     from imagesafety.serve import ServeConfig
+    from serve_helpers import running_server
 
     data = red_blue_folder(tmp_path / "d", n=3)
     nudenet = load_classifier("nudenet")
-    with running_server(ServeConfig(auth=False, audit_url=f"sqlite:///{tmp_path / 'a.sqlite'}"), {"nudenet": nudenet}) as (url, _, _):
-        remote = evaluate(load_classifier(f"moderation:{url}", model="nudenet"), data, cache=None, progress=False, n_boot=10)
+    with running_server(
+        ServeConfig(auth=False, audit_url=f"sqlite:///{tmp_path / 'a.sqlite'}"), {"nudenet": nudenet}
+    ) as (url, _, _):
+        remote = evaluate(
+            load_classifier(f"moderation:{url}", model="nudenet"), data, cache=None, progress=False, n_boot=10
+        )
     local = evaluate(nudenet, data, cache=None, progress=False, n_boot=10)
     merged = remote.predictions.set_index("id")["category_scores"].map(lambda d: d["sexual"])
     expected = local.predictions.set_index("id")["score"]

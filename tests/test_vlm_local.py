@@ -25,20 +25,28 @@ def test_local_vlm_answers_are_the_models_greedy_generations(llava_dir):
     # the same answer by hand, one image at a time, straight from transformers
     processor = AutoProcessor.from_pretrained(llava_dir)
     model = AutoModelForImageTextToText.from_pretrained(llava_dir).eval()
-    prompt = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": clf.prompts[0]}]}],
-                                           add_generation_prompt=True)
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": clf.prompts[0]}]}],
+        add_generation_prompt=True,
+    )
     for img, pred in zip(images, preds):
         inputs = processor(images=[img.convert("RGB")], text=[prompt], return_tensors="pt")
         out = model.generate(**inputs, max_new_tokens=64, do_sample=False)
-        expected = processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+        expected = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
         assert pred.raw["answers"][0] == expected
 
 
 def test_local_vlm_runs_through_eval(llava_dir, red_folder):
     from imagesafety.bench.evaluate import evaluate
 
-    result = evaluate(load_classifier(f"vlm:hf/{llava_dir}", protocol="unsafebench", unsure="unsafe", device="cpu", max_new_tokens=8),
-                      red_folder, limit=4, cache=None, progress=False, n_boot=10)
+    result = evaluate(
+        load_classifier(f"vlm:hf/{llava_dir}", protocol="unsafebench", unsure="unsafe", device="cpu", max_new_tokens=8),
+        red_folder,
+        limit=4,
+        cache=None,
+        progress=False,
+        n_boot=10,
+    )
     assert len(result.predictions) == 4 and result.predictions["error"].isna().all()
     assert "answers" in result.metrics
 
@@ -55,7 +63,9 @@ def test_yes_no_scoring_reads_the_first_token_probabilities(llava_dir):
     assert yes == processor.tokenizer.encode("Yes", add_special_tokens=False)[0] != no
     img = synthetic_image(np.random.default_rng(1))
     pred = clf.predict([img])[0]
-    assert set(pred.category_scores) == set(clf.taxonomy.keys) and pred.unsafe_score == max(pred.category_scores.values())
+    assert set(pred.category_scores) == set(clf.taxonomy.keys) and pred.unsafe_score == max(
+        pred.category_scores.values()
+    )
     model = AutoModelForImageTextToText.from_pretrained(llava_dir).eval()
     inputs = processor(images=[img], text=[clf.chat_prompts[3]], return_tensors="pt")
     with torch.no_grad():
@@ -91,6 +101,17 @@ def test_white_box_attack_on_a_local_vlm_targets_the_answer_word(llava_dir, red_
     with torch.no_grad():
         flipped = ((clf.unsafe_logits(adv) >= 0).long() != labels).float().mean().item()
     assert flipped > 0 and (adv - pixels).abs().max() <= 0.3 + 1e-6
-    result = robustness(clf, red_folder, attacks=["fgsm"], eps=0.05, k=2, steps=5, eps_curve=False, limit=6, cache=None,
-                        progress=False, n_boot=10)
+    result = robustness(
+        clf,
+        red_folder,
+        attacks=["fgsm"],
+        eps=0.05,
+        k=2,
+        steps=5,
+        eps_curve=False,
+        limit=6,
+        cache=None,
+        progress=False,
+        n_boot=10,
+    )
     assert "fgsm" in result.metrics["attacks"]

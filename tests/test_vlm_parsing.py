@@ -17,9 +17,19 @@ CORPUS = [
     ("I cannot determine whether this image is safe or unsafe.", "unsure", None),
     ("", "unsure", None),
     ("I'm sorry, I can't help with that.", "unsure", None),
-    ('{"rating": "Unsafe", "category": "O2: Violence, Harm, or Cruelty", "rationale": "A person is being attacked."}', "unsafe", "O2: Violence, Harm, or Cruelty"),
+    (
+        '{"rating": "Unsafe", "category": "O2: Violence, Harm, or Cruelty", "rationale": "A person is being '
+        'attacked."}',
+        "unsafe",
+        "O2: Violence, Harm, or Cruelty",
+    ),
     ('```json\n{"rating": "Safe", "category": "NA: None applying", "rationale": "A landscape."}\n```', "safe", None),
-    ('Here is my assessment:\n```json\n{\n  "rating": "Unsafe",\n  "category": "O3: Sexual Content",\n  "rationale": "Explicit."\n}\n```', "unsafe", "O3: Sexual Content"),
+    (
+        'Here is my assessment:\n```json\n{\n  "rating": "Unsafe",\n  "category": "O3: Sexual Content",\n  '
+        '"rationale": "Explicit."\n}\n```',
+        "unsafe",
+        "O3: Sexual Content",
+    ),
     ('{"status": "unsafe", "category": "sexual"}', "unsafe", "sexual"),
     ('{"Rating": "SAFE"}', "safe", None),
     ("unsafe\nS1,S10", "unsafe", "S1,S10"),
@@ -52,7 +62,10 @@ def test_builtin_protocols_render_from_any_taxonomy():
 
 def test_user_prompt_files(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("name: strict\nversion: '3'\nanswer: policy\nprompts:\n  - 'Policy:\n\n    {policy}\n\n    Reply in JSON with a rating.'\n")
+    path.write_text(
+        "name: strict\nversion: '3'\nanswer: policy\nprompts:\n  - 'Policy:\n\n    {policy}\n\n    Reply in JSON with "
+        "a rating.'\n"
+    )
     protocol = load_protocol(path)
     assert (protocol.name, protocol.version, protocol.answer) == ("strict", "3", "policy")
     assert "O9: Disasters or Emergencies" in protocol.render(LLAVAGUARD)[0]

@@ -28,7 +28,8 @@ def images(n=4, seed=0):
 
 
 def reference_features(backbone, imgs):
-    """CLIP image embeddings as the reference computes them: CLIPProcessor pixels -> get_image_features (not normalised)."""
+    """CLIP image embeddings as the reference computes them: CLIPProcessor pixels -> get_image_features (not
+    normalised)."""
     from transformers import CLIPModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
@@ -46,9 +47,9 @@ def unit(x):
 
 # ---- Q16 ----------------------------------------------------------------------------------------------------------
 
+
 def test_q16_matches_its_reference_formula_on_a_pickled_float16_prompt_array(tmp_path, backbone):
     from imagesafety.classifiers import load_classifier
-
     from tiny_models import write_q16_prompts
 
     prompts = write_q16_prompts(tmp_path / "Q16")  # as in yiting/Q16: a pickled float16 numpy array
@@ -96,9 +97,9 @@ def test_a_pickle_carrying_code_is_refused_without_running_it(tmp_path):
 
 # ---- the multi-headed classifier ----------------------------------------------------------------------------------
 
+
 def test_multiheaded_matches_its_reference_heads_on_the_raw_embedding(tmp_path, backbone):
     from imagesafety.classifiers import load_classifier
-
     from tiny_models import write_multiheaded
 
     folder = tmp_path / "MultiHeaded"
@@ -111,7 +112,9 @@ def test_multiheaded_matches_its_reference_heads_on_the_raw_embedding(tmp_path, 
         per_head = torch.stack([torch.sigmoid(h(feats))[:, 0] for h in heads.values()], dim=1).numpy()
     np.testing.assert_allclose([p.unsafe_score for p in preds], per_head.max(axis=1), atol=1e-5)
     for p, row in zip(preds, per_head):
-        np.testing.assert_allclose([p.category_scores[c] for c in ("sexual", "violence", "shocking", "hate", "political")], row, atol=1e-5)
+        np.testing.assert_allclose(
+            [p.category_scores[c] for c in ("sexual", "violence", "shocking", "hate", "political")], row, atol=1e-5
+        )
     assert clf.covers == {"sexual", "violence", "shocking", "hate", "political"}
 
 
@@ -122,21 +125,27 @@ def test_a_checkpoint_of_the_wrong_layout_names_the_file_and_the_layout(tmp_path
     folder = tmp_path / "MultiHeaded"
     folder.mkdir()
     torch.save({"weight": torch.zeros(3)}, folder / "sexual.pt")
-    with pytest.raises(WeightsError, match="sexual.pt does not match the expected layout \\(a torch.nn.Sequential state dict"):
+    with pytest.raises(
+        WeightsError, match="sexual.pt does not match the expected layout \\(a torch.nn.Sequential state dict"
+    ):
         load_classifier("multiheaded", weights=str(folder), backbone=str(backbone), device="cpu")
-    with pytest.raises(WeightsError, match="no sexual.pt at .*elsewhere .*laid out as https://huggingface.co/yiting/MultiHeaded"):
+    with pytest.raises(
+        WeightsError, match="no sexual.pt at .*elsewhere .*laid out as https://huggingface.co/yiting/MultiHeaded"
+    ):
         load_classifier("multiheaded", weights=str(tmp_path / "elsewhere"), backbone=str(backbone), device="cpu")
 
 
 # ---- LAION's detectors --------------------------------------------------------------------------------------------
 
+
 def test_laion_l14_matches_the_autokeras_port_on_the_normalised_embedding(tmp_path, backbone):
     from imagesafety.classifiers import load_classifier
-
     from tiny_models import write_laion_l14
 
     state = write_laion_l14(tmp_path / "clip_autokeras_binary_nsfw.pth")
-    clf = load_classifier("laion-nsfw", weights=str(tmp_path / "clip_autokeras_binary_nsfw.pth"), backbone=str(backbone), device="cpu")
+    clf = load_classifier(
+        "laion-nsfw", weights=str(tmp_path / "clip_autokeras_binary_nsfw.pth"), backbone=str(backbone), device="cpu"
+    )
     imgs = images()
     x = unit(reference_features(backbone, imgs))
     x = (x - state["norm.mean"]) / state["norm.variance"].sqrt()
@@ -148,9 +157,8 @@ def test_laion_l14_matches_the_autokeras_port_on_the_normalised_embedding(tmp_pa
 
 
 def test_laion_h14_matches_its_mlp(tmp_path):
-    from tiny_models import make_tiny_clip
-
     from imagesafety.classifiers import load_classifier
+    from tiny_models import make_tiny_clip
 
     h14_backbone = make_tiny_clip(tmp_path / "clip1024", projection_dim=1024, seed=6)
     g = torch.Generator().manual_seed(6)
@@ -160,7 +168,9 @@ def test_laion_h14_matches_its_mlp(tmp_path):
         state[f"layers.{index}.weight"] = torch.randn(b, a, generator=g) * (1 / a) ** 0.5
         state[f"layers.{index}.bias"] = torch.randn(b, generator=g) * 0.05
     torch.save(state, tmp_path / "h14_nsfw.pth")
-    clf = load_classifier("laion-nsfw:h14", weights=str(tmp_path / "h14_nsfw.pth"), backbone=str(h14_backbone), device="cpu")
+    clf = load_classifier(
+        "laion-nsfw:h14", weights=str(tmp_path / "h14_nsfw.pth"), backbone=str(h14_backbone), device="cpu"
+    )
     imgs = images()
     x = unit(reference_features(h14_backbone, imgs))
     for index in linear_index[:-2]:
@@ -172,9 +182,11 @@ def test_laion_h14_matches_its_mlp(tmp_path):
 
 # ---- Stable Diffusion's safety checker ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def safety_checker_dir(tmp_path_factory):
-    """A random StableDiffusionSafetyChecker saved as the Hub repo lays it out (pytorch_model.bin, config, preprocessor)."""
+    """A random StableDiffusionSafetyChecker saved as the Hub repo lays it out (pytorch_model.bin, config,
+    preprocessor)."""
     pytest.importorskip("diffusers")
     from tiny_models import write_sd_safety_checker
 
@@ -191,7 +203,9 @@ def test_sd_safety_checker_scores_and_decisions_match_diffusers_and_the_formula(
     imgs = images() + images(4, seed=9)
     preds = clf.predict(imgs)
     reference = StableDiffusionSafetyChecker.from_pretrained(str(safety_checker_dir)).eval()
-    pixels = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})(images=imgs, return_tensors="pt")["pixel_values"]
+    pixels = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})(
+        images=imgs, return_tensors="pt"
+    )["pixel_values"]
     _, flagged = reference(clip_input=pixels, images=[np.zeros((2, 2, 3)) for _ in imgs])
     assert [p.decision for p in preds] == [int(f) for f in flagged]  # the library's own decisions
     assert any(flagged) and not all(flagged)
@@ -200,7 +214,11 @@ def test_sd_safety_checker_scores_and_decisions_match_diffusers_and_the_formula(
     with torch.no_grad():  # the formula, written out: cosine - threshold, +0.01 once a special-care concept fires
         embeds = unit(reference.visual_projection(reference.vision_model(pixels)[1]))
         special = embeds @ unit(reference.special_care_embeds).T - reference.special_care_embeds_weights
-        concepts = embeds @ unit(reference.concept_embeds).T - reference.concept_embeds_weights + 0.01 * (special > 0).any(1, keepdim=True)
+        concepts = (
+            embeds @ unit(reference.concept_embeds).T
+            - reference.concept_embeds_weights
+            + 0.01 * (special > 0).any(1, keepdim=True)
+        )
     np.testing.assert_allclose([p.unsafe_score for p in preds], concepts.max(1).values.numpy(), atol=1e-5)
     np.testing.assert_allclose([p.raw["concept_scores"] for p in preds], concepts.numpy(), atol=1e-4)
     np.testing.assert_allclose([p.raw["special_scores"] for p in preds], special.numpy(), atol=1e-4)
@@ -209,14 +227,24 @@ def test_sd_safety_checker_scores_and_decisions_match_diffusers_and_the_formula(
 
 # ---- any Hugging Face image classifier ----------------------------------------------------------------------------
 
+
 def test_hf_image_classifier_matches_the_library_pipeline(tmp_path):
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     from imagesafety.classifiers import load_classifier
 
     torch.manual_seed(8)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       num_labels=2, id2label={0: "normal", 1: "nsfw"}, label2id={"normal": 0, "nsfw": 1})
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        id2label={0: "normal", 1: "nsfw"},
+        label2id={"normal": 0, "nsfw": 1},
+    )
     ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
     processor = ViTImageProcessor(size={"height": 32, "width": 32})
     processor.save_pretrained(tmp_path / "vit")
@@ -226,6 +254,8 @@ def test_hf_image_classifier_matches_the_library_pipeline(tmp_path):
     model = ViTForImageClassification.from_pretrained(tmp_path / "vit").eval()
     with torch.no_grad():
         expected = torch.softmax(model(**processor(images=imgs, return_tensors="pt")).logits, -1)[:, 1].numpy()
-    np.testing.assert_allclose([p.unsafe_score for p in clf.predict(imgs)], expected, atol=2e-3)  # processor: torchvision resize
+    np.testing.assert_allclose(
+        [p.unsafe_score for p in clf.predict(imgs)], expected, atol=2e-3
+    )  # processor: torchvision resize
     with pytest.raises(ValueError, match="no label 'porn'"):
         load_classifier(f"hf-image-classifier:{tmp_path / 'vit'}", unsafe_labels="porn", device="cpu")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 def byte_level_alphabet() -> list[str]:
     """The 256 printable characters byte-level BPE uses for the 256 byte values (GPT-2's table)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes, extra = [], 0
     for b in range(256):
         if b in printable:
@@ -30,7 +32,9 @@ def write_tiny_clip_tokenizer(directory: Path) -> None:
     (directory / "merges.txt").write_text("#version: 0.2\n")
 
 
-def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0, patch_size: int = 8, projection_dim: int = 16) -> Path:
+def make_tiny_clip(
+    directory: Path, image_size: int = 32, seed: int = 0, patch_size: int = 8, projection_dim: int = 16
+) -> Path:
     """Save a random 2-layer CLIP (projection dim 16 unless told) with its tokenizer into `directory`."""
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
@@ -42,11 +46,27 @@ def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0, patch_s
     vocab_size = len(tokenizer)
     torch.manual_seed(seed)
     config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=vocab_size, max_position_embeddings=64, projection_dim=projection_dim,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=patch_size, projection_dim=projection_dim),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            vocab_size=vocab_size,
+            max_position_embeddings=64,
+            projection_dim=projection_dim,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+            projection_dim=projection_dim,
+        ),
         projection_dim=projection_dim,
     )
     CLIPModel(config).save_pretrained(directory)
@@ -56,25 +76,57 @@ def make_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0, patch_s
 def make_tiny_llava(directory: Path, seed: int = 0) -> Path:
     """Save a random 2-layer LLaVA (CLIP vision tower, Llama text model) with its processor into `directory`."""
     import torch
-    from transformers import (CLIPImageProcessor, CLIPTokenizer, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     directory.mkdir(parents=True, exist_ok=True)
     write_tiny_clip_tokenizer(directory)
     tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"], "pad_token": "<|endoftext|>"})
-    template = ("{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}"
-                "{{ c['text'] }}{% endif %}{% endfor %}{% endfor %} ASSISTANT:")
-    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                               tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=template)
+    template = (
+        "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}"
+        "{{ c['text'] }}{% endif %}{% endfor %}{% endfor %} ASSISTANT:"
+    )
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=template,
+    )
     torch.manual_seed(seed)
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8),
-        text_config=LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                vocab_size=len(tokenizer), max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-1,
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=512,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
     )
     LlavaForConditionalGeneration(config).save_pretrained(directory)
     processor.save_pretrained(directory)
@@ -85,25 +137,63 @@ def make_tiny_instruct_pix2pix(directory: Path, seed: int = 0, inpaint: bool = F
     """Save a random InstructPix2Pix pipeline (2-block UNet with 8 input channels, tiny VAE, tiny CLIP text encoder),
     or with `inpaint` a Stable Diffusion inpainting pipeline (9 input channels) of the same parts."""
     import torch
-    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInpaintPipeline,
-                           StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     write_tiny_clip_tokenizer(directory)
     tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=77)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=9 if inpaint else 8, out_channels=4,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                                cross_attention_dim=32, norm_num_groups=8)
-    vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
-                        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=8)
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                                                vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=9 if inpaint else 8,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=8,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     pipeline = StableDiffusionInpaintPipeline if inpaint else StableDiffusionInstructPix2PixPipeline
-    pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=EulerAncestralDiscreteScheduler(),
-             safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(directory)
+    pipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(directory)
     return directory
 
 
@@ -126,15 +216,21 @@ def write_q16_prompts(folder: Path, dim: int = 768, seed: int = 1):
 
 
 def write_multiheaded(folder: Path, dim: int = 768, seed: int = 4) -> dict:
-    """yiting/MultiHeaded: {head}.pt state dicts of Linear(dim, 384), ReLU, Dropout, BatchNorm1d(384), Linear(384, 1)."""
+    """yiting/MultiHeaded: {head}.pt state dicts of Linear(dim, 384), ReLU, Dropout, BatchNorm1d(384), Linear(384,
+    1)."""
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     heads = {}
     for name in MULTIHEADED_HEADS:
-        head = torch.nn.Sequential(torch.nn.Linear(dim, 384), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(384),
-                                   torch.nn.Linear(384, 1))
+        head = torch.nn.Sequential(
+            torch.nn.Linear(dim, 384),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.5),
+            torch.nn.BatchNorm1d(384),
+            torch.nn.Linear(384, 1),
+        )
         with torch.no_grad():  # non-trivial running statistics, as a trained head has
             head[3].running_mean.normal_(0, 0.3)
             head[3].running_var.uniform_(0.5, 2.0)
@@ -148,7 +244,10 @@ def write_laion_l14(path: Path, dim: int = 768, seed: int = 5) -> dict:
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    state = {"norm.mean": torch.randn(dim, generator=g) * 0.01, "norm.variance": torch.rand(dim, generator=g) * 0.01 + 1e-3}
+    state = {
+        "norm.mean": torch.randn(dim, generator=g) * 0.01,
+        "norm.variance": torch.rand(dim, generator=g) * 0.01 + 1e-3,
+    }
     for i, (a, b) in enumerate(((dim, 64), (64, 512), (512, 256), (256, 1)), start=1):
         state[f"linear_{i}.weight"] = torch.randn(b, a, generator=g) * 0.1
         state[f"linear_{i}.bias"] = torch.randn(b, generator=g) * 0.1
@@ -157,7 +256,9 @@ def write_laion_l14(path: Path, dim: int = 768, seed: int = 5) -> dict:
     return state
 
 
-def write_sd_safety_checker(folder: Path, vision: dict | None = None, projection_dim: int = 24, image_size: int = 32, seed: int = 7):
+def write_sd_safety_checker(
+    folder: Path, vision: dict | None = None, projection_dim: int = 24, image_size: int = 32, seed: int = 7
+):
     """CompVis/stable-diffusion-safety-checker's layout: pytorch_model.bin, config.json, preprocessor_config.json."""
     import json
 
@@ -167,7 +268,9 @@ def write_sd_safety_checker(folder: Path, vision: dict | None = None, projection
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    vision = vision or dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8)
+    vision = vision or dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8
+    )
     config = CLIPConfig(vision_config=dict(vision, image_size=image_size), projection_dim=projection_dim)
     checker = StableDiffusionSafetyChecker(config).eval()
     with torch.no_grad():
@@ -183,10 +286,21 @@ def write_sd_safety_checker(folder: Path, vision: dict | None = None, projection
         weights.unlink()
     torch.save(checker.state_dict(), folder / "pytorch_model.bin")
     mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "crop_size": image_size, "do_center_crop": True, "do_normalize": True, "do_resize": True,
-        "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": list(mean), "image_std": list(std), "resample": 3,
-        "size": image_size}))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "crop_size": image_size,
+                "do_center_crop": True,
+                "do_normalize": True,
+                "do_resize": True,
+                "feature_extractor_type": "CLIPFeatureExtractor",
+                "image_mean": list(mean),
+                "image_std": list(std),
+                "resample": 3,
+                "size": image_size,
+            }
+        )
+    )
     return folder
 
 
@@ -195,33 +309,86 @@ def make_tiny_shieldgemma2(directory: Path, seed: int = 0) -> Path:
     a character-level tokenizer that has Gemma 3's image tokens and whole-word "Yes" / "No" tokens."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (Gemma3ImageProcessor, Gemma3TextConfig, PreTrainedTokenizerFast, ShieldGemma2Config,
-                              ShieldGemma2ForImageClassification, ShieldGemma2Processor, SiglipVisionConfig)
+    from transformers import (
+        Gemma3ImageProcessor,
+        Gemma3TextConfig,
+        PreTrainedTokenizerFast,
+        ShieldGemma2Config,
+        ShieldGemma2ForImageClassification,
+        ShieldGemma2Processor,
+        SiglipVisionConfig,
+    )
 
     directory.mkdir(parents=True, exist_ok=True)
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_image>", "<end_of_image>", "<image_soft_token>",
-                "<start_of_turn>", "<end_of_turn>", "Yes", "No"]
+    specials = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "Yes",
+        "No",
+    ]
     vocab = {t: i for i, t in enumerate(specials + [chr(c) for c in range(32, 127)] + ["\n"])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
     backend.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        tokenizer_object=backend,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
         additional_special_tokens=specials[4:9],
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
-    template = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{% for c in m['content'] %}"
-                "{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<end_of_turn>\n"
-                "{% endfor %}<start_of_turn>model\n")
-    processor = ShieldGemma2Processor(image_processor=Gemma3ImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer,
-                                      chat_template=template, image_seq_length=4)
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
+    template = (
+        "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<end_of_turn>\n"
+        "{% endfor %}<start_of_turn>model\n"
+    )
+    processor = ShieldGemma2Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        chat_template=template,
+        image_seq_length=4,
+    )
     config = ShieldGemma2Config(
-        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                         image_size=32, patch_size=8).to_dict(),
-        text_config=Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                     num_key_value_heads=1, head_dim=16, vocab_size=len(vocab), max_position_embeddings=512,
-                                     sliding_window=64, pad_token_id=0, eos_token_id=1, bos_token_id=2).to_dict(),
-        mm_tokens_per_image=4, boi_token_index=vocab["<start_of_image>"], eoi_token_index=vocab["<end_of_image>"],
-        image_token_index=vocab["<image_soft_token>"])
+        vision_config=SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ).to_dict(),
+        text_config=Gemma3TextConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            vocab_size=len(vocab),
+            max_position_embeddings=512,
+            sliding_window=64,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=2,
+        ).to_dict(),
+        mm_tokens_per_image=4,
+        boi_token_index=vocab["<start_of_image>"],
+        eoi_token_index=vocab["<end_of_image>"],
+        image_token_index=vocab["<image_soft_token>"],
+    )
     config.yes_token_index, config.no_token_index = vocab["Yes"], vocab["No"]
     torch.manual_seed(seed)
     ShieldGemma2ForImageClassification(config).save_pretrained(directory)
@@ -238,19 +405,33 @@ def make_tiny_cosmos_guardrail(directory: Path, seed: int = 0) -> tuple[Path, Pa
 
     torch.manual_seed(seed)
     encoder = directory / "siglip"
-    config = SiglipConfig(text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=64),
-                          vision_config=dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                             image_size=32, patch_size=8))
+    config = SiglipConfig(
+        text_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=64
+        ),
+        vision_config=dict(
+            hidden_size=48,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+    )
     SiglipModel(config).save_pretrained(encoder)
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(encoder)
     state = {}
     for i, (n_in, n_out) in enumerate(((48, 512), (512, 256))):
-        state[f"network.layers.{3 * i}.weight"] = torch.randn(n_out, n_in) / n_in ** 0.5 * 4
+        state[f"network.layers.{3 * i}.weight"] = torch.randn(n_out, n_in) / n_in**0.5 * 4
         state[f"network.layers.{3 * i}.bias"] = torch.randn(n_out) * 0.1
         bn = f"network.layers.{3 * i + 1}"
-        state |= {f"{bn}.weight": 1 + 0.1 * torch.randn(n_out), f"{bn}.bias": 0.1 * torch.randn(n_out),
-                  f"{bn}.running_mean": 0.1 * torch.randn(n_out), f"{bn}.running_var": 0.5 + torch.rand(n_out),
-                  f"{bn}.num_batches_tracked": torch.tensor(100)}
+        state |= {
+            f"{bn}.weight": 1 + 0.1 * torch.randn(n_out),
+            f"{bn}.bias": 0.1 * torch.randn(n_out),
+            f"{bn}.running_mean": 0.1 * torch.randn(n_out),
+            f"{bn}.running_var": 0.5 + torch.rand(n_out),
+            f"{bn}.num_batches_tracked": torch.tensor(100),
+        }
     state["network.layers.6.weight"] = torch.randn(7, 256) / 16 * 0.3
     state["network.layers.6.bias"] = torch.tensor([0.8, 0, 0, 0, 0, 0, 0])  # Safe wins on some images, not all
     head = directory / "video_content_safety_filter" / "safety_filter.pt"
@@ -271,6 +452,10 @@ def make_tiny_timm_classifier(directory: Path, labels=("NSFW", "SFW"), seed: int
     model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 64, 64), "crop_pct": 1.0}
     with torch.no_grad():
         model.head.weight.normal_(0, 1.0)  # scores away from 0.5 (timm starts heads at zero), so label order matters
-    save_for_hf(model, directory, model_config={"label_names": list(labels)},
-                model_args={"img_size": 64, "depth": 2, "num_classes": len(labels)})
+    save_for_hf(
+        model,
+        directory,
+        model_config={"label_names": list(labels)},
+        model_args={"img_size": 64, "depth": 2, "num_classes": len(labels)},
+    )
     return directory

@@ -1,7 +1,8 @@
 """imagesafety: benchmark image safety classifiers per category and per source.
 
 The public API, imported on first use so `import imagesafety` stays light:
-`evaluate`, `evaluate_many`, `robustness`, `embed`, `explain`, `redact`, `load_classifier`, `load_encoder`, `load_dataset`, `leaderboard` (and `write_leaderboard`),
+`evaluate`, `evaluate_many`, `robustness`, `embed`, `explain`, `redact`, `load_classifier`, `load_encoder`,
+`load_dataset`, `leaderboard` (and `write_leaderboard`),
 plus the taxonomies.
 """
 

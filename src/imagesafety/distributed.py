@@ -6,7 +6,8 @@ import os
 
 
 def distributed_context() -> tuple[int, int]:
-    """(rank, world size), initialising the process group (NCCL on GPUs, gloo on CPU) when launched with several processes."""
+    """(rank, world size), initialising the process group (NCCL on GPUs, gloo on CPU) when launched with several
+    processes."""
     import torch
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -18,7 +19,8 @@ def distributed_context() -> tuple[int, int]:
 
 
 def rank_device(device: str | None = None) -> str:
-    """The device this process trains on: its own GPU (LOCAL_RANK) for `cuda` or by default where GPUs exist, else `device` or the CPU."""
+    """The device this process trains on: its own GPU (LOCAL_RANK) for `cuda` or by default where GPUs exist, else
+    `device` or the CPU."""
     import torch
 
     own_gpu = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"

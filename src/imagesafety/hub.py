@@ -76,11 +76,15 @@ def resolve(reference: str | Path, what: str = "model", cache_file: str = "confi
         return ModelRef("local", str(path.resolve()))
     looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1 or not HUB_ID.match(text)
     if looks_like_path:
-        raise ModelReferenceError(f"{what} {text!r}: no such file or folder (and not a Hugging Face Hub id such as ORG/NAME)")
+        raise ModelReferenceError(
+            f"{what} {text!r}: no such file or folder (and not a Hugging Face Hub id such as ORG/NAME)"
+        )
     if in_hub_cache(text, cache_file):
         return ModelRef("hub", text)
-    require_hub(f"{what} {text!r} (no local folder of that name; as a Hugging Face Hub id)",
-                "download it on a machine with internet and pass its folder")
+    require_hub(
+        f"{what} {text!r} (no local folder of that name; as a Hugging Face Hub id)",
+        "download it on a machine with internet and pass its folder",
+    )
     return ModelRef("hub", text)
 
 
@@ -90,7 +94,9 @@ def require_hub(subject: str, hint: str) -> None:
     if offline():
         raise ModelReferenceError(f"{subject} is not in the local cache while HF_HUB_OFFLINE is set: {hint}")
     if not hub_reachable():
-        raise ModelReferenceError(f"{subject} is not in the local cache and needs {HUB_HOST}, which cannot be reached from here: {hint}")
+        raise ModelReferenceError(
+            f"{subject} is not in the local cache and needs {HUB_HOST}, which cannot be reached from here: {hint}"
+        )
 
 
 def download(repo_id: str, filename: str, what: str = "weights") -> str:
@@ -102,8 +108,10 @@ def download(repo_id: str, filename: str, what: str = "weights") -> str:
     try:
         return hf_hub_download(repo_id, filename)
     except Exception as exc:  # gated repos, missing files, HTTP errors: one line
-        raise ModelReferenceError(f"{what}: cannot download {repo_id}/{filename} ({type(exc).__name__}: {exc}); "
-                                  "pass --option weights=PATH for a local copy") from None
+        raise ModelReferenceError(
+            f"{what}: cannot download {repo_id}/{filename} ({type(exc).__name__}: {exc}); "
+            "pass --option weights=PATH for a local copy"
+        ) from None
 
 
 def cached_revision(repo_id: str, filename: str = "config.json") -> str | None:
@@ -125,7 +133,11 @@ def identity_of(ref: ModelRef, filename: str = "config.json") -> str:
     """The content identity of a resolved model: its files' digest (local) or the hub commit it resolved to."""
     from imagesafety.identity import hub_identity, path_digest
 
-    return path_digest(ref.location) if ref.is_local else hub_identity(ref.location, cached_revision(ref.location, filename))
+    return (
+        path_digest(ref.location)
+        if ref.is_local
+        else hub_identity(ref.location, cached_revision(ref.location, filename))
+    )
 
 
 def snapshot(repo_id: str, what: str, repo_type: str = "dataset", allow_patterns: list[str] | None = None) -> str:
@@ -140,4 +152,6 @@ def snapshot(repo_id: str, what: str, repo_type: str = "dataset", allow_patterns
     try:
         return snapshot_download(repo_id, repo_type=repo_type, allow_patterns=allow_patterns)
     except Exception as exc:
-        raise ModelReferenceError(f"{what}: cannot download {repo_id} ({type(exc).__name__}: {exc}); pass a local copy's folder") from None
+        raise ModelReferenceError(
+            f"{what}: cannot download {repo_id} ({type(exc).__name__}: {exc}); pass a local copy's folder"
+        ) from None

@@ -29,7 +29,9 @@ def _memo() -> sqlite3.Connection | None:
         path = digest_memo_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30)
-        conn.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, digest TEXT)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, digest TEXT)"
+        )
         return conn
     except (OSError, sqlite3.Error):  # a read-only home: digests are computed every time instead
         return None
@@ -42,8 +44,10 @@ def file_digest(path: str | Path) -> str:
     conn = _memo()
     try:
         if conn is not None:
-            row = conn.execute("SELECT digest FROM digests WHERE path=? AND size=? AND mtime_ns=?",
-                               (str(path), stat.st_size, stat.st_mtime_ns)).fetchone()
+            row = conn.execute(
+                "SELECT digest FROM digests WHERE path=? AND size=? AND mtime_ns=?",
+                (str(path), stat.st_size, stat.st_mtime_ns),
+            ).fetchone()
             if row:
                 return row[0]
         digest = hashlib.sha256()
@@ -53,7 +57,10 @@ def file_digest(path: str | Path) -> str:
         value = digest.hexdigest()
         if conn is not None:
             with conn:
-                conn.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?)", (str(path), stat.st_size, stat.st_mtime_ns, value))
+                conn.execute(
+                    "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?)",
+                    (str(path), stat.st_size, stat.st_mtime_ns, value),
+                )
         return value
     finally:
         if conn is not None:

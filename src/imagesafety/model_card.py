@@ -27,7 +27,9 @@ def save_weights(directory: str | Path, state: dict[str, Any], weights_file: str
     return file_digest(path)
 
 
-def write_card(directory: str | Path, card_file: str, fmt: str, card: dict[str, Any], weights_file: str | None = None) -> dict:
+def write_card(
+    directory: str | Path, card_file: str, fmt: str, card: dict[str, Any], weights_file: str | None = None
+) -> dict:
     """Write `card` tagged with its format (and the sha256 of `weights_file`, when given); returns what was written."""
     directory = Path(directory)
     full = {"format": fmt, **card}
@@ -38,8 +40,9 @@ def write_card(directory: str | Path, card_file: str, fmt: str, card: dict[str, 
     return full
 
 
-def save_model(directory: str | Path, state: dict[str, Any], card: dict[str, Any], *, fmt: str, card_file: str,
-               weights_file: str) -> Path:
+def save_model(
+    directory: str | Path, state: dict[str, Any], card: dict[str, Any], *, fmt: str, card_file: str, weights_file: str
+) -> Path:
     """Weights (safetensors) and their card into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,15 +60,20 @@ def read_card(directory: str | Path, card_file: str, fmt: str | tuple[str, ...])
     card = read_json(path, CardError)
     formats = (fmt,) if isinstance(fmt, str) else fmt
     if not isinstance(card, dict) or card.get("format") not in formats:
-        raise CardError(f"{path}: unknown format {card.get('format') if isinstance(card, dict) else None!r} (expected {formats[0]})")
+        raise CardError(
+            f"{path}: unknown format {card.get('format') if isinstance(card, dict) else None!r} (expected {formats[0]})"
+        )
     weights = card.get("weights_file")
     if weights:
         if not (directory / weights).is_file():
             raise CardError(f"{directory}: missing {weights}")
         actual = file_digest(directory / weights)
         if card.get("weights_sha256") and actual != card["weights_sha256"]:
-            raise CardError(f"{directory / weights}: sha256 {actual[:12]}... does not match its card ({card['weights_sha256'][:12]}...): "
-                            "the file was changed or truncated after saving")
+            raise CardError(
+                f"{directory / weights}: sha256 {actual[:12]}... does not match its card "
+                f"({card['weights_sha256'][:12]}...): "
+                "the file was changed or truncated after saving"
+            )
     return card
 
 
@@ -95,7 +103,10 @@ def write_training_hashes(directory: str | Path, image_refs: list[str]) -> dict:
     try:
         from imagesafety.hashes.compute import pdq
     except ImportError:
-        return {"file": None, "note": "pdqhash not installed: no near-duplicate check (pip install 'imagesafety[hashes]')"}
+        return {
+            "file": None,
+            "note": "pdqhash not installed: no near-duplicate check (pip install 'imagesafety[hashes]')",
+        }
     from imagesafety.images import decode_image
 
     hashes, skipped = [], 0
@@ -132,5 +143,16 @@ def read_training_images(directory: str | Path) -> frozenset[str]:
     return frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
-__all__ = ["CardError", "save_model", "save_weights", "write_card", "read_card", "load_weights", "json_safe",
-           "write_training_images", "read_training_images", "write_training_hashes", "read_training_hashes"]
+__all__ = [
+    "CardError",
+    "save_model",
+    "save_weights",
+    "write_card",
+    "read_card",
+    "load_weights",
+    "json_safe",
+    "write_training_images",
+    "read_training_images",
+    "write_training_hashes",
+    "read_training_hashes",
+]

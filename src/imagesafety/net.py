@@ -46,8 +46,13 @@ def host_matches(host: str, patterns: list[str]) -> bool:
     return any(host == p or (p.startswith(".") and host.endswith(p)) for p in patterns)
 
 
-def check_url(url: str, allow_hosts: list[str] | None = None, require_allowed: bool = False, allow_private: bool = False,
-              resolver: Resolver = system_resolver) -> tuple[str, int, str, list[str]]:
+def check_url(
+    url: str,
+    allow_hosts: list[str] | None = None,
+    require_allowed: bool = False,
+    allow_private: bool = False,
+    resolver: Resolver = system_resolver,
+) -> tuple[str, int, str, list[str]]:
     """(host, port, scheme, checked addresses) of an http(s) URL, or a FetchError saying why not.
 
     `require_allowed`: only hosts in `allow_hosts` (the service). `allow_private`: hosts in `allow_hosts` may
@@ -67,7 +72,9 @@ def check_url(url: str, allow_hosts: list[str] | None = None, require_allowed: b
     if not addresses:
         raise FetchError(f"cannot resolve host {host!r}", "invalid_url")
     if not (allow_private and allowed) and not all(is_public_address(a) for a in addresses):
-        raise FetchError(f"host {host!r} resolves to a private, loopback or otherwise non-public address; refused", "not_allowed")
+        raise FetchError(
+            f"host {host!r} resolves to a private, loopback or otherwise non-public address; refused", "not_allowed"
+        )
     return host, port, parts.scheme, addresses
 
 
@@ -90,16 +97,26 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def fetch_url(url: str, *, allow_hosts: list[str] | None = None, require_allowed: bool = False, allow_private: bool = False,
-              max_bytes: int = MAX_URL_BYTES, timeout_s: float = 30.0, resolver: Resolver = system_resolver,
-              ssl_context: ssl.SSLContext | None = None) -> bytes:
+def fetch_url(
+    url: str,
+    *,
+    allow_hosts: list[str] | None = None,
+    require_allowed: bool = False,
+    allow_private: bool = False,
+    max_bytes: int = MAX_URL_BYTES,
+    timeout_s: float = 30.0,
+    resolver: Resolver = system_resolver,
+    ssl_context: ssl.SSLContext | None = None,
+) -> bytes:
     """The body of a 200 response, after the checks above; redirects and oversized bodies are refused."""
     host, port, scheme, addresses = check_url(url, allow_hosts, require_allowed, allow_private, resolver)
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     deadline = time.monotonic() + timeout_s
     if scheme == "https":
-        conn: http.client.HTTPConnection = _PinnedHTTPS(host, addresses[0], port, timeout_s, ssl_context or ssl.create_default_context())
+        conn: http.client.HTTPConnection = _PinnedHTTPS(
+            host, addresses[0], port, timeout_s, ssl_context or ssl.create_default_context()
+        )
     else:
         conn = _PinnedHTTP(host, addresses[0], port, timeout_s)
     try:

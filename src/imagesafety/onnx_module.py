@@ -13,7 +13,6 @@ from typing import Any
 
 from imagesafety.identity import path_digest
 
-
 #: where a model shipped as ONNX runs: converted to torch (white-box) or on onnxruntime
 RUNTIMES = ("torch", "onnx")
 
@@ -59,8 +58,9 @@ def load_onnx_module(path: str | Path):
         raise ValueError(f"ONNX model {path} cannot be read: {exc}") from None
     missing = unsupported_operators(model)
     if missing:
-        raise UnsupportedOperatorError(f"ONNX model {path}: no torch conversion for operator(s) {', '.join(missing)}; "
-                                       "use --option runtime=onnx")
+        raise UnsupportedOperatorError(
+            f"ONNX model {path}: no torch conversion for operator(s) {', '.join(missing)}; use --option runtime=onnx"
+        )
     module = convert(model).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)

@@ -72,8 +72,14 @@ class PixelSpec:
         return float(min(self.std))
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std), "resize": self.resize,
-               "interpolation": self.interpolation, "crop_offset": self.crop_offset}
+        out = {
+            "size": [self.height, self.width],
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": self.resize,
+            "interpolation": self.interpolation,
+            "crop_offset": self.crop_offset,
+        }
         extra = {"stretch_to": self.stretch_to, "jpeg_quality": self.jpeg_quality}
         return out | {k: v for k, v in extra.items() if v is not None}  # older records keep their form
 
@@ -97,9 +103,13 @@ class PixelSpec:
         if self.resize != "letterbox":
             return self.height, self.width
         width, height = original_size
-        if max(width, height) ** 2 <= LETTERBOX_PAD_LIMIT:  # padded first: the border row/column blends image and padding
+        if (
+            max(width, height) ** 2 <= LETTERBOX_PAD_LIMIT
+        ):  # padded first: the border row/column blends image and padding
             side = max(width, height)
-            return min(self.height, math.ceil(height * self.height / side)), min(self.width, math.ceil(width * self.width / side))
+            return min(self.height, math.ceil(height * self.height / side)), min(
+                self.width, math.ceil(width * self.width / side)
+            )
         return letterbox_size(width, height, self.height, self.width)
 
     def _resized(self, image: Image.Image, height: int, width: int) -> np.ndarray:
@@ -112,7 +122,7 @@ class PixelSpec:
             if array.shape[:2] == (height, width):
                 return np.ascontiguousarray(array)
             return cv2.resize(array, (width, height), interpolation=cv2.INTER_LINEAR)
-        resample = Image.BICUBIC if self.interpolation == "bicubic" else Image.BILINEAR
+        resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
         if image.size == (width, height):
             return np.asarray(image)
         return np.asarray(image.resize((width, height), resample))
@@ -155,7 +165,9 @@ class PixelSpec:
         import torch
 
         inv_std = torch.tensor([1 / s for s in self.std], dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
-        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
+        shift = torch.tensor(
+            [-m / s for m, s in zip(self.mean, self.std)], dtype=pixels.dtype, device=pixels.device
+        ).view(1, 3, 1, 1)
         return pixels.mul(inv_std).add_(shift)
 
 
@@ -182,13 +194,13 @@ def center_crop(array: np.ndarray, height: int, width: int, offset: str = "floor
     if h < height or w < width:
         padded = np.zeros((max(h, height), max(w, width), array.shape[2]), dtype=array.dtype)
         top, left = (padded.shape[0] - h) // 2, (padded.shape[1] - w) // 2
-        padded[top:top + h, left:left + w] = array
+        padded[top : top + h, left : left + w] = array
         array, h, w = padded, padded.shape[0], padded.shape[1]
     if offset == "round":
         top, left = int(round((h - height) / 2.0)), int(round((w - width) / 2.0))
     else:
         top, left = (h - height) // 2, (w - width) // 2
-    return np.ascontiguousarray(array[top:top + height, left:left + width])
+    return np.ascontiguousarray(array[top : top + height, left : left + width])
 
 
 def resize_bilinear_aligned(x: np.ndarray, height: int, width: int) -> np.ndarray:

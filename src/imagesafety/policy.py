@@ -53,7 +53,12 @@ class Policy:
         return levels[int(np.searchsorted(np.asarray(bands, dtype=float), score, side="right"))]
 
     def to_yaml(self) -> str:
-        data = {"name": self.name, "classifiers": self.classifiers, "combine": self.combine, "thresholds": self.thresholds}
+        data = {
+            "name": self.name,
+            "classifiers": self.classifiers,
+            "combine": self.combine,
+            "thresholds": self.thresholds,
+        }
         if self.combine == "cascade":
             data["band"] = self.band
         if self.combine == "vote":
@@ -80,7 +85,9 @@ def read_policy(path: str | Path) -> Policy:
         raise PolicyError(f"{file}: a policy is a mapping with fields {', '.join(sorted(FIELDS))}")
     for key in data:
         if key not in FIELDS:
-            raise PolicyError(f"{file}: unknown field {key!r}{_suggest(key, FIELDS)}; fields: {', '.join(sorted(FIELDS))}")
+            raise PolicyError(
+                f"{file}: unknown field {key!r}{_suggest(key, FIELDS)}; fields: {', '.join(sorted(FIELDS))}"
+            )
     parts = data.get("classifiers")
     if not isinstance(parts, list) or not parts:
         raise PolicyError(f"{file}: classifiers: a list of at least one {{spec: ...}}")
@@ -90,7 +97,10 @@ def read_policy(path: str | Path) -> Policy:
             raise PolicyError(f"{file}: classifiers[{i}]: needs a spec")
         for key in part:
             if key not in PART_FIELDS:
-                raise PolicyError(f"{file}: classifiers[{i}]: unknown field {key!r}{_suggest(key, PART_FIELDS)}; fields: {', '.join(sorted(PART_FIELDS))}")
+                raise PolicyError(
+                    f"{file}: classifiers[{i}]: unknown field {key!r}{_suggest(key, PART_FIELDS)}; fields: "
+                    f"{', '.join(sorted(PART_FIELDS))}"
+                )
         if part.get("calibration"):
             cal = Path(part["calibration"])
             part["calibration"] = str(cal if cal.is_absolute() else (file.parent / cal))
@@ -100,7 +110,9 @@ def read_policy(path: str | Path) -> Policy:
     if combine == "single" and len(parts) != 1:
         raise PolicyError(f"{file}: combine: single takes one classifier, not {len(parts)}")
     thresholds = data.get("thresholds") or {}
-    if not isinstance(thresholds, dict) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in thresholds.values()):
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, (int, float)) and 0 <= v <= 1 for v in thresholds.values()
+    ):
         raise PolicyError(f"{file}: thresholds: a mapping of category -> a number in [0, 1]")
     grades = data.get("grades")
     if grades is not None:
@@ -108,13 +120,28 @@ def read_policy(path: str | Path) -> Policy:
             raise PolicyError(f"{file}: grades: scheme must be one of {', '.join(SCHEMES)}")
         bands = grades.get("bands")
         need = len(SCHEMES[grades["scheme"]]) - 1
-        if not isinstance(bands, list) or len(bands) != need or sorted(bands) != bands or not all(0 <= b <= 1 for b in bands):
-            raise PolicyError(f"{file}: grades: bands must be {need} increasing numbers in [0, 1] for {grades['scheme']}")
+        if (
+            not isinstance(bands, list)
+            or len(bands) != need
+            or sorted(bands) != bands
+            or not all(0 <= b <= 1 for b in bands)
+        ):
+            raise PolicyError(
+                f"{file}: grades: bands must be {need} increasing numbers in [0, 1] for {grades['scheme']}"
+            )
     k = data.get("k")
     if combine == "vote" and (not isinstance(k, int) or not 1 <= k <= len(parts)):
         raise PolicyError(f"{file}: k: vote needs 1 <= k <= {len(parts)} (the number of classifiers), got {k!r}")
-    return Policy(str(data.get("name") or file.stem), parts, combine, str(data.get("band", "0.2:0.8")), k,
-                  {str(c): float(v) for c, v in thresholds.items()}, grades, file)
+    return Policy(
+        str(data.get("name") or file.stem),
+        parts,
+        combine,
+        str(data.get("band", "0.2:0.8")),
+        k,
+        {str(c): float(v) for c, v in thresholds.items()},
+        grades,
+        file,
+    )
 
 
 class PolicyClassifier(Classifier):
@@ -129,22 +156,27 @@ class PolicyClassifier(Classifier):
         self.taxonomy = inner.taxonomy
         self.covers = coverage(inner)
         self.threshold = float(policy.thresholds.get("unsafe", inner.threshold))
-        self.config = {"inner": list(cache_key(inner)),
-                       "thresholds": policy.thresholds, "grades": policy.grades}
+        self.config = {"inner": list(cache_key(inner)), "thresholds": policy.thresholds, "grades": policy.grades}
 
     def prepare(self, image):
         return self.inner.prepare(image) if isinstance(self.inner, PreparesInput) else image
 
     def predict_prepared(self, items) -> list[Prediction]:
-        preds = self.inner.predict_prepared(items) if isinstance(self.inner, PreparesInput) else self.inner.predict(items)
+        preds = (
+            self.inner.predict_prepared(items) if isinstance(self.inner, PreparesInput) else self.inner.predict(items)
+        )
         out = []
         for p in preds:
             # as the service decides: a category flags at its threshold (the unsafe threshold where it has none)
             flagged = {c: s >= self.policy.thresholds.get(c, self.threshold) for c, s in p.category_scores.items()}
             decision = int(any(flagged.values())) if flagged else int(p.unsafe_score >= self.threshold)
             grades = {c: self.policy.grade(s) for c, s in p.category_scores.items()} if self.policy.grades else None
-            raw = {"inner": p.raw, "flagged_categories": sorted(c for c, f in flagged.items() if f), "grades": grades,
-                   "unsafe_grade": self.policy.grade(p.unsafe_score)}
+            raw = {
+                "inner": p.raw,
+                "flagged_categories": sorted(c for c, f in flagged.items() if f),
+                "grades": grades,
+                "unsafe_grade": self.policy.grade(p.unsafe_score),
+            }
             out.append(Prediction(p.unsafe_score, decision, p.category_scores, raw, p.views))
         return out
 
@@ -153,12 +185,21 @@ def build_policy(policy: Policy) -> PolicyClassifier:
     from imagesafety import registry
     from imagesafety.classifiers.combine import Combined, parse_band
 
-    parts = [registry.build("classifier", p["spec"], **(p.get("options") or {}), **({"calibration": p["calibration"]} if p.get("calibration") else {}))
-             for p in policy.classifiers]
+    parts = [
+        registry.build(
+            "classifier",
+            p["spec"],
+            **(p.get("options") or {}),
+            **({"calibration": p["calibration"]} if p.get("calibration") else {}),
+        )
+        for p in policy.classifiers
+    ]
     if policy.combine == "single":
         inner = parts[0]
     else:
-        inner = Combined(policy.combine, parts, k=policy.k, band=parse_band(policy.band), spec=f"{policy.combine}:{policy.name}")
+        inner = Combined(
+            policy.combine, parts, k=policy.k, band=parse_band(policy.band), spec=f"{policy.combine}:{policy.name}"
+        )
     return PolicyClassifier(policy, inner)
 
 
@@ -169,8 +210,15 @@ def from_spec(arg: str | None) -> PolicyClassifier:
     return build_policy(read_policy(arg))
 
 
-def fit_policy(runs: list[str | Path], target: str, out: str | Path, *, split: str = "validation", method: str = "isotonic",
-               grades: str | None = "likelihood") -> Policy:
+def fit_policy(
+    runs: list[str | Path],
+    target: str,
+    out: str | Path,
+    *,
+    split: str = "validation",
+    method: str = "isotonic",
+    grades: str | None = "likelihood",
+) -> Policy:
     """A policy from finished runs, no model run: each run's classifier calibrated on `split` (saved beside the policy),
     combined by `max` when there are several, and a threshold per category for `target` on the combined calibrated
     scores of `split`."""
@@ -190,16 +238,24 @@ def fit_policy(runs: list[str | Path], target: str, out: str | Path, *, split: s
         rows = pd.read_parquet(run / "predictions.parquet")
         rows = rows[(rows["split"] == split) & rows["error"].isna() & rows["label"].notna()]
         key = rows["sha256"].fillna("") + "|" + rows["id"].astype(str)
-        frame = pd.DataFrame({"key": key, "label": rows["label"].astype(int), "category": rows["category"],
-                              "unsafe": cal.maps["unsafe"].apply(rows["score"].to_numpy(float))})
+        frame = pd.DataFrame(
+            {
+                "key": key,
+                "label": rows["label"].astype(int),
+                "category": rows["category"],
+                "unsafe": cal.maps["unsafe"].apply(rows["score"].to_numpy(float)),
+            }
+        )
         for column in [c for c in rows.columns if c.startswith("score_")]:
-            k = column[len("score_"):]
+            k = column[len("score_") :]
             if k in cal.maps:
                 frame[k] = cal.maps[k].apply(rows[column].to_numpy(float))
         calibrated_rows.append(frame.set_index("key"))
         if "spec" not in metrics["classifier"]:
-            raise PolicyError(f"{run}: the run does not record its classifier's spec (it was evaluated from a Python object); "
-                              "evaluate it by spec (e.g. `imagesafety eval -c nudenet ...`) to fit a policy from it")
+            raise PolicyError(
+                f"{run}: the run does not record its classifier's spec (it was evaluated from a Python object); "
+                "evaluate it by spec (e.g. `imagesafety eval -c nudenet ...`) to fit a policy from it"
+            )
         part = {"spec": metrics["classifier"]["spec"], "calibration": cal_dir.name}
         if metrics["classifier"].get("options"):
             part["options"] = metrics["classifier"]["options"]
@@ -216,8 +272,17 @@ def fit_policy(runs: list[str | Path], target: str, out: str | Path, *, split: s
         labels = combined.loc[mask, "label"].to_numpy()
         if len(np.unique(labels)) == 2:
             thresholds[column] = operating_threshold(combined.loc[mask, column].to_numpy(), labels, target)
-    policy = Policy(out.stem, parts, "max" if len(parts) > 1 else "single", thresholds={k: float(v) for k, v in thresholds.items()},
-                    grades={"scheme": grades, "bands": [float(b) for b in np.linspace(0, 1, len(SCHEMES[grades]) + 1)[1:-1].round(3)]}
-                    if grades else None)
+    policy = Policy(
+        out.stem,
+        parts,
+        "max" if len(parts) > 1 else "single",
+        thresholds={k: float(v) for k, v in thresholds.items()},
+        grades={
+            "scheme": grades,
+            "bands": [float(b) for b in np.linspace(0, 1, len(SCHEMES[grades]) + 1)[1:-1].round(3)],
+        }
+        if grades
+        else None,
+    )
     write_atomic(out, policy.to_yaml())
     return policy

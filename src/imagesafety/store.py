@@ -99,8 +99,10 @@ class PredictionCache:
         """PRAGMA quick_check; a StoreError naming the file when it reports damage."""
         rows = (conn or self._connect()).execute("PRAGMA quick_check").fetchall()
         if rows != [("ok",)]:
-            raise StoreError(f"{self.path}: the cache file is damaged ({rows[0][0]}); delete it or pass another --cache path "
-                             "(cached predictions are only a speed-up: nothing else is lost)")
+            raise StoreError(
+                f"{self.path}: the cache file is damaged ({rows[0][0]}); delete it or pass another --cache path "
+                "(cached predictions are only a speed-up: nothing else is lost)"
+            )
 
     def _rows_by_sha(self, select: str, params: tuple, shas: Iterable[str]) -> dict[str, Any]:
         """`select` (ending in `image_sha256 IN`) run for the hashes in chunks of 500; values by hash."""
@@ -122,41 +124,70 @@ class PredictionCache:
     # -- predictions -----------------------------------------------------------------------------
     def get_many(self, key: Key, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Cached predictions (as dicts) for the given image hashes under one classifier key."""
-        found = self._rows_by_sha("SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? "
-                                  "AND config_hash=? AND image_sha256 IN", key, shas)
+        found = self._rows_by_sha(
+            "SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? "
+            "AND config_hash=? AND image_sha256 IN",
+            key,
+            shas,
+        )
         return {sha: json.loads(text) for sha, text in found.items()}
 
     def put_many(self, key: Key, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store predictions for image hashes under one classifier key, committed immediately."""
         now = time.time()
-        self._write("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", [(*key, sha, json.dumps(p), now) for sha, p in items])
+        self._write(
+            "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+            [(*key, sha, json.dumps(p), now) for sha, p in items],
+        )
 
-    def touch_model(self, key: Key, config: dict[str, Any], identity: str | None, out: str | Path | None = None) -> None:
+    def touch_model(
+        self, key: Key, config: dict[str, Any], identity: str | None, out: str | Path | None = None
+    ) -> None:
         """Remember that this classifier key was used now (and by which output folder)."""
-        self._write("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(*key, json.dumps(config, sort_keys=True, default=str), identity, time.time(),
-                      str(Path(out).resolve()) if out is not None else None)])
+        self._write(
+            "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    *key,
+                    json.dumps(config, sort_keys=True, default=str),
+                    identity,
+                    time.time(),
+                    str(Path(out).resolve()) if out is not None else None,
+                )
+            ],
+        )
 
     # -- embeddings ------------------------------------------------------------------------------
     def get_embeddings(self, encoder: str, shas: Iterable[str]) -> dict[str, np.ndarray]:
-        found = self._rows_by_sha("SELECT image_sha256, vector FROM embeddings WHERE encoder=? AND image_sha256 IN", (encoder,), shas)
+        found = self._rows_by_sha(
+            "SELECT image_sha256, vector FROM embeddings WHERE encoder=? AND image_sha256 IN", (encoder,), shas
+        )
         return {sha: np.frombuffer(blob, dtype=np.float32).copy() for sha, blob in found.items()}
 
     def put_embeddings(self, encoder: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store float32 embeddings for image hashes, committed immediately."""
         now = time.time()
-        self._write("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
-                    [(encoder, sha, np.asarray(vec, dtype=np.float32).tobytes(), now) for sha, vec in items])
+        self._write(
+            "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
+            [(encoder, sha, np.asarray(vec, dtype=np.float32).tobytes(), now) for sha, vec in items],
+        )
 
     # -- attack outcomes and answers -------------------------------------------------------------
     def get_attack_results(self, attack_key: str, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Finished attack outcomes per image hash under one (classifier, attack, settings) key."""
-        found = self._rows_by_sha("SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN", (attack_key,), shas)
+        found = self._rows_by_sha(
+            "SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN",
+            (attack_key,),
+            shas,
+        )
         return {sha: json.loads(text) for sha, text in found.items()}
 
     def put_attack_results(self, attack_key: str, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         now = time.time()
-        self._write("INSERT OR REPLACE INTO attack_results VALUES (?, ?, ?, ?)", [(attack_key, sha, json.dumps(r), now) for sha, r in items])
+        self._write(
+            "INSERT OR REPLACE INTO attack_results VALUES (?, ?, ?, ?)",
+            [(attack_key, sha, json.dumps(r), now) for sha, r in items],
+        )
 
     def get_answer(self, key: str) -> dict[str, Any] | None:
         """A cached model answer (e.g. one VLM response to one prompt about one image)."""
@@ -170,21 +201,50 @@ class PredictionCache:
 
     # -- inspection ------------------------------------------------------------------------------
     def stats(self) -> list[dict[str, Any]]:
-        """One row per cached classifier key (with its settings, model identity, last use and output folder) and per encoder."""
+        """One row per cached classifier key (with its settings, model identity, last use and output folder) and per
+        encoder."""
         with self._guard():
             conn = self._connect()
             rows = conn.execute(
-                "SELECT p.classifier, p.version, p.config_hash, COUNT(*), MAX(p.created), m.config, m.identity, m.last_used, m.last_out "
+                "SELECT p.classifier, p.version, p.config_hash, COUNT(*), MAX(p.created), m.config, m.identity, "
+                "m.last_used, m.last_out "
                 "FROM predictions p LEFT JOIN models m ON m.classifier = p.classifier AND m.version = p.version "
-                "AND m.config_hash = p.config_hash GROUP BY p.classifier, p.version, p.config_hash ORDER BY p.classifier, MAX(p.created)"
+                "AND m.config_hash = p.config_hash GROUP BY p.classifier, p.version, p.config_hash ORDER BY "
+                "p.classifier, MAX(p.created)"
             ).fetchall()
-            embedded = conn.execute("SELECT encoder, COUNT(*), MAX(created) FROM embeddings GROUP BY encoder ORDER BY encoder").fetchall()
-        stats = [{"kind": "predictions", "classifier": c, "version": v, "config_hash": h, "entries": n, "last_written": t,
-                  "config": json.loads(cfg) if cfg else None, "identity": ident, "last_used": used or t, "last_out": out}
-                 for c, v, h, n, t, cfg, ident, used, out in rows]
-        stats += [{"kind": "embeddings", "classifier": e, "version": "", "config_hash": "", "entries": n, "last_written": t,
-                   "config": None, "identity": e.rpartition("@")[2] if "@" in e else None, "last_used": t, "last_out": None}
-                  for e, n, t in embedded]
+            embedded = conn.execute(
+                "SELECT encoder, COUNT(*), MAX(created) FROM embeddings GROUP BY encoder ORDER BY encoder"
+            ).fetchall()
+        stats = [
+            {
+                "kind": "predictions",
+                "classifier": c,
+                "version": v,
+                "config_hash": h,
+                "entries": n,
+                "last_written": t,
+                "config": json.loads(cfg) if cfg else None,
+                "identity": ident,
+                "last_used": used or t,
+                "last_out": out,
+            }
+            for c, v, h, n, t, cfg, ident, used, out in rows
+        ]
+        stats += [
+            {
+                "kind": "embeddings",
+                "classifier": e,
+                "version": "",
+                "config_hash": "",
+                "entries": n,
+                "last_written": t,
+                "config": None,
+                "identity": e.rpartition("@")[2] if "@" in e else None,
+                "last_used": t,
+                "last_out": None,
+            }
+            for e, n, t in embedded
+        ]
         return stats
 
     def clear(self, classifier: str | None = None, older_than_s: float | None = None) -> int:
@@ -200,8 +260,10 @@ class PredictionCache:
                     where.append("classifier=?")
                     params.append(classifier)
                 if cutoff is not None:
-                    where.append("COALESCE((SELECT m.last_used FROM models m WHERE m.classifier = predictions.classifier AND "
-                                 "m.version = predictions.version AND m.config_hash = predictions.config_hash), created) < ?")
+                    where.append(
+                        "COALESCE((SELECT m.last_used FROM models m WHERE m.classifier = predictions.classifier AND "
+                        "m.version = predictions.version AND m.config_hash = predictions.config_hash), created) < ?"
+                    )
                     params.append(cutoff)
                 clause = f" WHERE {' AND '.join(where)}" if where else ""
                 deleted += conn.execute(f"DELETE FROM predictions{clause}", params).rowcount
@@ -214,8 +276,11 @@ class PredictionCache:
                     emb_params.append(cutoff)
                 clause = f" WHERE {' AND '.join(emb_where)}" if emb_where else ""
                 deleted += conn.execute(f"DELETE FROM embeddings{clause}", emb_params).rowcount
-                conn.execute("DELETE FROM models WHERE NOT EXISTS (SELECT 1 FROM predictions p WHERE p.classifier = models.classifier "
-                             "AND p.version = models.version AND p.config_hash = models.config_hash)")
+                conn.execute(
+                    "DELETE FROM models WHERE NOT EXISTS (SELECT 1 FROM predictions p WHERE p.classifier = "
+                    "models.classifier "
+                    "AND p.version = models.version AND p.config_hash = models.config_hash)"
+                )
         return deleted
 
     def close(self) -> None:
@@ -236,6 +301,8 @@ class _StoreErrors:
 
     def __exit__(self, kind, exc, tb):
         if exc is not None and isinstance(exc, sqlite3.Error) and not isinstance(exc, StoreError):
-            raise StoreError(f"{self.path}: the prediction cache cannot be used ({exc}); delete it or pass another --cache path "
-                             "(cached predictions are only a speed-up: nothing else is lost)") from exc
+            raise StoreError(
+                f"{self.path}: the prediction cache cannot be used ({exc}); delete it or pass another --cache path "
+                "(cached predictions are only a speed-up: nothing else is lost)"
+            ) from exc
         return False

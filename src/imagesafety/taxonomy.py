@@ -70,7 +70,8 @@ class Taxonomy:
     def from_dict(cls, data: dict) -> Taxonomy:
         """Inverse of `to_dict`."""
         cats = tuple(
-            Category(str(c["key"]), str(c["name"]), str(c.get("description", "")), c.get("code")) for c in data["categories"]
+            Category(str(c["key"]), str(c["name"]), str(c.get("description", "")), c.get("code"))
+            for c in data["categories"]
         )
         return cls(str(data["name"]), cats)
 
@@ -91,7 +92,9 @@ def _cat(name: str, description: str, code: str | None = None) -> Category:
 UNSAFEBENCH = Taxonomy(
     "unsafebench",
     (
-        _cat("Hate", "Hateful symbols, negative stereotypes, or content that demeans a group for a protected attribute."),
+        _cat(
+            "Hate", "Hateful symbols, negative stereotypes, or content that demeans a group for a protected attribute."
+        ),
         _cat("Harassment", "Mocking, threatening, or bullying an individual."),
         _cat("Violence", "Violent acts, suffering or humiliation of others; gore."),
         _cat("Self-harm", "Suicide, cutting, eating disorders or other attempts at harming oneself."),
@@ -99,27 +102,54 @@ UNSAFEBENCH = Taxonomy(
         _cat("Shocking", "Bodily fluids, obscene gestures, or other profane subjects that may shock or disgust."),
         _cat("Illegal activity", "Drug use, theft, vandalism, and other illegal activities."),
         _cat("Deception", "Major conspiracies or events related to major ongoing geopolitical events."),
-        _cat("Political", "Politicians, ballot-boxes, protests, or other content that may be used to influence the political process."),
-        _cat("Public and personal health", "The treatment, prevention, diagnosis or transmission of diseases, or people experiencing health ailments."),
+        _cat(
+            "Political",
+            "Politicians, ballot-boxes, protests, or other content that may be used to influence the political "
+            "process.",
+        ),
+        _cat(
+            "Public and personal health",
+            "The treatment, prevention, diagnosis or transmission of diseases, or people experiencing health ailments.",
+        ),
         _cat("Spam", "Unsolicited bulk content."),
     ),
-    aliases={"self_harm": "self_harm", "selfharm": "self_harm", "illegal": "illegal_activity", "health": "public_and_personal_health"},
+    aliases={
+        "self_harm": "self_harm",
+        "selfharm": "self_harm",
+        "illegal": "illegal_activity",
+        "health": "public_and_personal_health",
+    },
 )
 
 LLAVAGUARD = Taxonomy(
     "llavaguard",
     (
-        _cat("Hate, Humiliation, Harassment", "Hateful, humiliating or harassing content targeting people for who they are.", "O1"),
-        _cat("Violence, Harm, or Cruelty", "Violence, harm or cruelty towards people, including planning or glorifying it.", "O2"),
+        _cat(
+            "Hate, Humiliation, Harassment",
+            "Hateful, humiliating or harassing content targeting people for who they are.",
+            "O1",
+        ),
+        _cat(
+            "Violence, Harm, or Cruelty",
+            "Violence, harm or cruelty towards people, including planning or glorifying it.",
+            "O2",
+        ),
         _cat("Sexual Content", "Sexually explicit content or content meant to arouse.", "O3"),
         _cat("Nudity Content", "Visible genitalia, breasts or buttocks, including artistic nudity.", "O4"),
         _cat("Criminal Planning", "Planning or executing crimes such as theft, kidnapping or financial crimes.", "O5"),
-        _cat("Weapons or Substance Abuse", "Weapons used to harm, illegal drugs, or abuse of alcohol and tobacco.", "O6"),
+        _cat(
+            "Weapons or Substance Abuse", "Weapons used to harm, illegal drugs, or abuse of alcohol and tobacco.", "O6"
+        ),
         _cat("Self-Harm", "Suicide, self-injury, or encouragement of self-harm.", "O7"),
         _cat("Animal Cruelty", "Harm or cruelty to animals.", "O8"),
-        _cat("Disasters or Emergencies", "Victims of disasters or emergencies, depicted in a way that exploits their suffering.", "O9"),
+        _cat(
+            "Disasters or Emergencies",
+            "Victims of disasters or emergencies, depicted in a way that exploits their suffering.",
+            "O9",
+        ),
     ),
 )
+
 
 def _coded(name: str, codes: tuple[tuple[str, str], ...]) -> Taxonomy:
     """A benchmark's own taxonomy whose keys are its codes (VLSU's C1-C15)."""
@@ -127,26 +157,53 @@ def _coded(name: str, codes: tuple[tuple[str, str], ...]) -> Taxonomy:
 
 
 #: Apple's VLSU (Vision-Language Safety Understanding), categories by code.
-VLSU = _coded("vlsu", (
-    ("C1", "Slurs, Hate Speech, Hate Symbols"), ("C2", "Discrimination and Unequal Treatment"), ("C3", "Drug Abuse"),
-    ("C4", "Self-Harm and Suicide"), ("C5", "Animal Violence and Gore"), ("C6", "Adult Explicit Sexual Material"),
-    ("C7", "Adult Racy Material"), ("C8", "Warfare and Armed Conflicts"), ("C9", "Interpersonal Violence"),
-    ("C10", "Weapons and Dangerous Objects"), ("C11", "Gore and Graphic Content"), ("C12", "Terrorism and Violent Extremism"),
-    ("C13", "Jailbreaks"), ("C14", "Inauthentic Practices/Fraud"), ("C15", "Human Exploitation"),
-))
+VLSU = _coded(
+    "vlsu",
+    (
+        ("C1", "Slurs, Hate Speech, Hate Symbols"),
+        ("C2", "Discrimination and Unequal Treatment"),
+        ("C3", "Drug Abuse"),
+        ("C4", "Self-Harm and Suicide"),
+        ("C5", "Animal Violence and Gore"),
+        ("C6", "Adult Explicit Sexual Material"),
+        ("C7", "Adult Racy Material"),
+        ("C8", "Warfare and Armed Conflicts"),
+        ("C9", "Interpersonal Violence"),
+        ("C10", "Weapons and Dangerous Objects"),
+        ("C11", "Gore and Graphic Content"),
+        ("C12", "Terrorism and Violent Extremism"),
+        ("C13", "Jailbreaks"),
+        ("C14", "Inauthentic Practices/Fraud"),
+        ("C15", "Human Exploitation"),
+    ),
+)
 #: VLGuard's four harmful categories.
-VLGUARD = Taxonomy("vlguard", (
-    _cat("Privacy", "Personal data and other private information."),
-    _cat("Risky Behavior", "Professional advice, political content, sexually explicit content, violence."),
-    _cat("Deception", "Disinformation."),
-    _cat("Hateful Speech", "Discrimination by sex, race or other attributes."),
-))
+VLGUARD = Taxonomy(
+    "vlguard",
+    (
+        _cat("Privacy", "Personal data and other private information."),
+        _cat("Risky Behavior", "Professional advice, political content, sexually explicit content, violence."),
+        _cat("Deception", "Disinformation."),
+        _cat("Hateful Speech", "Discrimination by sex, race or other attributes."),
+    ),
+)
 #: SafeEditBench's five fictional policy levels, from permissive (L1) to restrictive (L5).
-SAFEEDITBENCH = Taxonomy("safeeditbench", tuple(
-    _cat(f"Policy L{i}", setting) for i, setting in enumerate(
-        ("Libertarian anarchy", "Free-speech internet era", "Capitalist corporatocracy", "Collectivist dystopia",
-         "Extreme theocracy"), start=1)
-))
+SAFEEDITBENCH = Taxonomy(
+    "safeeditbench",
+    tuple(
+        _cat(f"Policy L{i}", setting)
+        for i, setting in enumerate(
+            (
+                "Libertarian anarchy",
+                "Free-speech internet era",
+                "Capitalist corporatocracy",
+                "Collectivist dystopia",
+                "Extreme theocracy",
+            ),
+            start=1,
+        )
+    ),
+)
 
 BUILTIN_TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (UNSAFEBENCH, LLAVAGUARD, VLSU, VLGUARD, SAFEEDITBENCH)}
 

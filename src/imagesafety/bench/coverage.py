@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from imagesafety.taxonomy import LLAVAGUARD, UNSAFEBENCH, map_category
 
-RULE = ("categories the classifier was not built for are shown as '-' and left out of the overall and per-source "
-        "figures; images without a category are always counted")
+RULE = (
+    "categories the classifier was not built for are shown as '-' and left out of the overall and per-source "
+    "figures; images without a category are always counted"
+)
 
 
 def is_covered(category: str | None, covers: frozenset[str] | None) -> bool:
     """Whether the classifier is meant to score images of this dataset category."""
-    if covers is None or not isinstance(category, str) or not category or category in covers:  # NaN: a row without a category
+    if (
+        covers is None or not isinstance(category, str) or not category or category in covers
+    ):  # NaN: a row without a category
         return True
     ub = UNSAFEBENCH.find(category)
     if ub is not None:

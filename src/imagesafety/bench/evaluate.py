@@ -21,11 +21,18 @@ from imagesafety.bench.coverage import RULE, is_covered
 from imagesafety.bench.grouping import grouped
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
 from imagesafety.bench.pair_metrics import pair_metrics
-from imagesafety.classifiers.base import (ReportsSummary, SafetyClassifier, TrainedOn, TrainedOnHashes, cache_key, coverage,
-                                         preferred_batch_size)
-from imagesafety.media import FramePolicy
+from imagesafety.classifiers.base import (
+    ReportsSummary,
+    SafetyClassifier,
+    TrainedOn,
+    TrainedOnHashes,
+    cache_key,
+    coverage,
+    preferred_batch_size,
+)
 from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
 from imagesafety.data.sample import ResolvesPaths
+from imagesafety.media import FramePolicy
 from imagesafety.run.engine import EngineOptions, run_task
 from imagesafety.run.runner import RunStats
 from imagesafety.run.tasks import PredictionTask
@@ -75,7 +82,7 @@ def first_errors(rows: pd.DataFrame, n: int = ERRORS_LISTED) -> list[str]:
 
 def _message(image: str, error: str) -> str:
     """The error without a leading repetition of the file name."""
-    return error[len(image) + 2:] if isinstance(error, str) and error.startswith(f"{image}: ") else str(error)
+    return error[len(image) + 2 :] if isinstance(error, str) and error.startswith(f"{image}: ") else str(error)
 
 
 def check_errors(rows: pd.DataFrame, data: Any, max_error_rate: float) -> None:
@@ -87,16 +94,26 @@ def check_errors(rows: pd.DataFrame, data: Any, max_error_rate: float) -> None:
     if isinstance(data, ResolvesPaths) and data.base_dir is not None:
         where = f"; relative paths were resolved against {data.base_dir}"
     listed = "\n  ".join(first_errors(rows))
-    what = "every image failed" if errors == n else f"{errors} of {n} images failed (more than --max-error-rate {max_error_rate:g})"
+    what = (
+        "every image failed"
+        if errors == n
+        else f"{errors} of {n} images failed (more than --max-error-rate {max_error_rate:g})"
+    )
     raise RunFailed(f"{what}{where}. The first ones:\n  {listed}")
 
 
 def covered_metrics(rows: pd.DataFrame, covers: frozenset[str] | None, n_boot: int, seed: int) -> dict:
     """Metrics where overall and per-source figures use covered rows only, and uncovered categories are marked."""
     if covers is None:
-        return grouped_metrics(rows, n_boot=n_boot, seed=seed) | {"coverage": {"covers": "all", "uncovered": [], "rule": RULE}}
+        return grouped_metrics(rows, n_boot=n_boot, seed=seed) | {
+            "coverage": {"covers": "all", "uncovered": [], "rule": RULE}
+        }
     covered = rows["category"].map(lambda c: is_covered(c, covers)).astype(bool)
-    metrics = grouped_metrics(rows[covered], n_boot=n_boot, seed=seed) if covered.any() else grouped_metrics(rows.iloc[:0], n_boot, seed)
+    metrics = (
+        grouped_metrics(rows[covered], n_boot=n_boot, seed=seed)
+        if covered.any()
+        else grouped_metrics(rows.iloc[:0], n_boot, seed)
+    )
     uncovered = sorted({str(c) for c in rows.loc[~covered, "category"]})
 
     def stub(part: pd.DataFrame, name: str) -> dict:
@@ -155,27 +172,48 @@ def evaluate(
         raise ValueError("give either a threshold or a calibration split, not both")
     if not 0 <= max_error_rate <= 1:
         raise ValueError(f"--max-error-rate must be between 0 and 1, got {max_error_rate}")
-    clf = registry.build("classifier", classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
+    clf = (
+        registry.build("classifier", classifier, **(classifier_options or {}))
+        if isinstance(classifier, str)
+        else classifier
+    )
     splits = sorted({split, calibrate} - {None}) if split else None  # calibrating alone reports on every other split
-    data = load_dataset(dataset, splits=splits, streaming=streaming, allow_outside_root=allow_outside_root, url_hosts=url_hosts) \
-        if isinstance(dataset, (str, Path)) else dataset
+    data = (
+        load_dataset(
+            dataset, splits=splits, streaming=streaming, allow_outside_root=allow_outside_root, url_hosts=url_hosts
+        )
+        if isinstance(dataset, (str, Path))
+        else dataset
+    )
     selected = select_samples(data, categories, sources, splits, limit)
     store = open_cache(cache)
     engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, num_gpus, partition_size)
     started = time.time()
     if frames is not None and frames.early_exit and calibrate is not None:
-        raise ValueError("--early-exit stops a video at the decision threshold, which --calibrate chooses only after the run: "
-                         "give --threshold, or drop --early-exit")
+        raise ValueError(
+            "--early-exit stops a video at the decision threshold, which --calibrate chooses only after the run: "
+            "give --threshold, or drop --early-exit"
+        )
     task = PredictionTask(clf, store, frames, exit_threshold=threshold)
     rows, stats = run_task(
-        task, selected, engine=engine, batch_size=batch_size or preferred_batch_size(clf),
-        workers=workers, progress=progress, total=known_total(data, limit, bool(categories or sources or splits)),
-        description=description or f"eval {clf.name}", remote=("predict", classifier, classifier_options or {}) if isinstance(classifier, str) else None,
-        parts_dir=Path(out_dir) / "ray-parts" if out_dir is not None else None)
+        task,
+        selected,
+        engine=engine,
+        batch_size=batch_size or preferred_batch_size(clf),
+        workers=workers,
+        progress=progress,
+        total=known_total(data, limit, bool(categories or sources or splits)),
+        description=description or f"eval {clf.name}",
+        remote=("predict", classifier, classifier_options or {}) if isinstance(classifier, str) else None,
+        parts_dir=Path(out_dir) / "ray-parts" if out_dir is not None else None,
+    )
     if rows.empty:
         present = dataset_summary(data)
-        raise ValueError(f"no images to evaluate: the filters left nothing (categories present: {', '.join(present['categories']) or 'none'}; "
-                         f"sources: {', '.join(present['sources']) or 'none'}; splits: {', '.join(present['splits']) or 'none'})")
+        raise ValueError(
+            "no images to evaluate: the filters left nothing (categories present: "
+            f"{', '.join(present['categories']) or 'none'}; "
+            f"sources: {', '.join(present['sources']) or 'none'}; splits: {', '.join(present['splits']) or 'none'})"
+        )
     check_errors(rows, data, max_error_rate)
     threshold_info = choose_threshold(rows, clf, threshold, calibrate)
     report_rows = rows[rows["split"] != calibrate] if calibrate else rows
@@ -186,8 +224,13 @@ def evaluate(
     metrics = covered_metrics(report_rows, declared, n_boot, seed)
     metrics = {
         "imagesafety_version": __version__,
-        "classifier": {"name": clf.name, "version": str(clf.version), "config": clf.config, "cache_key": list(cache_key(clf)),
-                       **({"spec": classifier, "options": classifier_options or {}} if isinstance(classifier, str) else {})},
+        "classifier": {
+            "name": clf.name,
+            "version": str(clf.version),
+            "config": clf.config,
+            "cache_key": list(cache_key(clf)),
+            **({"spec": classifier, "options": classifier_options or {}} if isinstance(classifier, str) else {}),
+        },
         "dataset": dataset_name(data, str(dataset)),
         "filters": {"split": split, "categories": categories, "sources": sources, "limit": limit},
         "threshold": threshold_info,
@@ -209,7 +252,9 @@ def evaluate(
     if pairs:
         metrics["pairs"] = pairs
     if store is not None:
-        store.touch_model(task.key, clf.config, str(clf.config.get("weights")) if "weights" in clf.config else None, out_dir)
+        store.touch_model(
+            task.key, clf.config, str(clf.config.get("weights")) if "weights" in clf.config else None, out_dir
+        )
     result = EvalResult(report_rows, metrics, stats)
     if out_dir is not None:
         from imagesafety.bench.report import write_reports
@@ -223,11 +268,15 @@ def frames_summary(rows: pd.DataFrame, policy: FramePolicy) -> dict[str, Any]:
     transparent, how many were sampled (over max_frames) and how many video frames an early exit left unclassified."""
     reports = [json.loads(v) for v in rows["views"] if isinstance(v, str)]
     kinds = [r["sampling"]["kind"] for r in reports]
-    return {"policy": policy.key(), "aggregate": f"{policy.rule} over frames; per frame the worse of white and black "
-            "behind transparent pixels", "animations": kinds.count("animation"), "videos": kinds.count("video"),
-            "transparent": sum(any(s["background"] for s in r["scores"]) for r in reports),
-            "sampled": sum("evenly" in r["sampling"]["rule"] for r in reports),
-            "frames_skipped_by_early_exit": sum(int(r["skipped"]) for r in reports)}
+    return {
+        "policy": policy.key(),
+        "aggregate": f"{policy.rule} over frames; per frame the worse of white and black behind transparent pixels",
+        "animations": kinds.count("animation"),
+        "videos": kinds.count("video"),
+        "transparent": sum(any(s["background"] for s in r["scores"]) for r in reports),
+        "sampled": sum("evenly" in r["sampling"]["rule"] for r in reports),
+        "frames_skipped_by_early_exit": sum(int(r["skipped"]) for r in reports),
+    }
 
 
 def training_overlap(clf: SafetyClassifier, rows: pd.DataFrame) -> list[str]:
@@ -238,8 +287,10 @@ def training_overlap(clf: SafetyClassifier, rows: pd.DataFrame) -> list[str]:
     overlap = int(rows["sha256"].isin(trained).sum()) if trained else 0
     if not overlap:
         return []
-    return [f"{overlap} of the {len(rows)} evaluated images were used to train {clf.name}: these figures overstate it "
-            "(evaluate on held-out images, e.g. --split test)"]
+    return [
+        f"{overlap} of the {len(rows)} evaluated images were used to train {clf.name}: these figures overstate it "
+        "(evaluate on held-out images, e.g. --split test)"
+    ]
 
 
 def near_duplicate_overlap(clf: SafetyClassifier, rows: pd.DataFrame, data) -> list[str]:
@@ -250,33 +301,53 @@ def near_duplicate_overlap(clf: SafetyClassifier, rows: pd.DataFrame, data) -> l
     trained = clf.training_hashes()
     if trained is None or not len(trained):
         return []
+    from imagesafety.data.decoding import decoded_samples
     from imagesafety.hashes.bank import HashBank
     from imagesafety.hashes.compute import pdq
-    from imagesafety.data.decoding import decoded_samples
 
-    bank = HashBank(("pdq",), {"pdq": 31}, {"pdq": trained}, [str(i) for i in range(len(trained))], ["trained"] * len(trained),
-                    [""] * len(trained))
+    bank = HashBank(
+        ("pdq",),
+        {"pdq": 31},
+        {"pdq": trained},
+        [str(i) for i in range(len(trained))],
+        ["trained"] * len(trained),
+        [""] * len(trained),
+    )
     identical = set(clf.training_images()) if isinstance(clf, TrainedOn) else set()
     wanted = set(rows.loc[rows["error"].isna() & ~rows["sha256"].isin(identical), "id"])
     samples = [s for s in data if s.id in wanted] if wanted else []
-    near = sum(item.error is None and bank.match({"pdq": [item.image]}) is not None for item in decoded_samples(samples, prepare=pdq))
+    near = sum(
+        item.error is None and bank.match({"pdq": [item.image]}) is not None
+        for item in decoded_samples(samples, prepare=pdq)
+    )
     if not near:
         return []
-    return [f"{near} of the {len(rows)} evaluated images are near-duplicates (PDQ distance <= 31) of images {clf.name} was trained "
-            "on: these figures overstate it (run `imagesafety datasets audit` to find them)"]
+    return [
+        f"{near} of the {len(rows)} evaluated images are near-duplicates (PDQ distance <= 31) of images {clf.name} was "
+        "trained "
+        "on: these figures overstate it (run `imagesafety datasets audit` to find them)"
+    ]
 
 
 def summary_warnings(name: str, summary: dict[str, Any]) -> list[str]:
     """What a classifier's run summary says a reader must know (rows without a recorded response, unused responses)."""
     out = []
     if summary.get("rows_without_response"):
-        out.append(f"{name}: {summary['rows_without_response']} rows had no recorded response (counted as errors, not in the metrics)")
+        out.append(
+            f"{name}: {summary['rows_without_response']} rows had no recorded response (counted as errors, not in the "
+            "metrics)"
+        )
     if summary.get("responses_matching_no_row"):
         examples = ", ".join(summary.get("unmatched_examples", [])[:3])
-        out.append(f"{name}: {summary['responses_matching_no_row']} recorded responses matched no evaluated row (e.g. {examples})")
+        out.append(
+            f"{name}: {summary['responses_matching_no_row']} recorded responses matched no evaluated row (e.g. "
+            f"{examples})"
+        )
     if summary.get("category_mismatches"):
-        out.append(f"{name}: {summary['category_mismatches']} rows matched a response recorded under another category: "
-                   "the dataset's rows may not be in the order the responses were recorded in")
+        out.append(
+            f"{name}: {summary['category_mismatches']} rows matched a response recorded under another category: "
+            "the dataset's rows may not be in the order the responses were recorded in"
+        )
     return out
 
 
@@ -291,7 +362,11 @@ def answer_summary(rows: pd.DataFrame) -> dict | None:
     frame.loc[answered.index, "answered"] = True
 
     def block(part: pd.DataFrame, name: str) -> dict:
-        return {"unsure_answers": int(part["unsure"].sum()), "images": int(part["answered"].sum()), "failures": int(part["failed"].sum())}
+        return {
+            "unsure_answers": int(part["unsure"].sum()),
+            "images": int(part["answered"].sum()),
+            "failures": int(part["failed"].sum()),
+        }
 
     per_category = grouped(frame, block, by=("category",))["by_category"]
     usage = {k: sum(r["usage"].get(k, 0) for r in raws) for k in ("prompt_tokens", "completion_tokens", "cost")}
@@ -305,7 +380,10 @@ def choose_threshold(rows: pd.DataFrame, clf: SafetyClassifier, threshold: float
     if calibrate:
         part = rows[(rows["split"] == calibrate) & rows["error"].isna() & rows["label"].notna()]
         if part.empty:
-            raise ValueError(f"calibration split {calibrate!r} has no labelled images; splits present: {sorted(rows['split'].dropna().unique())}")
+            raise ValueError(
+                f"calibration split {calibrate!r} has no labelled images; splits present: "
+                f"{sorted(rows['split'].dropna().unique())}"
+            )
         value = f1_optimal_threshold(part["label"].astype(int), part["score"])
         return {"value": value, "source": f"F1-optimal on split {calibrate!r} ({len(part)} images)"}
     return {"value": float(clf.threshold), "source": "classifier default"}

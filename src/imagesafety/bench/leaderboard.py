@@ -63,7 +63,11 @@ class Leaderboard:
     def covered_table(self, source: str) -> pd.DataFrame:
         part = self.cells[self.cells["source"] == source]
         table = part.pivot(index="classifier", columns="category", values="covered")
-        return table.reindex(index=[r.name for r in self.runs], columns=[*self.categories, OVERALL]).fillna(False).astype(bool)
+        return (
+            table.reindex(index=[r.name for r in self.runs], columns=[*self.categories, OVERALL])
+            .fillna(False)
+            .astype(bool)
+        )
 
 
 def read_run(folder: str | Path) -> RunEntry:
@@ -89,7 +93,11 @@ def run_folders(paths: list[str | Path]) -> list[Path]:
         if (p / "metrics.json").is_file() or p.is_file():
             found.append(p)
         elif (p / RUN_ORDER).is_file():
-            found.extend(p / line for line in (p / RUN_ORDER).read_text(encoding="utf-8").splitlines() if (p / line / "metrics.json").is_file())
+            found.extend(
+                p / line
+                for line in (p / RUN_ORDER).read_text(encoding="utf-8").splitlines()
+                if (p / line / "metrics.json").is_file()
+            )
         elif p.is_dir() and any((q / "metrics.json").is_file() for q in p.iterdir() if q.is_dir()):
             found.extend(sorted(q for q in p.iterdir() if (q / "metrics.json").is_file()))
         else:
@@ -138,15 +146,36 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
                 f1, lo, hi = _value(block, "f1")
                 covered = bool(block) and block.get("covered") is not False
                 paper = (published or {}).get(source, {}).get(category)
-                cells.append({"classifier": e.name, "source": source, "category": category, "f1": f1, "f1_lo": lo, "f1_hi": hi,
-                              "support": (block or {}).get("support", 0), "covered": covered, "published_f1": paper,
-                              "difference": None if f1 is None or paper is None else f1 - paper})
+                cells.append(
+                    {
+                        "classifier": e.name,
+                        "source": source,
+                        "category": category,
+                        "f1": f1,
+                        "f1_lo": lo,
+                        "f1_hi": hi,
+                        "support": (block or {}).get("support", 0),
+                        "covered": covered,
+                        "published_f1": paper,
+                        "difference": None if f1 is None or paper is None else f1 - paper,
+                    }
+                )
             block = _block(e.metrics, source, OVERALL)
-            summary.append({"classifier": e.name, "source": source, "support": (block or {}).get("support", 0),
-                            **{m: _value(block, m)[0] for m in ("f1", "precision", "recall", "fpr", "auroc")},
-                            "images_per_second": e.images_per_second, "cost": e.cost, "errors": (block or {}).get("errors", 0)})
-    notes = ["Each classifier is scored only on the categories it was built for ('-' elsewhere); its overall and "
-             "per-source figures count its covered categories only."]
+            summary.append(
+                {
+                    "classifier": e.name,
+                    "source": source,
+                    "support": (block or {}).get("support", 0),
+                    **{m: _value(block, m)[0] for m in ("f1", "precision", "recall", "fpr", "auroc")},
+                    "images_per_second": e.images_per_second,
+                    "cost": e.cost,
+                    "errors": (block or {}).get("errors", 0),
+                }
+            )
+    notes = [
+        "Each classifier is scored only on the categories it was built for ('-' elsewhere); its overall and "
+        "per-source figures count its covered categories only."
+    ]
     if compare_published:
         notes.append(f"Published: {compare_published} (arXiv v1 tables); difference = measured - published.")
     board = Leaderboard(entries, pd.DataFrame(cells), pd.DataFrame(summary), categories, compare_published, notes)
@@ -159,8 +188,12 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
             return None if declared == "all" else frozenset(declared)
 
         board.pairs = pair_table([(e.name, e.folder, covers(e)) for e in paired])
-        notes.append("Differences between two classifiers are paired on the same images: McNemar's exact test on their decisions, "
-                     "Holm-corrected across the table, and a paired bootstrap 95% interval of the F1 difference (leaderboard_pairs.csv).")
+        notes.append(
+            "Differences between two classifiers are paired on the same images: McNemar's exact test on their "
+            "decisions, "
+            "Holm-corrected across the table, and a paired bootstrap 95% interval of the F1 difference "
+            "(leaderboard_pairs.csv)."
+        )
     return board
 
 

@@ -45,7 +45,9 @@ def folder_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def split_options(specs: list[str], options: dict[str, Any], registry_specs: set[str] | None = None) -> dict[str, dict[str, Any]]:
+def split_options(
+    specs: list[str], options: dict[str, Any], registry_specs: set[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per-classifier options: `SPEC.key=value` goes to that classifier only; a bare `key=value` to every classifier
     that takes that option (an option none of them takes is an error)."""
     registry_specs = set(specs) if registry_specs is None else registry_specs
@@ -55,12 +57,14 @@ def split_options(specs: list[str], options: dict[str, Any], registry_specs: set
         owners = [s for s in specs if key.startswith(f"{s}.")]
         if owners:
             owner = max(owners, key=len)
-            per[owner][key[len(owner) + 1:]] = value
+            per[owner][key[len(owner) + 1 :]] = value
             continue
         wanting = [s for s in specs if takes[s] is None or key in takes[s]]
         if not wanting:
             known = sorted({k for t in takes.values() if t for k in t})
-            raise registry.OptionError(f"no classifier among {', '.join(specs)} takes option {key!r}{registry.did_you_mean(key, known)}")
+            raise registry.OptionError(
+                f"no classifier among {', '.join(specs)} takes option {key!r}{registry.did_you_mean(key, known)}"
+            )
         for s in wanting:
             per[s][key] = value
     return per
@@ -90,11 +94,19 @@ def evaluate_many(
     options = split_options(specs, classifier_options or {}, {c for c in classifiers if isinstance(c, str)})
     local = evaluate_options.get("engine", "local") in ("local", None)
     # built up front (a missing checkpoint fails now); on Ray each spec is built by the cluster's workers instead
-    built = [registry.build("classifier", c, **options[s]) if isinstance(c, str) and local else c for c, s in zip(classifiers, specs)]
+    built = [
+        registry.build("classifier", c, **options[s]) if isinstance(c, str) and local else c
+        for c, s in zip(classifiers, specs)
+    ]
     calibrate = evaluate_options.get("calibrate")
     splits = sorted({split, calibrate} - {None}) if split else None
-    data = load_dataset(dataset, splits=splits, streaming=streaming, allow_outside_root=allow_outside_root, url_hosts=url_hosts) \
-        if isinstance(dataset, (str, Path)) else dataset
+    data = (
+        load_dataset(
+            dataset, splits=splits, streaming=streaming, allow_outside_root=allow_outside_root, url_hosts=url_hosts
+        )
+        if isinstance(dataset, (str, Path))
+        else dataset
+    )
     out = Path(out_dir) if out_dir is not None else None
     taken: set[str] = set()
     results: dict[str, EvalResult] = {}
@@ -103,12 +115,21 @@ def evaluate_many(
     for spec, clf in zip(specs, built):
         run_dir = out / folder_name(spec, taken) if out is not None else None
         try:
-            results[spec] = evaluate(clf, data, run_dir, split=split, description=f"eval {spec}",
-                                     classifier_options=options[spec] if isinstance(clf, str) else None, **evaluate_options)
+            results[spec] = evaluate(
+                clf,
+                data,
+                run_dir,
+                split=split,
+                description=f"eval {spec}",
+                classifier_options=options[spec] if isinstance(clf, str) else None,
+                **evaluate_options,
+            )
         except RunFailed as exc:
             failed[spec] = str(exc).splitlines()[0]
             continue
-        entries.append(RunEntry(results[spec].metrics["classifier"]["name"], run_dir or Path(spec), results[spec].metrics))
+        entries.append(
+            RunEntry(results[spec].metrics["classifier"]["name"], run_dir or Path(spec), results[spec].metrics)
+        )
     board, files = None, {}
     if entries:
         if compare_published == "auto":

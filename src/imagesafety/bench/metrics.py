@@ -28,7 +28,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def weighted_metrics(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+def weighted_metrics(
+    labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray, weights: np.ndarray
+) -> dict[str, np.ndarray]:
     """Each metric for each row of `weights` (shape R x n); undefined values are NaN."""
     y = labels.astype(bool)
     w = np.atleast_2d(weights).astype(np.float64)
@@ -56,8 +58,9 @@ def confusion_metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _ranking_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray, pos: np.ndarray, neg: np.ndarray,
-                     presorted: bool = False):
+def _ranking_metrics(
+    y: np.ndarray, scores: np.ndarray, w: np.ndarray, pos: np.ndarray, neg: np.ndarray, presorted: bool = False
+):
     """AUROC (ties count one half) and average precision (as scikit-learn defines it), per weight row; with
     `presorted`, the rows are already in descending score order.
 
@@ -73,7 +76,9 @@ def _ranking_metrics(y: np.ndarray, scores: np.ndarray, w: np.ndarray, pos: np.n
     starts = np.r_[0, ends[:-1] + 1]
     run = np.searchsorted(ends, pos_idx)  # each positive's run of ties
     zero = np.zeros((len(ws), 1), dtype=ws.dtype)
-    cum_neg = np.concatenate([zero, np.cumsum(ws[:, neg_idx], axis=1)], axis=1)  # [:, k]: weight of the first k negatives
+    cum_neg = np.concatenate(
+        [zero, np.cumsum(ws[:, neg_idx], axis=1)], axis=1
+    )  # [:, k]: weight of the first k negatives
     cum_pos = np.concatenate([zero, np.cumsum(ws[:, pos_idx], axis=1)], axis=1)
     neg_through = cum_neg[:, np.searchsorted(neg_idx, ends[run], side="right")]  # negatives scored >= this positive
     neg_tied = neg_through - cum_neg[:, np.searchsorted(neg_idx, starts[run], side="left")]
@@ -97,8 +102,12 @@ def curve_points(labels: Iterable[int], scores: Iterable[float]) -> dict[str, np
     ends = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
     tp, fp = np.cumsum(y)[ends].astype(np.float64), np.cumsum(~y)[ends].astype(np.float64)
     pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
-    return {"fpr": np.r_[0.0, fp / neg], "tpr": np.r_[0.0, tp / pos],
-            "recall": np.r_[0.0, tp / pos], "precision": np.r_[1.0, tp / (tp + fp)]}
+    return {
+        "fpr": np.r_[0.0, fp / neg],
+        "tpr": np.r_[0.0, tp / pos],
+        "recall": np.r_[0.0, tp / pos],
+        "precision": np.r_[1.0, tp / (tp + fp)],
+    }
 
 
 def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator, dtype: type = np.int64) -> np.ndarray:
@@ -111,8 +120,9 @@ def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator, dtype: type
     return out
 
 
-def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, decisions: np.ndarray, n_boot: int,
-                      rng: np.random.Generator) -> dict[str, np.ndarray]:
+def bootstrap_metrics(
+    y: np.ndarray, scores: np.ndarray, decisions: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """`n_boot` resampled values of every metric: confusion metrics from multinomial cell counts (one (n_boot, 4)
     draw), ranking metrics from row weights over the once-sorted scores, in chunks bounded by `WEIGHT_BUDGET`."""
     n = len(y)
@@ -149,7 +159,11 @@ def metrics_with_ci(
     for m in METRICS:
         values = boots[m]
         values = values[~np.isnan(values)]
-        ci = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values.size and not np.isnan(point[m][0]) else [None, None]
+        ci = (
+            [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+            if values.size and not np.isnan(point[m][0])
+            else [None, None]
+        )
         result[m] = {"value": _clean(point[m][0]), "ci95": ci}
     return result
 

@@ -20,9 +20,18 @@ def pair_table(rows: pd.DataFrame) -> pd.DataFrame:
         if len(unsafe) == 0 or len(safe) == 0:
             continue
         u, s = unsafe.iloc[0], safe.iloc[0]
-        pairs.append({"pair_id": pair_id, "category": u["category"] or s["category"], "unsafe_id": u["id"], "safe_id": s["id"],
-                      "unsafe_score": float(u["score"]), "safe_score": float(s["score"]),
-                      "unsafe_decision": int(u["decision"]), "safe_decision": int(s["decision"])})
+        pairs.append(
+            {
+                "pair_id": pair_id,
+                "category": u["category"] or s["category"],
+                "unsafe_id": u["id"],
+                "safe_id": s["id"],
+                "unsafe_score": float(u["score"]),
+                "safe_score": float(s["score"]),
+                "unsafe_decision": int(u["decision"]),
+                "safe_decision": int(s["decision"]),
+            }
+        )
     return pd.DataFrame(pairs)
 
 
@@ -34,8 +43,11 @@ def pair_metrics(rows: pd.DataFrame) -> dict | None:
 
     def block(part: pd.DataFrame, name: str) -> dict:
         both_right = (part["unsafe_decision"] == 1) & (part["safe_decision"] == 0)
-        return {"pairs": int(len(part)), "pair_accuracy": float(both_right.mean()),
-                "flip_sensitivity": float((part["unsafe_score"] > part["safe_score"]).mean()),
-                "mean_score_gap": float((part["unsafe_score"] - part["safe_score"]).mean())}
+        return {
+            "pairs": int(len(part)),
+            "pair_accuracy": float(both_right.mean()),
+            "flip_sensitivity": float((part["unsafe_score"] > part["safe_score"]).mean()),
+            "mean_score_gap": float((part["unsafe_score"] - part["safe_score"]).mean()),
+        }
 
     return grouped(table, block, by=("category",))

@@ -11,8 +11,23 @@ import numpy as np
 import pandas as pd
 
 ALL = "all"
-PAIR_COLUMNS = ("classifier_a", "classifier_b", "category", "source", "n", "mcnemar_p", "holm_p", "significant", "f1_a", "f1_b",
-                "f1_diff", "f1_diff_low", "f1_diff_high", "a_right_b_wrong", "a_wrong_b_right")
+PAIR_COLUMNS = (
+    "classifier_a",
+    "classifier_b",
+    "category",
+    "source",
+    "n",
+    "mcnemar_p",
+    "holm_p",
+    "significant",
+    "f1_a",
+    "f1_b",
+    "f1_diff",
+    "f1_diff_low",
+    "f1_diff_high",
+    "a_right_b_wrong",
+    "a_wrong_b_right",
+)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -44,8 +59,11 @@ def f1(labels: np.ndarray, decisions: np.ndarray) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
 
 
-def paired_bootstrap_f1(labels: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of F1(a) - F1(b) over row resamples shared by both classifiers (the images are paired)."""
+def paired_bootstrap_f1(
+    labels: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of F1(a) - F1(b) over row resamples shared by both classifiers (the images are
+    paired)."""
     rng = np.random.default_rng(seed)
     n = len(labels)
     diffs = np.empty(n_boot)
@@ -59,13 +77,18 @@ def paired_bootstrap_f1(labels: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot
 
 
 def _decisions(folder: Path) -> pd.DataFrame:
-    rows = pd.read_parquet(folder / "predictions.parquet", columns=["id", "sha256", "label", "category", "source", "decision", "error"])
+    rows = pd.read_parquet(
+        folder / "predictions.parquet", columns=["id", "sha256", "label", "category", "source", "decision", "error"]
+    )
     rows = rows[rows["error"].isna() & rows["label"].notna() & rows["decision"].notna()]
     return rows.assign(key=rows["sha256"].fillna("") + "|" + rows["id"].astype(str)).set_index("key")
 
 
-def pair_table(runs: list[tuple[str, Path, frozenset[str] | None]], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Every pair of runs on their shared images: per category and source (and `all`), over the categories both cover."""
+def pair_table(
+    runs: list[tuple[str, Path, frozenset[str] | None]], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Every pair of runs on their shared images: per category and source (and `all`), over the categories both
+    cover."""
     from imagesafety.bench.coverage import is_covered
 
     frames = {name: _decisions(folder) for name, folder, _ in runs}
@@ -90,9 +113,23 @@ def pair_table(runs: list[tuple[str, Path, frozenset[str] | None]], n_boot: int 
             n10, n01 = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
             lo, hi = paired_bootstrap_f1(labels, da, db, n_boot, seed)
             fa, fb = f1(labels, da), f1(labels, db)
-            out.append({"classifier_a": a, "classifier_b": b, "category": category, "source": source, "n": int(mask.sum()),
-                        "mcnemar_p": mcnemar_exact(n10, n01), "f1_a": fa, "f1_b": fb, "f1_diff": fa - fb, "f1_diff_low": lo,
-                        "f1_diff_high": hi, "a_right_b_wrong": n10, "a_wrong_b_right": n01})
+            out.append(
+                {
+                    "classifier_a": a,
+                    "classifier_b": b,
+                    "category": category,
+                    "source": source,
+                    "n": int(mask.sum()),
+                    "mcnemar_p": mcnemar_exact(n10, n01),
+                    "f1_a": fa,
+                    "f1_b": fb,
+                    "f1_diff": fa - fb,
+                    "f1_diff_low": lo,
+                    "f1_diff_high": hi,
+                    "a_right_b_wrong": n10,
+                    "a_wrong_b_right": n01,
+                }
+            )
     table = pd.DataFrame(out)
     if table.empty:
         return pd.DataFrame(columns=list(PAIR_COLUMNS))

@@ -41,7 +41,8 @@ def isotonic_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[list[float], l
 
 
 def platt_fit(scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
-    """p = sigmoid(a * score + b), by Newton's method on the log-loss (an unregularised logistic regression on the score)."""
+    """p = sigmoid(a * score + b), by Newton's method on the log-loss (an unregularised logistic regression on the
+    score)."""
     a, b = 1.0, 0.0
     x, y = scores.astype(float), labels.astype(float)
     for _ in range(iterations):
@@ -111,7 +112,8 @@ def fit_map(scores: np.ndarray, labels: np.ndarray, method: str) -> CategoryMap:
 
 
 def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, Any]:
-    """Equal-width bins over [0, 1]: mean score and share unsafe per non-empty bin (as scikit-learn's calibration_curve),
+    """Equal-width bins over [0, 1]: mean score and share unsafe per non-empty bin (as scikit-learn's
+    calibration_curve),
     and the expected calibration error (sum over bins of count/N x |share - mean score|)."""
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.searchsorted(edges[1:-1], scores, side="right"), 0, bins - 1)
@@ -157,8 +159,11 @@ def operating_threshold(scores: np.ndarray, labels: np.ndarray, target: str) -> 
     return best
 
 
-def rate(scores: np.ndarray, labels: np.ndarray, threshold: float, kind: str, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def rate(
+    scores: np.ndarray, labels: np.ndarray, threshold: float, kind: str, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """The achieved rate (fpr, precision, recall or f1) at `threshold`, with a bootstrap 95% interval."""
+
     def value(s, y):
         flag = s >= threshold
         tp, fp, fn = np.sum(flag & (y == 1)), np.sum(flag & (y == 0)), np.sum(~flag & (y == 1))
@@ -171,10 +176,15 @@ def rate(scores: np.ndarray, labels: np.ndarray, threshold: float, kind: str, n_
         return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
 
     rng = np.random.default_rng(seed)
-    boots = [value(scores[idx], labels[idx]) for idx in (rng.integers(0, len(scores), len(scores)) for _ in range(n_boot))]
+    boots = [
+        value(scores[idx], labels[idx]) for idx in (rng.integers(0, len(scores), len(scores)) for _ in range(n_boot))
+    ]
     boots = [b for b in boots if not math.isnan(b)]
-    return {"value": float(value(scores, labels)), "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots else None,
-            "n": int(len(scores))}
+    return {
+        "value": float(value(scores, labels)),
+        "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots else None,
+        "n": int(len(scores)),
+    }
 
 
 @dataclass
@@ -191,8 +201,17 @@ class Calibration:
 
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "calibration.json", {"format": FORMAT, "version": VERSION, "classifier": self.classifier, "split": self.split,
-                                                 "maps": {k: asdict(m) for k, m in self.maps.items()}, "report": self.report})
+        write_json(
+            folder / "calibration.json",
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "classifier": self.classifier,
+                "split": self.split,
+                "maps": {k: asdict(m) for k, m in self.maps.items()},
+                "report": self.report,
+            },
+        )
         return folder
 
 
@@ -205,12 +224,24 @@ def load_calibration(path: str | Path) -> Calibration:
     if data.get("format") != FORMAT:
         raise ValueError(f"{file}: not an imagesafety calibration (format {data.get('format')!r})")
     if data.get("version") != VERSION:
-        raise ValueError(f"{file}: calibration format version {data.get('version')!r}; this imagesafety reads version {VERSION}")
-    return Calibration(data["classifier"], data["split"], {k: CategoryMap(**m) for k, m in data["maps"].items()}, data.get("report", {}))
+        raise ValueError(
+            f"{file}: calibration format version {data.get('version')!r}; this imagesafety reads version {VERSION}"
+        )
+    return Calibration(
+        data["classifier"],
+        data["split"],
+        {k: CategoryMap(**m) for k, m in data["maps"].items()},
+        data.get("report", {}),
+    )
 
 
 def check_identity(calibration: Calibration, key: list[str], where: str) -> None:
     """A calibration fitted for another classifier (name, version, settings or weights) is refused."""
-    if list(calibration.classifier[:1]) != list(key[:1]) or list(calibration.classifier) != list(key[: len(calibration.classifier)]):
-        raise ValueError(f"{where}: this calibration was fitted for {calibration.classifier[0]} with key {json.dumps(calibration.classifier)}, "
-                         f"not for this classifier ({json.dumps(list(key))}): fit one for it with `imagesafety calibrate`")
+    if list(calibration.classifier[:1]) != list(key[:1]) or list(calibration.classifier) != list(
+        key[: len(calibration.classifier)]
+    ):
+        raise ValueError(
+            f"{where}: this calibration was fitted for {calibration.classifier[0]} with key "
+            f"{json.dumps(calibration.classifier)}, "
+            f"not for this classifier ({json.dumps(list(key))}): fit one for it with `imagesafety calibrate`"
+        )

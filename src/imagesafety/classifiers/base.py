@@ -31,7 +31,9 @@ class Prediction:
     decision: int  # 1 = unsafe at the classifier's own threshold
     category_scores: dict[str, float] = field(default_factory=dict)
     raw: Any = None  # JSON-serialisable raw output (detections, response text, ...)
-    views: ViewsReport | None = None  # set when the image had several views (frames, backgrounds): how they were combined
+    views: ViewsReport | None = (
+        None  # set when the image had several views (frames, backgrounds): how they were combined
+    )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

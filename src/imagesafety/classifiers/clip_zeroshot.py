@@ -30,8 +30,13 @@ def prompt_pair(category: Category) -> tuple[str, str]:
 class ClipZeroShotClassifier(TorchClassifier):
     """Scores images against a prompt pair per category with any CLIP-family encoder."""
 
-    def __init__(self, encoder: str | TorchClipEncoder = DEFAULT_ENCODER, taxonomy: str | Taxonomy = UNSAFEBENCH,
-                 threshold: float = 0.5, device: str | None = None):
+    def __init__(
+        self,
+        encoder: str | TorchClipEncoder = DEFAULT_ENCODER,
+        taxonomy: str | Taxonomy = UNSAFEBENCH,
+        threshold: float = 0.5,
+        device: str | None = None,
+    ):
         self.encoder = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
         if not isinstance(self.encoder, TextEncoder):
             raise ValueError(f"clip-zeroshot needs an image-text encoder; {self.encoder.name} has no text tower")
@@ -44,7 +49,12 @@ class ClipZeroShotClassifier(TorchClassifier):
         texts = [t for pair in self.prompts for t in pair]
         self._text = self.encoder.encode_texts(texts).reshape(len(self.taxonomy), 2, -1)  # (K, 2, D)
         prompt_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
-        self.config = {"encoder": self.encoder.name, "weights": self.encoder.identity, "taxonomy": self.taxonomy.keys, "prompts": prompt_hash}
+        self.config = {
+            "encoder": self.encoder.name,
+            "weights": self.encoder.identity,
+            "taxonomy": self.taxonomy.keys,
+            "prompts": prompt_hash,
+        }
 
     def unsafe_logits(self, pixels):
         """Differentiable: [0, 1] pixels (B, 3, S, S) -> unsafe logit per image (the largest category logit)."""
@@ -65,10 +75,19 @@ class ClipZeroShotClassifier(TorchClassifier):
         for row in probs:
             scores = {c.key: float(p) for c, p in zip(self.taxonomy, row)}
             score = float(row.max())
-            out.append(Prediction(score, decide(score, self.threshold), scores, {"top_category": self.taxonomy.keys[int(row.argmax())]}))
+            out.append(
+                Prediction(
+                    score,
+                    decide(score, self.threshold),
+                    scores,
+                    {"top_category": self.taxonomy.keys[int(row.argmax())]},
+                )
+            )
         return out
 
 
-def from_spec(arg: str | None, *, taxonomy: str = "unsafebench", threshold: float = 0.5, device: str | None = None) -> ClipZeroShotClassifier:
+def from_spec(
+    arg: str | None, *, taxonomy: str = "unsafebench", threshold: float = 0.5, device: str | None = None
+) -> ClipZeroShotClassifier:
     """`clip-zeroshot[:ENCODER]`, ENCODER as in `imagesafety.encoders.load_encoder` (default ViT-L-14/openai)."""
     return ClipZeroShotClassifier(arg or DEFAULT_ENCODER, taxonomy, threshold, device)

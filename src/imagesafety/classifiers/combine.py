@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imagesafety.classifiers.base import Classifier, ModelFailure, Prediction, SafetyClassifier, cache_key, coverage, decide
+from imagesafety.classifiers.base import (
+    Classifier,
+    ModelFailure,
+    Prediction,
+    SafetyClassifier,
+    cache_key,
+    coverage,
+    decide,
+)
 
 RULES = ("cascade", "vote", "max", "mean")
 
@@ -50,8 +58,15 @@ class Combined(Classifier):
 
     version = "1"
 
-    def __init__(self, rule: str, parts: list[SafetyClassifier], *, k: int | None = None, band: tuple[float, float] = (0.2, 0.8),
-                 spec: str = ""):
+    def __init__(
+        self,
+        rule: str,
+        parts: list[SafetyClassifier],
+        *,
+        k: int | None = None,
+        band: tuple[float, float] = (0.2, 0.8),
+        spec: str = "",
+    ):
         if rule not in RULES:
             raise ValueError(f"unknown combination {rule!r}; combinations: {', '.join(RULES)}")
         if len(parts) < 2:
@@ -66,15 +81,23 @@ class Combined(Classifier):
             declared = [c for c in covers if c is not None]
             self.covers = frozenset.intersection(*declared) if declared else None
             if declared and not self.covers:
-                raise ValueError(f"vote: the parts' categories do not overlap ({'; '.join(', '.join(sorted(c)) for c in declared)}): "
-                                 "no image could get a vote from every part")
+                raise ValueError(
+                    "vote: the parts' categories do not overlap "
+                    f"({'; '.join(', '.join(sorted(c)) for c in declared)}): "
+                    "no image could get a vote from every part"
+                )
         else:
             self.covers = None if any(c is None for c in covers) else frozenset.union(*covers)
         self.k = k
         self.threshold = (k / len(parts)) if rule == "vote" else 0.5
         self.costs = {p.name: StageCost() for p in parts}
-        self.config = {"rule": rule, "k": k, "band": list(band) if rule == "cascade" else None,
-                       "parts": [list(cache_key(p)) for p in parts], "thresholds": [float(p.threshold) for p in parts]}
+        self.config = {
+            "rule": rule,
+            "k": k,
+            "band": list(band) if rule == "cascade" else None,
+            "parts": [list(cache_key(p)) for p in parts],
+            "thresholds": [float(p.threshold) for p in parts],
+        }
 
     def _run(self, part: SafetyClassifier, images: list[Image.Image]) -> list[Prediction]:
         started = time.perf_counter()
@@ -112,8 +135,14 @@ class Combined(Classifier):
         out = []
         for i, pred in enumerate(final):
             decided = stages[i][-1]["stage"]
-            out.append(Prediction(pred.unsafe_score, pred.decision, dict(pred.category_scores),
-                                  {"rule": "cascade", "band": [lo, hi], "decided_by": decided, "stages": stages[i]}))
+            out.append(
+                Prediction(
+                    pred.unsafe_score,
+                    pred.decision,
+                    dict(pred.category_scores),
+                    {"rule": "cascade", "band": [lo, hi], "decided_by": decided, "stages": stages[i]},
+                )
+            )
         return out
 
     def _together(self, images: list[Image.Image]) -> list[Prediction]:
@@ -126,7 +155,12 @@ class Combined(Classifier):
             shared = set.intersection(*(set(p.category_scores) for p in preds))
             if self.rule == "vote":
                 score, decision = votes / len(preds), int(votes >= self.k)
-                cats = {c: float(sum(p.category_scores[c] >= part.threshold for p, part in zip(preds, self.parts)) / len(preds)) for c in shared}
+                cats = {
+                    c: float(
+                        sum(p.category_scores[c] >= part.threshold for p, part in zip(preds, self.parts)) / len(preds)
+                    )
+                    for c in shared
+                }
             elif self.rule == "max":
                 score, decision = float(scores.max()), int(votes >= 1)
                 cats = {c: max(p.category_scores[c] for p in preds) for c in shared}
@@ -134,20 +168,36 @@ class Combined(Classifier):
                 score = float(scores.mean())
                 decision = decide(score, self.threshold)
                 cats = {c: float(np.mean([p.category_scores[c] for p in preds])) for c in shared}
-            parts = [{"stage": part.name, "score": p.unsafe_score, "decision": p.decision} for part, p in zip(self.parts, preds)]
+            parts = [
+                {"stage": part.name, "score": p.unsafe_score, "decision": p.decision}
+                for part, p in zip(self.parts, preds)
+            ]
             out.append(Prediction(score, decision, cats, {"rule": self.rule, "k": self.k, "stages": parts}))
         return out
 
     def run_summary(self, rows) -> dict[str, Any]:
-        """Cost per stage over the run: images each part saw, its seconds, and endpoint cost (cached rows cost nothing)."""
+        """Cost per stage over the run: images each part saw, its seconds, and endpoint cost (cached rows cost
+        nothing)."""
         total = max(1, int(rows["error"].isna().sum()))
-        coverage_rule = "intersection of the parts' categories" if self.rule == "vote" else "union of the parts' categories"
-        return {"rule": self.rule, "coverage": {"covers": sorted(self.covers) if self.covers is not None else "all", "rule": coverage_rule},
-                "per_category": "the rule applied category by category over the categories every part scores",
-                "stages": {name: {"images": c.images, "seconds": round(c.seconds, 4), "cost": c.cost,
-                                                     "share_of_images": c.images / total} for name, c in self.costs.items()},
-                "seconds_per_image": sum(c.seconds for c in self.costs.values()) / total,
-                "cost_per_1000_images": 1000 * sum(c.cost for c in self.costs.values()) / total}
+        coverage_rule = (
+            "intersection of the parts' categories" if self.rule == "vote" else "union of the parts' categories"
+        )
+        return {
+            "rule": self.rule,
+            "coverage": {"covers": sorted(self.covers) if self.covers is not None else "all", "rule": coverage_rule},
+            "per_category": "the rule applied category by category over the categories every part scores",
+            "stages": {
+                name: {
+                    "images": c.images,
+                    "seconds": round(c.seconds, 4),
+                    "cost": c.cost,
+                    "share_of_images": c.images / total,
+                }
+                for name, c in self.costs.items()
+            },
+            "seconds_per_image": sum(c.seconds for c in self.costs.values()) / total,
+            "cost_per_1000_images": 1000 * sum(c.cost for c in self.costs.values()) / total,
+        }
 
 
 def _split(arg: str | None, sep: str, what: str) -> list[str]:

@@ -26,14 +26,23 @@ class HashMatchClassifier(Classifier):
         self.dihedral = bool(dihedral)
         keys = sorted({slugify(label) for label in self.bank.labels})
         known = {c.key: c for c in UNSAFEBENCH}
-        self.taxonomy = Taxonomy("hash-bank", tuple(known.get(k, Category(k, k.replace("_", " ").capitalize())) for k in keys))
+        self.taxonomy = Taxonomy(
+            "hash-bank", tuple(known.get(k, Category(k, k.replace("_", " ").capitalize())) for k in keys)
+        )
         self.covers = frozenset(keys)
-        self.config = {"bank": path_digest(self.bank.path), "thresholds": self.bank.thresholds, "dihedral": self.dihedral,
-                       "weights": path_digest(self.bank.path)}
+        self.config = {
+            "bank": path_digest(self.bank.path),
+            "thresholds": self.bank.thresholds,
+            "dihedral": self.dihedral,
+            "weights": path_digest(self.bank.path),
+        }
 
     def prepare(self, image: Image.Image) -> dict[str, list]:
         """The image's hashes (on the run's worker threads)."""
-        return {a: (pdq_dihedral(image) if self.dihedral and a == "pdq" else [compute(image, a)]) for a in self.bank.algorithms}
+        return {
+            a: (pdq_dihedral(image) if self.dihedral and a == "pdq" else [compute(image, a)])
+            for a in self.bank.algorithms
+        }
 
     def predict_prepared(self, items: list[dict[str, list]]) -> list[Prediction]:
         out = []
@@ -44,7 +53,13 @@ class HashMatchClassifier(Classifier):
             raw["unhashable"] = all(h.quality < MIN_QUALITY[a] for a, hs in hashes.items() for h in hs)
             if found is not None:
                 scores[slugify(found.label)] = 1.0
-                raw.update(entry=found.id, label=found.label, source=found.source, distance=found.distance, algorithm=found.algorithm)
+                raw.update(
+                    entry=found.id,
+                    label=found.label,
+                    source=found.source,
+                    distance=found.distance,
+                    algorithm=found.algorithm,
+                )
             out.append(Prediction(1.0 if found else 0.0, int(found is not None), scores, raw))
         return out
 

@@ -18,7 +18,14 @@ from imagesafety.taxonomy import Category, Taxonomy
 
 
 class HysacClassifier(TorchClassifier):
-    def __init__(self, path: str | Path, threshold: float | None = None, device: str = "cpu", backbone: str | None = None, encoder=None):
+    def __init__(
+        self,
+        path: str | Path,
+        threshold: float | None = None,
+        device: str = "cpu",
+        backbone: str | None = None,
+        encoder=None,
+    ):
         from imagesafety.hyperbolic.embedder import HysacEmbedder
 
         self.embedder = HysacEmbedder(path, device, encoder=encoder, backbone=backbone)
@@ -33,8 +40,12 @@ class HysacClassifier(TorchClassifier):
         self.taxonomy = Taxonomy("hysac", tuple(Category(k, k) for k in self.category_thresholds))
         self.name = f"hysac:{self.embedder.directory.name}"
         self.version = "1"
-        self.config = {"weights": self.embedder.identity, "threshold": self.distance_threshold, "categories": self.category_thresholds,
-                       "mode": card["mode"]}
+        self.config = {
+            "weights": self.embedder.identity,
+            "threshold": self.distance_threshold,
+            "categories": self.category_thresholds,
+            "mode": card["mode"],
+        }
 
     def training_images(self) -> frozenset[str]:
         return read_training_images(self.embedder.directory)
@@ -62,11 +73,17 @@ class HysacClassifier(TorchClassifier):
         out = []
         for di, si in zip(d, scores):
             per_category = {k: float(self._score(di, t)) for k, t in self.category_thresholds.items()}
-            out.append(Prediction(float(si), decide(float(si), self.threshold), per_category, {"distance_to_origin": float(di)}))
+            out.append(
+                Prediction(
+                    float(si), decide(float(si), self.threshold), per_category, {"distance_to_origin": float(di)}
+                )
+            )
         return out
 
 
-def from_spec(arg: str | None, *, threshold: float | None = None, device: str = "cpu", backbone: str | None = None) -> HysacClassifier:
+def from_spec(
+    arg: str | None, *, threshold: float | None = None, device: str = "cpu", backbone: str | None = None
+) -> HysacClassifier:
     """`hysac:DIR`: a model folder from `imagesafety hysac train` (or a released HySAC checkpoint folder)."""
     if not arg:
         raise ValueError("hysac needs a model folder: --classifier hysac:PATH")

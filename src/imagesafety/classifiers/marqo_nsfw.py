@@ -28,7 +28,9 @@ class MarqoNsfw(Classifier):
     covers = frozenset({"sexual"})
     preferred_batch_size = 32
 
-    def __init__(self, model: str = DEFAULT_MODEL, unsafe_label: str = "NSFW", threshold: float = 0.5, device: str | None = None):
+    def __init__(
+        self, model: str = DEFAULT_MODEL, unsafe_label: str = "NSFW", threshold: float = 0.5, device: str | None = None
+    ):
         import timm
         import torch
 
@@ -41,14 +43,21 @@ class MarqoNsfw(Classifier):
             raise ValueError(f"cannot load the timm model {ref.location!r}: {type(exc).__name__}: {exc}") from None
         labels = [str(x) for x in self.model.pretrained_cfg.get("label_names") or []]
         if unsafe_label.lower() not in [x.lower() for x in labels]:
-            raise ValueError(f"model {ref.location!r} has no label {unsafe_label!r}; its labels: {', '.join(labels) or 'none recorded'}")
+            raise ValueError(
+                f"model {ref.location!r} has no label {unsafe_label!r}; its labels: "
+                f"{', '.join(labels) or 'none recorded'}"
+            )
         self.labels = labels
         self.unsafe_index = [x.lower() for x in labels].index(unsafe_label.lower())
         data_config = timm.data.resolve_model_data_config(self.model)
         self.transform = timm.data.create_transform(**data_config, is_training=False)
         self.threshold = float(threshold)
-        self.config = {"model": ref.location, "weights": hub.identity_of(ref), "unsafe_label": labels[self.unsafe_index],
-                       "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}}
+        self.config = {
+            "model": ref.location,
+            "weights": hub.identity_of(ref),
+            "unsafe_label": labels[self.unsafe_index],
+            "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
+        }
 
     def prepare(self, image: Image.Image):
         """timm's evaluation transform (resize, centre crop, normalise), on the run's worker threads."""
@@ -71,6 +80,9 @@ class MarqoNsfw(Classifier):
         return out
 
 
-def from_spec(arg: str | None, *, unsafe_label: str = "NSFW", threshold: float = 0.5, device: str | None = None) -> MarqoNsfw:
-    """`marqo-nsfw` (Marqo/nsfw-image-detection-384) or `marqo-nsfw:REPO_OR_FOLDER` (another timm checkpoint with labels)."""
+def from_spec(
+    arg: str | None, *, unsafe_label: str = "NSFW", threshold: float = 0.5, device: str | None = None
+) -> MarqoNsfw:
+    """`marqo-nsfw` (Marqo/nsfw-image-detection-384) or `marqo-nsfw:REPO_OR_FOLDER` (another timm checkpoint with
+    labels)."""
     return MarqoNsfw(arg or DEFAULT_MODEL, unsafe_label, threshold, device)

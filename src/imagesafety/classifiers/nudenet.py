@@ -23,15 +23,33 @@ from imagesafety.pixels import PixelSpec
 from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy
 
 LABELS = (
-    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED", "BELLY_COVERED",
-    "FEET_COVERED", "ARMPITS_COVERED", "ARMPITS_EXPOSED", "FACE_MALE", "BELLY_EXPOSED",
-    "MALE_GENITALIA_EXPOSED", "ANUS_COVERED", "FEMALE_BREAST_COVERED", "BUTTOCKS_COVERED",
+    "FEMALE_GENITALIA_COVERED",
+    "FACE_FEMALE",
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_BREAST_EXPOSED",
+    "ANUS_EXPOSED",
+    "FEET_EXPOSED",
+    "BELLY_COVERED",
+    "FEET_COVERED",
+    "ARMPITS_COVERED",
+    "ARMPITS_EXPOSED",
+    "FACE_MALE",
+    "BELLY_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "ANUS_COVERED",
+    "FEMALE_BREAST_COVERED",
+    "BUTTOCKS_COVERED",
 )
 
 #: Detections that make an image sexual by default (explicit nudity).
 DEFAULT_UNSAFE_LABELS = (
-    "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "FEMALE_BREAST_EXPOSED", "BUTTOCKS_EXPOSED", "ANUS_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "BUTTOCKS_EXPOSED",
+    "ANUS_EXPOSED",
 )
 
 #: NudeNet keeps a detection at score >= 0.25 (its NMS score threshold); so do we, by default.
@@ -83,8 +101,12 @@ class NudeNetClassifier(Classifier):
         self._counted = np.array([lab in self.labels for lab in LABELS])
         self.load_runtime(threads)
         # threshold is applied at decision time, so it is not part of the cache key; the model file by its content
-        self.config = {"labels": sorted(self.labels), "resolution": self.resolution, "model": os.path.basename(self.model_file),
-                       "weights": path_digest(self.model_file)}
+        self.config = {
+            "labels": sorted(self.labels),
+            "resolution": self.resolution,
+            "model": os.path.basename(self.model_file),
+            "weights": path_digest(self.model_file),
+        }
 
     def load_runtime(self, threads: int | None) -> None:
         """The onnxruntime session that runs the detector."""
@@ -99,7 +121,8 @@ class NudeNetClassifier(Classifier):
         self.input_name = self.session.get_inputs()[0].name
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> float32 CHW in [0, 1]: the long side resized to the input size, zero-padded at the bottom/right."""
+        """RGB image -> float32 CHW in [0, 1]: the long side resized to the input size, zero-padded at the
+        bottom/right."""
         return (self.pixel_spec.prepare(image).astype(np.float32) / 255.0).transpose(2, 0, 1)
 
     def image_region(self, prepared: tuple[np.ndarray, tuple[int, int]]) -> tuple[int, int]:
@@ -133,10 +156,20 @@ class NudeNetClassifier(Classifier):
     def evidence_boxes(self, prediction: Prediction) -> list[list[float]]:
         """The counted (exposed) detections as [x0, y0, x1, y1, score] in the image's pixels, most confident first."""
         found = [d for d in (prediction.raw or {}).get("detections", []) if d["class"] in self.labels]
-        return [[float(d["box"][0]), float(d["box"][1]), float(d["box"][0] + d["box"][2]), float(d["box"][1] + d["box"][3]), float(d["score"])]
-                for d in sorted(found, key=lambda d: -d["score"])]
+        return [
+            [
+                float(d["box"][0]),
+                float(d["box"][1]),
+                float(d["box"][0] + d["box"][2]),
+                float(d["box"][1] + d["box"][3]),
+                float(d["score"]),
+            ]
+            for d in sorted(found, key=lambda d: -d["score"])
+        ]
 
-    def _detections(self, boxes: np.ndarray, cls: np.ndarray, score: np.ndarray, size: tuple[int, int]) -> list[dict[str, Any]]:
+    def _detections(
+        self, boxes: np.ndarray, cls: np.ndarray, score: np.ndarray, size: tuple[int, int]
+    ) -> list[dict[str, Any]]:
         """NudeNet's own detection list (score >= 0.2, NMS), with boxes in original pixels [x, y, w, h]."""
         import cv2
 
@@ -170,8 +203,14 @@ class NudeNetTorch(NudeNetClassifier, TorchClassifier):
     from the same raw outputs as on onnxruntime; `unsafe_logits` is the logit of the unsafe score before NMS (the
     highest best-class score among anchors whose best class is counted), differentiable in the input pixels."""
 
-    def __init__(self, labels: tuple[str, ...] | list[str] | str = DEFAULT_UNSAFE_LABELS, threshold: float = DEFAULT_THRESHOLD,
-                 resolution: int = 320, model: str | None = None, device: str | None = None):
+    def __init__(
+        self,
+        labels: tuple[str, ...] | list[str] | str = DEFAULT_UNSAFE_LABELS,
+        threshold: float = DEFAULT_THRESHOLD,
+        resolution: int = 320,
+        model: str | None = None,
+        device: str | None = None,
+    ):
         import torch
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -213,10 +252,19 @@ class NudeNetTorch(NudeNetClassifier, TorchClassifier):
         return p.log() - (-p).log1p()
 
 
-def from_spec(arg: str | None, *, labels: str | list[str] = DEFAULT_UNSAFE_LABELS, threshold: float = DEFAULT_THRESHOLD,
-              resolution: int = 320, threads: int | None = None, model: str | None = None, runtime: str = "onnx",
-              device: str | None = None) -> NudeNetClassifier:
-    """`nudenet` or `nudenet:PATH/TO/model.onnx` (another NudeNet export, e.g. the 640m model). `runtime=onnx` (the default:
+def from_spec(
+    arg: str | None,
+    *,
+    labels: str | list[str] = DEFAULT_UNSAFE_LABELS,
+    threshold: float = DEFAULT_THRESHOLD,
+    resolution: int = 320,
+    threads: int | None = None,
+    model: str | None = None,
+    runtime: str = "onnx",
+    device: str | None = None,
+) -> NudeNetClassifier:
+    """`nudenet` or `nudenet:PATH/TO/model.onnx` (another NudeNet export, e.g. the 640m model). `runtime=onnx` (the
+    default:
     onnxruntime, as NudeNet runs it, in the base install and about 2.5x faster on a CPU) or `runtime=torch` (white-box:
     gradient attacks and evidence maps; `pip install 'imagesafety[onnx-torch]'`). Both share cached predictions."""
     from imagesafety.onnx_module import check_runtime

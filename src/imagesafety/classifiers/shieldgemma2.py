@@ -25,10 +25,18 @@ from imagesafety.taxonomy import UNSAFEBENCH, Category, Taxonomy
 
 DEFAULT_MODEL = "google/shieldgemma-2-4b-it"
 YES = 0  # index of "Yes" (violates) in ShieldGemma2ForImageClassification's probabilities
-TAXONOMY = Taxonomy("shieldgemma2", (
-    UNSAFEBENCH.get("sexual"), UNSAFEBENCH.get("violence"),
-    Category("dangerous", "Dangerous content", "Content that facilitates or encourages activities that could cause real-world harm."),
-))
+TAXONOMY = Taxonomy(
+    "shieldgemma2",
+    (
+        UNSAFEBENCH.get("sexual"),
+        UNSAFEBENCH.get("violence"),
+        Category(
+            "dangerous",
+            "Dangerous content",
+            "Content that facilitates or encourages activities that could cause real-world harm.",
+        ),
+    ),
+)
 
 
 def read_policy_file(path: str | Path) -> dict[str, str]:
@@ -38,17 +46,25 @@ def read_policy_file(path: str | Path) -> dict[str, str]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"policy file {path}: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict) or not data or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()):
+    if (
+        not isinstance(data, dict)
+        or not data
+        or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items())
+    ):
         raise ValueError(f"policy file {path}: write a mapping of policy key -> policy text")
     return {k.strip(): v.strip() for k, v in data.items()}
 
 
 def choose_policies(wanted: str | list[str] | None, available: dict[str, str]) -> list[str]:
-    names = [p.strip() for p in (wanted.split(",") if isinstance(wanted, str) else wanted or []) if p.strip()] or list(available)
+    names = [p.strip() for p in (wanted.split(",") if isinstance(wanted, str) else wanted or []) if p.strip()] or list(
+        available
+    )
     unknown = [p for p in names if p not in available]
     if unknown:
-        raise ValueError(f"ShieldGemma 2 has no policy {', '.join(unknown)}; its policies: {', '.join(available)} "
-                         "(add your own with --option policy_file=YAML)")
+        raise ValueError(
+            f"ShieldGemma 2 has no policy {', '.join(unknown)}; its policies: {', '.join(available)} "
+            "(add your own with --option policy_file=YAML)"
+        )
     return names
 
 
@@ -58,8 +74,15 @@ class ShieldGemma2Classifier(Classifier):
     taxonomy = TAXONOMY
     preferred_batch_size = 4
 
-    def __init__(self, model: str = DEFAULT_MODEL, policies: str | list[str] | None = None, policy_file: str | None = None,
-                 threshold: float = 0.5, device: str | None = None, dtype: str = "auto"):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        policies: str | list[str] | None = None,
+        policy_file: str | None = None,
+        threshold: float = 0.5,
+        device: str | None = None,
+        dtype: str = "auto",
+    ):
         import torch
         from transformers import AutoProcessor, ShieldGemma2ForImageClassification
 
@@ -67,7 +90,9 @@ class ShieldGemma2Classifier(Classifier):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.processor = AutoProcessor.from_pretrained(ref.location)
-            self.model = ShieldGemma2ForImageClassification.from_pretrained(ref.location, dtype=dtype).to(self.device).eval()
+            self.model = (
+                ShieldGemma2ForImageClassification.from_pretrained(ref.location, dtype=dtype).to(self.device).eval()
+            )
         except OSError as exc:
             raise ValueError(f"cannot load ShieldGemma 2 from {ref.location!r}: {exc}") from None
         self.custom = read_policy_file(policy_file) if policy_file else {}
@@ -75,8 +100,11 @@ class ShieldGemma2Classifier(Classifier):
         self.policies = choose_policies(policies, texts)
         self.threshold = float(threshold)
         self.covers = frozenset(p for p in self.policies if p in UNSAFEBENCH.keys)
-        self.config = {"model": ref.location, "weights": hub.identity_of(ref, "preprocessor_config.json"),
-                       "policies": {p: texts[p] for p in self.policies}}
+        self.config = {
+            "model": ref.location,
+            "weights": hub.identity_of(ref, "preprocessor_config.json"),
+            "policies": {p: texts[p] for p in self.policies},
+        }
 
     def prepare(self, image: Image.Image) -> Image.Image:
         return image.convert("RGB")
@@ -85,7 +113,9 @@ class ShieldGemma2Classifier(Classifier):
         """(images, policies) P(Yes: the image violates the policy)."""
         import torch
 
-        inputs = self.processor(images=images, policies=self.policies, custom_policies=self.custom, return_tensors="pt").to(self.device)
+        inputs = self.processor(
+            images=images, policies=self.policies, custom_policies=self.custom, return_tensors="pt"
+        ).to(self.device)
         with torch.no_grad():
             probabilities = self.model(**inputs).probabilities[:, YES]
         return probabilities.float().cpu().numpy().reshape(len(images), len(self.policies))
@@ -101,7 +131,14 @@ class ShieldGemma2Classifier(Classifier):
         return out
 
 
-def from_spec(arg: str | None, *, policies: str | list[str] | None = None, policy_file: str | None = None, threshold: float = 0.5,
-              device: str | None = None, dtype: str = "auto") -> ShieldGemma2Classifier:
+def from_spec(
+    arg: str | None,
+    *,
+    policies: str | list[str] | None = None,
+    policy_file: str | None = None,
+    threshold: float = 0.5,
+    device: str | None = None,
+    dtype: str = "auto",
+) -> ShieldGemma2Classifier:
     """`shieldgemma2` (google/shieldgemma-2-4b-it) or `shieldgemma2:MODEL_OR_FOLDER`."""
     return ShieldGemma2Classifier(arg or DEFAULT_MODEL, policies, policy_file, threshold, device, dtype)

@@ -59,7 +59,9 @@ def api_key(env: str, base_url: str | None) -> str:
 class OpenAITransport:
     """Requests to one OpenAI-compatible endpoint from synchronous code, run concurrently on a background loop."""
 
-    def __init__(self, base_url: str | None, key: str, concurrency: int = 8, timeout: float = 60.0, max_retries: int = 5):
+    def __init__(
+        self, base_url: str | None, key: str, concurrency: int = 8, timeout: float = 60.0, max_retries: int = 5
+    ):
         self.base_url, self.key = base_url, key
         self.concurrency, self.timeout, self.max_retries = int(concurrency), float(timeout), int(max_retries)
         self.cache: PredictionCache | None = None
@@ -79,7 +81,9 @@ class OpenAITransport:
         if self._client is None:
             from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(base_url=self.base_url, api_key=self.key, timeout=self.timeout, max_retries=self.max_retries)
+            self._client = AsyncOpenAI(
+                base_url=self.base_url, api_key=self.key, timeout=self.timeout, max_retries=self.max_retries
+            )
             self._semaphore = asyncio.Semaphore(self.concurrency)
         return self._client
 
@@ -95,27 +99,52 @@ class OpenAITransport:
                 raise FatalModelError(fatal) from exc
             raise
 
-    async def chat(self, data_url: str, prompt: str, *, model: str, temperature: float = 0.0, max_tokens: int = 200,
-                   namespace: str = "") -> dict[str, Any]:
+    async def chat(
+        self,
+        data_url: str,
+        prompt: str,
+        *,
+        model: str,
+        temperature: float = 0.0,
+        max_tokens: int = 200,
+        namespace: str = "",
+    ) -> dict[str, Any]:
         """One chat completion about one image: {text, prompt_tokens, completion_tokens}, cached by
         (namespace, prompt, image) when the run has a cache."""
-        key = hashlib.sha256(f"{namespace}|{prompt}|{hashlib.sha256(data_url.encode()).hexdigest()}".encode()).hexdigest()
+        key = hashlib.sha256(
+            f"{namespace}|{prompt}|{hashlib.sha256(data_url.encode()).hexdigest()}".encode()
+        ).hexdigest()
         if self.cache is not None:
             hit = await asyncio.to_thread(self.cache.get_answer, key)
             if hit is not None:
                 return hit | {"cached": True}
-        messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": prompt}]}]
-        response = await self.call(lambda client: client.chat.completions.create(
-            model=model, temperature=temperature, max_tokens=max_tokens, messages=messages))
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": prompt}],
+            }
+        ]
+        response = await self.call(
+            lambda client: client.chat.completions.create(
+                model=model, temperature=temperature, max_tokens=max_tokens, messages=messages
+            )
+        )
         text = response.choices[0].message.content if response.choices else None
         usage = response.usage
-        answer = {"text": text, "prompt_tokens": usage.prompt_tokens if usage else 0, "completion_tokens": usage.completion_tokens if usage else 0}
+        answer = {
+            "text": text,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+        }
         if self.cache is not None:
             await asyncio.to_thread(self.cache.put_answer, key, answer)
         return answer
 
     async def moderate(self, data_url: str, model: str):
         """One /v1/moderations request for one image; the result object."""
-        response = await self.call(lambda client: client.moderations.create(
-            model=model, input=[{"type": "image_url", "image_url": {"url": data_url}}]))
+        response = await self.call(
+            lambda client: client.moderations.create(
+                model=model, input=[{"type": "image_url", "image_url": {"url": data_url}}]
+            )
+        )
         return response.results[0]

@@ -10,24 +10,46 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli.common import (FpsOpt, FrameRuleOpt, MaxFramesOpt, OneLineErrors, console, err_console, fail, frame_policy,
-                                   parse_options, split_list)
+from imagesafety.cli.common import (
+    FpsOpt,
+    FrameRuleOpt,
+    MaxFramesOpt,
+    OneLineErrors,
+    console,
+    err_console,
+    fail,
+    frame_policy,
+    parse_options,
+    split_list,
+)
 from imagesafety.cli.guard import app as guard_app
 from imagesafety.cli.hashes import app as hashes_app
 from imagesafety.cli.hysac import app as hysac_app
 from imagesafety.cli.pairs import app as pairs_app
 from imagesafety.cli.perspective import app as perspective_app
 
-app = typer.Typer(help="Benchmark image safety classifiers per category and per source.", no_args_is_help=True, add_completion=False,
-                  cls=OneLineErrors)
+app = typer.Typer(
+    help="Benchmark image safety classifiers per category and per source.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=OneLineErrors,
+)
 cache_app = typer.Typer(help="Inspect or clear the prediction cache.", no_args_is_help=True)
-for group, name in ((cache_app, "cache"), (hysac_app, "hysac"), (perspective_app, "perspective"), (pairs_app, "pairs"), (guard_app, "guard"),
-                    (hashes_app, "hashes")):
+for group, name in (
+    (cache_app, "cache"),
+    (hysac_app, "hysac"),
+    (perspective_app, "perspective"),
+    (pairs_app, "pairs"),
+    (guard_app, "guard"),
+    (hashes_app, "hashes"),
+):
     app.add_typer(group, name=name)
 
 
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="show full tracebacks instead of one-line errors")] = False) -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show full tracebacks instead of one-line errors")] = False,
+) -> None:
     """Benchmark image safety classifiers per category and per source."""
     if debug:
         os.environ["IMAGESAFETY_DEBUG"] = "1"
@@ -46,53 +68,131 @@ def cache_choice(cache: Optional[Path], no_cache: bool):
 
 
 def interrupted(stop) -> None:
-    err_console.print(Text(f"interrupted after {stop.stats.images} images; every finished result is in the cache: "
-                           "run the same command again to resume.", style="yellow"))
+    err_console.print(
+        Text(
+            f"interrupted after {stop.stats.images} images; every finished result is in the cache: "
+            "run the same command again to resume.",
+            style="yellow",
+        )
+    )
     raise typer.Exit(130)
 
 
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)")]
-OutsideRoot = Annotated[bool, typer.Option("--allow-outside-root", help="let a dataset's rows name files outside its folder")]
+CacheOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--cache", help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)"
+    ),
+]
+OutsideRoot = Annotated[
+    bool, typer.Option("--allow-outside-root", help="let a dataset's rows name files outside its folder")
+]
 
 
 @app.command("eval")
 def eval_command(
-    classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec, e.g. nudenet (see `imagesafety models`); repeat it to compare several on a leaderboard")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="folder, .jsonl/.csv/.parquet, hf:OWNER/NAME or a name (see `imagesafety datasets`)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for metrics.json, predictions.parquet, report.html (several classifiers: one subfolder each, and the leaderboard)")] = Path("runs/eval"),
+    classifier: Annotated[
+        list[str],
+        typer.Option(
+            "--classifier",
+            "-c",
+            help="classifier spec, e.g. nudenet (see `imagesafety models`); repeat it to compare several on a "
+            "leaderboard",
+        ),
+    ],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset", "-d", help="folder, .jsonl/.csv/.parquet, hf:OWNER/NAME or a name (see `imagesafety datasets`)"
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="folder for metrics.json, predictions.parquet, report.html (several classifiers: one subfolder each, "
+            "and the leaderboard)",
+        ),
+    ] = Path("runs/eval"),
     threshold: Annotated[Optional[float], typer.Option(help="decision threshold on the unsafe score")] = None,
-    calibrate: Annotated[Optional[str], typer.Option(help="pick the F1-optimal threshold on this split; report on the others")] = None,
+    calibrate: Annotated[
+        Optional[str], typer.Option(help="pick the F1-optimal threshold on this split; report on the others")
+    ] = None,
     split: Annotated[Optional[str], typer.Option(help="evaluate only this split")] = None,
     categories: Annotated[Optional[str], typer.Option(help="comma-separated categories to keep")] = None,
     sources: Annotated[Optional[str], typer.Option(help="comma-separated sources to keep (real, generated)")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="stop after this many images")] = None,
-    option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable); with several classifiers SPEC.key=value sets one")] = [],
-    covers: Annotated[Optional[str], typer.Option(help="categories the classifier is scored on: 'all' or a list (default: what it declares)")] = None,
-    compare_published: Annotated[str, typer.Option(help="published figures to show beside the measured ones: unsafebench, none, or auto (unsafebench on UnsafeBench)")] = "auto",
-    base_url: Annotated[Optional[str], typer.Option(help="VLM/moderation endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)")] = None,
+    option: Annotated[
+        list[str],
+        typer.Option(
+            "--option",
+            help="classifier setting key=value (repeatable); with several classifiers SPEC.key=value sets one",
+        ),
+    ] = [],
+    covers: Annotated[
+        Optional[str],
+        typer.Option(help="categories the classifier is scored on: 'all' or a list (default: what it declares)"),
+    ] = None,
+    compare_published: Annotated[
+        str,
+        typer.Option(
+            help="published figures to show beside the measured ones: unsafebench, none, or auto (unsafebench on "
+            "UnsafeBench)"
+        ),
+    ] = "auto",
+    base_url: Annotated[
+        Optional[str], typer.Option(help="VLM/moderation endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)")
+    ] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="concurrent requests to a VLM endpoint")] = None,
-    protocol: Annotated[Optional[str], typer.Option(help="VLM prompt protocol: unsafebench, policy, llamaguard or a YAML file")] = None,
-    unsure: Annotated[Optional[str], typer.Option(help="VLM answers that are neither safe nor unsafe count as: unsafe, safe or exclude")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="default 16 (endpoints: their concurrency, 16 at least)")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="background decoding threads (default: cores - 1, at most 4)")] = None,
+    protocol: Annotated[
+        Optional[str], typer.Option(help="VLM prompt protocol: unsafebench, policy, llamaguard or a YAML file")
+    ] = None,
+    unsure: Annotated[
+        Optional[str],
+        typer.Option(help="VLM answers that are neither safe nor unsafe count as: unsafe, safe or exclude"),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(min=1, help="default 16 (endpoints: their concurrency, 16 at least)")
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="background decoding threads (default: cores - 1, at most 4)")
+    ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% intervals")] = 1000,
     seed: int = 0,
-    max_error_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="fail the run when more than this share of images fail")] = 0.5,
+    max_error_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="fail the run when more than this share of images fail")
+    ] = 0.5,
     cache: CacheOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the prediction cache")] = False,
     html: Annotated[bool, typer.Option("--html/--no-html")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
-    engine: Annotated[str, typer.Option(help="local (default) or ray (Ray Data actors; see docs/scaling.md)")] = "local",
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT (default: start a local one)")] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (default) or ray (Ray Data actors; see docs/scaling.md)")
+    ] = "local",
+    address: Annotated[
+        Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT (default: start a local one)")
+    ] = None,
     num_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor")] = 0,
-    partition_size: Annotated[int, typer.Option(min=1, help="images per Ray partition (the unit a re-run skips)")] = 1000,
-    streaming: Annotated[bool, typer.Option("--streaming", help="stream a Hugging Face dataset instead of downloading it first")] = False,
+    partition_size: Annotated[
+        int, typer.Option(min=1, help="images per Ray partition (the unit a re-run skips)")
+    ] = 1000,
+    streaming: Annotated[
+        bool, typer.Option("--streaming", help="stream a Hugging Face dataset instead of downloading it first")
+    ] = False,
     allow_outside_root: OutsideRoot = False,
-    allow_url_host: Annotated[list[str], typer.Option("--allow-url-host", help="host whose image URLs may resolve to private addresses")] = [],
+    allow_url_host: Annotated[
+        list[str], typer.Option("--allow-url-host", help="host whose image URLs may resolve to private addresses")
+    ] = [],
     max_frames: MaxFramesOpt = 64,
     frame_rule: FrameRuleOpt = "max",
     fps: FpsOpt = 1.0,
-    early_exit: Annotated[bool, typer.Option("--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)")] = False,
+    early_exit: Annotated[
+        bool,
+        typer.Option(
+            "--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)"
+        ),
+    ] = False,
 ) -> None:
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
     from imagesafety.bench.coverage import parse_covers
@@ -101,12 +201,29 @@ def eval_command(
     from imagesafety.run.runner import RunInterrupted
 
     options = dict(
-        threshold=threshold, calibrate=calibrate, categories=split_list(categories), sources=split_list(sources), limit=limit,
-        cache=cache_choice(cache, no_cache), batch_size=batch_size, workers=workers, n_boot=bootstrap, seed=seed,
-        progress=not quiet, html=html, max_error_rate=max_error_rate, covers="declared" if covers is None else parse_covers(covers),
+        threshold=threshold,
+        calibrate=calibrate,
+        categories=split_list(categories),
+        sources=split_list(sources),
+        limit=limit,
+        cache=cache_choice(cache, no_cache),
+        batch_size=batch_size,
+        workers=workers,
+        n_boot=bootstrap,
+        seed=seed,
+        progress=not quiet,
+        html=html,
+        max_error_rate=max_error_rate,
+        covers="declared" if covers is None else parse_covers(covers),
         classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
-        engine=engine, address=address, num_gpus=num_gpus, partition_size=partition_size, streaming=streaming,
-        allow_outside_root=allow_outside_root, url_hosts=allow_url_host, frames=frame_policy(max_frames, frame_rule, fps, early_exit),
+        engine=engine,
+        address=address,
+        num_gpus=num_gpus,
+        partition_size=partition_size,
+        streaming=streaming,
+        allow_outside_root=allow_outside_root,
+        url_hosts=allow_url_host,
+        frames=frame_policy(max_frames, frame_rule, fps, early_exit),
     )
     published = None if compare_published == "none" else compare_published
     try:
@@ -141,7 +258,11 @@ def print_many(many) -> None:
     for spec, result in many.results.items():
         run = result.metrics["run"]
         f1 = "n/a" if result.f1 is None else f"{result.f1:.3f}"
-        console.print(Text(f"{spec}: {run['images']} images, {run['errors']} errors, F1 {f1} -> {result.files.get('metrics', '')}"))
+        console.print(
+            Text(
+                f"{spec}: {run['images']} images, {run['errors']} errors, F1 {f1} -> {result.files.get('metrics', '')}"
+            )
+        )
     for spec, why in many.failed.items():
         err_console.print(Text(f"{spec}: FAILED: {why}", style="red"))
     if many.leaderboard is not None:
@@ -151,8 +272,18 @@ def print_many(many) -> None:
 @app.command("leaderboard")
 def leaderboard_command(
     runs: Annotated[list[Path], typer.Argument(help="run folders written by `imagesafety eval` (or a folder of them)")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="folder for leaderboard.html/.csv/.md/.tex (default: the first argument when it holds several runs, else the current folder)")] = None,
-    compare_published: Annotated[str, typer.Option(help="unsafebench, none, or auto (unsafebench when the runs were on UnsafeBench)")] = "auto",
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="folder for leaderboard.html/.csv/.md/.tex (default: the first argument when it holds several runs, "
+            "else the current folder)",
+        ),
+    ] = None,
+    compare_published: Annotated[
+        str, typer.Option(help="unsafebench, none, or auto (unsafebench when the runs were on UnsafeBench)")
+    ] = "auto",
 ) -> None:
     """Put finished runs side by side (no model runs): F1 per category and source, precision/recall/FPR, speed, cost."""
     from imagesafety.bench.leaderboard import leaderboard_from_folders
@@ -184,58 +315,125 @@ def robustness_command(
     classifier: Annotated[str, typer.Option("--classifier", "-c")],
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/robustness"),
-    attacks: Annotated[str, typer.Option(help="comma-separated: gn, fgsm, pgd, deepfool (white-box, torch classifiers); square (black-box)")] = "pgd",
+    attacks: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated: gn, fgsm, pgd, deepfool (white-box, torch classifiers); square (black-box)"
+        ),
+    ] = "pgd",
     eps: Annotated[float, typer.Option(help="perturbation budget (L-inf; the std for gn)")] = 0.01,
-    eps_space: Annotated[str, typer.Option(help="units of --eps: pixel ([0, 1] pixels) or normalized (the model's normalised input, as UnsafeBench)")] = "pixel",
+    eps_space: Annotated[
+        str,
+        typer.Option(
+            help="units of --eps: pixel ([0, 1] pixels) or normalized (the model's normalised input, as UnsafeBench)"
+        ),
+    ] = "pixel",
     k: Annotated[int, typer.Option(min=1, help="images the classifier gets right to attack")] = 500,
     seed: int = 2023,
     steps: Annotated[int, typer.Option(min=1, help="iterations of pgd, deepfool and square")] = 100,
-    eps_curve: Annotated[bool, typer.Option("--eps-curve/--no-eps-curve", help="also attack at eps x 0.25, 0.5, 2, 4")] = True,
-    corruptions: Annotated[Optional[str], typer.Option(help="comma-separated: jpeg, gaussian_noise, gaussian_blur, resize, brightness, contrast, crop, screenshot")] = None,
+    eps_curve: Annotated[
+        bool, typer.Option("--eps-curve/--no-eps-curve", help="also attack at eps x 0.25, 0.5, 2, 4")
+    ] = True,
+    corruptions: Annotated[
+        Optional[str],
+        typer.Option(
+            help="comma-separated: jpeg, gaussian_noise, gaussian_blur, resize, brightness, contrast, crop, screenshot"
+        ),
+    ] = None,
     severity: Annotated[str, typer.Option(help="severities, e.g. 1..5 or 1,3,5")] = "1..5",
     split: Optional[str] = None,
     categories: Optional[str] = None,
     sources: Optional[str] = None,
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
-    save_adversarial: Annotated[Optional[Path], typer.Option(help="write adversarial images + manifest.jsonl here (loadable by eval)")] = None,
+    save_adversarial: Annotated[
+        Optional[Path], typer.Option(help="write adversarial images + manifest.jsonl here (loadable by eval)")
+    ] = None,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     cache: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    engine: Annotated[str, typer.Option(help="engine of the clean and corrupted evaluations: local or ray (attacks run locally)")] = "local",
+    engine: Annotated[
+        str, typer.Option(help="engine of the clean and corrupted evaluations: local or ray (attacks run locally)")
+    ] = "local",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
     max_frames: MaxFramesOpt = 64,
     frame_rule: FrameRuleOpt = "max",
     fps: FpsOpt = 1.0,
-    early_exit: Annotated[bool, typer.Option("--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)")] = False,
+    early_exit: Annotated[
+        bool,
+        typer.Option(
+            "--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)"
+        ),
+    ] = False,
 ) -> None:
     """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
     from imagesafety.bench.robustness.run import robustness
 
-    result = robustness(classifier, dataset, out, attacks=split_list(attacks) or [], eps=eps, eps_space=eps_space, k=k, seed=seed,
-                        steps=steps, eps_curve=eps_curve, corruptions=split_list(corruptions), severities=parse_severities(severity),
-                        split=split, categories=split_list(categories), sources=split_list(sources), limit=limit, cache=cache_choice(cache, False),
-                        batch_size=batch_size, save_adversarial=save_adversarial, progress=not quiet,
-                        classifier_options=parse_options(option), engine=engine, address=address,
-                        frames=frame_policy(max_frames, frame_rule, fps, early_exit))
+    result = robustness(
+        classifier,
+        dataset,
+        out,
+        attacks=split_list(attacks) or [],
+        eps=eps,
+        eps_space=eps_space,
+        k=k,
+        seed=seed,
+        steps=steps,
+        eps_curve=eps_curve,
+        corruptions=split_list(corruptions),
+        severities=parse_severities(severity),
+        split=split,
+        categories=split_list(categories),
+        sources=split_list(sources),
+        limit=limit,
+        cache=cache_choice(cache, False),
+        batch_size=batch_size,
+        save_adversarial=save_adversarial,
+        progress=not quiet,
+        classifier_options=parse_options(option),
+        engine=engine,
+        address=address,
+        frames=frame_policy(max_frames, frame_rule, fps, early_exit),
+    )
     m = result.metrics
-    table = Table(title=Text(f"robust accuracy of {m['classifier']['name']} (eps {m['protocol']['eps_pixel_units']:.4g} pixel units, "
-                             f"{m['protocol']['attacked']} images; clean accuracy {m['clean']['accuracy']:.3f})"))
+    table = Table(
+        title=Text(
+            f"robust accuracy of {m['classifier']['name']} (eps {m['protocol']['eps_pixel_units']:.4g} pixel units, "
+            f"{m['protocol']['attacked']} images; clean accuracy {m['clean']['accuracy']:.3f})"
+        )
+    )
     for column in ("attack", "RA", "mean L-inf", "mean L2"):
         table.add_column(column, justify="right")
     for name, block in m["attacks"].items():
         o = block.get("overall", {})
-        table.add_row(name, f"{o.get('robust_accuracy', float('nan')):.3f}", f"{o.get('mean_linf', float('nan')):.4f}", f"{o.get('mean_l2', float('nan')):.3f}")
+        table.add_row(
+            name,
+            f"{o.get('robust_accuracy', float('nan')):.3f}",
+            f"{o.get('mean_linf', float('nan')):.4f}",
+            f"{o.get('mean_l2', float('nan')):.3f}",
+        )
     console.print(table)
     for name, per in m["corruptions"].items():
-        console.print(Text(f"{name}: " + " · ".join(f"s{s} acc {v['accuracy']:.3f}" for s, v in per.items() if v["accuracy"] is not None)))
+        console.print(
+            Text(
+                f"{name}: "
+                + " · ".join(f"s{s} acc {v['accuracy']:.3f}" for s, v in per.items() if v["accuracy"] is not None)
+            )
+        )
     for kind, path in result.files.items():
         console.print(Text(f"  {kind}: {path}"))
 
 
 @app.command("embed")
 def embed_command(
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help="clip:ViT-L-14/openai (open_clip), hf:MODEL_OR_PATH (transformers CLIP/SigLIP), nsfwjs:MODEL")],
+    encoder: Annotated[
+        str,
+        typer.Option(
+            "--encoder",
+            "-e",
+            help="clip:ViT-L-14/openai (open_clip), hf:MODEL_OR_PATH (transformers CLIP/SigLIP), nsfwjs:MODEL",
+        ),
+    ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="as for eval")],
     out: Annotated[Path, typer.Option("--out", "-o", help=".parquet (default) or .npz")] = Path("embeddings.parquet"),
     text: Annotated[bool, typer.Option("--text", help="also embed the dataset's 'text' captions")] = False,
@@ -261,49 +459,105 @@ def embed_command(
     from imagesafety.run.runner import RunInterrupted
 
     try:
-        result = embed(encoder, dataset, out, text=text, split=split, categories=split_list(categories), sources=split_list(sources),
-                       limit=limit, cache=cache_choice(cache, no_cache), batch_size=batch_size, device=device, progress=not quiet,
-                       engine=engine, address=address, partition_size=partition_size, allow_outside_root=allow_outside_root,
-                       frames=frame_policy(max_frames, "max", fps, False))
+        result = embed(
+            encoder,
+            dataset,
+            out,
+            text=text,
+            split=split,
+            categories=split_list(categories),
+            sources=split_list(sources),
+            limit=limit,
+            cache=cache_choice(cache, no_cache),
+            batch_size=batch_size,
+            device=device,
+            progress=not quiet,
+            engine=engine,
+            address=address,
+            partition_size=partition_size,
+            allow_outside_root=allow_outside_root,
+            frames=frame_policy(max_frames, "max", fps, False),
+        )
     except KeyboardInterrupt as stop:
         if isinstance(stop, RunInterrupted):
             interrupted(stop)
         raise
     meta = result.metadata
-    console.print(Text(f"{meta['images']} images ({meta['errors']} errors) -> {meta['embed_dim']}-d embeddings from {meta['encoder']}: {result.path}"))
+    console.print(
+        Text(
+            f"{meta['images']} images ({meta['errors']} errors) -> {meta['embed_dim']}-d embeddings from "
+            f"{meta['encoder']}: {result.path}"
+        )
+    )
 
 
 @app.command("explain")
 def explain_command(
-    classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec (repeatable: their evidence is compared)")],
+    classifier: Annotated[
+        list[str], typer.Option("--classifier", "-c", help="classifier spec (repeatable: their evidence is compared)")
+    ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="as for eval")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for evidence.parquet, heatmaps/ and explain.html")] = Path("runs/explain"),
-    method: Annotated[str, typer.Option(help="auto (integrated gradients for torch classifiers, occlusion otherwise), occlusion, rise, integrated-gradients, saliency")] = "auto",
-    category: Annotated[Optional[str], typer.Option(help="explain this category's score instead of the unsafe score")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="folder for evidence.parquet, heatmaps/ and explain.html")
+    ] = Path("runs/explain"),
+    method: Annotated[
+        str,
+        typer.Option(
+            help="auto (integrated gradients for torch classifiers, occlusion otherwise), occlusion, rise, "
+            "integrated-gradients, saliency"
+        ),
+    ] = "auto",
+    category: Annotated[
+        Optional[str], typer.Option(help="explain this category's score instead of the unsafe score")
+    ] = None,
     split: Optional[str] = None,
     categories: Annotated[Optional[str], typer.Option(help="comma-separated image categories to keep")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
-    fill: Annotated[str, typer.Option(help="how removed pixels are filled: blur, pixelate, mean, telea or ns (OpenCV inpainting)")] = "blur",
-    work_side: Annotated[int, typer.Option(min=16, help="images are explained with their long side at most this, maps mapped back")] = 224,
-    max_flip_area: Annotated[float, typer.Option(min=0.01, max=1.0, help="largest share of the image the flip search may remove")] = 0.5,
+    fill: Annotated[
+        str, typer.Option(help="how removed pixels are filled: blur, pixelate, mean, telea or ns (OpenCV inpainting)")
+    ] = "blur",
+    work_side: Annotated[
+        int, typer.Option(min=16, help="images are explained with their long side at most this, maps mapped back")
+    ] = 224,
+    max_flip_area: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="largest share of the image the flip search may remove")
+    ] = 0.5,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
 ) -> None:
     """Where each image's unsafe evidence is: maps, top regions, the smallest region whose removal flips the verdict."""
     from imagesafety.evidence.report import run_explain
 
-    table, page = run_explain(classifier, dataset, out, method=method, category=category, split=split, categories=split_list(categories),
-                              limit=limit, classifier_options=parse_options(option), fill=fill, work_side=work_side,
-                              max_flip_area=max_flip_area)
+    table, page = run_explain(
+        classifier,
+        dataset,
+        out,
+        method=method,
+        category=category,
+        split=split,
+        categories=split_list(categories),
+        limit=limit,
+        classifier_options=parse_options(option),
+        fill=fill,
+        work_side=work_side,
+        max_flip_area=max_flip_area,
+    )
     ok = table[table["error"].isna()]
     for name, part in ok.groupby("classifier"):
         flipped = part["flip_fraction"].dropna()
-        console.print(Text(f"{name}: {len(part)} images explained; median flip fraction "
-                           f"{flipped.median():.3f}" if len(flipped) else f"{name}: {len(part)} images explained; none flipped"))
+        console.print(
+            Text(
+                f"{name}: {len(part)} images explained; median flip fraction {flipped.median():.3f}"
+                if len(flipped)
+                else f"{name}: {len(part)} images explained; none flipped"
+            )
+        )
     console.print(Text(f"  evidence: {out / 'evidence.parquet'}\n  report: {page}"))
 
 
-policy_app = typer.Typer(help="Deployable policies: classifiers, combination, calibration, thresholds per category, grades.",
-                         no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Deployable policies: classifiers, combination, calibration, thresholds per category, grades.",
+    no_args_is_help=True,
+)
 app.add_typer(policy_app, name="policy")
 
 
@@ -319,8 +573,12 @@ def policy_fit_command(
     from imagesafety.policy import fit_policy
 
     policy = fit_policy(runs, target, out, split=split, method=method)
-    console.print(Text(f"{out}: {policy.combine} of {', '.join(p['spec'] for p in policy.classifiers)}; thresholds "
-                       + ", ".join(f"{k} {v:.4f}" for k, v in policy.thresholds.items())))
+    console.print(
+        Text(
+            f"{out}: {policy.combine} of {', '.join(p['spec'] for p in policy.classifiers)}; thresholds "
+            + ", ".join(f"{k} {v:.4f}" for k, v in policy.thresholds.items())
+        )
+    )
 
 
 @app.command("calibrate")
@@ -329,8 +587,12 @@ def calibrate_command(
     split: Annotated[str, typer.Option(help="the split to fit on (test only if you name it)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for calibration.json and calibration.html")],
     method: Annotated[str, typer.Option(help="isotonic, platt or temperature")] = "isotonic",
-    operating_point: Annotated[Optional[str], typer.Option(help="a threshold per category for fpr:X, precision:X, recall:X or f1")] = None,
-    holdout: Annotated[Optional[str], typer.Option(help="split on which the operating point's achieved rate is reported")] = None,
+    operating_point: Annotated[
+        Optional[str], typer.Option(help="a threshold per category for fpr:X, precision:X, recall:X or f1")
+    ] = None,
+    holdout: Annotated[
+        Optional[str], typer.Option(help="split on which the operating point's achieved rate is reported")
+    ] = None,
 ) -> None:
     """Fit calibrated scores per category on a named split; any classifier then takes --option calibration=OUT."""
     from imagesafety.calibration import calibrate
@@ -338,8 +600,12 @@ def calibrate_command(
     cal = calibrate(run, split, method, out, operating_point=operating_point, holdout=holdout)
     for key, entry in cal.report.items():
         op = entry.get("operating_point")
-        console.print(Text(f"{key}: ECE {entry['before']['ece']:.3f} -> {entry['after']['ece']:.3f} ({entry['n']} images)"
-                           + (f"; {op['target']} at threshold {op['threshold']:.4f}" if op else "")))
+        console.print(
+            Text(
+                f"{key}: ECE {entry['before']['ece']:.3f} -> {entry['after']['ece']:.3f} ({entry['n']} images)"
+                + (f"; {op['target']} at threshold {op['threshold']:.4f}" if op else "")
+            )
+        )
     console.print(Text(f"  calibration: {out / 'calibration.json'}\n  report: {out / 'calibration.html'}"))
 
 
@@ -351,49 +617,100 @@ def redact_command(
     fill: Annotated[str, typer.Option(help="blur, pixelate, mean, telea or ns (OpenCV inpainting)")] = "blur",
     method: Annotated[str, typer.Option(help="evidence method (as for explain)")] = "auto",
 ) -> None:
-    """Copies of the images with the evidence regions of each flagged image removed (unflagged ones copied unchanged)."""
+    """Copies of the images with the evidence regions of each flagged image removed (unflagged ones copied
+    unchanged)."""
     from imagesafety.evidence.redact import redact
 
     result = redact(classifier, images, out, fill=fill, method=method)
-    console.print(Text(f"{len(result.written)} images written to {out}, {result.redacted} redacted"
-                       + (f"; {len(result.failed)} unreadable (e.g. {next(iter(result.failed.values()))})" if result.failed else "")))
+    console.print(
+        Text(
+            f"{len(result.written)} images written to {out}, {result.redacted} redacted"
+            + (
+                f"; {len(result.failed)} unreadable (e.g. {next(iter(result.failed.values()))})"
+                if result.failed
+                else ""
+            )
+        )
+    )
     if not result.written:
         fail("no image could be read", code=1)
 
 
 @app.command("serve")
 def serve_command(
-    classifier: Annotated[list[str], typer.Option("--classifier", "-c", help="classifier spec to serve (repeatable); the first is the default model")] = ["nudenet"],
+    classifier: Annotated[
+        list[str],
+        typer.Option(
+            "--classifier", "-c", help="classifier spec to serve (repeatable); the first is the default model"
+        ),
+    ] = ["nudenet"],
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: Annotated[list[str], typer.Option("--api-key", help="accepted API key (repeatable)")] = [],
     keys_file: Annotated[Optional[Path], typer.Option(help="file of key_id:secret lines")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="serve without API keys (local use only)")] = False,
-    threshold: Annotated[list[str], typer.Option("--threshold", help="category=threshold (repeatable; 'unsafe=' sets the default)")] = [],
+    threshold: Annotated[
+        list[str], typer.Option("--threshold", help="category=threshold (repeatable; 'unsafe=' sets the default)")
+    ] = [],
     rate_limit: Annotated[int, typer.Option(min=0, help="requests per minute per API key (0: unlimited)")] = 0,
     image_rate_limit: Annotated[int, typer.Option(min=0, help="images per minute per API key (0: unlimited)")] = 0,
-    megapixel_rate_limit: Annotated[float, typer.Option(min=0, help="megapixels per minute per API key, summed over images (0: unlimited)")] = 0,
-    failed_auth_limit: Annotated[int, typer.Option(min=1, help="failed authentication attempts per minute per client address")] = 30,
-    max_aspect_ratio: Annotated[float, typer.Option(min=1, help="refuse images longer than this many times their width (or wider)")] = 64.0,
-    allow_url_host: Annotated[list[str], typer.Option("--allow-url-host", help="host whose http(s) image URLs may be fetched (repeatable; '.example.com' for subdomains)")] = [],
-    audit_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the audit log (default: SQLite in the user's data folder)")] = None,
+    megapixel_rate_limit: Annotated[
+        float, typer.Option(min=0, help="megapixels per minute per API key, summed over images (0: unlimited)")
+    ] = 0,
+    failed_auth_limit: Annotated[
+        int, typer.Option(min=1, help="failed authentication attempts per minute per client address")
+    ] = 30,
+    max_aspect_ratio: Annotated[
+        float, typer.Option(min=1, help="refuse images longer than this many times their width (or wider)")
+    ] = 64.0,
+    allow_url_host: Annotated[
+        list[str],
+        typer.Option(
+            "--allow-url-host",
+            help="host whose http(s) image URLs may be fetched (repeatable; '.example.com' for subdomains)",
+        ),
+    ] = [],
+    audit_url: Annotated[
+        Optional[str], typer.Option(help="SQLAlchemy URL of the audit log (default: SQLite in the user's data folder)")
+    ] = None,
     store_images: Annotated[bool, typer.Option(help="also keep the images in the audit log")] = False,
     max_request_mb: Annotated[float, typer.Option(min=0.001)] = 20.0,
     max_images: Annotated[int, typer.Option(min=1)] = 16,
-    max_request_megapixels: Annotated[float, typer.Option(min=0.001, help="pixel budget of one request, summed over its images")] = 64.0,
+    max_request_megapixels: Annotated[
+        float, typer.Option(min=0.001, help="pixel budget of one request, summed over its images")
+    ] = 64.0,
     batch_window_ms: float = 5.0,
     max_batch_size: Annotated[int, typer.Option(min=1)] = 16,
     timeout: Annotated[float, typer.Option(min=0.001)] = 30.0,
-    option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value, applied to every classifier")] = [],
+    option: Annotated[
+        list[str], typer.Option("--option", help="classifier setting key=value, applied to every classifier")
+    ] = [],
     max_frames: MaxFramesOpt = 64,
     frame_rule: FrameRuleOpt = "max",
     fps: FpsOpt = 1.0,
-    early_exit: Annotated[bool, typer.Option("--early-exit/--no-early-exit", help="stop a video at the first frame over the threshold")] = True,
-    text_parts: Annotated[str, typer.Option("--text-parts", help="text parts of a moderation input: refuse (400) or ignore (score only the images, and say so)")] = "refuse",
-    max_images_per_input: Annotated[int, typer.Option(min=1, help="images in one moderation input (1: exactly as OpenAI)")] = 16,
-    max_explain_calls: Annotated[int, typer.Option(min=1, help="model calls explanations (/v1/classify explain=) may cost per request")] = 400,
-    hash_bank: Annotated[Optional[Path], typer.Option(help="hash bank matched before any model: a match answers flagged at once and is never stored")] = None,
-    policy: Annotated[Optional[Path], typer.Option(help="serve a policy file (its classifiers, combination, thresholds and grades)")] = None,
+    early_exit: Annotated[
+        bool, typer.Option("--early-exit/--no-early-exit", help="stop a video at the first frame over the threshold")
+    ] = True,
+    text_parts: Annotated[
+        str,
+        typer.Option(
+            "--text-parts",
+            help="text parts of a moderation input: refuse (400) or ignore (score only the images, and say so)",
+        ),
+    ] = "refuse",
+    max_images_per_input: Annotated[
+        int, typer.Option(min=1, help="images in one moderation input (1: exactly as OpenAI)")
+    ] = 16,
+    max_explain_calls: Annotated[
+        int, typer.Option(min=1, help="model calls explanations (/v1/classify explain=) may cost per request")
+    ] = 400,
+    hash_bank: Annotated[
+        Optional[Path],
+        typer.Option(help="hash bank matched before any model: a match answers flagged at once and is never stored"),
+    ] = None,
+    policy: Annotated[
+        Optional[Path], typer.Option(help="serve a policy file (its classifiers, combination, thresholds and grades)")
+    ] = None,
 ) -> None:
     """Serve classifiers over HTTP: OpenAI-compatible /v1/moderations, /v1/classify, /metrics, docs at /docs."""
     from imagesafety.serve.app import serve
@@ -409,26 +726,55 @@ def serve_command(
     if keys_file:
         keys.update(read_keys_file(keys_file))
     config = ServeConfig(
-        classifiers=classifier, api_keys=keys, auth=not no_auth, thresholds=thresholds,
-        rate_limit_per_minute=rate_limit, images_per_minute=image_rate_limit, pixels_per_minute=int(megapixel_rate_limit * 1_000_000),
-        failed_auth_per_minute=failed_auth_limit, max_aspect_ratio=max_aspect_ratio, allow_url_hosts=[h.lower() for h in allow_url_host],
-        audit_url=audit_url, store_images=store_images, max_request_bytes=int(max_request_mb * 1024 * 1024),
-        max_images_per_request=max_images, max_request_pixels=int(max_request_megapixels * 1_000_000), batch_window_ms=batch_window_ms,
-        max_batch_size=max_batch_size, request_timeout_s=timeout, classifier_options={c: parse_options(option) for c in classifier},
-        frames=frame_policy(max_frames, frame_rule, fps, early_exit), text_parts=text_parts, max_images_per_input=max_images_per_input,
-        max_explain_calls=max_explain_calls, hash_bank=str(hash_bank) if hash_bank else None,
+        classifiers=classifier,
+        api_keys=keys,
+        auth=not no_auth,
+        thresholds=thresholds,
+        rate_limit_per_minute=rate_limit,
+        images_per_minute=image_rate_limit,
+        pixels_per_minute=int(megapixel_rate_limit * 1_000_000),
+        failed_auth_per_minute=failed_auth_limit,
+        max_aspect_ratio=max_aspect_ratio,
+        allow_url_hosts=[h.lower() for h in allow_url_host],
+        audit_url=audit_url,
+        store_images=store_images,
+        max_request_bytes=int(max_request_mb * 1024 * 1024),
+        max_images_per_request=max_images,
+        max_request_pixels=int(max_request_megapixels * 1_000_000),
+        batch_window_ms=batch_window_ms,
+        max_batch_size=max_batch_size,
+        request_timeout_s=timeout,
+        classifier_options={c: parse_options(option) for c in classifier},
+        frames=frame_policy(max_frames, frame_rule, fps, early_exit),
+        text_parts=text_parts,
+        max_images_per_input=max_images_per_input,
+        max_explain_calls=max_explain_calls,
+        hash_bank=str(hash_bank) if hash_bank else None,
     )
     config.check()
-    serve(config, host, port, say=lambda line: console.print(Text(line, style="yellow" if line.startswith("WARNING") else "")))
+    serve(
+        config,
+        host,
+        port,
+        say=lambda line: console.print(Text(line, style="yellow" if line.startswith("WARNING") else "")),
+    )
 
 
-KIND_TITLES = {"classifier": "classifiers", "encoder": "encoders (embed --encoder, guard heads)", "dataset": "dataset formats",
-               "editor": "pair editors", "attack": "attacks", "corruption": "corruptions"}
+KIND_TITLES = {
+    "classifier": "classifiers",
+    "encoder": "encoders (embed --encoder, guard heads)",
+    "dataset": "dataset formats",
+    "editor": "pair editors",
+    "attack": "attacks",
+    "corruption": "corruptions",
+}
 
 
 @app.command("models")
 def models_command(
-    kind: Annotated[Optional[str], typer.Option(help="only this kind: classifier, encoder, dataset, editor, attack, corruption")] = None,
+    kind: Annotated[
+        Optional[str], typer.Option(help="only this kind: classifier, encoder, dataset, editor, attack, corruption")
+    ] = None,
 ) -> None:
     """List what the registry holds (classifiers, encoders, editors, attacks, ...) and what each needs installed."""
     from imagesafety import registry
@@ -441,7 +787,12 @@ def models_command(
             table.add_column(column, overflow="fold")  # wrapped, never cut: an install hint must stay whole
         for entry in entries.values():
             hint = entry.install_hint()
-            table.add_row(entry.name, entry.example, entry.description, Text(hint, style="red") if hint else Text("installed", style="green"))
+            table.add_row(
+                entry.name,
+                entry.example,
+                entry.description,
+                Text(hint, style="red") if hint else Text("installed", style="green"),
+            )
         console.print(table)
 
 
@@ -460,9 +811,15 @@ def datasets_audit_command(
 
     report = audit(dataset, out, threshold=threshold)
     s = report["summary"]
-    console.print(Text(f"{report['images']} images: {s['exact_duplicates']} exact duplicate groups, {s['near_duplicates_across_splits']} "
-                       f"near-duplicate groups across splits, {s['near_duplicates_within_splits']} within splits, {s['label_conflicts']} "
-                       f"label conflicts, {s['unreadable']} unreadable -> {out / 'audit.json'}, {out / 'audit.html'}"))
+    console.print(
+        Text(
+            f"{report['images']} images: {s['exact_duplicates']} exact duplicate groups, "
+            f"{s['near_duplicates_across_splits']} "
+            f"near-duplicate groups across splits, {s['near_duplicates_within_splits']} within splits, "
+            f"{s['label_conflicts']} "
+            f"label conflicts, {s['unreadable']} unreadable -> {out / 'audit.json'}, {out / 'audit.html'}"
+        )
+    )
 
 
 @datasets_app.callback()
@@ -485,7 +842,9 @@ def datasets_command(ctx: typer.Context) -> None:
         named.add_column(column, overflow="fold")
     hf_hint = registry.get("dataset", "hf").install_hint()
     for d in NAMED_DATASETS.values():
-        named.add_row(d.name, d.spec, d.description, Text(hf_hint, style="red") if hf_hint else Text("installed", style="green"))
+        named.add_row(
+            d.name, d.spec, d.description, Text(hf_hint, style="red") if hf_hint else Text("installed", style="green")
+        )
     console.print(named)
 
 
@@ -514,7 +873,8 @@ def parse_age(value: str) -> float:
 
 @cache_app.command("info")
 def cache_info(cache: CacheOpt = None) -> None:
-    """One row per cached model key: its model identity, settings, size, when it was last used and by which output folder."""
+    """One row per cached model key: its model identity, settings, size, when it was last used and by which output
+    folder."""
     import datetime as dt
 
     from imagesafety.store import PredictionCache
@@ -525,8 +885,14 @@ def cache_info(cache: CacheOpt = None) -> None:
         table.add_column(column, overflow="fold")
     rows = store.stats()
     for row in rows:
-        table.add_row(row["classifier"], (row["identity"] or "-")[:19], distinguishing_settings(row, rows), str(row["entries"]),
-                      dt.datetime.fromtimestamp(row["last_used"]).strftime("%Y-%m-%d %H:%M"), row["last_out"] or "-")
+        table.add_row(
+            row["classifier"],
+            (row["identity"] or "-")[:19],
+            distinguishing_settings(row, rows),
+            str(row["entries"]),
+            dt.datetime.fromtimestamp(row["last_used"]).strftime("%Y-%m-%d %H:%M"),
+            row["last_out"] or "-",
+        )
     console.print(table)
 
 
@@ -541,8 +907,12 @@ def distinguishing_settings(row: dict, rows: list[dict]) -> str:
 @cache_app.command("clear")
 def cache_clear(
     cache: CacheOpt = None,
-    classifier: Annotated[Optional[str], typer.Option(help="only this classifier or encoder id (default: everything)")] = None,
-    older_than: Annotated[Optional[str], typer.Option(help="only entries of models not used for this long, e.g. 30d, 12h")] = None,
+    classifier: Annotated[
+        Optional[str], typer.Option(help="only this classifier or encoder id (default: everything)")
+    ] = None,
+    older_than: Annotated[
+        Optional[str], typer.Option(help="only entries of models not used for this long, e.g. 30d, 12h")
+    ] = None,
 ) -> None:
     """Delete cached predictions and embeddings."""
     from imagesafety.store import PredictionCache
@@ -550,4 +920,3 @@ def cache_clear(
     store = PredictionCache(cache)
     deleted = store.clear(classifier, parse_age(older_than) if older_than else None)
     console.print(Text(f"deleted {deleted} cached predictions and embeddings from {store.path}"))
-

@@ -23,11 +23,33 @@ except ImportError:
 
 #: a missing module -> the extra that installs it
 EXTRA_OF_MODULE = {
-    "torch": "clip", "torchvision": "pairs", "transformers": "clip", "safetensors": "clip", "open_clip": "openclip",
-    "faiss": "hyperbolic", "peft": "hyperbolic", "fastapi": "serve", "uvicorn": "serve", "sqlalchemy": "serve", "httpx": "serve",
-    "prometheus_client": "serve", "multipart": "serve", "ray": "ray", "datasets": "hf", "huggingface_hub": "hf", "openai": "vlm",
-    "diffusers": "pairs", "lpips": "pairs", "skimage": "pairs", "art": "robustness", "scipy": "robustness", "psycopg": "postgres",
-    "av": "video", "captum": "explain", "pdqhash": "hashes", "imagehash": "hashes",
+    "torch": "clip",
+    "torchvision": "pairs",
+    "transformers": "clip",
+    "safetensors": "clip",
+    "open_clip": "openclip",
+    "faiss": "hyperbolic",
+    "peft": "hyperbolic",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "sqlalchemy": "serve",
+    "httpx": "serve",
+    "prometheus_client": "serve",
+    "multipart": "serve",
+    "ray": "ray",
+    "datasets": "hf",
+    "huggingface_hub": "hf",
+    "openai": "vlm",
+    "diffusers": "pairs",
+    "lpips": "pairs",
+    "skimage": "pairs",
+    "art": "robustness",
+    "scipy": "robustness",
+    "psycopg": "postgres",
+    "av": "video",
+    "captum": "explain",
+    "pdqhash": "hashes",
+    "imagehash": "hashes",
 }
 
 
@@ -51,11 +73,28 @@ def error_line(exc: BaseException) -> tuple[str, int]:
         extra = EXTRA_OF_MODULE.get(root)
         hint = f"pip install 'imagesafety[{extra}]'" if extra else f"pip install {root}"
         return f"this needs the Python package {root!r}, which is not installed: {hint}", 2
-    if isinstance(exc, (ValueError, FileNotFoundError, ImportError, FatalModelError, StoreError, PermissionError, IsADirectoryError,
-                        NotADirectoryError, FloatingPointError, KeyError)):
+    if isinstance(
+        exc,
+        (
+            ValueError,
+            FileNotFoundError,
+            ImportError,
+            FatalModelError,
+            StoreError,
+            PermissionError,
+            IsADirectoryError,
+            NotADirectoryError,
+            FloatingPointError,
+            KeyError,
+        ),
+    ):
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         return str(text).strip() or type(exc).__name__, 2
-    return f"{type(exc).__name__}: {exc} (an internal error: run again with --debug for the traceback, and please report it)", 1
+    return (
+        f"{type(exc).__name__}: {exc} (an internal error: run again with --debug for the traceback, and please report "
+        "it)",
+        1,
+    )
 
 
 class OneLineErrors(TyperGroup):
@@ -98,8 +137,20 @@ def parse_options(pairs: list[str], flag: str = "--option") -> dict:
 
 
 # How files of several frames are read: the same four options on every command that reads images.
-MaxFramesOpt = Annotated[int, typer.Option("--max-frames", min=1, help="frames classified per animation or video; over it the first, last and evenly spaced ones")]
-FrameRuleOpt = Annotated[str, typer.Option("--frame-rule", help="how frames make the image's verdict: max (any frame) or K-of-n (at least K frames)")]
+MaxFramesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-frames",
+        min=1,
+        help="frames classified per animation or video; over it the first, last and evenly spaced ones",
+    ),
+]
+FrameRuleOpt = Annotated[
+    str,
+    typer.Option(
+        "--frame-rule", help="how frames make the image's verdict: max (any frame) or K-of-n (at least K frames)"
+    ),
+]
 FpsOpt = Annotated[float, typer.Option("--fps", min=0.001, help="video frames sampled per second")]
 
 

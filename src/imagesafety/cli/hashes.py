@@ -25,8 +25,11 @@ def said(report) -> None:
 
 
 @app.command("compute")
-def compute_command(images: ImagesOpt, out: Annotated[Path, typer.Option("--out", "-o")] = Path("hashes.csv"),
-                    algorithm: AlgorithmOpt = "pdq") -> None:
+def compute_command(
+    images: ImagesOpt,
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("hashes.csv"),
+    algorithm: AlgorithmOpt = "pdq",
+) -> None:
     """One row per image: path, algorithm, hash (hex), quality."""
     from imagesafety.hashes import compute_hashes
 
@@ -35,12 +38,17 @@ def compute_command(images: ImagesOpt, out: Annotated[Path, typer.Option("--out"
 
 
 @app.command("build")
-def build_command(images: ImagesOpt, out: Annotated[Path, typer.Option("--out", "-o", help="bank folder")],
-                  algorithm: AlgorithmOpt = "pdq",
-                  threshold: Annotated[Optional[int], typer.Option(min=0, help="Hamming distance that matches (default: PDQ 31, pHash 8)")] = None,
-                  label: Annotated[Optional[str], typer.Option(help="label of every entry (default: each image's category)")] = None,
-                  source: Annotated[Optional[str], typer.Option(help="free-form source of every entry (default: the file)")] = None,
-                  index: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf")] = "flat") -> None:
+def build_command(
+    images: ImagesOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="bank folder")],
+    algorithm: AlgorithmOpt = "pdq",
+    threshold: Annotated[
+        Optional[int], typer.Option(min=0, help="Hamming distance that matches (default: PDQ 31, pHash 8)")
+    ] = None,
+    label: Annotated[Optional[str], typer.Option(help="label of every entry (default: each image's category)")] = None,
+    source: Annotated[Optional[str], typer.Option(help="free-form source of every entry (default: the file)")] = None,
+    index: Annotated[str, typer.Option(help="flat (exact), hnsw or ivf")] = "flat",
+) -> None:
     """A bank of the images' hashes, labels and sources (never the images)."""
     from imagesafety.hashes import build
 
@@ -48,8 +56,12 @@ def build_command(images: ImagesOpt, out: Annotated[Path, typer.Option("--out", 
 
 
 @app.command("add")
-def add_command(bank: Annotated[Path, typer.Option("--bank", "-b")], images: ImagesOpt,
-                label: Annotated[Optional[str], typer.Option()] = None, source: Annotated[Optional[str], typer.Option()] = None) -> None:
+def add_command(
+    bank: Annotated[Path, typer.Option("--bank", "-b")],
+    images: ImagesOpt,
+    label: Annotated[Optional[str], typer.Option()] = None,
+    source: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
     """Add images to a bank."""
     from imagesafety.hashes import add
 
@@ -65,14 +77,21 @@ def remove_command(bank: Annotated[Path, typer.Option("--bank", "-b")], images: 
 
 
 @app.command("match")
-def match_command(bank: Annotated[Path, typer.Option("--bank", "-b")], dataset: Annotated[str, typer.Option("--dataset", "-d")],
-                  out: Annotated[Path, typer.Option("--out", "-o")] = Path("matches.parquet"),
-                  dihedral: Annotated[bool, typer.Option("--dihedral", help="also match rotations and flips (PDQ)")] = False) -> None:
+def match_command(
+    bank: Annotated[Path, typer.Option("--bank", "-b")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("matches.parquet"),
+    dihedral: Annotated[bool, typer.Option("--dihedral", help="also match rotations and flips (PDQ)")] = False,
+) -> None:
     """Match every image of a dataset against a bank."""
     from imagesafety.hashes import match
 
     table = match(bank, dataset, out, dihedral=dihedral)
     if table.empty:
         fail(f"{dataset}: no images")
-    console.print(Text(f"{int(table['matched'].sum())} of {len(table)} images match ({int(table['unhashable'].sum())} unhashable, "
-                       f"{int(table['error'].notna().sum())} unreadable) -> {out}"))
+    console.print(
+        Text(
+            f"{int(table['matched'].sum())} of {len(table)} images match ({int(table['unhashable'].sum())} unhashable, "
+            f"{int(table['error'].notna().sum())} unreadable) -> {out}"
+        )
+    )

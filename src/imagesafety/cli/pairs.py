@@ -10,7 +10,9 @@ from rich.text import Text
 
 from imagesafety.cli.common import console, err_console, fail, parse_options
 
-app = typer.Typer(help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True)
+app = typer.Typer(
+    help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True
+)
 
 
 @app.command("generate")
@@ -18,18 +20,38 @@ def pairs_generate_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("pairs"),
     policy: Annotated[str, typer.Option(help="taxonomy whose categories the edits target")] = "llavaguard",
-    editor: Annotated[str, typer.Option(help="mask-composite, diffusers:MODEL, diffusers-inpaint:MODEL or openai-edit:MODEL")] = "mask-composite",
-    editor_option: Annotated[list[str], typer.Option("--editor-option", help="editor setting key=value (repeatable)")] = [],
+    editor: Annotated[
+        str, typer.Option(help="mask-composite, diffusers:MODEL, diffusers-inpaint:MODEL or openai-edit:MODEL")
+    ] = "mask-composite",
+    editor_option: Annotated[
+        list[str], typer.Option("--editor-option", help="editor setting key=value (repeatable)")
+    ] = [],
     judge: Annotated[str, typer.Option(help="classifier confirming the flip (any spec)")] = "nudenet",
-    planner: Annotated[Optional[str], typer.Option(help="llm:MODEL to have a VLM write each instruction (default: templates)")] = None,
+    planner: Annotated[
+        Optional[str], typer.Option(help="llm:MODEL to have a VLM write each instruction (default: templates)")
+    ] = None,
     planner_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the planner")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="attempts per plan")] = 3,
-    lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="also require a small LPIPS distance (needs lpips + torchvision)")] = True,
-    encoder: Annotated[Optional[str], typer.Option(help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)")] = None,
+    lpips: Annotated[
+        bool, typer.Option("--lpips/--no-lpips", help="also require a small LPIPS distance (needs lpips + torchvision)")
+    ] = True,
+    encoder: Annotated[
+        Optional[str],
+        typer.Option(
+            help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)"
+        ),
+    ] = None,
     limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    region: Annotated[Optional[str], typer.Option(help="evidence:SPEC: edit each image's smallest flipping region under SPEC (instead of a typed box)")] = None,
-    region_margin: Annotated[float, typer.Option(min=0.0, max=0.49, help="grow the evidence region by this share of each side")] = 0.02,
+    region: Annotated[
+        Optional[str],
+        typer.Option(
+            help="evidence:SPEC: edit each image's smallest flipping region under SPEC (instead of a typed box)"
+        ),
+    ] = None,
+    region_margin: Annotated[
+        float, typer.Option(min=0.0, max=0.49, help="grow the evidence region by this share of each side")
+    ] = 0.02,
 ) -> None:
     """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
     from imagesafety.classifiers import load_classifier
@@ -38,7 +60,10 @@ def pairs_generate_command(
     from imagesafety.pairs.generate import generate_pairs
     from imagesafety.store import open_cache
 
-    options = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in parse_options(editor_option, "--editor-option").items()}
+    options = {
+        k: (",".join(map(str, v)) if isinstance(v, list) else v)
+        for k, v in parse_options(editor_option, "--editor-option").items()
+    }
     llm = None
     if planner:
         if not planner.startswith("llm:"):
@@ -50,9 +75,9 @@ def pairs_generate_command(
     if region is not None:
         from imagesafety.pairs.evidence_region import EvidenceRegionEditor
 
-        if not region.startswith("evidence:") or not region[len("evidence:"):]:
+        if not region.startswith("evidence:") or not region[len("evidence:") :]:
             raise ValueError(f"--region takes evidence:SPEC (a classifier spec), not {region!r}")
-        chosen_editor = EvidenceRegionEditor(chosen_editor, load_classifier(region[len("evidence:"):]), region_margin)
+        chosen_editor = EvidenceRegionEditor(chosen_editor, load_classifier(region[len("evidence:") :]), region_margin)
     metric = None
     if lpips:
         import importlib.util
@@ -60,24 +85,53 @@ def pairs_generate_command(
         from imagesafety.pairs.verify import LPIPSMetric
 
         if importlib.util.find_spec("lpips") is None:
-            err_console.print(Text("lpips not installed: the LPIPS check is skipped (pip install lpips)", style="yellow"))
+            err_console.print(
+                Text("lpips not installed: the LPIPS check is skipped (pip install lpips)", style="yellow")
+            )
         else:
             metric = LPIPSMetric()
-    stats = generate_pairs(dataset, out, chosen_editor, chosen_judge, policy=policy, seeds=seeds, limit=limit, planner=llm, lpips=metric,
-                           encoder=load_encoder(encoder) if encoder else None, progress=not quiet, cache=open_cache("default"))
-    console.print(Text(f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} unreadable images"
-                       + (f", {stats.uncovered_plans} plans for categories the judge cannot judge skipped" if stats.uncovered_plans else "")
-                       + f") -> {out / 'pairs.parquet'}"))
+    stats = generate_pairs(
+        dataset,
+        out,
+        chosen_editor,
+        chosen_judge,
+        policy=policy,
+        seeds=seeds,
+        limit=limit,
+        planner=llm,
+        lpips=metric,
+        encoder=load_encoder(encoder) if encoder else None,
+        progress=not quiet,
+        cache=open_cache("default"),
+    )
+    console.print(
+        Text(
+            f"{stats.kept} pairs kept of {stats.plans} plans ({stats.rejected} rejected attempts, {stats.skipped} "
+            "unreadable images"
+            + (
+                f", {stats.uncovered_plans} plans for categories the judge cannot judge skipped"
+                if stats.uncovered_plans
+                else ""
+            )
+            + f") -> {out / 'pairs.parquet'}"
+        )
+    )
     console.print(Text(stats.summary()))
     if stats.kept == 0:
-        fail("no pair was kept: see the rejection reasons above and in candidates.jsonl (loosen the edit, or check the judge)", code=1)
+        fail(
+            "no pair was kept: see the rejection reasons above and in candidates.jsonl (loosen the edit, or check the "
+            "judge)",
+            code=1,
+        )
     console.print(Text(f"evaluate with: imagesafety eval --dataset {out} --classifier ..."))
 
 
 @app.command("view")
 def pairs_view_command(
     directory: Annotated[Path, typer.Argument(help="folder written by pairs generate")],
-    serve: Annotated[bool, typer.Option("--serve", help="serve it so accept/reject decisions are recorded into the store")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="serve it so accept/reject decisions are recorded into the store")
+    ] = False,
     host: str = "127.0.0.1",
     port: int = 8765,
 ) -> None:

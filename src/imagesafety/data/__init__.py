@@ -15,9 +15,22 @@ from imagesafety.data.parquet import ParquetDataset
 from imagesafety.data.sample import SAFE, UNSAFE, Dataset, ReadPolicy, Sample, dataset_name, relative_root
 from imagesafety.taxonomy import slugify
 
-__all__ = ["SAFE", "UNSAFE", "Dataset", "Sample", "ReadPolicy", "FolderDataset", "ManifestDataset", "ParquetDataset",
-           "HuggingFaceDataset", "load_dataset", "select_samples", "NAMED_DATASETS",
-           "dataset_name", "DuplicateIdError"]
+__all__ = [
+    "SAFE",
+    "UNSAFE",
+    "Dataset",
+    "Sample",
+    "ReadPolicy",
+    "FolderDataset",
+    "ManifestDataset",
+    "ParquetDataset",
+    "HuggingFaceDataset",
+    "load_dataset",
+    "select_samples",
+    "NAMED_DATASETS",
+    "dataset_name",
+    "DuplicateIdError",
+]
 
 
 @dataclass(frozen=True)
@@ -33,13 +46,37 @@ class NamedDataset:
 NAMED_DATASETS: dict[str, NamedDataset] = {
     d.name: d
     for d in (
-        NamedDataset("unsafebench", "hf:yiting/UnsafeBench", "UnsafeBench: 10,146 real and generated images, 11 categories (gated)", "hf"),
+        NamedDataset(
+            "unsafebench",
+            "hf:yiting/UnsafeBench",
+            "UnsafeBench: 10,146 real and generated images, 11 categories (gated)",
+            "hf",
+        ),
         NamedDataset("smid", "hf:yiting/SMID", "UnsafeBench external set SMID (base64 images, label 0/1)", "hf"),
-        NamedDataset("nsfw-dataset", "hf:yiting/NSFWDataset", "UnsafeBench external set NSFWDataset (base64 images, label 0/1)", "hf"),
-        NamedDataset("vlsu", "vlsu:", "Apple's VLSU: 8K image-text pairs, image-only grades, 15 categories (CC-BY-NC-ND data)"),
-        NamedDataset("unsafeconcepts", "unsafeconcepts:", "UnsafeConcepts: 1.5K unsafe images, 75 concepts (gated, research only)", "hf"),
-        NamedDataset("safeeditbench", "safeeditbench:", "SafeEditBench: unsafe images and safe edits as pairs, 5 policies (gated)", "hf"),
-        NamedDataset("vlguard", "vlguard:", "VLGuard: safe and unsafe images, 4 harmful categories, train/test (gated)", "hf"),
+        NamedDataset(
+            "nsfw-dataset",
+            "hf:yiting/NSFWDataset",
+            "UnsafeBench external set NSFWDataset (base64 images, label 0/1)",
+            "hf",
+        ),
+        NamedDataset(
+            "vlsu", "vlsu:", "Apple's VLSU: 8K image-text pairs, image-only grades, 15 categories (CC-BY-NC-ND data)"
+        ),
+        NamedDataset(
+            "unsafeconcepts",
+            "unsafeconcepts:",
+            "UnsafeConcepts: 1.5K unsafe images, 75 concepts (gated, research only)",
+            "hf",
+        ),
+        NamedDataset(
+            "safeeditbench",
+            "safeeditbench:",
+            "SafeEditBench: unsafe images and safe edits as pairs, 5 policies (gated)",
+            "hf",
+        ),
+        NamedDataset(
+            "vlguard", "vlguard:", "VLGuard: safe and unsafe images, 4 harmful categories, train/test (gated)", "hf"
+        ),
     )
 }
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs")
@@ -69,8 +106,14 @@ def _format_of(path: Path) -> str:
     raise ValueError(f"{path}: folder has no safe/ or unsafe/ subfolder, manifest.jsonl/csv, or Parquet files")
 
 
-def load_dataset(spec: str | Path, splits: list[str] | None = None, streaming: bool = False, *,
-                 allow_outside_root: bool = False, url_hosts: list[str] | None = None) -> Dataset:
+def load_dataset(
+    spec: str | Path,
+    splits: list[str] | None = None,
+    streaming: bool = False,
+    *,
+    allow_outside_root: bool = False,
+    url_hosts: list[str] | None = None,
+) -> Dataset:
     """Open a dataset from a path, `FORMAT:PATH`, `hf:ID`, or a registered name (see `imagesafety datasets`).
 
     Relative and absolute image paths of local datasets must stay inside the dataset's folder unless
@@ -98,8 +141,12 @@ def load_dataset(spec: str | Path, splits: list[str] | None = None, streaming: b
             f"or one of {sorted(NAMED_DATASETS)} (see `imagesafety datasets`)"
         )
     local = Path(location)
-    root = None if allow_outside_root or not local.exists() else relative_root(local if local.is_dir() else local.parent)
-    return formats[fmt].build(location, splits=splits, streaming=streaming, policy=ReadPolicy(root=root, url_hosts=hosts))
+    root = (
+        None if allow_outside_root or not local.exists() else relative_root(local if local.is_dir() else local.parent)
+    )
+    return formats[fmt].build(
+        location, splits=splits, streaming=streaming, policy=ReadPolicy(root=root, url_hosts=hosts)
+    )
 
 
 def select_samples(
@@ -109,7 +156,8 @@ def select_samples(
     splits: list[str] | None = None,
     limit: int | None = None,
 ) -> Iterator[Sample]:
-    """Samples matching the category/source/split filters, at most `limit` of them; two rows with one id are an error."""
+    """Samples matching the category/source/split filters, at most `limit` of them; two rows with one id are an
+    error."""
     wanted_categories = {slugify(c) for c in categories} if categories else None
     wanted_sources = {s.lower() for s in sources} if sources else None
     wanted_splits = set(splits) if splits else None
@@ -117,7 +165,9 @@ def select_samples(
     count = 0
     for sample in samples:
         if sample.id in seen:
-            raise DuplicateIdError(f"two rows have the id {sample.id!r}: ids must be unique (the second is {sample.image_ref})")
+            raise DuplicateIdError(
+                f"two rows have the id {sample.id!r}: ids must be unique (the second is {sample.image_ref})"
+            )
         seen.add(sample.id)
         if limit is not None and count >= limit:
             return

@@ -1,12 +1,15 @@
 """Loaders for published image-safety benchmarks: each reads the benchmark's own schema and maps its labels to Samples
 (1 = unsafe) and its categories to a taxonomy (`imagesafety.taxonomy`: VLSU, VLGuard, SafeEditBench have their own).
 
-| spec | source | schema read |
-| --- | --- | --- |
-| `vlsu[:CSV]` | Apple's ml-vlsu `data/VLSU.csv` (image URLs) | `uuid`, `web_path`, `image_grade` (safe / borderline / unsafe / not_sure), `image_category` (C1-C15) |
-| `unsafeconcepts[:ID_OR_FOLDER]` | `yiting/UnsafeConcepts` (gated) | `image`, `category`, `unsafe_concept`; every image unsafe |
-| `safeeditbench[:ID_OR_FOLDER]` | `tyodd/SafeEditBench` (gated) | `image`, `image_path`, `safety_label`, `policy_name` (L1-L5), `policy` |
-| `vlguard[:ID_OR_FOLDER]` | `ys-zong/VLGuard` (gated) | `{split}.json` (`id`, `image`, `safe`, `harmful_category`, `harmful_subcategory`), images under `{split}/` |
+Spec, source, and the schema read:
+- `vlsu[:CSV]`: Apple's ml-vlsu `data/VLSU.csv` (image URLs); `uuid`, `web_path`, `image_grade` (safe / borderline /
+  unsafe / not_sure), `image_category` (C1-C15)
+- `unsafeconcepts[:ID_OR_FOLDER]`: `yiting/UnsafeConcepts` (gated); `image`, `category`, `unsafe_concept`; every image
+  unsafe
+- `safeeditbench[:ID_OR_FOLDER]`: `tyodd/SafeEditBench` (gated); `image`, `image_path`, `safety_label`, `policy_name`
+  (L1-L5), `policy`
+- `vlguard[:ID_OR_FOLDER]`: `ys-zong/VLGuard` (gated); `{split}.json` (`id`, `image`, `safe`, `harmful_category`,
+  `harmful_subcategory`), images under `{split}/`
 
 Only the image's own label is read: VLSU's borderline and not-sure image grades, and its text and joint grades, stay
 in the metadata (a borderline image is unlabelled, so metrics leave it out and count it). SafeEditBench's `x.jpg`
@@ -37,14 +40,26 @@ def vlsu_row(row: Row) -> dict[str, Any]:
     """A VLSU CSV row in our schema: the image's own grade as its label, its category by code (C6 -> c6)."""
     grade = str(row.get("image_grade") or "").strip().lower()
     category = str(row.get("image_category") or row.get("combined_category") or "")
-    return {"id": row.get("uuid"), "image": row.get("web_path"), "label": VLSU_IMAGE_LABELS.get(grade),
-            "category": category.split(":", 1)[0].strip().lower() or None, "image_grade": grade,
-            "text_grade": row.get("consensus_text_grade"), "combined_grade": row.get("consensus_combined_grade"),
-            "combined_category": row.get("combined_category"), "prompt": row.get("prompt")}
+    return {
+        "id": row.get("uuid"),
+        "image": row.get("web_path"),
+        "label": VLSU_IMAGE_LABELS.get(grade),
+        "category": category.split(":", 1)[0].strip().lower() or None,
+        "image_grade": grade,
+        "text_grade": row.get("consensus_text_grade"),
+        "combined_grade": row.get("consensus_combined_grade"),
+        "combined_category": row.get("combined_category"),
+        "prompt": row.get("prompt"),
+    }
 
 
 def unsafeconcepts_row(row: Row) -> dict[str, Any]:
-    return {"image": row.get("image"), "label": 1, "category": row.get("category"), "unsafe_concept": row.get("unsafe_concept")}
+    return {
+        "image": row.get("image"),
+        "label": 1,
+        "category": row.get("category"),
+        "unsafe_concept": row.get("unsafe_concept"),
+    }
 
 
 def safeeditbench_row(row: Row) -> dict[str, Any]:
@@ -56,16 +71,27 @@ def safeeditbench_row(row: Row) -> dict[str, Any]:
     edited = stem.endswith("_edited")
     base = stem[: -len("_edited")] if edited else stem
     label = row.get("safety_label")
-    return {"id": f"{path}@{level}", "image": row.get("image") or path, "label": label, "category": level,
-            "pair_id": f"{base}@{level}", "role": "edited" if edited else "original", "image_path": path,
-            "policy": row.get("policy")}
+    return {
+        "id": f"{path}@{level}",
+        "image": row.get("image") or path,
+        "label": label,
+        "category": level,
+        "pair_id": f"{base}@{level}",
+        "role": "edited" if edited else "original",
+        "image_path": path,
+        "policy": row.get("policy"),
+    }
 
 
 def vlguard_row(row: Row) -> dict[str, Any]:
     safe = row.get("safe")
-    return {"id": row.get("id"), "image": row.get("image"), "label": None if safe is None else int(not safe),
-            "category": None if safe else row.get("harmful_category"),
-            "harmful_subcategory": None if safe else row.get("harmful_subcategory")}
+    return {
+        "id": row.get("id"),
+        "image": row.get("image"),
+        "label": None if safe is None else int(not safe),
+        "category": None if safe else row.get("harmful_category"),
+        "harmful_subcategory": None if safe else row.get("harmful_subcategory"),
+    }
 
 
 class VlsuDataset:
@@ -90,15 +116,21 @@ class VlsuDataset:
         try:
             text = fetch_url(self.source, max_bytes=256 << 20).decode("utf-8-sig")
         except FetchError as exc:
-            raise ValueError(f"VLSU: {exc}; offline, download {VLSU_CSV} elsewhere and pass vlsu:PATH/TO/VLSU.csv") from None
+            raise ValueError(
+                f"VLSU: {exc}; offline, download {VLSU_CSV} elsewhere and pass vlsu:PATH/TO/VLSU.csv"
+            ) from None
         yield from text.splitlines(keepends=True)
 
     def __iter__(self) -> Iterator[Sample]:
         for line, row in enumerate(csv.DictReader(self.lines()), start=2):
             missing = [k for k in ("uuid", "web_path", "image_grade") if k not in row]
             if missing:
-                raise ValueError(f"VLSU {self.source} line {line}: no column {', '.join(missing)}; columns: {sorted(row)}")
-            yield row_to_sample(vlsu_row(row), line, f"{self.name}:{self.source}", base_dir=self.base_dir, policy=self.policy)
+                raise ValueError(
+                    f"VLSU {self.source} line {line}: no column {', '.join(missing)}; columns: {sorted(row)}"
+                )
+            yield row_to_sample(
+                vlsu_row(row), line, f"{self.name}:{self.source}", base_dir=self.base_dir, policy=self.policy
+            )
 
 
 class VlguardDataset:
@@ -125,8 +157,14 @@ class VlguardDataset:
             if not isinstance(items, list):
                 raise ValueError(f"VLGuard: {path} must hold a JSON list of items")
             for position, item in enumerate(items):
-                yield row_to_sample(vlguard_row(item), position, f"vlguard[{split}]", split=split,
-                                    base_dir=(self.root / split).resolve(), policy=self.policy)
+                yield row_to_sample(
+                    vlguard_row(item),
+                    position,
+                    f"vlguard[{split}]",
+                    split=split,
+                    base_dir=(self.root / split).resolve(),
+                    policy=self.policy,
+                )
 
 
 def vlguard_from_hub(repo: str, splits: list[str]) -> Path:
@@ -138,11 +176,15 @@ def vlguard_from_hub(repo: str, splits: list[str]) -> Path:
     from imagesafety.store import default_cache_path
 
     try:
-        folder = Path(snapshot(repo, "VLGuard", allow_patterns=[f"{s}.{ext}" for s in splits for ext in ("json", "zip")]))
+        folder = Path(
+            snapshot(repo, "VLGuard", allow_patterns=[f"{s}.{ext}" for s in splits for ext in ("json", "zip")])
+        )
     except (ModelReferenceError, ImportError) as exc:
-        raise ValueError(f"cannot load VLGuard from {repo!r}: {exc}. It is gated: accept its terms and "
-                         "`huggingface-cli login`; offline, pass a folder with train.json/test.json and the unzipped "
-                         "train/ and test/ folders") from None
+        raise ValueError(
+            f"cannot load VLGuard from {repo!r}: {exc}. It is gated: accept its terms and "
+            "`huggingface-cli login`; offline, pass a folder with train.json/test.json and the unzipped "
+            "train/ and test/ folders"
+        ) from None
     root = default_cache_path().parent / "datasets" / repo.replace("/", "__")
     for split in splits:
         target = root / split
@@ -156,9 +198,16 @@ def vlguard_from_hub(repo: str, splits: list[str]) -> Path:
 
 
 def _hub(default: str, mapping: Callable[[Row], dict[str, Any]], name: str):
-    def from_spec(path: str | None = None, *, splits: list[str] | None = None, streaming: bool = False,
-                  policy: ReadPolicy | None = None) -> HuggingFaceDataset:
-        return HuggingFaceDataset(path or default, None, splits=splits, streaming=streaming, name=name, policy=policy, row_map=mapping)
+    def from_spec(
+        path: str | None = None,
+        *,
+        splits: list[str] | None = None,
+        streaming: bool = False,
+        policy: ReadPolicy | None = None,
+    ) -> HuggingFaceDataset:
+        return HuggingFaceDataset(
+            path or default, None, splits=splits, streaming=streaming, name=name, policy=policy, row_map=mapping
+        )
 
     from_spec.__doc__ = f"`{name}` ({default} on the Hub) or `{name}:FOLDER` (a local copy of its data files)."
     return from_spec
@@ -168,13 +217,23 @@ unsafeconcepts_from_spec = _hub("yiting/UnsafeConcepts", unsafeconcepts_row, "un
 safeeditbench_from_spec = _hub("tyodd/SafeEditBench", safeeditbench_row, "safeeditbench")
 
 
-def vlsu_from_spec(path: str | None = None, *, splits: list[str] | None = None, streaming: bool = False,
-                   policy: ReadPolicy | None = None) -> VlsuDataset:
+def vlsu_from_spec(
+    path: str | None = None,
+    *,
+    splits: list[str] | None = None,
+    streaming: bool = False,
+    policy: ReadPolicy | None = None,
+) -> VlsuDataset:
     """`vlsu` (the published CSV, fetched) or `vlsu:PATH/TO/VLSU.csv`."""
     return VlsuDataset(path or VLSU_CSV, policy)
 
 
-def vlguard_from_spec(path: str | None = None, *, splits: list[str] | None = None, streaming: bool = False,
-                      policy: ReadPolicy | None = None) -> VlguardDataset:
+def vlguard_from_spec(
+    path: str | None = None,
+    *,
+    splits: list[str] | None = None,
+    streaming: bool = False,
+    policy: ReadPolicy | None = None,
+) -> VlguardDataset:
     """`vlguard` (ys-zong/VLGuard on the Hub) or `vlguard:FOLDER` (train.json, test.json and the unzipped images)."""
     return VlguardDataset(path or "ys-zong/VLGuard", splits, policy)

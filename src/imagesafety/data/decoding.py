@@ -47,7 +47,6 @@ class Prepared:
     data: bytes | None = field(default=None, repr=False)
 
 
-
 @contextlib.contextmanager
 def errors_recorded_on(item: Prepared) -> Iterator[None]:
     """One image's failure becomes its error row; a broken cache still ends the run."""
@@ -70,12 +69,14 @@ def read_sample(item: Prepared) -> Prepared:
 
 
 def decode_item(item: Prepared, prepare: Callable[[Image.Image], Any]) -> Prepared:
-    """Decode the item's bytes into one picture (the first frame, on white) through `prepare` (errors recorded on the item)."""
+    """Decode the item's bytes into one picture (the first frame, on white) through `prepare` (errors recorded on the
+    item)."""
     with errors_recorded_on(item):
+        if item.data is None:
+            raise ValueError("decoded before it was read")
         item.image = prepare(decode_image(item.data, name=item.sample.image_ref))
     item.data = None
     return item
-
 
 
 def read_ahead(batches: Iterator[T], prefetch: int, stop: threading.Event) -> Iterator[T]:
@@ -109,8 +110,12 @@ def read_ahead(batches: Iterator[T], prefetch: int, stop: threading.Event) -> It
         yield item
 
 
-def decoded_samples(samples: Iterable[Sample], workers: int | None = None, batch_size: int = 16,
-                    prepare: Callable[[Image.Image], Any] = lambda image: image) -> Iterator[Prepared]:
+def decoded_samples(
+    samples: Iterable[Sample],
+    workers: int | None = None,
+    batch_size: int = 16,
+    prepare: Callable[[Image.Image], Any] = lambda image: image,
+) -> Iterator[Prepared]:
     """Every sample read, hashed and decoded (`.image`, through `prepare`) on worker threads, in order; unreadable
     ones carry `.error`. The one decoding path for code that needs the images themselves."""
     stop = threading.Event()

@@ -30,11 +30,16 @@ class FolderDataset:
             raise ValueError(f"{self.root}: not a folder")
         self.policy = policy if policy is not None else ReadPolicy(root=relative_root(self.root))
         if not self.label_roots():
-            raise ValueError(f"{self.root}: no 'safe/' or 'unsafe/' folder found (also looked one level down for split folders)")
+            raise ValueError(
+                f"{self.root}: no 'safe/' or 'unsafe/' folder found (also looked one level down for split folders)"
+            )
 
     def label_roots(self) -> list[tuple[str | None, int, Path]]:
         roots = []
-        for split_dir in [None, *sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES)]:
+        for split_dir in [
+            None,
+            *sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES),
+        ]:
             base = self.root if split_dir is None else split_dir
             for name, label in (("safe", SAFE), ("unsafe", UNSAFE)):
                 if (base / name).is_dir():
@@ -43,7 +48,9 @@ class FolderDataset:
 
     def __iter__(self) -> Iterator[Sample]:
         for split, label, base in self.label_roots():
-            for path in sorted(p for p in base.rglob("*") if not p.name.startswith(".") and (p.is_file() or not p.is_dir())):
+            for path in sorted(
+                p for p in base.rglob("*") if not p.name.startswith(".") and (p.is_file() or not p.is_dir())
+            ):
                 category = source = None
                 for part in path.relative_to(base).parts[:-1]:
                     if part.lower() in SOURCE_NAMES:
@@ -57,12 +64,22 @@ class FolderDataset:
                 except UnicodeEncodeError:
                     rel = os.fsencode(rel).decode("utf-8", errors="replace")
                     problem = "the file name is not valid UTF-8; rename the file"
-                yield Sample(id=rel, image=str(path) if problem is None else rel, label=label, category=category, source=source,
-                             split=split, policy=self.policy, problem=problem)
+                yield Sample(
+                    id=rel,
+                    image=str(path) if problem is None else rel,
+                    label=label,
+                    category=category,
+                    source=source,
+                    split=split,
+                    policy=self.policy,
+                    problem=problem,
+                )
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
 
-def from_spec(path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None) -> FolderDataset:
+def from_spec(
+    path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None
+) -> FolderDataset:
     return FolderDataset(path, policy=policy)

@@ -84,7 +84,9 @@ def _undecoded(ds: Any, datasets: Any) -> Any:
     return ds
 
 
-def from_spec(path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None) -> HuggingFaceDataset:
+def from_spec(
+    path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None
+) -> HuggingFaceDataset:
     """`hf:ID[:CONFIG]` (a hub id or a local folder of the dataset's data files)."""
     ident, _, config = path.partition(":")
     return HuggingFaceDataset(ident, config or None, splits=splits, streaming=streaming, policy=policy)

@@ -20,13 +20,17 @@ class ParquetDataset:
         self.path = str(path)
         self.name = name or Path(self.path.rstrip("/")).stem
         local = Path(self.path)
-        source = sorted(str(p) for p in local.rglob("*.parquet")) if local.is_dir() else self.path  # skip non-Parquet files
+        source = (
+            sorted(str(p) for p in local.rglob("*.parquet")) if local.is_dir() else self.path
+        )  # skip non-Parquet files
         try:
             self.table = pads.dataset(source, format="parquet")
         except (OSError, ValueError) as exc:
             raise ValueError(f"{self.path}: cannot open as Parquet ({exc})") from exc
         self.base_dir = (local if local.is_dir() else local.parent).resolve() if local.exists() else None
-        self.policy = policy if policy is not None else ReadPolicy(root=relative_root(self.base_dir) if self.base_dir else None)
+        self.policy = (
+            policy if policy is not None else ReadPolicy(root=relative_root(self.base_dir) if self.base_dir else None)
+        )
 
     def __iter__(self) -> Iterator[Sample]:
         position = 0
@@ -39,5 +43,7 @@ class ParquetDataset:
         return self.table.count_rows()
 
 
-def from_spec(path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None) -> ParquetDataset:
+def from_spec(
+    path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None
+) -> ParquetDataset:
     return ParquetDataset(path, policy=policy)

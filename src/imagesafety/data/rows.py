@@ -86,7 +86,9 @@ def row_to_sample(
     with a label that is not safe/unsafe, is an error."""
     where = f"{dataset} row {position}"
     if not any(name in row for name in IMAGE_COLUMNS):
-        raise ValueError(f"{where}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}); columns: {sorted(row)}")
+        raise ValueError(
+            f"{where}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}); columns: {sorted(row)}"
+        )
     image_col, image_value = first_present(row, IMAGE_COLUMNS)
     label_col, label_value = first_present(row, LABEL_COLUMNS)
     _, id_value = first_present(row, ID_COLUMNS)

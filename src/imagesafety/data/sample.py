@@ -63,8 +63,13 @@ class Sample:
             from imagesafety.net import FetchError, fetch_url
 
             try:
-                return fetch_url(ref, allow_hosts=list(self.policy.url_hosts), allow_private=True,
-                                 max_bytes=self.policy.max_bytes, timeout_s=URL_TIMEOUT_S)
+                return fetch_url(
+                    ref,
+                    allow_hosts=list(self.policy.url_hosts),
+                    allow_private=True,
+                    max_bytes=self.policy.max_bytes,
+                    timeout_s=URL_TIMEOUT_S,
+                )
             except FetchError as exc:
                 raise ImageDecodeError(str(exc)) from None
         return read_image_file(ref, self.policy)
@@ -77,19 +82,41 @@ class Sample:
     def to_record(self) -> dict[str, Any]:
         """A flat, JSON/Arrow-friendly dict (the form engines ship samples in); inverse of `from_record`."""
         image = bytes(self.image) if isinstance(self.image, (bytes, bytearray, memoryview)) else str(self.image)
-        return {"id": self.id, "image": image, "label": -1 if self.label is None else int(self.label), "category": self.category,
-                "source": self.source, "split": self.split, "pair_id": self.pair_id, "role": self.role,
-                "metadata": json.dumps(self.metadata, default=str), "policy": json.dumps(asdict(self.policy)), "problem": self.problem,
-                "position": -1 if self.position is None else int(self.position)}
+        return {
+            "id": self.id,
+            "image": image,
+            "label": -1 if self.label is None else int(self.label),
+            "category": self.category,
+            "source": self.source,
+            "split": self.split,
+            "pair_id": self.pair_id,
+            "role": self.role,
+            "metadata": json.dumps(self.metadata, default=str),
+            "policy": json.dumps(asdict(self.policy)),
+            "problem": self.problem,
+            "position": -1 if self.position is None else int(self.position),
+        }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Sample:
         label = record["label"]
         policy = json.loads(record["policy"]) if record.get("policy") else {}
-        return cls(record["id"], record["image"], None if label is None or int(label) < 0 else int(label), record["category"],
-                   record["source"], record["split"], record["pair_id"], record["role"], json.loads(record["metadata"] or "{}"),
-                   ReadPolicy(policy.get("root"), int(policy.get("max_bytes", MAX_FILE_BYTES)), tuple(policy.get("url_hosts", ()))),
-                   record.get("problem"), None if record.get("position", -1) in (None, -1) else int(record["position"]))
+        return cls(
+            record["id"],
+            record["image"],
+            None if label is None or int(label) < 0 else int(label),
+            record["category"],
+            record["source"],
+            record["split"],
+            record["pair_id"],
+            record["role"],
+            json.loads(record["metadata"] or "{}"),
+            ReadPolicy(
+                policy.get("root"), int(policy.get("max_bytes", MAX_FILE_BYTES)), tuple(policy.get("url_hosts", ()))
+            ),
+            record.get("problem"),
+            None if record.get("position", -1) in (None, -1) else int(record["position"]),
+        )
 
 
 def read_image_file(path: str | Path, policy: ReadPolicy = DEFAULT_POLICY) -> bytes:
@@ -99,7 +126,9 @@ def read_image_file(path: str | Path, policy: ReadPolicy = DEFAULT_POLICY) -> by
     if policy.root is not None:
         real, root = os.path.realpath(path), os.path.realpath(policy.root)
         if os.path.commonpath([real, root]) != root:
-            raise ImageDecodeError(f"{path}: outside the dataset's folder {policy.root} (pass --allow-outside-root to read it)")
+            raise ImageDecodeError(
+                f"{path}: outside the dataset's folder {policy.root} (pass --allow-outside-root to read it)"
+            )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -109,7 +138,9 @@ def read_image_file(path: str | Path, policy: ReadPolicy = DEFAULT_POLICY) -> by
         if not stat.S_ISREG(info.st_mode):
             raise ImageDecodeError(f"{path}: not a regular file")
         if info.st_size > policy.max_bytes:
-            raise ImageDecodeError(f"{path}: {info.st_size} bytes exceeds the limit of {policy.max_bytes} for one image")
+            raise ImageDecodeError(
+                f"{path}: {info.st_size} bytes exceeds the limit of {policy.max_bytes} for one image"
+            )
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(policy.max_bytes + 1)
@@ -155,7 +186,13 @@ def parse_label(value: Any, where: str) -> int | None:
     raise ValueError(f"{where}: label {value!r} is not one of safe/unsafe/0/1")
 
 
-SOURCE_ALIASES = {"laion5b": "real", "laion": "real", "lexica": "generated", "ai": "generated", "synthetic": "generated"}
+SOURCE_ALIASES = {
+    "laion5b": "real",
+    "laion": "real",
+    "lexica": "generated",
+    "ai": "generated",
+    "synthetic": "generated",
+}
 
 
 def normalise_source(value: Any) -> str | None:

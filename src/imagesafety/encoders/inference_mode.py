@@ -28,20 +28,31 @@ class PatchLinear(nn.Module):
         batch, channels, height, width = x.shape
         rows, cols = height // kh, width // kw
         x = x[:, :, : rows * kh, : cols * kw]  # a convolution drops the incomplete border patches too
-        patches = x.reshape(batch, channels, rows, kh, cols, kw).permute(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, -1)
+        patches = (
+            x.reshape(batch, channels, rows, kh, cols, kw).permute(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, -1)
+        )
         out = F.linear(patches, self.weight.reshape(self.out_channels, -1), self.bias)
         return out.transpose(1, 2).reshape(batch, self.out_channels, rows, cols)
 
 
 def _is_patch_conv(module: nn.Module) -> bool:
-    return (isinstance(module, nn.Conv2d) and tuple(module.stride) == tuple(module.kernel_size) and module.groups == 1
-            and tuple(module.dilation) == (1, 1) and module.padding in ((0, 0), 0, "valid") and module.padding_mode == "zeros")
+    return (
+        isinstance(module, nn.Conv2d)
+        and tuple(module.stride) == tuple(module.kernel_size)
+        and module.groups == 1
+        and tuple(module.dilation) == (1, 1)
+        and module.padding in ((0, 0), 0, "valid")
+        and module.padding_mode == "zeros"
+    )
 
 
 def linearise_patch_convs(model: nn.Module) -> int:
     """Replace every non-overlapping patch Conv2d in `model` by a `PatchLinear`; returns how many were replaced."""
-    targets = [(name, module) for name, module in model.named_modules() if name and _is_patch_conv(module)
-               and not name.endswith("base_layer")]  # a PEFT adapter wraps that conv and expects its type
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if name and _is_patch_conv(module) and not name.endswith("base_layer")
+    ]  # a PEFT adapter wraps that conv and expects its type
     for name, conv in targets:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, PatchLinear(conv))

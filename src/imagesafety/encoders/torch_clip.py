@@ -94,7 +94,9 @@ class _TransformersBackend:
 
     def encode_text(self, texts: list[str]):
         max_length = self.model.config.text_config.max_position_embeddings
-        tokens = self.tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+        tokens = self.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+        )
         tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
         return self._pooled(self.model.get_text_features(**tokens))
 
@@ -111,7 +113,8 @@ class _OpenClipBackend:
 
 
 def transformers_pixel_spec(name_or_path: str, image_size: int, model_type: str) -> PixelSpec:
-    """The geometry and statistics of a transformers CLIP/SigLIP checkpoint (its preprocessor_config.json when present)."""
+    """The geometry and statistics of a transformers CLIP/SigLIP checkpoint (its preprocessor_config.json when
+    present)."""
     mean, std = (0.5, 0.5, 0.5) if "siglip" in model_type else (CLIP_MEAN, CLIP_STD)
     resize = "stretch" if "siglip" in model_type else "shortest_edge"
     config_file = Path(name_or_path) / "preprocessor_config.json"
@@ -119,7 +122,9 @@ def transformers_pixel_spec(name_or_path: str, image_size: int, model_type: str)
         pre = json.loads(config_file.read_text())
         mean, std = tuple(pre.get("image_mean", mean)), tuple(pre.get("image_std", std))
         size = pre.get("crop_size") or pre.get("size") or {}
-        image_size = int(size.get("height") or size.get("shortest_edge") or image_size) if isinstance(size, dict) else int(size)
+        image_size = (
+            int(size.get("height") or size.get("shortest_edge") or image_size) if isinstance(size, dict) else int(size)
+        )
         if isinstance(pre.get("size"), dict) and "height" in pre["size"] and not pre.get("do_center_crop", True):
             resize = "stretch"
     return PixelSpec(image_size, tuple(mean), tuple(std), resize, "bicubic", "floor")
@@ -144,7 +149,9 @@ def load_transformers_clip(name_or_path: str, device: str | None = None) -> Torc
     spec = transformers_pixel_spec(ref.location, int(model.config.vision_config.image_size), model.config.model_type)
     scale = float(torch.exp(model.logit_scale).item()) if hasattr(model, "logit_scale") else 100.0
     identity = hub.identity_of(ref)
-    return TorchClipEncoder(f"hf:{ref.location}", identity, _TransformersBackend(model, tokenizer, device), spec, scale, device)
+    return TorchClipEncoder(
+        f"hf:{ref.location}", identity, _TransformersBackend(model, tokenizer, device), spec, scale, device
+    )
 
 
 def open_clip_pixel_spec(model) -> PixelSpec:
@@ -155,8 +162,14 @@ def open_clip_pixel_spec(model) -> PixelSpec:
     mode = cfg.get("resize_mode", "shortest")
     if mode not in ("shortest", "squash"):
         raise ValueError(f"open_clip resize mode {mode!r} is not supported (shortest and squash are)")
-    return PixelSpec(int(size), tuple(cfg.get("mean", CLIP_MEAN)), tuple(cfg.get("std", CLIP_STD)),
-                     "shortest_edge" if mode == "shortest" else "stretch", cfg.get("interpolation", "bicubic"), "round")
+    return PixelSpec(
+        int(size),
+        tuple(cfg.get("mean", CLIP_MEAN)),
+        tuple(cfg.get("std", CLIP_STD)),
+        "shortest_edge" if mode == "shortest" else "stretch",
+        cfg.get("interpolation", "bicubic"),
+        "round",
+    )
 
 
 def load_open_clip(arch: str, pretrained: str | None, device: str | None = None) -> TorchClipEncoder:
@@ -167,15 +180,18 @@ def load_open_clip(arch: str, pretrained: str | None, device: str | None = None)
 
         from imagesafety.encoders.inference_mode import prepare_for_inference
     except ImportError as exc:
-        raise ImportError("open_clip models need: pip install 'imagesafety[openclip]' (or use an hf: transformers model)") from exc
+        raise ImportError(
+            "open_clip models need: pip install 'imagesafety[openclip]' (or use an hf: transformers model)"
+        ) from exc
     device = device or default_device()
     checkpoint = resolve_open_clip_checkpoint(arch, pretrained)
     # a tag resolved to a file loses the tag's settings: OpenAI's weights were trained with QuickGELU
     is_tag = bool(pretrained) and not Path(pretrained).expanduser().exists()
     tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained) if is_tag else {}
     try:
-        model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=checkpoint, device=device,
-                                                            force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
+        model, _, _ = open_clip.create_model_and_transforms(
+            arch, pretrained=checkpoint, device=device, force_quick_gelu=bool(tag_cfg.get("quick_gelu"))
+        )
     except RuntimeError as exc:
         raise ValueError(f"cannot load open_clip {arch}/{pretrained}: {exc}") from exc
     prepare_for_inference(model, device)
@@ -204,8 +220,10 @@ def resolve_open_clip_checkpoint(arch: str, pretrained: str | None) -> str | Non
     try:
         return open_clip.download_pretrained(cfg)
     except Exception as exc:
-        raise ValueError(f"cannot fetch open_clip weights {arch}/{pretrained} ({type(exc).__name__}: {exc}); "
-                         "download the checkpoint elsewhere and give its path: ARCH/PATH/TO/CHECKPOINT") from None
+        raise ValueError(
+            f"cannot fetch open_clip weights {arch}/{pretrained} ({type(exc).__name__}: {exc}); "
+            "download the checkpoint elsewhere and give its path: ARCH/PATH/TO/CHECKPOINT"
+        ) from None
 
 
 def open_clip_from_spec(arg: str | None, *, device: str | None = None) -> TorchClipEncoder:
@@ -213,7 +231,9 @@ def open_clip_from_spec(arg: str | None, *, device: str | None = None) -> TorchC
     spec = arg or ""
     arch, sep, pretrained = spec.partition("/")
     if not sep or not arch:
-        raise ValueError(f"encoder {spec!r}: expected ARCH/PRETRAINED (open_clip), hf:MODEL, or a local transformers folder")
+        raise ValueError(
+            f"encoder {spec!r}: expected ARCH/PRETRAINED (open_clip), hf:MODEL, or a local transformers folder"
+        )
     return load_open_clip(arch, pretrained or None, device)
 
 

@@ -65,7 +65,9 @@ class Evidence:
     random_deletion_auc: float | None = None
     random_insertion_auc: float | None = None
     category: str | None = None
-    detector_boxes: list[list[float]] = field(default_factory=list)  # a detector's own regions (NudeNet's exposed detections)
+    detector_boxes: list[list[float]] = field(
+        default_factory=list
+    )  # a detector's own regions (NudeNet's exposed detections)
     error: str | None = None
 
     def record(self) -> dict[str, Any]:
@@ -82,16 +84,21 @@ def resolve_method(classifier: SafetyClassifier, method: str) -> str:
     if method == "auto":
         return "integrated-gradients" if white_box else "occlusion"
     if method == "boxes" and not isinstance(classifier, LocatesEvidence):
-        raise ValueError(f"{classifier.name} reports no regions of its own: --method boxes needs a detector (e.g. nudenet); "
-                         f"it supports: {', '.join(m for m in METHODS if m != 'boxes' and (white_box or m not in GRADIENT_METHODS))}")
+        raise ValueError(
+            f"{classifier.name} reports no regions of its own: --method boxes needs a detector (e.g. nudenet); "
+            f"it supports: {', '.join(m for m in METHODS if m != 'boxes' and (white_box or m not in GRADIENT_METHODS))}"
+        )
     if method in GRADIENT_METHODS and not white_box:
-        raise ValueError(f"{classifier.name} is black-box (no gradients): --method {method} needs a differentiable classifier; "
-                         f"{classifier.name} supports: {', '.join(('auto', *BLACK_BOX_METHODS))}")
+        raise ValueError(
+            f"{classifier.name} is black-box (no gradients): --method {method} needs a differentiable classifier; "
+            f"{classifier.name} supports: {', '.join(('auto', *BLACK_BOX_METHODS))}"
+        )
     return method
 
 
 def scorer_for(classifier: SafetyClassifier, category: str | None):
     """Arrays in [0, 1] -> the classifier's unsafe score (or its score for `category`), batched through `predict`."""
+
     def score(arrays: list[np.ndarray]) -> np.ndarray:
         images = [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in arrays]
         preds = classifier.predict(images)
@@ -107,7 +114,9 @@ def check_category(classifier: SafetyClassifier, category: str | None, probe: Im
         return
     scored = sorted(classifier.predict([probe])[0].category_scores)
     if category not in scored:
-        raise ValueError(f"{classifier.name} does not score category {category!r}; it scores: {', '.join(scored) or 'no categories'}")
+        raise ValueError(
+            f"{classifier.name} does not score category {category!r}; it scores: {', '.join(scored) or 'no categories'}"
+        )
 
 
 def logit_fn_for(classifier: SafetyClassifier):
@@ -118,15 +127,20 @@ def logit_fn_for(classifier: SafetyClassifier):
     spec = classifier.pixel_spec
 
     def f(x):
-        return classifier.unsafe_logits(F.interpolate(x, size=(spec.height, spec.width), mode="bilinear", antialias=True,
-                                                      align_corners=False)).reshape(-1)
+        return classifier.unsafe_logits(
+            F.interpolate(x, size=(spec.height, spec.width), mode="bilinear", antialias=True, align_corners=False)
+        ).reshape(-1)
 
     return f
 
 
 def to_work(image: Image.Image, side: int) -> np.ndarray:
     scale = min(1.0, side / max(image.size))
-    work = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC) if scale < 1 else image
+    work = (
+        image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+        if scale < 1
+        else image
+    )
     return np.asarray(work.convert("RGB"), dtype=np.float32) / 255
 
 
@@ -150,13 +164,25 @@ def model_calls(settings: ExplainSettings, size: tuple[int, int], faithfulness: 
     window = settings.window or max(2, side // 8)
     stride = settings.stride or max(1, window // 2)
     method = settings.method
-    calls = 1 + (len(list(windows(height, width, window, stride))) if method in ("auto", "occlusion") else
-                 settings.rise_masks if method == "rise" else 1 if method == "boxes" else 2 * 32)
+    calls = 1 + (
+        len(list(windows(height, width, window, stride)))
+        if method in ("auto", "occlusion")
+        else settings.rise_masks
+        if method == "rise"
+        else 1
+        if method == "boxes"
+        else 2 * 32
+    )
     return calls + (4 * (settings.steps + 1) if faithfulness else 0)
 
 
-def explain_image(classifier: SafetyClassifier, image: Image.Image, settings: ExplainSettings, image_id: str = "image",
-                  faithfulness: bool = True) -> Evidence:
+def explain_image(
+    classifier: SafetyClassifier,
+    image: Image.Image,
+    settings: ExplainSettings,
+    image_id: str = "image",
+    faithfulness: bool = True,
+) -> Evidence:
     """Evidence for one image (explained at the work resolution, every region mapped back to the image's pixels);
     without `faithfulness`, only the map and its boxes (no flip search, no deletion / insertion curves)."""
     method = resolve_method(classifier, settings.method)
@@ -167,44 +193,82 @@ def explain_image(classifier: SafetyClassifier, image: Image.Image, settings: Ex
     stride = settings.stride or max(1, window // 2)
     patch = settings.patch or max(2, side // 16)
     scorer = scorer_for(classifier, settings.category)
-    batch = max(1, min(32, int(2**28 // (height * width * 3 * 4))))  # masked copies per model call: at most 256 MB of pixels
+    batch = max(
+        1, min(32, int(2**28 // (height * width * 3 * 4)))
+    )  # masked copies per model call: at most 256 MB of pixels
     score = float(scorer([work])[0])
     sx, sy = image.width / width, image.height / height
-    detected = classifier.evidence_boxes(classifier.predict([image])[0]) if isinstance(classifier, LocatesEvidence) else []
+    detected = (
+        classifier.evidence_boxes(classifier.predict([image])[0]) if isinstance(classifier, LocatesEvidence) else []
+    )
     if method == "boxes":
         heat = boxes_map((height, width), detected, (sx, sy))
     elif method == "occlusion":
         heat = occlusion_map(work, scorer, window, stride, baseline=0.0, batch_size=batch)
     elif method == "rise":
-        heat = rise_map(work, scorer, rise_masks(settings.rise_masks, height, width, settings.rise_cells, 0.5, settings.seed), batch_size=batch)
+        heat = rise_map(
+            work,
+            scorer,
+            rise_masks(settings.rise_masks, height, width, settings.rise_cells, 0.5, settings.seed),
+            batch_size=batch,
+        )
     else:
         if settings.category is not None:
             raise ValueError(f"{method} explains the unsafe logit; for --category use occlusion or rise")
         heat = pooled(gradient_map(work, logit_fn_for(classifier), method), patch)
     scale = lambda box: [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy, *box[4:]]  # noqa: E731
     full = np.asarray(Image.fromarray(heat, mode="F").resize(image.size, Image.BILINEAR), dtype=np.float32)
-    evidence = Evidence(id=image_id, method=method, score=score, decision=int(score >= float(classifier.threshold)), boxes=[scale(b) for b in top_boxes(heat, level=settings.box_level)], heatmap=full,
-                        flip_fill=settings.fill, category=settings.category, detector_boxes=detected)
+    evidence = Evidence(
+        id=image_id,
+        method=method,
+        score=score,
+        decision=int(score >= float(classifier.threshold)),
+        boxes=[scale(b) for b in top_boxes(heat, level=settings.box_level)],
+        heatmap=full,
+        flip_fill=settings.fill,
+        category=settings.category,
+        detector_boxes=detected,
+    )
     if not faithfulness:
         return evidence
     threshold = float(classifier.threshold)
-    flip = minimal_flip(work, heat, scorer, threshold, settings.fill, patch, settings.max_flip_area, batch) if score >= threshold else None
+    flip = (
+        minimal_flip(work, heat, scorer, threshold, settings.fill, patch, settings.max_flip_area, batch)
+        if score >= threshold
+        else None
+    )
     if flip is not None and flip.box is not None:
-        evidence.flip_fraction, evidence.flip_box, evidence.score_after_flip = flip.fraction, scale(flip.box), flip.score_after
-    evidence.deletion_auc, evidence.insertion_auc = deletion_insertion(work, heat, scorer, settings.fill, settings.steps, batch)
+        evidence.flip_fraction, evidence.flip_box, evidence.score_after_flip = (
+            flip.fraction,
+            scale(flip.box),
+            flip.score_after,
+        )
+    evidence.deletion_auc, evidence.insertion_auc = deletion_insertion(
+        work, heat, scorer, settings.fill, settings.steps, batch
+    )
     random_heat = np.random.default_rng(settings.seed).random(heat.shape).astype(np.float32)
-    evidence.random_deletion_auc, evidence.random_insertion_auc = deletion_insertion(work, random_heat, scorer, settings.fill,
-                                                                                     settings.steps, batch)
+    evidence.random_deletion_auc, evidence.random_insertion_auc = deletion_insertion(
+        work, random_heat, scorer, settings.fill, settings.steps, batch
+    )
     return evidence
 
 
 def evidence_key(classifier: SafetyClassifier, settings: ExplainSettings) -> str:
-    """Cache folder name: the classifier's prediction key (name, version, config with its weights' digest) and the settings."""
+    """Cache folder name: the classifier's prediction key (name, version, config with its weights' digest) and the
+    settings."""
     return config_hash({"classifier": list(cache_key(classifier)), "settings": asdict(settings)})
 
 
-def explain(classifier: SafetyClassifier | str, images, *, method: str = "auto", category: str | None = None,
-            out_dir: str | Path | None = None, progress: bool = False, **settings: Any) -> list[Evidence]:
+def explain(
+    classifier: SafetyClassifier | str,
+    images,
+    *,
+    method: str = "auto",
+    category: str | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    **settings: Any,
+) -> list[Evidence]:
     """Evidence for every image: `images` is a list of PIL images, or a dataset (path, spec or Dataset, whose error rows
     stay error rows). With `out_dir`, each image's evidence is cached there as it is computed (a re-run resumes)."""
     from imagesafety import registry

@@ -23,7 +23,9 @@ def filled(image: np.ndarray, fill: str) -> np.ndarray:
         out = pil.filter(ImageFilter.GaussianBlur(radius=max(2, min(pil.size) // 16)))
     elif fill == "pixelate":
         side = max(1, min(pil.size) // 16)
-        out = pil.resize((max(1, pil.width // side), max(1, pil.height // side)), Image.BOX).resize(pil.size, Image.NEAREST)
+        out = pil.resize((max(1, pil.width // side), max(1, pil.height // side)), Image.BOX).resize(
+            pil.size, Image.NEAREST
+        )
     else:
         return np.broadcast_to(image.reshape(-1, 3).mean(axis=0), image.shape).astype(image.dtype).copy()
     return np.asarray(out, dtype=np.float32) / 255
@@ -76,8 +78,12 @@ def top_boxes(heatmap: np.ndarray, k: int = 3, level: float = 0.5) -> list[list[
 def patch_order(heatmap: np.ndarray, patch: int) -> list[tuple[int, int, int, int]]:
     """(y0, y1, x0, x1) of the patch grid, most evidence first."""
     height, width = heatmap.shape
-    cells = [(y, min(y + patch, height), x, min(x + patch, width)) for y in range(0, height, patch) for x in range(0, width, patch)]
-    return sorted(cells, key=lambda c: -float(heatmap[c[0]:c[1], c[2]:c[3]].mean()))
+    cells = [
+        (y, min(y + patch, height), x, min(x + patch, width))
+        for y in range(0, height, patch)
+        for x in range(0, width, patch)
+    ]
+    return sorted(cells, key=lambda c: -float(heatmap[c[0] : c[1], c[2] : c[3]].mean()))
 
 
 @dataclass
@@ -90,10 +96,20 @@ class Flip:
     image_after: np.ndarray | None
 
 
-def minimal_flip(image: np.ndarray, heatmap: np.ndarray, scorer: Scorer, threshold: float, fill: str = "blur", patch: int = 8,
-                 max_area: float = 0.5, batch_size: int = 32) -> Flip:
-    """Greedy over evidence-ranked patches: remove the top 1, 2, ... patches (scored a batch of candidates at a time, each
-    batch built when it is scored, so memory is bounded by a batch) and stop at the first set that brings the score below
+def minimal_flip(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    scorer: Scorer,
+    threshold: float,
+    fill: str = "blur",
+    patch: int = 8,
+    max_area: float = 0.5,
+    batch_size: int = 32,
+) -> Flip:
+    """Greedy over evidence-ranked patches: remove the top 1, 2, ... patches (scored a batch of candidates at a time,
+    each
+    batch built when it is scored, so memory is bounded by a batch) and stop at the first set that brings the score
+    below
     `threshold`, up to `max_area` of the image."""
     order = patch_order(heatmap, patch)
     total = image.shape[0] * image.shape[1]
@@ -123,14 +139,21 @@ def minimal_flip(image: np.ndarray, heatmap: np.ndarray, scorer: Scorer, thresho
         for (fraction, _), m, score, after in zip(chunk, masks, scores, edited):
             if score < threshold:
                 ys, xs = np.nonzero(m)
-                return Flip(fraction, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)], float(score), after)
+                return Flip(
+                    fraction,
+                    [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
+                    float(score),
+                    after,
+                )
     return Flip(None, None, None, None)
 
 
-def deletion_insertion(image: np.ndarray, heatmap: np.ndarray, scorer: Scorer, fill: str = "blur", steps: int = 16,
-                       batch_size: int = 32) -> tuple[float, float]:
+def deletion_insertion(
+    image: np.ndarray, heatmap: np.ndarray, scorer: Scorer, fill: str = "blur", steps: int = 16, batch_size: int = 32
+) -> tuple[float, float]:
     """RISE's deletion and insertion AUCs: the score as the most salient pixels are removed (deletion: lower is more
-    faithful) or put back into the filled image (insertion: higher is more faithful), at `steps` equal shares; the AUC is
+    faithful) or put back into the filled image (insertion: higher is more faithful), at `steps` equal shares; the AUC
+    is
     the trapezoid mean over shares 0..1. Copies are built a batch at a time."""
     order = np.argsort(-heatmap.ravel(), kind="stable")
     total = order.size
@@ -139,13 +162,19 @@ def deletion_insertion(image: np.ndarray, heatmap: np.ndarray, scorer: Scorer, f
     def copy(i: int) -> np.ndarray:
         step, insert = i % (steps + 1), i > steps
         mask = np.zeros(total, dtype=bool)
-        mask[order[:round(step * total / steps)]] = True
+        mask[order[: round(step * total / steps)]] = True
         mask = mask.reshape(heatmap.shape)[..., None]
-        return np.where(mask, image, background).astype(np.float32) if insert else np.where(mask, background, image).astype(np.float32)
+        return (
+            np.where(mask, image, background).astype(np.float32)
+            if insert
+            else np.where(mask, background, image).astype(np.float32)
+        )
 
     count = 2 * (steps + 1)
     scores: list[float] = []
     for start in range(0, count, batch_size):
-        scores.extend(np.asarray(scorer([copy(i) for i in range(start, min(count, start + batch_size))]), dtype=np.float64))
-    d, ins = np.asarray(scores[:steps + 1]), np.asarray(scores[steps + 1:])
+        scores.extend(
+            np.asarray(scorer([copy(i) for i in range(start, min(count, start + batch_size))]), dtype=np.float64)
+        )
+    d, ins = np.asarray(scores[: steps + 1]), np.asarray(scores[steps + 1 :])
     return float(np.trapezoid(d, dx=1 / steps)), float(np.trapezoid(ins, dx=1 / steps))

@@ -30,9 +30,12 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def pair_check(heatmap: np.ndarray, unsafe: Image.Image, safe: Image.Image, tolerance: float = 8 / 255) -> tuple[bool, float]:
+def pair_check(
+    heatmap: np.ndarray, unsafe: Image.Image, safe: Image.Image, tolerance: float = 8 / 255
+) -> tuple[bool, float]:
     """Evidence on a pair's unsafe image against the pixels that differ from its safe counterpart (the ground truth):
-    whether the map's peak falls inside them (the pointing game) and the share of the evidence above the median inside."""
+    whether the map's peak falls inside them (the pointing game) and the share of the evidence above the median
+    inside."""
     a = np.asarray(unsafe.convert("RGB"), dtype=np.float32) / 255
     b = np.asarray(safe.convert("RGB").resize(unsafe.size), dtype=np.float32) / 255
     inside = np.abs(a - b).max(axis=-1) > tolerance
@@ -43,7 +46,8 @@ def pair_check(heatmap: np.ndarray, unsafe: Image.Image, safe: Image.Image, tole
 
 
 def pair_checks(samples, results: dict[str, list[Evidence]]) -> dict[tuple[str, str], tuple[bool, float]]:
-    """(classifier, unsafe image id) -> the pair check, for every pair of the dataset (rows with pair_id and a label)."""
+    """(classifier, unsafe image id) -> the pair check, for every pair of the dataset (rows with pair_id and a
+    label)."""
     from imagesafety.data.decoding import decoded_samples
 
     pairs: dict[str, dict[int, object]] = {}
@@ -53,7 +57,11 @@ def pair_checks(samples, results: dict[str, list[Evidence]]) -> dict[tuple[str, 
     whole = [p for p in pairs.values() if set(p) == {0, 1}]
     if not whole:
         return {}
-    images = {item.sample.id: item.image for item in decoded_samples([s for p in whole for s in p.values()]) if item.error is None}
+    images = {
+        item.sample.id: item.image
+        for item in decoded_samples([s for p in whole for s in p.values()])
+        if item.error is None
+    }
     out = {}
     for name, evidence in results.items():
         by_id = {e.id: e for e in evidence if e.error is None and e.heatmap is not None}
@@ -64,8 +72,12 @@ def pair_checks(samples, results: dict[str, list[Evidence]]) -> dict[tuple[str, 
     return out
 
 
-def write_evidence(out_dir: Path, results: dict[str, list[Evidence]], categories: dict[str, str | None],
-                   pairs: dict[tuple[str, str], tuple[bool, float]] | None = None) -> pd.DataFrame:
+def write_evidence(
+    out_dir: Path,
+    results: dict[str, list[Evidence]],
+    categories: dict[str, str | None],
+    pairs: dict[tuple[str, str], tuple[bool, float]] | None = None,
+) -> pd.DataFrame:
     """evidence.parquet and the maps; returns the table."""
     rows = []
     for name, evidence in results.items():
@@ -78,9 +90,18 @@ def write_evidence(out_dir: Path, results: dict[str, list[Evidence]], categories
                 np.save(path, ev.heatmap.astype(np.float16))
             record = ev.record()
             hit, mass = (pairs or {}).get((name, ev.id), (None, None))
-            rows.append({**record, "classifier": name, "image_category": categories.get(ev.id), "heatmap": str(path) if path else None,
-                         "boxes": json.dumps(record["boxes"]), "flip_box": json.dumps(record["flip_box"]) if record["flip_box"] else None,
-                         "pair_pointing_hit": hit, "pair_mass_inside": mass})
+            rows.append(
+                {
+                    **record,
+                    "classifier": name,
+                    "image_category": categories.get(ev.id),
+                    "heatmap": str(path) if path else None,
+                    "boxes": json.dumps(record["boxes"]),
+                    "flip_box": json.dumps(record["flip_box"]) if record["flip_box"] else None,
+                    "pair_pointing_hit": hit,
+                    "pair_mass_inside": mass,
+                }
+            )
     table = pd.DataFrame(rows)
     table.to_parquet(out_dir / "evidence.parquet", index=False)
     return table
@@ -90,15 +111,26 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per classifier and image category: median flip fraction, share flipping within 25% of the area, and the
     deletion / insertion AUCs beside the random map's."""
     ok = table[table["error"].isna()]
+
     def block(part: pd.DataFrame) -> pd.Series:
         flipped = part["flip_fraction"].dropna()
-        return pd.Series({"images": len(part), "median_flip_fraction": float(flipped.median()) if len(flipped) else None,
-                          "flips_within_25pct": float((part["flip_fraction"].fillna(2) <= 0.25).mean()),
-                          "deletion_auc": part["deletion_auc"].mean(), "random_deletion_auc": part["random_deletion_auc"].mean(),
-                          "insertion_auc": part["insertion_auc"].mean(), "random_insertion_auc": part["random_insertion_auc"].mean(),
-                          "pairs": int(part["pair_mass_inside"].notna().sum()),
-                          "pair_pointing_game": part["pair_pointing_hit"].dropna().astype(float).mean() if part["pair_pointing_hit"].notna().any() else None,
-                          "pair_mass_inside": part["pair_mass_inside"].mean() if part["pair_mass_inside"].notna().any() else None})
+        return pd.Series(
+            {
+                "images": len(part),
+                "median_flip_fraction": float(flipped.median()) if len(flipped) else None,
+                "flips_within_25pct": float((part["flip_fraction"].fillna(2) <= 0.25).mean()),
+                "deletion_auc": part["deletion_auc"].mean(),
+                "random_deletion_auc": part["random_deletion_auc"].mean(),
+                "insertion_auc": part["insertion_auc"].mean(),
+                "random_insertion_auc": part["random_insertion_auc"].mean(),
+                "pairs": int(part["pair_mass_inside"].notna().sum()),
+                "pair_pointing_game": part["pair_pointing_hit"].dropna().astype(float).mean()
+                if part["pair_pointing_hit"].notna().any()
+                else None,
+                "pair_mass_inside": part["pair_mass_inside"].mean() if part["pair_mass_inside"].notna().any() else None,
+            }
+        )
+
     groups = ok.assign(image_category=ok["image_category"].fillna("all")).groupby(["classifier", "image_category"])
     return groups.apply(block, include_groups=False).reset_index()
 
@@ -110,7 +142,14 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for a, b in combinations(sorted(ok["classifier"].unique()), 2):
         ious = [box_iou(top[(a, i)], top[(b, i)]) for (c, i) in top if c == a and (b, i) in top]
-        rows.append({"classifier_a": a, "classifier_b": b, "images": len(ious), "mean_top_box_iou": float(np.mean(ious)) if ious else None})
+        rows.append(
+            {
+                "classifier_a": a,
+                "classifier_b": b,
+                "images": len(ious),
+                "mean_top_box_iou": float(np.mean(ious)) if ious else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -138,26 +177,48 @@ def overlay(image: Image.Image, ev: Evidence) -> Image.Image:
     return out
 
 
-def write_html(out_dir: Path, table: pd.DataFrame, images: dict[str, Image.Image], results: dict[str, list[Evidence]]) -> Path:
+def write_html(
+    out_dir: Path, table: pd.DataFrame, images: dict[str, Image.Image], results: dict[str, list[Evidence]]
+) -> Path:
     summ, agree = summary(table), agreement(table)
-    summ = summ.drop(columns=[c for c in ("pairs", "pair_pointing_game", "pair_mass_inside") if not summ["pairs"].any()])
+    summ = summ.drop(
+        columns=[c for c in ("pairs", "pair_pointing_game", "pair_mass_inside") if not summ["pairs"].any()]
+    )
 
     def fmt(v):
         if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer() and abs(v) > 1):
             return str(int(v))
-        return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else (f"{v:.3f}" if isinstance(v, float) else escape(str(v)))
+        return (
+            "-"
+            if v is None or (isinstance(v, float) and np.isnan(v))
+            else (f"{v:.3f}" if isinstance(v, float) else escape(str(v)))
+        )
+
     head = "".join(f"<th>{escape(c)}</th>" for c in summ.columns)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in summ.itertuples(index=False))
-    parts = ["<h2>Faithfulness by category</h2><p class=note>Deletion AUC: the score as the most salient pixels are removed "
-             "(lower than the random map's: the evidence beats chance). Insertion AUC: the score as they are put back (higher is better). "
-             "Flip fraction: the smallest share of the image whose removal flips the decision. On a pair dataset, the pointing game "
-             "(the map's peak inside the pixels that differ from the safe counterpart) and the share of evidence inside them.</p>",
-             f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>"]
+    body = "".join(
+        "<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in summ.itertuples(index=False)
+    )
+    parts = [
+        "<h2>Faithfulness by category</h2><p class=note>Deletion AUC: the score as the most salient pixels are removed "
+        "(lower than the random map's: the evidence beats chance). Insertion AUC: the score as they are put back "
+        "(higher is better). "
+        "Flip fraction: the smallest share of the image whose removal flips the decision. On a pair dataset, the "
+        "pointing game "
+        "(the map's peak inside the pixels that differ from the safe counterpart) and the share of evidence inside "
+        "them.</p>",
+        f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>",
+    ]
     if not agree.empty:
-        parts.append("<h2>Do the classifiers look at the same thing?</h2><table><tr><th>a</th><th>b</th><th>images</th>"
-                     "<th>mean IoU of top boxes</th></tr>" + "".join(
-                         f"<tr><td>{escape(r.classifier_a)}</td><td>{escape(r.classifier_b)}</td><td>{r.images}</td>"
-                         f"<td>{fmt(r.mean_top_box_iou)}</td></tr>" for r in agree.itertuples()) + "</table>")
+        parts.append(
+            "<h2>Do the classifiers look at the same thing?</h2><table><tr><th>a</th><th>b</th><th>images</th>"
+            "<th>mean IoU of top boxes</th></tr>"
+            + "".join(
+                f"<tr><td>{escape(r.classifier_a)}</td><td>{escape(r.classifier_b)}</td><td>{r.images}</td>"
+                f"<td>{fmt(r.mean_top_box_iou)}</td></tr>"
+                for r in agree.itertuples()
+            )
+            + "</table>"
+        )
     for name, evidence in results.items():
         figs = []
         for ev in [e for e in evidence if e.error is None][:SHOWN]:
@@ -168,28 +229,55 @@ def write_html(out_dir: Path, table: pd.DataFrame, images: dict[str, Image.Image
                 x0, y0, x1, y1 = (int(round(v)) for v in ev.flip_box[:4])
                 mask[y0:y1, x0:x1] = True
                 edited = remove(np.asarray(image.convert("RGB"), dtype=np.float32) / 255, mask, ev.flip_fill)
-                after = (f"<div>{_png(Image.fromarray((edited * 255).round().astype(np.uint8)))}<br>flip region removed ({escape(ev.flip_fill)}): "
-                         f"score {fmt(ev.score_after_flip)}</div>")
-            flip = ("not flagged (nothing to flip)" if not ev.decision else f"flips at {ev.flip_fraction:.1%} of the area"
-                    if ev.flip_fraction is not None else "no flip within the area budget")
-            figs.append(f"<figure><div class=pair><div>{_png(overlay(image, ev))}<br>score {fmt(ev.score)}</div>{after}</div>"
-                        f"<figcaption>{escape(ev.id)} · {escape(ev.method)} · {flip} · deletion {fmt(ev.deletion_auc)} "
-                        f"(random {fmt(ev.random_deletion_auc)})</figcaption></figure>")
+                after = (
+                    f"<div>{_png(Image.fromarray((edited * 255).round().astype(np.uint8)))}<br>flip region removed "
+                    f"({escape(ev.flip_fill)}): "
+                    f"score {fmt(ev.score_after_flip)}</div>"
+                )
+            flip = (
+                "not flagged (nothing to flip)"
+                if not ev.decision
+                else f"flips at {ev.flip_fraction:.1%} of the area"
+                if ev.flip_fraction is not None
+                else "no flip within the area budget"
+            )
+            figs.append(
+                f"<figure><div class=pair><div>{_png(overlay(image, ev))}<br>score {fmt(ev.score)}</div>{after}</div>"
+                f"<figcaption>{escape(ev.id)} · {escape(ev.method)} · {flip} · deletion {fmt(ev.deletion_auc)} "
+                f"(random {fmt(ev.random_deletion_auc)})</figcaption></figure>"
+            )
         errors = sum(e.error is not None for e in evidence)
-        parts.append(f"<h2>{escape(name)}</h2><p class=note>{len(evidence)} images, {errors} errors; red: evidence, yellow: top "
-                     f"regions, cyan: the smallest region whose removal flips the decision.</p><div class=grid>{''.join(figs)}</div>")
-    page = ("<!doctype html><meta charset=utf-8><title>imagesafety explain</title><style>body{font:14px system-ui;margin:24px;color:#222}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}.note{color:#666}"
-            ".grid{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;max-width:560px}.pair{display:flex;gap:8px}"
-            "figcaption{color:#444;font-size:12px}.scroll{overflow-x:auto}</style><h1>What makes these images unsafe</h1>" + "".join(parts))
+        parts.append(
+            f"<h2>{escape(name)}</h2><p class=note>{len(evidence)} images, {errors} errors; red: evidence, yellow: top "
+            "regions, cyan: the smallest region whose removal flips the decision.</p><div "
+            f"class=grid>{''.join(figs)}</div>"
+        )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>imagesafety explain</title><style>body{font:14px "
+        "system-ui;margin:24px;color:#222}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}.note{color:#666}"
+        ".grid{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;max-width:560px}.pair{display:flex;gap:8px}"
+        "figcaption{color:#444;font-size:12px}.scroll{overflow-x:auto}</style><h1>What makes these images unsafe</h1>"
+        + "".join(parts)
+    )
     path = out_dir / "explain.html"
     write_atomic(path, page)
     return path
 
 
-def run_explain(classifiers: list, dataset, out_dir: str | Path, *, method: str = "auto", category: str | None = None,
-                split: str | None = None, categories: list[str] | None = None, limit: int | None = None,
-                classifier_options: dict | None = None, **settings) -> tuple[pd.DataFrame, Path]:
+def run_explain(
+    classifiers: list,
+    dataset,
+    out_dir: str | Path,
+    *,
+    method: str = "auto",
+    category: str | None = None,
+    split: str | None = None,
+    categories: list[str] | None = None,
+    limit: int | None = None,
+    classifier_options: dict | None = None,
+    **settings,
+) -> tuple[pd.DataFrame, Path]:
     """Evidence of every classifier on a dataset's images: evidence.parquet, the maps and explain.html under `out_dir`
     (each image's evidence cached there as it is computed, so an interrupted run resumes)."""
     from imagesafety import registry
@@ -204,8 +292,12 @@ def run_explain(classifiers: list, dataset, out_dir: str | Path, *, method: str 
         raise ValueError("no images to explain: the filters left nothing")
     labels = {s.id: s.category for s in samples}
     results: dict[str, list[Evidence]] = {}
-    built = {(spec if isinstance(spec, str) else spec.name): (registry.build("classifier", spec, **(classifier_options or {}))
-                                                              if isinstance(spec, str) else spec) for spec in classifiers}
+    built = {
+        (spec if isinstance(spec, str) else spec.name): (
+            registry.build("classifier", spec, **(classifier_options or {})) if isinstance(spec, str) else spec
+        )
+        for spec in classifiers
+    }
     for clf in built.values():  # every mistake (a spec, a method the classifier cannot do) before any work
         resolve_method(clf, method)
     for name, clf in built.items():
@@ -217,5 +309,11 @@ def run_explain(classifiers: list, dataset, out_dir: str | Path, *, method: str 
     shown = {e.id for evidence in results.values() for e in evidence[:SHOWN] if e.error is None}
     from imagesafety.data.decoding import decoded_samples
 
-    images = {item.sample.id: item.image for item in decoded_samples([s for s in samples if s.id in shown]) if item.error is None}
-    return table, write_html(out, table, images, {k: [e for e in v if e.id in images or e.error] for k, v in results.items()})
+    images = {
+        item.sample.id: item.image
+        for item in decoded_samples([s for s in samples if s.id in shown])
+        if item.error is None
+    }
+    return table, write_html(
+        out, table, images, {k: [e for e in v if e.id in images or e.error] for k, v in results.items()}
+    )

@@ -35,7 +35,9 @@ class GuardData:
         return GuardData(*(getattr(self, name)[index] for name in self.ARRAYS), self.outputs)
 
     def concat(self, other: GuardData) -> GuardData:
-        return GuardData(*(np.concatenate([getattr(self, name), getattr(other, name)]) for name in self.ARRAYS), self.outputs)
+        return GuardData(
+            *(np.concatenate([getattr(self, name), getattr(other, name)]) for name in self.ARRAYS), self.outputs
+        )
 
     def targets(self) -> tuple[np.ndarray, np.ndarray]:
         """(targets, mask), each (n, K): output 0 learns every image; output k only images of category k."""
@@ -47,7 +49,9 @@ class GuardData:
         return np.repeat(self.labels[:, None], k, axis=1).astype(np.float32), mask
 
 
-def guard_data(emb: Embeddings, target: str = "binary", taxonomy: Taxonomy | None = None, outputs: list[str] | None = None) -> GuardData:
+def guard_data(
+    emb: Embeddings, target: str = "binary", taxonomy: Taxonomy | None = None, outputs: list[str] | None = None
+) -> GuardData:
     """Labelled, error-free rows of an embeddings table, checked for what training needs."""
     if target not in ("binary", "multilabel"):
         raise ValueError(f"unknown target {target!r}: use binary or multilabel")
@@ -65,7 +69,9 @@ def guard_data(emb: Embeddings, target: str = "binary", taxonomy: Taxonomy | Non
     if taxonomy is not None:
         unknown = sorted({c for c in categories if c and taxonomy.find(c) is None})
         if unknown:
-            raise ValueError(f"{where}: categories {unknown} are not in taxonomy {taxonomy.name!r} ({', '.join(taxonomy.keys)})")
+            raise ValueError(
+                f"{where}: categories {unknown} are not in taxonomy {taxonomy.name!r} ({', '.join(taxonomy.keys)})"
+            )
         categories = np.array([taxonomy.get(c).key if c else "" for c in categories], dtype=object)
     labels = frame["label"].astype(int).to_numpy()
     bad = sorted(set(labels.tolist()) - {0, 1})
@@ -78,8 +84,16 @@ def guard_data(emb: Embeddings, target: str = "binary", taxonomy: Taxonomy | Non
             order = taxonomy.keys if taxonomy is not None else present
             outputs += [c for c in order if c in present]
     shas = frame["sha256"].to_numpy(dtype=object) if "sha256" in frame else np.full(len(frame), None, dtype=object)
-    data = GuardData(X, labels, categories, frame["pair_id"].to_numpy(dtype=object), frame["role"].to_numpy(dtype=object),
-                     frame["split"].to_numpy(dtype=object), shas, outputs)
+    data = GuardData(
+        X,
+        labels,
+        categories,
+        frame["pair_id"].to_numpy(dtype=object),
+        frame["role"].to_numpy(dtype=object),
+        frame["split"].to_numpy(dtype=object),
+        shas,
+        outputs,
+    )
     return data
 
 
@@ -91,12 +105,16 @@ def check_trainable(data: GuardData, where: str = "training data") -> None:
         n_unsafe, n_safe = int(values.sum()), int(len(values) - values.sum())
         if n_unsafe == 0 or n_safe == 0:
             what = "overall" if j == 0 else f"category {name!r}"
-            raise ValueError(f"{where}: {what} has a single class ({n_unsafe} unsafe, {n_safe} safe); a guard needs both")
+            raise ValueError(
+                f"{where}: {what} has a single class ({n_unsafe} unsafe, {n_safe} safe); a guard needs both"
+            )
 
 
 def check_compatible(emb: Embeddings, other: Embeddings, what: str) -> None:
     """Two embeddings files must come from the same encoder and have the same dimension."""
     if other.encoder != emb.encoder:
-        raise ValueError(f"{what} come from encoder {other.encoder!r}, but the training embeddings from {emb.encoder!r}")
+        raise ValueError(
+            f"{what} come from encoder {other.encoder!r}, but the training embeddings from {emb.encoder!r}"
+        )
     if other.dim != emb.dim:
         raise ValueError(f"{what} are {other.dim}-d, but the training embeddings are {emb.dim}-d")

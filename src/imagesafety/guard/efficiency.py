@@ -15,11 +15,12 @@ import pandas as pd
 
 from imagesafety.bench.metrics import weighted_metrics
 from imagesafety.files import write_atomic, write_json
-from imagesafety.run.progress import add_task, progress_bar
-from imagesafety.run.embed import Embeddings, read_embeddings
 from imagesafety.guard.data import GuardData, check_compatible, guard_data
 from imagesafety.guard.train import GuardConfig, fit_head, head_scores, pair_indices
+from imagesafety.run.embed import Embeddings, read_embeddings
+from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.splits import choose_splits, stratified_fraction
+
 
 def stratified_draw(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n indices with both classes present, in proportion to the pool."""
@@ -45,8 +46,10 @@ def check_sizes(pool: GuardData, sizes: list[int]) -> None:
             raise ValueError(f"--sizes: {n} is too small (a guard needs at least one safe and one unsafe image)")
         n_pos = int(np.clip(round(n * pos / max(len(pool), 1)), 1, n - 1))
         if n_pos > pos or n - n_pos > neg:
-            raise ValueError(f"--sizes: cannot draw {n} labelled images from the training pool of {len(pool)} images "
-                             f"({pos} unsafe, {neg} safe); use sizes up to {len(pool)}")
+            raise ValueError(
+                f"--sizes: cannot draw {n} labelled images from the training pool of {len(pool)} images "
+                f"({pos} unsafe, {neg} safe); use sizes up to {len(pool)}"
+            )
 
 
 def sample_efficiency(
@@ -62,14 +65,21 @@ def sample_efficiency(
     """One row per (size, seed, with_pairs): F1, AUROC, precision, recall of the overall head on the `eval_split`
     rows (else a fixed hold-out of the training pool). Labelled images are drawn from the `config.train_split` rows;
     sizes, pools and pairs are checked before any training."""
-    config = replace(config or GuardConfig(), val_fraction=0.0, calibrate="none", epochs=(config.epochs if config else 200))
+    config = replace(
+        config or GuardConfig(), val_fraction=0.0, calibrate="none", epochs=(config.epochs if config else 200)
+    )
     if seeds < 1 or config.epochs < 1:
         raise ValueError("--seeds and --epochs must be at least 1")
     emb = read_embeddings(embeddings) if isinstance(embeddings, (str, Path)) else embeddings
     data = guard_data(emb, "binary")
     held_out = np.isin(data.split.astype(str), [eval_split])
-    chosen = choose_splits(np.where(held_out, "", data.split.astype(object)) if held_out.any() else data.split,
-                           train_split=config.train_split, val_split=None, val_fraction=0.0, what=str(emb.path or "embeddings"))
+    chosen = choose_splits(
+        np.where(held_out, "", data.split.astype(object)) if held_out.any() else data.split,
+        train_split=config.train_split,
+        val_split=None,
+        val_fraction=0.0,
+        what=str(emb.path or "embeddings"),
+    )
     pool_rows = chosen.train
     if held_out.any():
         test_rows = np.flatnonzero(held_out)
@@ -101,17 +111,32 @@ def sample_efficiency(
                     head, _ = fit_head(train, None, replace(config, seed=seed))
                     s = head_scores(head, test.X)[:, 0]
                     m = weighted_metrics(test.labels, s, (s >= 0.5).astype(int), np.ones((1, len(test))))
-                    rows.append({"size": n, "seed": seed, "with_pairs": with_pairs, "train_images": len(train),
-                                 **{k: float(m[k][0]) for k in ("f1", "auroc", "precision", "recall")}})
+                    rows.append(
+                        {
+                            "size": n,
+                            "seed": seed,
+                            "with_pairs": with_pairs,
+                            "train_images": len(train),
+                            **{k: float(m[k][0]) for k in ("f1", "auroc", "precision", "recall")},
+                        }
+                    )
                     bar.update(task, advance=1)
     return pd.DataFrame(rows)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of F1 and AUROC per (size, with_pairs)."""
-    return runs.groupby(["size", "with_pairs"]).agg(
-        f1_mean=("f1", "mean"), f1_std=("f1", "std"), auroc_mean=("auroc", "mean"), auroc_std=("auroc", "std"), seeds=("seed", "count")
-    ).reset_index()
+    return (
+        runs.groupby(["size", "with_pairs"])
+        .agg(
+            f1_mean=("f1", "mean"),
+            f1_std=("f1", "std"),
+            auroc_mean=("auroc", "mean"),
+            auroc_std=("auroc", "std"),
+            seeds=("seed", "count"),
+        )
+        .reset_index()
+    )
 
 
 def write_efficiency_report(runs: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
@@ -128,12 +153,27 @@ def write_efficiency_report(runs: pd.DataFrame, out_dir: str | Path) -> dict[str
     series = []
     for with_pairs, part in summary.groupby("with_pairs"):
         sd = part["f1_std"].fillna(0)
-        series.append(Series("with pairs" if with_pairs else "labelled images only", list(part["size"]), list(part["f1_mean"]),
-                             lower=list((part["f1_mean"] - sd).clip(0, 1)), upper=list((part["f1_mean"] + sd).clip(0, 1))))
-    chart = line_chart(series, x_label="labelled training images", y_label="test F1 (mean ± sd over seeds)", x_log=True,
-                       x_ticks=[float(v) for v in summary["size"].unique()], x_format="{:.0f}", width=560)
+        series.append(
+            Series(
+                "with pairs" if with_pairs else "labelled images only",
+                list(part["size"]),
+                list(part["f1_mean"]),
+                lower=list((part["f1_mean"] - sd).clip(0, 1)),
+                upper=list((part["f1_mean"] + sd).clip(0, 1)),
+            )
+        )
+    chart = line_chart(
+        series,
+        x_label="labelled training images",
+        y_label="test F1 (mean ± sd over seeds)",
+        x_log=True,
+        x_ticks=[float(v) for v in summary["size"].unique()],
+        x_format="{:.0f}",
+        width=560,
+    )
     rows = "".join(
-        f"<tr><td>{r.size}</td><td>{'yes' if r.with_pairs else 'no'}</td><td>{r.f1_mean:.3f} ± {0 if np.isnan(r.f1_std) else r.f1_std:.3f}</td>"
+        f"<tr><td>{r.size}</td><td>{'yes' if r.with_pairs else 'no'}</td><td>{r.f1_mean:.3f} ± "
+        f"{0 if np.isnan(r.f1_std) else r.f1_std:.3f}</td>"
         f"<td>{r.auroc_mean:.3f}</td><td>{r.seeds}</td></tr>"
         for r in summary.itertuples()
     )

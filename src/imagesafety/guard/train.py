@@ -18,11 +18,11 @@ import numpy as np
 
 from imagesafety.bench.metrics import f1_optimal_threshold, threshold_at_fpr, weighted_metrics
 from imagesafety.classifiers.probe import CARD_FILE, CARD_FORMAT, build_head, save_guard
-from imagesafety.run.embed import Embeddings, read_embeddings
 from imagesafety.files import write_json
-from imagesafety.identity import file_digest
 from imagesafety.guard.data import GuardData, check_compatible, check_trainable, guard_data
+from imagesafety.identity import file_digest
 from imagesafety.model_card import read_card, write_training_hashes, write_training_images
+from imagesafety.run.embed import Embeddings, read_embeddings
 from imagesafety.splits import choose_splits
 from imagesafety.taxonomy import Taxonomy, load_taxonomy
 
@@ -73,7 +73,8 @@ def pair_indices(data: GuardData) -> np.ndarray:
 
 
 def fit_head(train: GuardData, val: GuardData | None, config: GuardConfig):
-    """Minibatch AdamW on masked, class-weighted BCE (+ pair consistency), best epoch kept; or, for a linear head without
+    """Minibatch AdamW on masked, class-weighted BCE (+ pair consistency), best epoch kept; or, for a linear head
+    without
     the pair loss, full-batch L-BFGS on the same loss plus an L2 penalty (`weight_decay`): the convex problem solved
     directly, as scikit-learn's logistic regression does. Returns (head, history)."""
     import torch
@@ -129,7 +130,9 @@ def fit_head(train: GuardData, val: GuardData | None, config: GuardConfig):
                 waited += 1
         history.append(record)
         if not np.isfinite(record["train_loss"]):
-            raise FloatingPointError(f"guard training diverged at epoch {epoch + 1} (loss {record['train_loss']}); lower the learning rate")
+            raise FloatingPointError(
+                f"guard training diverged at epoch {epoch + 1} (loss {record['train_loss']}); lower the learning rate"
+            )
         if val is not None and len(val) and waited >= config.patience:
             break
     if best_state is not None:
@@ -157,8 +160,15 @@ def fit_linear_lbfgs(train: GuardData, val: GuardData | None, config: GuardConfi
     def loss_of(features, t, m):
         return (bce(head(features), t) * m).sum() / m.sum().clamp_min(1)
 
-    optimiser = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
-                                  history_size=20, line_search_fn="strong_wolfe")
+    optimiser = torch.optim.LBFGS(
+        head.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         optimiser.zero_grad()
@@ -168,8 +178,12 @@ def fit_linear_lbfgs(train: GuardData, val: GuardData | None, config: GuardConfi
 
     optimiser.step(closure)
     with torch.no_grad():
-        record = {"epoch": 1, "solver": "lbfgs", "iterations": int(optimiser.state[optimiser._params[0]]["n_iter"]),
-                  "train_loss": float(loss_of(X, targets, mask))}
+        record = {
+            "epoch": 1,
+            "solver": "lbfgs",
+            "iterations": int(optimiser.state[optimiser._params[0]]["n_iter"]),
+            "train_loss": float(loss_of(X, targets, mask)),
+        }
         if val is not None and len(val):
             tv, mv = (torch.from_numpy(a) for a in val.targets())
             record["val_loss"] = float(loss_of(torch.from_numpy((val.X - mean) / std), tv, mv))
@@ -211,7 +225,10 @@ def calibrate_thresholds(head, data: GuardData, rule: str) -> tuple[dict[str, fl
             thresholds[name], notes[name] = f1_optimal_threshold(y, s), "F1-optimal on validation"
         elif rule.startswith("fpr:"):
             target = float(rule.split(":", 1)[1])
-            thresholds[name], notes[name] = threshold_at_fpr(y, s, target), f"false-positive rate <= {target} on validation"
+            thresholds[name], notes[name] = (
+                threshold_at_fpr(y, s, target),
+                f"false-positive rate <= {target} on validation",
+            )
         else:
             raise ValueError(f"unknown calibration {rule!r}: use f1, fpr:RATE or none")
     return thresholds, notes
@@ -249,17 +266,28 @@ def train_guard(
     emb = read_embeddings(embeddings) if isinstance(embeddings, (str, Path)) else embeddings
     tax = load_taxonomy(taxonomy) if taxonomy is not None else None
     data = guard_data(emb, config.target, tax)
-    chosen = choose_splits(data.split, train_split=config.train_split, val_split=config.val_split, val_fraction=config.val_fraction,
-                           seed=config.seed, strata=np.char.add(data.categories.astype(str), data.labels.astype(str)),
-                           what=str(emb.path or "embeddings"))
+    chosen = choose_splits(
+        data.split,
+        train_split=config.train_split,
+        val_split=config.val_split,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        strata=np.char.add(data.categories.astype(str), data.labels.astype(str)),
+        what=str(emb.path or "embeddings"),
+    )
     train, val = data.subset(chosen.train), data.subset(chosen.val)
     if pairs is not None:
         pair_emb = read_embeddings(pairs) if isinstance(pairs, (str, Path)) else pairs
         check_compatible(emb, pair_emb, "pair embeddings")
         pair_data = guard_data(pair_emb, config.target, tax, outputs=data.outputs)
-        pair_data = pair_data.subset(np.flatnonzero(~np.isin(pair_data.split.astype(str), ("test",))))  # never a test pair
+        pair_data = pair_data.subset(
+            np.flatnonzero(~np.isin(pair_data.split.astype(str), ("test",)))
+        )  # never a test pair
         if not len(pair_indices(pair_data)):
-            raise ValueError("pair embeddings hold no complete pair (pair_id with one unsafe and one safe image) outside the test split")
+            raise ValueError(
+                "pair embeddings hold no complete pair (pair_id with one unsafe and one safe image) outside the test "
+                "split"
+            )
         train = train.concat(pair_data)
     check_trainable(train, "training data")
     started = time.perf_counter()
@@ -279,7 +307,9 @@ def train_guard(
         "outputs": data.outputs,
         "thresholds": thresholds,
         "threshold_rule": notes,
-        "taxonomy": (tax.to_dict() if tax else {"name": "guard", "categories": [{"key": c, "name": c} for c in categories]}),
+        "taxonomy": (
+            tax.to_dict() if tax else {"name": "guard", "categories": [{"key": c, "name": c} for c in categories]}
+        ),
         "training": {
             "config": asdict(config),
             "data_sha256": embeddings_hash(emb),
@@ -298,7 +328,11 @@ def train_guard(
         out.mkdir(parents=True, exist_ok=True)
         card["training"]["training_images"] = write_training_images(out, result.training_images)
         frame = emb.frame
-        refs = frame.loc[frame["sha256"].isin(set(result.training_images)), "image"] if {"sha256", "image"} <= set(frame) else []
+        refs = (
+            frame.loc[frame["sha256"].isin(set(result.training_images)), "image"]
+            if {"sha256", "image"} <= set(frame)
+            else []
+        )
         card["training"]["training_hashes"] = write_training_hashes(out, list(refs))
         result.path = save_guard(out, head, card)
         result.card = read_card(out, CARD_FILE, CARD_FORMAT)

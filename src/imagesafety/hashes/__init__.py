@@ -6,9 +6,15 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "add": "imagesafety.hashes.api", "build": "imagesafety.hashes.api", "compute_hashes": "imagesafety.hashes.api",
-    "match": "imagesafety.hashes.api", "remove": "imagesafety.hashes.api", "audit": "imagesafety.hashes.audit",
-    "BankError": "imagesafety.hashes.bank", "HashBank": "imagesafety.hashes.bank", "Match": "imagesafety.hashes.bank",
+    "add": "imagesafety.hashes.api",
+    "build": "imagesafety.hashes.api",
+    "compute_hashes": "imagesafety.hashes.api",
+    "match": "imagesafety.hashes.api",
+    "remove": "imagesafety.hashes.api",
+    "audit": "imagesafety.hashes.audit",
+    "BankError": "imagesafety.hashes.bank",
+    "HashBank": "imagesafety.hashes.bank",
+    "Match": "imagesafety.hashes.bank",
     "load_bank": "imagesafety.hashes.bank",
 }
 __all__ = sorted(_LAZY)

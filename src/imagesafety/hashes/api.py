@@ -29,17 +29,30 @@ def image_samples(images: str | Path) -> list[Sample]:
     from imagesafety.data import load_dataset
 
     path = Path(images)
-    if path.is_dir() and not any((path / d).is_dir() for d in ("safe", "unsafe")) and not any(
-            (p / d).is_dir() for p in path.iterdir() if p.is_dir() for d in ("safe", "unsafe")):
+    if (
+        path.is_dir()
+        and not any((path / d).is_dir() for d in ("safe", "unsafe"))
+        and not any((p / d).is_dir() for p in path.iterdir() if p.is_dir() for d in ("safe", "unsafe"))
+    ):
         policy = ReadPolicy(root=path.resolve())
         files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-        return [Sample(str(p.relative_to(path)), str(p), category=slugify(p.relative_to(path).parts[0]) if len(p.relative_to(path).parts) > 1
-                       else None, policy=policy) for p in files]
+        return [
+            Sample(
+                str(p.relative_to(path)),
+                str(p),
+                category=slugify(p.relative_to(path).parts[0]) if len(p.relative_to(path).parts) > 1 else None,
+                policy=policy,
+            )
+            for p in files
+        ]
     return list(load_dataset(images))
 
 
-def hashed(samples: list[Sample], algorithms: tuple[str, ...], dihedral: bool = False) -> Iterator[tuple[Sample, str | None, dict[str, list[ImageHash]] | None, str | None]]:
-    """(sample, sha256, hashes per algorithm (eight PDQ variants with `dihedral`), error) for every sample, decoded on the
+def hashed(
+    samples: list[Sample], algorithms: tuple[str, ...], dihedral: bool = False
+) -> Iterator[tuple[Sample, str | None, dict[str, list[ImageHash]] | None, str | None]]:
+    """(sample, sha256, hashes per algorithm (eight PDQ variants with `dihedral`), error) for every sample, decoded on
+    the
     run's worker threads and hashed there too."""
     from imagesafety.data.decoding import decoded_samples
 
@@ -56,8 +69,17 @@ def compute_hashes(images: str | Path, out: str | Path | None = None, algorithm:
     for sample, _, hashes, error in hashed(image_samples(images), algorithms_of(algorithm)):
         for a in algorithms_of(algorithm):
             h = hashes[a][0] if hashes else None
-            rows.append({"path": sample.image_ref, "id": sample.id, "algorithm": a, "hash": h.hex if h else None,
-                         "quality": h.quality if h else None, "reliable": h.reliable if h else None, "error": error})
+            rows.append(
+                {
+                    "path": sample.image_ref,
+                    "id": sample.id,
+                    "algorithm": a,
+                    "hash": h.hex if h else None,
+                    "quality": h.quality if h else None,
+                    "reliable": h.reliable if h else None,
+                    "error": error,
+                }
+            )
     table = pd.DataFrame(rows, columns=["path", "id", "algorithm", "hash", "quality", "reliable", "error"])
     if out is not None:
         table.to_csv(out, index=False)
@@ -83,26 +105,41 @@ def add_images(bank: HashBank, images: str | Path, label: str | None = None, sou
             continue
         weak = [a for a in bank.algorithms if hashes[a][0].quality < MIN_QUALITY[a]]
         if weak:
-            report.unhashable[sample.id] = f"{weak[0]} quality {hashes[weak[0]][0].quality} < {MIN_QUALITY[weak[0]]}: too flat or small to match on"
+            report.unhashable[sample.id] = (
+                f"{weak[0]} quality {hashes[weak[0]][0].quality} < {MIN_QUALITY[weak[0]]}: too flat or small to match "
+                "on"
+            )
             continue
         entry_label = label or sample.category or {1: "unsafe", 0: None, None: None}[sample.label]
         if entry_label is None:
-            raise BankError(f"{sample.image_ref}: a bank entry needs a label: put the image in a folder named after its category, "
-                            "or give --label")
+            raise BankError(
+                f"{sample.image_ref}: a bank entry needs a label: put the image in a folder named after its category, "
+                "or give --label"
+            )
         rows.append((sha, entry_label, source or sample.image_ref, {a: hashes[a][0] for a in bank.algorithms}))
     bank.add(rows)
     report.added = len(rows)
     return report
 
 
-def build(images: str | Path, out: str | Path, *, algorithm: str = "pdq", threshold: int | None = None, label: str | None = None,
-          source: str | None = None, index: str = "flat") -> BankReport:
+def build(
+    images: str | Path,
+    out: str | Path,
+    *,
+    algorithm: str = "pdq",
+    threshold: int | None = None,
+    label: str | None = None,
+    source: str | None = None,
+    index: str = "flat",
+) -> BankReport:
     """A new bank at `out` from `images` (a folder or dataset)."""
     algorithms = algorithms_of(algorithm)
     bank = HashBank.empty(algorithms, {a: threshold for a in algorithms} if threshold is not None else None, index)
     report = add_images(bank, images, label, source)
     if not report.added:
-        raise ValueError(f"{images}: no image could be hashed reliably ({len(report.unhashable)} unhashable); nothing to bank")
+        raise ValueError(
+            f"{images}: no image could be hashed reliably ({len(report.unhashable)} unhashable); nothing to bank"
+        )
     bank.save(out)
     return report
 
@@ -125,18 +162,33 @@ def remove(bank_path: str | Path, images: str | Path) -> int:
     return removed
 
 
-def match(bank: HashBank | str | Path, dataset: str | Path, out: str | Path | None = None, *, dihedral: bool = False) -> pd.DataFrame:
-    """One row per image: id, path, matched, entry id, label, source, distance, algorithm, quality, unhashable, error."""
+def match(
+    bank: HashBank | str | Path, dataset: str | Path, out: str | Path | None = None, *, dihedral: bool = False
+) -> pd.DataFrame:
+    """One row per image: id, path, matched, entry id, label, source, distance, algorithm, quality, unhashable,
+    error."""
     bank = bank if isinstance(bank, HashBank) else load_bank(bank)
     rows = []
     for sample, sha, hashes, error in hashed(image_samples(dataset), bank.algorithms, dihedral):
         found: Match | None = bank.match(hashes) if hashes else None
         quality = min(hashes[a][0].quality for a in bank.algorithms) if hashes else None
         unhashable = bool(hashes) and all(h.quality < MIN_QUALITY[a] for a in bank.algorithms for h in hashes[a])
-        rows.append({"id": sample.id, "path": sample.image_ref, "sha256": sha, "matched": found is not None,
-                     "entry": found.id if found else None, "label": found.label if found else None, "source": found.source if found else None,
-                     "distance": found.distance if found else None, "algorithm": found.algorithm if found else None,
-                     "quality": quality, "unhashable": unhashable, "error": error})
+        rows.append(
+            {
+                "id": sample.id,
+                "path": sample.image_ref,
+                "sha256": sha,
+                "matched": found is not None,
+                "entry": found.id if found else None,
+                "label": found.label if found else None,
+                "source": found.source if found else None,
+                "distance": found.distance if found else None,
+                "algorithm": found.algorithm if found else None,
+                "quality": quality,
+                "unhashable": unhashable,
+                "error": error,
+            }
+        )
     table = pd.DataFrame(rows)
     if out is not None:
         table.to_parquet(out, index=False)

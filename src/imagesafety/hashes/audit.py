@@ -38,13 +38,15 @@ class _Groups:
         return [g for g in found.values() if len(g) > 1]
 
 
-def audit(dataset, out_dir: str | Path | None = None, *, threshold: int = DEFAULT_THRESHOLD["pdq"], thumbnails: int = 40) -> dict[str, Any]:
+def audit(
+    dataset, out_dir: str | Path | None = None, *, threshold: int = DEFAULT_THRESHOLD["pdq"], thumbnails: int = 40
+) -> dict[str, Any]:
     """The audit of `dataset` (a path, spec or Dataset); with `out_dir`, audit.json and audit.html written there."""
     import faiss
 
     from imagesafety.data import load_dataset
-    from imagesafety.files import write_atomic, write_json
     from imagesafety.data.decoding import decoded_samples
+    from imagesafety.files import write_atomic, write_json
 
     data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
     rows: list[dict[str, Any]] = []
@@ -56,8 +58,18 @@ def audit(dataset, out_dir: str | Path | None = None, *, threshold: int = DEFAUL
             unreadable.append({"id": s.id, "error": item.error})
             continue
         h, thumb = item.image
-        rows.append({"id": s.id, "sha256": item.sha256, "label": s.label, "category": s.category, "source": s.source, "split": s.split,
-                     "quality": h.quality, "thumb": thumb})
+        rows.append(
+            {
+                "id": s.id,
+                "sha256": item.sha256,
+                "label": s.label,
+                "category": s.category,
+                "source": s.source,
+                "split": s.split,
+                "quality": h.quality,
+                "thumb": thumb,
+            }
+        )
         hashes.append(h.bits)
     n = len(rows)
     exact: dict[str, list[int]] = defaultdict(list)
@@ -76,7 +88,7 @@ def audit(dataset, out_dir: str | Path | None = None, *, threshold: int = DEFAUL
         index.add(packed)
         lims, distances, found = index.range_search(packed, threshold + 1)
         for q in range(len(reliable)):
-            for d, j in zip(distances[lims[q]:lims[q + 1]], found[lims[q]:lims[q + 1]]):
+            for d, j in zip(distances[lims[q] : lims[q + 1]], found[lims[q] : lims[q + 1]]):
                 a, b = reliable[q], reliable[int(j)]
                 if a < b and rows[a]["sha256"] != rows[b]["sha256"]:
                     near.join(a, b)
@@ -88,10 +100,17 @@ def audit(dataset, out_dir: str | Path | None = None, *, threshold: int = DEFAUL
     within = _Groups(n)
     for a, b in within_pairs:
         within.join(a, b)
-    conflicts = [ids(g) for g in groups if len({rows[i]["label"] for i in g}) > 1 or len({rows[i]["category"] for i in g if rows[i]["label"] == 1}) > 1]
+    conflicts = [
+        ids(g)
+        for g in groups
+        if len({rows[i]["label"] for i in g}) > 1 or len({rows[i]["category"] for i in g if rows[i]["label"] == 1}) > 1
+    ]
     counts = Counter((r["split"] or "-", r["category"] or "-", r["source"] or "-") for r in rows)
     report = {
-        "images": n, "unreadable": unreadable, "threshold": threshold, "algorithm": "pdq",
+        "images": n,
+        "unreadable": unreadable,
+        "threshold": threshold,
+        "algorithm": "pdq",
         "unhashable": [r["id"] for r in rows if r["quality"] < MIN_QUALITY["pdq"]],
         "exact_duplicates": [ids(g) for g in exact_groups],
         "near_duplicates_across_splits": across,
@@ -99,8 +118,17 @@ def audit(dataset, out_dir: str | Path | None = None, *, threshold: int = DEFAUL
         "label_conflicts": conflicts,
         "counts": [{"split": k[0], "category": k[1], "source": k[2], "images": v} for k, v in sorted(counts.items())],
     }
-    report["summary"] = {k: len(report[k]) for k in ("exact_duplicates", "near_duplicates_across_splits", "near_duplicates_within_splits",
-                                                      "label_conflicts", "unreadable", "unhashable")}
+    report["summary"] = {
+        k: len(report[k])
+        for k in (
+            "exact_duplicates",
+            "near_duplicates_across_splits",
+            "near_duplicates_within_splits",
+            "label_conflicts",
+            "unreadable",
+            "unhashable",
+        )
+    }
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -116,25 +144,45 @@ def _html(report: dict, rows: dict[str, dict], limit: int) -> str:
             return "<p class=note>None.</p>"
         out = []
         for g in groups[:limit]:
-            figs = "".join(f"<figure><img src='data:image/jpeg;base64,{base64.b64encode(rows[i]['thumb']).decode()}' alt=''><figcaption>"
-                           f"{escape(i)}<br>split {escape(str(rows[i]['split']))} · label {rows[i]['label']} · {escape(str(rows[i]['category']))}"
-                           "</figcaption></figure>" for i in g)
+            figs = "".join(
+                f"<figure><img src='data:image/jpeg;base64,{base64.b64encode(rows[i]['thumb']).decode()}' "
+                "alt=''><figcaption>"
+                f"{escape(i)}<br>split {escape(str(rows[i]['split']))} · label {rows[i]['label']} · "
+                f"{escape(str(rows[i]['category']))}"
+                "</figcaption></figure>"
+                for i in g
+            )
             out.append(f"<div class=group>{figs}</div>")
-        more = f"<p class=note>and {len(groups) - limit} more groups (all in audit.json)</p>" if len(groups) > limit else ""
+        more = (
+            f"<p class=note>and {len(groups) - limit} more groups (all in audit.json)</p>"
+            if len(groups) > limit
+            else ""
+        )
         return "".join(out) + more
 
     s = report["summary"]
-    counts = "".join(f"<tr><td>{escape(c['split'])}</td><td>{escape(c['category'])}</td><td>{escape(c['source'])}</td><td>{c['images']}</td></tr>"
-                     for c in report["counts"])
-    sections = [("Near-duplicates across splits (leakage)", "near_duplicates_across_splits"), ("Label conflicts", "label_conflicts"),
-                ("Exact duplicates", "exact_duplicates"), ("Near-duplicates within a split", "near_duplicates_within_splits")]
+    counts = "".join(
+        f"<tr><td>{escape(c['split'])}</td><td>{escape(c['category'])}</td><td>{escape(c['source'])}</td><td>{c['images']}</td></tr>"
+        for c in report["counts"]
+    )
+    sections = [
+        ("Near-duplicates across splits (leakage)", "near_duplicates_across_splits"),
+        ("Label conflicts", "label_conflicts"),
+        ("Exact duplicates", "exact_duplicates"),
+        ("Near-duplicates within a split", "near_duplicates_within_splits"),
+    ]
     body = "".join(f"<h2>{escape(title)} ({s[key]})</h2>{group_figs(report[key])}" for title, key in sections)
     unreadable = "".join(f"<li>{escape(u['id'])}: {escape(u['error'])}</li>" for u in report["unreadable"])
-    return ("<!doctype html><meta charset=utf-8><title>dataset audit</title><style>body{font:14px system-ui;margin:24px}"
-            ".group{display:flex;gap:8px;margin:8px 0;padding:8px;border:1px solid #ddd;flex-wrap:wrap}figure{margin:0;width:120px}"
-            "figcaption{font-size:11px;color:#444;word-break:break-all}.note{color:#666}td,th{border:1px solid #ccc;padding:2px 8px}"
-            "table{border-collapse:collapse}</style>"
-            f"<h1>Dataset audit</h1><p>{report['images']} images read; PDQ near-duplicates at distance &le; {report['threshold']} "
-            f"(hashes of quality &lt; 50 not matched: {s['unhashable']}); {s['unreadable']} unreadable.</p>{body}"
-            f"<h2>Counts</h2><table><tr><th>split</th><th>category</th><th>source</th><th>images</th></tr>{counts}</table>"
-            + (f"<h2>Unreadable</h2><ul>{unreadable}</ul>" if unreadable else ""))
+    return (
+        "<!doctype html><meta charset=utf-8><title>dataset audit</title><style>body{font:14px system-ui;margin:24px}"
+        ".group{display:flex;gap:8px;margin:8px 0;padding:8px;border:1px solid "
+        "#ddd;flex-wrap:wrap}figure{margin:0;width:120px}"
+        "figcaption{font-size:11px;color:#444;word-break:break-all}.note{color:#666}td,th{border:1px solid "
+        "#ccc;padding:2px 8px}"
+        "table{border-collapse:collapse}</style>"
+        f"<h1>Dataset audit</h1><p>{report['images']} images read; PDQ near-duplicates at distance &le; "
+        f"{report['threshold']} "
+        f"(hashes of quality &lt; 50 not matched: {s['unhashable']}); {s['unreadable']} unreadable.</p>{body}"
+        f"<h2>Counts</h2><table><tr><th>split</th><th>category</th><th>source</th><th>images</th></tr>{counts}</table>"
+        + (f"<h2>Unreadable</h2><ul>{unreadable}</ul>" if unreadable else "")
+    )

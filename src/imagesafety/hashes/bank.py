@@ -28,7 +28,8 @@ class BankError(ValueError):
 
 @dataclass
 class Match:
-    """The nearest bank entry within the threshold: its row, id, label, source, distance and the algorithm that matched."""
+    """The nearest bank entry within the threshold: its row, id, label, source, distance and the algorithm that
+    matched."""
 
     entry: int
     id: str
@@ -63,9 +64,16 @@ class HashBank:
         return len(self.ids)
 
     @classmethod
-    def empty(cls, algorithms: tuple[str, ...], thresholds: dict[str, int] | None = None, index_kind: str = "flat") -> HashBank:
+    def empty(
+        cls, algorithms: tuple[str, ...], thresholds: dict[str, int] | None = None, index_kind: str = "flat"
+    ) -> HashBank:
         thresholds = {a: int((thresholds or {}).get(a, DEFAULT_THRESHOLD[a])) for a in algorithms}
-        return cls(tuple(algorithms), thresholds, {a: np.zeros((0, BITS[a] // 8), np.uint8) for a in algorithms}, index_kind=index_kind)
+        return cls(
+            tuple(algorithms),
+            thresholds,
+            {a: np.zeros((0, BITS[a] // 8), np.uint8) for a in algorithms},
+            index_kind=index_kind,
+        )
 
     def add(self, rows: list[tuple[str, str, str, dict[str, ImageHash]]]) -> None:
         """Entries (id, label, source, hash per algorithm); an entry without a label is refused."""
@@ -75,7 +83,9 @@ class HashBank:
         if not rows:
             return
         for algorithm in self.algorithms:
-            self.hashes[algorithm] = np.vstack([self.hashes[algorithm], np.stack([h[algorithm].bits for *_, h in rows])])
+            self.hashes[algorithm] = np.vstack(
+                [self.hashes[algorithm], np.stack([h[algorithm].bits for *_, h in rows])]
+            )
         self.ids += [str(r[0]) for r in rows]
         self.labels += [str(r[1]) for r in rows]
         self.sources += [str(r[2]) for r in rows]
@@ -86,7 +96,9 @@ class HashBank:
         removed = len(self.ids) - len(keep)
         for algorithm in self.algorithms:
             self.hashes[algorithm] = self.hashes[algorithm][keep]
-        self.ids, self.labels, self.sources = ([column[i] for i in keep] for column in (self.ids, self.labels, self.sources))
+        self.ids, self.labels, self.sources = (
+            [column[i] for i in keep] for column in (self.ids, self.labels, self.sources)
+        )
         self._indexes.clear()
         return removed
 
@@ -143,15 +155,28 @@ class HashBank:
                     np.save(fh, self.hashes[algorithm])
         with atomic_path(folder / "entries.parquet") as tmp:
             pd.DataFrame({"id": self.ids, "label": self.labels, "source": self.sources}).to_parquet(tmp, index=False)
-        write_json(folder / "bank.json", {"format": FORMAT, "version": VERSION, "algorithms": list(self.algorithms),
-                                          "thresholds": self.thresholds, "min_quality": {a: MIN_QUALITY[a] for a in self.algorithms},
-                                          "index": self.index_kind, "entries": len(self), "saved": time.time()})
+        write_json(
+            folder / "bank.json",
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "algorithms": list(self.algorithms),
+                "thresholds": self.thresholds,
+                "min_quality": {a: MIN_QUALITY[a] for a in self.algorithms},
+                "index": self.index_kind,
+                "entries": len(self),
+                "saved": time.time(),
+            },
+        )
         self.path = folder
         return folder
 
 
-def load_bank(path: str | Path, *, algorithm: str | None = None, threshold: int | None = None, index: str | None = None) -> HashBank:
-    """A bank from its folder; asking for another algorithm or threshold than it was built with is refused (rebuild it)."""
+def load_bank(
+    path: str | Path, *, algorithm: str | None = None, threshold: int | None = None, index: str | None = None
+) -> HashBank:
+    """A bank from its folder; asking for another algorithm or threshold than it was built with is refused (rebuild
+    it)."""
     import pyarrow.parquet as pq
 
     folder = Path(path)
@@ -163,7 +188,10 @@ def load_bank(path: str | Path, *, algorithm: str | None = None, threshold: int 
         if meta.get("format") != FORMAT:
             raise BankError(f"{meta_file}: not an imagesafety hash bank (format {meta.get('format')!r})")
         if meta.get("version") != VERSION:
-            raise BankError(f"{meta_file}: hash bank format version {meta.get('version')!r}; this imagesafety reads version {VERSION}")
+            raise BankError(
+                f"{meta_file}: hash bank format version {meta.get('version')!r}; this imagesafety reads version "
+                f"{VERSION}"
+            )
         algorithms = tuple(meta["algorithms"])
         hashes = {a: np.load(folder / f"hashes-{a}.npy", allow_pickle=False) for a in algorithms}
         table = pq.read_table(folder / "entries.parquet", columns=["id", "label", "source"])
@@ -174,13 +202,32 @@ def load_bank(path: str | Path, *, algorithm: str | None = None, threshold: int 
     count = int(meta["entries"])
     for a, data in hashes.items():
         if data.shape != (count, BITS[a] // 8) or data.dtype != np.uint8:
-            raise BankError(f"{folder / f'hashes-{a}.npy'}: damaged hash bank (shape {data.shape}, expected ({count}, {BITS[a] // 8}))")
+            raise BankError(
+                f"{folder / f'hashes-{a}.npy'}: damaged hash bank (shape {data.shape}, expected ({count}, "
+                f"{BITS[a] // 8}))"
+            )
     if table.num_rows != count:
-        raise BankError(f"{folder / 'entries.parquet'}: damaged hash bank ({table.num_rows} entries, bank.json says {count})")
+        raise BankError(
+            f"{folder / 'entries.parquet'}: damaged hash bank ({table.num_rows} entries, bank.json says {count})"
+        )
     if algorithm is not None and algorithm not in ("both", *algorithms):
-        raise BankError(f"{folder}: the bank was built with {', '.join(algorithms)}, not {algorithm}; build another bank for {algorithm}")
+        raise BankError(
+            f"{folder}: the bank was built with {', '.join(algorithms)}, not {algorithm}; build another bank for "
+            f"{algorithm}"
+        )
     thresholds = {a: int(t) for a, t in meta["thresholds"].items()}
     if threshold is not None and any(t != threshold for t in thresholds.values()):
-        raise BankError(f"{folder}: the bank was built with threshold {thresholds}, not {threshold}; rebuild it with --threshold {threshold}")
-    return HashBank(algorithms, thresholds, hashes, table.column("id").to_pylist(), table.column("label").to_pylist(),
-                    table.column("source").to_pylist(), index or meta.get("index", "flat"), folder)
+        raise BankError(
+            f"{folder}: the bank was built with threshold {thresholds}, not {threshold}; rebuild it with --threshold "
+            f"{threshold}"
+        )
+    return HashBank(
+        algorithms,
+        thresholds,
+        hashes,
+        table.column("id").to_pylist(),
+        table.column("label").to_pylist(),
+        table.column("source").to_pylist(),
+        index or meta.get("index", "flat"),
+        folder,
+    )

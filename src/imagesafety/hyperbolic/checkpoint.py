@@ -37,12 +37,19 @@ PATCH_BIAS = "visual.base_model.model.vision_model.embeddings.patch_embedding.bi
 
 
 def distance_bounds(distances: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Distance-from-origin statistics per group in the authors' layout (`avg`, `low_05`, `up_95`), plus std, min, max."""
+    """Distance-from-origin statistics per group in the authors' layout (`avg`, `low_05`, `up_95`), plus std, min,
+    max."""
     out = {}
     for name, d in distances.items():
         d = np.asarray(d, dtype=np.float64)
-        out[name] = {"avg": float(d.mean()), "low_05": float(np.percentile(d, 5)), "up_95": float(np.percentile(d, 95)),
-                     "std": float(d.std()), "min": float(d.min()), "max": float(d.max())}
+        out[name] = {
+            "avg": float(d.mean()),
+            "low_05": float(np.percentile(d, 5)),
+            "up_95": float(np.percentile(d, 95)),
+            "std": float(d.std()),
+            "min": float(d.min()),
+            "max": float(d.max()),
+        }
     return out
 
 
@@ -83,11 +90,15 @@ def map_state(state: dict[str, torch.Tensor], model: torch.nn.Module, source: st
         if found is None:
             raise ValueError(f"{source}: unexpected key {key!r}: not part of a HySAC model on this backbone")
         if tuple(value.shape) != tuple(ours[found].shape):
-            raise ValueError(f"{source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(ours[found].shape)}")
+            raise ValueError(
+                f"{source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(ours[found].shape)}"
+            )
         mapped[found] = value
     missing = [k for k in ours if k not in mapped]
     if missing:
-        raise ValueError(f"{source}: missing {len(missing)} weights of a HySAC model on this backbone, e.g. {missing[0]!r}")
+        raise ValueError(
+            f"{source}: missing {len(missing)} weights of a HySAC model on this backbone, e.g. {missing[0]!r}"
+        )
     return mapped
 
 
@@ -103,7 +114,12 @@ def load_hysac(directory: str | Path, device: str = "cpu", backbone: str | None 
     if not directory.is_dir():
         raise ValueError(f"{directory}: no such HySAC model folder")
     if (directory / RELEASED_WEIGHTS).is_file() and not (directory / CARD).is_file():
-        return load_released(directory / RELEASED_WEIGHTS, directory / RELEASED_BOUNDS, backbone or "openai/clip-vit-large-patch14", device)
+        return load_released(
+            directory / RELEASED_WEIGHTS,
+            directory / RELEASED_BOUNDS,
+            backbone or "openai/clip-vit-large-patch14",
+            device,
+        )
     if not (directory / CARD).is_file():
         raise ValueError(f"{directory}: not a HySAC model folder (no {CARD} or {RELEASED_WEIGHTS})")
     try:
@@ -118,8 +134,12 @@ def load_hysac(directory: str | Path, device: str = "cpu", backbone: str | None 
     else:
         location, identity = backbone_identity(backbone or card["backbone"])
         if card.get("backbone_identity") and identity != card["backbone_identity"] and backbone is None:
-            raise ValueError(f"{directory}: trained on backbone {card['backbone']} with weights {card['backbone_identity'][:23]}..., "
-                             f"which now has {identity[:23]}... (its weights changed); pass the original backbone with --option backbone=PATH")
+            raise ValueError(
+                f"{directory}: trained on backbone {card['backbone']} with weights "
+                f"{card['backbone_identity'][:23]}..., "
+                f"which now has {identity[:23]}... (its weights changed); pass the original backbone with --option "
+                "backbone=PATH"
+            )
         card["backbone_identity"] = identity
         model = LoraHyperbolicCLIP(location, card.get("lora"), card.get("curv_init", 1.0))
         load_lora_state(model, state, str(directory / card["weights_file"]))
@@ -127,7 +147,8 @@ def load_hysac(directory: str | Path, device: str = "cpu", backbone: str | None 
 
 
 def read_released_bounds(path: str | Path) -> dict:
-    """`hysac_bounds.json` as the authors' code reads it: {S, V, U, G} x {up_95, low_05, avg} (missing file: no bounds)."""
+    """`hysac_bounds.json` as the authors' code reads it: {S, V, U, G} x {up_95, low_05, avg} (missing file: no
+    bounds)."""
     path = Path(path)
     if not path.is_file():
         return {}
@@ -137,7 +158,9 @@ def read_released_bounds(path: str | Path) -> dict:
     return bounds
 
 
-def load_released(weights: str | Path, bounds: str | Path, backbone: str = "openai/clip-vit-large-patch14", device: str = "cpu"):
+def load_released(
+    weights: str | Path, bounds: str | Path, backbone: str = "openai/clip-vit-large-patch14", device: str = "cpu"
+):
     """The authors' format: `HySAC.state_dict()` saved with torch.save, and the distance bounds."""
     location, identity = backbone_identity(backbone)
     model = LoraHyperbolicCLIP(location)
@@ -148,13 +171,22 @@ def load_released(weights: str | Path, bounds: str | Path, backbone: str = "open
     load_lora_state(model, state, str(weights))
     bounds_data = read_released_bounds(bounds)
     threshold = bounds_data.get("V", {}).get("up_95")
-    card = {"format": FORMAT, "mode": "lora", "backbone": location, "backbone_identity": identity, "embed_dim": model.embed_dim,
-            "bounds": bounds_data, "threshold": threshold,
-            "threshold_rule": "released bounds: 95th percentile of safe-image distances (V up_95)"}
+    card = {
+        "format": FORMAT,
+        "mode": "lora",
+        "backbone": location,
+        "backbone_identity": identity,
+        "embed_dim": model.embed_dim,
+        "bounds": bounds_data,
+        "threshold": threshold,
+        "threshold_rule": "released bounds: 95th percentile of safe-image distances (V up_95)",
+    }
     return model.to(device).eval(), card
 
 
-def released_rescale(x: torch.Tensor, bounds: dict, curvature: float, key: str = "V", alpha: float = 0.8) -> torch.Tensor:
+def released_rescale(
+    x: torch.Tensor, bounds: dict, curvature: float, key: str = "V", alpha: float = 0.8
+) -> torch.Tensor:
     """The released code's redirection rule: a point whose distance from the origin exceeds the safe
     bound (`bounds[key]['up_95']` plus tanh((up_95 - alpha) / c) + 1) gets that bound as its space-part norm."""
     up = float(bounds[key]["up_95"])

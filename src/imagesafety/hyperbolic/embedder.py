@@ -36,8 +36,10 @@ class HysacEmbedder:
 
             self.encoder = encoder if encoder is not None else load_encoder(self.card["encoder"], device)
             if self.encoder.embed_dim != self.card["in_dim"]:
-                raise ValueError(f"{directory}: heads expect {self.card['in_dim']}-d embeddings from {self.card['encoder']!r}, "
-                                 f"encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d")
+                raise ValueError(
+                    f"{directory}: heads expect {self.card['in_dim']}-d embeddings from {self.card['encoder']!r}, "
+                    f"encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d"
+                )
             self.pixel_spec: PixelSpec = self.encoder.pixel_spec
             base_identity = self.encoder.identity
         else:
@@ -97,7 +99,9 @@ class HysacEmbedder:
         return L.dist_to_origin(torch.from_numpy(np.asarray(points, dtype=np.float32)), self.curvature).numpy()
 
 
-def from_spec(arg: str | None, *, device: str | None = None, backbone: str | None = None, encoder: Any = None) -> HysacEmbedder:
+def from_spec(
+    arg: str | None, *, device: str | None = None, backbone: str | None = None, encoder: Any = None
+) -> HysacEmbedder:
     """`hysac:DIR` as an encoder (registry factory)."""
     if not arg:
         raise ValueError("hysac needs a model folder: hysac:PATH")

@@ -45,7 +45,9 @@ def lorentz_query_vectors(x: np.ndarray, c: float) -> np.ndarray:
 def check_finite(x: np.ndarray, what: str) -> None:
     bad = ~np.isfinite(np.asarray(x)).all(axis=1)
     if bad.any():
-        raise ValueError(f"{what}: {int(bad.sum())} embeddings contain NaN or Inf (first at row {int(np.flatnonzero(bad)[0])})")
+        raise ValueError(
+            f"{what}: {int(bad.sum())} embeddings contain NaN or Inf (first at row {int(np.flatnonzero(bad)[0])})"
+        )
 
 
 @dataclass
@@ -60,8 +62,17 @@ class LorentzIndex:
     augment_norm: float = 0.0  # M of the L2 reduction (approximate kinds)
 
     @classmethod
-    def build(cls, points: np.ndarray, curvature: float, model_id: str, ids: list[str] | None = None,
-              labels: np.ndarray | None = None, kind: str = "exact", nlist: int | None = None, hnsw_m: int = 32) -> LorentzIndex:
+    def build(
+        cls,
+        points: np.ndarray,
+        curvature: float,
+        model_id: str,
+        ids: list[str] | None = None,
+        labels: np.ndarray | None = None,
+        kind: str = "exact",
+        nlist: int | None = None,
+        hnsw_m: int = 32,
+    ) -> LorentzIndex:
         faiss = _require_faiss()
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}: use {', '.join(KINDS)}")
@@ -86,15 +97,27 @@ class LorentzIndex:
                 index.nprobe = max(1, nlist // 4)
         index.add(vectors)
         ids = ids if ids is not None else [str(i) for i in range(len(points))]
-        return cls(index, float(curvature), model_id, int(points.shape[1]), kind, list(ids),
-                   None if labels is None else np.asarray(labels, dtype=np.int8), augment_norm)
+        return cls(
+            index,
+            float(curvature),
+            model_id,
+            int(points.shape[1]),
+            kind,
+            list(ids),
+            None if labels is None else np.asarray(labels, dtype=np.int8),
+            augment_norm,
+        )
 
     def search(self, queries: np.ndarray, k: int = 10, curvature: float | None = None, model_id: str | None = None):
         """(distances, row indices), each (n, k), nearest first; refuses queries from another model or curvature."""
         if model_id is not None and model_id != self.model_id:
-            raise ValueError(f"index was built with model {self.model_id!r}, queries come from {model_id!r}: rebuild the index")
+            raise ValueError(
+                f"index was built with model {self.model_id!r}, queries come from {model_id!r}: rebuild the index"
+            )
         if curvature is not None and not np.isclose(curvature, self.curvature, rtol=1e-5):
-            raise ValueError(f"index was built at curvature {self.curvature:.6g}, queries use {curvature:.6g}: rebuild the index")
+            raise ValueError(
+                f"index was built at curvature {self.curvature:.6g}, queries use {curvature:.6g}: rebuild the index"
+            )
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise ValueError(f"queries are {queries.shape[1]}-d, the index holds {self.dim}-d embeddings")
@@ -114,8 +137,14 @@ class LorentzIndex:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(directory / "faiss.index"))
-        meta = {"curvature": self.curvature, "model_id": self.model_id, "dim": self.dim, "kind": self.kind, "size": len(self.ids),
-                "augment_norm": self.augment_norm}
+        meta = {
+            "curvature": self.curvature,
+            "model_id": self.model_id,
+            "dim": self.dim,
+            "kind": self.kind,
+            "size": len(self.ids),
+            "augment_norm": self.augment_norm,
+        }
         (directory / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (directory / "ids.json").write_text(json.dumps(self.ids), encoding="utf-8")
         if self.labels is not None:
@@ -135,12 +164,25 @@ class LorentzIndex:
             index = faiss.read_index(str(directory / "faiss.index"))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{directory / 'faiss.index'}: damaged or truncated FAISS index ({first[:160]}); rebuild it with "
-                             "`imagesafety hysac index`") from None
+            raise ValueError(
+                f"{directory / 'faiss.index'}: damaged or truncated FAISS index ({first[:160]}); rebuild it with "
+                "`imagesafety hysac index`"
+            ) from None
         if index.ntotal != len(ids) or index.ntotal != meta.get("size", index.ntotal):
-            raise ValueError(f"{directory / 'faiss.index'}: holds {index.ntotal} vectors but the index lists {len(ids)} images; "
-                             "rebuild it with `imagesafety hysac index`")
-        return cls(index, meta["curvature"], meta["model_id"], meta["dim"], meta["kind"], ids, labels, meta.get("augment_norm", 0.0))
+            raise ValueError(
+                f"{directory / 'faiss.index'}: holds {index.ntotal} vectors but the index lists {len(ids)} images; "
+                "rebuild it with `imagesafety hysac index`"
+            )
+        return cls(
+            index,
+            meta["curvature"],
+            meta["model_id"],
+            meta["dim"],
+            meta["kind"],
+            ids,
+            labels,
+            meta.get("augment_norm", 0.0),
+        )
 
 
 def brute_force_search(queries: np.ndarray, gallery: np.ndarray, curvature: float, k: int = 10):
@@ -150,6 +192,10 @@ def brute_force_search(queries: np.ndarray, gallery: np.ndarray, curvature: floa
     from imagesafety.hyperbolic import lorentz as L
 
     with torch.no_grad():
-        d = L.pairwise_dist(torch.from_numpy(np.asarray(queries, np.float32)), torch.from_numpy(np.asarray(gallery, np.float32)), curvature)
+        d = L.pairwise_dist(
+            torch.from_numpy(np.asarray(queries, np.float32)),
+            torch.from_numpy(np.asarray(gallery, np.float32)),
+            curvature,
+        )
         values, rows = torch.topk(d, k, dim=1, largest=False)
     return values.numpy(), rows.numpy()

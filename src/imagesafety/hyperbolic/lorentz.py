@@ -124,7 +124,8 @@ def geodesic(x: Tensor, y: Tensor, t: float, c: float | Tensor) -> Tensor:
 
 
 def half_aperture(x: Tensor, c: float | Tensor, k: float = CONE_K, eps: float = ANGLE_EPS) -> Tensor:
-    """Half-aperture of the entailment cone at x: arcsin(2K / (sqrt(c)|x| + eps)), kept inside (-1, 1) as the authors do."""
+    """Half-aperture of the entailment cone at x: arcsin(2K / (sqrt(c)|x| + eps)), kept inside (-1, 1) as the authors
+    do."""
     xf = _f(x)
     arg = 2 * k / (xf.norm(dim=-1) * _sqrt_c(c, xf) + eps)
     return _like(torch.asin(arg.clamp(-1 + eps, 1 - eps)), x)

@@ -41,9 +41,17 @@ def contrastive_loss(text: Tensor, image: Tensor, curvature: Tensor, logit_scale
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-def hysac_loss(safe_text: Tensor, safe_image: Tensor, unsafe_text: Tensor, unsafe_image: Tensor,
-               curvature: Tensor, logit_scale: Tensor, w: LossWeights | None = None) -> tuple[Tensor, dict[str, float]]:
-    """Total loss and its terms, for a batch of (safe text, safe image, unsafe text, unsafe image) embeddings on the hyperboloid."""
+def hysac_loss(
+    safe_text: Tensor,
+    safe_image: Tensor,
+    unsafe_text: Tensor,
+    unsafe_image: Tensor,
+    curvature: Tensor,
+    logit_scale: Tensor,
+    w: LossWeights | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Total loss and its terms, for a batch of (safe text, safe image, unsafe text, unsafe image) embeddings on the
+    hyperboloid."""
     w = w or LossWeights()
     terms = {
         "safe_pair": contrastive_loss(safe_text, safe_image, curvature, logit_scale),

@@ -19,8 +19,13 @@ from imagesafety.hyperbolic import lorentz as L
 from imagesafety.pixels import CLIP_MEAN, CLIP_STD, PixelSpec
 
 #: LoRA settings of the released HySAC checkpoints.
-RELEASED_LORA = {"r": 16, "lora_alpha": 1, "target_modules": ["k_proj", "v_proj", "out_proj", "fc1", "fc2", "patch_embedding"],
-                 "lora_dropout": 0.1, "bias": "none"}
+RELEASED_LORA = {
+    "r": 16,
+    "lora_alpha": 1,
+    "target_modules": ["k_proj", "v_proj", "out_proj", "fc1", "fc2", "patch_embedding"],
+    "lora_dropout": 0.1,
+    "bias": "none",
+}
 
 
 class HyperbolicBase(nn.Module):
@@ -38,8 +43,10 @@ class HyperbolicBase(nn.Module):
     NO_DECAY = ("curv", "visual_alpha", "textual_alpha", "logit_scale")
 
     def clamp_parameters(self, rule: str = "authors") -> None:
-        """Keep the learned scalars in range: `authors` (before each forward pass: curvature, alphas <= 0, logit scale in
-        [log(1/0.07), log 100]) or `v1` (this toolkit's first rule, after each step: curvature and the logit-scale maximum)."""
+        """Keep the learned scalars in range: `authors` (before each forward pass: curvature, alphas <= 0, logit scale
+        in
+        [log(1/0.07), log 100]) or `v1` (this toolkit's first rule, after each step: curvature and the logit-scale
+        maximum)."""
         with torch.no_grad():
             self.curv.clamp_(*self._curv_bounds)
             if rule == "authors":
@@ -50,7 +57,8 @@ class HyperbolicBase(nn.Module):
                 self.logit_scale.clamp_(max=math.log(100))
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: weight decay on the trainable weights, none on curvature, alphas and logit scale (as the authors)."""
+        """AdamW groups: weight decay on the trainable weights, none on curvature, alphas and logit scale (as the
+        authors)."""
         decay, no_decay = [], []
         for name, param in self.named_parameters():
             if param.requires_grad:
@@ -113,7 +121,9 @@ class LoraHyperbolicCLIP(HyperbolicBase):
         self.tokenizer = AutoTokenizer.from_pretrained(backbone)
         self.backbone, self.embed_dim = backbone, embed_dim
         # the authors preprocess with transformers' CLIPProcessor: shortest edge, centre crop, CLIP's statistics
-        self.pixel_spec = PixelSpec(int(visual.config.image_size), CLIP_MEAN, CLIP_STD, "shortest_edge", "bicubic", "floor")
+        self.pixel_spec = PixelSpec(
+            int(visual.config.image_size), CLIP_MEAN, CLIP_STD, "shortest_edge", "bicubic", "floor"
+        )
         if device:
             self.to(device)
 
@@ -136,6 +146,8 @@ class LoraHyperbolicCLIP(HyperbolicBase):
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         max_length = self.textual.config.max_position_embeddings
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        feats = self.textual(input_ids=tokens["input_ids"].to(self.curv.device),
-                             attention_mask=tokens["attention_mask"].to(self.curv.device)).text_embeds
+        feats = self.textual(
+            input_ids=tokens["input_ids"].to(self.curv.device),
+            attention_mask=tokens["attention_mask"].to(self.curv.device),
+        ).text_embeds
         return self.lift_text(feats)

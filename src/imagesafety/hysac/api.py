@@ -19,8 +19,8 @@ from imagesafety.bench.metrics import f1_optimal_threshold
 from imagesafety.distributed import distributed_context, rank_device
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.checkpoint import distance_bounds, save_hysac
-from imagesafety.hysac.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, image_hashes, read_quadruples
 from imagesafety.hyperbolic.model import HyperbolicHeads, LoraHyperbolicCLIP
+from imagesafety.hysac.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, image_hashes, read_quadruples
 from imagesafety.hysac.train import HysacTrainConfig, fit, light_batches, write_history
 from imagesafety.model_card import write_training_images
 from imagesafety.splits import choose_splits
@@ -55,9 +55,14 @@ def order_line(order: dict) -> str:
     avg = order["averages"]
     chain = " < ".join(f"{k} {avg[k]:.3f}" for k in ORDER)
     if order["holds"]:
-        return f"mean distance from the origin: {chain} (the order holds; smallest gap {min(order['gaps'].values()):.3f})"
-    broken = "; ".join(f"{pair.replace('<', ' < ')} fails by {-gap:.3f}" for pair, gap in order["gaps"].items() if gap <= 0)
-    return f"mean distance from the origin: S {avg['S']:.3f}, V {avg['V']:.3f}, U {avg['U']:.3f}, G {avg['G']:.3f}: the order S < V < U < G does NOT hold ({broken})"
+        return (
+            f"mean distance from the origin: {chain} (the order holds; smallest gap {min(order['gaps'].values()):.3f})"
+        )
+    broken = "; ".join(
+        f"{pair.replace('<', ' < ')} fails by {-gap:.3f}" for pair, gap in order["gaps"].items() if gap <= 0
+    )
+    means = f"S {avg['S']:.3f}, V {avg['V']:.3f}, U {avg['U']:.3f}, G {avg['G']:.3f}"
+    return f"mean distance from the origin: {means}: the order S < V < U < G does NOT hold ({broken})"
 
 
 def train_hysac(
@@ -93,20 +98,30 @@ def train_hysac(
         model = HyperbolicHeads(quads.safe_text.shape[1], curv_init=config.curv_init)
         batches = light_batches(model, quads)
         splits = quads.split
-        training_hashes = (lambda rows: [] if quads.image_sha256 is None else quads.image_sha256[rows].ravel().tolist())
-        card_extra = {"encoder": quads.encoder, "encoder_identity": quads.encoder_identity, "in_dim": int(quads.safe_text.shape[1])}
+        training_hashes = lambda rows: [] if quads.image_sha256 is None else quads.image_sha256[rows].ravel().tolist()
+        card_extra = {
+            "encoder": quads.encoder,
+            "encoder_identity": quads.encoder_identity,
+            "in_dim": int(quads.safe_text.shape[1]),
+        }
     elif mode == "lora":
         frame = read_quadruples(data)
         ref = hub.resolve(backbone, "HySAC backbone")
         model = LoraHyperbolicCLIP(ref.location, curv_init=config.curv_init, device=device)
         batches = lora_batches(model, frame, device)
         splits = frame["split"].to_numpy(dtype=object)
-        training_hashes = (lambda rows: image_hashes(frame, rows))
+        training_hashes = lambda rows: image_hashes(frame, rows)
         card_extra = {"backbone": ref.location, "backbone_identity": hub.identity_of(ref), "lora": None}
     else:
         raise ValueError(f"unknown mode {mode!r}: use light or lora")
-    chosen = choose_splits(splits, train_split=config.train_split, val_split=config.val_split, val_fraction=config.val_fraction,
-                           seed=config.seed, what=str(data if not isinstance(data, QuadrupleEmbeddings) else "quadruples"))
+    chosen = choose_splits(
+        splits,
+        train_split=config.train_split,
+        val_split=config.val_split,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        what=str(data if not isinstance(data, QuadrupleEmbeddings) else "quadruples"),
+    )
     if len(chosen.train) < 2:
         raise ValueError(f"HySAC needs at least 2 training quadruples, got {len(chosen.train)}")
     history = fit_rows(model, batches, chosen.train, chosen.val, config, out, resume, log)
@@ -115,17 +130,24 @@ def train_hysac(
     distances = group_distances(model, batches, calib_idx)
     bounds = distance_bounds(distances)
     card = {
-        "mode": mode, "embed_dim": int(model.embed_dim), "curv_init": config.curv_init,
-        "curvature": model.curvature.item(), "threshold": image_threshold(distances),
+        "mode": mode,
+        "embed_dim": int(model.embed_dim),
+        "curv_init": config.curv_init,
+        "curvature": model.curvature.item(),
+        "threshold": image_threshold(distances),
         "threshold_rule": "F1-optimal distance from the origin between safe and unsafe images of the "
-                          + ("validation" if len(chosen.val) >= 4 else "training") + " rows",
-        "bounds": bounds, "order": order_check(bounds),
+        + ("validation" if len(chosen.val) >= 4 else "training")
+        + " rows",
+        "bounds": bounds,
+        "order": order_check(bounds),
         "training": {**asdict(config), "splits": chosen.record, "epochs_run": len(history)},
         **card_extra,
     }
     if distributed_context()[0] == 0:  # under torchrun, one rank writes
         out.mkdir(parents=True, exist_ok=True)
-        card["training"]["training_images"] = write_training_images(out, [h for h in training_hashes(chosen.train) if isinstance(h, str)])
+        card["training"]["training_images"] = write_training_images(
+            out, [h for h in training_hashes(chosen.train) if isinstance(h, str)]
+        )
         save_hysac(out, model, card)
         write_history(out, history)
     return card
@@ -151,22 +173,39 @@ def lora_batches(model: LoraHyperbolicCLIP, frame, device: str):
     spec = model.pixel_spec
 
     def pixels(column: str, index: np.ndarray) -> torch.Tensor:
-        arrays = [spec.prepare(decode_image(image_sample(frame, column, int(i), frame[column].iloc[i]).load_bytes())) for i in index]
+        arrays = [
+            spec.prepare(decode_image(image_sample(frame, column, int(i), frame[column].iloc[i]).load_bytes()))
+            for i in index
+        ]
         return spec.normalize(spec.tensor(arrays, device))
 
     def batches(index: np.ndarray):
         index = np.asarray(index)
         rows = frame.iloc[index]
-        return (model.encode_text(rows["safe_text"].tolist()), model.encode_image(pixels("safe_image", index)),
-                model.encode_text(rows["unsafe_text"].tolist()), model.encode_image(pixels("unsafe_image", index)))
+        return (
+            model.encode_text(rows["safe_text"].tolist()),
+            model.encode_image(pixels("safe_image", index)),
+            model.encode_text(rows["unsafe_text"].tolist()),
+            model.encode_image(pixels("unsafe_image", index)),
+        )
 
     return batches
 
 
-def calibrate_hysac(model_dir: str | Path, dataset, *, val_split: str | None = None, train_split: str | None = None,
-                    val_fraction: float = 0.2, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+def calibrate_hysac(
+    model_dir: str | Path,
+    dataset,
+    *,
+    val_split: str | None = None,
+    train_split: str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
     """Recalibrate the image threshold (overall and per category) on the validation rows of a labelled image dataset
-    (its `validation` split, else a seeded fraction of its training rows; never `test` unless named); updates hysac.json."""
+    (its `validation` split, else a seeded fraction of its training rows; never `test` unless named); updates
+    hysac.json."""
     from imagesafety.data import dataset_name, load_dataset
     from imagesafety.hyperbolic.checkpoint import CARD, FORMAT
     from imagesafety.hyperbolic.embedder import HysacEmbedder
@@ -177,12 +216,22 @@ def calibrate_hysac(model_dir: str | Path, dataset, *, val_split: str | None = N
     embedder = HysacEmbedder(model_dir, device)
     data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
     samples = [s for s in data if s.label is not None]
-    chosen = choose_splits([s.split for s in samples], train_split=train_split, val_split=val_split, val_fraction=val_fraction, seed=seed,
-                           strata=np.array([f"{s.category}|{s.label}" for s in samples], dtype=object), what=dataset_name(data, str(dataset)),
-                           need_train=False)
+    chosen = choose_splits(
+        [s.split for s in samples],
+        train_split=train_split,
+        val_split=val_split,
+        val_fraction=val_fraction,
+        seed=seed,
+        strata=np.array([f"{s.category}|{s.label}" for s in samples], dtype=object),
+        what=dataset_name(data, str(dataset)),
+        need_train=False,
+    )
     calibration = [samples[i] for i in chosen.val]
     if not calibration:
-        raise ValueError("calibration needs validation rows: give the data a validation split, --val-split, or a --val-fraction above 0")
+        raise ValueError(
+            "calibration needs validation rows: give the data a validation split, --val-split, or a --val-fraction "
+            "above 0"
+        )
     rows = Runner(EmbeddingTask(embedder), show_progress=progress).run(calibration, description="calibrate")
     rows = rows[rows["error"].isna()]
     if rows.empty or rows["label"].nunique() < 2:
@@ -191,7 +240,9 @@ def calibrate_hysac(model_dir: str | Path, dataset, *, val_split: str | None = N
     y = rows["label"].astype(int).to_numpy()
     card = dict(embedder.card)
     card["threshold"] = f1_optimal_threshold(y, d)
-    card["threshold_rule"] = f"F1-optimal on {dataset_name(data, str(dataset))}, {chosen.record['validation_split']} ({len(y)} images)"
+    card["threshold_rule"] = (
+        f"F1-optimal on {dataset_name(data, str(dataset))}, {chosen.record['validation_split']} ({len(y)} images)"
+    )
     card["calibration"] = {"splits": chosen.record, "images": int(len(y))}
     per_category = {}
     for category, part in rows.assign(d=d, y=y).groupby(rows["category"].fillna("")):
@@ -199,7 +250,9 @@ def calibrate_hysac(model_dir: str | Path, dataset, *, val_split: str | None = N
             per_category[category] = f1_optimal_threshold(part["y"], part["d"])
     card["category_thresholds"] = per_category
     if (Path(model_dir) / CARD).is_file():
-        card = write_card(model_dir, CARD, FORMAT, {k: v for k, v in card.items() if k != "format"}, card.get("weights_file"))
+        card = write_card(
+            model_dir, CARD, FORMAT, {k: v for k, v in card.items() if k != "format"}, card.get("weights_file")
+        )
     return card
 
 

@@ -12,8 +12,15 @@ from imagesafety.data.rows import image_ref
 from imagesafety.data.sample import ReadPolicy, Sample
 
 #: accepted column names -> canonical name (ViSU-Text calls the texts `safe` and `nsfw`)
-ALIASES = {"safe": "safe_text", "nsfw": "unsafe_text", "nsfw_text": "unsafe_text", "unsafe": "unsafe_text",
-           "nsfw_image": "unsafe_image", "safe_img": "safe_image", "unsafe_img": "unsafe_image"}
+ALIASES = {
+    "safe": "safe_text",
+    "nsfw": "unsafe_text",
+    "nsfw_text": "unsafe_text",
+    "unsafe": "unsafe_text",
+    "nsfw_image": "unsafe_image",
+    "safe_img": "safe_image",
+    "unsafe_img": "unsafe_image",
+}
 COLUMNS = ("safe_text", "safe_image", "unsafe_text", "unsafe_image")
 
 
@@ -34,7 +41,9 @@ def read_quadruples(path: str | Path) -> pd.DataFrame:
     frame = frame.rename(columns={k: v for k, v in ALIASES.items() if k in frame.columns and v not in frame.columns})
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; need {list(COLUMNS)} (ViSU-Text's safe/nsfw name the texts)")
+        raise ValueError(
+            f"{path}: missing columns {missing}; need {list(COLUMNS)} (ViSU-Text's safe/nsfw name the texts)"
+        )
     for i, row in frame.iterrows():
         for c in ("safe_text", "unsafe_text"):
             if not isinstance(row[c], str) or not row[c].strip():
@@ -80,7 +89,9 @@ class QuadrupleEmbeddings:
 
     def subset(self, index: np.ndarray) -> QuadrupleEmbeddings:
         hashes = None if self.image_sha256 is None else self.image_sha256[index]
-        return QuadrupleEmbeddings(*(getattr(self, c)[index] for c in (*COLUMNS, "split")), self.encoder, self.encoder_identity, hashes)
+        return QuadrupleEmbeddings(
+            *(getattr(self, c)[index] for c in (*COLUMNS, "split")), self.encoder, self.encoder_identity, hashes
+        )
 
     def check(self) -> None:
         for c in COLUMNS:
@@ -88,10 +99,13 @@ class QuadrupleEmbeddings:
                 raise ValueError(f"{c} embeddings contain NaN or Inf")
 
 
-def embed_quadruples(frame: pd.DataFrame, encoder, cache=None, batch_size: int = 64, progress: bool = True) -> QuadrupleEmbeddings:
-    """Embed texts with the encoder and images through the cached embedding runner; rows with unreadable images are refused."""
-    from imagesafety.run.runner import Runner
+def embed_quadruples(
+    frame: pd.DataFrame, encoder, cache=None, batch_size: int = 64, progress: bool = True
+) -> QuadrupleEmbeddings:
+    """Embed texts with the encoder and images through the cached embedding runner; rows with unreadable images are
+    refused."""
     from imagesafety.data.decoding import batched
+    from imagesafety.run.runner import Runner
     from imagesafety.run.tasks import EmbeddingTask
 
     def texts(column: str) -> np.ndarray:
@@ -101,16 +115,27 @@ def embed_quadruples(frame: pd.DataFrame, encoder, cache=None, batch_size: int =
 
     def images(column: str) -> np.ndarray:
         samples = [image_sample(frame, column, i, ref) for i, ref in enumerate(frame[column])]
-        rows = Runner(EmbeddingTask(encoder, cache), batch_size=batch_size, show_progress=progress).run(samples, len(samples), f"embed {column}")
+        rows = Runner(EmbeddingTask(encoder, cache), batch_size=batch_size, show_progress=progress).run(
+            samples, len(samples), f"embed {column}"
+        )
         bad = rows[rows["error"].notna()]
         if len(bad):
-            raise ValueError(f"{len(bad)} unreadable images in {column}, e.g. row {int(bad.index[0]) + 1}: {bad['error'].iloc[0]}")
+            raise ValueError(
+                f"{len(bad)} unreadable images in {column}, e.g. row {int(bad.index[0]) + 1}: {bad['error'].iloc[0]}"
+            )
         hashes[column] = rows["sha256"].to_numpy(dtype=object)
         return np.stack(rows["embedding"].to_list())
 
-    out = QuadrupleEmbeddings(texts("safe_text"), images("safe_image"), texts("unsafe_text"), images("unsafe_image"),
-                              frame["split"].to_numpy(dtype=object), encoder.name, encoder.identity,
-                              np.stack([hashes["safe_image"], hashes["unsafe_image"]], axis=1))
+    out = QuadrupleEmbeddings(
+        texts("safe_text"),
+        images("safe_image"),
+        texts("unsafe_text"),
+        images("unsafe_image"),
+        frame["split"].to_numpy(dtype=object),
+        encoder.name,
+        encoder.identity,
+        np.stack([hashes["safe_image"], hashes["unsafe_image"]], axis=1),
+    )
     out.check()
     return out
 

@@ -29,20 +29,36 @@ class IndexSummary:
     kind: str
 
 
-def build_index(model: str | Path, gallery: str | Path, out: str | Path, *, kind: str = "exact", device: str = "cpu",
-                cache=USE_DEFAULT_CACHE, progress: bool = True) -> IndexSummary:
+def build_index(
+    model: str | Path,
+    gallery: str | Path,
+    out: str | Path,
+    *,
+    kind: str = "exact",
+    device: str = "cpu",
+    cache=USE_DEFAULT_CACHE,
+    progress: bool = True,
+) -> IndexSummary:
     """Embed a gallery with a HySAC model and save a Lorentz-distance FAISS index (labels, if any, mark unsafe results;
     unlabelled images are labelled by the model's threshold)."""
     embedder = HysacEmbedder(model, device)
-    rows = Runner(EmbeddingTask(embedder, open_cache(cache)), show_progress=progress).run(load_dataset(gallery), description="index")
+    rows = Runner(EmbeddingTask(embedder, open_cache(cache)), show_progress=progress).run(
+        load_dataset(gallery), description="index"
+    )
     ok = rows[rows["error"].isna()]
     if ok.empty:
         raise ValueError(f"{gallery}: no readable images to index ({len(rows)} failed)")
     points = np.stack(ok["embedding"].to_list())
     threshold = embedder.card.get("threshold")
-    guessed = (embedder.distance_to_origin(points) >= threshold).astype(int) if threshold is not None else np.full(len(ok), -1)
+    guessed = (
+        (embedder.distance_to_origin(points) >= threshold).astype(int)
+        if threshold is not None
+        else np.full(len(ok), -1)
+    )
     labels = np.where(ok["label"].isna(), guessed, ok["label"].fillna(-1).astype(int))
-    index = LorentzIndex.build(points, embedder.curvature, embedder.model_id, ids=ok["image"].tolist(), labels=labels, kind=kind)
+    index = LorentzIndex.build(
+        points, embedder.curvature, embedder.model_id, ids=ok["image"].tolist(), labels=labels, kind=kind
+    )
     return IndexSummary(index.save(out), len(ok), len(rows) - len(ok), kind)
 
 
@@ -56,8 +72,17 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def search(query: str | None = None, *, image: str | Path | None = None, index: str | Path, model: str | Path, k: int = 10,
-           redirect_query: bool = False, rescale: bool = False, device: str = "cpu") -> SearchResult:
+def search(
+    query: str | None = None,
+    *,
+    image: str | Path | None = None,
+    index: str | Path,
+    model: str | Path,
+    k: int = 10,
+    redirect_query: bool = False,
+    rescale: bool = False,
+    device: str = "cpu",
+) -> SearchResult:
     """The k nearest gallery images for a text or an image query."""
     if (query is None) == (image is None):
         raise ValueError("give a text query or an image (one of them)")
@@ -67,20 +92,33 @@ def search(query: str | None = None, *, image: str | Path | None = None, index: 
         raise ValueError(f"--k must be at least 1, got {k}")
     embedder = HysacEmbedder(model, device)
     gallery = LorentzIndex.load(index)
-    point = embedder.encode_texts([query]) if query is not None else embedder.encode_images([decode_image(read_image_file(image), name=str(image))])
+    point = (
+        embedder.encode_texts([query])
+        if query is not None
+        else embedder.encode_images([decode_image(read_image_file(image), name=str(image))])
+    )
     out = SearchResult([], redirected=redirect_query)
     if redirect_query:
         red = redirect(point[0], gallery, k=k)
         distances, rows = red.distances[None], red.rows[None]
         out.moved, out.fraction, out.reached_safe = red.moved, red.fraction, red.reached_safe
         if not red.reached_safe:
-            out.notes.append(f"redirection walked all the way to the origin and {red.safe_share:.0%} of the results are safe: "
-                             "the gallery has no safe neighbourhood for this query")
+            out.notes.append(
+                f"redirection walked all the way to the origin and {red.safe_share:.0%} of the results are safe: "
+                "the gallery has no safe neighbourhood for this query"
+            )
     else:
         if rescale:
             point = released_rescale(torch.from_numpy(point), embedder.card["bounds"], embedder.curvature).numpy()
         distances, rows = gallery.search(point, k, curvature=embedder.curvature, model_id=embedder.model_id)
-    out.results = [{"rank": i + 1, "id": gallery.ids[r], "distance": float(d),
-                    "unsafe": None if gallery.labels is None or gallery.labels[r] < 0 else int(gallery.labels[r])}
-                   for i, (d, r) in enumerate(zip(distances[0], rows[0])) if r >= 0]
+    out.results = [
+        {
+            "rank": i + 1,
+            "id": gallery.ids[r],
+            "distance": float(d),
+            "unsafe": None if gallery.labels is None or gallery.labels[r] < 0 else int(gallery.labels[r]),
+        }
+        for i, (d, r) in enumerate(zip(distances[0], rows[0]))
+        if r >= 0
+    ]
     return out

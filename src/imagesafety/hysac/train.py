@@ -45,8 +45,16 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: np.ndarray | None,
-        config: HysacTrainConfig, out: Path, resume: bool = True, log: Callable[[dict], None] = lambda r: None) -> list[dict]:
+def fit(
+    model,
+    batches: Callable[[np.ndarray], tuple],
+    n_train: int,
+    val_index: np.ndarray | None,
+    config: HysacTrainConfig,
+    out: Path,
+    resume: bool = True,
+    log: Callable[[dict], None] = lambda r: None,
+) -> list[dict]:
     """Train `model` (a HyperbolicBase); `batches(indices)` returns the four hyperboloid embeddings of those rows."""
     rank, world = distributed_context()
     torch.manual_seed(config.seed)
@@ -84,7 +92,10 @@ def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: 
             st, si, ut, ui = batches(mine) if world == 1 else _ddp_forward(wrapped, batches, mine)
             loss, _ = hysac_loss(st, si, ut, ui, model.curvature, model.logit_scale.exp(), config.weights)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} in epoch {state['epoch'] + 1}; last good checkpoint kept in {checkpoint}")
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} in epoch {state['epoch'] + 1}; last good checkpoint kept in "
+                    f"{checkpoint}"
+                )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -99,7 +110,9 @@ def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: 
                 val_loss, terms = loss_of(val_index)
             record["val_loss"] = float(val_loss)
             if not math.isfinite(record["val_loss"]):
-                raise TrainingDiverged(f"validation loss became {record['val_loss']}; last good checkpoint kept in {checkpoint}")
+                raise TrainingDiverged(
+                    f"validation loss became {record['val_loss']}; last good checkpoint kept in {checkpoint}"
+                )
             if record["val_loss"] < state["best"] - 1e-5:
                 state["best"], state["waited"] = record["val_loss"], 0
                 if rank == 0:
@@ -112,8 +125,15 @@ def fit(model, batches: Callable[[np.ndarray], tuple], n_train: int, val_index: 
         log(record)
         if rank == 0:  # write-then-rename: an interrupted save never corrupts the last checkpoint
             with atomic_path(checkpoint) as tmp:
-                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "state": state,
-                            "config": asdict(config)}, tmp)
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "state": state,
+                        "config": asdict(config),
+                    },
+                    tmp,
+                )
     if (out / "best.pt").is_file():
         model.load_state_dict(torch.load(out / "best.pt", map_location="cpu"))
     return state["history"]
@@ -126,13 +146,19 @@ def _ddp_forward(wrapped, batches, index):
 
 def light_batches(model, quads) -> Callable[[np.ndarray], tuple]:
     """Batch function for light mode: rows of cached embeddings through the heads."""
-    tensors = {c: torch.from_numpy(np.ascontiguousarray(getattr(quads, c), dtype=np.float32))
-               for c in ("safe_text", "safe_image", "unsafe_text", "unsafe_image")}
+    tensors = {
+        c: torch.from_numpy(np.ascontiguousarray(getattr(quads, c), dtype=np.float32))
+        for c in ("safe_text", "safe_image", "unsafe_text", "unsafe_image")
+    }
 
     def batches(index: np.ndarray):
         idx = torch.from_numpy(np.asarray(index, dtype=np.int64))
-        return (model.encode_text(tensors["safe_text"][idx]), model.encode_image(tensors["safe_image"][idx]),
-                model.encode_text(tensors["unsafe_text"][idx]), model.encode_image(tensors["unsafe_image"][idx]))
+        return (
+            model.encode_text(tensors["safe_text"][idx]),
+            model.encode_image(tensors["safe_image"][idx]),
+            model.encode_text(tensors["unsafe_text"][idx]),
+            model.encode_image(tensors["unsafe_image"][idx]),
+        )
 
     return batches
 

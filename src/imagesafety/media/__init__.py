@@ -11,10 +11,21 @@ from imagesafety.media.policy import FramePolicy, ImageDecodeError, MediaBudgetE
 from imagesafety.media.still import read_still_views
 from imagesafety.media.video import looks_like_video, read_video_views
 
-__all__ = ["FramePolicy", "ImageDecodeError", "MediaBudgetError", "Sampling", "ViewInfo", "read_views", "sample_indices", "view_picture"]
+__all__ = [
+    "FramePolicy",
+    "ImageDecodeError",
+    "MediaBudgetError",
+    "Sampling",
+    "ViewInfo",
+    "read_views",
+    "sample_indices",
+    "view_picture",
+]
 
 
-def read_views(data: bytes, policy: FramePolicy, max_pixels: int, name: str = "image") -> tuple[Sampling, Iterator[tuple[Image.Image, ViewInfo]]]:
+def read_views(
+    data: bytes, policy: FramePolicy, max_pixels: int, name: str = "image"
+) -> tuple[Sampling, Iterator[tuple[Image.Image, ViewInfo]]]:
     """What will be read of the file, and its views (RGB image, where it came from), decoded lazily in order."""
     if looks_like_video(data):
         return read_video_views(data, policy, max_pixels, name)
@@ -38,4 +49,6 @@ def view_picture(data: bytes, view: ViewInfo | None, max_pixels: int, name: str 
     img = open_image(data, max_pixels, name)
     img.seek(view.frame)
     img.load()
-    return next((image for image, info in frame_views(img, view) if info.background == view.background), img.convert("RGB"))
+    return next(
+        (image for image, info in frame_views(img, view) if info.background == view.background), img.convert("RGB")
+    )

@@ -123,6 +123,10 @@ class ViewsReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ViewsReport:
-        return cls(sampling=Sampling(**data["sampling"]), aggregate=data["aggregate"],
-                   scores=[ViewScore(**s) for s in data["scores"]], decided_by=ViewScore(**data["decided_by"]),
-                   skipped=int(data.get("skipped", 0)))
+        return cls(
+            sampling=Sampling(**data["sampling"]),
+            aggregate=data["aggregate"],
+            scores=[ViewScore(**s) for s in data["scores"]],
+            decided_by=ViewScore(**data["decided_by"]),
+            skipped=int(data.get("skipped", 0)),
+        )

@@ -29,7 +29,9 @@ def open_image(data: bytes, max_pixels: int, name: str) -> Image.Image:
         raise ImageDecodeError(f"{name}: not a decodable image ({type(exc).__name__}: {exc})") from exc
     width, height = img.size
     if width * height > max_pixels:
-        raise ImageDecodeError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} (possible decompression bomb)")
+        raise ImageDecodeError(
+            f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} (possible decompression bomb)"
+        )
     return img
 
 
@@ -62,12 +64,13 @@ def frame_views(img: Image.Image, info: ViewInfo) -> list[tuple[Image.Image, Vie
 
 
 def image_end(data: bytes, fmt: str | None, img: Image.Image) -> int | None:
-    """Where the image's own bytes end (PNG: after IEND; WebP: its RIFF size; GIF: after the trailer), None if unknown."""
+    """Where the image's own bytes end (PNG: after IEND; WebP: its RIFF size; GIF: after the trailer), None if
+    unknown."""
     if fmt == "PNG":
         pos = 8
         while pos + 8 <= len(data):
-            (length,) = struct.unpack(">I", data[pos:pos + 4])
-            kind = data[pos + 4:pos + 8]
+            (length,) = struct.unpack(">I", data[pos : pos + 4])
+            kind = data[pos + 4 : pos + 8]
             pos += 12 + length
             if kind == b"IEND":
                 return pos
@@ -110,11 +113,15 @@ def check_single_format(data: bytes, fmt: str | None, img: Image.Image, name: st
     """Refuse a file whose bytes go on past the image's end: it is also something else (a polyglot)."""
     end = image_end(data, fmt, img)
     if end is not None and len(data) - end > TRAILING_SLACK:
-        raise MediaBudgetError(f"{name}: {len(data) - end} bytes follow the end of the {fmt} image: a file that is also "
-                               "something else is refused (single-format budget)")
+        raise MediaBudgetError(
+            f"{name}: {len(data) - end} bytes follow the end of the {fmt} image: a file that is also "
+            "something else is refused (single-format budget)"
+        )
 
 
-def read_still_views(data: bytes, policy: FramePolicy, max_pixels: int, name: str) -> tuple[Sampling, Iterator[tuple[Image.Image, ViewInfo]]]:
+def read_still_views(
+    data: bytes, policy: FramePolicy, max_pixels: int, name: str
+) -> tuple[Sampling, Iterator[tuple[Image.Image, ViewInfo]]]:
     """What will be read, then the views lazily (each frame decoded only when its turn comes)."""
     img = open_image(data, max_pixels, name)
     fmt = img.format
@@ -124,11 +131,15 @@ def read_still_views(data: bytes, policy: FramePolicy, max_pixels: int, name: st
     if total == 1:
         return Sampling(width=width, height=height), _still(img, name)
     if total > policy.max_declared_frames:
-        raise MediaBudgetError(f"{name}: the animation declares {total} frames, over the budget of {policy.max_declared_frames} "
-                               "(max_declared_frames)")
+        raise MediaBudgetError(
+            f"{name}: the animation declares {total} frames, over the budget of {policy.max_declared_frames} "
+            "(max_declared_frames)"
+        )
     if width * height * total > policy.max_total_pixels:
-        raise MediaBudgetError(f"{name}: {total} frames of {width}x{height} are {width * height * total} pixels to decode, over "
-                               f"the budget of {policy.max_total_pixels} (max_total_pixels)")
+        raise MediaBudgetError(
+            f"{name}: {total} frames of {width}x{height} are {width * height * total} pixels to decode, over "
+            f"the budget of {policy.max_total_pixels} (max_total_pixels)"
+        )
     indices = sample_indices(total, policy.max_frames)
     rule = "all" if len(indices) == total else f"first, last and evenly spaced: {len(indices)} of {total}"
     return Sampling("animation", total, indices, rule, width=width, height=height), _frames(img, set(indices), name)
@@ -157,12 +168,16 @@ def _frames(img: Image.Image, wanted: set[int], name: str) -> Iterator[tuple[Ima
             if index in wanted:
                 img.load()
         except EOFError:
-            raise MediaBudgetError(f"{name}: frame {index} is missing (the file declares more frames than it holds)") from None
+            raise MediaBudgetError(
+                f"{name}: frame {index} is missing (the file declares more frames than it holds)"
+            ) from None
         except Exception as exc:
             raise ImageDecodeError(f"{name}: frame {index} is not decodable ({type(exc).__name__}: {exc})") from exc
         if img.size != canvas:
-            raise MediaBudgetError(f"{name}: frame {index} is {img.size[0]}x{img.size[1]}, the canvas {canvas[0]}x{canvas[1]}: "
-                                   "frames that disagree in size are refused (frame geometry)")
+            raise MediaBudgetError(
+                f"{name}: frame {index} is {img.size[0]}x{img.size[1]}, the canvas {canvas[0]}x{canvas[1]}: "
+                "frames that disagree in size are refused (frame geometry)"
+            )
         if index in wanted:  # a copy: the next seek redraws this image object in place
             yield from frame_views(img.copy(), ViewInfo(index, round(elapsed_ms / 1000, 3)))
         duration = img.info.get("duration") or 0

@@ -30,16 +30,21 @@ def _av():
 
 
 def sample_times(duration: float, rate: float, policy: FramePolicy) -> tuple[list[float], str]:
-    """Seconds at which frames are taken: every 1/fps from 0, or `max_frames` spread from the first frame to the last."""
+    """Seconds at which frames are taken: every 1/fps from 0, or `max_frames` spread from the first frame to the
+    last."""
     count = max(1, math.ceil(duration * policy.fps - 1e-9))
     if count <= policy.max_frames:
         return [round(i / policy.fps, 6) for i in range(count)], f"{policy.fps:g} fps"
     last = max(0.0, duration - (1 / rate if rate else 0.0))
     step = last / max(1, policy.max_frames - 1)
-    return [round(i * step, 6) for i in range(policy.max_frames)], f"{policy.max_frames} evenly spaced from 0 to {last:.3f}s (over max_frames at {policy.fps:g} fps)"
+    return [
+        round(i * step, 6) for i in range(policy.max_frames)
+    ], f"{policy.max_frames} evenly spaced from 0 to {last:.3f}s (over max_frames at {policy.fps:g} fps)"
 
 
-def read_video_views(data: bytes, policy: FramePolicy, max_pixels: int, name: str) -> tuple[Sampling, Iterator[tuple[Image.Image, ViewInfo]]]:
+def read_video_views(
+    data: bytes, policy: FramePolicy, max_pixels: int, name: str
+) -> tuple[Sampling, Iterator[tuple[Image.Image, ViewInfo]]]:
     """What will be read (from the container's declarations), then the sampled frames lazily."""
     av = _av()
     try:
@@ -60,11 +65,19 @@ def read_video_views(data: bytes, policy: FramePolicy, max_pixels: int, name: st
         duration = 0.0
     try:
         if width * height > max_pixels or width < 1 or height < 1:
-            raise MediaBudgetError(f"{name}: video frames of {width}x{height} are not within the limit of {max_pixels} pixels")
+            raise MediaBudgetError(
+                f"{name}: video frames of {width}x{height} are not within the limit of {max_pixels} pixels"
+            )
         if duration > policy.max_duration_s:
-            raise MediaBudgetError(f"{name}: the video declares {duration:.0f}s, over the budget of {policy.max_duration_s:g}s (max_duration_s)")
+            raise MediaBudgetError(
+                f"{name}: the video declares {duration:.0f}s, over the budget of {policy.max_duration_s:g}s "
+                "(max_duration_s)"
+            )
         if rate > policy.max_frame_rate:
-            raise MediaBudgetError(f"{name}: the video declares {rate:g} frames per second, over the budget of {policy.max_frame_rate:g} (max_frame_rate)")
+            raise MediaBudgetError(
+                f"{name}: the video declares {rate:g} frames per second, over the budget of {policy.max_frame_rate:g} "
+                "(max_frame_rate)"
+            )
     except MediaBudgetError:
         container.close()
         raise
@@ -73,8 +86,16 @@ def read_video_views(data: bytes, policy: FramePolicy, max_pixels: int, name: st
     return sampling, _decode(container, stream, sampling, times, width * height, rate, policy, name)
 
 
-def _decode(container, stream, sampling: Sampling, times: list[float], frame_pixels: int, rate: float, policy: FramePolicy,
-            name: str) -> Iterator[tuple[Image.Image, ViewInfo]]:
+def _decode(
+    container,
+    stream,
+    sampling: Sampling,
+    times: list[float],
+    frame_pixels: int,
+    rate: float,
+    policy: FramePolicy,
+    name: str,
+) -> Iterator[tuple[Image.Image, ViewInfo]]:
     """The first frame at or after each sample time, decoding sequentially when the whole video fits the pixel budget
     and seeking to each time otherwise; every decoded frame counts against the budget."""
     from imagesafety.media.still import frame_views
@@ -86,8 +107,10 @@ def _decode(container, stream, sampling: Sampling, times: list[float], frame_pix
         nonlocal decoded
         decoded += frame_pixels
         if decoded > policy.max_total_pixels:
-            raise MediaBudgetError(f"{name}: decoding passed {policy.max_total_pixels} pixels (max_total_pixels) before every "
-                                   "sampled frame was read")
+            raise MediaBudgetError(
+                f"{name}: decoding passed {policy.max_total_pixels} pixels (max_total_pixels) before every "
+                "sampled frame was read"
+            )
 
     def frames() -> Iterator:
         try:
@@ -119,7 +142,9 @@ def _decode(container, stream, sampling: Sampling, times: list[float], frame_pix
                     raise ImageDecodeError(f"{name}: the video has no decodable frame")
                 ended = float(last.time or 0.0)
                 if t - ended > max(1.0, 1 / policy.fps):
-                    raise MediaBudgetError(f"{name}: the video ends at {ended:.3f}s, before its declared {times[-1]:.3f}s (truncated)")
+                    raise MediaBudgetError(
+                        f"{name}: the video ends at {ended:.3f}s, before its declared {times[-1]:.3f}s (truncated)"
+                    )
                 sampling.frames_read = list(range(index))  # the last frame read is the video's end
                 return
             last = frame

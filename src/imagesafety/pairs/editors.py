@@ -7,7 +7,6 @@ pipelines you can check by eye and for tests; model-based editors implement the 
 from __future__ import annotations
 
 import copy
-
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,7 +23,9 @@ class Editor(Protocol):
 
     def edit(self, image: Image.Image, plan: EditPlan, seed: int) -> Image.Image: ...
 
-    def region(self, image: Image.Image, plan: EditPlan, seed: int) -> np.ndarray | None: ...  # bool mask of what it may change
+    def region(
+        self, image: Image.Image, plan: EditPlan, seed: int
+    ) -> np.ndarray | None: ...  # bool mask of what it may change
 
 
 @runtime_checkable
@@ -44,11 +45,23 @@ class MaskCompositeEditor:
     The seed jitters the box by up to `jitter` of the image size, so retries differ.
     """
 
-    def __init__(self, box: tuple[float, float, float, float] = (0.3, 0.3, 0.7, 0.7), fill: tuple[int, int, int] | None = None,
-                 patch: Image.Image | None = None, blur: float = 12.0, jitter: float = 0.05):
+    def __init__(
+        self,
+        box: tuple[float, float, float, float] = (0.3, 0.3, 0.7, 0.7),
+        fill: tuple[int, int, int] | None = None,
+        patch: Image.Image | None = None,
+        blur: float = 12.0,
+        jitter: float = 0.05,
+    ):
         self.box, self.fill, self.patch, self.blur, self.jitter = tuple(box), fill, patch, float(blur), float(jitter)
         self.name = "mask-composite"
-        self.config = {"box": self.box, "fill": fill, "patch": patch is not None, "blur": self.blur, "jitter": self.jitter}
+        self.config = {
+            "box": self.box,
+            "fill": fill,
+            "patch": patch is not None,
+            "blur": self.blur,
+            "jitter": self.jitter,
+        }
 
     def _pixels(self, image: Image.Image, seed: int) -> tuple[int, int, int, int]:
         rng = np.random.default_rng(seed)
@@ -86,8 +99,15 @@ class DiffusersEditor:
     or local folder: `pipe(prompt=instruction, image=image, generator=seeded)`; the seed is recorded with the pair.
     Outputs that differ from the input size only by the pipeline's rounding are resized back."""
 
-    def __init__(self, model: str, steps: int = 20, guidance_scale: float | None = None, image_guidance_scale: float | None = None,
-                 device: str | None = None, dtype: str = "float32"):
+    def __init__(
+        self,
+        model: str,
+        steps: int = 20,
+        guidance_scale: float | None = None,
+        image_guidance_scale: float | None = None,
+        device: str | None = None,
+        dtype: str = "float32",
+    ):
         import torch
         from diffusers import DiffusionPipeline
 
@@ -96,7 +116,9 @@ class DiffusersEditor:
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
         ref = hub.resolve(model, "diffusers pipeline", cache_file="model_index.json")
         try:
-            self.pipe = DiffusionPipeline.from_pretrained(ref.location, torch_dtype=getattr(torch, dtype)).to(self.device)
+            self.pipe = DiffusionPipeline.from_pretrained(ref.location, torch_dtype=getattr(torch, dtype)).to(
+                self.device
+            )
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot load diffusers pipeline {ref.location!r}: {exc}") from exc
         model = ref.location
@@ -116,7 +138,9 @@ class DiffusersEditor:
         import torch
 
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        out = self.pipe(prompt=plan.instruction, image=image.convert("RGB"), generator=generator, **self.call_options).images[0]
+        out = self.pipe(
+            prompt=plan.instruction, image=image.convert("RGB"), generator=generator, **self.call_options
+        ).images[0]
         if out.size != image.size and all(abs(a - b) <= 16 for a, b in zip(out.size, image.size)):
             out = out.resize(image.size, Image.BICUBIC)
         return out
@@ -127,7 +151,7 @@ def box_mask(size: tuple[int, int], box: tuple[float, float, float, float]) -> n
     w, h = size
     x0, y0, x1, y1 = (int(round(v * s)) for v, s in zip(box, (w, h, w, h)))
     mask = np.zeros((h, w), dtype=bool)
-    mask[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] = True
+    mask[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)] = True
     return mask
 
 
@@ -157,22 +181,42 @@ class InpaintEditor(DiffusersEditor):
         mask = self.region(original, plan, seed)
         mask_image = Image.fromarray((mask * 255).astype(np.uint8))
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        painted = self.pipe(prompt=plan.instruction, image=original, mask_image=mask_image, generator=generator,
-                            height=original.height - original.height % 8 or 8, width=original.width - original.width % 8 or 8,
-                            **self.call_options).images[0].resize(original.size, Image.BICUBIC)
+        painted = (
+            self.pipe(
+                prompt=plan.instruction,
+                image=original,
+                mask_image=mask_image,
+                generator=generator,
+                height=original.height - original.height % 8 or 8,
+                width=original.width - original.width % 8 or 8,
+                **self.call_options,
+            )
+            .images[0]
+            .resize(original.size, Image.BICUBIC)
+        )
         return Image.fromarray(np.where(mask[..., None], np.asarray(painted), np.asarray(original)))
 
 
 class EndpointEditor:
-    """An OpenAI-compatible image-edit endpoint (`POST /v1/images/edits`); no seeds there, so the seed only numbers attempts."""
+    """An OpenAI-compatible image-edit endpoint (`POST /v1/images/edits`); no seeds there, so the seed only numbers
+    attempts."""
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 max_retries: int = 3, size: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        size: str | None = None,
+    ):
         import os
 
         from openai import OpenAI
 
-        self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout, max_retries=max_retries)
+        self.client = OpenAI(
+            base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout, max_retries=max_retries
+        )
         self.model, self.size = model, size
         self.name = f"openai-edit:{model}"
         self.config = {"model": model, "base_url": base_url, "size": size}
@@ -187,8 +231,9 @@ class EndpointEditor:
         buf = io.BytesIO()
         image.convert("RGB").save(buf, format="PNG")
         options = {"size": self.size} if self.size else {}
-        response = self.client.images.edit(model=self.model, image=("image.png", buf.getvalue(), "image/png"), prompt=plan.instruction,
-                                           **options)
+        response = self.client.images.edit(
+            model=self.model, image=("image.png", buf.getvalue(), "image/png"), prompt=plan.instruction, **options
+        )
         data = response.data[0]
         if not data.b64_json:
             raise RuntimeError("the endpoint returned no image data (b64_json)")
@@ -209,28 +254,61 @@ def _numbers(value: Any, kind=float) -> tuple:
     return tuple(kind(v) for v in str(value).split(",")) if isinstance(value, str) else tuple(value)
 
 
-def mask_composite_from_spec(arg: str | None, *, box: Any = (0.3, 0.3, 0.7, 0.7), fill: Any = None, patch: str | None = None,
-                             blur: float = 12.0, jitter: float = 0.05) -> MaskCompositeEditor:
-    return MaskCompositeEditor(_numbers(box), _numbers(fill, int) if fill is not None else None,
-                               Image.open(patch).convert("RGB") if patch else None, float(blur), float(jitter))
+def mask_composite_from_spec(
+    arg: str | None,
+    *,
+    box: Any = (0.3, 0.3, 0.7, 0.7),
+    fill: Any = None,
+    patch: str | None = None,
+    blur: float = 12.0,
+    jitter: float = 0.05,
+) -> MaskCompositeEditor:
+    return MaskCompositeEditor(
+        _numbers(box),
+        _numbers(fill, int) if fill is not None else None,
+        Image.open(patch).convert("RGB") if patch else None,
+        float(blur),
+        float(jitter),
+    )
 
 
-def diffusers_from_spec(arg: str | None, *, steps: int = 20, guidance_scale: float | None = None, image_guidance_scale: float | None = None,
-                        device: str | None = None, dtype: str = "float32") -> DiffusersEditor:
+def diffusers_from_spec(
+    arg: str | None,
+    *,
+    steps: int = 20,
+    guidance_scale: float | None = None,
+    image_guidance_scale: float | None = None,
+    device: str | None = None,
+    dtype: str = "float32",
+) -> DiffusersEditor:
     if not arg:
         raise ValueError("diffusers editor needs a model: diffusers:timbrooks/instruct-pix2pix or diffusers:PATH")
     return DiffusersEditor(arg, steps, guidance_scale, image_guidance_scale, device, dtype)
 
 
-def inpaint_from_spec(arg: str | None, *, box: Any = (0.25, 0.25, 0.75, 0.75), steps: int = 20, guidance_scale: float | None = None,
-                      device: str | None = None, dtype: str = "float32") -> InpaintEditor:
+def inpaint_from_spec(
+    arg: str | None,
+    *,
+    box: Any = (0.25, 0.25, 0.75, 0.75),
+    steps: int = 20,
+    guidance_scale: float | None = None,
+    device: str | None = None,
+    dtype: str = "float32",
+) -> InpaintEditor:
     if not arg:
         raise ValueError("diffusers-inpaint editor needs a model: diffusers-inpaint:MODEL_OR_PATH")
     return InpaintEditor(arg, _numbers(box), steps=steps, guidance_scale=guidance_scale, device=device, dtype=dtype)
 
 
-def endpoint_from_spec(arg: str | None, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                       max_retries: int = 3, size: str | None = None) -> EndpointEditor:
+def endpoint_from_spec(
+    arg: str | None,
+    *,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    timeout: float = 120.0,
+    max_retries: int = 3,
+    size: str | None = None,
+) -> EndpointEditor:
     if not arg:
         raise ValueError("openai-edit editor needs a model: openai-edit:MODEL")
     return EndpointEditor(arg, base_url, api_key_env, timeout, max_retries, size)

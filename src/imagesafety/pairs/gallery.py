@@ -23,7 +23,8 @@ function applyFilters() {
   const minSsim = parseFloat(document.getElementById('f-ssim').value || '0');
   let shown = 0;
   document.querySelectorAll('.card').forEach(c => {
-    const ok = (!cat || c.dataset.category === cat) && (!verdict || c.dataset.verdict === verdict) && parseFloat(c.dataset.ssim) >= minSsim;
+    const ok = (!cat || c.dataset.category === cat) && (!verdict || c.dataset.verdict === verdict)
+      && parseFloat(c.dataset.ssim) >= minSsim;
     c.style.display = ok ? '' : 'none'; if (ok) shown++;
   });
   document.getElementById('shown').textContent = shown;
@@ -34,7 +35,8 @@ async function review(pairId, decision, button) {
   const card = button.closest('.card');
   card.dataset.review = decision; card.querySelector('.review').textContent = decision;
   if (location.protocol.startsWith('http')) {
-    await fetch('review', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({pair_id: pairId, decision})});
+    await fetch('review', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                           body: JSON.stringify({pair_id: pairId, decision})});
   }
 }
 function exportReviews() {
@@ -46,11 +48,15 @@ function exportReviews() {
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1600px;padding:0 1rem}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:1rem}
 .card{border:1px solid #ddd;border-radius:6px;padding:.6rem;font-size:.8rem;background:#fff}
-.pair{display:grid;grid-template-columns:1fr 1fr;gap:.5rem} figure{margin:0} figcaption{font-weight:600;margin-bottom:.2rem}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:.5rem} figure{margin:0}
+figcaption{font-weight:600;margin-bottom:.2rem}
 figure img{width:100%;aspect-ratio:1;object-fit:contain;background:#f4f4f4;border:1px solid #e5e5e5}
-.missing{width:100%;aspect-ratio:1;display:flex;align-items:center;justify-content:center;background:#f8f8f8;color:#888;border:1px dashed #ccc}
-.file{font-weight:600;margin:.4rem 0 .1rem;word-break:break-all} .meta{color:#555} .rejected{border-color:#e0a3a3;background:#fffafa}
-.badge{font-size:.7rem;padding:.05rem .4rem;border-radius:3px;margin-left:.3rem} .badge.kept{background:#dff0d8} .badge.rejected{background:#f2dede}
+.missing{width:100%;aspect-ratio:1;display:flex;align-items:center;justify-content:center;background:#f8f8f8;
+color:#888;border:1px dashed #ccc}
+.file{font-weight:600;margin:.4rem 0 .1rem;word-break:break-all} .meta{color:#555}
+.rejected{border-color:#e0a3a3;background:#fffafa}
+.badge{font-size:.7rem;padding:.05rem .4rem;border-radius:3px;margin-left:.3rem} .badge.kept{background:#dff0d8}
+.badge.rejected{background:#f2dede}
 .reasons{color:#a33} .review{font-weight:bold} label{margin-right:1rem}"""
 
 
@@ -81,32 +87,47 @@ def write_gallery(out: str | Path) -> Path:
     for c in candidates:
         verdict = "kept" if c["kept"] else "rejected"
         original = _thumb(_image(out, c, "original"), "original not stored")
-        edited = _thumb(_image(out, c, "edited"), "no edit (the editor failed)" if not c.get("scores") else "edit not stored")
+        edited = _thumb(
+            _image(out, c, "edited"), "no edit (the editor failed)" if not c.get("scores") else "edit not stored"
+        )
         edited_title = "edited" if c["kept"] else "edited (rejected)"
         ssim = c.get("scores", {}).get("ssim", 0.0)
         judge = c.get("scores", {}).get("judge_edited")
         name = c.get("source_image") or c.get("sample_id", "")
-        buttons = (f"<button onclick=\"review('{c['pair_id']}','accepted',this)\">accept</button> "
-                   f"<button onclick=\"review('{c['pair_id']}','rejected',this)\">reject</button> "
-                   f"<span class=review>{escape(reviews.get(c['pair_id'], ''))}</span>") if c["kept"] else ""
+        buttons = (
+            (
+                f"<button onclick=\"review('{c['pair_id']}','accepted',this)\">accept</button> "
+                f"<button onclick=\"review('{c['pair_id']}','rejected',this)\">reject</button> "
+                f"<span class=review>{escape(reviews.get(c['pair_id'], ''))}</span>"
+            )
+            if c["kept"]
+            else ""
+        )
         cards.append(
-            f"<div class='card {verdict}' data-category='{escape(c['category'])}' data-verdict='{verdict}' data-ssim='{ssim:.4f}' "
+            f"<div class='card {verdict}' data-category='{escape(c['category'])}' data-verdict='{verdict}' "
+            f"data-ssim='{ssim:.4f}' "
             f"data-pair='{escape(str(c.get('pair_id', '')))}'>"
             f"<div class=pair><figure><figcaption>original</figcaption>{original}</figure>"
             f"<figure><figcaption>{edited_title}</figcaption>{edited}</figure></div>"
-            f"<div class=file title='{escape(str(c.get('sample_id', '')))}'>{escape(name)}<span class='badge {verdict}'>{verdict}</span></div>"
+            f"<div class=file title='{escape(str(c.get('sample_id', '')))}'>{escape(name)}<span class='badge "
+            f"{verdict}'>{verdict}</span></div>"
             f"<div class=meta>{escape(c['category'])} · seed {c['seed']} · SSIM {ssim:.3f}"
             f"{'' if judge is None else f' · judge on the edit {judge:.3f}'}</div>"
-            f"<div>{escape(c['instruction'])}</div><div class=reasons>{escape('; '.join(c['reasons']))}</div>{buttons}</div>")
+            f"<div>{escape(c['instruction'])}</div><div "
+            f"class=reasons>{escape('; '.join(c['reasons']))}</div>{buttons}</div>"
+        )
     options = "".join(f"<option value='{escape(k)}'>{escape(k)}</option>" for k in categories)
-    html = (f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety pairs</title><style>{CSS}</style>"
-            f"<script>{SCRIPT}</script></head><body><h1>Pair candidates ({len(candidates)})</h1><p>"
-            f"<label>category <select id=f-category onchange=applyFilters()><option value=''>all</option>{options}</select></label>"
-            "<label>verdict <select id=f-verdict onchange=applyFilters()><option value=''>all</option><option>kept</option>"
-            "<option>rejected</option></select></label>"
-            "<label>min SSIM <input id=f-ssim type=number step=0.05 value=0 onchange=applyFilters()></label>"
-            f"shown: <span id=shown>{len(cards)}</span> <button onclick=exportReviews()>export reviews</button></p>"
-            f"<div class=grid>{''.join(cards)}</div></body></html>")
+    html = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety pairs</title><style>{CSS}</style>"
+        f"<script>{SCRIPT}</script></head><body><h1>Pair candidates ({len(candidates)})</h1><p>"
+        "<label>category <select id=f-category onchange=applyFilters()><option "
+        f"value=''>all</option>{options}</select></label>"
+        "<label>verdict <select id=f-verdict onchange=applyFilters()><option value=''>all</option><option>kept</option>"
+        "<option>rejected</option></select></label>"
+        "<label>min SSIM <input id=f-ssim type=number step=0.05 value=0 onchange=applyFilters()></label>"
+        f"shown: <span id=shown>{len(cards)}</span> <button onclick=exportReviews()>export reviews</button></p>"
+        f"<div class=grid>{''.join(cards)}</div></body></html>"
+    )
     return write_atomic(out / "gallery.html", html)
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from imagesafety.bench.coverage import is_covered
 from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier, coverage
 from imagesafety.data import Dataset, load_dataset, select_samples
+from imagesafety.data.decoding import decoded_samples
 from imagesafety.pairs.editors import Editor
 from imagesafety.pairs.plans import template_plans
 from imagesafety.pairs.store import PairStore
 from imagesafety.pairs.verify import Thresholds, verify_pair
 from imagesafety.run.progress import add_task, announce, progress_bar
 from imagesafety.run.runner import compute_isolating_failures
-from imagesafety.data.decoding import decoded_samples
 from imagesafety.run.tasks import PredictionTask
 from imagesafety.store import PredictionCache
 from imagesafety.taxonomy import LLAVAGUARD, Taxonomy, load_taxonomy
@@ -56,10 +56,22 @@ def reason_kind(reason: str) -> str:
     return reason.split(" (")[0].split(":")[0]
 
 
-def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Editor, judge: SafetyClassifier, *,
-                   policy: str | Taxonomy = LLAVAGUARD, seeds: int = 3, thresholds: Thresholds | None = None, encoder=None,
-                   limit: int | None = None, planner=None, lpips=None, progress: bool = True,
-                   cache: PredictionCache | None = None) -> GenerationStats:
+def generate_pairs(
+    dataset: str | Path | Dataset,
+    out: str | Path,
+    editor: Editor,
+    judge: SafetyClassifier,
+    *,
+    policy: str | Taxonomy = LLAVAGUARD,
+    seeds: int = 3,
+    thresholds: Thresholds | None = None,
+    encoder=None,
+    limit: int | None = None,
+    planner=None,
+    lpips=None,
+    progress: bool = True,
+    cache: PredictionCache | None = None,
+) -> GenerationStats:
     """Up to `seeds` attempts per plan, stopping at the first verified edit. `planner` (an LLMPlanner) rewrites
     each template instruction for the image it sees."""
     if seeds < 1:
@@ -67,11 +79,16 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
     taxonomy = load_taxonomy(policy)
     judged = set(judged_categories(judge, taxonomy))
     if not judged:
-        raise ValueError(f"judge {judge.name} cannot judge any category of policy {taxonomy.name!r} "
-                         f"({', '.join(taxonomy.keys)}); choose a judge that covers them (a VLM, or a classifier built for them)")
+        raise ValueError(
+            f"judge {judge.name} cannot judge any category of policy {taxonomy.name!r} "
+            f"({', '.join(taxonomy.keys)}); choose a judge that covers them (a VLM, or a classifier built for them)"
+        )
     if len(judged) < len(taxonomy):
-        announce(f"judge {judge.name} judges only {', '.join(sorted(judged))} of {taxonomy.name}'s {len(taxonomy)} categories: "
-                 f"plans for the other {len(taxonomy) - len(judged)} are skipped")
+        announce(
+            f"judge {judge.name} judges only {', '.join(sorted(judged))} of {taxonomy.name}'s {len(taxonomy)} "
+            "categories: "
+            f"plans for the other {len(taxonomy) - len(judged)} are skipped"
+        )
     store = PairStore(out).create()
     done = store.attempts()
     data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
@@ -103,14 +120,33 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
                     plan = planner.rewrite(plan, original, taxonomy)
                 kept = False
                 for seed in range(len(previous), seeds):
-                    candidate = {"image_sha256": sha, "sample_id": sample.id, "source_image": Path(sample.image_ref).name,
-                                 "category": plan.category, "seed": seed, "instruction": plan.instruction, "planner": plan.planner,
-                                 "editor": editor.name, "source_label": plan.source_label, "target_label": plan.target_label,
-                                 "source_category": sample.category, "source": sample.source}
+                    candidate = {
+                        "image_sha256": sha,
+                        "sample_id": sample.id,
+                        "source_image": Path(sample.image_ref).name,
+                        "category": plan.category,
+                        "seed": seed,
+                        "instruction": plan.instruction,
+                        "planner": plan.planner,
+                        "editor": editor.name,
+                        "source_label": plan.source_label,
+                        "target_label": plan.target_label,
+                        "source_category": sample.category,
+                        "source": sample.source,
+                    }
                     try:
                         edited = editor.edit(original, plan, seed)
-                        verdict = verify_pair(original, edited, plan.target_label, judge, editor.region(original, plan, seed), encoder,
-                                              thresholds, lpips, original_judgment=original_judgment)
+                        verdict = verify_pair(
+                            original,
+                            edited,
+                            plan.target_label,
+                            judge,
+                            editor.region(original, plan, seed),
+                            encoder,
+                            thresholds,
+                            lpips,
+                            original_judgment=original_judgment,
+                        )
                     except Exception as exc:  # an editor error is recorded and retried with the next seed
                         candidate.update(kept=False, reasons=[f"editor failed: {type(exc).__name__}: {exc}"], scores={})
                     else:
@@ -120,8 +156,10 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
                             original_rel, edited_rel = store.save_pair(sha, pair_id, original, edited)
                             candidate.update(pair_id=pair_id, original=original_rel, edited=edited_rel)
                         else:  # previews, so a reviewer sees what was rejected and why
-                            candidate.update(original_preview=store.save_preview(sha[:16], original),
-                                             edited_preview=store.save_preview(f"{sha[:16]}-{plan.category}-{seed}", edited))
+                            candidate.update(
+                                original_preview=store.save_preview(sha[:16], original),
+                                edited_preview=store.save_preview(f"{sha[:16]}-{plan.category}-{seed}", edited),
+                            )
                     log(candidate)
                     if candidate["kept"]:
                         kept = True
@@ -136,12 +174,15 @@ def generate_pairs(dataset: str | Path | Dataset, out: str | Path, editor: Edito
 
 
 def judge_once(judging: PredictionTask, sha: str, image) -> Prediction | None:
-    """The judge's prediction for an original image: from the cache, or computed now and cached (None if the judge failed
+    """The judge's prediction for an original image: from the cache, or computed now and cached (None if the judge
+    failed
     on it: then each attempt judges it again)."""
     cached = judging.lookup([sha]).get(sha)
     if cached is not None:
         return cached
-    prediction = compute_isolating_failures(judging, [judging.classifier.prepare(image) if judging.prepares else image])[0]
+    prediction = compute_isolating_failures(
+        judging, [judging.preparer.prepare(image) if judging.preparer is not None else image]
+    )[0]
     if isinstance(prediction, ModelFailure):
         return None
     judging.store([(sha, prediction)])

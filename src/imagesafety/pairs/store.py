@@ -16,8 +16,21 @@ from PIL import Image
 
 from imagesafety.files import atomic_path
 
-TABLE_COLUMNS = ["id", "path", "label", "role", "pair_id", "category", "instruction", "editor", "seed", "source", "source_image", "scores",
-                 "review"]
+TABLE_COLUMNS = [
+    "id",
+    "path",
+    "label",
+    "role",
+    "pair_id",
+    "category",
+    "instruction",
+    "editor",
+    "seed",
+    "source",
+    "source_image",
+    "scores",
+    "review",
+]
 DECISIONS = ("accepted", "rejected")
 
 
@@ -56,6 +69,7 @@ class PairStore:
     def log(self) -> Iterator:
         """Append attempts one line at a time, flushed, so a crash keeps everything written."""
         with self.log_path.open("a", encoding="utf-8") as fh:
+
             def append(candidate: dict[str, Any]) -> None:
                 fh.write(json.dumps(candidate, default=float) + "\n")
                 fh.flush()
@@ -96,7 +110,9 @@ class PairStore:
         if pair_id not in {c.get("pair_id") for c in self.candidates()}:
             raise ValueError(f"unknown pair {pair_id!r}")
         with self.reviews_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"pair_id": pair_id, "decision": decision, "reviewer": reviewer, "time": time.time()}) + "\n")
+            fh.write(
+                json.dumps({"pair_id": pair_id, "decision": decision, "reviewer": reviewer, "time": time.time()}) + "\n"
+            )
         self.write_table()
 
     def write_table(self) -> Path:
@@ -106,11 +122,35 @@ class PairStore:
         for c in self.candidates():
             if not c.get("kept"):
                 continue
-            common = {"pair_id": c["pair_id"], "category": c["category"], "instruction": c["instruction"], "editor": c["editor"],
-                      "seed": c["seed"], "source": c.get("source"), "source_image": c.get("source_image"),
-                      "scores": json.dumps(c["scores"], default=float), "review": reviews.get(c["pair_id"])}
-            rows.append({"id": f"{c['pair_id']}:original", "path": c["original"], "label": c["source_label"], "role": "original", **common})
-            rows.append({"id": f"{c['pair_id']}:edited", "path": c["edited"], "label": c["target_label"], "role": "edited", **common})
+            common = {
+                "pair_id": c["pair_id"],
+                "category": c["category"],
+                "instruction": c["instruction"],
+                "editor": c["editor"],
+                "seed": c["seed"],
+                "source": c.get("source"),
+                "source_image": c.get("source_image"),
+                "scores": json.dumps(c["scores"], default=float),
+                "review": reviews.get(c["pair_id"]),
+            }
+            rows.append(
+                {
+                    "id": f"{c['pair_id']}:original",
+                    "path": c["original"],
+                    "label": c["source_label"],
+                    "role": "original",
+                    **common,
+                }
+            )
+            rows.append(
+                {
+                    "id": f"{c['pair_id']}:edited",
+                    "path": c["edited"],
+                    "label": c["target_label"],
+                    "role": "edited",
+                    **common,
+                }
+            )
         with atomic_path(self.table_path) as tmp:
             pd.DataFrame(rows, columns=TABLE_COLUMNS).to_parquet(tmp, index=False)
         return self.table_path

@@ -56,12 +56,15 @@ class LPIPSMetric:
         try:
             self.model = lpips.LPIPS(net=net, pnet_rand=not pretrained_backbone, verbose=False).to(device).eval()
         except Exception as exc:  # the backbone's weights come from torchvision's hub on first use
-            raise RuntimeError(f"LPIPS could not load its {net} backbone weights ({type(exc).__name__}: {exc}); they are downloaded "
-                               "by torchvision on first use: run once with internet, or pass --no-lpips") from exc
+            raise RuntimeError(
+                f"LPIPS could not load its {net} backbone weights ({type(exc).__name__}: {exc}); they are downloaded "
+                "by torchvision on first use: run once with internet, or pass --no-lpips"
+            ) from exc
         self.device, self.max_side = device, int(max_side)
 
     def __call__(self, a: Image.Image, b: Image.Image) -> float:
-        """Distance of the two images, both scaled to at most `max_side` (224: AlexNet's own input size; LPIPS averages a
+        """Distance of the two images, both scaled to at most `max_side` (224: AlexNet's own input size; LPIPS averages
+        a
         patch statistic, so a 512 px pair costs about a fifth of the full-resolution computation)."""
         import torch
 
@@ -77,30 +80,48 @@ class LPIPSMetric:
             return float(self.model(tensor(a), tensor(b)).item())
 
 
-def similarity_scores(original: Image.Image, edited: Image.Image, region: np.ndarray | None = None, encoder=None,
-                      lpips: LPIPSMetric | None = None) -> dict[str, float]:
+def similarity_scores(
+    original: Image.Image,
+    edited: Image.Image,
+    region: np.ndarray | None = None,
+    encoder=None,
+    lpips: LPIPSMetric | None = None,
+) -> dict[str, float]:
     """SSIM, changed fraction, similarity outside the edited region, and (with an encoder) embedding cosine,
     (with an LPIPS model) perceptual distance."""
     a = np.asarray(original.convert("RGB"))
     b = np.asarray(edited.convert("RGB"))
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    scores = {"ssim": ssim(a, b), "changed_fraction": float((diff.max(axis=2) > 16).mean()),
-              "edited_std": float(b.reshape(-1, 3).std(axis=0).mean())}  # spatial variation per channel
+    scores = {
+        "ssim": ssim(a, b),
+        "changed_fraction": float((diff.max(axis=2) > 16).mean()),
+        "edited_std": float(b.reshape(-1, 3).std(axis=0).mean()),
+    }  # spatial variation per channel
     if region is not None:
         outside = ~region
         scores["outside_similarity"] = float(1 - diff[outside].mean() / 255) if outside.any() else 1.0
         scores["inside_change"] = float(diff[region].mean() / 255) if region.any() else 0.0
     if encoder is not None:
         emb = encoder.encode_images([original, edited])
-        scores["embedding_cosine"] = float(np.dot(emb[0], emb[1]) / (np.linalg.norm(emb[0]) * np.linalg.norm(emb[1]) + 1e-12))
+        scores["embedding_cosine"] = float(
+            np.dot(emb[0], emb[1]) / (np.linalg.norm(emb[0]) * np.linalg.norm(emb[1]) + 1e-12)
+        )
     if lpips is not None:
         scores["lpips"] = lpips(original, edited)
     return scores
 
 
-def verify_pair(original: Image.Image, edited: Image.Image, target_label: int, judge: SafetyClassifier, region: np.ndarray | None = None,
-                encoder=None, thresholds: Thresholds | None = None, lpips: LPIPSMetric | None = None,
-                original_judgment: Prediction | None = None) -> Verification:
+def verify_pair(
+    original: Image.Image,
+    edited: Image.Image,
+    target_label: int,
+    judge: SafetyClassifier,
+    region: np.ndarray | None = None,
+    encoder=None,
+    thresholds: Thresholds | None = None,
+    lpips: LPIPSMetric | None = None,
+    original_judgment: Prediction | None = None,
+) -> Verification:
     """Keep the pair only if the judge sees the flip and the similarity checks pass; `original_judgment` is the judge's
     (cached) verdict on the original, so only the edit is judged here."""
     t = thresholds or Thresholds()
@@ -114,16 +135,26 @@ def verify_pair(original: Image.Image, edited: Image.Image, target_label: int, j
         original_judgment, edited_judgment = judge.predict([original.convert("RGB"), edited.convert("RGB")])
     else:
         edited_judgment = judge.predict([edited.convert("RGB")])[0]
-    scores.update({"judge_original": original_judgment.unsafe_score, "judge_edited": edited_judgment.unsafe_score,
-                   "judge_edited_decision": edited_judgment.decision})
+    scores.update(
+        {
+            "judge_original": original_judgment.unsafe_score,
+            "judge_edited": edited_judgment.unsafe_score,
+            "judge_edited_decision": edited_judgment.decision,
+        }
+    )
     if edited_judgment.decision != target_label:
-        reasons.append(f"judge did not confirm the flip (edited judged {'unsafe' if edited_judgment.decision else 'safe'})")
+        reasons.append(
+            f"judge did not confirm the flip (edited judged {'unsafe' if edited_judgment.decision else 'safe'})"
+        )
     if scores["ssim"] < t.min_ssim:
         reasons.append(f"image changed too much (SSIM {scores['ssim']:.3f} < {t.min_ssim})")
     if scores["changed_fraction"] > t.max_changed_fraction:
         reasons.append(f"edit touched {scores['changed_fraction']:.0%} of the image (> {t.max_changed_fraction:.0%})")
     if "outside_similarity" in scores and scores["outside_similarity"] < t.min_outside_similarity:
-        reasons.append(f"changes outside the edited region (similarity {scores['outside_similarity']:.3f} < {t.min_outside_similarity})")
+        reasons.append(
+            f"changes outside the edited region (similarity {scores['outside_similarity']:.3f} < "
+            f"{t.min_outside_similarity})"
+        )
     if "lpips" in scores and scores["lpips"] > t.max_lpips:
         reasons.append(f"perceptually too different (LPIPS {scores['lpips']:.3f} > {t.max_lpips})")
     if "embedding_cosine" in scores and scores["embedding_cosine"] < t.min_embedding_cosine:

@@ -13,12 +13,12 @@ import random
 from pathlib import Path
 
 from imagesafety import hub
+from imagesafety.data.sample import read_image_file
 from imagesafety.distributed import distributed_context, rank_device
 from imagesafety.files import read_json, write_json
 from imagesafety.identity import path_digest
-from imagesafety.model_card import write_card
-from imagesafety.data.sample import read_image_file
 from imagesafety.images import decode_image
+from imagesafety.model_card import write_card
 
 IGNORE = -100
 CARD_FILE, CARD_FORMAT = "perspective.json", "imagesafety-lora/1"
@@ -28,7 +28,9 @@ TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 
 def _messages(example: dict) -> tuple[list[dict], str]:
     prompt = example["conversations"][0]["value"].replace("<image>\n", "").replace("<image>", "")
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}], example["conversations"][1]["value"]
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}], example[
+        "conversations"
+    ][1]["value"]
 
 
 def encode_example(processor, example: dict, root: Path):
@@ -47,8 +49,9 @@ def encode_example(processor, example: dict, root: Path):
     return full
 
 
-def load_lora_model(base_model: str, device: str, *, lora_r: int = 16, lora_alpha: int = 32,
-                    target_modules: str = TARGET_MODULES):
+def load_lora_model(
+    base_model: str, device: str, *, lora_r: int = 16, lora_alpha: int = 32, target_modules: str = TARGET_MODULES
+):
     """(peft model with fresh LoRA adapters, processor) for a transformers VLM id or folder."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -58,7 +61,9 @@ def load_lora_model(base_model: str, device: str, *, lora_r: int = 16, lora_alph
         model = AutoModelForImageTextToText.from_pretrained(base_model).to(device)
     except OSError as exc:
         raise ValueError(f"cannot load vision-language model {base_model!r}: {exc}") from exc
-    return get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=0.05)), processor
+    return get_peft_model(
+        model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules, lora_dropout=0.05)
+    ), processor
 
 
 def rank_schedule(n_examples: int, epochs: int, seed: int, rank: int = 0, world: int = 1) -> list[tuple[int, int]]:
@@ -74,8 +79,20 @@ def rank_schedule(n_examples: int, epochs: int, seed: int, rank: int = 0, world:
     return schedule
 
 
-def fine_tune(model, processor, examples: list[dict], root: Path, *, epochs: int = 1, max_steps: int | None = None, lr: float = 2e-4,
-              accumulation: int = 8, seed: int = 0, device: str = "cpu", log=lambda record: None) -> tuple[list[dict], int]:
+def fine_tune(
+    model,
+    processor,
+    examples: list[dict],
+    root: Path,
+    *,
+    epochs: int = 1,
+    max_steps: int | None = None,
+    lr: float = 2e-4,
+    accumulation: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    log=lambda record: None,
+) -> tuple[list[dict], int]:
     """(this rank's loss history, optimiser steps): gradient accumulation over single examples; under torchrun the
     model is data-parallel (DDP), each rank taking its share of every epoch and gradients averaged at each step."""
     import torch
@@ -83,7 +100,9 @@ def fine_tune(model, processor, examples: list[dict], root: Path, *, epochs: int
     rank, world = distributed_context()
     wrapped = model
     if world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+        )
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     schedule = rank_schedule(len(examples), epochs, seed, rank, world)
     history, step = [], 0
@@ -94,7 +113,9 @@ def fine_tune(model, processor, examples: list[dict], root: Path, *, epochs: int
         with contextlib.nullcontext() if syncs or world == 1 else wrapped.no_sync():
             loss = wrapped(**inputs).loss
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step} (rank {rank}); lower the learning rate")
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at step {step} (rank {rank}); lower the learning rate"
+                )
             (loss / accumulation).backward()
         history.append({"epoch": epoch + 1, "example": examples[i]["id"], "loss": loss.item(), "rank": rank})
         if syncs:
@@ -108,10 +129,22 @@ def fine_tune(model, processor, examples: list[dict], root: Path, *, epochs: int
     return history, step
 
 
-def train_perspective(trainset: str | Path, base_model: str, out: str | Path, *, epochs: int = 1, max_steps: int | None = None,
-                      lr: float = 2e-4, accumulation: int = 8, lora_r: int = 16, lora_alpha: int = 32,
-                      target_modules: str = TARGET_MODULES, seed: int = 0,
-                      device: str | None = None, log=lambda record: None) -> dict:
+def train_perspective(
+    trainset: str | Path,
+    base_model: str,
+    out: str | Path,
+    *,
+    epochs: int = 1,
+    max_steps: int | None = None,
+    lr: float = 2e-4,
+    accumulation: int = 8,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    target_modules: str = TARGET_MODULES,
+    seed: int = 0,
+    device: str | None = None,
+    log=lambda record: None,
+) -> dict:
     """LoRA fine-tune `base_model` on a trainset folder and save the adapter to `out` (one process, or torchrun /
     accelerate launch with several: then `accumulation` examples per rank make one step)."""
     import torch
@@ -127,17 +160,40 @@ def train_perspective(trainset: str | Path, base_model: str, out: str | Path, *,
     device = rank_device(device)
     ref = hub.resolve(base_model, "base model")
     torch.manual_seed(seed)  # the same LoRA initialisation on every rank
-    model, processor = load_lora_model(ref.location, device, lora_r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules)
-    history, step = fine_tune(model, processor, examples, root, epochs=epochs, max_steps=max_steps, lr=lr,
-                              accumulation=accumulation, seed=seed, device=device, log=log)
+    model, processor = load_lora_model(
+        ref.location, device, lora_r=lora_r, lora_alpha=lora_alpha, target_modules=target_modules
+    )
+    history, step = fine_tune(
+        model,
+        processor,
+        examples,
+        root,
+        epochs=epochs,
+        max_steps=max_steps,
+        lr=lr,
+        accumulation=accumulation,
+        seed=seed,
+        device=device,
+        log=log,
+    )
     if world > 1:
         gathered = [None] * world
         torch.distributed.all_gather_object(gathered, history)
         history = sorted((r for h in gathered for r in h), key=lambda r: (r["epoch"], r["rank"]))
-    card = {"base_model": ref.location, "base_model_identity": hub.identity_of(ref), "trainset": str(root.resolve()),
-            "trainset_sha256": path_digest(manifest), "examples": len(examples), "steps": step, "epochs": epochs,
-            "lora": {"r": lora_r, "alpha": lora_alpha, "target_modules": target_modules}, "lr": lr, "accumulation": accumulation,
-            "world_size": world, "examples_per_step": accumulation * world}
+    card = {
+        "base_model": ref.location,
+        "base_model_identity": hub.identity_of(ref),
+        "trainset": str(root.resolve()),
+        "trainset_sha256": path_digest(manifest),
+        "examples": len(examples),
+        "steps": step,
+        "epochs": epochs,
+        "lora": {"r": lora_r, "alpha": lora_alpha, "target_modules": target_modules},
+        "lr": lr,
+        "accumulation": accumulation,
+        "world_size": world,
+        "examples_per_step": accumulation * world,
+    }
     if rank == 0:
         out = Path(out)
         model.save_pretrained(out)

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagesafety.data import Dataset, dataset_name, load_dataset
-from imagesafety.files import write_atomic, write_json
 from imagesafety.data.decoding import decoded_samples
+from imagesafety.files import write_atomic, write_json
 from imagesafety.splits import choose_splits
 from imagesafety.taxonomy import UNSAFEBENCH, Taxonomy, load_taxonomy
 
-PROMPT = ("<image>\nConsider only these categories of unsafe content:\n{categories}\n"
-          "Is the image safe or unsafe with respect to them? Answer 'safe', or 'unsafe: ' followed by the category.")
+PROMPT = (
+    "<image>\nConsider only these categories of unsafe content:\n{categories}\n"
+    "Is the image safe or unsafe with respect to them? Answer 'safe', or 'unsafe: ' followed by the category."
+)
 
 
 @dataclass
@@ -57,19 +59,42 @@ def _examples(samples: list, tax: Taxonomy, rng: random.Random, out: Path, min_o
         listed = chosen + [own]
         rng.shuffle(listed)
         answer = f"unsafe: {own.name}" if sample.label == 1 else "safe"
-        example = {"id": f"{sample.id}", "image": rel, "label": int(sample.label), "category": own.key,
-                   "conversations": [{"from": "human", "value": _prompt(listed, tax)}, {"from": "gpt", "value": answer}]}
+        example = {
+            "id": f"{sample.id}",
+            "image": rel,
+            "label": int(sample.label),
+            "category": own.key,
+            "conversations": [{"from": "human", "value": _prompt(listed, tax)}, {"from": "gpt", "value": answer}],
+        }
         (unsafe if sample.label == 1 else safe).append(example)
         if sample.label == 1 and chosen:  # negative sample: the same image, its category not asked about
             negatives += 1
-            safe.append({**example, "id": f"{sample.id}:negative", "label": 0,
-                         "conversations": [{"from": "human", "value": _prompt(chosen, tax)}, {"from": "gpt", "value": "safe"}]})
+            safe.append(
+                {
+                    **example,
+                    "id": f"{sample.id}:negative",
+                    "label": 0,
+                    "conversations": [
+                        {"from": "human", "value": _prompt(chosen, tax)},
+                        {"from": "gpt", "value": "safe"},
+                    ],
+                }
+            )
     return unsafe, safe, negatives, skipped, images
 
 
-def build_trainset(dataset: str | Path | Dataset, out: str | Path, taxonomy: str | Taxonomy = UNSAFEBENCH, seed: int = 0,
-                   min_others: int = 1, max_others: int = 10, balance: bool = True, train_split: str | None = None,
-                   val_split: str | None = None, val_fraction: float = 0.0) -> TrainsetStats:
+def build_trainset(
+    dataset: str | Path | Dataset,
+    out: str | Path,
+    taxonomy: str | Taxonomy = UNSAFEBENCH,
+    seed: int = 0,
+    min_others: int = 1,
+    max_others: int = 10,
+    balance: bool = True,
+    train_split: str | None = None,
+    val_split: str | None = None,
+    val_fraction: float = 0.0,
+) -> TrainsetStats:
     """The training set from the dataset's training rows (and, with a validation split, `llava_validation.json`);
     `test` rows are never read unless named."""
     tax = load_taxonomy(taxonomy)
@@ -83,16 +108,26 @@ def build_trainset(dataset: str | Path | Dataset, out: str | Path, taxonomy: str
             skipped += 1
         else:
             usable.append(sample)
-    chosen = choose_splits([s.split for s in usable], train_split=train_split, val_split=val_split, val_fraction=val_fraction, seed=seed,
-                           what=dataset_name(data, str(dataset)))
-    unsafe, safe, negatives, bad, images = _examples([usable[i] for i in chosen.train], tax, rng, out, min_others, max_others)
+    chosen = choose_splits(
+        [s.split for s in usable],
+        train_split=train_split,
+        val_split=val_split,
+        val_fraction=val_fraction,
+        seed=seed,
+        what=dataset_name(data, str(dataset)),
+    )
+    unsafe, safe, negatives, bad, images = _examples(
+        [usable[i] for i in chosen.train], tax, rng, out, min_others, max_others
+    )
     skipped += bad
     if balance and unsafe and safe:
         n = min(len(unsafe), len(safe))
         unsafe, safe = rng.sample(unsafe, n), rng.sample(safe, n)
     examples = unsafe + safe
     if not examples:
-        raise ValueError(f"{dataset_name(data, str(dataset))}: no labelled images of {tax.name} categories in the training rows")
+        raise ValueError(
+            f"{dataset_name(data, str(dataset))}: no labelled images of {tax.name} categories in the training rows"
+        )
     rng.shuffle(examples)
     write_json(out / "llava_train.json", examples)
     validation: list[dict] = []
@@ -100,12 +135,24 @@ def build_trainset(dataset: str | Path | Dataset, out: str | Path, taxonomy: str
         v_unsafe, v_safe, _, _, _ = _examples([usable[i] for i in chosen.val], tax, rng, out, min_others, max_others)
         validation = v_unsafe + v_safe
         write_json(out / "llava_validation.json", validation)
-    write_json(out / "trainset.json", {"splits": chosen.record, "taxonomy": tax.name, "seed": seed, "examples": len(examples),
-                                       "validation_examples": len(validation)})
+    write_json(
+        out / "trainset.json",
+        {
+            "splits": chosen.record,
+            "taxonomy": tax.name,
+            "seed": seed,
+            "examples": len(examples),
+            "validation_examples": len(validation),
+        },
+    )
     try:
         import datasets
 
-        datasets.Dataset.from_list([{k: v for k, v in e.items()} for e in examples]).save_to_disk(str(out / "hf_dataset"))
+        datasets.Dataset.from_list([{k: v for k, v in e.items()} for e in examples]).save_to_disk(
+            str(out / "hf_dataset")
+        )
     except ImportError:
         pass
-    return TrainsetStats(images, len(examples), len(unsafe), len(safe), negatives, skipped, len(validation), chosen.record)
+    return TrainsetStats(
+        images, len(examples), len(unsafe), len(safe), negatives, skipped, len(validation), chosen.record
+    )

@@ -16,14 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imagesafety.media import FramePolicy
 from imagesafety.data import Dataset, dataset_name, load_dataset, select_samples
+from imagesafety.data.decoding import batched
 from imagesafety.encoders import load_encoder
 from imagesafety.encoders.base import Encoder, TextEncoder
 from imagesafety.files import atomic_path
+from imagesafety.media import FramePolicy
 from imagesafety.run.engine import EngineOptions, run_task
 from imagesafety.run.runner import RunStats
-from imagesafety.data.decoding import batched
 from imagesafety.run.tasks import EmbeddingTask
 from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
 
@@ -46,14 +46,18 @@ class Embeddings:
         """An in-memory table from a matrix and labels (other columns: category, source, split, pair_id, role, id)."""
         X = np.asarray(X, dtype=np.float32)
         n = len(X)
-        frame = pd.DataFrame({
-            "id": columns.get("id", [str(i) for i in range(n)]),
-            "label": pd.array(labels, dtype="Int64"),
-            **{c: columns.get(c, [None] * n) for c in ("category", "source", "split", "pair_id", "role")},
-            "embedding": list(X),
-            "error": [None] * n,
-        })
-        return cls(frame, {"format": EMBEDDINGS_FORMAT, "encoder": encoder, "embed_dim": int(X.shape[1]), "normalized": False})
+        frame = pd.DataFrame(
+            {
+                "id": columns.get("id", [str(i) for i in range(n)]),
+                "label": pd.array(labels, dtype="Int64"),
+                **{c: columns.get(c, [None] * n) for c in ("category", "source", "split", "pair_id", "role")},
+                "embedding": list(X),
+                "error": [None] * n,
+            }
+        )
+        return cls(
+            frame, {"format": EMBEDDINGS_FORMAT, "encoder": encoder, "embed_dim": int(X.shape[1]), "normalized": False}
+        )
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -62,12 +66,16 @@ class Embeddings:
     @property
     def matrix(self) -> np.ndarray:
         ok = self.ok
-        return np.stack(ok["embedding"].to_list()).astype(np.float32) if len(ok) else np.zeros((0, self.dim), np.float32)
+        return (
+            np.stack(ok["embedding"].to_list()).astype(np.float32) if len(ok) else np.zeros((0, self.dim), np.float32)
+        )
 
     @property
     def encoder(self) -> str:
         if "encoder" not in self.metadata:
-            raise ValueError(f"{self.path or 'embeddings'}: its metadata names no encoder; make it with `imagesafety embed`")
+            raise ValueError(
+                f"{self.path or 'embeddings'}: its metadata names no encoder; make it with `imagesafety embed`"
+            )
         return self.metadata["encoder"]
 
     @property
@@ -104,24 +112,45 @@ def embed(
     """Embed every image of `dataset` (and its captions, with `text`) and optionally write `out` (.parquet or .npz).
     An animation's or video's embedding is the mean of its frames' (and backgrounds') embeddings under `frames`."""
     enc = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
-    data = load_dataset(dataset, splits=[split] if split else None, allow_outside_root=allow_outside_root) \
-        if isinstance(dataset, (str, Path)) else dataset
+    data = (
+        load_dataset(dataset, splits=[split] if split else None, allow_outside_root=allow_outside_root)
+        if isinstance(dataset, (str, Path))
+        else dataset
+    )
     samples = select_samples(data, categories, sources, [split] if split else None, limit)
-    engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, partition_size=partition_size)
+    engine = (
+        engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, partition_size=partition_size)
+    )
     parts = Path(str(out) + ".ray-parts") if out is not None else None
-    frame, stats = run_task(EmbeddingTask(enc, open_cache(cache), frames), samples, engine=engine, parts_dir=parts, batch_size=batch_size,
-                            workers=workers, progress=progress, description=f"embed {enc.name}",
-                            remote=("embed", encoder, {"device": device}) if isinstance(encoder, str) else None)
+    frame, stats = run_task(
+        EmbeddingTask(enc, open_cache(cache), frames),
+        samples,
+        engine=engine,
+        parts_dir=parts,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        description=f"embed {enc.name}",
+        remote=("embed", encoder, {"device": device}) if isinstance(encoder, str) else None,
+    )
     if frame.empty:
-        raise ValueError(f"no images to embed in {dataset_name(data, str(dataset))}: check the dataset and --split/--categories/--sources")
+        raise ValueError(
+            f"no images to embed in {dataset_name(data, str(dataset))}: check the dataset and "
+            "--split/--categories/--sources"
+        )
     if engine.engine == "ray":
         frame["text"] = frame["text"].where(frame["text"].notna(), None)
     if int(frame["error"].notna().sum()) == len(frame):
         first = frame["error"].dropna().iloc[0]
         raise ValueError(f"every image failed ({len(frame)} of {len(frame)}); the first: {first}")
     metadata = {
-        "format": EMBEDDINGS_FORMAT, "encoder": enc.name, "encoder_identity": enc.identity, "embed_dim": int(enc.embed_dim),
-        "normalized": True, "dataset": dataset_name(data, str(dataset)), "images": int(len(frame)),
+        "format": EMBEDDINGS_FORMAT,
+        "encoder": enc.name,
+        "encoder_identity": enc.identity,
+        "embed_dim": int(enc.embed_dim),
+        "normalized": True,
+        "dataset": dataset_name(data, str(dataset)),
+        "images": int(len(frame)),
         "errors": int(frame["error"].notna().sum()),
     }
     result = Embeddings(frame, metadata, stats=stats)
@@ -144,8 +173,13 @@ def write_embeddings(emb: Embeddings, path: Path) -> Path:
     frame = emb.frame.drop(columns=[c for c in ("embedding", "text_embedding") if c in emb.frame])
     if path.suffix == ".npz":
         ok = emb.frame["error"].isna().to_numpy()
-        arrays = {"embedding": np.stack([v if v is not None else np.full(emb.dim, np.nan, np.float32) for v in emb.frame["embedding"]]),
-                  "ok": ok, "metadata": np.array(json.dumps(emb.metadata))}
+        arrays = {
+            "embedding": np.stack(
+                [v if v is not None else np.full(emb.dim, np.nan, np.float32) for v in emb.frame["embedding"]]
+            ),
+            "ok": ok,
+            "metadata": np.array(json.dumps(emb.metadata)),
+        }
         for column in frame.columns:
             arrays[column] = np.array([str(v) for v in frame[column]], dtype=str)
         with atomic_path(path) as tmp:
@@ -158,7 +192,9 @@ def write_embeddings(emb: Embeddings, path: Path) -> Path:
             values = [None if v is None else np.asarray(v, np.float32) for v in emb.frame[column]]
             flat = pa.array([None if v is None else v.tolist() for v in values], type=pa.list_(pa.float32(), emb.dim))
             table = table.append_column(column, flat)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(emb.metadata).encode()})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(emb.metadata).encode()}
+    )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
@@ -181,7 +217,10 @@ def read_embeddings(path: str | Path) -> Embeddings:
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
-        raise ValueError(f"{path}: not an imagesafety embeddings file (no '{METADATA_KEY.decode()}' metadata); make it with `imagesafety embed`")
+        raise ValueError(
+            f"{path}: not an imagesafety embeddings file (no '{METADATA_KEY.decode()}' metadata); make it with "
+            "`imagesafety embed`"
+        )
     metadata = json.loads(raw)
     frame = table.to_pandas()
     for column in ("embedding", "text_embedding"):

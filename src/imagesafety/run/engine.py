@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
 import pandas as pd
 
 from imagesafety.data.sample import Sample
@@ -30,15 +31,27 @@ class EngineOptions:
             raise ValueError(f"unknown engine {self.engine!r}: use {' or '.join(ENGINES)}")
 
 
-def run_task(task: ImageTask, samples: Iterable[Sample], *, engine: EngineOptions = EngineOptions(), remote: tuple[str, str, dict] | None = None,
-             parts_dir: str | Path | None = None, batch_size: int = 16, workers: int | None = None, progress: bool = True,
-             total: int | None = None, description: str | None = None) -> tuple[pd.DataFrame, RunStats]:
+def run_task(
+    task: ImageTask,
+    samples: Iterable[Sample],
+    *,
+    engine: EngineOptions = EngineOptions(),
+    remote: tuple[str, str, dict] | None = None,
+    parts_dir: str | Path | None = None,
+    batch_size: int = 16,
+    workers: int | None = None,
+    progress: bool = True,
+    total: int | None = None,
+    description: str | None = None,
+) -> tuple[pd.DataFrame, RunStats]:
     """Rows for every sample, and what the run did.
 
     On Ray the task is rebuilt on every actor from `remote` = (kind, spec, options): kind `predict` or `embed`,
     the spec string and its options; partitions are written under `parts_dir` (a temporary folder if None)."""
     if engine.engine == "local":
-        runner = Runner(task, batch_size=batch_size, show_progress=progress, **({"workers": workers} if workers else {}))
+        runner = Runner(
+            task, batch_size=batch_size, show_progress=progress, **({"workers": workers} if workers else {})
+        )
         rows = runner.run(samples, total=total, description=description)
         return rows, runner.stats
     if remote is None:
@@ -48,9 +61,21 @@ def run_task(task: ImageTask, samples: Iterable[Sample], *, engine: EngineOption
     kind, spec, options = remote
     started = time.perf_counter()
     parts = Path(parts_dir) if parts_dir is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
-    rows = run_on_ray(kind, spec, options, samples, parts, frames=task.frames, address=engine.address, batch_size=batch_size, num_gpus=engine.num_gpus,
-                      partition_size=engine.partition_size, progress=progress)
+    rows = run_on_ray(
+        kind,
+        spec,
+        options,
+        samples,
+        parts,
+        frames=task.frames,
+        address=engine.address,
+        batch_size=batch_size,
+        num_gpus=engine.num_gpus,
+        partition_size=engine.partition_size,
+        progress=progress,
+    )
     errors = int(rows["error"].notna().sum()) if len(rows) else 0
-    stats = RunStats(images=len(rows), predicted=len(rows) - errors, errors=errors, seconds=time.perf_counter() - started)
+    stats = RunStats(
+        images=len(rows), predicted=len(rows) - errors, errors=errors, seconds=time.perf_counter() - started
+    )
     return rows, stats
-

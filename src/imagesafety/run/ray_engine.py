@@ -24,6 +24,7 @@ from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.run.runner import Runner
 from imagesafety.run.tasks import JSON_COLUMNS, SAMPLE_COLUMNS, VECTOR_COLUMNS, EmbeddingTask, PredictionTask
 
+
 def _require_ray():
     try:
         import ray
@@ -40,7 +41,15 @@ class ModelActor:
     """One model per actor; each task's rows go through the local Runner (same decoding, errors and rows),
     which decodes the next model batch on its own thread while the model computes this one."""
 
-    def __init__(self, kind: str, spec: str, options: dict, batch_size: int = 16, decode_workers: int = 1, frames: dict | None = None):
+    def __init__(
+        self,
+        kind: str,
+        spec: str,
+        options: dict,
+        batch_size: int = 16,
+        decode_workers: int = 1,
+        frames: dict | None = None,
+    ):
         from imagesafety import registry
 
         policy = FramePolicy(**frames) if frames else FramePolicy()
@@ -76,19 +85,36 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"--address {address}: give the head node as HOST:PORT (as `ray start --head` prints), or auto")
+        raise ValueError(
+            f"--address {address}: give the head node as HOST:PORT (as `ray start --head` prints), or auto"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             return
     except OSError as exc:
-        raise ValueError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with `ray start --head` "
-                         "and pass the address it prints, or --address auto on a node of the cluster") from None
+        raise ValueError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with `ray start --head` "
+            "and pass the address it prints, or --address auto on a node of the cluster"
+        ) from None
 
 
-def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], parts_dir: str | Path, *, frames: FramePolicy | None = None,
-               address: str | None = None,
-               batch_size: int = 16, num_actors: int | None = None, num_gpus: float = 0, partition_size: int = 1000,
-               cpus_per_actor: float = 2, samples_per_job: int = 100_000, progress: bool = True) -> pd.DataFrame:
+def run_on_ray(
+    kind: str,
+    spec: str,
+    options: dict,
+    samples: Iterable[Sample],
+    parts_dir: str | Path,
+    *,
+    frames: FramePolicy | None = None,
+    address: str | None = None,
+    batch_size: int = 16,
+    num_actors: int | None = None,
+    num_gpus: float = 0,
+    partition_size: int = 1000,
+    cpus_per_actor: float = 2,
+    samples_per_job: int = 100_000,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Rows for every sample (local engine schema), computed on a Ray cluster and written partition by partition.
 
     The partitions not yet written go through Ray Data in jobs of about `samples_per_job` samples: the actors
@@ -101,9 +127,11 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         except (ConnectionError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"cannot join the Ray cluster at {address}: {first}. A cluster from `ray start --head` uses token "
-                             "authentication by default: on a node of the cluster pass --address auto, elsewhere set "
-                             "RAY_AUTH_MODE=token with the cluster's token (RAY_AUTH_TOKEN)") from None
+            raise ValueError(
+                f"cannot join the Ray cluster at {address}: {first}. A cluster from `ray start --head` uses token "
+                "authentication by default: on a node of the cluster pass --address auto, elsewhere set "
+                "RAY_AUTH_MODE=token with the cluster's token (RAY_AUTH_TOKEN)"
+            ) from None
     import logging
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress bar reports progress
@@ -113,13 +141,28 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
     parts_dir.mkdir(parents=True, exist_ok=True)
     # model runtimes (ONNX, torch) use several threads: one actor per `cpus_per_actor` CPUs (or per GPU share)
     resources = ray.cluster_resources()
-    actors = num_actors or max(1, int(resources.get("GPU", 0) // num_gpus if num_gpus else resources.get("CPU", 1) // cpus_per_actor))
+    actors = num_actors or max(
+        1, int(resources.get("GPU", 0) // num_gpus if num_gpus else resources.get("CPU", 1) // cpus_per_actor)
+    )
     # the local engine's split of a 2-CPU share: one decoding thread beside the model's own threads
-    actor_kwargs = {"kind": kind, "spec": spec, "options": options, "batch_size": batch_size,
-                    "decode_workers": max(1, int(cpus_per_actor) - 1), "frames": (frames or FramePolicy()).key()}
-    map_options = dict(fn_constructor_kwargs=actor_kwargs, batch_size=batch_size * MODEL_BATCHES_PER_TASK, batch_format="pandas",
-                       concurrency=actors, num_gpus=num_gpus or None, num_cpus=min(cpus_per_actor, resources.get("CPU", 1)),
-                       max_restarts=-1, max_task_retries=-1)  # a dead worker is restarted and its batches retried
+    actor_kwargs = {
+        "kind": kind,
+        "spec": spec,
+        "options": options,
+        "batch_size": batch_size,
+        "decode_workers": max(1, int(cpus_per_actor) - 1),
+        "frames": (frames or FramePolicy()).key(),
+    }
+    map_options = dict(
+        fn_constructor_kwargs=actor_kwargs,
+        batch_size=batch_size * MODEL_BATCHES_PER_TASK,
+        batch_format="pandas",
+        concurrency=actors,
+        num_gpus=num_gpus or None,
+        num_cpus=min(cpus_per_actor, resources.get("CPU", 1)),
+        max_restarts=-1,
+        max_task_retries=-1,
+    )  # a dead worker is restarted and its batches retried
     written: list[Path] = []
     records: list[dict] = []
     pending: dict[int, int] = {}  # partition number -> its sample count, for the job being gathered
@@ -147,7 +190,9 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
             _run_job(ray, records, pending, parts_dir, map_options, advance)
     if not written:
         return pd.DataFrame()
-    rows = pd.concat([pd.read_parquet(p) for p in written], ignore_index=True).sort_values("index").drop(columns=["index"])
+    rows = (
+        pd.concat([pd.read_parquet(p) for p in written], ignore_index=True).sort_values("index").drop(columns=["index"])
+    )
     rows = rows.reset_index(drop=True)
     for column in JSON_COLUMNS:
         if column in rows:
@@ -167,8 +212,11 @@ def run_on_ray(kind: str, spec: str, options: dict, samples: Iterable[Sample], p
         if column in rows:
             import numpy as np
 
-            rows[column] = pd.Series([None if v is None else np.asarray(v, dtype=np.float32) for v in rows[column].tolist()],
-                                     index=rows.index, dtype=object)
+            rows[column] = pd.Series(
+                [None if v is None else np.asarray(v, dtype=np.float32) for v in rows[column].tolist()],
+                index=rows.index,
+                dtype=object,
+            )
     return rows
 
 

@@ -21,9 +21,8 @@ import pandas as pd
 from PIL import Image
 
 from imagesafety.classifiers.base import FatalModelError, ModelFailure
+from imagesafety.data.decoding import Prepared, batched, default_workers, errors_recorded_on, read_ahead, read_sample
 from imagesafety.data.sample import Sample
-from imagesafety.data.decoding import (Prepared, batched, default_workers, errors_recorded_on, read_ahead,
-                                      read_sample)
 from imagesafety.images import MAX_PIXELS
 from imagesafety.media import FramePolicy
 from imagesafety.run.progress import add_task, progress_bar
@@ -106,6 +105,7 @@ class Runner:
 
     def _prepared_batches(self, samples: Iterable[Sample], stop: threading.Event) -> Iterator[list[Prepared]]:
         """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer."""
+
         def produce() -> Iterator[list[Prepared]]:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool:
                 for chunk in batched(samples, self.batch_size):
@@ -117,7 +117,14 @@ class Runner:
                         if p.sha256 in cached:
                             p.result, p.data = cached[p.sha256], None
                     todo = [p for p in items if p.error is None and p.result is None]
-                    list(pool.map(lambda p: decode_views(p, lambda image, s=p.sample: self.task.prepare(s, image), self.task.frames), todo))
+                    list(
+                        pool.map(
+                            lambda p: decode_views(
+                                p, lambda image, s=p.sample: self.task.prepare(s, image), self.task.frames
+                            ),
+                            todo,
+                        )
+                    )
                     yield items
 
         return read_ahead(produce(), self.prefetch_batches, stop)
@@ -138,7 +145,7 @@ class Runner:
         offset = 0
         for p in shared:
             n = len(p.image.inputs)
-            self._settle(p, results[offset:offset + n])
+            self._settle(p, results[offset : offset + n])
             offset += n
         for p in early:
             self._settle(p, self._until_flagged(p.image))
@@ -146,7 +153,8 @@ class Runner:
         return batch
 
     def _until_flagged(self, views: Views) -> list[Any]:
-        """A video's views in order, a model batch at a time, stopping after the batch where one is over the threshold."""
+        """A video's views in order, a model batch at a time, stopping after the batch where one is over the
+        threshold."""
         out: list[Any] = []
         for chunk in batched(views.inputs, self.batch_size):
             out.extend(compute_isolating_failures(self.task, chunk))
@@ -203,7 +211,9 @@ class Runner:
         with progress_bar(self.show_progress) as bar:
             task = add_task(bar, description or f"eval {self.task.name}", total=total)
             try:
-                for batch_rows in self._rows(self._prepared_batches(samples, stop), lambda n: bar.update(task, advance=n)):
+                for batch_rows in self._rows(
+                    self._prepared_batches(samples, stop), lambda n: bar.update(task, advance=n)
+                ):
                     rows.extend(batch_rows)
             except KeyboardInterrupt:
                 stop.set()

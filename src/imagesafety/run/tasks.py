@@ -12,12 +12,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from imagesafety.classifiers.base import (CachesAnswers, ComputesConcurrently, Prediction, PreparesInput, ReadsSamples, SafetyClassifier,
-                                         cache_key, config_hash)
+from imagesafety.classifiers.base import (
+    CachesAnswers,
+    ComputesConcurrently,
+    Prediction,
+    PreparesInput,
+    ReadsSamples,
+    SafetyClassifier,
+    cache_key,
+    config_hash,
+)
+from imagesafety.data.decoding import Prepared
 from imagesafety.data.sample import Sample
 from imagesafety.encoders.base import Encoder
 from imagesafety.media import FramePolicy
-from imagesafety.data.decoding import Prepared
 from imagesafety.run.views import Views, combine_embeddings, combine_predictions
 from imagesafety.store import PredictionCache
 
@@ -32,8 +40,17 @@ VECTOR_COLUMNS = ("embedding",)
 def sample_columns(p: Prepared) -> dict[str, Any]:
     """The columns every result table starts with."""
     s = p.sample
-    return {"id": s.id, "label": s.label, "category": s.category, "source": s.source, "split": s.split,
-            "pair_id": s.pair_id, "role": s.role, "image": s.image_ref, "sha256": p.sha256}
+    return {
+        "id": s.id,
+        "label": s.label,
+        "category": s.category,
+        "source": s.source,
+        "split": s.split,
+        "pair_id": s.pair_id,
+        "role": s.role,
+        "image": s.image_ref,
+        "sha256": p.sha256,
+    }
 
 
 def typed_frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -51,15 +68,20 @@ class PredictionTask:
     an image of several views (frames, backgrounds) is one prediction by the policy's rule.
     A classifier that caches its own answers is handed this cache (None: no caching at all)."""
 
-    def __init__(self, classifier: SafetyClassifier, cache: PredictionCache | None = None, frames: FramePolicy | None = None,
-                 exit_threshold: float | None = None):
+    def __init__(
+        self,
+        classifier: SafetyClassifier,
+        cache: PredictionCache | None = None,
+        frames: FramePolicy | None = None,
+        exit_threshold: float | None = None,
+    ):
         self.classifier = classifier
         self.exit_threshold = exit_threshold  # where an early exit may stop (None: the classifier's own decision)
         self.cache = None if isinstance(classifier, ReadsSamples) else cache  # answers per row, not per image content
         self.name = classifier.name
         self.frames = frames or FramePolicy()
         self.key = cache_key(classifier, {"frames": self.frames.key()})
-        self.prepares = isinstance(classifier, PreparesInput)
+        self.preparer = classifier if isinstance(classifier, PreparesInput) else None
         self.concurrent = classifier.concurrent_batches if isinstance(classifier, ComputesConcurrently) else 1
         if isinstance(classifier, CachesAnswers):
             classifier.attach_cache(self.cache)
@@ -76,10 +98,12 @@ class PredictionTask:
     def prepare(self, sample: Sample, image: Image.Image) -> Any:
         if isinstance(self.classifier, ReadsSamples):
             return self.classifier.prepare_sample(sample, image)
-        return self.classifier.prepare(image) if self.prepares else image
+        return self.preparer.prepare(image) if self.preparer is not None else image
 
     def compute(self, items: list[Any]) -> list[Prediction]:
-        return self.classifier.predict_prepared(items) if self.prepares else self.classifier.predict(items)
+        if self.preparer is not None:
+            return self.preparer.predict_prepared(items)
+        return self.classifier.predict(items)
 
     def combine(self, views: Views, results: list[Prediction]) -> Prediction:
         return combine_predictions(views, results, self.frames)
@@ -107,7 +131,8 @@ class PredictionTask:
 
 
 class EmbeddingTask:
-    """Image embeddings of one encoder, cached under (encoder id, image sha256); the id carries the weights' identity."""
+    """Image embeddings of one encoder, cached under (encoder id, image sha256); the id carries the weights'
+    identity."""
 
     concurrent = 1
 
@@ -139,8 +164,12 @@ class EmbeddingTask:
 
     def row(self, p: Prepared) -> dict:
         text = p.sample.metadata.get("text")
-        return {**sample_columns(p), "text": text if isinstance(text, str) else None,
-                "embedding": p.result if p.error is None else None, "error": p.error}
+        return {
+            **sample_columns(p),
+            "text": text if isinstance(text, str) else None,
+            "embedding": p.result if p.error is None else None,
+            "error": p.error,
+        }
 
     def frame(self, rows: list[dict]) -> pd.DataFrame:
         return typed_frame(rows, EMBEDDING_COLUMNS)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from imagesafety.classifiers.base import Prediction
 from imagesafety.media import FramePolicy, Sampling, ViewInfo, read_views
 from imagesafety.media.policy import ViewScore, ViewsReport
@@ -46,7 +47,8 @@ def _kth_largest(values: list[float], k: int) -> float:
 
 
 def combine_predictions(views: Views, preds: list[Prediction], policy: FramePolicy) -> Prediction:
-    """The image's prediction from its views' predictions (`preds` may be shorter than the views after an early exit)."""
+    """The image's prediction from its views' predictions (`preds` may be shorter than the views after an early
+    exit)."""
     if is_plain(views):
         return preds[0]
     frames: dict[int, list[int]] = {}
@@ -64,10 +66,16 @@ def combine_predictions(views: Views, preds: list[Prediction], policy: FramePoli
     for key in preds[0].category_scores:
         per_frame = [max(preds[i].category_scores.get(key, 0.0) for i in idx) for idx in frames.values()]
         categories[key] = _kth_largest(per_frame, k)
-    scores = [ViewScore(views.info[i].frame, views.info[i].timestamp_s, views.info[i].background, float(p.unsafe_score))
-              for i, p in enumerate(preds)]
-    report = ViewsReport(views.sampling, policy.rule, scores, scores[deciding], skipped=len(views.sampling.frames_read) - len(frames))
-    return Prediction(unsafe_score=score, decision=decision, category_scores=categories, raw=preds[deciding].raw, views=report)
+    scores = [
+        ViewScore(views.info[i].frame, views.info[i].timestamp_s, views.info[i].background, float(p.unsafe_score))
+        for i, p in enumerate(preds)
+    ]
+    report = ViewsReport(
+        views.sampling, policy.rule, scores, scores[deciding], skipped=len(views.sampling.frames_read) - len(frames)
+    )
+    return Prediction(
+        unsafe_score=score, decision=decision, category_scores=categories, raw=preds[deciding].raw, views=report
+    )
 
 
 def combine_embeddings(views: Views, vectors: list[np.ndarray]) -> np.ndarray:

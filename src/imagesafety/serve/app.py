@@ -1,4 +1,5 @@
-"""The FastAPI app: moderation and classify endpoints over micro-batched classifiers, with auth, limits, metrics, audit."""
+"""The FastAPI app: moderation and classify endpoints over micro-batched classifiers, with auth, limits, metrics,
+audit."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import signal
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 
@@ -21,17 +22,17 @@ from imagesafety.classifiers.base import Prediction, SafetyClassifier
 from imagesafety.images import ImageDecodeError, sha256_bytes
 from imagesafety.media import MediaBudgetError, Sampling, read_views
 from imagesafety.net import FetchError, fetch_url
+from imagesafety.run.views import Views, combine_predictions
 from imagesafety.serve.audit import AuditLog, AuditRecord, AuditWriteError
 from imagesafety.serve.auth import AuthGate, KeyChecker, TokenBucket
 from imagesafety.serve.batcher import MicroBatcher, ModelError
 from imagesafety.serve.config import ServeConfig, default_audit_url
 from imagesafety.serve.errors import APIError, error_body, install_error_handlers
 from imagesafety.serve.explain import check_budget, explain_file, explain_mode
-from imagesafety.serve.known import KnownImages
 from imagesafety.serve.fetch import FETCH_ERRORS, check_geometry, decode_data_url
+from imagesafety.serve.known import KnownImages
 from imagesafety.serve.metrics import ServiceMetrics
 from imagesafety.serve.openai_categories import moderation_result
-from imagesafety.run.views import Views, combine_predictions
 from imagesafety.serve.schemas import ClassifyResponse, ImageInput, ModerationRequest, ModerationResponse, TextInput
 
 
@@ -70,14 +71,19 @@ def one_verdict(decisions: list[Decision]) -> dict:
     return {"flagged": any(d.flagged for d in decisions), **moderation_result(scores, flagged_categories)}
 
 
-
 def image_details(where: str, d: Decision) -> dict:
     """What the `imagesafety` field says of one image of an input."""
-    return {"input": where, "image_sha256": d.sha256, "unsafe_score": d.prediction.unsafe_score, "decision": d.prediction.decision,
-            "flagged": d.flagged, "scores": d.prediction.category_scores,
-            "views": d.prediction.views.to_dict() if d.prediction.views is not None else None,
-            "grades": d.prediction.raw.get("grades") if isinstance(d.prediction.raw, dict) else None,
-            "hash_match": d.prediction.raw.get("hash_match") if isinstance(d.prediction.raw, dict) else None}
+    return {
+        "input": where,
+        "image_sha256": d.sha256,
+        "unsafe_score": d.prediction.unsafe_score,
+        "decision": d.prediction.decision,
+        "flagged": d.flagged,
+        "scores": d.prediction.category_scores,
+        "views": d.prediction.views.to_dict() if d.prediction.views is not None else None,
+        "grades": d.prediction.raw.get("grades") if isinstance(d.prediction.raw, dict) else None,
+        "hash_match": d.prediction.raw.get("hash_match") if isinstance(d.prediction.raw, dict) else None,
+    }
 
 
 @dataclass
@@ -125,8 +131,11 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope, receive, send):
-        response = JSONResponse(error_body(f"request body exceeds {self.limit} bytes", "invalid_request_error", "request_too_large"), 413,
-                                headers={"Connection": "close"})
+        response = JSONResponse(
+            error_body(f"request body exceeds {self.limit} bytes", "invalid_request_error", "request_too_large"),
+            413,
+            headers={"Connection": "close"},
+        )
         await response(scope, receive, send)
 
 
@@ -135,12 +144,20 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
     config.check()
     metrics = ServiceMetrics()
     keys = KeyChecker(config.api_keys, required=config.auth)
-    budgets = {"requests": TokenBucket(config.rate_limit_per_minute, "requests"),
-               "images": TokenBucket(config.images_per_minute, "images"),
-               "pixels": TokenBucket(config.pixels_per_minute, "pixels")}
+    budgets = {
+        "requests": TokenBucket(config.rate_limit_per_minute, "requests"),
+        "images": TokenBucket(config.images_per_minute, "images"),
+        "pixels": TokenBucket(config.pixels_per_minute, "pixels"),
+    }
     decode_pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="decode")
     explaining = asyncio.Semaphore(1)  # one explanation at a time: its many model calls never crowd out classification
-    state: dict = {"served": {}, "ready": False, "audit": None, "bank": None, "audit_url": config.audit_url or default_audit_url()}
+    state: dict = {
+        "served": {},
+        "ready": False,
+        "audit": None,
+        "bank": None,
+        "audit_url": config.audit_url or default_audit_url(),
+    }
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -151,8 +168,12 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             for spec in config.classifiers:
                 loaded[spec] = await asyncio.to_thread(load_classifier, spec, **config.classifier_options.get(spec, {}))
         for name, clf in loaded.items():
-            batcher = MicroBatcher(clf, config.batch_window_ms, config.max_batch_size,
-                                   on_batch=lambda size, seconds, n=clf.name: metrics.batch_size.labels(n).observe(size))
+            batcher = MicroBatcher(
+                clf,
+                config.batch_window_ms,
+                config.max_batch_size,
+                on_batch=lambda size, seconds, n=clf.name: metrics.batch_size.labels(n).observe(size),
+            )
             batcher.start()
             state["served"][name] = Served(name, clf, batcher)
         state["audit"] = AuditLog(state["audit_url"])
@@ -170,10 +191,16 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             state["audit"].close()
             decode_pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="imagesafety moderation", version="1", lifespan=lifespan,
-                  description="Self-hosted image moderation, compatible with OpenAI's /v1/moderations for images.")
+    app = FastAPI(
+        title="imagesafety moderation",
+        version="1",
+        lifespan=lifespan,
+        description="Self-hosted image moderation, compatible with OpenAI's /v1/moderations for images.",
+    )
     app.add_middleware(BodyLimit, limit=config.max_request_bytes)
-    app.add_middleware(AuthGate, keys=keys, requests=budgets["requests"], failed_per_minute=config.failed_auth_per_minute)
+    app.add_middleware(
+        AuthGate, keys=keys, requests=budgets["requests"], failed_per_minute=config.failed_auth_per_minute
+    )
     install_error_handlers(app)
     app.state.imagesafety = state
 
@@ -186,15 +213,27 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         for s in served.values():
             if model in (s.name, s.classifier.name):
                 return s
-        raise APIError(404, f"unknown model {model!r}; served: {', '.join(served)}", code="model_not_found", param="model")
+        raise APIError(
+            404, f"unknown model {model!r}; served: {', '.join(served)}", code="model_not_found", param="model"
+        )
 
     async def fetch(where: str, url: str) -> bytes:
         if not config.allow_url_hosts:
-            raise APIError(400, f"{where}: this server accepts only data URLs (the operator has not enabled remote URLs)",
-                           code="url_not_allowed", param=where)
+            raise APIError(
+                400,
+                f"{where}: this server accepts only data URLs (the operator has not enabled remote URLs)",
+                code="url_not_allowed",
+                param=where,
+            )
         try:
-            return await asyncio.to_thread(fetch_url, url, allow_hosts=config.allow_url_hosts, require_allowed=True,
-                                           max_bytes=config.max_request_bytes, timeout_s=config.url_timeout_s)
+            return await asyncio.to_thread(
+                fetch_url,
+                url,
+                allow_hosts=config.allow_url_hosts,
+                require_allowed=True,
+                max_bytes=config.max_request_bytes,
+                timeout_s=config.url_timeout_s,
+            )
         except FetchError as exc:
             status, code = FETCH_ERRORS[exc.reason]
             raise APIError(status, f"{where}: {exc}", code=code, param=where) from None
@@ -208,9 +247,15 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         checked, total = [], 0
         for where, data, url in items:
             if data is None:
-                data = decode_data_url(url, config.max_request_bytes, where) if url.startswith("data:") else await fetch(where, url)
+                data = (
+                    decode_data_url(url, config.max_request_bytes, where)
+                    if url.startswith("data:")
+                    else await fetch(where, url)
+                )
             try:
-                sampling, views = await loop.run_in_executor(decode_pool, read_views, data, config.frames, config.max_pixels, where)
+                sampling, views = await loop.run_in_executor(
+                    decode_pool, read_views, data, config.frames, config.max_pixels, where
+                )
             except MediaBudgetError as exc:
                 raise APIError(413, str(exc), code="media_budget_exceeded", param=where) from None
             except ImageDecodeError as exc:
@@ -218,14 +263,20 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             check_geometry(where, sampling.width, sampling.height, config)
             total += sampling.pixels
             if total > config.max_request_pixels:
-                raise APIError(413, f"the request's images hold {total} pixels or more together (every frame classified counts), "
-                               f"over this server's limit of {config.max_request_pixels} per request", code="request_too_large")
+                raise APIError(
+                    413,
+                    f"the request's images hold {total} pixels or more together (every frame classified counts), "
+                    f"over this server's limit of {config.max_request_pixels} per request",
+                    code="request_too_large",
+                )
             checked.append(Checked(where, data, sampling, views))
         budgets["images"].take(key_id, len(checked))
         budgets["pixels"].take(key_id, total)
         return checked
 
-    async def classify_one(served: Served, item: Checked, cancelled: threading.Event, selected: list[str] | None) -> Prediction:
+    async def classify_one(
+        served: Served, item: Checked, cancelled: threading.Event, selected: list[str] | None
+    ) -> Prediction:
         """One file's views decoded and prepared a model batch at a time on the shared decoding threads, each batch
         micro-batched with other requests; the views' predictions make the file's (a video under the early exit stops,
         decoding included, after the first batch with a view over the threshold)."""
@@ -234,7 +285,10 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         def next_chunk():
             if cancelled.is_set():
                 raise Abandoned()
-            return [(served.batcher.prepare(image, item.where), info) for image, info in islice(item.views, config.max_batch_size)]
+            return [
+                (served.batcher.prepare(image, item.where), info)
+                for image, info in islice(item.views, config.max_batch_size)
+            ]
 
         views, preds = Views(item.sampling), []
         early = config.frames.early_exit and item.sampling.kind == "video"
@@ -246,10 +300,16 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             except ImageDecodeError as exc:
                 raise APIError(400, str(exc), code="invalid_image", param=item.where) from None
             except Abandoned:
-                raise APIError(504, f"classification took longer than {config.request_timeout_s}s", "server_error", "timeout") from None
+                raise APIError(
+                    504, f"classification took longer than {config.request_timeout_s}s", "server_error", "timeout"
+                ) from None
             except Exception as exc:
-                raise APIError(400, f"{item.where}: cannot prepare the image: {type(exc).__name__}: {exc}", code="invalid_image",
-                               param=item.where) from None
+                raise APIError(
+                    400,
+                    f"{item.where}: cannot prepare the image: {type(exc).__name__}: {exc}",
+                    code="invalid_image",
+                    param=item.where,
+                ) from None
             if not chunk:
                 break
             views.inputs.extend(x for x, _ in chunk)
@@ -258,7 +318,9 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                 preds.extend(await asyncio.gather(*(served.batcher.predict(x) for x, _ in chunk)))
             except ModelError as exc:
                 raise APIError(500, f"{exc}", "server_error", "model_error") from None
-            if early and any(decide(served, p, selected)[0] for p in preds):  # flagged as the answer will be: never earlier
+            if early and any(
+                decide(served, p, selected)[0] for p in preds
+            ):  # flagged as the answer will be: never earlier
                 break
         if not preds:
             raise APIError(400, f"{item.where}: no frame could be read", code="invalid_image", param=item.where)
@@ -271,14 +333,23 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         if selected:
             unknown = [c for c in selected if c not in scores]
             if unknown:
-                raise APIError(400, f"categories {unknown} are not scored by {served.name}; it scores {sorted(scores)}", param="categories")
+                raise APIError(
+                    400,
+                    f"categories {unknown} are not scored by {served.name}; it scores {sorted(scores)}",
+                    param="categories",
+                )
         wanted = set(selected) if selected else set(scores)
         flagged_cats = {c for c in wanted if scores[c] >= float(config.thresholds.get(c, default))}
         flagged = bool(flagged_cats) if scores else pred.unsafe_score >= default
         return flagged, flagged_cats
 
-    async def run(endpoint: str, served: Served, key_id: str | None, items: list[tuple[str, bytes | None, str | None]],
-                  selected: list[str] | None) -> tuple[str, list[Decision]]:
+    async def run(
+        endpoint: str,
+        served: Served,
+        key_id: str | None,
+        items: list[tuple[str, bytes | None, str | None]],
+        selected: list[str] | None,
+    ) -> tuple[str, list[Decision]]:
         """Classify every (label, bytes, url) item and commit its audit rows before answering; errors become APIErrors.
         The whole request shares one deadline; when it passes, the work not yet done is dropped."""
         started = time.perf_counter()
@@ -293,34 +364,57 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
                 known = None
                 if state["bank"] is not None:
                     try:
-                        known = await loop.run_in_executor(decode_pool, state["bank"].match, item.data, config.max_pixels, item.where)
+                        known = await loop.run_in_executor(
+                            decode_pool, state["bank"].match, item.data, config.max_pixels, item.where
+                        )
                     except ImageDecodeError as exc:
                         raise APIError(400, str(exc), code="invalid_image", param=item.where) from None
-                out.append((item.data, known if known is not None else await classify_one(served, item, cancelled, selected)))
+                out.append(
+                    (item.data, known if known is not None else await classify_one(served, item, cancelled, selected))
+                )
             return out
 
         try:
             outcomes = await asyncio.wait_for(work(), config.request_timeout_s)
         except asyncio.TimeoutError:
             cancelled.set()
-            raise APIError(504, f"classification took longer than {config.request_timeout_s}s", "server_error", "timeout") from None
+            raise APIError(
+                504, f"classification took longer than {config.request_timeout_s}s", "server_error", "timeout"
+            ) from None
         finally:
             cancelled.set()
         latency = (time.perf_counter() - started) * 1000
         decisions, records = [], []
         for data, pred in outcomes:
             known = isinstance(pred.raw, dict) and "hash_match" in pred.raw
-            flagged, cats = (True, {c for c, v in pred.category_scores.items() if v}) if known else decide(served, pred, selected)
+            flagged, cats = (
+                (True, {c for c, v in pred.category_scores.items() if v}) if known else decide(served, pred, selected)
+            )
             decisions.append(Decision(sha256_bytes(data), pred, flagged, cats))
-            records.append(AuditRecord(request_id, key_id, endpoint, decisions[-1].sha256,
-                                       "hash-bank" if known else served.name, state["bank"].version if known else str(served.classifier.version),
-                                       pred.category_scores, pred.unsafe_score, flagged, None, latency, time.time(),
-                                       data if config.store_images and not known else None,  # a known image is never stored
-                                       pred.raw["hash_match"] if known else None))
+            records.append(
+                AuditRecord(
+                    request_id,
+                    key_id,
+                    endpoint,
+                    decisions[-1].sha256,
+                    "hash-bank" if known else served.name,
+                    state["bank"].version if known else str(served.classifier.version),
+                    pred.category_scores,
+                    pred.unsafe_score,
+                    flagged,
+                    None,
+                    latency,
+                    time.time(),
+                    data if config.store_images and not known else None,  # a known image is never stored
+                    pred.raw["hash_match"] if known else None,
+                )
+            )
         try:
             await state["audit"].commit(records)
         except AuditWriteError as exc:
-            raise APIError(503, f"{exc}; the decision is withheld (retry later)", "server_error", "audit_unavailable") from None
+            raise APIError(
+                503, f"{exc}; the decision is withheld (retry later)", "server_error", "audit_unavailable"
+            ) from None
         metrics.images.labels(served.name).inc(len(decisions))
         for d in decisions:
             for c in d.categories:
@@ -343,34 +437,65 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
         key_id = request.state.key_id
         served = pick(body.model)
         if isinstance(body.input, str) or (body.input and all(isinstance(x, str) for x in body.input)):
-            raise APIError(400, "input is text: this server moderates images only; send a multi-modal array with "
-                           "{'type': 'image_url', ...} parts", code="text_not_supported", param="input")
+            raise APIError(
+                400,
+                "input is text: this server moderates images only; send a multi-modal array with "
+                "{'type': 'image_url', ...} parts",
+                code="text_not_supported",
+                param="input",
+            )
         parts = list(body.input)
-        images = [(f"input[{i}]", None, part.image_url.url) for i, part in enumerate(parts) if isinstance(part, ImageInput)]
+        images = [
+            (f"input[{i}]", None, part.image_url.url) for i, part in enumerate(parts) if isinstance(part, ImageInput)
+        ]
         texts = [i for i, part in enumerate(parts) if isinstance(part, TextInput)]
         if texts and config.text_parts == "refuse":
-            raise APIError(400, f"input[{texts[0]}] is a text part: this server moderates images only and refuses text parts "
-                           "rather than leave them unmoderated (the operator can accept them with --text-parts ignore, which "
-                           "scores only the images and says so)", code="text_not_supported", param=f"input[{texts[0]}]")
+            raise APIError(
+                400,
+                f"input[{texts[0]}] is a text part: this server moderates images only and refuses text parts "
+                "rather than leave them unmoderated (the operator can accept them with --text-parts ignore, which "
+                "scores only the images and says so)",
+                code="text_not_supported",
+                param=f"input[{texts[0]}]",
+            )
         if not images:
             raise APIError(400, "input has no image to moderate", param="input")
         if len(images) > config.max_images_per_input:
-            raise APIError(400, f"input holds {len(images)} images; this server takes at most {config.max_images_per_input} per "
-                           "input", code="too_many_images", param="input")
+            raise APIError(
+                400,
+                f"input holds {len(images)} images; this server takes at most {config.max_images_per_input} per input",
+                code="too_many_images",
+                param="input",
+            )
         if len(images) > config.max_images_per_request:
-            raise APIError(400, f"at most {config.max_images_per_request} images per request", code="too_many_images", param="input")
+            raise APIError(
+                400,
+                f"at most {config.max_images_per_request} images per request",
+                code="too_many_images",
+                param="input",
+            )
         request_id, decisions = await run("moderations", served, key_id, images, body.categories)
         verdict = one_verdict(decisions)
-        details = {"category_applied_input_types": verdict.pop("applied_input_types"),"unsafe_score": max(d.prediction.unsafe_score for d in decisions),
-                   "decision": max(d.prediction.decision for d in decisions),
-                   "images": [image_details(where, d) for (where, _, _), d in zip(images, decisions)],
-                   "text_parts_ignored": len(texts)}
+        details = {
+            "category_applied_input_types": verdict.pop("applied_input_types"),
+            "unsafe_score": max(d.prediction.unsafe_score for d in decisions),
+            "decision": max(d.prediction.decision for d in decisions),
+            "images": [image_details(where, d) for (where, _, _), d in zip(images, decisions)],
+            "text_parts_ignored": len(texts),
+        }
         return {"id": request_id, "model": served.name, "results": [{**verdict, "imagesafety": details}]}
 
     @app.post("/v1/classify", response_model=ClassifyResponse, summary="Classify uploaded images (multipart)")
-    async def classify(request: Request, files: list[UploadFile] = File(...), model: str | None = Form(default=None),
-                       categories: str | None = Form(default=None, description="comma-separated categories that can flag"),
-                       explain: str | None = Form(default=None, description="true or boxes: the top evidence boxes per file; heatmap: also a small PNG of the map")):
+    async def classify(
+        request: Request,
+        files: list[UploadFile] = File(...),
+        model: str | None = Form(default=None),
+        categories: str | None = Form(default=None, description="comma-separated categories that can flag"),
+        explain: str | None = Form(
+            default=None,
+            description="true or boxes: the top evidence boxes per file; heatmap: also a small PNG of the map",
+        ),
+    ):
         key_id = request.state.key_id
         served = pick(model)
         mode = explain_mode(explain)
@@ -378,27 +503,52 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
             raise APIError(400, f"at most {config.max_images_per_request} images per request", param="files")
         items = [(f.filename or f"files[{i}]", await f.read(), None) for i, f in enumerate(files)]
         if mode is not None:
-            await asyncio.to_thread(check_budget, [(w, d) for w, d, _ in items], config.frames, config.max_pixels, config.max_explain_calls)
+            await asyncio.to_thread(
+                check_budget, [(w, d) for w, d, _ in items], config.frames, config.max_pixels, config.max_explain_calls
+            )
         selected = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
         request_id, decisions = await run("classify", served, key_id, items, selected)
         explanations = [None] * len(decisions)
         if mode is not None:
             async with explaining:
                 try:
-                    explanations = await asyncio.wait_for(asyncio.gather(*(
-                        asyncio.to_thread(explain_file, served.classifier, data, d.prediction, mode, config.max_pixels, where)
-                        for (where, data, _), d in zip(items, decisions))), config.request_timeout_s)
+                    explanations = await asyncio.wait_for(
+                        asyncio.gather(
+                            *(
+                                asyncio.to_thread(
+                                    explain_file, served.classifier, data, d.prediction, mode, config.max_pixels, where
+                                )
+                                for (where, data, _), d in zip(items, decisions)
+                            )
+                        ),
+                        config.request_timeout_s,
+                    )
                 except asyncio.TimeoutError:
-                    raise APIError(504, f"explaining took longer than {config.request_timeout_s}s", "server_error", "timeout") from None
+                    raise APIError(
+                        504, f"explaining took longer than {config.request_timeout_s}s", "server_error", "timeout"
+                    ) from None
         results = [
-            {"filename": f.filename, "image_sha256": d.sha256, "unsafe_score": d.prediction.unsafe_score, "decision": d.prediction.decision,
-             "flagged": d.flagged, "flagged_categories": sorted(d.categories), "category_scores": d.prediction.category_scores,
-             "raw": d.prediction.raw, "views": d.prediction.views.to_dict() if d.prediction.views is not None else None,
-             "explanation": e}
+            {
+                "filename": f.filename,
+                "image_sha256": d.sha256,
+                "unsafe_score": d.prediction.unsafe_score,
+                "decision": d.prediction.decision,
+                "flagged": d.flagged,
+                "flagged_categories": sorted(d.categories),
+                "category_scores": d.prediction.category_scores,
+                "raw": d.prediction.raw,
+                "views": d.prediction.views.to_dict() if d.prediction.views is not None else None,
+                "explanation": e,
+            }
             for f, d, e in zip(files, decisions, explanations)
         ]
-        return {"id": request_id, "model": served.name, "model_version": str(served.classifier.version),
-                "taxonomy": served.classifier.taxonomy.to_dict(), "results": results}
+        return {
+            "id": request_id,
+            "model": served.name,
+            "model_version": str(served.classifier.version),
+            "taxonomy": served.classifier.taxonomy.to_dict(),
+            "results": results,
+        }
 
     @app.post("/v1/admin/reload-hash-bank", summary="Reload the hash bank from its folder (behind the API key)")
     async def reload_bank(request: Request):
@@ -409,9 +559,20 @@ def create_app(config: ServeConfig, classifiers: dict[str, SafetyClassifier] | N
 
     @app.get("/v1/models", summary="Classifiers served")
     async def models():
-        return {"object": "list", "data": [
-            {"id": s.name, "object": "model", "classifier": s.classifier.name, "version": str(s.classifier.version),
-             "threshold": s.classifier.threshold, "categories": s.classifier.taxonomy.keys} for s in state["served"].values()]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": s.name,
+                    "object": "model",
+                    "classifier": s.classifier.name,
+                    "version": str(s.classifier.version),
+                    "threshold": s.classifier.threshold,
+                    "categories": s.classifier.taxonomy.keys,
+                }
+                for s in state["served"].values()
+            ],
+        }
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz():
@@ -438,6 +599,8 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
     app = create_app(config)
     say(f"audit log: {app.state.imagesafety['audit_url']}")
     if not config.auth:
-        say("WARNING: serving WITHOUT authentication (--no-auth): anyone who can reach "
-            f"{host}:{port} can use this service")
+        say(
+            "WARNING: serving WITHOUT authentication (--no-auth): anyone who can reach "
+            f"{host}:{port} can use this service"
+        )
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

@@ -16,8 +16,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table, create_engine, event, insert,
-                        select)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+)
 
 metadata = MetaData()
 audit_table = Table(
@@ -37,7 +50,9 @@ audit_table = Table(
     Column("latency_ms", Float),
     Column("created", Float, nullable=False),
     Column("image", LargeBinary, nullable=True),
-    Column("detail", JSON, nullable=True),  # what decided besides the model (a hash-bank match: entry, label, source, distance)
+    Column(
+        "detail", JSON, nullable=True
+    ),  # what decided besides the model (a hash-bank match: entry, label, source, distance)
 )
 
 
@@ -93,7 +108,11 @@ class AuditLog:
         with self.engine.begin() as conn:
             for column in audit_table.columns:
                 if column.name not in present:
-                    conn.execute(text(f"ALTER TABLE audit_log ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"))
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE audit_log ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
+                        )
+                    )
 
     async def commit(self, records: list[AuditRecord]) -> None:
         """Return once `records` are committed; AuditWriteError if they cannot be."""
@@ -101,7 +120,9 @@ class AuditLog:
         done = loop.create_future()
 
         def settle(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or (done.set_exception(error) if error else done.set_result(None)))
+            loop.call_soon_threadsafe(
+                lambda: done.done() or (done.set_exception(error) if error else done.set_result(None))
+            )
 
         self.queue.put((records, settle))
         await asyncio.shield(done)

@@ -25,7 +25,12 @@ class KeyChecker:
         if not self.required:
             return None
         if not authorization or authorization[:7].lower() != "bearer ":
-            raise APIError(401, "missing API key: send 'Authorization: Bearer YOUR_KEY'", "invalid_request_error", "missing_api_key")
+            raise APIError(
+                401,
+                "missing API key: send 'Authorization: Bearer YOUR_KEY'",
+                "invalid_request_error",
+                "missing_api_key",
+            )
         given = authorization[7:].strip(" \t").encode("utf-8", "surrogateescape")
         found = None
         for key_id, secret in self.keys.items():  # check every key, so timing does not reveal which matched
@@ -54,7 +59,8 @@ class TokenBucket:
         return self.rate > 0 and self._level(key or "", time.monotonic()) < 1
 
     def take(self, key: str | None, amount: float = 1.0) -> None:
-        """Spend `amount` units of `key`'s budget or raise 429 (a request larger than the whole budget is refused too)."""
+        """Spend `amount` units of `key`'s budget or raise 429 (a request larger than the whole budget is refused
+        too)."""
         if self.rate <= 0:
             return
         now = time.monotonic()
@@ -62,8 +68,12 @@ class TokenBucket:
             tokens = self._level(key or "", now)
             if tokens < amount:
                 self.buckets[key or ""] = (tokens, now)
-                raise APIError(429, f"rate limit of {self.capacity:g} {self.what} per minute reached; retry later",
-                               "rate_limit_error", "rate_limit_exceeded")
+                raise APIError(
+                    429,
+                    f"rate limit of {self.capacity:g} {self.what} per minute reached; retry later",
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                )
             self.buckets[key or ""] = (tokens - amount, now)
 
 
@@ -83,8 +93,12 @@ class AuthGate:
         raw = headers.get(b"authorization")
         try:
             if self.keys.required and self.failures.exhausted(client):
-                raise APIError(429, "too many failed authentication attempts from this address; retry later",
-                               "rate_limit_error", "too_many_failed_attempts")
+                raise APIError(
+                    429,
+                    "too many failed authentication attempts from this address; retry later",
+                    "rate_limit_error",
+                    "too_many_failed_attempts",
+                )
             try:
                 key_id = self.keys.identify(raw.decode("latin-1") if raw is not None else None)
             except APIError:
@@ -93,7 +107,9 @@ class AuthGate:
             self.requests.take(key_id)
         except APIError as exc:
             # the connection closes with the refusal, so a refused client's body is never read
-            response = JSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers={"Connection": "close"})
+            response = JSONResponse(
+                error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers={"Connection": "close"}
+            )
             return await response(scope, receive, send)
         scope.setdefault("state", {})["key_id"] = key_id
         return await self.app(scope, receive, send)

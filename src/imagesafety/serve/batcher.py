@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier
 from imagesafety.data.sample import Sample
 from imagesafety.run.runner import compute_isolating_failures
 from imagesafety.run.tasks import PredictionTask
-from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier
 
 
 class ModelError(RuntimeError):
@@ -96,4 +96,6 @@ class MicroBatcher:
             results = compute_isolating_failures(self.task, items)
         except Exception as exc:  # the model cannot run at all: every request of this batch fails, the server lives on
             return [ModelError(f"classifier unavailable: {type(exc).__name__}: {exc}")] * len(items)
-        return [ModelError(f"classifier failed on this image: {r}") if isinstance(r, ModelFailure) else r for r in results]
+        return [
+            ModelError(f"classifier failed on this image: {r}") if isinstance(r, ModelFailure) else r for r in results
+        ]

@@ -17,7 +17,8 @@ ASCII_SPACE = " \t"
 
 
 def default_audit_url() -> str:
-    """SQLite in the user's data folder ($XDG_DATA_HOME/imagesafety or ~/.local/share/imagesafety), never the working directory."""
+    """SQLite in the user's data folder ($XDG_DATA_HOME/imagesafety or ~/.local/share/imagesafety), never the working
+    directory."""
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "imagesafety"
     base.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{base / 'audit.sqlite'}"
@@ -58,8 +59,10 @@ def read_keys_file(path: str | Path) -> dict[str, str]:
             raise ValueError(f"{path}:{n}: key id {key_id!r} appears twice")
         keys[key_id] = secret
     if not keys:
-        raise ValueError(f"{path}: no API keys in the file (only blank lines or comments); refusing to serve without authentication "
-                         "(pass --no-auth to serve without keys on purpose)")
+        raise ValueError(
+            f"{path}: no API keys in the file (only blank lines or comments); refusing to serve without authentication "
+            "(pass --no-auth to serve without keys on purpose)"
+        )
     return keys
 
 
@@ -89,23 +92,40 @@ class ServeConfig:
     audit_url: str | None = None  # None: SQLite in the user's data folder (default_audit_url)
     store_images: bool = False
     classifier_options: dict[str, dict] = field(default_factory=dict)
-    frames: FramePolicy = field(default_factory=lambda: FramePolicy(early_exit=True))  # every frame; videos stop at the first flag
-    text_parts: str = "refuse"  # text parts of a multi-modal input: refused (400), or "ignore" (only the images scored, said so)
+    frames: FramePolicy = field(
+        default_factory=lambda: FramePolicy(early_exit=True)
+    )  # every frame; videos stop at the first flag
+    text_parts: str = (
+        "refuse"  # text parts of a multi-modal input: refused (400), or "ignore" (only the images scored, said so)
+    )
     max_images_per_input: int = 16  # images in one multi-modal input (1: as OpenAI, code too_many_images)
     max_explain_calls: int = 400  # model calls explanations may cost per request (explain= on /v1/classify)
-    hash_bank: str | None = None  # folder of a hash bank matched before any model runs (a match answers at once, never stored)
+    hash_bank: str | None = (
+        None  # folder of a hash bank matched before any model runs (a match answers at once, never stored)
+    )
 
     def check(self) -> None:
         """Refuse settings that would serve without meaning to: authentication on but no keys, or an empty key."""
         if self.auth:
             if not self.api_keys:
-                raise ValueError("no API keys: pass --api-key KEY or --keys-file FILE (or --no-auth to serve without authentication on purpose)")
+                raise ValueError(
+                    "no API keys: pass --api-key KEY or --keys-file FILE (or --no-auth to serve without authentication "
+                    "on purpose)"
+                )
             for key_id, secret in self.api_keys.items():
                 check_key(secret, f"API key {key_id!r}")
         if self.text_parts not in TEXT_PARTS:
             raise ValueError(f"--text-parts must be one of {', '.join(TEXT_PARTS)}, not {self.text_parts!r}")
-        for name in ("max_request_bytes", "max_images_per_request", "max_pixels", "max_request_pixels", "max_batch_size", "max_side",
-                     "max_images_per_input", "max_explain_calls"):
+        for name in (
+            "max_request_bytes",
+            "max_images_per_request",
+            "max_pixels",
+            "max_request_pixels",
+            "max_batch_size",
+            "max_side",
+            "max_images_per_input",
+            "max_explain_calls",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout_s <= 0:

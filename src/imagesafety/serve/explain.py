@@ -38,9 +38,13 @@ def check_budget(files: list[tuple[str, bytes]], frames: FramePolicy, max_pixels
             continue  # the classification refuses it with its own error
         calls += model_calls(SERVE_SETTINGS, (sampling.width, sampling.height), faithfulness=False)
     if calls > budget:
-        raise APIError(413, f"explaining these {len(files)} files needs {calls} model calls, over this server's budget of {budget} "
-                       "per request (--max-explain-calls); send fewer files per request, or none with explain",
-                       code="explain_budget_exceeded", param="explain")
+        raise APIError(
+            413,
+            f"explaining these {len(files)} files needs {calls} model calls, over this server's budget of {budget} "
+            "per request (--max-explain-calls); send fewer files per request, or none with explain",
+            code="explain_budget_exceeded",
+            param="explain",
+        )
     return calls
 
 
@@ -54,14 +58,21 @@ def heatmap_png(heat: np.ndarray, side: int = 64) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def explain_file(classifier: SafetyClassifier, data: bytes, prediction: Prediction, mode: str, max_pixels: int, name: str) -> dict:
+def explain_file(
+    classifier: SafetyClassifier, data: bytes, prediction: Prediction, mode: str, max_pixels: int, name: str
+) -> dict:
     """What the answer says of one file's evidence (boxes in the file's pixels, on the frame that decided)."""
     decided = prediction.views.decided_by if prediction.views is not None else None
     view = ViewInfo(decided.frame, decided.timestamp_s, decided.background) if decided is not None else None
     picture = view_picture(data, view, max_pixels, name)
     evidence = explain_image(classifier, picture, SERVE_SETTINGS, name, faithfulness=False)
-    out = {"method": evidence.method, "boxes": evidence.boxes, "detector_boxes": evidence.detector_boxes,
-           "frame": decided.frame if decided is not None else 0, "timestamp_s": decided.timestamp_s if decided is not None else None}
+    out = {
+        "method": evidence.method,
+        "boxes": evidence.boxes,
+        "detector_boxes": evidence.detector_boxes,
+        "frame": decided.frame if decided is not None else 0,
+        "timestamp_s": decided.timestamp_s if decided is not None else None,
+    }
     if mode == "heatmap":
         out["heatmap"] = heatmap_png(evidence.heatmap)
     return out

@@ -32,6 +32,12 @@ class KnownImages:
         if found is None:
             return None
         label = slugify(found.label)
-        detail = {"entry": found.id, "label": found.label, "source": found.source, "distance": found.distance,
-                  "algorithm": found.algorithm, "bank": self.version}
+        detail = {
+            "entry": found.id,
+            "label": found.label,
+            "source": found.source,
+            "distance": found.distance,
+            "algorithm": found.algorithm,
+            "bank": self.version,
+        }
         return Prediction(1.0, 1, {label: 1.0}, {"hash_match": detail})

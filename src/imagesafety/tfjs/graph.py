@@ -18,8 +18,15 @@ import torch.nn.functional as F
 from imagesafety.tfjs import ops
 from imagesafety.tfjs.program import NHWC_TO_NCHW, Program, Step, TopologyError
 
-UNARY = {"Relu": torch.relu, "Relu6": lambda x: torch.clamp(x, 0.0, 6.0), "Sigmoid": torch.sigmoid, "Tanh": torch.tanh,
-         "Elu": F.elu, "Identity": lambda x: x, "Softmax": lambda x: torch.softmax(x, dim=-1)}
+UNARY = {
+    "Relu": torch.relu,
+    "Relu6": lambda x: torch.clamp(x, 0.0, 6.0),
+    "Sigmoid": torch.sigmoid,
+    "Tanh": torch.tanh,
+    "Elu": F.elu,
+    "Identity": lambda x: x,
+    "Softmax": lambda x: torch.softmax(x, dim=-1),
+}
 BINARY = {"AddV2": torch.add, "Add": torch.add, "Mul": torch.mul, "Sub": torch.sub, "RealDiv": torch.div}
 
 
@@ -55,7 +62,9 @@ def _nhwc_pair(values: list[int] | None) -> tuple[int, int]:
 def _fused_activation(node: dict, fused: list[str]):
     """The activation after BiasAdd in a fused op's list (or identity)."""
     if not fused or fused[0] != "BiasAdd" or len(fused) > 2:
-        raise TopologyError(f"node {node['name']!r} ({node['op']}): fused ops {fused} (BiasAdd then one activation are supported)")
+        raise TopologyError(
+            f"node {node['name']!r} ({node['op']}): fused ops {fused} (BiasAdd then one activation are supported)"
+        )
     if len(fused) == 1:
         return lambda x: x
     if fused[1] == "LeakyRelu":
@@ -107,8 +116,9 @@ def topological(nodes: list[dict]) -> list[dict]:
     return order
 
 
-def build_graph_model(topology: dict[str, Any], weights: dict[str, np.ndarray], signature: dict | None = None,
-                      where: str = "model") -> Program:
+def build_graph_model(
+    topology: dict[str, Any], weights: dict[str, np.ndarray], signature: dict | None = None, where: str = "model"
+) -> Program:
     """The Program of a tfjs graph model; its output is the logits when the graph ends in Softmax (then Identity)."""
     nodes = topological(topology["node"])
     by_name = {n["name"]: n for n in nodes}
@@ -159,23 +169,49 @@ def build_graph_model(topology: dict[str, Any], weights: dict[str, np.ndarray], 
             fused = _attr(node, "fused_ops", []) if op.startswith(("_Fused", "Fused")) else []
             bias = const(inputs[2]) if fused else None
             act = _fused_activation(node, fused) if fused else (lambda x: x)
-            stride, dilation, padding = _nhwc_pair(_attr(node, "strides")), _nhwc_pair(_attr(node, "dilations")), _padding(node)
+            stride, dilation, padding = (
+                _nhwc_pair(_attr(node, "strides")),
+                _nhwc_pair(_attr(node, "dilations")),
+                _padding(node),
+            )
 
-            def run(p, x, kernel=kernel, bias=bias, act=act, stride=stride, dilation=dilation, padding=padding, depthwise=depthwise):
+            def run(
+                p,
+                x,
+                kernel=kernel,
+                bias=bias,
+                act=act,
+                stride=stride,
+                dilation=dilation,
+                padding=padding,
+                depthwise=depthwise,
+            ):
                 groups = x.shape[1] if depthwise else 1
-                return act(ops.conv2d(x, p.weight(kernel), p.weight(bias) if bias else None, stride, padding, dilation, groups))
+                return act(
+                    ops.conv2d(x, p.weight(kernel), p.weight(bias) if bias else None, stride, padding, dilation, groups)
+                )
 
             steps.append(Step(name, [inputs[0]], run))
         elif op in ("_FusedMatMul", "MatMul"):
             if _attr(node, "transpose_a", False):
                 raise TopologyError(f"node {name!r}: MatMul with transpose_a is not supported")
             transpose_b = _attr(node, "transpose_b", False)
-            kernel = const(inputs[1], (lambda k: torch.from_numpy(np.ascontiguousarray(k))) if transpose_b
-                           else (lambda k: torch.from_numpy(np.ascontiguousarray(k.T))))
+            kernel = const(
+                inputs[1],
+                (lambda k: torch.from_numpy(np.ascontiguousarray(k)))
+                if transpose_b
+                else (lambda k: torch.from_numpy(np.ascontiguousarray(k.T))),
+            )
             fused = _attr(node, "fused_ops", []) if op == "_FusedMatMul" else []
             bias = const(inputs[2]) if fused else None
             act = _fused_activation(node, fused) if fused else (lambda x: x)
-            steps.append(Step(name, [inputs[0]], lambda p, x, k=kernel, b=bias, act=act: act(F.linear(x, p.weight(k), p.weight(b) if b else None))))
+            steps.append(
+                Step(
+                    name,
+                    [inputs[0]],
+                    lambda p, x, k=kernel, b=bias, act=act: act(F.linear(x, p.weight(k), p.weight(b) if b else None)),
+                )
+            )
         elif op == "BiasAdd":
             bias = const(inputs[1])
             steps.append(Step(name, [inputs[0]], lambda p, x, b=bias: x + _channels(p.weight(b), x)))
@@ -198,18 +234,29 @@ def build_graph_model(topology: dict[str, Any], weights: dict[str, np.ndarray], 
         elif op in ("AvgPool", "MaxPool"):
             size, stride, padding = _nhwc_pair(_attr(node, "ksize")), _nhwc_pair(_attr(node, "strides")), _padding(node)
             pool = ops.avg_pool if op == "AvgPool" else ops.max_pool
-            steps.append(Step(name, [inputs[0]], lambda p, x, pool=pool, s=size, st=stride, pad=padding: pool(x, s, st, pad)))
+            steps.append(
+                Step(name, [inputs[0]], lambda p, x, pool=pool, s=size, st=stride, pad=padding: pool(x, s, st, pad))
+            )
         elif op == "Squeeze":
             axes = _attr(node, "squeeze_dims", [])
             steps.append(Step(name, [inputs[0]], lambda p, x, axes=axes: _squeeze(x, axes)))
         elif op == "Mean":
             axes = [int(a) for a in np.asarray(weights[inputs[1]]).reshape(-1)]
             keep = bool(_attr(node, "keep_dims", False))
-            steps.append(Step(name, [inputs[0]], lambda p, x, axes=axes, keep=keep: x.mean(
-                dim=tuple(NHWC_TO_NCHW[a] if x.dim() == 4 else a for a in axes), keepdim=keep)))
+            steps.append(
+                Step(
+                    name,
+                    [inputs[0]],
+                    lambda p, x, axes=axes, keep=keep: x.mean(
+                        dim=tuple(NHWC_TO_NCHW[a] if x.dim() == 4 else a for a in axes), keepdim=keep
+                    ),
+                )
+            )
         else:
             raise TopologyError(f"{where}: node {name!r} is a {op} op, which this reader does not know")
-    features = next((s.inputs[0] for s in steps if s.name == output and by_name[output]["op"] in ("_FusedMatMul", "MatMul")), output)
+    features = next(
+        (s.inputs[0] for s in steps if s.name == output and by_name[output]["op"] in ("_FusedMatMul", "MatMul")), output
+    )
     return Program(steps, placeholders[0]["name"], output, features, activation, (dims[1], dims[2]), tensors)
 
 

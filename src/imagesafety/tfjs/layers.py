@@ -24,7 +24,9 @@ def _pair(value: Any) -> tuple[int, int]:
 def _activation(name: str | None, layer: str):
     name = name or "linear"
     if name not in ops.ACTIVATIONS:
-        raise TopologyError(f"layer {layer!r}: activation {name!r} is not supported (known: {', '.join(ops.ACTIVATIONS)})")
+        raise TopologyError(
+            f"layer {layer!r}: activation {name!r} is not supported (known: {', '.join(ops.ACTIVATIONS)})"
+        )
     return ops.ACTIVATIONS[name]
 
 
@@ -55,9 +57,15 @@ class _Weights:
 def _conv(layer: str, cfg: dict, w: _Weights, depthwise: bool):
     if cfg.get("data_format", "channels_last") != "channels_last":
         raise TopologyError(f"layer {layer!r}: data_format {cfg['data_format']!r} (only channels_last is supported)")
-    kernel = w.add(layer, "depthwise_kernel" if depthwise else "kernel", ops.depthwise_weight if depthwise else ops.conv_weight)
+    kernel = w.add(
+        layer, "depthwise_kernel" if depthwise else "kernel", ops.depthwise_weight if depthwise else ops.conv_weight
+    )
     bias = w.add(layer, "bias") if cfg.get("use_bias", True) else None
-    stride, dilation, padding = _pair(cfg.get("strides", 1)), _pair(cfg.get("dilation_rate", 1)), cfg.get("padding", "valid")
+    stride, dilation, padding = (
+        _pair(cfg.get("strides", 1)),
+        _pair(cfg.get("dilation_rate", 1)),
+        cfg.get("padding", "valid"),
+    )
     act = _activation(cfg.get("activation"), layer)
 
     def run(p, x):
@@ -72,7 +80,9 @@ def _batch_norm(layer: str, cfg: dict, w: _Weights):
     axis = cfg.get("axis", -1)
     axis = axis[0] if isinstance(axis, list) else axis
     if axis not in (-1, 3, 1):
-        raise TopologyError(f"layer {layer!r}: BatchNormalization over axis {axis} (only the channel axis is supported)")
+        raise TopologyError(
+            f"layer {layer!r}: BatchNormalization over axis {axis} (only the channel axis is supported)"
+        )
     eps = float(cfg.get("epsilon", 1e-3))
     mean, var = w.add(layer, "moving_mean"), w.add(layer, "moving_variance")
     gamma = w.add(layer, "gamma") if cfg.get("scale", True) else None
@@ -142,11 +152,15 @@ def build_layers_model(topology: dict[str, Any], weights: dict[str, np.ndarray],
     """The Program of a tfjs layers model; its output is the final Dense layer before a softmax activation."""
     config = topology.get("model_config", topology)
     if config.get("class_name") not in ("Model", "Functional", "Sequential"):
-        raise TopologyError(f"{where}: a {config.get('class_name')!r} model (Model/Functional topologies are supported)")
+        raise TopologyError(
+            f"{where}: a {config.get('class_name')!r} model (Model/Functional topologies are supported)"
+        )
     cfg = config["config"]
     layers = cfg["layers"] if isinstance(cfg, dict) else cfg
     if config["class_name"] == "Sequential" or not isinstance(cfg, dict) or "output_layers" not in cfg:
-        raise TopologyError(f"{where}: Sequential topologies are not supported yet (save the model as a functional Model)")
+        raise TopologyError(
+            f"{where}: Sequential topologies are not supported yet (save the model as a functional Model)"
+        )
     if len(cfg["input_layers"]) != 1 or len(cfg["output_layers"]) != 1:
         raise TopologyError(f"{where}: models with one input and one output are supported")
     input_name, output_name = cfg["input_layers"][0][0], cfg["output_layers"][0][0]
@@ -199,5 +213,7 @@ def build_layers_model(topology: dict[str, Any], weights: dict[str, np.ndarray],
         raise TopologyError(f"{where}: no InputLayer")
     unused = sorted(set(weights) - set(tensors))
     if unused:
-        raise TopologyError(f"{where}: {len(unused)} weights belong to no layer (e.g. {unused[0]!r}): another model's weights?")
+        raise TopologyError(
+            f"{where}: {len(unused)} weights belong to no layer (e.g. {unused[0]!r}): another model's weights?"
+        )
     return Program(steps, input_name, output_name, features or output_name, output_activation, input_size, tensors)

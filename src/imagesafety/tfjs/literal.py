@@ -1,4 +1,5 @@
-"""Reading the JavaScript object literal a bundled tfjs model is written as (`{modelTopology:{...},weightsManifest:[...]}`,
+"""Reading the JavaScript object literal a bundled tfjs model is written as
+(`{modelTopology:{...},weightsManifest:[...]}`,
 or a base64 string for a weight shard): unquoted keys, `!0`/`!1` for booleans, `.5` numbers. Nothing is evaluated."""
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ class _Reader:
         self.text, self.at = text, at
 
     def fail(self, what: str) -> LiteralError:
-        return LiteralError(f"{what} at character {self.at}: {self.text[self.at:self.at + 40]!r}")
+        return LiteralError(f"{what} at character {self.at}: {self.text[self.at : self.at + 40]!r}")
 
     def expect(self, char: str) -> None:
-        if self.text[self.at:self.at + 1] != char:
+        if self.text[self.at : self.at + 1] != char:
             raise self.fail(f"expected {char!r}")
         self.at += 1
 
     def value(self) -> Any:
-        char = self.text[self.at:self.at + 1]
+        char = self.text[self.at : self.at + 1]
         if char == "{":
             return self.object()
         if char == "[":

@@ -31,7 +31,7 @@ class TfjsModel:
 
     @property
     def format(self) -> str:
-        """"layers-model" or "graph-model"."""
+        """ "layers-model" or "graph-model"."""
         if self.spec.get("format"):
             return str(self.spec["format"])
         return "graph-model" if "node" in self.spec["modelTopology"] else "layers-model"
@@ -98,7 +98,12 @@ def build_module(spec: dict[str, Any], weights: dict[str, np.ndarray], where: st
     topology = spec["modelTopology"]
     try:
         if "node" in topology:
-            return build_graph_model(topology, weights, (spec.get("userDefinedMetadata") or {}).get("signature") or spec.get("signature"), where)
+            return build_graph_model(
+                topology,
+                weights,
+                (spec.get("userDefinedMetadata") or {}).get("signature") or spec.get("signature"),
+                where,
+            )
         return build_layers_model(topology, weights, where)
     except TopologyError as exc:
         raise TfjsError(str(exc)) from None

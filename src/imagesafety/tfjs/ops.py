@@ -18,8 +18,14 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
-def pad_for(x: torch.Tensor, padding: str, kernel: tuple[int, int], stride: tuple[int, int],
-            dilation: tuple[int, int] = (1, 1), value: float = 0.0) -> torch.Tensor:
+def pad_for(
+    x: torch.Tensor,
+    padding: str,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+    value: float = 0.0,
+) -> torch.Tensor:
     """`x` padded as TensorFlow pads it for this window (`valid`: not at all)."""
     if padding == "valid":
         return x
@@ -43,8 +49,15 @@ def depthwise_weight(kernel: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(kernel.transpose(2, 3, 0, 1).reshape(channels * mult, 1, kh, kw)))
 
 
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int], padding: str,
-           dilation: tuple[int, int] = (1, 1), groups: int = 1) -> torch.Tensor:
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: str,
+    dilation: tuple[int, int] = (1, 1),
+    groups: int = 1,
+) -> torch.Tensor:
     kernel = (weight.shape[2], weight.shape[3])
     return F.conv2d(pad_for(x, padding, kernel, stride, dilation), weight, bias, stride, 0, dilation, groups)
 

@@ -29,8 +29,16 @@ class Program(nn.Module):
     """Runs steps in order. `output` is the model's output before its final softmax (the logits) when the model ends in
     one (`output_activation` says so), and `features` the input of the final dense layer (the penultimate features)."""
 
-    def __init__(self, steps: list[Step], input_name: str, output: str, features: str, output_activation: str,
-                 input_size: tuple[int, int], tensors: dict[str, torch.Tensor]):
+    def __init__(
+        self,
+        steps: list[Step],
+        input_name: str,
+        output: str,
+        features: str,
+        output_activation: str,
+        input_size: tuple[int, int],
+        tensors: dict[str, torch.Tensor],
+    ):
         super().__init__()
         self.steps, self.input_name, self.output, self.features_name = steps, input_name, output, features
         self.output_activation, self.input_size = output_activation, input_size

@@ -22,16 +22,22 @@ def _decode(spec: dict[str, Any], data: memoryview, offset: int, where: str) -> 
     if quant:
         kind = quant.get("dtype")
         if kind not in _QUANTISED:
-            raise WeightsError(f"{where}: weight {spec['name']!r} is quantised as {kind!r}; known: {', '.join(_QUANTISED)}")
+            raise WeightsError(
+                f"{where}: weight {spec['name']!r} is quantised as {kind!r}; known: {', '.join(_QUANTISED)}"
+            )
         stored = np.dtype(_QUANTISED[kind])
     else:
         if spec.get("dtype", "float32") not in _PLAIN:
-            raise WeightsError(f"{where}: weight {spec['name']!r} has dtype {spec.get('dtype')!r}; known: {', '.join(_PLAIN)}")
+            raise WeightsError(
+                f"{where}: weight {spec['name']!r} has dtype {spec.get('dtype')!r}; known: {', '.join(_PLAIN)}"
+            )
         stored = np.dtype(_PLAIN[spec.get("dtype", "float32")])
     end = offset + count * stored.itemsize
     if end > len(data):
-        raise WeightsError(f"{where}: the shards end before weight {spec['name']!r} (need {end} bytes, have {len(data)}): "
-                           "a truncated or corrupted shard")
+        raise WeightsError(
+            f"{where}: the shards end before weight {spec['name']!r} (need {end} bytes, have {len(data)}): "
+            "a truncated or corrupted shard"
+        )
     raw = np.frombuffer(data[offset:end], dtype=stored).reshape(shape)
     if quant and quant["dtype"] in ("uint8", "uint16"):
         values = np.asarray(raw.astype(np.float64) * float(quant["scale"]) + float(quant["min"]), dtype=np.float32)
@@ -40,7 +46,9 @@ def _decode(spec: dict[str, Any], data: memoryview, offset: int, where: str) -> 
     return values, end
 
 
-def read_weights(manifest: list[dict[str, Any]], shards: dict[str, bytes], where: str = "model") -> dict[str, np.ndarray]:
+def read_weights(
+    manifest: list[dict[str, Any]], shards: dict[str, bytes], where: str = "model"
+) -> dict[str, np.ndarray]:
     """Every weight of the manifest by name, from the shard bytes by path; the bytes must be used up exactly."""
     weights: dict[str, np.ndarray] = {}
     for index, group in enumerate(manifest):
@@ -52,6 +60,8 @@ def read_weights(manifest: list[dict[str, Any]], shards: dict[str, bytes], where
         for spec in group["weights"]:
             weights[spec["name"]], offset = _decode(spec, data, offset, f"{where} group {index + 1}")
         if offset != len(data):
-            raise WeightsError(f"{where} group {index + 1}: the shards hold {len(data)} bytes but the manifest describes {offset} "
-                               f"({', '.join(group['paths'])}): a corrupted shard or another model's")
+            raise WeightsError(
+                f"{where} group {index + 1}: the shards hold {len(data)} bytes but the manifest describes {offset} "
+                f"({', '.join(group['paths'])}): a corrupted shard or another model's"
+            )
     return weights

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from imagesafety.data import Dataset
 
 
-def write_reports(result: EvalResult, out_dir: Path, dataset: Dataset | None = None, html: bool = True) -> dict[str, Path]:
+def write_reports(
+    result: EvalResult, out_dir: Path, dataset: Dataset | None = None, html: bool = True
+) -> dict[str, Path]:
     """Write every report file into `out_dir` and return their paths by kind."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {

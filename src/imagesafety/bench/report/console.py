@@ -25,20 +25,38 @@ def _fmt(metric: dict | None, interval: bool) -> Text:
 
 
 def metrics_console_table(metrics: dict) -> Table:
-    table = Table(title=Text(f"{metrics['classifier']['name']} on {metrics['dataset']} · threshold {metrics['threshold']['value']:.3g}"))
+    table = Table(
+        title=Text(
+            f"{metrics['classifier']['name']} on {metrics['dataset']} · threshold {metrics['threshold']['value']:.3g}"
+        )
+    )
     table.add_column("group", style="bold", min_width=12)
     table.add_column("n", justify="right")
     table.add_column("err", justify="right")
     for m in SHOWN:
-        table.add_column(("F1 (95% CI)" if m in WITH_INTERVAL else m.upper() if len(m) <= 5 else m[:4] + "."), justify="right", no_wrap=True)
+        table.add_column(
+            ("F1 (95% CI)" if m in WITH_INTERVAL else m.upper() if len(m) <= 5 else m[:4] + "."),
+            justify="right",
+            no_wrap=True,
+        )
 
     def add(name: str, block: dict, end_section: bool = False) -> None:
         if block.get("covered") is False:
-            table.add_row(Text(f"{name} (not covered)", style="dim"), str(block["support"]), str(block.get("errors", 0)),
-                          *(Text("-", style="dim") for _ in SHOWN), end_section=end_section)
+            table.add_row(
+                Text(f"{name} (not covered)", style="dim"),
+                str(block["support"]),
+                str(block.get("errors", 0)),
+                *(Text("-", style="dim") for _ in SHOWN),
+                end_section=end_section,
+            )
             return
-        table.add_row(Text(name), str(block["support"]), str(block.get("errors", 0)), *(_fmt(block.get(m), m in WITH_INTERVAL) for m in SHOWN),
-                      end_section=end_section)
+        table.add_row(
+            Text(name),
+            str(block["support"]),
+            str(block.get("errors", 0)),
+            *(_fmt(block.get(m), m in WITH_INTERVAL) for m in SHOWN),
+            end_section=end_section,
+        )
 
     add("overall", metrics["overall"], end_section=True)
     sources = list(metrics["by_source"].items())
@@ -49,7 +67,9 @@ def metrics_console_table(metrics: dict) -> Table:
     return table
 
 
-def print_summary(metrics: dict, files: dict | None = None, console: Console | None = None, errors: list[str] | None = None) -> None:
+def print_summary(
+    metrics: dict, files: dict | None = None, console: Console | None = None, errors: list[str] | None = None
+) -> None:
     """The table, the run's counts, the first error rows by file name, warnings and the files written."""
     console = console or Console()
     console.print(metrics_console_table(metrics))
@@ -61,23 +81,35 @@ def print_summary(metrics: dict, files: dict | None = None, console: Console | N
     for message in (errors or [])[:ERRORS_SHOWN]:
         console.print(Text(f"  error: {message}", style="red"))
     if run["errors"] > ERRORS_SHOWN:
-        console.print(Text(f"  ... and {run['errors'] - ERRORS_SHOWN} more (predictions.parquet, report.html)", style="red"))
+        console.print(
+            Text(f"  ... and {run['errors'] - ERRORS_SHOWN} more (predictions.parquet, report.html)", style="red")
+        )
     cov = metrics.get("coverage") or {}
     if cov.get("uncovered"):
-        console.print(Text(f"not covered by {metrics['classifier']['name']}: {', '.join(cov['uncovered'])} ({cov['rule']})", style="dim"))
+        console.print(
+            Text(
+                f"not covered by {metrics['classifier']['name']}: {', '.join(cov['uncovered'])} ({cov['rule']})",
+                style="dim",
+            )
+        )
     for warning in metrics.get("warnings", []):
         console.print(Text(f"warning: {warning}", style="yellow"))
     answers = metrics.get("answers")
     if answers:
         u = answers["usage"]
-        console.print(Text(f"answers: {answers['unsure_answers']} unsure · tokens {u['prompt_tokens']} in / {u['completion_tokens']} out"
-                           + (f" · cost {u['cost']:.4f}" if u["cost"] else "")))
+        console.print(
+            Text(
+                f"answers: {answers['unsure_answers']} unsure · tokens {u['prompt_tokens']} in / "
+                f"{u['completion_tokens']} out" + (f" · cost {u['cost']:.4f}" if u["cost"] else "")
+            )
+        )
     for kind, path in (files or {}).items():
         console.print(Text(f"  {kind}: {path}"))
 
 
 def print_leaderboard(board, files: dict | None = None, console: Console | None = None) -> None:
-    """F1 per classifier and category on both sources pooled (the published value beside when compared), and the files."""
+    """F1 per classifier and category on both sources pooled (the published value beside when compared), and the
+    files."""
     console = console or Console()
     columns = [*board.categories, "overall"]
     table = Table(title=Text("F1, both sources" + (" · measured (published)" if board.published else "")))

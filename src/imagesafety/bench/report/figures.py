@@ -13,7 +13,9 @@ MAX_CURVE_POINTS = 400
 
 def f1_bars(by_category_source: dict[str, dict[str, dict]], labels: dict[str, str]) -> str | None:
     """Per-category F1 with 95% intervals, one bar per source side by side (uncovered categories left out)."""
-    categories = [c for c in sorted(by_category_source) if any(b.get("covered", True) for b in by_category_source[c].values())]
+    categories = [
+        c for c in sorted(by_category_source) if any(b.get("covered", True) for b in by_category_source[c].values())
+    ]
     sources = sorted({s for c in categories for s in by_category_source[c]}, key=lambda s: (s not in SOURCE_COLOURS, s))
     if not categories:
         return None
@@ -27,7 +29,9 @@ def f1_bars(by_category_source: dict[str, dict[str, dict]], labels: dict[str, st
             lows.append(lo)
             highs.append(hi)
         groups.append((source, values, lows, highs))
-    return bar_chart([labels.get(c, c) for c in categories], groups, y_label="F1 (unsafe = positive)", legend_title="source")
+    return bar_chart(
+        [labels.get(c, c) for c in categories], groups, y_label="F1 (unsafe = positive)", legend_title="source"
+    )
 
 
 def _thin(xs, ys, limit: int = MAX_CURVE_POINTS):
@@ -52,7 +56,21 @@ def roc_pr_curves(rows: pd.DataFrame) -> str | None:
         roc.append(Series(name, *_thin(points["fpr"], points["tpr"]), **style))
         pr.append(Series(name, *_thin(points["recall"], points["precision"]), step=True, **style))
     unit = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    return (line_chart(roc, x_label="false positive rate", y_label="true positive rate", title="ROC", x_ticks=unit,
-                       x_range=(0.0, 1.0), diagonal=True, legend_title="source")
-            + line_chart(pr, x_label="recall", y_label="precision", title="Precision-recall", x_ticks=unit, x_range=(0.0, 1.0),
-                         legend_title="source"))
+    return line_chart(
+        roc,
+        x_label="false positive rate",
+        y_label="true positive rate",
+        title="ROC",
+        x_ticks=unit,
+        x_range=(0.0, 1.0),
+        diagonal=True,
+        legend_title="source",
+    ) + line_chart(
+        pr,
+        x_label="recall",
+        y_label="precision",
+        title="Precision-recall",
+        x_ticks=unit,
+        x_range=(0.0, 1.0),
+        legend_title="source",
+    )

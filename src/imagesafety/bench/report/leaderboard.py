@@ -96,11 +96,21 @@ def _tex(text: str) -> str:
 
 def latex(board: Leaderboard) -> str:
     columns = [*board.categories, OVERALL]
-    out = ["% imagesafety leaderboard: F1 (unsafe = positive); -- = category not covered", "% needs \\usepackage{booktabs}"]
+    out = [
+        "% imagesafety leaderboard: F1 (unsafe = positive); -- = category not covered",
+        "% needs \\usepackage{booktabs}",
+    ]
     for source in SOURCES:
-        out += [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{F1 on {SOURCE_TITLES[source].lower()}.}}",
-                r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
-                "Classifier & " + " & ".join(_tex(_label(c)) for c in columns) + r" \\", r"\midrule"]
+        out += [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            f"\\caption{{F1 on {SOURCE_TITLES[source].lower()}.}}",
+            r"\begin{tabular}{l" + "c" * len(columns) + "}",
+            r"\toprule",
+            "Classifier & " + " & ".join(_tex(_label(c)) for c in columns) + r" \\",
+            r"\midrule",
+        ]
         for run in board.runs:
             cells = []
             for category in columns:
@@ -116,10 +126,13 @@ def latex(board: Leaderboard) -> str:
 
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1250px;color:#222;padding:0 1rem}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1250px;color:#222;
+padding:0 1rem}
 h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
-table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0} th,td{padding:.3rem .45rem;border:1px solid #fff;text-align:center}
-th{background:#f2f2f2;font-weight:600} td.name,th.name{text-align:left;white-space:nowrap} td.nc{color:#999;background:#fafafa}
+table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
+th,td{padding:.3rem .45rem;border:1px solid #fff;text-align:center}
+th{background:#f2f2f2;font-weight:600} td.name,th.name{text-align:left;white-space:nowrap}
+td.nc{color:#999;background:#fafafa}
 .pub{display:block;color:#555;font-size:.68rem} .note{color:#666;font-size:.85rem} .legend{font-size:.75rem;color:#555}
 .neg{color:#a33} .pos{color:#276}
 """
@@ -143,7 +156,9 @@ def _heat_cell(cell: pd.Series, published: bool) -> str:
     if published and paper is not None:
         diff = f1 - paper
         tip += f", published {paper:.3f} ({diff:+.3f})"
-        extra = f"<span class=pub>paper {paper:.3f} <span class={'pos' if diff >= 0 else 'neg'}>{diff:+.3f}</span></span>"
+        extra = (
+            f"<span class=pub>paper {paper:.3f} <span class={'pos' if diff >= 0 else 'neg'}>{diff:+.3f}</span></span>"
+        )
     return f"<td style='background:{_colour(f1)}' title='{escape(tip)}'>{f1:.3f}{extra}</td>"
 
 
@@ -154,30 +169,51 @@ def _bars_svg(board: Leaderboard) -> str:
     rows = []
     y = 24
     for run in board.runs:
-        rows.append(f"<text x='{label_w - 8}' y='{y + 1.5 * bar_h + 3}' text-anchor='end' font-size='12'>{escape(run.name)}</text>")
+        rows.append(
+            f"<text x='{label_w - 8}' y='{y + 1.5 * bar_h + 3}' text-anchor='end' "
+            f"font-size='12'>{escape(run.name)}</text>"
+        )
         for i, source in enumerate(SOURCES):
             f1 = _number(_cell(board, run.name, source, OVERALL)["f1"])
             top = y + i * bar_h
             if f1 is None:
                 rows.append(f"<text x='{label_w + 4}' y='{top + bar_h - 2}' font-size='10' fill='#888'>n/a</text>")
                 continue
-            rows.append(f"<rect x='{label_w}' y='{top}' width='{f1 * width:.1f}' height='{bar_h - 1}' fill='{colours[source]}'>"
-                        f"<title>{escape(run.name)} {source}: F1 {f1:.3f}</title></rect>"
-                        f"<text x='{label_w + f1 * width + 4:.1f}' y='{top + bar_h - 2}' font-size='10'>{f1:.3f}</text>")
+            rows.append(
+                f"<rect x='{label_w}' y='{top}' width='{f1 * width:.1f}' height='{bar_h - 1}' fill='{colours[source]}'>"
+                f"<title>{escape(run.name)} {source}: F1 {f1:.3f}</title></rect>"
+                f"<text x='{label_w + f1 * width + 4:.1f}' y='{top + bar_h - 2}' font-size='10'>{f1:.3f}</text>"
+            )
         y += 3 * bar_h + gap
-    ticks = "".join(f"<line x1='{label_w + t * width}' x2='{label_w + t * width}' y1='18' y2='{y}' stroke='#ddd'/>"
-                    f"<text x='{label_w + t * width}' y='{y + 14}' font-size='10' text-anchor='middle'>{t:.1f}</text>" for t in (0, .2, .4, .6, .8, 1))
-    legend = "".join(f"<rect x='{label_w + 150 * i}' y='2' width='12' height='10' fill='{colours[s]}'/>"
-                     f"<text x='{label_w + 150 * i + 16}' y='11' font-size='11'>{SOURCE_TITLES[s]}</text>" for i, s in enumerate(SOURCES))
-    return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_w + width + 60}' height='{y + 22}' role='img' "
-            f"aria-label='overall F1 per classifier and source'>{legend}{ticks}{''.join(rows)}</svg>")
+    ticks = "".join(
+        f"<line x1='{label_w + t * width}' x2='{label_w + t * width}' y1='18' y2='{y}' stroke='#ddd'/>"
+        f"<text x='{label_w + t * width}' y='{y + 14}' font-size='10' text-anchor='middle'>{t:.1f}</text>"
+        for t in (0, 0.2, 0.4, 0.6, 0.8, 1)
+    )
+    legend = "".join(
+        f"<rect x='{label_w + 150 * i}' y='2' width='12' height='10' fill='{colours[s]}'/>"
+        f"<text x='{label_w + 150 * i + 16}' y='11' font-size='11'>{SOURCE_TITLES[s]}</text>"
+        for i, s in enumerate(SOURCES)
+    )
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_w + width + 60}' height='{y + 22}' role='img' "
+        f"aria-label='overall F1 per classifier and source'>{legend}{ticks}{''.join(rows)}</svg>"
+    )
 
 
 def _pareto_svg(board: Leaderboard) -> str:
     """Scatter plots of F1 against seconds per image and against cost per 1,000 images, the Pareto front ringed."""
     both = board.summary[board.summary["source"] == "both"]
-    points = [(r.classifier, float(r.f1), 1.0 / float(r.images_per_second), None if _number(r.cost) is None else 1000 * float(r.cost) / max(1, int(r.support)))
-              for r in both.itertuples() if _number(r.f1) is not None and _number(r.images_per_second)]
+    points = [
+        (
+            r.classifier,
+            float(r.f1),
+            1.0 / float(r.images_per_second),
+            None if _number(r.cost) is None else 1000 * float(r.cost) / max(1, int(r.support)),
+        )
+        for r in both.itertuples()
+        if _number(r.f1) is not None and _number(r.images_per_second)
+    ]
     if len(points) < 2:
         return ""
     charts = []
@@ -192,58 +228,87 @@ def _pareto_svg(board: Leaderboard) -> str:
         for n, f, x in pts:
             cx, cy = 60 + (x - lo) / (hi - lo) * (width - 200), height - 40 - f * (height - 70)
             ring = f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='8' fill='none' stroke='#1f6fd1'/>" if n in front else ""
-            dots.append(f"{ring}<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='#333'><title>{escape(n)}: F1 {f:.3f}, {x:.4g}</title></circle>"
-                        f"<text x='{cx + 9:.1f}' y='{cy + 4:.1f}' font-size='11'>{escape(n)}</text>")
+            dots.append(
+                f"{ring}<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='#333'><title>{escape(n)}: F1 {f:.3f}, "
+                f"{x:.4g}</title></circle>"
+                f"<text x='{cx + 9:.1f}' y='{cy + 4:.1f}' font-size='11'>{escape(n)}</text>"
+            )
         axis_y, right = height - 40, width - 140
-        charts.append(f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'><line x1='50' y1='{axis_y + 10}' "
-                      f"x2='{right}' y2='{axis_y + 10}' stroke='#999'/><line x1='50' y1='20' x2='50' y2='{axis_y + 10}' stroke='#999'/>"
-                      f"<text x='{(50 + right) / 2 - 40}' y='{height - 6}' font-size='11'>{escape(label)}</text>"
-                      f"<text x='8' y='34' font-size='10'>F1 1</text><text x='8' y='{axis_y + 4}' font-size='10'>F1 0</text>"
-                      f"<text x='52' y='{height - 18}' font-size='10'>{lo:.3g}</text><text x='{right - 30}' y='{height - 18}' font-size='10'>{hi:.3g}</text>"
-                      + "".join(dots) + "</svg>")
+        charts.append(
+            f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'><line x1='50' "
+            f"y1='{axis_y + 10}' "
+            f"x2='{right}' y2='{axis_y + 10}' stroke='#999'/><line x1='50' y1='20' x2='50' y2='{axis_y + 10}' "
+            "stroke='#999'/>"
+            f"<text x='{(50 + right) / 2 - 40}' y='{height - 6}' font-size='11'>{escape(label)}</text>"
+            f"<text x='8' y='34' font-size='10'>F1 1</text><text x='8' y='{axis_y + 4}' font-size='10'>F1 0</text>"
+            f"<text x='52' y='{height - 18}' font-size='10'>{lo:.3g}</text><text x='{right - 30}' y='{height - 18}' "
+            f"font-size='10'>{hi:.3g}</text>" + "".join(dots) + "</svg>"
+        )
     return "".join(charts)
 
 
 def html(board: Leaderboard) -> str:
     columns = [*board.categories, OVERALL]
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety leaderboard</title><style>{CSS}</style></head><body>",
-             "<h1>Leaderboard</h1>",
-             f"<p class=note>F1 with unsafe as the positive class; hover a cell for its 95% interval and support. "
-             f"{escape(' '.join(board.notes))} Generated {dt.datetime.now():%Y-%m-%d %H:%M}.</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset=utf-8><title>imagesafety "
+        f"leaderboard</title><style>{CSS}</style></head><body>",
+        "<h1>Leaderboard</h1>",
+        f"<p class=note>F1 with unsafe as the positive class; hover a cell for its 95% interval and support. "
+        f"{escape(' '.join(board.notes))} Generated {dt.datetime.now():%Y-%m-%d %H:%M}.</p>",
+    ]
     for source in SOURCES:
         head = "".join(f"<th>{escape(_label(c))}</th>" for c in columns)
         body = []
         for run in board.runs:
             cells = "".join(_heat_cell(_cell(board, run.name, source, c), bool(board.published)) for c in columns)
             body.append(f"<tr><td class=name>{escape(run.name)}</td>{cells}</tr>")
-        parts.append(f"<h2>{SOURCE_TITLES[source]}</h2><table><tr><th class=name>Classifier</th>{head}</tr>{''.join(body)}</table>")
+        parts.append(
+            f"<h2>{SOURCE_TITLES[source]}</h2><table><tr><th "
+            f"class=name>Classifier</th>{head}</tr>{''.join(body)}</table>"
+        )
     parts.append("<h2>Overall F1 by source</h2>" + _bars_svg(board))
     pareto = _pareto_svg(board)
     if pareto:
-        parts.append("<h2>F1 against cost</h2><p class=note>Overall F1 (both sources) against seconds per image and, where the "
-                     "classifiers report a price, cost per 1,000 images; ringed points are on the Pareto front (no other "
-                     "classifier is both better and cheaper).</p>" + pareto)
+        parts.append(
+            "<h2>F1 against cost</h2><p class=note>Overall F1 (both sources) against seconds per image and, where the "
+            "classifiers report a price, cost per 1,000 images; ringed points are on the Pareto front (no other "
+            "classifier is both better and cheaper).</p>" + pareto
+        )
     rows = []
     for s in board.summary.itertuples():
         vals = "".join(f"<td>{_f1_text(_number(getattr(s, m)), True)}</td>" for m in SUMMARY_METRICS)
         speed = "" if _number(s.images_per_second) is None else f"{s.images_per_second:.1f}"
         cost = "" if _number(s.cost) is None else f"${s.cost:.4f}"
-        rows.append(f"<tr><td class=name>{escape(s.classifier)}</td><td>{s.source}</td><td>{int(s.support)}</td>{vals}"
-                    f"<td>{speed}</td><td>{cost}</td><td>{int(s.errors)}</td></tr>")
-    parts.append("<h2>Precision, recall, false-positive rate, speed and cost (covered categories)</h2>"
-                 "<table><tr><th class=name>Classifier</th><th>Source</th><th>n</th><th>Precision</th><th>Recall</th><th>FPR</th>"
-                 f"<th>AUROC</th><th>images/s</th><th>cost</th><th>errors</th></tr>{''.join(rows)}</table>")
+        rows.append(
+            f"<tr><td class=name>{escape(s.classifier)}</td><td>{s.source}</td><td>{int(s.support)}</td>{vals}"
+            f"<td>{speed}</td><td>{cost}</td><td>{int(s.errors)}</td></tr>"
+        )
+    parts.append(
+        "<h2>Precision, recall, false-positive rate, speed and cost (covered categories)</h2>"
+        "<table><tr><th "
+        "class=name>Classifier</th><th>Source</th><th>n</th><th>Precision</th><th>Recall</th><th>FPR</th>"
+        f"<th>AUROC</th><th>images/s</th><th>cost</th><th>errors</th></tr>{''.join(rows)}</table>"
+    )
     if not board.pairs.empty:
         rows = []
         for p in board.pairs.itertuples():
             mark = "<b>significant</b>" if p.significant else "not significant"
-            rows.append(f"<tr><td class=name>{escape(p.classifier_a)} vs {escape(p.classifier_b)}</td><td>{escape(_label(p.category))}</td>"
-                        f"<td>{escape(p.source)}</td><td>{p.n}</td><td>{p.f1_diff:+.3f} [{p.f1_diff_low:+.3f}, {p.f1_diff_high:+.3f}]</td>"
-                        f"<td>{p.mcnemar_p:.3g}</td><td>{p.holm_p:.3g}</td><td>{mark}</td></tr>")
-        parts.append("<h2>Which differences are real (paired on the same images)</h2><p class=note>McNemar's exact test on the two "
-                     "classifiers' decisions, Holm-corrected across every row; the F1 difference with a paired bootstrap 95% interval.</p>"
-                     "<table><tr><th class=name>Pair</th><th>Category</th><th>Source</th><th>n</th><th>F1 a - b</th><th>McNemar p</th>"
-                     f"<th>Holm p</th><th></th></tr>{''.join(rows)}</table>")
+            rows.append(
+                f"<tr><td class=name>{escape(p.classifier_a)} vs "
+                f"{escape(p.classifier_b)}</td><td>{escape(_label(p.category))}</td>"
+                f"<td>{escape(p.source)}</td><td>{p.n}</td><td>{p.f1_diff:+.3f} [{p.f1_diff_low:+.3f}, "
+                f"{p.f1_diff_high:+.3f}]</td>"
+                f"<td>{p.mcnemar_p:.3g}</td><td>{p.holm_p:.3g}</td><td>{mark}</td></tr>"
+            )
+        parts.append(
+            "<h2>Which differences are real (paired on the same images)</h2><p class=note>McNemar's exact test on the "
+            "two "
+            "classifiers' decisions, Holm-corrected across every row; the F1 difference with a paired bootstrap 95% "
+            "interval.</p>"
+            "<table><tr><th class=name>Pair</th><th>Category</th><th>Source</th><th>n</th><th>F1 a - b</th><th>McNemar "
+            "p</th>"
+            f"<th>Holm p</th><th></th></tr>{''.join(rows)}</table>"
+        )
     runs = "".join(f"<li>{escape(r.name)}: {escape(str(r.folder))}</li>" for r in board.runs)
     parts.append(f"<h2>Runs</h2><ul class=note>{runs}</ul></body></html>")
     return "".join(parts)
@@ -253,8 +318,13 @@ def write_leaderboard(board: Leaderboard, out_dir: str | Path) -> dict[str, Path
     """Write every leaderboard file into `out_dir` and return their paths by kind."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"html": out / "leaderboard.html", "csv": out / "leaderboard.csv", "cells": out / "leaderboard_cells.csv",
-             "markdown": out / "leaderboard.md", "latex": out / "leaderboard.tex"}
+    files = {
+        "html": out / "leaderboard.html",
+        "csv": out / "leaderboard.csv",
+        "cells": out / "leaderboard_cells.csv",
+        "markdown": out / "leaderboard.md",
+        "latex": out / "leaderboard.tex",
+    }
     with atomic_path(files["csv"]) as tmp:
         wide_csv(board).to_csv(tmp, index=False)
     with atomic_path(files["cells"]) as tmp:

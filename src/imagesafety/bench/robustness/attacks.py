@@ -30,8 +30,14 @@ class AttackSpec:
     random_start: bool = True
 
     def key(self) -> dict:
-        return {"name": self.name, "eps": self.eps, "steps": self.steps, "step_size": self.step_size,
-                "overshoot": self.overshoot, "random_start": self.random_start}
+        return {
+            "name": self.name,
+            "eps": self.eps,
+            "steps": self.steps,
+            "step_size": self.step_size,
+            "overshoot": self.overshoot,
+            "random_start": self.random_start,
+        }
 
 
 def _margin(logits: torch.Tensor, threshold: float, labels: torch.Tensor) -> torch.Tensor:
@@ -52,9 +58,19 @@ def fgsm(x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: fl
     return (x - eps * x.grad.sign()).clamp(0, 1).detach()
 
 
-def pgd(x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: float, eps: float, steps: int = 100,
-        step_size: float | None = None, random_start: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-    """L-inf projected gradient descent on the margin; stays inside the eps ball and [0, 1]; stops early per image once flipped."""
+def pgd(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    logit_fn: LogitFn,
+    threshold: float,
+    eps: float,
+    steps: int = 100,
+    step_size: float | None = None,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L-inf projected gradient descent on the margin; stays inside the eps ball and [0, 1]; stops early per image once
+    flipped."""
     alpha = step_size or 2.5 * eps / steps
     adv = x.clone()
     if random_start:
@@ -70,12 +86,21 @@ def pgd(x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: flo
             break
         margin.sum().backward()
         step_sizes = (-alpha * active.to(x.dtype)).view(-1, *[1] * (x.dim() - 1))  # 0 for images already flipped
-        adv = adv.detach().add_(adv.grad.sign_().mul_(step_sizes)).clamp_(low, high)  # in place: no new full-size tensors
+        adv = (
+            adv.detach().add_(adv.grad.sign_().mul_(step_sizes)).clamp_(low, high)
+        )  # in place: no new full-size tensors
     return adv.detach()
 
 
-def deepfool(x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: float, steps: int = 100,
-             overshoot: float = 0.02, max_linf: float | None = None) -> torch.Tensor:
+def deepfool(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    logit_fn: LogitFn,
+    threshold: float,
+    steps: int = 100,
+    overshoot: float = 0.02,
+    max_linf: float | None = None,
+) -> torch.Tensor:
     """Binary DeepFool: linearise the margin and step to the boundary, repeated; the total step is (1 + overshoot) r,
     clipped to the L-inf ball of `max_linf` so its robust accuracy compares with the other attacks at the same eps."""
     r_total = torch.zeros_like(x)
@@ -119,7 +144,9 @@ def is_white_box(name: str) -> bool:
     return bool(registry.get("attack", name).attributes["white_box"])
 
 
-def run_attack(spec: AttackSpec, x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: float, seed: int = 0) -> torch.Tensor:
+def run_attack(
+    spec: AttackSpec, x: torch.Tensor, labels: torch.Tensor, logit_fn: LogitFn, threshold: float, seed: int = 0
+) -> torch.Tensor:
     """Adversarial versions of a batch of [0, 1] pixel tensors, by a registered white-box attack."""
     if not is_white_box(spec.name):
         raise ValueError(f"{spec.name!r} is not a white-box attack")

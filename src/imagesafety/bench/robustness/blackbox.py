@@ -41,7 +41,7 @@ class BlackBoxView:
     def to_input(self, image: Image.Image) -> BlackBoxInput:
         if isinstance(self.classifier, PreparesInput):
             prepared = self.classifier.prepare(image)
-            array, context = (prepared if isinstance(prepared, tuple) else (prepared, None))
+            array, context = prepared if isinstance(prepared, tuple) else (prepared, None)
             if isinstance(array, np.ndarray) and array.ndim == 3 and array.shape[0] == 3 and array.dtype.kind == "f":
                 array = array.astype(np.float32)
                 if isinstance(self.classifier, PaddedInput):
@@ -53,11 +53,15 @@ class BlackBoxView:
     def scores(self, arrays: np.ndarray, item: BlackBoxInput) -> np.ndarray:
         """Unsafe scores for a batch of (region) arrays of one input."""
         if item.context == "image":
-            images = [Image.fromarray((np.clip(a.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)) for a in arrays]
+            images = [
+                Image.fromarray((np.clip(a.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)) for a in arrays
+            ]
             preds = self.classifier.predict(images)
         else:
             full = [item.embed(a) for a in arrays]
-            preds = self.classifier.predict_prepared([(a, item.context) if item.context is not None else a for a in full])
+            preds = self.classifier.predict_prepared(
+                [(a, item.context) if item.context is not None else a for a in full]
+            )
         return np.array([p.unsafe_score for p in preds], dtype=np.float64)
 
 
@@ -69,7 +73,8 @@ def square_attack(view: BlackBoxView, item: BlackBoxInput, label: int, spec, see
 
     threshold = float(view.classifier.threshold)
     t_logit = np.log(threshold / (1 - threshold))
-    # ART's Square attack assumes square inputs: the region sits in the top-left of a square canvas whose rest is ignored
+    # ART's Square attack assumes square inputs: the region sits in the top-left of a square canvas whose rest is
+    # ignored
     _, h, w = item.array.shape
     canvas = np.zeros((3, max(h, w), max(h, w)), dtype=np.float32)
     canvas[:, :h, :w] = item.array
@@ -79,8 +84,12 @@ def square_attack(view: BlackBoxView, item: BlackBoxInput, label: int, spec, see
         unsafe = 1 / (1 + np.exp(-(np.log(s / (1 - s)) - t_logit)))  # argmax = the decision at the threshold
         return np.stack([1 - unsafe, unsafe], axis=1)
 
-    estimator = BlackBoxClassifierNeuralNetwork(predict, canvas.shape, nb_classes=2, channels_first=True, clip_values=(0.0, 1.0))
+    estimator = BlackBoxClassifierNeuralNetwork(
+        predict, canvas.shape, nb_classes=2, channels_first=True, clip_values=(0.0, 1.0)
+    )
     np.random.seed(seed)
-    attack = SquareAttack(estimator, norm=np.inf, eps=spec.eps, max_iter=spec.steps, nb_restarts=1, batch_size=1, verbose=False)
+    attack = SquareAttack(
+        estimator, norm=np.inf, eps=spec.eps, max_iter=spec.steps, nb_restarts=1, batch_size=1, verbose=False
+    )
     y = np.eye(2, dtype=np.float32)[[label]]
     return np.ascontiguousarray(attack.generate(canvas[None], y=y)[0][:, :h, :w])

@@ -14,7 +14,14 @@ import numpy as np
 from PIL import Image
 
 from imagesafety import registry
-from imagesafety.classifiers.base import CachesAnswers, Classifier, PreparesInput, SafetyClassifier, coverage, preferred_batch_size
+from imagesafety.classifiers.base import (
+    CachesAnswers,
+    Classifier,
+    PreparesInput,
+    SafetyClassifier,
+    coverage,
+    preferred_batch_size,
+)
 
 SEVERITIES = (1, 2, 3, 4, 5)
 

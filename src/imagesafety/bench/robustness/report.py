@@ -39,8 +39,17 @@ def eps_curve_plot(curves: dict) -> str | None:
             measured += [p[0] for p in points]
     if not series:
         return None
-    return line_chart(series, x_label="eps (L-inf, [0, 1] pixel units)", y_label="attack success rate", x_log=True, x_ticks=measured,
-                      x_format="{:.3g}", y_range=(0.0, 1.0), legend_title="attack", width=520)
+    return line_chart(
+        series,
+        x_label="eps (L-inf, [0, 1] pixel units)",
+        y_label="attack success rate",
+        x_log=True,
+        x_ticks=measured,
+        x_format="{:.3g}",
+        y_range=(0.0, 1.0),
+        legend_title="attack",
+        width=520,
+    )
 
 
 def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
@@ -55,40 +64,68 @@ def write_robustness_report(result, out_dir: Path) -> dict[str, Path]:
     ra_rows = []
     for name, block in m["attacks"].items():
         overall = block.get("overall", {})
-        cats = ", ".join(f"{escape(category_label(c))} {b['robust_accuracy']:.2f}" for c, b in block.get("by_category", {}).items())
+        cats = ", ".join(
+            f"{escape(category_label(c))} {b['robust_accuracy']:.2f}" for c, b in block.get("by_category", {}).items()
+        )
         srcs = ", ".join(f"{escape(s)} {b['robust_accuracy']:.2f}" for s, b in block.get("by_source", {}).items())
-        ra_rows.append(f"<tr><td>{escape(name)}</td><td>{overall.get('robust_accuracy', float('nan')):.3f}</td><td>{overall.get('attacked', 0)}</td>"
-                       f"<td>{overall.get('mean_linf', float('nan')):.4f}</td><td>{overall.get('mean_l2', float('nan')):.3f}</td>"
-                       f"<td>{overall.get('mean_mse', float('nan')):.2e}</td><td>{cats}</td><td>{srcs}</td></tr>")
+        ra_rows.append(
+            f"<tr><td>{escape(name)}</td><td>{overall.get('robust_accuracy', float('nan')):.3f}</td>"
+            f"<td>{overall.get('attacked', 0)}</td>"
+            f"<td>{overall.get('mean_linf', float('nan')):.4f}</td><td>{overall.get('mean_l2', float('nan')):.3f}</td>"
+            f"<td>{overall.get('mean_mse', float('nan')):.2e}</td><td>{cats}</td><td>{srcs}</td></tr>"
+        )
     severities = sorted({s for per in m["corruptions"].values() for s in per}, key=int)
     corruption_rows = "".join(
-        f"<tr><td>{escape(name)}</td>" + "".join(
-            f"<td>{v['accuracy']:.3f} <span class=ci>({0.0 - v['accuracy_drop'] + 0.0:+.3f})</span></td>" if v["accuracy"] is not None else "<td>–</td>"
-            for v in (per.get(sev, {"accuracy": None}) for sev in severities)) + "</tr>"
-        for name, per in m["corruptions"].items())
+        f"<tr><td>{escape(name)}</td>"
+        + "".join(
+            f"<td>{v['accuracy']:.3f} <span class=ci>({0.0 - v['accuracy_drop'] + 0.0:+.3f})</span></td>"
+            if v["accuracy"] is not None
+            else "<td>–</td>"
+            for v in (per.get(sev, {"accuracy": None}) for sev in severities)
+        )
+        + "</tr>"
+        for name, per in m["corruptions"].items()
+    )
     examples = "".join(
         f"<figure><img src='{_png(ex['clean'])}' alt=''><img src='{_png(ex['adv'])}' alt=''>"
         f"<img src='{_png(np.clip(0.5 + 10 * (ex['adv'] - ex['clean']), 0, 1))}' alt=''>"
-        f"<figcaption>{escape(ex['attack'])} · {'unsafe' if ex['label'] else 'safe'} · {escape(str(ex['id']))}</figcaption></figure>"
-        for ex in result.examples[:12])
+        f"<figcaption>{escape(ex['attack'])} · {'unsafe' if ex['label'] else 'safe'} · "
+        f"{escape(str(ex['id']))}</figcaption></figure>"
+        for ex in result.examples[:12]
+    )
     curve = eps_curve_plot(m["eps_curves"])
-    html = "\n".join([
-        f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety robustness · {escape(m['classifier']['name'])}</title>",
-        f"<style>{CSS} figure{{width:520px}} figure img{{display:inline-block;margin-right:4px}}</style></head><body>",
-        f"<h1>Robustness of {escape(m['classifier']['name'])} on {escape(str(m['dataset']))}</h1>",
-        f"<p class=note>Clean accuracy {m['clean']['accuracy']:.3f}, F1 {'n/a (no unsafe images)' if m['clean']['f1'] is None else format(m['clean']['f1'], '.3f')}. "
-        f"Attacked {p['attacked']} images the classifier got right (K = {p['k']}, seed {p['seed']}; {p['excluded_misclassified']} misclassified images excluded). "
-        f"eps = {p['eps_pixel_units']:.4g} in [0, 1] pixel units = {p['eps_normalized_units']:.4g} in normalised-input units. "
-        f"Robust accuracy RA = 1 - attack success rate; success means {escape(p['success'])}.</p>",
-        "<h2>Robust accuracy</h2><table><tr><th>attack</th><th>RA</th><th>attacked</th><th>mean L-inf</th><th>mean L2</th><th>mean MSE</th>"
-        "<th>by category</th><th>by source</th></tr>" + "".join(ra_rows) + "</table>",
-        "<h2>Attack success against eps</h2>" + (f"<div class=plot>{curve}</div>" if curve else "<p class=note>No eps curves.</p>"),
-        "<h2>Corruptions: accuracy (change from clean) by severity</h2>"
-        + (f"<table><tr><th>corruption</th>{''.join(f'<th>severity {s}</th>' for s in severities)}</tr>{corruption_rows}</table>" if corruption_rows
-           else "<p class=note>No corruptions requested.</p>"),
-        "<h2>Examples: clean, adversarial, difference x10</h2><div class=grid>" + (examples or "<p class=note>None.</p>") + "</div>",
-        "</body></html>",
-    ])
+    html = "\n".join(
+        [
+            "<!doctype html><html><head><meta charset=utf-8><title>imagesafety robustness · "
+            f"{escape(m['classifier']['name'])}</title>",
+            f"<style>{CSS} figure{{width:520px}} figure "
+            f"img{{display:inline-block;margin-right:4px}}</style></head><body>",
+            f"<h1>Robustness of {escape(m['classifier']['name'])} on {escape(str(m['dataset']))}</h1>",
+            f"<p class=note>Clean accuracy {m['clean']['accuracy']:.3f}, F1 "
+            f"{'n/a (no unsafe images)' if m['clean']['f1'] is None else format(m['clean']['f1'], '.3f')}. "
+            f"Attacked {p['attacked']} images the classifier got right (K = {p['k']}, seed {p['seed']}; "
+            f"{p['excluded_misclassified']} misclassified images excluded). "
+            f"eps = {p['eps_pixel_units']:.4g} in [0, 1] pixel units = {p['eps_normalized_units']:.4g} in "
+            "normalised-input units. "
+            f"Robust accuracy RA = 1 - attack success rate; success means {escape(p['success'])}.</p>",
+            "<h2>Robust accuracy</h2><table><tr><th>attack</th><th>RA</th><th>attacked</th><th>mean L-inf</th><th>mean "
+            "L2</th><th>mean MSE</th>"
+            "<th>by category</th><th>by source</th></tr>" + "".join(ra_rows) + "</table>",
+            "<h2>Attack success against eps</h2>"
+            + (f"<div class=plot>{curve}</div>" if curve else "<p class=note>No eps curves.</p>"),
+            "<h2>Corruptions: accuracy (change from clean) by severity</h2>"
+            + (
+                "<table><tr><th>corruption</th>"
+                + "".join(f"<th>severity {s}</th>" for s in severities)
+                + f"</tr>{corruption_rows}</table>"
+                if corruption_rows
+                else "<p class=note>No corruptions requested.</p>"
+            ),
+            "<h2>Examples: clean, adversarial, difference x10</h2><div class=grid>"
+            + (examples or "<p class=note>None.</p>")
+            + "</div>",
+            "</body></html>",
+        ]
+    )
     files["html"] = write_atomic(out_dir / "robustness.html", html)
     return files
-

@@ -24,11 +24,11 @@ from imagesafety.bench.robustness.blackbox import BlackBoxView
 from imagesafety.bench.robustness.corruptions import CorruptedClassifier
 from imagesafety.classifiers.base import Differentiable, PaddedInput, SafetyClassifier, cache_key
 from imagesafety.data import dataset_name, load_dataset, select_samples
+from imagesafety.data.decoding import decoded_samples
 from imagesafety.files import atomic_path, write_atomic
+from imagesafety.media import FramePolicy
 from imagesafety.run.engine import EngineOptions
 from imagesafety.run.progress import add_task, announce, progress_bar
-from imagesafety.media import FramePolicy
-from imagesafety.data.decoding import decoded_samples
 from imagesafety.store import USE_DEFAULT_CACHE, open_cache
 
 EPS_CURVE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -49,8 +49,10 @@ def check_attacks(classifier: SafetyClassifier, attacks: list[str]) -> None:
     for name in attacks:
         registry.get("attack", name)
         if is_white_box(name) and not isinstance(classifier, Differentiable):
-            raise ValueError(f"classifier {classifier.name!r} has no gradients, so white-box attack {name!r} cannot run on it; "
-                             f"use a black-box attack: --attacks {','.join(black_box)}")
+            raise ValueError(
+                f"classifier {classifier.name!r} has no gradients, so white-box attack {name!r} cannot run on it; "
+                f"use a black-box attack: --attacks {','.join(black_box)}"
+            )
 
 
 def input_std(classifier: SafetyClassifier) -> float:
@@ -65,7 +67,8 @@ def attack_key(classifier: SafetyClassifier, spec: AttackSpec, seed: int) -> str
 
 
 def pick_correct(rows: pd.DataFrame, k: int, seed: int) -> tuple[pd.DataFrame, int]:
-    """K labelled images the classifier gets right, drawn with `seed` (as UnsafeBench: seed 2023); and how many it got wrong."""
+    """K labelled images the classifier gets right, drawn with `seed` (as UnsafeBench: seed 2023); and how many it got
+    wrong."""
     ok = rows[rows["error"].isna() & rows["label"].notna()]
     correct = ok[ok["decision"] == ok["label"]]
     chosen = correct.sample(n=min(k, len(correct)), random_state=seed) if len(correct) else correct
@@ -92,8 +95,17 @@ def within_image(logit_fn, clean, mask):
     return lambda pixels: logit_fn(clean + (pixels - clean) * mask)
 
 
-def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: dict[str, Any], cache, seed: int,
-                  batch_size: int, keep_examples: int = 0, advance=lambda n: None) -> tuple[list[dict], list[dict]]:
+def attack_images(
+    classifier,
+    spec: AttackSpec,
+    chosen: pd.DataFrame,
+    images: dict[str, Any],
+    cache,
+    seed: int,
+    batch_size: int,
+    keep_examples: int = 0,
+    advance=lambda n: None,
+) -> tuple[list[dict], list[dict]]:
     """Outcome per chosen image (success, perturbation sizes, scores), from the cache or by attacking now."""
     import torch
 
@@ -114,7 +126,9 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
             labels = labels.to(clean.device)  # the model's device: a GPU where there is one
             threshold = classifier.logit_threshold
             mask = image_mask(classifier, pictures, clean)
-            adv = run_attack(spec, clean, labels, within_image(classifier.unsafe_logits, clean, mask), threshold, seed + start)
+            adv = run_attack(
+                spec, clean, labels, within_image(classifier.unsafe_logits, clean, mask), threshold, seed + start
+            )
             if mask is not None:
                 adv = clean + (adv - clean) * mask  # the padding stays as the model's preprocessing made it
             with torch.no_grad():
@@ -122,11 +136,28 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
             flipped = ((adv_logit >= threshold).long() != labels).tolist()
             sizes = perturbation_sizes(clean, adv)
             for j, (_, row) in enumerate(part.iterrows()):
-                fresh.append((row["sha256"], {"success": bool(flipped[j]), "linf": float(sizes["linf"][j]), "l2": float(sizes["l2"][j]),
-                                              "mse": float(sizes["mse"][j]), "clean_logit": float(clean_logit[j]), "adv_logit": float(adv_logit[j])}))
+                fresh.append(
+                    (
+                        row["sha256"],
+                        {
+                            "success": bool(flipped[j]),
+                            "linf": float(sizes["linf"][j]),
+                            "l2": float(sizes["l2"][j]),
+                            "mse": float(sizes["mse"][j]),
+                            "clean_logit": float(clean_logit[j]),
+                            "adv_logit": float(adv_logit[j]),
+                        },
+                    )
+                )
                 if len(examples) < keep_examples:
-                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": clean[j].cpu().numpy(),
-                                     "adv": adv[j].cpu().numpy()})
+                    examples.append(
+                        {
+                            "id": row["id"],
+                            "label": int(row["label"]),
+                            "clean": clean[j].cpu().numpy(),
+                            "adv": adv[j].cpu().numpy(),
+                        }
+                    )
             advance(len(part))
         else:
             view = BlackBoxView(classifier)
@@ -137,24 +168,50 @@ def attack_images(classifier, spec: AttackSpec, chosen: pd.DataFrame, images: di
                 flipped = int(scores[1] >= classifier.threshold) != int(row["label"])
                 delta = torch.from_numpy(adv - item.array)[None]
                 sizes = perturbation_sizes(torch.zeros_like(delta), delta)
-                fresh.append((row["sha256"], {"success": bool(flipped), "linf": float(sizes["linf"][0]), "l2": float(sizes["l2"][0]),
-                                              "mse": float(sizes["mse"][0]), "clean_score": float(scores[0]), "adv_score": float(scores[1])}))
+                fresh.append(
+                    (
+                        row["sha256"],
+                        {
+                            "success": bool(flipped),
+                            "linf": float(sizes["linf"][0]),
+                            "l2": float(sizes["l2"][0]),
+                            "mse": float(sizes["mse"][0]),
+                            "clean_score": float(scores[0]),
+                            "adv_score": float(scores[1]),
+                        },
+                    )
+                )
                 if len(examples) < keep_examples:
-                    examples.append({"id": row["id"], "label": int(row["label"]), "clean": item.embed(item.array), "adv": item.embed(adv)})
+                    examples.append(
+                        {
+                            "id": row["id"],
+                            "label": int(row["label"]),
+                            "clean": item.embed(item.array),
+                            "adv": item.embed(adv),
+                        }
+                    )
                 advance(1)
         if cache is not None:
             cache.put_attack_results(key, fresh)
         done.update(fresh)
-    rows = [{"id": r["id"], "category": r["category"], "source": r["source"], "label": int(r["label"]), **done[r["sha256"]]}
-            for _, r in chosen.iterrows()]
+    rows = [
+        {"id": r["id"], "category": r["category"], "source": r["source"], "label": int(r["label"]), **done[r["sha256"]]}
+        for _, r in chosen.iterrows()
+    ]
     return rows, examples
 
 
 def robust_accuracy(rows: pd.DataFrame) -> dict[str, Any]:
     """RA = 1 - attack success rate, overall, by category and by source, with mean perturbation sizes."""
+
     def block(part: pd.DataFrame, name: str) -> dict:
-        return {"robust_accuracy": float(1 - part["success"].mean()), "attacked": int(len(part)),
-                "mean_linf": float(part["linf"].mean()), "mean_l2": float(part["l2"].mean()), "mean_mse": float(part["mse"].mean())}
+        return {
+            "robust_accuracy": float(1 - part["success"].mean()),
+            "attacked": int(len(part)),
+            "mean_linf": float(part["linf"].mean()),
+            "mean_l2": float(part["l2"].mean()),
+            "mean_mse": float(part["mse"].mean()),
+        }
 
     if rows.empty:
         return {"attacked": 0}
@@ -171,7 +228,9 @@ def work_summary(attacks: list[str], n_images: int, eps_curve: bool, steps: int)
         unit = "queries" if not is_white_box(name) else "steps"
         cost = f"up to {steps} {unit} each" if name in ("pgd", "deepfool", "square") else "one step each"
         parts.append(f"{name}: {n_images} images x {n_eps} eps value{'s' if n_eps > 1 else ''} ({cost})")
-    return f"attacking: {'; '.join(parts)} = {total} image attacks" + (" (--no-eps-curve attacks at eps only)" if eps_curve else "")
+    return f"attacking: {'; '.join(parts)} = {total} image attacks" + (
+        " (--no-eps-curve attacks at eps only)" if eps_curve else ""
+    )
 
 
 def robustness(
@@ -204,7 +263,11 @@ def robustness(
 ) -> RobustnessResult:
     """Attack K correctly classified images with each attack (and eps curve), and evaluate under corruptions.
     The clean and corrupted passes read every frame under `frames`; attacks perturb one picture per image."""
-    clf = registry.build("classifier", classifier, **(classifier_options or {})) if isinstance(classifier, str) else classifier
+    clf = (
+        registry.build("classifier", classifier, **(classifier_options or {}))
+        if isinstance(classifier, str)
+        else classifier
+    )
     attacks = list(attacks)
     check_attacks(clf, attacks)
     for name in corruptions or []:
@@ -220,32 +283,70 @@ def robustness(
     on_ray = engine == "ray"
     if on_ray and not isinstance(classifier, str):
         raise ValueError("--engine ray builds the classifier on each worker: give it as a spec string")
-    common = dict(split=split, categories=categories, sources=sources, limit=limit, cache=store, batch_size=batch_size, progress=progress,
-                  n_boot=n_boot, frames=frames)
-    clean = evaluate(classifier if on_ray else clf, data, Path(out_dir) / "clean" if on_ray and out_dir else None,
-                     engine=EngineOptions(engine, address), classifier_options=classifier_options if on_ray else None,
-                     description=f"clean {clf.name}", **common)
+    common = dict(
+        split=split,
+        categories=categories,
+        sources=sources,
+        limit=limit,
+        cache=store,
+        batch_size=batch_size,
+        progress=progress,
+        n_boot=n_boot,
+        frames=frames,
+    )
+    clean = evaluate(
+        classifier if on_ray else clf,
+        data,
+        Path(out_dir) / "clean" if on_ray and out_dir else None,
+        engine=EngineOptions(engine, address),
+        classifier_options=classifier_options if on_ray else None,
+        description=f"clean {clf.name}",
+        **common,
+    )
     chosen, misclassified = pick_correct(clean.predictions, k, seed)
     wanted = set(chosen["id"])
     samples = [s for s in select_samples(data, categories, sources, [split] if split else None) if s.id in wanted]
     images = {p.sample.id: p.image for p in decoded_samples(samples) if p.error is None}
     metrics: dict[str, Any] = {
-        "classifier": clean.metrics["classifier"], "dataset": dataset_name(data, str(dataset)),
-        "protocol": {"k": k, "seed": seed, "attacked": int(len(chosen)), "excluded_misclassified": misclassified,
-                     "eps": eps, "eps_space": eps_space, "eps_pixel_units": eps_pixel, "eps_normalized_units": eps_pixel / std,
-                     "input_std": std, "steps": steps,
-                     "success": "the decision flips, judged on the classifier's input tensor (white-box) or its scores (black-box)"},
+        "classifier": clean.metrics["classifier"],
+        "dataset": dataset_name(data, str(dataset)),
+        "protocol": {
+            "k": k,
+            "seed": seed,
+            "attacked": int(len(chosen)),
+            "excluded_misclassified": misclassified,
+            "eps": eps,
+            "eps_space": eps_space,
+            "eps_pixel_units": eps_pixel,
+            "eps_normalized_units": eps_pixel / std,
+            "input_std": std,
+            "steps": steps,
+            "success": "the decision flips, judged on the classifier's input tensor (white-box) or its scores "
+            "(black-box)",
+        },
         "clean": {m: clean.metrics["overall"][m]["value"] for m in ("accuracy", "f1")},
-        "attacks": {}, "eps_curves": {}, "corruptions": {},
+        "attacks": {},
+        "eps_curves": {},
+        "corruptions": {},
     }
     if attacks:
         announce(work_summary(attacks, len(chosen), eps_curve, steps), progress)
     all_rows, examples = [], {}
     with progress_bar(progress) as bar:
+
         def attack_at(name: str, e: float, keep: int = 0):
             task = add_task(bar, f"{name} eps={e:.4g}", total=len(chosen))
-            return attack_images(clf, AttackSpec(name, e, steps), chosen, images, store, seed, batch_size, keep_examples=keep,
-                                 advance=lambda n: bar.update(task, advance=n))
+            return attack_images(
+                clf,
+                AttackSpec(name, e, steps),
+                chosen,
+                images,
+                store,
+                seed,
+                batch_size,
+                keep_examples=keep,
+                advance=lambda n: bar.update(task, advance=n),
+            )
 
         for name in attacks:
             rows, ex = attack_at(name, eps_pixel, len(chosen) if save_adversarial else 4)
@@ -257,7 +358,9 @@ def robustness(
                 curve = {}
                 for factor in EPS_CURVE_FACTORS:
                     if factor == 1.0:
-                        curve[eps_pixel] = 1 - metrics["attacks"][name]["overall"]["robust_accuracy"] if len(frame) else None
+                        curve[eps_pixel] = (
+                            1 - metrics["attacks"][name]["overall"]["robust_accuracy"] if len(frame) else None
+                        )
                         continue
                     r, _ = attack_at(name, eps_pixel * factor)
                     curve[eps_pixel * factor] = float(pd.DataFrame(r)["success"].mean()) if r else None
@@ -265,18 +368,35 @@ def robustness(
     for name in corruptions or []:
         per = {}
         for severity in severities:
-            res = evaluate(CorruptedClassifier(clf, name, int(severity), seed), data, None, description=f"{name} severity {severity}", **common)
+            res = evaluate(
+                CorruptedClassifier(clf, name, int(severity), seed),
+                data,
+                None,
+                description=f"{name} severity {severity}",
+                **common,
+            )
             acc, f1 = res.metrics["overall"]["accuracy"]["value"], res.metrics["overall"]["f1"]["value"]
             overall = res.metrics["overall"]
-            per[str(severity)] = {"accuracy": acc, "f1": f1, "recall": overall["recall"]["value"], "fpr": overall["fpr"]["value"],
-                                  "accuracy_drop": None if acc is None or metrics["clean"]["accuracy"] is None else metrics["clean"]["accuracy"] - acc,
-                                  "f1_drop": None if f1 is None or metrics["clean"]["f1"] is None else metrics["clean"]["f1"] - f1}
+            per[str(severity)] = {
+                "accuracy": acc,
+                "f1": f1,
+                "recall": overall["recall"]["value"],
+                "fpr": overall["fpr"]["value"],
+                "accuracy_drop": None
+                if acc is None or metrics["clean"]["accuracy"] is None
+                else metrics["clean"]["accuracy"] - acc,
+                "f1_drop": None if f1 is None or metrics["clean"]["f1"] is None else metrics["clean"]["f1"] - f1,
+            }
         metrics["corruptions"][name] = per
-    result = RobustnessResult(metrics, pd.concat(all_rows) if all_rows else pd.DataFrame(),
-                              [dict(e, attack=a) for a, ex in examples.items() for e in ex[:4]])
+    result = RobustnessResult(
+        metrics,
+        pd.concat(all_rows) if all_rows else pd.DataFrame(),
+        [dict(e, attack=a) for a, ex in examples.items() for e in ex[:4]],
+    )
     if save_adversarial:
-        result.files["adversarial"] = write_adversarial(clf, attacks, chosen, images, examples, seed, batch_size, eps_pixel, steps,
-                                                        Path(save_adversarial))
+        result.files["adversarial"] = write_adversarial(
+            clf, attacks, chosen, images, examples, seed, batch_size, eps_pixel, steps, Path(save_adversarial)
+        )
     if out_dir is not None:
         from imagesafety.bench.robustness.report import write_robustness_report
 
@@ -284,7 +404,9 @@ def robustness(
     return result
 
 
-def write_adversarial(clf, attacks, chosen, images, examples: dict[str, list[dict]], seed, batch_size, eps, steps, root: Path) -> Path:
+def write_adversarial(
+    clf, attacks, chosen, images, examples: dict[str, list[dict]], seed, batch_size, eps, steps, root: Path
+) -> Path:
     """Adversarial images as PNG files plus a manifest.jsonl, loadable by `eval` (labels kept). The run's own
     adversarial images are written; images whose outcome came from the cache are attacked again to get theirs."""
     from PIL import Image
@@ -295,7 +417,9 @@ def write_adversarial(clf, attacks, chosen, images, examples: dict[str, list[dic
         have = examples.get(name, [])
         missing = chosen[~chosen["id"].isin({ex["id"] for ex in have})]
         if len(missing):
-            _, more = attack_images(clf, AttackSpec(name, eps, steps), missing, images, None, seed, batch_size, keep_examples=len(missing))
+            _, more = attack_images(
+                clf, AttackSpec(name, eps, steps), missing, images, None, seed, batch_size, keep_examples=len(missing)
+            )
             have = have + more
         (root / name).mkdir(exist_ok=True)
         for ex in have:
@@ -304,6 +428,16 @@ def write_adversarial(clf, attacks, chosen, images, examples: dict[str, list[dic
             with atomic_path(root / rel) as tmp:
                 Image.fromarray(pixels).save(tmp, format="PNG")
             row = chosen[chosen["id"] == ex["id"]].iloc[0]
-            lines.append(json.dumps({"path": rel, "label": int(row["label"]), "category": row["category"], "source": row["source"],
-                                     "id": f"{name}:{ex['id']}", "attack": name}))
+            lines.append(
+                json.dumps(
+                    {
+                        "path": rel,
+                        "label": int(row["label"]),
+                        "category": row["category"],
+                        "source": row["source"],
+                        "id": f"{name}:{ex['id']}",
+                        "attack": name,
+                    }
+                )
+            )
     return write_atomic(root / "manifest.jsonl", "\n".join(lines) + "\n")

@@ -47,8 +47,14 @@ class NsfwjsClassifier(TorchClassifier):
     taxonomy = UNSAFEBENCH
     covers = frozenset({"sexual"})
 
-    def __init__(self, model: str = DEFAULT_MODEL, package: str | None = None, unsafe: str | list[str] = DEFAULT_UNSAFE,
-                 threshold: float = 0.5, device: str | None = None):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        package: str | None = None,
+        unsafe: str | list[str] = DEFAULT_UNSAFE,
+        threshold: float = 0.5,
+        device: str | None = None,
+    ):
         import torch
 
         self.model = _model(model)
@@ -59,8 +65,12 @@ class NsfwjsClassifier(TorchClassifier):
         self.unsafe = parse_unsafe(unsafe)
         self.threshold = float(threshold)
         self.name = f"nsfwjs:{self.model}"
-        self.config = {"model": self.model, "weights": identity, "package": f"nsfwjs@{VERSION}",
-                       "unsafe": [CLASSES[i].lower() for i in self.unsafe]}
+        self.config = {
+            "model": self.model,
+            "weights": identity,
+            "package": f"nsfwjs@{VERSION}",
+            "unsafe": [CLASSES[i].lower() for i in self.unsafe],
+        }
 
     def unsafe_logits(self, pixels):
         """log(P(unsafe classes) / P(other classes)): its sigmoid is the unsafe score."""
@@ -123,8 +133,14 @@ class NsfwjsEncoder:
         return self.encode_prepared([self.prepare(img) for img in images])
 
 
-def from_spec(arg: str | None, *, package: str | None = None, unsafe: str | list[str] = DEFAULT_UNSAFE, threshold: float = 0.5,
-              device: str | None = None) -> NsfwjsClassifier:
+def from_spec(
+    arg: str | None,
+    *,
+    package: str | None = None,
+    unsafe: str | list[str] = DEFAULT_UNSAFE,
+    threshold: float = 0.5,
+    device: str | None = None,
+) -> NsfwjsClassifier:
     """`nsfwjs` (mobilenet_v2), `nsfwjs:inception_v3`, `nsfwjs:mobilenet_v2_mid`."""
     return NsfwjsClassifier(_model(arg), package, unsafe, threshold, device)
 

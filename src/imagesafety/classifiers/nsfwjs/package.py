@@ -36,8 +36,10 @@ FILES = {
     "mobilenet_v2_mid/group1-shard2of2.min.js": "f291df992a0131741372506a6072fb9f1645bff7c973c983fd6276f5f9625d5e",
     "mobilenet_v2_mid/model.min.js": "a7a9e701491e2449b221dab7c424957f853e700602b5575da33cfd745616f964",
 }
-HOW_TO_GET = (f"NSFWJS's weights ship in its npm package: install Node.js/npm (then it is fetched once with "
-              f"`npm pack nsfwjs@{VERSION}`), or download {REGISTRY_URL} elsewhere and pass --option package=PATH/TO/{TARBALL}")
+HOW_TO_GET = (
+    f"NSFWJS's weights ship in its npm package: install Node.js/npm (then it is fetched once with "
+    f"`npm pack nsfwjs@{VERSION}`), or download {REGISTRY_URL} elsewhere and pass --option package=PATH/TO/{TARBALL}"
+)
 
 
 class PackageError(ValueError):
@@ -58,14 +60,17 @@ def integrity_of(path: Path) -> str:
 
 
 def check_package(root: Path, models: list[str] | None = None) -> Path:
-    """`root` (an unpacked package: package.json, dist/models/...) checked: its version, and every file of the models."""
+    """`root` (an unpacked package: package.json, dist/models/...) checked: its version, and every file of the
+    models."""
     manifest = root / "package.json"
     if not manifest.is_file():
         raise PackageError(f"{root}: no package.json (expected the unpacked nsfwjs@{VERSION} package, or its .tgz)")
     meta = read_json(manifest, PackageError)
     if meta.get("name") != "nsfwjs" or meta.get("version") != VERSION:
-        raise PackageError(f"{manifest}: {meta.get('name')}@{meta.get('version')}, expected nsfwjs@{VERSION} (the port is "
-                           f"checked against that release)")
+        raise PackageError(
+            f"{manifest}: {meta.get('name')}@{meta.get('version')}, expected nsfwjs@{VERSION} (the port is "
+            f"checked against that release)"
+        )
     for relative, expected in FILES.items():
         if models and relative.split("/")[0] not in models:
             continue
@@ -73,8 +78,10 @@ def check_package(root: Path, models: list[str] | None = None) -> Path:
         if not file.is_file():
             raise PackageError(f"{file}: missing from the package (expected nsfwjs@{VERSION}'s dist/models/{relative})")
         if file_digest(file) != expected:
-            raise PackageError(f"{file}: corrupted or altered (sha256 {file_digest(file)[:16]}..., expected {expected[:16]}... "
-                               f"as released in nsfwjs@{VERSION})")
+            raise PackageError(
+                f"{file}: corrupted or altered (sha256 {file_digest(file)[:16]}..., expected {expected[:16]}... "
+                f"as released in nsfwjs@{VERSION})"
+            )
     return root
 
 
@@ -82,7 +89,10 @@ def unpack(tarball: Path, destination: Path) -> Path:
     """The .tgz checked against the registry's integrity, unpacked (files only, nothing outside) into `destination`."""
     found = integrity_of(tarball)
     if found != INTEGRITY:
-        raise PackageError(f"{tarball}: integrity {found[:24]}..., expected {INTEGRITY[:24]}... (nsfwjs@{VERSION} from the npm registry)")
+        raise PackageError(
+            f"{tarball}: integrity {found[:24]}..., expected {INTEGRITY[:24]}... (nsfwjs@{VERSION} from the npm "
+            "registry)"
+        )
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="nsfwjs-", dir=destination.parent))
     try:
@@ -100,8 +110,12 @@ def npm_pack(into: Path) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise PackageError(f"no NSFWJS package in the cache and npm is not installed. {HOW_TO_GET}")
-    done = subprocess.run([npm, "pack", f"nsfwjs@{VERSION}", "--pack-destination", str(into), "--json", "--silent"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [npm, "pack", f"nsfwjs@{VERSION}", "--pack-destination", str(into), "--json", "--silent"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     tarball = into / TARBALL
     if done.returncode != 0 or not tarball.is_file():
         last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]

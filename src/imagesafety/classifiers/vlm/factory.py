@@ -14,9 +14,13 @@ def from_spec(arg: str | None, **options: Any):
             options.pop(endpoint_only, None)
         return _checked("hf", "imagesafety.classifiers.vlm.hf_vlm:HFVLMClassifier", arg[3:], options)
     if not arg or not arg.startswith("openai/") or len(arg) <= len("openai/"):
-        raise ValueError("VLM classifiers are vlm:openai/MODEL (an OpenAI-compatible endpoint; --base-url for vLLM/Ollama) "
-                         "or vlm:hf/MODEL_OR_PATH (local transformers)")
-    return _checked("openai", "imagesafety.classifiers.vlm.openai_vlm:OpenAIVLMClassifier", arg[len("openai/"):], options)
+        raise ValueError(
+            "VLM classifiers are vlm:openai/MODEL (an OpenAI-compatible endpoint; --base-url for vLLM/Ollama) "
+            "or vlm:hf/MODEL_OR_PATH (local transformers)"
+        )
+    return _checked(
+        "openai", "imagesafety.classifiers.vlm.openai_vlm:OpenAIVLMClassifier", arg[len("openai/") :], options
+    )
 
 
 def _checked(kind: str, target: str, model: str, options: dict[str, Any]):

@@ -28,24 +28,47 @@ class OpenAIVLMClassifier(ProtocolScoring, Classifier):
 
     concurrent_batches = 3  # requests to an endpoint: keep several batches in flight
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 protocol: str | PromptProtocol = "unsafebench", taxonomy: str | Taxonomy = UNSAFEBENCH,
-                 concurrency: int = 8, max_side: int = 768, timeout: float = 60.0, max_retries: int = 5,
-                 temperature: float = 0.0, max_tokens: int = 200, unsure: str = "unsafe", threshold: float = 0.5,
-                 price_per_1k_input: float = 0.0, price_per_1k_output: float = 0.0):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        protocol: str | PromptProtocol = "unsafebench",
+        taxonomy: str | Taxonomy = UNSAFEBENCH,
+        concurrency: int = 8,
+        max_side: int = 768,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        temperature: float = 0.0,
+        max_tokens: int = 200,
+        unsure: str = "unsafe",
+        threshold: float = 0.5,
+        price_per_1k_input: float = 0.0,
+        price_per_1k_output: float = 0.0,
+    ):
         import os
 
         self.setup_scoring(protocol, taxonomy, unsure, threshold, price_per_1k_input, price_per_1k_output)
         self.model, self.base_url = model, base_url or os.environ.get("OPENAI_BASE_URL")
-        self.transport = OpenAITransport(self.base_url, api_key(api_key_env, self.base_url), concurrency, timeout, max_retries)
+        self.transport = OpenAITransport(
+            self.base_url, api_key(api_key_env, self.base_url), concurrency, timeout, max_retries
+        )
         self.max_side, self.max_retries = int(max_side), int(max_retries)
         self.temperature, self.max_tokens = float(temperature), int(max_tokens)
         self.preferred_batch_size = max(16, int(concurrency))  # with 3 batches in flight, the endpoint stays busy
         self.name = f"vlm:openai/{model}"
         self.version = f"{self.protocol.name}-{self.protocol.version}"
-        self.config = {"model": model, "base_url": self.base_url, "protocol": self.protocol.name, "prompts": self.protocol.fingerprint(self.taxonomy),
-                       "max_side": self.max_side, "temperature": self.temperature, "max_tokens": self.max_tokens, "unsure": unsure,
-                       "taxonomy": self.taxonomy.keys}
+        self.config = {
+            "model": model,
+            "base_url": self.base_url,
+            "protocol": self.protocol.name,
+            "prompts": self.protocol.fingerprint(self.taxonomy),
+            "max_side": self.max_side,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "unsure": unsure,
+            "taxonomy": self.taxonomy.keys,
+        }
         self._answer_namespace = config_hash({k: v for k, v in self.config.items() if k != "unsure"})
         self._checked = False
         self._check_lock = threading.Lock()
@@ -57,12 +80,25 @@ class OpenAIVLMClassifier(ProtocolScoring, Classifier):
     async def _classify(self, data_url: str) -> Prediction | ModelFailure:
         ask = self.transport.chat
         try:
-            answers = await asyncio.gather(*(ask(data_url, p, model=self.model, temperature=self.temperature, max_tokens=self.max_tokens,
-                                                 namespace=self._answer_namespace) for p in self.prompts))
+            answers = await asyncio.gather(
+                *(
+                    ask(
+                        data_url,
+                        p,
+                        model=self.model,
+                        temperature=self.temperature,
+                        max_tokens=self.max_tokens,
+                        namespace=self._answer_namespace,
+                    )
+                    for p in self.prompts
+                )
+            )
         except FatalModelError:
             raise
         except Exception as exc:
-            return ModelFailure(f"{self.name}: request failed after {self.max_retries} retries: {type(exc).__name__}: {exc}")
+            return ModelFailure(
+                f"{self.name}: request failed after {self.max_retries} retries: {type(exc).__name__}: {exc}"
+            )
         return self.score_answers(answers)
 
     async def _classify_all(self, items: list[str]) -> list[Prediction | ModelFailure]:

@@ -13,8 +13,15 @@ UNSURE_POLICIES = ("unsafe", "safe", "exclude")
 class ProtocolScoring:
     """Shared by every answer-giving classifier: answers are dicts with `text` (and token counts)."""
 
-    def setup_scoring(self, protocol: str | PromptProtocol, taxonomy: str | Taxonomy, unsure: str, threshold: float,
-                      price_in: float = 0.0, price_out: float = 0.0) -> None:
+    def setup_scoring(
+        self,
+        protocol: str | PromptProtocol,
+        taxonomy: str | Taxonomy,
+        unsure: str,
+        threshold: float,
+        price_in: float = 0.0,
+        price_out: float = 0.0,
+    ) -> None:
         if unsure not in UNSURE_POLICIES:
             raise ValueError(f"unsure must be one of {UNSURE_POLICIES}, got {unsure!r}")
         self.protocol = load_protocol(protocol)
@@ -48,9 +55,13 @@ class ProtocolScoring:
             else:
                 votes.append(1.0 if v.label == UNSAFE else 0.0)
         unsure = sum(v.label == UNSURE for v in verdicts)
-        usage = {"prompt_tokens": sum(a["prompt_tokens"] for a in answers if not a.get("cached")),
-                 "completion_tokens": sum(a["completion_tokens"] for a in answers if not a.get("cached"))}
-        usage["cost"] = usage["prompt_tokens"] / 1000 * self.prices[0] + usage["completion_tokens"] / 1000 * self.prices[1]
+        usage = {
+            "prompt_tokens": sum(a["prompt_tokens"] for a in answers if not a.get("cached")),
+            "completion_tokens": sum(a["completion_tokens"] for a in answers if not a.get("cached")),
+        }
+        usage["cost"] = (
+            usage["prompt_tokens"] / 1000 * self.prices[0] + usage["completion_tokens"] / 1000 * self.prices[1]
+        )
         if not votes:
             return ModelFailure(f"{self.name}: every answer was unsure (excluded by the unsure policy)")
         score = sum(votes) / len(votes)
@@ -58,6 +69,11 @@ class ProtocolScoring:
         if self.protocol.answer in ("policy", "codes"):
             flagged = {k for v in verdicts if v.label == UNSAFE for k in self._category_key(v.category)}
             category_scores = {c.key: (1.0 if c.key in flagged else 0.0) for c in self.taxonomy}
-        raw = {"answers": [a["text"] for a in answers], "verdicts": [v.label for v in verdicts],
-               "categories": [v.category for v in verdicts], "unsure": unsure, "usage": usage}
+        raw = {
+            "answers": [a["text"] for a in answers],
+            "verdicts": [v.label for v in verdicts],
+            "categories": [v.category for v in verdicts],
+            "unsure": unsure,
+            "usage": usage,
+        }
         return Prediction(score, decide(score, self.threshold), category_scores, raw)

@@ -40,14 +40,17 @@ def weights_file(option: str | Path | None, repo: str, filename: str, what: str)
         path = Path(option).expanduser()
         candidate = path / filename if path.is_dir() else path
         if not candidate.is_file():
-            raise WeightsError(f"{what}: no {filename} at {candidate} (expected the file itself, or a folder laid out as "
-                               f"https://huggingface.co/{repo} with {filename} inside)")
+            raise WeightsError(
+                f"{what}: no {filename} at {candidate} (expected the file itself, or a folder laid out as "
+                f"https://huggingface.co/{repo} with {filename} inside)"
+            )
         return candidate.resolve()
     return Path(hub.download(repo, filename, what))
 
 
 def backbone_spec(backbone: str | None, default: str = VIT_L14, quickgelu_arch: str = "ViT-L-14-quickgelu") -> str:
-    """The encoder spec of a zoo classifier's CLIP: the default open_clip model, a local open_clip checkpoint file (taken as
+    """The encoder spec of a zoo classifier's CLIP: the default open_clip model, a local open_clip checkpoint file
+    (taken as
     the default architecture, QuickGELU as OpenAI trained it), a transformers CLIP folder, or any encoder spec."""
     if not backbone:
         return default
@@ -64,8 +67,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     carrying code (os.system, eval, ...) is refused instead of run."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -125,7 +131,10 @@ class FeatureMemo:
 
     @staticmethod
     def key(array: np.ndarray) -> bytes:
-        return hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8), digest_size=16).digest() + str(array.shape).encode()
+        return (
+            hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8), digest_size=16).digest()
+            + str(array.shape).encode()
+        )
 
     def features(self, encoder, items: list[np.ndarray]) -> np.ndarray:
         """(n, d) raw (not normalised) image features of the prepared arrays, computed only for unseen ones."""
@@ -161,7 +170,13 @@ class ClipHeadClassifier(TorchClassifier):
 
     covers: frozenset[str] | None = None
 
-    def __init__(self, backbone: str | None, device: str | None, default_backbone: str = VIT_L14, quickgelu_arch: str = "ViT-L-14-quickgelu"):
+    def __init__(
+        self,
+        backbone: str | None,
+        device: str | None,
+        default_backbone: str = VIT_L14,
+        quickgelu_arch: str = "ViT-L-14-quickgelu",
+    ):
         self.encoder = load_encoder(backbone_spec(backbone, default_backbone, quickgelu_arch), device)
         self.pixel_spec, self.device = self.encoder.pixel_spec, self.encoder.device
         self.memo = memo_for(self.encoder)
@@ -180,7 +195,10 @@ class ClipHeadClassifier(TorchClassifier):
 
     def check_dim(self, expected: int, what: str) -> None:
         if self.encoder.embed_dim != expected:
-            raise WeightsError(f"{what} expects {expected}-d CLIP features, but backbone {self.encoder.name} gives {self.encoder.embed_dim}-d")
+            raise WeightsError(
+                f"{what} expects {expected}-d CLIP features, but backbone {self.encoder.name} gives "
+                f"{self.encoder.embed_dim}-d"
+            )
 
 
 def prediction(score: float, threshold: float, categories: dict[str, float], raw: dict) -> Prediction:

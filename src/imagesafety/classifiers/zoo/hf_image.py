@@ -35,7 +35,11 @@ def default_label_categories(labels: list[str]) -> dict[str, str]:
 
 
 def parse_label_categories(value: str | dict, labels: list[str]) -> dict[str, str]:
-    items = value.items() if isinstance(value, dict) else (part.split(":", 1) for part in str(value).split(",") if part.strip())
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else (part.split(":", 1) for part in str(value).split(",") if part.strip())
+    )
     out = {}
     for label, category in items:
         label = label.strip()
@@ -57,15 +61,23 @@ def processor_pixel_spec(processor) -> PixelSpec:
         return PixelSpec((crop["height"], crop["width"]), mean, std, "shortest_edge", interpolation, "floor")
     if size.get("height") and size.get("width"):
         return PixelSpec((size["height"], size["width"]), mean, std, "stretch", interpolation, "floor")
-    raise ValueError(f"image processor {type(processor).__name__} resizes by {dict(size)}: only fixed-size processors are supported")
+    raise ValueError(
+        f"image processor {type(processor).__name__} resizes by {dict(size)}: only fixed-size processors are supported"
+    )
 
 
 class HFImageClassifier(TorchClassifier):
     version = "1"
     taxonomy = UNSAFEBENCH
 
-    def __init__(self, model: str, unsafe_labels: str | list[str] | None = None, label_categories: str | dict | None = None,
-                 threshold: float = 0.5, device: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        unsafe_labels: str | list[str] | None = None,
+        label_categories: str | dict | None = None,
+        threshold: float = 0.5,
+        device: str | None = None,
+    ):
         import torch
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
@@ -75,20 +87,32 @@ class HFImageClassifier(TorchClassifier):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.processor = AutoImageProcessor.from_pretrained(ref.location)
-            self.model = prepare_for_inference(AutoModelForImageClassification.from_pretrained(ref.location).to(self.device), self.device)
+            self.model = prepare_for_inference(
+                AutoModelForImageClassification.from_pretrained(ref.location).to(self.device), self.device
+            )
         except OSError as exc:
             raise ValueError(f"cannot load image classifier {ref.location!r}: {exc}") from None
         self.labels = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
-        categories = parse_label_categories(label_categories, self.labels) if label_categories else default_label_categories(self.labels)
+        categories = (
+            parse_label_categories(label_categories, self.labels)
+            if label_categories
+            else default_label_categories(self.labels)
+        )
         if unsafe_labels is not None:
-            chosen = [s.strip() for s in unsafe_labels.split(",")] if isinstance(unsafe_labels, str) else list(unsafe_labels)
+            chosen = (
+                [s.strip() for s in unsafe_labels.split(",")] if isinstance(unsafe_labels, str) else list(unsafe_labels)
+            )
             unknown = [s for s in chosen if s not in self.labels]
             if unknown:
-                raise ValueError(f"unsafe_labels: the model has no label {unknown[0]!r} (labels: {', '.join(self.labels)})")
+                raise ValueError(
+                    f"unsafe_labels: the model has no label {unknown[0]!r} (labels: {', '.join(self.labels)})"
+                )
             categories = {label: categories.get(label, "sexual") for label in chosen}
         if not categories:
-            raise ValueError(f"no label of {ref.location} looks unsafe (labels: {', '.join(self.labels)}): name them with "
-                             "--option unsafe_labels=LABEL,... and --option label_categories=LABEL:CATEGORY,...")
+            raise ValueError(
+                f"no label of {ref.location} looks unsafe (labels: {', '.join(self.labels)}): name them with "
+                "--option unsafe_labels=LABEL,... and --option label_categories=LABEL:CATEGORY,..."
+            )
         self.label_categories = categories
         self.unsafe_index = [self.labels.index(label) for label in categories]
         self.multi_label = self.model.config.problem_type == "multi_label_classification"
@@ -96,7 +120,12 @@ class HFImageClassifier(TorchClassifier):
         self.pixel_spec = processor_pixel_spec(self.processor)
         self.threshold = float(threshold)
         self.name = f"hf-image-classifier:{ref.location}"
-        self.config = {"model": ref.location, "weights": hub.identity_of(ref), "unsafe": categories, "pixels": self.pixel_spec.to_dict()}
+        self.config = {
+            "model": ref.location,
+            "weights": hub.identity_of(ref),
+            "unsafe": categories,
+            "pixels": self.pixel_spec.to_dict(),
+        }
 
     def probabilities(self, pixels):
         import torch
@@ -121,14 +150,29 @@ class HFImageClassifier(TorchClassifier):
             per_category: dict[str, float] = {}
             for label, category in self.label_categories.items():
                 per_category[category] = per_category.get(category, 0.0) + float(row[self.labels.index(label)])
-            out.append(prediction(min(float(score), 1.0), self.threshold, per_category,
-                                  {"probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, row)}}))
+            out.append(
+                prediction(
+                    min(float(score), 1.0),
+                    self.threshold,
+                    per_category,
+                    {"probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, row)}},
+                )
+            )
         return out
 
 
-def from_spec(arg: str | None, *, unsafe_labels: str | None = None, label_categories: str | None = None, threshold: float = 0.5,
-              device: str | None = None, weights: str | None = None) -> HFImageClassifier:
+def from_spec(
+    arg: str | None,
+    *,
+    unsafe_labels: str | None = None,
+    label_categories: str | None = None,
+    threshold: float = 0.5,
+    device: str | None = None,
+    weights: str | None = None,
+) -> HFImageClassifier:
     """`hf-image-classifier:HUB_ID_OR_FOLDER` (`--option weights=FOLDER` for a local copy)."""
     if not (arg or weights):
-        raise ValueError("hf-image-classifier needs a model: hf-image-classifier:Falconsai/nsfw_image_detection or a local folder")
+        raise ValueError(
+            "hf-image-classifier needs a model: hf-image-classifier:Falconsai/nsfw_image_detection or a local folder"
+        )
     return HFImageClassifier(weights or arg, unsafe_labels, label_categories, threshold, device)

@@ -9,13 +9,25 @@ from pathlib import Path
 
 import numpy as np
 
-from imagesafety.classifiers.zoo.common import ClipHeadClassifier, check_state, load_state_dict, prediction, weights_file
+from imagesafety.classifiers.zoo.common import (
+    ClipHeadClassifier,
+    check_state,
+    load_state_dict,
+    prediction,
+    weights_file,
+)
 from imagesafety.identity import path_digest
 from imagesafety.taxonomy import UNSAFEBENCH
 
 REPO = "yiting/MultiHeaded"
 #: the authors' head names -> the UnsafeBench category each scores
-HEADS = {"sexual": "sexual", "violent": "violence", "disturbing": "shocking", "hateful": "hate", "political": "political"}
+HEADS = {
+    "sexual": "sexual",
+    "violent": "violence",
+    "disturbing": "shocking",
+    "hateful": "hate",
+    "political": "political",
+}
 LAYOUT = "a torch.nn.Sequential state dict: 0 Linear(768, 384), 3 BatchNorm1d(384), 4 Linear(384, 1)"
 
 
@@ -31,7 +43,13 @@ class MultiHeadedClassifier(ClipHeadClassifier):
     taxonomy = UNSAFEBENCH
     covers = frozenset(HEADS.values())
 
-    def __init__(self, weights: str | Path | None = None, backbone: str | None = None, threshold: float = 0.5, device: str | None = None):
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        backbone: str | None = None,
+        threshold: float = 0.5,
+        device: str | None = None,
+    ):
         import torch
 
         super().__init__(backbone, device)
@@ -65,10 +83,18 @@ class MultiHeadedClassifier(ClipHeadClassifier):
         out = []
         for row in probs:
             scores = {category: float(p) for category, p in zip(HEADS.values(), row)}
-            out.append(prediction(row.max(), self.threshold, scores, {"heads": {h: float(p) for h, p in zip(HEADS, row)}}))
+            out.append(
+                prediction(row.max(), self.threshold, scores, {"heads": {h: float(p) for h, p in zip(HEADS, row)}})
+            )
         return out
 
 
-def from_spec(arg: str | None, *, weights: str | None = None, backbone: str | None = None, threshold: float = 0.5,
-              device: str | None = None) -> MultiHeadedClassifier:
+def from_spec(
+    arg: str | None,
+    *,
+    weights: str | None = None,
+    backbone: str | None = None,
+    threshold: float = 0.5,
+    device: str | None = None,
+) -> MultiHeadedClassifier:
     return MultiHeadedClassifier(weights or arg, backbone, threshold, device)

@@ -24,11 +24,21 @@ THRESHOLD = float(np.nextafter(0.0, 1.0))
 
 def checker_pixel_spec(folder: Path | None, image_size: int) -> PixelSpec:
     """The checker's CLIPImageProcessor settings (its preprocessor_config.json; CLIP's defaults when absent)."""
-    config = json.loads((folder / "preprocessor_config.json").read_text()) if folder and (folder / "preprocessor_config.json").is_file() else {}
+    config = (
+        json.loads((folder / "preprocessor_config.json").read_text())
+        if folder and (folder / "preprocessor_config.json").is_file()
+        else {}
+    )
     crop = config.get("crop_size", image_size)
     crop = crop["height"] if isinstance(crop, dict) else int(crop)
-    return PixelSpec(crop, tuple(config.get("image_mean", CLIP_MEAN)), tuple(config.get("image_std", CLIP_STD)), "shortest_edge",
-                     "bicubic" if config.get("resample", 3) == 3 else "bilinear", "floor")
+    return PixelSpec(
+        crop,
+        tuple(config.get("image_mean", CLIP_MEAN)),
+        tuple(config.get("image_std", CLIP_STD)),
+        "shortest_edge",
+        "bicubic" if config.get("resample", 3) == 3 else "bilinear",
+        "floor",
+    )
 
 
 class SafetyCheckerClassifier(TorchClassifier):
@@ -48,8 +58,10 @@ class SafetyCheckerClassifier(TorchClassifier):
         try:
             self.checker = StableDiffusionSafetyChecker.from_pretrained(ref.location).to(self.device)
         except (OSError, ValueError) as exc:
-            raise WeightsError(f"SD safety checker: cannot load {ref.location} ({exc}); expected a folder laid out as "
-                               f"https://huggingface.co/{REPO}: config.json with pytorch_model.bin or model.safetensors") from None
+            raise WeightsError(
+                f"SD safety checker: cannot load {ref.location} ({exc}); expected a folder laid out as "
+                f"https://huggingface.co/{REPO}: config.json with pytorch_model.bin or model.safetensors"
+            ) from None
         prepare_for_inference(self.checker, self.device)
         folder = Path(ref.location) if ref.is_local else None
         if folder is None:
@@ -82,10 +94,19 @@ class SafetyCheckerClassifier(TorchClassifier):
 
         with torch.no_grad():
             concepts, special = (t.float().cpu().numpy() for t in self.scores(self.pixels(items)))
-        return [prediction(c.max(), self.threshold, {"sexual": float(c.max())},
-                           {"concept_scores": [round(float(v), 4) for v in c], "special_scores": [round(float(v), 4) for v in s],
-                            "special_care": bool((s > 0).any())})
-                for c, s in zip(concepts, special)]
+        return [
+            prediction(
+                c.max(),
+                self.threshold,
+                {"sexual": float(c.max())},
+                {
+                    "concept_scores": [round(float(v), 4) for v in c],
+                    "special_scores": [round(float(v), 4) for v in s],
+                    "special_care": bool((s > 0).any()),
+                },
+            )
+            for c, s in zip(concepts, special)
+        ]
 
 
 def from_spec(arg: str | None, *, weights: str | None = None, device: str | None = None) -> SafetyCheckerClassifier:
