@@ -115,6 +115,7 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
                 "tfjs",
                 "registry",
                 "calibration",
+                "records",
             }
         ),
     ),

@@ -27,8 +27,8 @@ def separable(n=600, d=32, seed=0, categories=("sexual", "violence")):
 def test_linear_and_mlp_heads_learn_a_known_boundary():
     for head in ("linear", "mlp"):
         result = train_guard(separable(), config=GuardConfig(head=head, target="multilabel"))
-        val = result.card["metrics"]["validation"]
-        assert result.card["outputs"] == ["unsafe", "sexual", "violence"]
+        val = result.card.metrics["validation"]
+        assert result.card.outputs == ["unsafe", "sexual", "violence"]
         assert val["unsafe"]["f1"] > 0.95 and val["sexual"]["f1"] > 0.9 and val["violence"]["f1"] > 0.9
 
 
@@ -39,7 +39,7 @@ def test_saved_guard_reloads_bit_identically(tmp_path):
     head, card = load_guard(tmp_path / "g")
     for key, value in result.head.state_dict().items():
         assert torch.equal(value, head.state_dict()[key])
-    assert card["thresholds"] == result.card["thresholds"] and card["encoder"] == "synthetic"
+    assert card.thresholds == result.card.thresholds and card.encoder == "synthetic"
     assert (tmp_path / "g" / "history.json").is_file()
 
 
@@ -55,7 +55,7 @@ def test_fpr_calibration_holds_on_held_out_data():
     held_out = noisy(20000)
     scores = head_scores(result.head, held_out.matrix)[:, 0]
     labels = held_out.frame["label"].to_numpy(dtype=int)
-    fpr = (scores[labels == 0] >= result.card["thresholds"]["unsafe"]).mean()
+    fpr = (scores[labels == 0] >= result.card.thresholds["unsafe"]).mean()
     assert abs(fpr - 0.1) < 0.02
 
 
@@ -122,7 +122,7 @@ def test_pair_consistency_loss_separates_pairs():
     )
     s = head_scores(with_loss.head, pairs.matrix)[:, 0]
     assert (s[:100] > 0.5).mean() > 0.95 and (s[100:] < 0.5).mean() > 0.95
-    assert with_loss.card["training"]["pairs"] == 100
+    assert with_loss.card.training["pairs"] == 100
 
 
 def test_bad_input_is_named_before_training():

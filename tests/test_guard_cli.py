@@ -53,7 +53,7 @@ def test_embed_train_and_evaluate_the_guard(tmp_path, tiny_clip_dir):
     )
     assert "saved to" in output and "sexual" in output
     head, card = load_guard(tmp_path / "guard")
-    assert card["outputs"] == ["unsafe", "sexual", "violence"] and card["encoder"] == f"hf:{tiny_clip_dir}"
+    assert card.outputs == ["unsafe", "sexual", "violence"] and card.encoder == f"hf:{tiny_clip_dir}"
 
     invoke(
         "eval",
@@ -76,7 +76,7 @@ def test_embed_train_and_evaluate_the_guard(tmp_path, tiny_clip_dir):
     np.testing.assert_allclose(preds.loc[ids, "score"].to_numpy(), expected[:, 0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(preds.loc[ids, "score_violence"].to_numpy(), expected[:, 2], rtol=1e-5, atol=1e-6)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["threshold"]["value"] == pytest.approx(card["thresholds"]["unsafe"])
+    assert metrics["threshold"]["value"] == pytest.approx(card.thresholds["unsafe"])
 
 
 def test_guard_errors_are_one_clear_line(tmp_path):

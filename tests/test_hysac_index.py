@@ -228,4 +228,4 @@ def test_guard_heads_train_on_hysac_embeddings(tmp_path, tiny_clip_dir):
     emb = embed(f"hysac:{tmp_path / 'model'}", gallery, tmp_path / "emb.parquet", cache=None, progress=False)
     assert emb.encoder.startswith("hysac:") and emb.dim == 16
     result = train_guard(tmp_path / "emb.parquet", config=GuardConfig(val_fraction=0.25, epochs=100))
-    assert result.card["metrics"]["validation"]["unsafe"]["f1"] >= 0.9
+    assert result.card.metrics["validation"]["unsafe"]["f1"] >= 0.9

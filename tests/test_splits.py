@@ -54,7 +54,7 @@ def test_guard_training_never_sees_a_test_row(monkeypatch):
     ((train, val),) = received
     assert all(s.startswith("sha-train") for s in train) and len(train) == 50
     assert all(s.startswith("sha-validation") for s in val) and len(val) == 15
-    assert result.card["training"]["splits"]["not_used"] == ["test"]
+    assert result.card.training["splits"]["not_used"] == ["test"]
     assert set(result.training_images) == train
 
 

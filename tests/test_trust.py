@@ -67,9 +67,7 @@ def test_a_guard_refuses_an_encoder_whose_weights_changed_and_a_retrained_guard_
     retrain_in_place(model, seed=9)
     with pytest.raises(ValueError, match="its weights changed.*allow_encoder_change=true"):
         load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu")
-    assert load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu", allow_encoder_change=True).card[
-        "encoder_identity"
-    ]
+    assert load_classifier(f"probe:{tmp_path / 'guard'}", device="cpu", allow_encoder_change=True).card.encoder_identity
 
 
 def test_evaluating_a_guard_on_its_own_training_images_warns_with_the_count(tmp_path, red_folder):

@@ -5,16 +5,15 @@ is refused instead of silently used."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from imagesafety.files import atomic_path, json_safe, read_json, write_json
 from imagesafety.identity import file_digest
+from imagesafety.records.cards import CardError, ModelCard, card_kind, parse_card
+
+C = TypeVar("C", bound=ModelCard)
 
 TRAINING_IMAGES = "training_images.txt"
-
-
-class CardError(ValueError):
-    """A model folder that is missing a file, has another format, or whose weights do not match its card."""
 
 
 def save_weights(directory: str | Path, state: dict[str, Any], weights_file: str) -> str:
@@ -30,14 +29,16 @@ def save_weights(directory: str | Path, state: dict[str, Any], weights_file: str
 def write_card(
     directory: str | Path, card_file: str, fmt: str, card: dict[str, Any], weights_file: str | None = None
 ) -> dict:
-    """Write `card` tagged with its format (and the sha256 of `weights_file`, when given); returns what was written."""
+    """Write `card` tagged with its format (and the sha256 of `weights_file`, when given), validated by its record;
+    returns what was written."""
     directory = Path(directory)
     full = {"format": fmt, **card}
     if weights_file is not None:
         full["weights_file"] = weights_file
         full["weights_sha256"] = file_digest(directory / weights_file)
-    write_json(directory / card_file, full)
-    return full
+    record = parse_card(json_safe(full), card_kind(fmt), str(directory / card_file))
+    write_json(directory / card_file, record.to_json())
+    return record.to_json()
 
 
 def save_model(
@@ -51,36 +52,30 @@ def save_model(
     return directory
 
 
-def read_card(directory: str | Path, card_file: str, fmt: str | tuple[str, ...]) -> dict:
-    """The card of a model folder, checked for its format; the weights' sha256 is checked when the card has one."""
+def read_card(directory: str | Path, card_file: str, kind: type[C]) -> C:
+    """The card of a model folder as its record (older formats migrated); the weights' sha256 is checked when the
+    card records a weights file."""
     directory = Path(directory)
     path = directory / card_file
     if not path.is_file():
         raise CardError(f"{directory}: missing {card_file}")
-    card = read_json(path, CardError)
-    formats = (fmt,) if isinstance(fmt, str) else fmt
-    if not isinstance(card, dict) or card.get("format") not in formats:
-        raise CardError(
-            f"{path}: unknown format {card.get('format') if isinstance(card, dict) else None!r} (expected {formats[0]})"
-        )
-    weights = card.get("weights_file")
-    if weights:
-        if not (directory / weights).is_file():
-            raise CardError(f"{directory}: missing {weights}")
-        actual = file_digest(directory / weights)
-        if card.get("weights_sha256") and actual != card["weights_sha256"]:
+    card = parse_card(read_json(path, CardError), kind, str(path))
+    if card.weights_file:
+        if not (directory / card.weights_file).is_file():
+            raise CardError(f"{directory}: missing {card.weights_file}")
+        actual = file_digest(directory / card.weights_file)
+        if card.weights_sha256 and actual != card.weights_sha256:
             raise CardError(
-                f"{directory / weights}: sha256 {actual[:12]}... does not match its card "
-                f"({card['weights_sha256'][:12]}...): "
-                "the file was changed or truncated after saving"
+                f"{directory / card.weights_file}: sha256 {actual[:12]}... does not match its card "
+                f"({card.weights_sha256[:12]}...): the file was changed or truncated after saving"
             )
     return card
 
 
-def load_weights(directory: str | Path, card: dict) -> dict[str, Any]:
+def load_weights(directory: str | Path, weights_file: str) -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    return load_file(str(Path(directory) / card["weights_file"]))
+    return load_file(str(Path(directory) / weights_file))
 
 
 def write_training_images(directory: str | Path, sha256s: list[str]) -> dict:
@@ -144,6 +139,7 @@ def read_training_images(directory: str | Path) -> frozenset[str]:
 
 
 __all__ = [
+    "CardError",
     "CardError",
     "save_model",
     "save_weights",

@@ -226,13 +226,14 @@ def fit_policy(
 
     from imagesafety.calibration import calibrate
     from imagesafety.calibration.fit import operating_threshold
-    from imagesafety.files import read_json, write_atomic
+    from imagesafety.files import write_atomic
+    from imagesafety.records.metrics import load_metrics
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     parts, calibrated_rows = [], []
     for i, run in enumerate(map(Path, runs)):
-        metrics = read_json(run / "metrics.json")
+        classifier = load_metrics(run / "metrics.json").classifier
         cal_dir = out.parent / f"{out.stem}-calibration-{i}"
         cal = calibrate(run, split, method, cal_dir)
         rows = pd.read_parquet(run / "predictions.parquet")
@@ -251,14 +252,14 @@ def fit_policy(
             if k in cal.maps:
                 frame[k] = cal.maps[k].apply(rows[column].to_numpy(float))
         calibrated_rows.append(frame.set_index("key"))
-        if "spec" not in metrics["classifier"]:
+        if classifier.spec is None:
             raise PolicyError(
                 f"{run}: the run does not record its classifier's spec (it was evaluated from a Python object); "
                 "evaluate it by spec (e.g. `imagesafety eval -c nudenet ...`) to fit a policy from it"
             )
-        part = {"spec": metrics["classifier"]["spec"], "calibration": cal_dir.name}
-        if metrics["classifier"].get("options"):
-            part["options"] = metrics["classifier"]["options"]
+        part: dict[str, Any] = {"spec": classifier.spec, "calibration": cal_dir.name}
+        if classifier.options:
+            part["options"] = classifier.options
         parts.append(part)
     combined = calibrated_rows[0]
     for other in calibrated_rows[1:]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from imagesafety.classifiers.base import (
 )
 from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
 from imagesafety.data.sample import ResolvesPaths
+from imagesafety.files import json_safe
 from imagesafety.media import FramePolicy
+from imagesafety.records.metrics import FORMAT_VERSION, MetricsDocument, parse_metrics
 from imagesafety.run.engine import EngineOptions, run_task
 from imagesafety.run.runner import RunStats
 from imagesafety.run.tasks import PredictionTask
@@ -50,17 +53,22 @@ class EvalResult:
     """Everything an evaluation produced: per-image predictions, metrics, and the files written."""
 
     predictions: pd.DataFrame
-    metrics: dict[str, Any]
+    document: MetricsDocument
     stats: RunStats
     files: dict[str, Path] = field(default_factory=dict)
 
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """The metrics as metrics.json holds them (plain JSON values, for notebooks)."""
+        return self.document.to_json()
+
     @property
     def f1(self) -> float | None:
-        return self.metrics["overall"]["f1"]["value"]
+        return self.document.overall.f1.value
 
     @property
     def warnings(self) -> list[str]:
-        return self.metrics.get("warnings", [])
+        return self.document.warnings
 
 
 def known_total(dataset: Dataset, limit: int | None, filtered: bool) -> int | None:
@@ -255,7 +263,8 @@ def evaluate(
         store.touch_model(
             task.key, clf.config, str(clf.config.get("weights")) if "weights" in clf.config else None, out_dir
         )
-    result = EvalResult(report_rows, metrics, stats)
+    document = parse_metrics({"format_version": FORMAT_VERSION, **json_safe(metrics)}, "the metrics of this run")
+    result = EvalResult(report_rows, document, stats)
     if out_dir is not None:
         from imagesafety.bench.report import write_reports
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from imagesafety.bench.published import published_f1
-from imagesafety.files import read_json
+from imagesafety.records.metrics import Block, MetricBlock, MetricsDocument, MetricsFormatError, load_metrics
 from imagesafety.taxonomy import UNSAFEBENCH
 
 SOURCES = ("real", "generated", "both")
@@ -28,16 +27,16 @@ class RunEntry:
 
     name: str
     folder: Path
-    metrics: dict[str, Any]
+    metrics: MetricsDocument
 
     @property
     def images_per_second(self) -> float | None:
-        return self.metrics.get("run", {}).get("images_per_second")
+        return self.metrics.run.images_per_second
 
     @property
     def cost(self) -> float | None:
-        usage = self.metrics.get("answers", {}).get("usage", {})
-        return usage.get("cost") if usage.get("prompt_tokens") else None
+        answers = self.metrics.answers
+        return answers.usage.cost if answers is not None and answers.usage.prompt_tokens else None
 
 
 @dataclass
@@ -76,10 +75,11 @@ def read_run(folder: str | Path) -> RunEntry:
     file = path if path.is_file() else path / "metrics.json"
     if not file.is_file():
         raise LeaderboardError(f"{path}: no metrics.json (give folders written by `imagesafety eval`)")
-    metrics = read_json(file, LeaderboardError)
-    if "classifier" not in metrics or "overall" not in metrics:
-        raise LeaderboardError(f"{file}: not an evaluation's metrics.json (no classifier/overall)")
-    return RunEntry(metrics["classifier"]["name"], file.parent, metrics)
+    try:
+        metrics = load_metrics(file)
+    except MetricsFormatError as exc:
+        raise LeaderboardError(str(exc)) from None
+    return RunEntry(metrics.classifier.name, file.parent, metrics)
 
 
 RUN_ORDER = "runs.txt"
@@ -106,25 +106,24 @@ def run_folders(paths: list[str | Path]) -> list[Path]:
 
 
 def _ordered_categories(runs: list[RunEntry]) -> list[str]:
-    present = {c for r in runs for c in r.metrics.get("by_category", {})}
+    present = {c for r in runs for c in r.metrics.by_category}
     known = [k for k in UNSAFEBENCH.keys if k in present]
     return known + sorted(present - set(known))
 
 
-def _value(block: dict | None, metric: str) -> tuple[float | None, float | None, float | None]:
-    if not block or block.get("covered") is False or metric not in block:
+def _value(block: Block | None, metric: str) -> tuple[float | None, float | None, float | None]:
+    if not isinstance(block, MetricBlock):
         return None, None, None
-    m = block[metric]
-    lo, hi = m.get("ci95", [None, None])
-    return m.get("value"), lo, hi
+    m = block.metric(metric)
+    return m.value, m.ci95[0], m.ci95[1]
 
 
-def _block(metrics: dict, source: str, category: str) -> dict | None:
+def _block(metrics: MetricsDocument, source: str, category: str) -> Block | None:
     if category == OVERALL:
-        return metrics["overall"] if source == "both" else metrics.get("by_source", {}).get(source)
+        return metrics.overall if source == "both" else metrics.by_source.get(source)
     if source == "both":
-        return metrics.get("by_category", {}).get(category)
-    return metrics.get("by_category_source", {}).get(category, {}).get(source)
+        return metrics.by_category.get(category)
+    return metrics.by_category_source.get(category, {}).get(source)
 
 
 def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str | None = None) -> Leaderboard:
@@ -139,12 +138,12 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
     categories = _ordered_categories(entries)
     cells, summary = [], []
     for e in entries:
-        published = published_f1(compare_published, e.metrics["classifier"]["name"]) if compare_published else None
+        published = published_f1(compare_published, e.metrics.classifier.name) if compare_published else None
         for source in SOURCES:
             for category in [*categories, OVERALL]:
                 block = _block(e.metrics, source, category)
                 f1, lo, hi = _value(block, "f1")
-                covered = bool(block) and block.get("covered") is not False
+                covered = isinstance(block, MetricBlock)
                 paper = (published or {}).get(source, {}).get(category)
                 cells.append(
                     {
@@ -154,7 +153,7 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
                         "f1": f1,
                         "f1_lo": lo,
                         "f1_hi": hi,
-                        "support": (block or {}).get("support", 0),
+                        "support": 0 if block is None else block.support,
                         "covered": covered,
                         "published_f1": paper,
                         "difference": None if f1 is None or paper is None else f1 - paper,
@@ -165,11 +164,11 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
                 {
                     "classifier": e.name,
                     "source": source,
-                    "support": (block or {}).get("support", 0),
+                    "support": 0 if block is None else block.support,
                     **{m: _value(block, m)[0] for m in ("f1", "precision", "recall", "fpr", "auroc")},
                     "images_per_second": e.images_per_second,
                     "cost": e.cost,
-                    "errors": (block or {}).get("errors", 0),
+                    "errors": 0 if block is None else block.errors,
                 }
             )
     notes = [
@@ -184,7 +183,7 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
         from imagesafety.bench.significance import pair_table
 
         def covers(e: RunEntry):
-            declared = e.metrics.get("coverage", {}).get("covers", "all")
+            declared = e.metrics.coverage.covers
             return None if declared == "all" else frozenset(declared)
 
         board.pairs = pair_table([(e.name, e.folder, covers(e)) for e in paired])
@@ -199,7 +198,7 @@ def build_leaderboard(runs: list[str | Path | RunEntry], compare_published: str 
 
 def unsafebench_dataset(runs: list[RunEntry]) -> bool:
     """Whether the runs were on UnsafeBench (then the published figures are shown by default)."""
-    return any("unsafebench" in str(r.metrics.get("dataset", "")).lower() for r in runs)
+    return any("unsafebench" in r.metrics.dataset.lower() for r in runs)
 
 
 def leaderboard_from_folders(paths: list[str | Path], compare_published: str | None = "auto") -> Leaderboard:

@@ -127,9 +127,7 @@ def evaluate_many(
         except RunFailed as exc:
             failed[spec] = str(exc).splitlines()[0]
             continue
-        entries.append(
-            RunEntry(results[spec].metrics["classifier"]["name"], run_dir or Path(spec), results[spec].metrics)
-        )
+        entries.append(RunEntry(results[spec].document.classifier.name, run_dir or Path(spec), results[spec].document))
     board, files = None, {}
     if entries:
         if compare_published == "auto":
@@ -152,7 +150,7 @@ def evaluate_many(
 
 def compare_with_published(result: EvalResult, out_dir: str | Path | None, compare_published: str | None = "auto"):
     """One run beside its published figures: (leaderboard, files written) when a published table applies, else None."""
-    entry = RunEntry(result.metrics["classifier"]["name"], Path(out_dir or "."), result.metrics)
+    entry = RunEntry(result.document.classifier.name, Path(out_dir or "."), result.document)
     if compare_published == "auto":
         compare_published = "unsafebench" if unsafebench_dataset([entry]) else None
     if not compare_published:

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from imagesafety.bench.grouping import grouped
+from imagesafety.records.metrics import METRIC_NAMES
 
-METRICS = ("accuracy", "precision", "recall", "f1", "fpr", "fnr", "auroc", "auprc")
+METRICS = METRIC_NAMES
 BOOTSTRAP_CHUNK = 256
 #: at most this many row weights (resamples x rows) at once in the ranking-metric bootstrap: ~32 MB of float64
 WEIGHT_BUDGET = 1 << 22

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from imagesafety.calibration.fit import UNSAFE, Calibration, fit_map, operating_threshold, rate, reliability
+from imagesafety.records.metrics import load_metrics
 
 
 def _columns(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -42,12 +43,10 @@ def calibrate(
     as
     `split`. With `operating_point`, a threshold per category for that target, its achieved rate reported on
     `holdout`."""
-    from imagesafety.files import read_json
-
     folder = Path(run)
     if not (folder / "predictions.parquet").is_file():
         raise ValueError(f"{folder}: no predictions.parquet (give a folder written by `imagesafety eval`)")
-    metrics = read_json(folder / "metrics.json")
+    classifier = load_metrics(folder / "metrics.json").classifier
     rows = pd.read_parquet(folder / "predictions.parquet")
     present = sorted(rows["split"].dropna().unique())
     if split not in present:
@@ -87,10 +86,10 @@ def calibrate(
         maps[key], report[key] = m, entry
     if UNSAFE not in maps:
         raise ValueError(f"split {split!r} of {folder} has no labelled images of both classes to fit on")
-    cal = Calibration(list(metrics["classifier"]["cache_key"]), split, maps, report)
+    cal = Calibration(list(classifier.cache_key), split, maps, report)
     if out is not None:
         cal.save(out)
-        write_calibration_report(cal, Path(out), metrics["classifier"]["name"])
+        write_calibration_report(cal, Path(out), classifier.name)
     return cal
 
 

@@ -30,12 +30,12 @@ class HysacClassifier(TorchClassifier):
 
         self.embedder = HysacEmbedder(path, device, encoder=encoder, backbone=backbone)
         card = self.embedder.card
-        if card.get("threshold") is None:
+        if card.threshold is None:
             raise ValueError(f"{path}: no distance threshold; run `imagesafety hysac calibrate` first")
         self.pixel_spec, self.device = self.embedder.pixel_spec, device
-        self.distance_threshold = float(card["threshold"])
-        self.spread = max(bounds_spread(card.get("bounds") or {}), 1e-3)
-        self.category_thresholds = {k: float(v) for k, v in card.get("category_thresholds", {}).items()}
+        self.distance_threshold = float(card.threshold)
+        self.spread = max(bounds_spread(card.bounds), 1e-3)
+        self.category_thresholds = {k: float(v) for k, v in (card.category_thresholds or {}).items()}
         self.threshold = 0.5 if threshold is None else float(threshold)
         self.taxonomy = Taxonomy("hysac", tuple(Category(k, k) for k in self.category_thresholds))
         self.name = f"hysac:{self.embedder.directory.name}"
@@ -44,7 +44,7 @@ class HysacClassifier(TorchClassifier):
             "weights": self.embedder.identity,
             "threshold": self.distance_threshold,
             "categories": self.category_thresholds,
-            "mode": card["mode"],
+            "mode": card.mode,
         }
 
     def training_images(self) -> frozenset[str]:

@@ -20,12 +20,12 @@ from imagesafety.model_card import (
     read_training_images,
     save_model,
 )
+from imagesafety.records.cards import GuardCard
 from imagesafety.taxonomy import Taxonomy
 
 CARD_FILE = "guard.json"
 WEIGHTS_FILE = "guard.safetensors"
-CARD_FORMAT = "imagesafety-guard/2"
-OLD_FORMATS = ("imagesafety-guard/1",)
+CARD_FORMAT = GuardCard.FORMATS[0]
 OVERALL = "unsafe"
 
 
@@ -59,17 +59,17 @@ def load_guard(directory: str | Path):
     if not (directory / CARD_FILE).is_file():
         raise ValueError(f"{directory}: not a saved guard (missing {CARD_FILE})")
     try:
-        card = read_card(directory, CARD_FILE, (CARD_FORMAT, *OLD_FORMATS))
+        card = read_card(directory, CARD_FILE, GuardCard)
     except CardError as exc:
         raise ValueError(f"{directory}: not a saved guard ({exc})") from None
-    card.setdefault("weights_file", WEIGHTS_FILE)
-    if not (directory / card["weights_file"]).is_file():
-        raise ValueError(f"{directory}: not a saved guard (missing {card['weights_file']})")
-    head = build_head(card["head"], int(card["embed_dim"]), len(card["outputs"]), int(card.get("hidden", 256)))
+    weights = card.weights_file or WEIGHTS_FILE
+    if not (directory / weights).is_file():
+        raise ValueError(f"{directory}: not a saved guard (missing {weights})")
+    head = build_head(card.head, card.embed_dim, len(card.outputs), card.hidden)
     try:
-        head.load_state_dict(load_weights(directory, card))
+        head.load_state_dict(load_weights(directory, weights))
     except RuntimeError as exc:
-        raise ValueError(f"{directory / card['weights_file']}: weights do not match the card ({exc})") from exc
+        raise ValueError(f"{directory / weights}: weights do not match the card ({exc})") from exc
     return head.eval(), card
 
 
@@ -91,18 +91,18 @@ class ProbeClassifier(TorchClassifier):
 
         self.path = Path(path).expanduser().resolve()
         self.head, self.card = load_guard(self.path)
-        spec = self.card["encoder"]
+        spec = self.card.encoder
         self.encoder = None
         if with_encoder:
             self.encoder = (
                 load_encoder(encoder or spec, device) if encoder is None or isinstance(encoder, str) else encoder
             )
-            if self.encoder.embed_dim != int(self.card["embed_dim"]):
+            if self.encoder.embed_dim != self.card.embed_dim:
                 raise ValueError(
-                    f"guard {path} expects {self.card['embed_dim']}-d embeddings from {spec!r}, "
+                    f"guard {path} expects {self.card.embed_dim}-d embeddings from {spec!r}, "
                     f"but encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d"
                 )
-            trained_with = self.card.get("encoder_identity")
+            trained_with = self.card.encoder_identity
             if trained_with and self.encoder.identity != trained_with and not allow_encoder_change:
                 raise ValueError(
                     f"guard {path} was trained on encoder {spec} with weights {trained_with[:23]}..., but that encoder "
@@ -111,22 +111,22 @@ class ProbeClassifier(TorchClassifier):
                 )
             self.pixel_spec, self.device = self.encoder.pixel_spec, self.encoder.device
             self.head = self.head.to(self.device)
-        self.outputs: list[str] = list(self.card["outputs"])
+        self.outputs: list[str] = list(self.card.outputs)
         if self.outputs[0] != OVERALL:
             raise ValueError(f"{path}: the first output of a guard must be {OVERALL!r}, got {self.outputs[0]!r}")
-        taxonomy = self.card.get("taxonomy")
-        self.taxonomy = Taxonomy.from_dict(taxonomy) if taxonomy else Taxonomy(self.card.get("name", "guard"), ())
-        self.thresholds = {k: float(v) for k, v in self.card["thresholds"].items()}
+        taxonomy = self.card.taxonomy
+        self.taxonomy = Taxonomy.from_dict(taxonomy) if taxonomy else Taxonomy(self.card.name, ())
+        self.thresholds = dict(self.card.thresholds)
         self.threshold = float(threshold) if threshold is not None else self.thresholds.get(OVERALL, 0.5)
-        self.name = f"probe:{self.card.get('name') or self.path.name}"
-        self.version = str(self.card.get("weights_sha256", "1"))[:16]
+        self.name = f"probe:{self.card.name or self.path.name}"
+        self.version = str(self.card.weights_sha256 or "1")[:16]
         from imagesafety.identity import path_digest
 
         self.config = {
             "encoder": spec,
             "encoder_weights": self.encoder.identity if self.encoder else None,
             "outputs": self.outputs,
-            "head": self.card["head"],
+            "head": self.card.head,
             "weights": path_digest(self.path),
         }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -16,6 +16,8 @@ from imagesafety.cli.common import (
     MaxFramesOpt,
     OneLineErrors,
     console,
+    data_options,
+    engine_options,
     err_console,
     fail,
     frame_policy,
@@ -90,6 +92,8 @@ OutsideRoot = Annotated[
 
 
 @app.command("eval")
+@data_options
+@engine_options
 def eval_command(
     classifier: Annotated[
         list[str],
@@ -119,10 +123,6 @@ def eval_command(
     calibrate: Annotated[
         Optional[str], typer.Option(help="pick the F1-optimal threshold on this split; report on the others")
     ] = None,
-    split: Annotated[Optional[str], typer.Option(help="evaluate only this split")] = None,
-    categories: Annotated[Optional[str], typer.Option(help="comma-separated categories to keep")] = None,
-    sources: Annotated[Optional[str], typer.Option(help="comma-separated sources to keep (real, generated)")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="stop after this many images")] = None,
     option: Annotated[
         list[str],
         typer.Option(
@@ -152,38 +152,12 @@ def eval_command(
         Optional[str],
         typer.Option(help="VLM answers that are neither safe nor unsafe count as: unsafe, safe or exclude"),
     ] = None,
-    batch_size: Annotated[
-        Optional[int], typer.Option(min=1, help="default 16 (endpoints: their concurrency, 16 at least)")
-    ] = None,
-    workers: Annotated[
-        Optional[int], typer.Option(min=1, help="background decoding threads (default: cores - 1, at most 4)")
-    ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the 95% intervals")] = 1000,
     seed: int = 0,
     max_error_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="fail the run when more than this share of images fail")
     ] = 0.5,
-    cache: CacheOpt = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="neither read nor write the prediction cache")] = False,
     html: Annotated[bool, typer.Option("--html/--no-html")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
-    engine: Annotated[
-        str, typer.Option(help="local (default) or ray (Ray Data actors; see docs/scaling.md)")
-    ] = "local",
-    address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT (default: start a local one)")
-    ] = None,
-    num_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor")] = 0,
-    partition_size: Annotated[
-        int, typer.Option(min=1, help="images per Ray partition (the unit a re-run skips)")
-    ] = 1000,
-    streaming: Annotated[
-        bool, typer.Option("--streaming", help="stream a Hugging Face dataset instead of downloading it first")
-    ] = False,
-    allow_outside_root: OutsideRoot = False,
-    allow_url_host: Annotated[
-        list[str], typer.Option("--allow-url-host", help="host whose image URLs may resolve to private addresses")
-    ] = [],
     max_frames: MaxFramesOpt = 64,
     frame_rule: FrameRuleOpt = "max",
     fps: FpsOpt = 1.0,
@@ -193,6 +167,8 @@ def eval_command(
             "--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)"
         ),
     ] = False,
+    selection: Any = None,
+    run: Any = None,
 ) -> None:
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
     from imagesafety.bench.coverage import parse_covers
@@ -203,27 +179,15 @@ def eval_command(
     options = dict(
         threshold=threshold,
         calibrate=calibrate,
-        categories=split_list(categories),
-        sources=split_list(sources),
-        limit=limit,
-        cache=cache_choice(cache, no_cache),
-        batch_size=batch_size,
-        workers=workers,
         n_boot=bootstrap,
         seed=seed,
-        progress=not quiet,
         html=html,
         max_error_rate=max_error_rate,
         covers="declared" if covers is None else parse_covers(covers),
         classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
-        engine=engine,
-        address=address,
-        num_gpus=num_gpus,
-        partition_size=partition_size,
-        streaming=streaming,
-        allow_outside_root=allow_outside_root,
-        url_hosts=allow_url_host,
         frames=frame_policy(max_frames, frame_rule, fps, early_exit),
+        **selection.kwargs(),
+        **run.kwargs(),
     )
     published = None if compare_published == "none" else compare_published
     try:
@@ -231,18 +195,18 @@ def eval_command(
             from imagesafety.bench.many import ManyRunsFailed, evaluate_many
 
             try:
-                many = evaluate_many(classifier, dataset, out, split=split, compare_published=published, **options)
+                many = evaluate_many(classifier, dataset, out, compare_published=published, **options)
             except ManyRunsFailed as failed:
                 print_many(failed.result)
                 raise
             print_many(many)
             return
-        result = evaluate(classifier[0], dataset, out, split=split, **options)
+        result = evaluate(classifier[0], dataset, out, **options)
     except KeyboardInterrupt as stop:
         if isinstance(stop, RunInterrupted):
             interrupted(stop)
         raise
-    print_summary(result.metrics, result.files, console, errors=first_errors(result.predictions))
+    print_summary(result.document, result.files, console, errors=first_errors(result.predictions))
     if published:
         from imagesafety.bench.many import compare_with_published
 
@@ -256,12 +220,10 @@ def print_many(many) -> None:
     from imagesafety.bench.report.console import print_leaderboard
 
     for spec, result in many.results.items():
-        run = result.metrics["run"]
+        run = result.document.run
         f1 = "n/a" if result.f1 is None else f"{result.f1:.3f}"
         console.print(
-            Text(
-                f"{spec}: {run['images']} images, {run['errors']} errors, F1 {f1} -> {result.files.get('metrics', '')}"
-            )
+            Text(f"{spec}: {run.images} images, {run.errors} errors, F1 {f1} -> {result.files.get('metrics', '')}")
         )
     for spec, why in many.failed.items():
         err_console.print(Text(f"{spec}: FAILED: {why}", style="red"))
@@ -311,6 +273,8 @@ def parse_severities(severity: str) -> list[int]:
 
 
 @app.command("robustness")
+@data_options
+@engine_options
 def robustness_command(
     classifier: Annotated[str, typer.Option("--classifier", "-c")],
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
@@ -341,21 +305,10 @@ def robustness_command(
         ),
     ] = None,
     severity: Annotated[str, typer.Option(help="severities, e.g. 1..5 or 1,3,5")] = "1..5",
-    split: Optional[str] = None,
-    categories: Optional[str] = None,
-    sources: Optional[str] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     save_adversarial: Annotated[
         Optional[Path], typer.Option(help="write adversarial images + manifest.jsonl here (loadable by eval)")
     ] = None,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    cache: CacheOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    engine: Annotated[
-        str, typer.Option(help="engine of the clean and corrupted evaluations: local or ray (attacks run locally)")
-    ] = "local",
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address")] = None,
     max_frames: MaxFramesOpt = 64,
     frame_rule: FrameRuleOpt = "max",
     fps: FpsOpt = 1.0,
@@ -365,6 +318,8 @@ def robustness_command(
             "--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)"
         ),
     ] = False,
+    selection: Any = None,
+    run: Any = None,
 ) -> None:
     """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
     from imagesafety.bench.robustness.run import robustness
@@ -382,18 +337,11 @@ def robustness_command(
         eps_curve=eps_curve,
         corruptions=split_list(corruptions),
         severities=parse_severities(severity),
-        split=split,
-        categories=split_list(categories),
-        sources=split_list(sources),
-        limit=limit,
-        cache=cache_choice(cache, False),
-        batch_size=batch_size,
         save_adversarial=save_adversarial,
-        progress=not quiet,
         classifier_options=parse_options(option),
-        engine=engine,
-        address=address,
         frames=frame_policy(max_frames, frame_rule, fps, early_exit),
+        **selection.kwargs(),
+        **run.kwargs(),
     )
     m = result.metrics
     table = Table(
@@ -425,6 +373,8 @@ def robustness_command(
 
 
 @app.command("embed")
+@data_options
+@engine_options
 def embed_command(
     encoder: Annotated[
         str,
@@ -437,21 +387,11 @@ def embed_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="as for eval")],
     out: Annotated[Path, typer.Option("--out", "-o", help=".parquet (default) or .npz")] = Path("embeddings.parquet"),
     text: Annotated[bool, typer.Option("--text", help="also embed the dataset's 'text' captions")] = False,
-    split: Optional[str] = None,
-    categories: Optional[str] = None,
-    sources: Optional[str] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda when available)")] = None,
-    cache: CacheOpt = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    engine: Annotated[str, typer.Option(help="local (default) or ray")] = "local",
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local one)")] = None,
-    partition_size: Annotated[int, typer.Option(min=1)] = 1000,
-    allow_outside_root: OutsideRoot = False,
     max_frames: MaxFramesOpt = 64,
     fps: FpsOpt = 1.0,
+    selection: Any = None,
+    run: Any = None,
 ) -> None:
     """Embed a dataset's images (and captions) for guard training; cached and resumable. An animation's or video's
     embedding is the mean of its frames' embeddings."""
@@ -464,19 +404,10 @@ def embed_command(
             dataset,
             out,
             text=text,
-            split=split,
-            categories=split_list(categories),
-            sources=split_list(sources),
-            limit=limit,
-            cache=cache_choice(cache, no_cache),
-            batch_size=batch_size,
             device=device,
-            progress=not quiet,
-            engine=engine,
-            address=address,
-            partition_size=partition_size,
-            allow_outside_root=allow_outside_root,
             frames=frame_policy(max_frames, "max", fps, False),
+            **selection.kwargs(),
+            **run.kwargs(),
         )
     except KeyboardInterrupt as stop:
         if isinstance(stop, RunInterrupted):
@@ -794,6 +725,20 @@ def models_command(
                 Text(hint, style="red") if hint else Text("installed", style="green"),
             )
         console.print(table)
+
+
+@app.command("schema")
+def schema_command(
+    name: Annotated[
+        str, typer.Argument(help="the record: metrics (metrics.json), guard-card, hysac-card or lora-card")
+    ] = "metrics",
+) -> None:
+    """Print the JSON Schema of a file imagesafety writes (generated from its typed record)."""
+    import json
+
+    from imagesafety.records import schema
+
+    print(json.dumps(schema(name), indent=2))
 
 
 datasets_app = typer.Typer(help="Dataset formats and named datasets; audit a dataset.", invoke_without_command=True)

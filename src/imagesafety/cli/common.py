@@ -3,7 +3,11 @@ path (an expected failure is one line and exit 2; a traceback only with --debug)
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -159,3 +163,141 @@ def frame_policy(max_frames: int, frame_rule: str, fps: float, early_exit: bool)
     from imagesafety.media import FramePolicy
 
     return FramePolicy(max_frames=max_frames, rule=frame_rule, fps=fps, early_exit=early_exit)
+
+
+# The option groups every command that runs the engine shares (eval, robustness, embed): each group is declared once
+# here, added to a command by its decorator, and handed to the command as one record (`run.job`).
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+DATA_SELECTION_OPTIONS = (
+    _option("split", Annotated[Optional[str], typer.Option(help="evaluate only this split")], None),
+    _option("categories", Annotated[Optional[str], typer.Option(help="comma-separated categories to keep")], None),
+    _option(
+        "sources",
+        Annotated[Optional[str], typer.Option(help="comma-separated sources to keep (real, generated)")],
+        None,
+    ),
+    _option("limit", Annotated[Optional[int], typer.Option(min=1, help="stop after this many images")], None),
+    _option(
+        "streaming",
+        Annotated[bool, typer.Option("--streaming", help="stream a Hugging Face dataset instead of downloading it")],
+        False,
+    ),
+    _option(
+        "allow_outside_root",
+        Annotated[
+            bool, typer.Option("--allow-outside-root", help="let a dataset's rows name files outside its folder")
+        ],
+        False,
+    ),
+    _option(
+        "allow_url_host",
+        Annotated[
+            list[str], typer.Option("--allow-url-host", help="host whose image URLs may resolve to private addresses")
+        ],
+        [],
+    ),
+)
+
+RUN_OPTIONS = (
+    _option(
+        "cache",
+        Annotated[
+            Optional[Path],
+            typer.Option(
+                "--cache",
+                help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)",
+            ),
+        ],
+        None,
+    ),
+    _option(
+        "no_cache",
+        Annotated[bool, typer.Option("--no-cache", help="neither read nor write the prediction cache")],
+        False,
+    ),
+    _option(
+        "batch_size",
+        Annotated[Optional[int], typer.Option(min=1, help="images per model call (default: the model's preference)")],
+        None,
+    ),
+    _option(
+        "workers",
+        Annotated[
+            Optional[int], typer.Option(min=1, help="background decoding threads (default: cores - 1, at most 4)")
+        ],
+        None,
+    ),
+    _option("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")], False),
+    _option(
+        "engine",
+        Annotated[str, typer.Option(help="local (default) or ray (Ray Data actors; docs/scaling.md)")],
+        "local",
+    ),
+    _option(
+        "address",
+        Annotated[
+            Optional[str], typer.Option(help="Ray cluster: auto or ray://HOST:PORT (default: start a local one)")
+        ],
+        None,
+    ),
+    _option("num_gpus", Annotated[float, typer.Option(help="GPUs per Ray actor")], 0),
+    _option(
+        "partition_size",
+        Annotated[int, typer.Option(min=1, help="images per Ray partition (the unit a re-run skips)")],
+        1000,
+    ),
+)
+
+
+def data_selection(**values: Any):
+    """The DataSelection the data options describe."""
+    from imagesafety.run.job import DataSelection
+
+    return DataSelection(
+        split=values["split"],
+        categories=split_list(values["categories"]),
+        sources=split_list(values["sources"]),
+        limit=values["limit"],
+        streaming=values["streaming"],
+        allow_outside_root=values["allow_outside_root"],
+        url_hosts=list(values["allow_url_host"]),
+    )
+
+
+def run_options(**values: Any):
+    """The RunOptions the run options describe."""
+    from imagesafety.run.engine import EngineOptions
+    from imagesafety.run.job import RunOptions
+    from imagesafety.store import USE_DEFAULT_CACHE
+
+    cache = None if values["no_cache"] else (values["cache"] or USE_DEFAULT_CACHE)
+    engine = EngineOptions(values["engine"], values["address"], values["num_gpus"], values["partition_size"])
+    return RunOptions(cache, values["batch_size"], values["workers"], not values["quiet"], engine)
+
+
+def with_options(into: str, group: tuple[inspect.Parameter, ...], build: Callable[..., Any]):
+    """Add a group's options to a command and hand it the record `build` makes of them, as the argument `into`."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)  # typer needs the annotations, not their text
+        own = [p for p in signature.parameters.values() if p.name != into]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {p.name: kwargs.pop(p.name, p.default) for p in group}
+            return command(*args, **kwargs, **{into: build(**values)})
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *group])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *group)} | {
+            "return": signature.return_annotation
+        }
+        return wrapper
+
+    return decorate
+
+
+data_options = with_options("selection", DATA_SELECTION_OPTIONS, data_selection)
+engine_options = with_options("run", RUN_OPTIONS, run_options)

@@ -72,26 +72,24 @@ def guard_train_command(
     result = train_guard(embeddings, out, pairs=pairs, taxonomy=taxonomy, config=config)
     card = result.card
     table = Table(
-        title=Text(
-            f"guard {card['name']} ({card['head']}, {card['embed_dim']}-d, {card['training']['epochs_run']} epochs)"
-        )
+        title=Text(f"guard {card.name} ({card.head}, {card.embed_dim}-d, {card.training['epochs_run']} epochs)")
     )
     for column in ("output", "threshold", "val F1", "val AUROC", "val FPR", "n"):
         table.add_column(column)
-    val = card["metrics"].get("validation", {})
+    val = card.metrics.get("validation", {})
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    for name in card["outputs"]:
+    for name in card.outputs:
         m = val.get(name, {})
         table.add_row(
             name,
-            f"{card['thresholds'][name]:.3f}",
+            f"{card.thresholds[name]:.3f}",
             fmt(m.get("f1")),
             fmt(m.get("auroc")),
             fmt(m.get("fpr")),
             str(m.get("support", 0)),
         )
     console.print(table)
-    splits = card["training"]["splits"]
+    splits = card.training["splits"]
     console.print(
         Text(
             f"trained on {splits['rows']['train']} rows ({splits['train_split']}), validated on "

@@ -144,9 +144,12 @@ def load_dataset(
     root = (
         None if allow_outside_root or not local.exists() else relative_root(local if local.is_dir() else local.parent)
     )
-    return formats[fmt].build(
-        location, splits=splits, streaming=streaming, policy=ReadPolicy(root=root, url_hosts=hosts)
-    )
+    entry = formats[fmt]
+    accepted = entry.options()  # a format reading local files takes neither splits nor streaming
+    if streaming and accepted is not None and "streaming" not in accepted:
+        raise ValueError(f"{text}: --streaming applies to Hugging Face datasets; a {fmt} dataset is read from disk")
+    offered = {"splits": splits, "streaming": streaming, "policy": ReadPolicy(root=root, url_hosts=hosts)}
+    return entry.build(location, **{k: v for k, v in offered.items() if accepted is None or k in accepted})
 
 
 def select_samples(

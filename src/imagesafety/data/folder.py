@@ -9,7 +9,6 @@ from pathlib import Path
 from imagesafety.data.sample import SAFE, UNSAFE, ReadPolicy, Sample, normalise_source, relative_root
 from imagesafety.taxonomy import slugify
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic"}
 SPLIT_NAMES = {"train", "test", "val", "validation", "dev", "calibration"}
 SOURCE_NAMES = {"real", "generated", "laion5b", "lexica"}
 
@@ -79,7 +78,5 @@ class FolderDataset:
         return sum(1 for _ in self)
 
 
-def from_spec(
-    path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None
-) -> FolderDataset:
+def from_spec(path: str, *, policy: ReadPolicy | None = None) -> FolderDataset:
     return FolderDataset(path, policy=policy)

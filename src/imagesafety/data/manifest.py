@@ -57,7 +57,5 @@ class ManifestDataset:
         return sum(1 for _ in self.rows())
 
 
-def from_spec(
-    path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None
-) -> ManifestDataset:
+def from_spec(path: str, *, policy: ReadPolicy | None = None) -> ManifestDataset:
     return ManifestDataset(path, policy=policy)

@@ -43,7 +43,5 @@ class ParquetDataset:
         return self.table.count_rows()
 
 
-def from_spec(
-    path: str, *, splits: list[str] | None = None, streaming: bool = False, policy: ReadPolicy | None = None
-) -> ParquetDataset:
+def from_spec(path: str, *, policy: ReadPolicy | None = None) -> ParquetDataset:
     return ParquetDataset(path, policy=policy)

@@ -18,10 +18,11 @@ import numpy as np
 
 from imagesafety.bench.metrics import f1_optimal_threshold, threshold_at_fpr, weighted_metrics
 from imagesafety.classifiers.probe import CARD_FILE, CARD_FORMAT, build_head, save_guard
-from imagesafety.files import write_json
+from imagesafety.files import json_safe, write_json
 from imagesafety.guard.data import GuardData, check_compatible, check_trainable, guard_data
 from imagesafety.identity import file_digest
 from imagesafety.model_card import read_card, write_training_hashes, write_training_images
+from imagesafety.records.cards import GuardCard
 from imagesafety.run.embed import Embeddings, read_embeddings
 from imagesafety.splits import choose_splits
 from imagesafety.taxonomy import Taxonomy, load_taxonomy
@@ -51,7 +52,7 @@ class GuardConfig:
 @dataclass
 class GuardResult:
     head: Any
-    card: dict
+    card: GuardCard
     path: Path | None = None
     history: list[dict] = field(default_factory=list)
     training_images: list[str] = field(default_factory=list)
@@ -321,7 +322,7 @@ def train_guard(
         },
         "metrics": metrics,
     }
-    result = GuardResult(head, card, history=history)
+    result = GuardResult(head, GuardCard.model_validate(json_safe({"format": CARD_FORMAT, **card})), history=history)
     result.training_images = sorted({s for s in train.sha256 if isinstance(s, str)})
     if out is not None:
         out = Path(out)
@@ -335,7 +336,7 @@ def train_guard(
         )
         card["training"]["training_hashes"] = write_training_hashes(out, list(refs))
         result.path = save_guard(out, head, card)
-        result.card = read_card(out, CARD_FILE, CARD_FORMAT)
+        result.card = read_card(out, CARD_FILE, GuardCard)
         write_json(out / "history.json", history)
     return result
 

@@ -25,10 +25,11 @@ from imagesafety.files import read_json
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.model import HyperbolicHeads, LoraHyperbolicCLIP
 from imagesafety.model_card import CardError, load_weights, read_card, save_model
+from imagesafety.records.cards import HysacCard
 
 CARD = "hysac.json"
 WEIGHTS = "model.safetensors"
-FORMAT = "imagesafety-hysac/1"
+FORMAT = HysacCard.FORMATS[0]
 RELEASED_WEIGHTS, RELEASED_BOUNDS = "hysac_model.pth", "hysac_bounds.json"
 #: buffers the authors' model saves but never uses: ignored, never loaded
 UNUSED_KEYS = ("pixel_mean", "pixel_std")
@@ -123,26 +124,30 @@ def load_hysac(directory: str | Path, device: str = "cpu", backbone: str | None 
     if not (directory / CARD).is_file():
         raise ValueError(f"{directory}: not a HySAC model folder (no {CARD} or {RELEASED_WEIGHTS})")
     try:
-        card = read_card(directory, CARD, FORMAT)
+        card = read_card(directory, CARD, HysacCard)
     except CardError as exc:
         raise ValueError(str(exc)) from None
-    card.setdefault("weights_file", WEIGHTS)
-    state = load_weights(directory, card)
-    if card["mode"] == "light":
-        model = HyperbolicHeads(card["in_dim"], card["embed_dim"], card.get("curv_init", 1.0))
-        model.load_state_dict(map_state(state, model, str(directory / card["weights_file"])))
+    weights = card.weights_file or WEIGHTS
+    state = load_weights(directory, weights)
+    if card.mode == "light":
+        if card.in_dim is None:
+            raise ValueError(f"{directory / CARD}: field in_dim: a light HySAC model records its input size")
+        model = HyperbolicHeads(card.in_dim, card.embed_dim, card.curv_init)
+        model.load_state_dict(map_state(state, model, str(directory / weights)))
     else:
-        location, identity = backbone_identity(backbone or card["backbone"])
-        if card.get("backbone_identity") and identity != card["backbone_identity"] and backbone is None:
+        if card.backbone is None and backbone is None:
+            raise ValueError(f"{directory / CARD}: field backbone: a LoRA HySAC model records its backbone")
+        location, identity = backbone_identity(backbone or str(card.backbone))
+        if card.backbone_identity and identity != card.backbone_identity and backbone is None:
             raise ValueError(
-                f"{directory}: trained on backbone {card['backbone']} with weights "
-                f"{card['backbone_identity'][:23]}..., "
+                f"{directory}: trained on backbone {card.backbone} with weights "
+                f"{card.backbone_identity[:23]}..., "
                 f"which now has {identity[:23]}... (its weights changed); pass the original backbone with --option "
                 "backbone=PATH"
             )
-        card["backbone_identity"] = identity
-        model = LoraHyperbolicCLIP(location, card.get("lora"), card.get("curv_init", 1.0))
-        load_lora_state(model, state, str(directory / card["weights_file"]))
+        card = card.model_copy(update={"backbone_identity": identity})
+        model = LoraHyperbolicCLIP(location, card.lora, card.curv_init)
+        load_lora_state(model, state, str(directory / weights))
     return model.to(device).eval(), card
 
 
@@ -171,16 +176,16 @@ def load_released(
     load_lora_state(model, state, str(weights))
     bounds_data = read_released_bounds(bounds)
     threshold = bounds_data.get("V", {}).get("up_95")
-    card = {
-        "format": FORMAT,
-        "mode": "lora",
-        "backbone": location,
-        "backbone_identity": identity,
-        "embed_dim": model.embed_dim,
-        "bounds": bounds_data,
-        "threshold": threshold,
-        "threshold_rule": "released bounds: 95th percentile of safe-image distances (V up_95)",
-    }
+    card = HysacCard(
+        format=FORMAT,
+        mode="lora",
+        backbone=location,
+        backbone_identity=identity,
+        embed_dim=model.embed_dim,
+        bounds=bounds_data,
+        threshold=threshold,
+        threshold_rule="released bounds: 95th percentile of safe-image distances (V up_95)",
+    )
     return model.to(device).eval(), card
 
 

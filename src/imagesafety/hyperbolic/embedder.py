@@ -29,15 +29,15 @@ class HysacEmbedder:
         self.directory = Path(directory).expanduser().resolve()
         self.model, self.card = load_hysac(self.directory, device, backbone)
         prepare_for_inference(self.model, device)
-        self.mode = self.card["mode"]
+        self.mode = self.card.mode
         self.device = device
         if self.mode == "light":
             from imagesafety.encoders import load_encoder
 
-            self.encoder = encoder if encoder is not None else load_encoder(self.card["encoder"], device)
-            if self.encoder.embed_dim != self.card["in_dim"]:
+            self.encoder = encoder if encoder is not None else load_encoder(str(self.card.encoder), device)
+            if self.encoder.embed_dim != self.card.in_dim:
                 raise ValueError(
-                    f"{directory}: heads expect {self.card['in_dim']}-d embeddings from {self.card['encoder']!r}, "
+                    f"{directory}: heads expect {self.card.in_dim}-d embeddings from {self.card.encoder!r}, "
                     f"encoder {self.encoder.name!r} gives {self.encoder.embed_dim}-d"
                 )
             self.pixel_spec: PixelSpec = self.encoder.pixel_spec
@@ -45,7 +45,7 @@ class HysacEmbedder:
         else:
             self.encoder = None
             self.pixel_spec = self.model.pixel_spec
-            base_identity = self.card["backbone_identity"]
+            base_identity = self.card.backbone_identity
         digest = hashlib.sha256(f"{path_digest(self.directory)}|{base_identity}".encode()).hexdigest()
         self.identity = f"sha256:{digest}"
         self.name = f"hysac:{self.directory}"
@@ -53,7 +53,7 @@ class HysacEmbedder:
 
     @property
     def embed_dim(self) -> int:
-        return int(self.card["embed_dim"])
+        return self.card.embed_dim
 
     @property
     def curvature(self) -> float:

@@ -238,7 +238,7 @@ def calibrate_hysac(
         raise ValueError("calibration needs readable safe and unsafe images among the validation rows")
     d = embedder.distance_to_origin(np.stack(rows["embedding"].to_list()))
     y = rows["label"].astype(int).to_numpy()
-    card = dict(embedder.card)
+    card = embedder.card.to_json()
     card["threshold"] = f1_optimal_threshold(y, d)
     card["threshold_rule"] = (
         f"F1-optimal on {dataset_name(data, str(dataset))}, {chosen.record['validation_split']} ({len(y)} images)"

@@ -71,7 +71,7 @@ def evaluate_hysac(
     from imagesafety.hysac.data import embed_quadruples, read_quadruples
 
     embedder = HysacEmbedder(model, device)
-    if embedder.card.get("threshold") is None:
+    if embedder.card.threshold is None:
         raise ValueError(f"{model}: no distance threshold; run `imagesafety hysac calibrate` first")
     frame = read_quadruples(data)
     if split:
@@ -87,7 +87,7 @@ def evaluate_hysac(
     report = retrieval_report(
         {"S": points.safe_text, "V": points.safe_image, "U": points.unsafe_text, "G": points.unsafe_image},
         embedder.curvature,
-        float(embedder.card["threshold"]),
+        float(embedder.card.threshold),
         embedder.model_id,
     )
     return report, write_json(Path(out) / "hysac_metrics.json", report), len(frame)

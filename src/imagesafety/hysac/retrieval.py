@@ -49,7 +49,7 @@ def build_index(
     if ok.empty:
         raise ValueError(f"{gallery}: no readable images to index ({len(rows)} failed)")
     points = np.stack(ok["embedding"].to_list())
-    threshold = embedder.card.get("threshold")
+    threshold = embedder.card.threshold
     guessed = (
         (embedder.distance_to_origin(points) >= threshold).astype(int)
         if threshold is not None
@@ -109,7 +109,7 @@ def search(
             )
     else:
         if rescale:
-            point = released_rescale(torch.from_numpy(point), embedder.card["bounds"], embedder.curvature).numpy()
+            point = released_rescale(torch.from_numpy(point), embedder.card.bounds, embedder.curvature).numpy()
         distances, rows = gallery.search(point, k, curvature=embedder.curvature, model_id=embedder.model_id)
     out.results = [
         {

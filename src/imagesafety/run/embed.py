@@ -16,13 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imagesafety.data import Dataset, dataset_name, load_dataset, select_samples
+from imagesafety.data import Dataset, dataset_name, select_samples
 from imagesafety.data.decoding import batched
 from imagesafety.encoders import load_encoder
 from imagesafety.encoders.base import Encoder, TextEncoder
 from imagesafety.files import atomic_path
 from imagesafety.media import FramePolicy
 from imagesafety.run.engine import EngineOptions, run_task
+from imagesafety.run.job import DataSelection
 from imagesafety.run.runner import RunStats
 from imagesafety.run.tasks import EmbeddingTask
 from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
@@ -99,7 +100,7 @@ def embed(
     sources: list[str] | None = None,
     limit: int | None = None,
     cache: PredictionCache | str | Path | None = USE_DEFAULT_CACHE,
-    batch_size: int = 32,
+    batch_size: int | None = 32,
     workers: int | None = None,
     device: str | None = None,
     progress: bool = True,
@@ -108,15 +109,15 @@ def embed(
     partition_size: int = 1000,
     allow_outside_root: bool = False,
     frames: FramePolicy | None = None,
+    streaming: bool = False,
+    url_hosts: list[str] | None = None,
 ) -> Embeddings:
     """Embed every image of `dataset` (and its captions, with `text`) and optionally write `out` (.parquet or .npz).
     An animation's or video's embedding is the mean of its frames' (and backgrounds') embeddings under `frames`."""
     enc = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
-    data = (
-        load_dataset(dataset, splits=[split] if split else None, allow_outside_root=allow_outside_root)
-        if isinstance(dataset, (str, Path))
-        else dataset
-    )
+    selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
+    data = selection.open(dataset)
+    batch_size = batch_size or 32
     samples = select_samples(data, categories, sources, [split] if split else None, limit)
     engine = (
         engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, partition_size=partition_size)

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from imagesafety.records.metrics import Block, Estimate, MetricsDocument, UncoveredBlock
 from imagesafety.taxonomy import category_label
 
 SHOWN = ("f1", "precision", "recall", "auroc", "fpr")
@@ -14,21 +15,19 @@ WITH_INTERVAL = {"f1"}
 ERRORS_SHOWN = 10
 
 
-def _fmt(metric: dict | None, interval: bool) -> Text:
-    if not metric or metric.get("value") is None:
+def _fmt(metric: Estimate, interval: bool) -> Text:
+    if metric.value is None:
         return Text("–")
-    lo, hi = metric.get("ci95", [None, None])
-    text = Text(f"{metric['value']:.3f}")
-    if interval and lo is not None:
+    lo, hi = metric.ci95
+    text = Text(f"{metric.value:.3f}")
+    if interval and lo is not None and hi is not None:
         text.append(f" {lo:.2f}–{hi:.2f}", style="dim")
     return text
 
 
-def metrics_console_table(metrics: dict) -> Table:
+def metrics_console_table(metrics: MetricsDocument) -> Table:
     table = Table(
-        title=Text(
-            f"{metrics['classifier']['name']} on {metrics['dataset']} · threshold {metrics['threshold']['value']:.3g}"
-        )
+        title=Text(f"{metrics.classifier.name} on {metrics.dataset} · threshold {metrics.threshold.value:.3g}")
     )
     table.add_column("group", style="bold", min_width=12)
     table.add_column("n", justify="right")
@@ -40,67 +39,64 @@ def metrics_console_table(metrics: dict) -> Table:
             no_wrap=True,
         )
 
-    def add(name: str, block: dict, end_section: bool = False) -> None:
-        if block.get("covered") is False:
+    def add(name: str, block: Block, end_section: bool = False) -> None:
+        if isinstance(block, UncoveredBlock):
             table.add_row(
                 Text(f"{name} (not covered)", style="dim"),
-                str(block["support"]),
-                str(block.get("errors", 0)),
+                str(block.support),
+                str(block.errors),
                 *(Text("-", style="dim") for _ in SHOWN),
                 end_section=end_section,
             )
             return
         table.add_row(
             Text(name),
-            str(block["support"]),
-            str(block.get("errors", 0)),
-            *(_fmt(block.get(m), m in WITH_INTERVAL) for m in SHOWN),
+            str(block.support),
+            str(block.errors),
+            *(_fmt(block.metric(m), m in WITH_INTERVAL) for m in SHOWN),
             end_section=end_section,
         )
 
-    add("overall", metrics["overall"], end_section=True)
-    sources = list(metrics["by_source"].items())
+    add("overall", metrics.overall, end_section=True)
+    sources = list(metrics.by_source.items())
     for i, (source, block) in enumerate(sources):
         add(source, block, end_section=i == len(sources) - 1)
-    for category, block in metrics["by_category"].items():
+    for category, block in metrics.by_category.items():
         add(category_label(category), block)
     return table
 
 
 def print_summary(
-    metrics: dict, files: dict | None = None, console: Console | None = None, errors: list[str] | None = None
+    metrics: MetricsDocument, files: dict | None = None, console: Console | None = None, errors: list[str] | None = None
 ) -> None:
     """The table, the run's counts, the first error rows by file name, warnings and the files written."""
     console = console or Console()
     console.print(metrics_console_table(metrics))
-    run = metrics["run"]
-    line = Text(f"{run['images']} images: {run['predicted']} predicted, {run['cached']} from cache, ")
-    line.append(f"{run['errors']} errors", style="red" if run["errors"] else "green")
-    line.append(f" · {run['images_per_second']:.1f} img/s")
+    run = metrics.run
+    line = Text(f"{run.images} images: {run.predicted} predicted, {run.cached} from cache, ")
+    line.append(f"{run.errors} errors", style="red" if run.errors else "green")
+    line.append(f" · {run.images_per_second:.1f} img/s")
     console.print(line)
     for message in (errors or [])[:ERRORS_SHOWN]:
         console.print(Text(f"  error: {message}", style="red"))
-    if run["errors"] > ERRORS_SHOWN:
+    if run.errors > ERRORS_SHOWN:
         console.print(
-            Text(f"  ... and {run['errors'] - ERRORS_SHOWN} more (predictions.parquet, report.html)", style="red")
+            Text(f"  ... and {run.errors - ERRORS_SHOWN} more (predictions.parquet, report.html)", style="red")
         )
-    cov = metrics.get("coverage") or {}
-    if cov.get("uncovered"):
+    cov = metrics.coverage
+    if cov.uncovered:
         console.print(
-            Text(
-                f"not covered by {metrics['classifier']['name']}: {', '.join(cov['uncovered'])} ({cov['rule']})",
-                style="dim",
-            )
+            Text(f"not covered by {metrics.classifier.name}: {', '.join(cov.uncovered)} ({cov.rule})", style="dim")
         )
-    for warning in metrics.get("warnings", []):
+    for warning in metrics.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
-    answers = metrics.get("answers")
+    answers = metrics.answers
     if answers:
-        u = answers["usage"]
+        u = answers.usage
         console.print(
             Text(
-                f"answers: {answers['unsure_answers']} unsure · tokens {u['prompt_tokens']} in / "
-                f"{u['completion_tokens']} out" + (f" · cost {u['cost']:.4f}" if u["cost"] else "")
+                f"answers: {answers.unsure_answers} unsure · tokens {u.prompt_tokens} in / "
+                f"{u.completion_tokens} out" + (f" · cost {u.cost:.4f}" if u.cost else "")
             )
         )
     for kind, path in (files or {}).items():

@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from imagesafety.bench.metrics import curve_points
 from imagesafety.bench.report.charts import SOURCE_COLOURS, Series, bar_chart, line_chart
+from imagesafety.records.metrics import Block, Estimate, MetricBlock
 
 MAX_CURVE_POINTS = 400
 
 
-def f1_bars(by_category_source: dict[str, dict[str, dict]], labels: dict[str, str]) -> str | None:
+def f1_bars(by_category_source: Mapping[str, Mapping[str, Block]], labels: dict[str, str]) -> str | None:
     """Per-category F1 with 95% intervals, one bar per source side by side (uncovered categories left out)."""
     categories = [
-        c for c in sorted(by_category_source) if any(b.get("covered", True) for b in by_category_source[c].values())
+        c for c in sorted(by_category_source) if any(isinstance(b, MetricBlock) for b in by_category_source[c].values())
     ]
     sources = sorted({s for c in categories for s in by_category_source[c]}, key=lambda s: (s not in SOURCE_COLOURS, s))
     if not categories:
@@ -23,11 +26,11 @@ def f1_bars(by_category_source: dict[str, dict[str, dict]], labels: dict[str, st
     for source in sources:
         values, lows, highs = [], [], []
         for c in categories:
-            f1 = by_category_source[c].get(source, {}).get("f1") or {}
-            lo, hi = f1.get("ci95", [None, None])
-            values.append(f1.get("value"))
-            lows.append(lo)
-            highs.append(hi)
+            block = by_category_source[c].get(source)
+            f1 = block.f1 if isinstance(block, MetricBlock) else Estimate(value=None, ci95=(None, None))
+            values.append(f1.value)
+            lows.append(f1.ci95[0])
+            highs.append(f1.ci95[1])
         groups.append((source, values, lows, highs))
     return bar_chart(
         [labels.get(c, c) for c in categories], groups, y_label="F1 (unsafe = positive)", legend_title="source"

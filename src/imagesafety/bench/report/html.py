@@ -6,6 +6,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from imagesafety.bench.report.figures import f1_bars, roc_pr_curves
 from imagesafety.files import write_atomic
 from imagesafety.images import MAX_PIXELS, thumbnail_jpeg
 from imagesafety.media import ViewInfo, view_picture
+from imagesafety.records.metrics import Block, Estimate, MetricsDocument, UncoveredBlock
 from imagesafety.taxonomy import category_label
 
 if TYPE_CHECKING:
@@ -39,29 +41,27 @@ figure img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc}
 """
 
 
-def _cell(metric: dict | None) -> str:
-    if not metric or metric.get("value") is None:
+def _cell(metric: Estimate) -> str:
+    if metric.value is None:
         return "<td>–</td>"
-    lo, hi = metric.get("ci95", [None, None])
-    ci = f"<br><span class=ci>[{lo:.3f}, {hi:.3f}]</span>" if lo is not None else ""
-    return f"<td>{metric['value']:.3f}{ci}</td>"
+    lo, hi = metric.ci95
+    ci = f"<br><span class=ci>[{lo:.3f}, {hi:.3f}]</span>" if lo is not None and hi is not None else ""
+    return f"<td>{metric.value:.3f}{ci}</td>"
 
 
-def metrics_table(groups: dict[str, dict], first_column: str) -> str:
+def metrics_table(groups: Mapping[str, Block], first_column: str) -> str:
     head = "".join(f"<th>{m.upper() if len(m) <= 5 else m}</th>" for m in METRICS)
     body = []
     for name, block in groups.items():
-        if block.get("covered") is False:
+        if isinstance(block, UncoveredBlock):
             cells = "".join("<td class=note>-</td>" for _ in METRICS)
             body.append(
-                f"<tr><td>{escape(name)} <span class=note>(not covered)</span></td>{cells}<td>{block['support']}</td>"
-                f"<td>{block.get('errors', 0)}</td></tr>"
+                f"<tr><td>{escape(name)} <span class=note>(not covered)</span></td>{cells}<td>{block.support}</td>"
+                f"<td>{block.errors}</td></tr>"
             )
             continue
-        cells = "".join(_cell(block.get(m)) for m in METRICS)
-        support = (
-            f"<td>{block['support']} ({block['positives']}/{block['negatives']})</td><td>{block.get('errors', 0)}</td>"
-        )
+        cells = "".join(_cell(block.metric(m)) for m in METRICS)
+        support = f"<td>{block.support} ({block.positives}/{block.negatives})</td><td>{block.errors}</td>"
         body.append(f"<tr><td>{escape(name)}</td>{cells}{support}</tr>")
     return (
         f"<table><tr><th>{escape(first_column)}</th>{head}<th>n (unsafe/safe)</th><th>errors</th></tr>"
@@ -141,20 +141,20 @@ def mistakes_section(rows: pd.DataFrame, dataset: Dataset | None) -> str:
     )
 
 
-def pairs_section(metrics: dict, rows: pd.DataFrame, dataset) -> str:
+def pairs_section(metrics: MetricsDocument, rows: pd.DataFrame, dataset) -> str:
     """Pair accuracy and flip sensitivity, and pairs side by side with both scores."""
     from imagesafety.bench.pair_metrics import pair_table
 
-    pm = metrics.get("pairs")
-    if not pm:
+    pm = metrics.pairs
+    if pm is None:
         return ""
     head = (
         "<tr><th>category</th><th>pairs</th><th>pair accuracy</th><th>flip sensitivity</th><th>mean score gap</th></tr>"
     )
     body = "".join(
-        f"<tr><td>{escape(category_label(c))}</td><td>{b['pairs']}</td><td>{b['pair_accuracy']:.3f}</td>"
-        f"<td>{b['flip_sensitivity']:.3f}</td><td>{b['mean_score_gap']:+.3f}</td></tr>"
-        for c, b in [("all pairs", pm["overall"]), *pm["by_category"].items()]
+        f"<tr><td>{escape(category_label(c))}</td><td>{b.pairs}</td><td>{b.pair_accuracy:.3f}</td>"
+        f"<td>{b.flip_sensitivity:.3f}</td><td>{b.mean_score_gap:+.3f}</td></tr>"
+        for c, b in [("all pairs", pm.overall), *pm.by_category.items()]
     )
     table = pair_table(rows).head(MISTAKES_SHOWN)
     ids = list(table["unsafe_id"]) + list(table["safe_id"])
@@ -172,16 +172,16 @@ def pairs_section(metrics: dict, rows: pd.DataFrame, dataset) -> str:
     )
 
 
-def coverage_note(m: dict) -> str:
+def coverage_note(m: MetricsDocument) -> str:
     """Which categories the classifier covers, and the rule the figures follow."""
-    cov = m.get("coverage") or {"covers": "all", "uncovered": []}
-    covers = "all categories" if cov["covers"] == "all" else ", ".join(category_label(c) for c in cov["covers"])
+    cov = m.coverage
+    covers = "all categories" if cov.covers == "all" else ", ".join(category_label(c) for c in cov.covers)
     uncovered = (
-        f" Not covered here: {escape(', '.join(category_label(c) for c in cov['uncovered']))}; {escape(cov['rule'])}."
-        if cov["uncovered"]
+        f" Not covered here: {escape(', '.join(category_label(c) for c in cov.uncovered))}; {escape(cov.rule)}."
+        if cov.uncovered
         else ""
     )
-    return f"<p class=note>{escape(m['classifier']['name'])} covers {escape(covers)}.{uncovered}</p>"
+    return f"<p class=note>{escape(m.classifier.name)} covers {escape(covers)}.{uncovered}</p>"
 
 
 def errors_section(rows: pd.DataFrame) -> str:
@@ -200,34 +200,33 @@ def errors_section(rows: pd.DataFrame) -> str:
 
 
 def write_html_report(result: EvalResult, path: Path, dataset: Dataset | None = None) -> Path:
-    m, rows = result.metrics, result.predictions
-    labels = {c: category_label(c) for c in m["by_category"]}
-    by_category = {labels[c]: b for c, b in m["by_category"].items()}
-    by_cat_src = {f"{labels.get(c, c)} / {s}": b for c, per in m["by_category_source"].items() for s, b in per.items()}
-    bars = f1_bars(m["by_category_source"], labels)
+    m, rows = result.document, result.predictions
+    labels = {c: category_label(c) for c in m.by_category}
+    by_category = {labels[c]: b for c, b in m.by_category.items()}
+    by_cat_src = {f"{labels.get(c, c)} / {s}": b for c, per in m.by_category_source.items() for s, b in per.items()}
+    bars = f1_bars(m.by_category_source, labels)
     curves = roc_pr_curves(rows)
-    run = m["run"]
-    threshold = m["threshold"]
+    run, threshold, name = m.run, m.threshold, m.classifier.name
     parts = [
-        f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety · {escape(m['classifier']['name'])} on "
-        f"{escape(str(m['dataset']))}</title>",
+        f"<!doctype html><html><head><meta charset=utf-8><title>imagesafety · {escape(name)} on "
+        f"{escape(m.dataset)}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>{escape(m['classifier']['name'])} on {escape(str(m['dataset']))}</h1>",
-        f"<p class=note>classifier version {escape(m['classifier']['version'])} · threshold {threshold['value']:.4g} "
-        f"({escape(threshold['source'])})"
-        f" · {run['images']} images ({run['cached']} from cache, {run['predicted']} predicted, {run['errors']} errors)"
-        f" · {run['images_per_second']:.1f} img/s · imagesafety {escape(m['imagesafety_version'])}"
-        f" · {dt.datetime.fromtimestamp(run['started']).strftime('%Y-%m-%d %H:%M')}</p>",
+        f"<h1>{escape(name)} on {escape(m.dataset)}</h1>",
+        f"<p class=note>classifier version {escape(m.classifier.version)} · threshold {threshold.value:.4g} "
+        f"({escape(threshold.source)})"
+        f" · {run.images} images ({run.cached} from cache, {run.predicted} predicted, {run.errors} errors)"
+        f" · {run.images_per_second:.1f} img/s · imagesafety {escape(m.imagesafety_version)}"
+        f" · {dt.datetime.fromtimestamp(run.started).strftime('%Y-%m-%d %H:%M')}</p>",
         "<p class=note>Unsafe is the positive class. Brackets: bootstrap 95% intervals "
-        f"({m['bootstrap']['resamples']} resamples). Images that failed are left out of the metrics and listed "
+        f"({m.bootstrap.resamples} resamples). Images that failed are left out of the metrics and listed "
         "below.</p>",
         coverage_note(m),
-        "".join(f"<p class=err><b>Warning:</b> {escape(w)}</p>" for w in m.get("warnings", [])),
-        "<h2>Overall</h2>" + metrics_table({"all images": m["overall"]}, ""),
+        "".join(f"<p class=err><b>Warning:</b> {escape(w)}</p>" for w in m.warnings),
+        "<h2>Overall</h2>" + metrics_table({"all images": m.overall}, ""),
         "<h2>F1 per category, real vs generated</h2>"
         + (f"<div class=plot>{bars}</div>" if bars else "<p class=note>No categories.</p>"),
         "<h2>By category</h2>" + metrics_table(by_category, "category"),
-        "<h2>By source</h2>" + metrics_table(m["by_source"], "source"),
+        "<h2>By source</h2>" + metrics_table(m.by_source, "source"),
         "<h2>By category and source</h2>" + metrics_table(by_cat_src, "category / source"),
         "<h2>ROC and precision-recall</h2>"
         + (f"<div class=plot>{curves}</div>" if curves else "<p class=note>Needs both safe and unsafe images.</p>"),

@@ -23,11 +23,12 @@ from imagesafety.bench.robustness.attacks import AttackSpec, is_white_box, pertu
 from imagesafety.bench.robustness.blackbox import BlackBoxView
 from imagesafety.bench.robustness.corruptions import CorruptedClassifier
 from imagesafety.classifiers.base import Differentiable, PaddedInput, SafetyClassifier, cache_key
-from imagesafety.data import dataset_name, load_dataset, select_samples
+from imagesafety.data import dataset_name, select_samples
 from imagesafety.data.decoding import decoded_samples
 from imagesafety.files import atomic_path, write_atomic
 from imagesafety.media import FramePolicy
 from imagesafety.run.engine import EngineOptions
+from imagesafety.run.job import DataSelection
 from imagesafety.run.progress import add_task, announce, progress_bar
 from imagesafety.store import USE_DEFAULT_CACHE, open_cache
 
@@ -252,14 +253,18 @@ def robustness(
     sources: list[str] | None = None,
     limit: int | None = None,
     cache=USE_DEFAULT_CACHE,
-    batch_size: int = 16,
+    batch_size: int | None = 16,
+    workers: int | None = None,
     save_adversarial: str | Path | None = None,
     progress: bool = True,
     n_boot: int = 200,
     classifier_options: dict | None = None,
-    engine: str = "local",
+    engine: EngineOptions | str = "local",
     address: str | None = None,
     frames: FramePolicy | None = None,
+    streaming: bool = False,
+    allow_outside_root: bool = False,
+    url_hosts: list[str] | None = None,
 ) -> RobustnessResult:
     """Attack K correctly classified images with each attack (and eps curve), and evaluate under corruptions.
     The clean and corrupted passes read every frame under `frames`; attacks perturb one picture per image."""
@@ -279,8 +284,11 @@ def robustness(
     std = input_std(clf)
     eps_pixel = eps * std if eps_space == "normalized" else eps
     store = open_cache(cache)
-    data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
-    on_ray = engine == "ray"
+    selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
+    data = selection.open(dataset)
+    engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address)
+    batch_size = batch_size or 16
+    on_ray = engine.engine == "ray"
     if on_ray and not isinstance(classifier, str):
         raise ValueError("--engine ray builds the classifier on each worker: give it as a spec string")
     common = dict(
@@ -290,6 +298,7 @@ def robustness(
         limit=limit,
         cache=store,
         batch_size=batch_size,
+        workers=workers,
         progress=progress,
         n_boot=n_boot,
         frames=frames,
@@ -298,7 +307,7 @@ def robustness(
         classifier if on_ray else clf,
         data,
         Path(out_dir) / "clean" if on_ray and out_dir else None,
-        engine=EngineOptions(engine, address),
+        engine=engine,
         classifier_options=classifier_options if on_ray else None,
         description=f"clean {clf.name}",
         **common,
@@ -308,7 +317,7 @@ def robustness(
     samples = [s for s in select_samples(data, categories, sources, [split] if split else None) if s.id in wanted]
     images = {p.sample.id: p.image for p in decoded_samples(samples) if p.error is None}
     metrics: dict[str, Any] = {
-        "classifier": clean.metrics["classifier"],
+        "classifier": clean.document.classifier.model_dump(mode="json", exclude_unset=True),
         "dataset": dataset_name(data, str(dataset)),
         "protocol": {
             "k": k,
@@ -324,7 +333,7 @@ def robustness(
             "success": "the decision flips, judged on the classifier's input tensor (white-box) or its scores "
             "(black-box)",
         },
-        "clean": {m: clean.metrics["overall"][m]["value"] for m in ("accuracy", "f1")},
+        "clean": {m: clean.document.overall.metric(m).value for m in ("accuracy", "f1")},
         "attacks": {},
         "eps_curves": {},
         "corruptions": {},
@@ -375,13 +384,13 @@ def robustness(
                 description=f"{name} severity {severity}",
                 **common,
             )
-            acc, f1 = res.metrics["overall"]["accuracy"]["value"], res.metrics["overall"]["f1"]["value"]
-            overall = res.metrics["overall"]
+            overall = res.document.overall
+            acc, f1 = overall.accuracy.value, overall.f1.value
             per[str(severity)] = {
                 "accuracy": acc,
                 "f1": f1,
-                "recall": overall["recall"]["value"],
-                "fpr": overall["fpr"]["value"],
+                "recall": overall.recall.value,
+                "fpr": overall.fpr.value,
                 "accuracy_drop": None
                 if acc is None or metrics["clean"]["accuracy"] is None
                 else metrics["clean"]["accuracy"] - acc,

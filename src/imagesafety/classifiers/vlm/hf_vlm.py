@@ -185,14 +185,15 @@ class HFVLMClassifier(ProtocolScoring, Classifier):
 def check_adapter_base(adapter: Path, base_identity: str) -> None:
     """An adapter trained by `perspective train` records its base model's identity: refuse another base."""
     from imagesafety.model_card import read_card
+    from imagesafety.records.cards import LoraCard
 
     if not (adapter / "perspective.json").is_file():
         return
-    card = read_card(adapter, "perspective.json", "imagesafety-lora/1")
-    trained_on = card.get("base_model_identity")
+    card = read_card(adapter, "perspective.json", LoraCard)
+    trained_on = card.base_model_identity
     if trained_on and trained_on != base_identity:
         raise ValueError(
-            f"LoRA adapter {adapter} was trained on base model {card.get('base_model')} with weights "
+            f"LoRA adapter {adapter} was trained on base model {card.base_model} with weights "
             f"{trained_on[:23]}..., "
             f"but this base has {base_identity[:23]}... (its weights differ): use the original base, or pass "
             "--option allow_base_change=true"

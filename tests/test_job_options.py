@@ -1,0 +1,90 @@
+"""One description of "which images" and "how to run" for every command that runs the engine: eval, robustness
+and embed take the same data and run options (declared once in cli/common.py), and each option does there what it
+does in eval."""
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagesafety.cli import app
+from imagesafety.cli.common import DATA_SELECTION_OPTIONS, RUN_OPTIONS
+
+runner = CliRunner()
+ENGINE_COMMANDS = ("eval", "robustness", "embed")
+
+
+def options_of(command: str) -> set[str]:
+    import typer.main
+
+    click_command = typer.main.get_command(app).commands[command]
+    return {p.name for p in click_command.params}
+
+
+@pytest.mark.parametrize("command", ENGINE_COMMANDS)
+def test_every_engine_command_takes_the_shared_options(command):
+    shared = {p.name for p in (*DATA_SELECTION_OPTIONS, *RUN_OPTIONS)}
+    assert shared <= options_of(command), sorted(shared - options_of(command))
+
+
+def test_a_planted_command_without_the_group_is_seen():
+    """The check above can fail: a command declared without the groups lacks them."""
+    assert {p.name for p in RUN_OPTIONS} - options_of("explain")
+
+
+def cached_rows(path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("select count(*) from predictions").fetchone()[0]
+
+
+def test_robustness_honours_the_options_it_used_to_lack(red_folder, tmp_path):
+    """--no-cache writes nothing, --workers and --limit apply, and dataset rows outside its folder are refused
+    without --allow-outside-root (more than half the images fail: the run fails) and read with it."""
+    images = sorted(red_folder.rglob("*.jpg"))[:8]
+    rows = []
+    for i, image in enumerate(images):  # five of the eight rows name files outside the dataset's folder
+        path = image if i % 3 == 0 else (tmp_path / f"elsewhere-{i}.jpg")
+        if path != image:
+            path.write_bytes(image.read_bytes())
+        rows.append({"image": str(path), "label": int("unsafe" in image.parts)})
+    manifest = red_folder / "rows.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = [
+        "robustness",
+        "-c",
+        "nudenet",
+        "-d",
+        str(manifest),
+        "--attacks",
+        "",
+        "--corruptions",
+        "jpeg",
+        "--severity",
+        "1",
+        "--k",
+        "1",
+        "-q",
+    ]
+    refused = runner.invoke(app, [*base, "-o", str(tmp_path / "a"), "--cache", str(tmp_path / "other.sqlite")])
+    assert refused.exit_code != 0 and "outside" in " ".join(refused.output.split())
+    done = runner.invoke(
+        app, [*base, "-o", str(tmp_path / "b"), "--no-cache", "--allow-outside-root", "--workers", "1", "--limit", "5"]
+    )
+    assert done.exit_code == 0, done.output
+    report = json.loads((tmp_path / "b" / "robustness.json").read_text())
+    assert report["corruptions"]["jpeg"]["1"]["accuracy"] is not None
+    default_cache = Path(os.environ["IMAGESAFETY_CACHE"])  # conftest gives each test its own
+    assert not default_cache.exists() or cached_rows(default_cache) == 0
+    kept = runner.invoke(app, [*base, "-o", str(tmp_path / "c"), "--allow-outside-root", "--limit", "5"])
+    assert kept.exit_code == 0 and cached_rows(default_cache) > 0  # the check above can fail: the cache is written
+
+
+def test_streaming_a_dataset_read_from_disk_is_refused_in_one_line(red_folder):
+    from imagesafety.data import load_dataset
+
+    with pytest.raises(ValueError, match=r"--streaming applies to Hugging Face datasets; a folder dataset is read"):
+        load_dataset(red_folder, streaming=True)
+    assert len(list(load_dataset(red_folder))) == 12  # without it, the folder reads as before
