@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagesafety.records import SCHEMAS, schema
-from imagesafety.records.metrics import (
+from imagesafety.records.metrics_document import (
     FORMAT_VERSION,
     MetricBlock,
     MetricsFormatError,

@@ -49,7 +49,7 @@ def test_leaderboard_writes_pairs_and_marks_significance(tmp_path, red_folder):
     from conftest import MeanRedClassifier
     from imagesafety.bench.evaluate import evaluate
     from imagesafety.bench.leaderboard import build_leaderboard
-    from imagesafety.bench.report.leaderboard import write_leaderboard
+    from imagesafety.bench.report.leaderboard_files import write_leaderboard
 
     class Coin(MeanRedClassifier):
         name = "coin"

@@ -17,7 +17,7 @@ _LAZY = {
     "evaluate_many": "imagesafety.bench.many:evaluate_many",
     "robustness": "imagesafety.bench.robustness.run:robustness",
     "leaderboard": "imagesafety.bench.leaderboard:leaderboard_from_folders",
-    "write_leaderboard": "imagesafety.bench.report.leaderboard:write_leaderboard",
+    "write_leaderboard": "imagesafety.bench.report.leaderboard_files:write_leaderboard",
     "embed": "imagesafety.run.embed:embed",
     "explain": "imagesafety.evidence.api:explain",
     "redact": "imagesafety.evidence.redact:redact",

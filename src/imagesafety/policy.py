@@ -227,7 +227,7 @@ def fit_policy(
     from imagesafety.calibration import calibrate
     from imagesafety.calibration.fit import operating_threshold
     from imagesafety.files import write_atomic
-    from imagesafety.records.metrics import load_metrics
+    from imagesafety.records.metrics_document import load_metrics
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

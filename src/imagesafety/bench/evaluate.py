@@ -35,7 +35,7 @@ from imagesafety.data import Dataset, dataset_name, dataset_summary, load_datase
 from imagesafety.data.sample import ResolvesPaths
 from imagesafety.files import json_safe
 from imagesafety.media import FramePolicy
-from imagesafety.records.metrics import FORMAT_VERSION, MetricsDocument, parse_metrics
+from imagesafety.records.metrics_document import FORMAT_VERSION, MetricsDocument, parse_metrics
 from imagesafety.run.engine import EngineOptions, run_task
 from imagesafety.run.runner import RunStats
 from imagesafety.run.tasks import PredictionTask

@@ -1,6 +1,6 @@
 """The leaderboard: classifier x category F1 per source (real, generated, both), read from finished runs' metrics.json,
 optionally beside published figures. `build_leaderboard(run folders)` runs no model; `write_leaderboard` writes
-leaderboard.html / .csv / .md / .tex (see `bench.report.leaderboard`)."""
+leaderboard.html / .csv / .md / .tex (see `bench.report.leaderboard_files`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from imagesafety.bench.published import published_f1
-from imagesafety.records.metrics import Block, MetricBlock, MetricsDocument, MetricsFormatError, load_metrics
+from imagesafety.records.metrics_document import Block, MetricBlock, MetricsDocument, MetricsFormatError, load_metrics
 from imagesafety.taxonomy import UNSAFEBENCH
 
 SOURCES = ("real", "generated", "both")

@@ -134,7 +134,7 @@ def evaluate_many(
             compare_published = "unsafebench" if unsafebench_dataset(entries) else None
         board = build_leaderboard(entries, compare_published)
         if out is not None:
-            from imagesafety.bench.report.leaderboard import write_leaderboard
+            from imagesafety.bench.report.leaderboard_files import write_leaderboard
 
             files = write_leaderboard(board, out)
             write_atomic(out / RUN_ORDER, "".join(f"{e.folder.name}\n" for e in entries))
@@ -158,6 +158,6 @@ def compare_with_published(result: EvalResult, out_dir: str | Path | None, compa
     board = build_leaderboard([entry], compare_published)
     if out_dir is None:
         return board, {}
-    from imagesafety.bench.report.leaderboard import write_leaderboard
+    from imagesafety.bench.report.leaderboard_files import write_leaderboard
 
     return board, write_leaderboard(board, out_dir)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from imagesafety.bench.grouping import grouped
-from imagesafety.records.metrics import METRIC_NAMES
+from imagesafety.records.metrics_document import METRIC_NAMES
 
 METRICS = METRIC_NAMES
 BOOTSTRAP_CHUNK = 256

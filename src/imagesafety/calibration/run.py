@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from imagesafety.calibration.fit import UNSAFE, Calibration, fit_map, operating_threshold, rate, reliability
-from imagesafety.records.metrics import load_metrics
+from imagesafety.records.metrics_document import load_metrics
 
 
 def _columns(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:

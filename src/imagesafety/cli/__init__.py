@@ -250,7 +250,7 @@ def leaderboard_command(
     """Put finished runs side by side (no model runs): F1 per category and source, precision/recall/FPR, speed, cost."""
     from imagesafety.bench.leaderboard import leaderboard_from_folders
     from imagesafety.bench.report.console import print_leaderboard
-    from imagesafety.bench.report.leaderboard import write_leaderboard
+    from imagesafety.bench.report.leaderboard_files import write_leaderboard
 
     board = leaderboard_from_folders(runs, None if compare_published == "none" else compare_published)
     target = out or (runs[0] if len(runs) == 1 and not (runs[0] / "metrics.json").is_file() else Path("."))

@@ -226,7 +226,7 @@ def eval_command(
 ) -> None:
     """Recall@1/10/20 in the paper's settings, safe share for unsafe queries (with and without redirection),
     classification."""
-    from imagesafety.hysac.evaluate import evaluate_hysac
+    from imagesafety.hysac.scoring import evaluate_hysac
 
     report, path, rows = evaluate_hysac(model, data, out, split=split, device=device)
     table = Table(title=Text(f"HySAC on {data.name} ({rows} quadruples)"))

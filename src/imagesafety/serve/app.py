@@ -31,8 +31,8 @@ from imagesafety.serve.errors import APIError, error_body, install_error_handler
 from imagesafety.serve.explain import check_budget, explain_file, explain_mode
 from imagesafety.serve.fetch import FETCH_ERRORS, check_geometry, decode_data_url
 from imagesafety.serve.known import KnownImages
-from imagesafety.serve.metrics import ServiceMetrics
 from imagesafety.serve.openai_categories import moderation_result
+from imagesafety.serve.prometheus import ServiceMetrics
 from imagesafety.serve.schemas import ClassifyResponse, ImageInput, ModerationRequest, ModerationResponse, TextInput
 
 

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.records.metrics import Block, Estimate, MetricsDocument, UncoveredBlock
+from imagesafety.records.metrics_document import Block, Estimate, MetricsDocument, UncoveredBlock
 from imagesafety.taxonomy import category_label
 
 SHOWN = ("f1", "precision", "recall", "auroc", "fpr")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from imagesafety.bench.metrics import curve_points
 from imagesafety.bench.report.charts import SOURCE_COLOURS, Series, bar_chart, line_chart
-from imagesafety.records.metrics import Block, Estimate, MetricBlock
+from imagesafety.records.metrics_document import Block, Estimate, MetricBlock
 
 MAX_CURVE_POINTS = 400
 

@@ -18,7 +18,7 @@ from imagesafety.bench.report.figures import f1_bars, roc_pr_curves
 from imagesafety.files import write_atomic
 from imagesafety.images import MAX_PIXELS, thumbnail_jpeg
 from imagesafety.media import ViewInfo, view_picture
-from imagesafety.records.metrics import Block, Estimate, MetricsDocument, UncoveredBlock
+from imagesafety.records.metrics_document import Block, Estimate, MetricsDocument, UncoveredBlock
 from imagesafety.taxonomy import category_label
 
 if TYPE_CHECKING:
