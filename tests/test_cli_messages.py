@@ -152,7 +152,9 @@ def test_serve_says_where_its_audit_log_is(tmp_path, monkeypatch):
     monkeypatch.setattr(
         served,
         "create_app",
-        lambda config: type("App", (), {"state": type("S", (), {"imagesafety": {"audit_url": "sqlite:///X"}})()})(),
+        lambda config: type(
+            "App", (), {"state": type("S", (), {"imagesafety": type("Svc", (), {"audit_url": "sqlite:///X"})()})()}
+        )(),
     )
     monkeypatch.setattr("uvicorn.run", lambda *a, **k: None)
     served.serve(served.ServeConfig(auth=False), say=said.append)

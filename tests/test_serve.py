@@ -170,10 +170,10 @@ def test_a_crashing_classifier_fails_only_its_request(server):
 
 def test_concurrent_requests_are_micro_batched_and_all_audited(server):
     url, app = server
-    state = app.state.imagesafety
-    slow = state["served"]["slow-red"].classifier
+    state = app.state.imagesafety.state
+    slow = state.served["slow-red"].classifier
     slow.batches.clear()
-    audit = state["audit"]
+    audit = state.audit
     before = audit.written + audit.queue.qsize()
 
     async def many():

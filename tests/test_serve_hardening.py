@@ -100,7 +100,7 @@ def test_the_key_is_checked_before_the_body_is_read_and_failures_are_limited(tmp
 
 
 def test_a_junk_image_stops_the_decoding_of_the_others(tmp_path, monkeypatch):
-    import imagesafety.serve.app as served_app
+    import imagesafety.serve.service as served_app
 
     decoded = []
     real = served_app.read_views
