@@ -162,3 +162,40 @@ def test_a_bad_card_fails_in_one_line_naming_the_file_and_the_field(tmp_path):
         load_guard(guard_folder(tmp_path / "b", {**GUARD_1, "format": "imagesafety-guard/9"}))
     with pytest.raises(ValueError, match="field thresholds.unsafe"):
         load_guard(guard_folder(tmp_path / "c", {**GUARD_1, "thresholds": {"unsafe": "high"}}))
+
+
+def test_pair_candidates_read_back_as_written_and_a_bad_line_is_named(tmp_path):
+    from imagesafety.pairs.store import PairStore
+    from imagesafety.records.pairs import CandidateError
+
+    written = {  # a kept and a rejected attempt, as `pairs generate` has written them (key order included)
+        "image_sha256": "ab" * 32,
+        "sample_id": "s1",
+        "source_image": "1.png",
+        "category": "violence_harm_or_cruelty",
+        "seed": 0,
+        "instruction": "add a knife",
+        "planner": "template",
+        "editor": "mask-composite",
+        "source_label": 0,
+        "target_label": 1,
+        "source_category": "violence_harm_or_cruelty",
+        "source": "real",
+        "kept": True,
+        "reasons": [],
+        "scores": {"ssim": 0.8, "judge_edited": 0.9},
+        "pair_id": "0123456789abcdef",
+        "original": "images/abab.png",
+        "edited": "images/0123456789abcdef-edited.png",
+    }
+    rejected = {**{k: v for k, v in written.items() if k not in ("pair_id", "original", "edited")}, "seed": 1}
+    rejected.update(kept=False, reasons=["judge: still safe"], original_preview="p/o.jpg", edited_preview="p/e.jpg")
+    store = PairStore(tmp_path)
+    lines = [json.dumps(written), json.dumps(rejected), '{"image_sha256": "cut short by a cra']
+    store.log_path.write_text("\n".join(lines) + "\n")
+    kept, dropped = store.candidates()
+    assert kept.line() == written and list(kept.line()) == list(written) and kept.pair_id == "0123456789abcdef"
+    assert dropped.line() == rejected and not dropped.kept and dropped.reasons == ["judge: still safe"]
+    store.log_path.write_text(json.dumps({**written, "seed": "first"}) + "\n")
+    with pytest.raises(CandidateError, match=r"candidates.jsonl:1: field seed: "):
+        store.candidates()

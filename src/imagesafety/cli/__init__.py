@@ -730,7 +730,8 @@ def models_command(
 @app.command("schema")
 def schema_command(
     name: Annotated[
-        str, typer.Argument(help="the record: metrics (metrics.json), guard-card, hysac-card or lora-card")
+        str,
+        typer.Argument(help="the record: metrics (metrics.json), guard-card, hysac-card, lora-card or pair-candidate"),
     ] = "metrics",
 ) -> None:
     """Print the JSON Schema of a file imagesafety writes (generated from its typed record)."""

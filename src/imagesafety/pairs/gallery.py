@@ -16,6 +16,7 @@ from PIL import Image
 
 from imagesafety.files import write_atomic
 from imagesafety.pairs.store import PairStore
+from imagesafety.records.pairs import PairCandidate
 
 SCRIPT = """
 function applyFilters() {
@@ -70,12 +71,12 @@ def _thumb(path: Path | None, missing: str) -> str:
     return f"<img src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}' alt=''>"
 
 
-def _image(out: Path, c: dict, kind: str) -> Path | None:
+def _image(out: Path, c: PairCandidate, kind: str) -> Path | None:
     """The stored image (kept pairs) or preview (rejected candidates) of the original or the edit."""
-    rel = c.get(kind) or c.get(f"{kind}_preview")
+    rel = (c.original or c.original_preview) if kind == "original" else (c.edited or c.edited_preview)
     if rel:
         return out / rel
-    return out / "images" / f"{c['image_sha256'][:16]}.png" if kind == "original" else None
+    return out / "images" / f"{c.image_sha256[:16]}.png" if kind == "original" else None
 
 
 def write_gallery(out: str | Path) -> Path:
@@ -83,38 +84,36 @@ def write_gallery(out: str | Path) -> Path:
     store = PairStore(out)
     candidates = store.candidates()
     reviews = store.reviews()
-    cards, categories = [], sorted({c["category"] for c in candidates})
+    cards, categories = [], sorted({c.category for c in candidates})
     for c in candidates:
-        verdict = "kept" if c["kept"] else "rejected"
+        verdict = "kept" if c.kept else "rejected"
         original = _thumb(_image(out, c, "original"), "original not stored")
-        edited = _thumb(
-            _image(out, c, "edited"), "no edit (the editor failed)" if not c.get("scores") else "edit not stored"
-        )
-        edited_title = "edited" if c["kept"] else "edited (rejected)"
-        ssim = c.get("scores", {}).get("ssim", 0.0)
-        judge = c.get("scores", {}).get("judge_edited")
-        name = c.get("source_image") or c.get("sample_id", "")
+        edited = _thumb(_image(out, c, "edited"), "no edit (the editor failed)" if not c.scores else "edit not stored")
+        edited_title = "edited" if c.kept else "edited (rejected)"
+        ssim = c.scores.get("ssim", 0.0)
+        judge = c.scores.get("judge_edited")
+        name = c.source_image or c.sample_id or ""
         buttons = (
             (
-                f"<button onclick=\"review('{c['pair_id']}','accepted',this)\">accept</button> "
-                f"<button onclick=\"review('{c['pair_id']}','rejected',this)\">reject</button> "
-                f"<span class=review>{escape(reviews.get(c['pair_id'], ''))}</span>"
+                f"<button onclick=\"review('{c.pair_id}','accepted',this)\">accept</button> "
+                f"<button onclick=\"review('{c.pair_id}','rejected',this)\">reject</button> "
+                f"<span class=review>{escape(reviews.get(str(c.pair_id), ''))}</span>"
             )
-            if c["kept"]
+            if c.kept
             else ""
         )
         cards.append(
-            f"<div class='card {verdict}' data-category='{escape(c['category'])}' data-verdict='{verdict}' "
+            f"<div class='card {verdict}' data-category='{escape(c.category)}' data-verdict='{verdict}' "
             f"data-ssim='{ssim:.4f}' "
-            f"data-pair='{escape(str(c.get('pair_id', '')))}'>"
+            f"data-pair='{escape(c.pair_id or '')}'>"
             f"<div class=pair><figure><figcaption>original</figcaption>{original}</figure>"
             f"<figure><figcaption>{edited_title}</figcaption>{edited}</figure></div>"
-            f"<div class=file title='{escape(str(c.get('sample_id', '')))}'>{escape(name)}<span class='badge "
+            f"<div class=file title='{escape(c.sample_id or '')}'>{escape(name)}<span class='badge "
             f"{verdict}'>{verdict}</span></div>"
-            f"<div class=meta>{escape(c['category'])} · seed {c['seed']} · SSIM {ssim:.3f}"
+            f"<div class=meta>{escape(c.category)} · seed {c.seed} · SSIM {ssim:.3f}"
             f"{'' if judge is None else f' · judge on the edit {judge:.3f}'}</div>"
-            f"<div>{escape(c['instruction'])}</div><div "
-            f"class=reasons>{escape('; '.join(c['reasons']))}</div>{buttons}</div>"
+            f"<div>{escape(c.instruction)}</div><div "
+            f"class=reasons>{escape('; '.join(c.reasons))}</div>{buttons}</div>"
         )
     options = "".join(f"<option value='{escape(k)}'>{escape(k)}</option>" for k in categories)
     html = (

@@ -23,6 +23,7 @@ from imagesafety.pairs.editors import Editor
 from imagesafety.pairs.plans import template_plans
 from imagesafety.pairs.store import PairStore
 from imagesafety.pairs.verify import Thresholds, verify_pair
+from imagesafety.records.pairs import PairCandidate
 from imagesafety.run.progress import add_task, announce, progress_bar
 from imagesafety.run.runner import compute_isolating_failures
 from imagesafety.run.tasks import PredictionTask
@@ -110,8 +111,8 @@ def generate_pairs(
                     continue
                 stats.plans += 1
                 previous = done.get((sha, plan.category), [])
-                if any(c["kept"] for c in previous) or len(previous) >= seeds:
-                    stats.kept += any(c["kept"] for c in previous)
+                if any(c.kept for c in previous) or len(previous) >= seeds:
+                    stats.kept += any(c.kept for c in previous)
                     bar.update(task, advance=1)
                     continue
                 if original_judgment is None:
@@ -120,20 +121,20 @@ def generate_pairs(
                     plan = planner.rewrite(plan, original, taxonomy)
                 kept = False
                 for seed in range(len(previous), seeds):
-                    candidate = {
-                        "image_sha256": sha,
-                        "sample_id": sample.id,
-                        "source_image": Path(sample.image_ref).name,
-                        "category": plan.category,
-                        "seed": seed,
-                        "instruction": plan.instruction,
-                        "planner": plan.planner,
-                        "editor": editor.name,
-                        "source_label": plan.source_label,
-                        "target_label": plan.target_label,
-                        "source_category": sample.category,
-                        "source": sample.source,
-                    }
+                    attempt = dict(
+                        image_sha256=sha,
+                        sample_id=sample.id,
+                        source_image=Path(sample.image_ref).name,
+                        category=plan.category,
+                        seed=seed,
+                        instruction=plan.instruction,
+                        planner=plan.planner,
+                        editor=editor.name,
+                        source_label=plan.source_label,
+                        target_label=plan.target_label,
+                        source_category=sample.category,
+                        source=sample.source,
+                    )
                     try:
                         edited = editor.edit(original, plan, seed)
                         verdict = verify_pair(
@@ -148,24 +149,25 @@ def generate_pairs(
                             original_judgment=original_judgment,
                         )
                     except Exception as exc:  # an editor error is recorded and retried with the next seed
-                        candidate.update(kept=False, reasons=[f"editor failed: {type(exc).__name__}: {exc}"], scores={})
+                        attempt.update(kept=False, reasons=[f"editor failed: {type(exc).__name__}: {exc}"], scores={})
                     else:
-                        candidate.update(kept=verdict.kept, reasons=verdict.reasons, scores=verdict.scores)
+                        attempt.update(kept=verdict.kept, reasons=verdict.reasons, scores=verdict.scores)
                         if verdict.kept:
                             pair_id = hashlib.sha256(f"{sha}|{plan.category}|{seed}".encode()).hexdigest()[:16]
                             original_rel, edited_rel = store.save_pair(sha, pair_id, original, edited)
-                            candidate.update(pair_id=pair_id, original=original_rel, edited=edited_rel)
+                            attempt.update(pair_id=pair_id, original=original_rel, edited=edited_rel)
                         else:  # previews, so a reviewer sees what was rejected and why
-                            candidate.update(
+                            attempt.update(
                                 original_preview=store.save_preview(sha[:16], original),
                                 edited_preview=store.save_preview(f"{sha[:16]}-{plan.category}-{seed}", edited),
                             )
+                    candidate = PairCandidate(**attempt)
                     log(candidate)
-                    if candidate["kept"]:
+                    if candidate.kept:
                         kept = True
                         break
                     stats.rejected += 1
-                    stats.reasons.update(reason_kind(r) for r in candidate["reasons"])
+                    stats.reasons.update(reason_kind(r) for r in candidate.reasons)
                 stats.kept += kept
                 stats.failed_plans += not kept
                 bar.update(task, advance=1)

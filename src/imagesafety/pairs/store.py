@@ -9,12 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from PIL import Image
 
 from imagesafety.files import atomic_path
+from imagesafety.records.pairs import PairCandidate, parse_candidate
 
 TABLE_COLUMNS = [
     "id",
@@ -48,21 +48,24 @@ class PairStore:
         self.images.mkdir(parents=True, exist_ok=True)
         return self
 
-    def candidates(self) -> list[dict[str, Any]]:
-        """Every attempt so far, in order (a line cut short by a crash is ignored)."""
+    def candidates(self) -> list[PairCandidate]:
+        """Every attempt so far, in order (a line cut short by a crash is ignored; a line that is not a candidate is
+        an error naming the file, the line and the field)."""
         found = []
-        for line in self.log_path.read_text(encoding="utf-8").splitlines() if self.log_path.is_file() else []:
+        lines = self.log_path.read_text(encoding="utf-8").splitlines() if self.log_path.is_file() else []
+        for number, line in enumerate(lines, 1):
             try:
-                found.append(json.loads(line))
+                data = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            found.append(parse_candidate(data, f"{self.log_path}:{number}"))
         return found
 
-    def attempts(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    def attempts(self) -> dict[tuple[str, str], list[PairCandidate]]:
         """Attempts by (image sha256, category): what a re-run skips."""
-        done: dict[tuple[str, str], list[dict]] = {}
+        done: dict[tuple[str, str], list[PairCandidate]] = {}
         for c in self.candidates():
-            done.setdefault((c["image_sha256"], c["category"]), []).append(c)
+            done.setdefault((c.image_sha256, c.category), []).append(c)
         return done
 
     @contextmanager
@@ -70,8 +73,8 @@ class PairStore:
         """Append attempts one line at a time, flushed, so a crash keeps everything written."""
         with self.log_path.open("a", encoding="utf-8") as fh:
 
-            def append(candidate: dict[str, Any]) -> None:
-                fh.write(json.dumps(candidate, default=float) + "\n")
+            def append(candidate: PairCandidate) -> None:
+                fh.write(json.dumps(candidate.line(), default=float) + "\n")
                 fh.flush()
 
             yield append
@@ -107,7 +110,7 @@ class PairStore:
         """Append a decision and rewrite the pair table with it."""
         if decision not in DECISIONS:
             raise ValueError(f"decision must be {' or '.join(DECISIONS)}")
-        if pair_id not in {c.get("pair_id") for c in self.candidates()}:
+        if pair_id not in {c.pair_id for c in self.candidates()}:
             raise ValueError(f"unknown pair {pair_id!r}")
         with self.reviews_path.open("a", encoding="utf-8") as fh:
             fh.write(
@@ -120,33 +123,33 @@ class PairStore:
         reviews = self.reviews()
         rows = []
         for c in self.candidates():
-            if not c.get("kept"):
+            if not c.kept or c.pair_id is None:
                 continue
             common = {
-                "pair_id": c["pair_id"],
-                "category": c["category"],
-                "instruction": c["instruction"],
-                "editor": c["editor"],
-                "seed": c["seed"],
-                "source": c.get("source"),
-                "source_image": c.get("source_image"),
-                "scores": json.dumps(c["scores"], default=float),
-                "review": reviews.get(c["pair_id"]),
+                "pair_id": c.pair_id,
+                "category": c.category,
+                "instruction": c.instruction,
+                "editor": c.editor,
+                "seed": c.seed,
+                "source": c.source,
+                "source_image": c.source_image,
+                "scores": json.dumps(c.scores, default=float),
+                "review": reviews.get(c.pair_id),
             }
             rows.append(
                 {
-                    "id": f"{c['pair_id']}:original",
-                    "path": c["original"],
-                    "label": c["source_label"],
+                    "id": f"{c.pair_id}:original",
+                    "path": c.original,
+                    "label": c.source_label,
                     "role": "original",
                     **common,
                 }
             )
             rows.append(
                 {
-                    "id": f"{c['pair_id']}:edited",
-                    "path": c["edited"],
-                    "label": c["target_label"],
+                    "id": f"{c.pair_id}:edited",
+                    "path": c.edited,
+                    "label": c.target_label,
                     "role": "edited",
                     **common,
                 }

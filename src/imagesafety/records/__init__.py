@@ -1,5 +1,6 @@
-"""Typed records of what crosses between packages and onto disk (the metrics document, model cards). Each is
-validated once where it is read, written from the record, and has a JSON Schema generated from it."""
+"""Typed records of what crosses between packages and onto disk (the metrics document, model cards, pair
+candidates). Each is validated once where it is read, written from the record, and has a JSON Schema generated from
+it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ SCHEMAS: dict[str, str] = {
     "guard-card": "imagesafety.records.cards:guard_card_schema",
     "hysac-card": "imagesafety.records.cards:hysac_card_schema",
     "lora-card": "imagesafety.records.cards:lora_card_schema",
+    "pair-candidate": "imagesafety.records.pairs:pair_candidate_schema",
 }
 
 
