@@ -189,8 +189,17 @@ _BUILTIN: tuple[Entry, ...] = (
         "imagesafety.classifiers.marqo_nsfw:from_spec",
         "Marqo's NSFW detector (timm ViT-tiny/16 at 384) as its card runs it: P(NSFW)",
         "marqo-nsfw | marqo-nsfw:FOLDER",
-        extra="openclip",
+        extra="timm",
         modules=("torch", "timm"),
+    ),
+    _e(
+        "classifier",
+        "freepik-nsfw",
+        "imagesafety.classifiers.freepik_nsfw:from_spec",
+        "Freepik's four-level NSFW detector (EVA-02 at 448, transformers' timm wrapper): P(level or above)",
+        "freepik-nsfw | freepik-nsfw:FOLDER --option level=medium",
+        extra="timm",
+        modules=("torch", "timm", "transformers"),
     ),
     _e(
         "classifier",

@@ -32,6 +32,7 @@ EXTRA_OF_MODULE = {
     "transformers": "clip",
     "safetensors": "clip",
     "open_clip": "openclip",
+    "timm": "timm",
     "faiss": "hyperbolic",
     "peft": "hyperbolic",
     "fastapi": "serve",
