@@ -241,9 +241,16 @@ def coverage(classifier: SafetyClassifier) -> frozenset[str] | None:
     return classifier.covers if isinstance(classifier, DeclaresCoverage) else None
 
 
+@runtime_checkable
+class PrefersBatchSize(Protocol):
+    """A classifier that says how many images it wants per call (endpoints: their concurrency)."""
+
+    preferred_batch_size: int
+
+
 def preferred_batch_size(classifier: SafetyClassifier) -> int:
-    """How many images the classifier wants per call (endpoints: their concurrency, 16 at least; others 16)."""
-    return classifier.preferred_batch_size if isinstance(classifier, Classifier) else 16
+    """How many images the classifier wants per call (16 when it does not say)."""
+    return int(classifier.preferred_batch_size) if isinstance(classifier, PrefersBatchSize) else 16
 
 
 def logit(probability: float) -> float:

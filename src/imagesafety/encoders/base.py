@@ -36,6 +36,16 @@ class TextEncoder(Protocol):
 
 
 @runtime_checkable
+class RawFeatures(Protocol):
+    """Torch CLIP encoders whose features before the final normalisation are reachable (the zoo's heads were trained
+    on them): `pixels` batches prepared arrays, `raw_image_features` is differentiable in those pixels."""
+
+    def pixels(self, items: list[Any]) -> Any: ...
+
+    def raw_image_features(self, pixels: Any) -> Any: ...
+
+
+@runtime_checkable
 class DifferentiableEncoder(Protocol):
     """Torch encoders: `pixel_spec` turns images into [0, 1] pixels and `image_features` is differentiable in them."""
 

@@ -19,6 +19,7 @@ import numpy as np
 from imagesafety import hub
 from imagesafety.classifiers.base import Prediction, TorchClassifier, decide
 from imagesafety.encoders import load_encoder
+from imagesafety.encoders.base import DifferentiableEncoder, RawFeatures
 
 try:  # numpy 2 moved the array internals; pickles name either place
     from numpy._core.multiarray import _reconstruct
@@ -136,7 +137,7 @@ class FeatureMemo:
             + str(array.shape).encode()
         )
 
-    def features(self, encoder, items: list[np.ndarray]) -> np.ndarray:
+    def features(self, encoder: RawFeatures, items: list[np.ndarray]) -> np.ndarray:
         """(n, d) raw (not normalised) image features of the prepared arrays, computed only for unseen ones."""
         import torch
 
@@ -177,8 +178,11 @@ class ClipHeadClassifier(TorchClassifier):
         default_backbone: str = VIT_L14,
         quickgelu_arch: str = "ViT-L-14-quickgelu",
     ):
-        self.encoder = load_encoder(backbone_spec(backbone, default_backbone, quickgelu_arch), device)
-        self.pixel_spec, self.device = self.encoder.pixel_spec, self.encoder.device
+        encoder = load_encoder(backbone_spec(backbone, default_backbone, quickgelu_arch), device)
+        if not (isinstance(encoder, RawFeatures) and isinstance(encoder, DifferentiableEncoder)):
+            raise WeightsError(f"{encoder.name}: the zoo's heads need a torch CLIP encoder with raw image features")
+        self.encoder = encoder
+        self.pixel_spec, self.device = encoder.pixel_spec, encoder.device
         self.memo = memo_for(self.encoder)
 
     def head_logit(self, feats):
