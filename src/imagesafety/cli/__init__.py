@@ -423,6 +423,7 @@ def embed_command(
 
 
 @app.command("explain")
+@data_options
 def explain_command(
     classifier: Annotated[
         list[str], typer.Option("--classifier", "-c", help="classifier spec (repeatable: their evidence is compared)")
@@ -441,9 +442,6 @@ def explain_command(
     category: Annotated[
         Optional[str], typer.Option(help="explain this category's score instead of the unsafe score")
     ] = None,
-    split: Optional[str] = None,
-    categories: Annotated[Optional[str], typer.Option(help="comma-separated image categories to keep")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     fill: Annotated[
         str, typer.Option(help="how removed pixels are filled: blur, pixelate, mean, telea or ns (OpenCV inpainting)")
     ] = "blur",
@@ -454,6 +452,7 @@ def explain_command(
         float, typer.Option(min=0.01, max=1.0, help="largest share of the image the flip search may remove")
     ] = 0.5,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
+    selection: Any = None,
 ) -> None:
     """Where each image's unsafe evidence is: maps, top regions, the smallest region whose removal flips the verdict."""
     from imagesafety.evidence.report import run_explain
@@ -464,9 +463,7 @@ def explain_command(
         out,
         method=method,
         category=category,
-        split=split,
-        categories=split_list(categories),
-        limit=limit,
+        **selection.kwargs(),
         classifier_options=parse_options(option),
         fill=fill,
         work_side=work_side,

@@ -274,20 +274,26 @@ def run_explain(
     category: str | None = None,
     split: str | None = None,
     categories: list[str] | None = None,
+    sources: list[str] | None = None,
     limit: int | None = None,
+    streaming: bool = False,
+    allow_outside_root: bool = False,
+    url_hosts: list[str] | None = None,
     classifier_options: dict | None = None,
     **settings,
 ) -> tuple[pd.DataFrame, Path]:
     """Evidence of every classifier on a dataset's images: evidence.parquet, the maps and explain.html under `out_dir`
     (each image's evidence cached there as it is computed, so an interrupted run resumes)."""
     from imagesafety import registry
-    from imagesafety.data import load_dataset, select_samples
+    from imagesafety.data import select_samples
     from imagesafety.evidence.api import explain, resolve_method
+    from imagesafety.run.job import DataSelection
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(dataset, splits=[split] if split else None) if isinstance(dataset, (str, Path)) else dataset
-    samples = list(select_samples(data, categories, None, [split] if split else None, limit))
+    selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
+    data = selection.open(dataset)
+    samples = list(select_samples(data, categories, sources, [split] if split else None, limit))
     if not samples:
         raise ValueError("no images to explain: the filters left nothing")
     labels = {s.id: s.category for s in samples}
