@@ -22,6 +22,7 @@ from imagesafety.cli.common import (
     fail,
     frame_policy,
     parse_options,
+    reading_options,
     split_list,
 )
 from imagesafety.cli.guard import app as guard_app
@@ -94,6 +95,7 @@ OutsideRoot = Annotated[
 @app.command("eval")
 @data_options
 @engine_options
+@reading_options
 def eval_command(
     classifier: Annotated[
         list[str],
@@ -158,17 +160,9 @@ def eval_command(
         float, typer.Option(min=0.0, max=1.0, help="fail the run when more than this share of images fail")
     ] = 0.5,
     html: Annotated[bool, typer.Option("--html/--no-html")] = True,
-    max_frames: MaxFramesOpt = 64,
-    frame_rule: FrameRuleOpt = "max",
-    fps: FpsOpt = 1.0,
-    early_exit: Annotated[
-        bool,
-        typer.Option(
-            "--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)"
-        ),
-    ] = False,
     selection: Any = None,
     run: Any = None,
+    frames: Any = None,
 ) -> None:
     """Benchmark a classifier on a labelled image set: metrics per category and source, with reports."""
     from imagesafety.bench.coverage import parse_covers
@@ -185,7 +179,7 @@ def eval_command(
         max_error_rate=max_error_rate,
         covers="declared" if covers is None else parse_covers(covers),
         classifier_options=parse_options(option) | endpoint_options(base_url, concurrency, protocol, unsure),
-        frames=frame_policy(max_frames, frame_rule, fps, early_exit),
+        frames=frames,
         **selection.kwargs(),
         **run.kwargs(),
     )
@@ -275,6 +269,7 @@ def parse_severities(severity: str) -> list[int]:
 @app.command("robustness")
 @data_options
 @engine_options
+@reading_options
 def robustness_command(
     classifier: Annotated[str, typer.Option("--classifier", "-c")],
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
@@ -309,17 +304,9 @@ def robustness_command(
         Optional[Path], typer.Option(help="write adversarial images + manifest.jsonl here (loadable by eval)")
     ] = None,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
-    max_frames: MaxFramesOpt = 64,
-    frame_rule: FrameRuleOpt = "max",
-    fps: FpsOpt = 1.0,
-    early_exit: Annotated[
-        bool,
-        typer.Option(
-            "--early-exit", help="stop a video at the first frame over the threshold (the saved frames are reported)"
-        ),
-    ] = False,
     selection: Any = None,
     run: Any = None,
+    frames: Any = None,
 ) -> None:
     """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
     from imagesafety.bench.robustness.run import robustness
@@ -339,7 +326,7 @@ def robustness_command(
         severities=parse_severities(severity),
         save_adversarial=save_adversarial,
         classifier_options=parse_options(option),
-        frames=frame_policy(max_frames, frame_rule, fps, early_exit),
+        frames=frames,
         **selection.kwargs(),
         **run.kwargs(),
     )

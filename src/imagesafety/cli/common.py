@@ -300,5 +300,23 @@ def with_options(into: str, group: tuple[inspect.Parameter, ...], build: Callabl
     return decorate
 
 
+FRAME_OPTIONS = (
+    _option("max_frames", MaxFramesOpt, 64),
+    _option("frame_rule", FrameRuleOpt, "max"),
+    _option("fps", FpsOpt, 1.0),
+    _option(
+        "early_exit",
+        Annotated[
+            bool,
+            typer.Option(
+                "--early-exit",
+                help="stop a video at the first frame over the threshold (the saved frames are reported)",
+            ),
+        ],
+        False,
+    ),
+)
+
 data_options = with_options("selection", DATA_SELECTION_OPTIONS, data_selection)
+reading_options = with_options("frames", FRAME_OPTIONS, frame_policy)
 engine_options = with_options("run", RUN_OPTIONS, run_options)
