@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imagesafety.cli import app
-from imagesafety.cli.common import DATA_SELECTION_OPTIONS, FRAME_OPTIONS, RUN_OPTIONS
+from imagesafety.cli.common import DATA_SELECTION_OPTIONS, RUN_OPTIONS
 
 runner = CliRunner()
 ENGINE_COMMANDS = ("eval", "robustness", "embed")

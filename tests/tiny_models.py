@@ -459,3 +459,133 @@ def make_tiny_timm_classifier(directory: Path, labels=("NSFW", "SFW"), seed: int
         model_args={"img_size": 64, "depth": 2, "num_classes": len(labels)},
     )
     return directory
+
+
+# Llama Guard 4's chat template, written from the prompt its processor renders (Hugging Face's llama-recipes
+# notebook): the categories (S14 only without an image), excluded_category_keys honoured, the answer instructions.
+LLAMAGUARD4_CATEGORIES = [
+    ("S1", "Violent Crimes"),
+    ("S2", "Non-Violent Crimes"),
+    ("S3", "Sex Crimes"),
+    ("S4", "Child Exploitation"),
+    ("S5", "Defamation"),
+    ("S6", "Specialized Advice"),
+    ("S7", "Privacy"),
+    ("S8", "Intellectual Property"),
+    ("S9", "Indiscriminate Weapons"),
+    ("S10", "Hate"),
+    ("S11", "Self-Harm"),
+    ("S12", "Sexual Content"),
+    ("S13", "Elections"),
+    ("S14", "Code Interpreter Abuse"),
+]
+LLAMAGUARD4_TEMPLATE = (
+    "{% set ns = namespace(image=false) %}"
+    "{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'image' %}{% set ns.image = true %}"
+    "{% endif %}{% endfor %}{% endfor %}"
+    "{% set excluded = excluded_category_keys if excluded_category_keys is defined else [] %}"
+    "{{ bos_token }}<|header_start|>user<|header_end|>\n\n"
+    "Task: Check if there is unsafe content in 'User' messages in conversations according to our safety policy "
+    "with the below categories.\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\n"
+    "{% for code, name in categories %}{% if code not in excluded and not (code == 'S14' and ns.image) %}"
+    "{{ code }}: {{ name }}.\n{% endif %}{% endfor %}"
+    "<END UNSAFE CONTENT CATEGORIES>\n\n<BEGIN CONVERSATION>\n\n"
+    "{% for m in messages %}User: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|image|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}\\n\\n\n\n{% endfor %}"
+    "<END CONVERSATION>\n\nProvide your safety assessment for ONLY THE LAST User message in the above "
+    "conversation:\n - First line must read 'safe' or 'unsafe'.\n - If unsafe, a second line must include a "
+    "comma-separated list of violated categories. <|eot|><|header_start|>assistant<|header_end|>\n\n"
+)
+
+
+def make_tiny_llamaguard4(folder: Path) -> Path:
+    """A random two-layer Llama 4 (vision tower, pixel shuffle, text model) with a byte-level tokenizer holding Llama
+    4's special tokens and a processor carrying Llama Guard 4's prompt, saved as the Hub repository is laid out."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        Llama4Config,
+        Llama4ForConditionalGeneration,
+        Llama4ImageProcessor,
+        Llama4Processor,
+        Llama4TextConfig,
+        Llama4VisionConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    special = [
+        "<|begin_of_text|>",
+        "<|eot|>",
+        "<|header_start|>",
+        "<|header_end|>",
+        "<|image|>",
+        "<|image_start|>",
+        "<|image_end|>",
+        "<|patch|>",
+        "<|tile_x_separator|>",
+        "<|tile_y_separator|>",
+        "<|finetune_right_pad|>",
+    ]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    raw = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.add_special_tokens(special)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<|begin_of_text|>", eos_token="<|eot|>", pad_token="<|finetune_right_pad|>"
+    )
+    template = LLAMAGUARD4_TEMPLATE.replace(
+        "{% for code, name in categories %}",
+        "{% for code, name in " + repr([list(c) for c in LLAMAGUARD4_CATEGORIES]) + " %}",
+    )
+    processor = Llama4Processor(
+        image_processor=Llama4ImageProcessor(size={"height": 28, "width": 28}, max_patches=1),
+        tokenizer=tokenizer,
+        patch_size=14,
+        pixel_shuffle_ratio=0.5,
+        chat_template=template,
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    text = Llama4TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        intermediate_size_mlp=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        num_local_experts=1,
+        num_experts_per_tok=1,
+        interleave_moe_layer_step=0,
+        moe_layers=[],
+        no_rope_layers=[1, 1],
+        attention_chunk_size=4096,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = Llama4VisionConfig(
+        hidden_size=32,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=14,
+        vision_output_dim=32,
+        projector_input_dim=32,
+        projector_output_dim=32,
+        pixel_shuffle_ratio=0.5,
+    )
+    config = Llama4Config(
+        text_config=text,
+        vision_config=vision,
+        image_token_index=ids("<|patch|>"),
+        boi_token_index=ids("<|image_start|>"),
+        eoi_token_index=ids("<|image_end|>"),
+    )
+    torch.manual_seed(0)
+    Llama4ForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -194,6 +194,15 @@ _BUILTIN: tuple[Entry, ...] = (
     ),
     _e(
         "classifier",
+        "llamaguard4",
+        "imagesafety.classifiers.llamaguard4:from_spec",
+        "Meta's Llama Guard 4 (12B, gated) with its processor's own prompt: P(unsafe), S1-S13 codes as categories",
+        "llamaguard4 | llamaguard4:FOLDER --option exclude=S5,S7",
+        extra="clip",
+        modules=("torch", "transformers"),
+    ),
+    _e(
+        "classifier",
         "freepik-nsfw",
         "imagesafety.classifiers.freepik_nsfw:from_spec",
         "Freepik's four-level NSFW detector (EVA-02 at 448, transformers' timm wrapper): P(level or above)",
