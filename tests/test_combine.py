@@ -147,3 +147,31 @@ def test_vote_refuses_parts_with_disjoint_coverage():
 
     with pytest.raises(ValueError, match="do not overlap"):
         Combined("vote", [A(), B()], k=1)
+
+
+def test_a_combination_pays_for_the_answers_of_every_part_it_asked(parts, monkeypatch):
+    """Parts that report usage (as VLMs do): a cascade's image costs the stages it went through, a vote all parts."""
+    from PIL import Image
+
+    from imagesafety import registry
+    from imagesafety.classifiers.base import Usage
+
+    def priced(clf, cost):
+        inner = clf.predict
+
+        def predict(images):
+            return [
+                Prediction(p.unsafe_score, p.decision, p.category_scores, p.raw, usage=Usage(10, 1, cost))
+                for p in inner(images)
+            ]
+
+        monkeypatch.setattr(clf, "predict", predict)
+
+    priced(parts["red"], 0.25)
+    priced(parts["green"], 1.0)
+    dark, middling = Image.new("RGB", (8, 8), (0, 0, 0)), Image.new("RGB", (8, 8), (128, 128, 0))
+    cascade = registry.build("classifier", "cascade:red>green", band="0.3:0.7")
+    first, second = cascade.predict([dark, middling])  # red 0 leaves the band at once; red 0.5 goes on to green
+    assert first.usage == Usage(10, 1, 0.25) and second.usage == Usage(20, 2, 1.25)
+    both = registry.build("classifier", "max:red,green").predict([dark])[0]
+    assert both.usage == Usage(20, 2, 1.25)

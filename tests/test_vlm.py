@@ -178,3 +178,41 @@ def test_moderation_endpoint_classifier_against_our_own_server(tmp_path):
     merged = remote.predictions.set_index("id")["category_scores"].map(lambda d: d["sexual"])
     expected = local.predictions.set_index("id")["score"]
     assert (abs(merged - expected.loc[merged.index]) < 1e-3).all()
+
+
+def test_usage_is_a_field_of_the_prediction_and_every_frame_of_an_animation_is_paid_for(server, tmp_path):
+    """The fake server answers 100 prompt and 3 completion tokens per call: a 3-frame GIF costs three calls (not
+    the deciding frame's one), and the run's usage is the sum over its images."""
+    from PIL import Image
+
+    url, _ = server
+    root = tmp_path / "d" / "unsafe" / "violence"
+    root.mkdir(parents=True)
+    frames = [Image.new("RGB", (40, 40), (30 + 90 * i, 20, 20)) for i in range(3)]  # distinct frames, distinct calls
+    frames[0].save(root / "a.gif", save_all=True, append_images=frames[1:], duration=100)
+    (root / "b.jpg").write_bytes(jpeg_bytes((230, 20, 20)))
+    result = evaluate(
+        vlm(url, "redness", tmp_path, protocol="policy"), tmp_path / "d", cache=None, progress=False, n_boot=10
+    )
+    usage = {r.id: json.loads(r.usage) for r in result.predictions.itertuples()}
+    assert (
+        usage["unsafe/violence/a.gif"]["prompt_tokens"] == 300
+        and usage["unsafe/violence/b.jpg"]["prompt_tokens"] == 100
+    )
+    assert result.metrics["answers"]["usage"]["prompt_tokens"] == 400
+    assert result.metrics["answers"]["usage"]["completion_tokens"] == 12
+    assert "usage" not in json.loads(result.predictions["raw"].iloc[0])  # the raw answer no longer carries it
+
+
+def test_a_prediction_cached_with_usage_in_its_raw_answer_still_has_its_usage():
+    from imagesafety.classifiers.base import Prediction, Usage
+
+    old = {
+        "unsafe_score": 1.0,
+        "decision": 1,
+        "category_scores": {},
+        "raw": {"answers": ["unsafe"], "usage": {"prompt_tokens": 7, "completion_tokens": 2, "cost": 0.5}},
+    }
+    assert Prediction.from_dict(old).usage == Usage(7, 2, 0.5)
+    fresh = Prediction(0.2, 0, {}, None)
+    assert "usage" not in fresh.to_dict() and Prediction.from_dict(fresh.to_dict()).usage is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from imagesafety.classifiers.base import (
     SafetyClassifier,
     TrainedOn,
     TrainedOnHashes,
+    Usage,
     cache_key,
     coverage,
     preferred_batch_size,
@@ -362,12 +363,13 @@ def summary_warnings(name: str, summary: dict[str, Any]) -> list[str]:
 
 def answer_summary(rows: pd.DataFrame) -> dict | None:
     """For answer-giving models (VLMs): unsure answers and failures per category, and token use and cost."""
-    answered = rows[rows["raw"].map(lambda r: isinstance(r, str) and '"usage"' in r)]
+    answered = rows[rows["usage"].notna()] if "usage" in rows else rows.iloc[:0]
     if answered.empty:
         return None
-    raws = answered["raw"].map(json.loads)
+    raws = answered["raw"].map(lambda r: json.loads(r) if isinstance(r, str) else {})
+    usages = [Usage.from_dict(json.loads(u)) for u in answered["usage"]]
     frame = rows.assign(unsure=0, answered=False, failed=rows["error"].notna())
-    frame.loc[answered.index, "unsure"] = raws.map(lambda r: int(r.get("unsure", 0)))
+    frame.loc[answered.index, "unsure"] = raws.map(lambda r: int(r.get("unsure", 0)) if isinstance(r, dict) else 0)
     frame.loc[answered.index, "answered"] = True
 
     def block(part: pd.DataFrame, name: str) -> dict:
@@ -378,7 +380,7 @@ def answer_summary(rows: pd.DataFrame) -> dict | None:
         }
 
     per_category = grouped(frame, block, by=("category",))["by_category"]
-    usage = {k: sum(r["usage"].get(k, 0) for r in raws) for k in ("prompt_tokens", "completion_tokens", "cost")}
+    usage = asdict(Usage.total(usages) or Usage())
     return {"per_category": per_category, "usage": usage, "unsure_answers": int(frame["unsure"].sum())}
 
 

@@ -23,6 +23,32 @@ if TYPE_CHECKING:
     from imagesafety.store import PredictionCache
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What an answer-giving model's answers cost: tokens in and out, and the endpoint's price for them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cost + other.cost,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Usage:
+        return cls(int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)), float(data.get("cost", 0)))
+
+    @classmethod
+    def total(cls, usages: list[Usage | None]) -> Usage | None:
+        """The sum of the usages given (None when there are none)."""
+        found = [u for u in usages if u is not None]
+        return sum(found[1:], found[0]) if found else None
+
+
 @dataclass
 class Prediction:
     """One classifier's verdict on one image: unsafe probability, decision, per-category scores, raw output."""
@@ -34,21 +60,28 @@ class Prediction:
     views: ViewsReport | None = (
         None  # set when the image had several views (frames, backgrounds): how they were combined
     )
+    usage: Usage | None = None  # answer-giving models (VLMs): tokens and cost of the answers behind this prediction
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.views is None:
-            del data["views"]  # cached predictions of single-view images keep their old form
+        for optional in ("views", "usage"):  # cached predictions without them keep their old form
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        raw = data.get("raw")
+        usage = data.get("usage")
+        if usage is None and isinstance(raw, dict) and isinstance(raw.get("usage"), dict):
+            usage = raw["usage"]  # cached before usage was a field: it sat in the raw answer
         return cls(
             unsafe_score=float(data["unsafe_score"]),
             decision=int(data["decision"]),
             category_scores={k: float(v) for k, v in (data.get("category_scores") or {}).items()},
-            raw=data.get("raw"),
+            raw=raw,
             views=ViewsReport.from_dict(data["views"]) if data.get("views") else None,
+            usage=Usage.from_dict(usage) if usage else None,
         )
 
 

@@ -20,6 +20,7 @@ from imagesafety.classifiers.base import (
     ModelFailure,
     Prediction,
     SafetyClassifier,
+    Usage,
     cache_key,
     coverage,
     decide,
@@ -38,9 +39,7 @@ class StageCost:
 
 
 def _cost_of(pred: Prediction) -> float:
-    raw = pred.raw if isinstance(pred.raw, dict) else {}
-    usage = raw.get("usage") if isinstance(raw.get("usage"), dict) else {}
-    return float(usage.get("cost", 0.0) or 0.0)
+    return pred.usage.cost if pred.usage is not None else 0.0
 
 
 def parse_band(value: Any) -> tuple[float, float]:
@@ -117,6 +116,7 @@ class Combined(Classifier):
     def _cascade(self, images: list[Image.Image]) -> list[Prediction]:
         lo, hi = self.band
         stages: list[list[dict]] = [[] for _ in images]
+        spent: list[Usage | None] = [None] * len(images)
         final: list[Prediction | None] = [None] * len(images)
         pending = list(range(len(images)))
         for depth, part in enumerate(self.parts):
@@ -125,6 +125,7 @@ class Combined(Classifier):
             onward = []
             for i, pred in zip(pending, preds):
                 stages[i].append({"stage": part.name, "score": pred.unsafe_score, "decision": pred.decision})
+                spent[i] = Usage.total([spent[i], pred.usage])
                 if last or not lo <= pred.unsafe_score <= hi:
                     final[i] = pred
                 else:
@@ -141,6 +142,7 @@ class Combined(Classifier):
                     pred.decision,
                     dict(pred.category_scores),
                     {"rule": "cascade", "band": [lo, hi], "decided_by": decided, "stages": stages[i]},
+                    usage=spent[i],
                 )
             )
         return out
@@ -172,7 +174,8 @@ class Combined(Classifier):
                 {"stage": part.name, "score": p.unsafe_score, "decision": p.decision}
                 for part, p in zip(self.parts, preds)
             ]
-            out.append(Prediction(score, decision, cats, {"rule": self.rule, "k": self.k, "stages": parts}))
+            raw = {"rule": self.rule, "k": self.k, "stages": parts}
+            out.append(Prediction(score, decision, cats, raw, usage=Usage.total([p.usage for p in preds])))
         return out
 
     def run_summary(self, rows) -> dict[str, Any]:

@@ -203,7 +203,7 @@ def run_on_ray(
             rows[column] = rows[column].astype("Float64").astype("Int64")
     if "score" in rows:
         rows["score"] = rows["score"].astype("Float64").astype("float64")
-    for column in (*SAMPLE_COLUMNS, "raw", "error", "text", "views"):
+    for column in (*SAMPLE_COLUMNS, "raw", "error", "text", "views", "usage"):
         if column == "label":
             continue
         if column in rows:

@@ -6,6 +6,7 @@ Every engine produces exactly these columns: the sample's columns (`SAMPLE_COLUM
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,16 @@ from imagesafety.run.views import Views, combine_embeddings, combine_predictions
 from imagesafety.store import PredictionCache
 
 SAMPLE_COLUMNS = ("id", "label", "category", "source", "split", "pair_id", "role", "image", "sha256")
-PREDICTION_COLUMNS = (*SAMPLE_COLUMNS, "score", "classifier_decision", "category_scores", "raw", "error", "views")
+PREDICTION_COLUMNS = (
+    *SAMPLE_COLUMNS,
+    "score",
+    "classifier_decision",
+    "category_scores",
+    "raw",
+    "error",
+    "views",
+    "usage",
+)
 EMBEDDING_COLUMNS = (*SAMPLE_COLUMNS, "text", "embedding", "error")
 #: columns whose values are objects (dicts, vectors): engines that move rows as Arrow or JSON convert these
 JSON_COLUMNS = ("category_scores",)
@@ -124,6 +134,7 @@ class PredictionTask:
             "raw": json.dumps(pred.raw) if pred is not None and pred.raw is not None else None,
             "error": p.error,
             "views": json.dumps(pred.views.to_dict()) if pred is not None and pred.views is not None else None,
+            "usage": json.dumps(asdict(pred.usage)) if pred is not None and pred.usage is not None else None,
         }
 
     def frame(self, rows: list[dict]) -> pd.DataFrame:

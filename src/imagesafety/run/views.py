@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from imagesafety.classifiers.base import Prediction
+from imagesafety.classifiers.base import Prediction, Usage
 from imagesafety.media import FramePolicy, Sampling, ViewInfo, read_views
 from imagesafety.media.policy import ViewScore, ViewsReport
 
@@ -74,7 +74,12 @@ def combine_predictions(views: Views, preds: list[Prediction], policy: FramePoli
         views.sampling, policy.rule, scores, scores[deciding], skipped=len(views.sampling.frames_read) - len(frames)
     )
     return Prediction(
-        unsafe_score=score, decision=decision, category_scores=categories, raw=preds[deciding].raw, views=report
+        unsafe_score=score,
+        decision=decision,
+        category_scores=categories,
+        raw=preds[deciding].raw,
+        views=report,
+        usage=Usage.total([p.usage for p in preds]),  # every view's answers were paid for, not the deciding one's
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagesafety.classifiers.base import ModelFailure, Prediction, decide
+from imagesafety.classifiers.base import ModelFailure, Prediction, Usage, decide
 from imagesafety.classifiers.vlm.parsing import UNSAFE, UNSURE, parse_verdict
 from imagesafety.classifiers.vlm.protocols import PromptProtocol, load_protocol
 from imagesafety.taxonomy import Taxonomy, load_taxonomy
@@ -55,13 +55,10 @@ class ProtocolScoring:
             else:
                 votes.append(1.0 if v.label == UNSAFE else 0.0)
         unsure = sum(v.label == UNSURE for v in verdicts)
-        usage = {
-            "prompt_tokens": sum(a["prompt_tokens"] for a in answers if not a.get("cached")),
-            "completion_tokens": sum(a["completion_tokens"] for a in answers if not a.get("cached")),
-        }
-        usage["cost"] = (
-            usage["prompt_tokens"] / 1000 * self.prices[0] + usage["completion_tokens"] / 1000 * self.prices[1]
-        )
+        prompt_tokens = sum(a["prompt_tokens"] for a in answers if not a.get("cached"))
+        completion_tokens = sum(a["completion_tokens"] for a in answers if not a.get("cached"))
+        cost = prompt_tokens / 1000 * self.prices[0] + completion_tokens / 1000 * self.prices[1]
+        usage = Usage(prompt_tokens, completion_tokens, cost)
         if not votes:
             return ModelFailure(f"{self.name}: every answer was unsure (excluded by the unsure policy)")
         score = sum(votes) / len(votes)
@@ -74,6 +71,5 @@ class ProtocolScoring:
             "verdicts": [v.label for v in verdicts],
             "categories": [v.category for v in verdicts],
             "unsure": unsure,
-            "usage": usage,
         }
-        return Prediction(score, decide(score, self.threshold), category_scores, raw)
+        return Prediction(score, decide(score, self.threshold), category_scores, raw, usage=usage)
