@@ -70,3 +70,26 @@ def test_a_plugin_cannot_shadow_a_builtin(monkeypatch):
         assert registry.get("classifier", "nudenet").target == "imagesafety.classifiers.nudenet:from_spec"
     finally:
         registry._plugins.cache_clear()
+
+
+def test_every_classifier_with_weights_declares_them_as_an_attribute():
+    """One declaration pattern: a classifier module that puts its weights' identity in `config` sets `self.weights`
+    and repeats it there (read from the source, so classifiers whose weights cannot load here are checked too)."""
+    import re
+    from pathlib import Path
+
+    root = Path(registry.__file__).parent / "classifiers"
+    offenders = []
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r'"weights": ([^\n]+)', text):
+            if not match.group(1).startswith("self.weights"):
+                offenders.append(f"{path.relative_to(root)}: {match.group(0)}")
+    assert offenders == []
+    from imagesafety.classifiers.base import DeclaresWeights
+    from imagesafety.classifiers.nudenet import NudeNetClassifier
+
+    clf = NudeNetClassifier()
+    assert (
+        isinstance(clf, DeclaresWeights) and clf.config["weights"] == clf.weights and clf.weights.startswith("sha256:")
+    )

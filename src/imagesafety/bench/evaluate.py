@@ -23,6 +23,7 @@ from imagesafety.bench.grouping import grouped
 from imagesafety.bench.metrics import f1_optimal_threshold, grouped_metrics
 from imagesafety.bench.pair_metrics import pair_metrics
 from imagesafety.classifiers.base import (
+    DeclaresWeights,
     ReportsSummary,
     SafetyClassifier,
     TrainedOn,
@@ -261,9 +262,8 @@ def evaluate(
     if pairs:
         metrics["pairs"] = pairs
     if store is not None:
-        store.touch_model(
-            task.key, clf.config, str(clf.config.get("weights")) if "weights" in clf.config else None, out_dir
-        )
+        weights = str(clf.weights) if isinstance(clf, DeclaresWeights) else None
+        store.touch_model(task.key, clf.config, weights, out_dir)
     document = parse_metrics({"format_version": FORMAT_VERSION, **json_safe(metrics)}, "the metrics of this run")
     result = EvalResult(report_rows, document, stats)
     if out_dir is not None:

@@ -275,6 +275,14 @@ def coverage(classifier: SafetyClassifier) -> frozenset[str] | None:
 
 
 @runtime_checkable
+class DeclaresWeights(Protocol):
+    """A classifier with weights: their content identity (a digest, or one per file), declared as an attribute and
+    repeated in `config` so the cache key follows it."""
+
+    weights: str | dict[str, str]
+
+
+@runtime_checkable
 class PrefersBatchSize(Protocol):
     """A classifier that says how many images it wants per call (endpoints: their concurrency)."""
 

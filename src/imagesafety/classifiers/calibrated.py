@@ -11,6 +11,7 @@ from imagesafety.calibration.fit import UNSAFE, Calibration, check_identity, loa
 from imagesafety.classifiers.base import (
     Classifier,
     DeclaresCoverage,
+    DeclaresWeights,
     Prediction,
     PreparesInput,
     SafetyClassifier,
@@ -29,6 +30,8 @@ class CalibratedClassifier(Classifier):
         self.name, self.version, self.taxonomy = inner.name, inner.version, inner.taxonomy
         self.covers = coverage(inner) if isinstance(inner, DeclaresCoverage) else None
         self.threshold = float(calibration.maps[UNSAFE].threshold)
+        if isinstance(inner, DeclaresWeights):
+            self.weights = inner.weights
         self.config = {
             **inner.config,
             "calibration": {

@@ -49,9 +49,10 @@ class ClipZeroShotClassifier(TorchClassifier):
         texts = [t for pair in self.prompts for t in pair]
         self._text = self.encoder.encode_texts(texts).reshape(len(self.taxonomy), 2, -1)  # (K, 2, D)
         prompt_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+        self.weights = self.encoder.identity
         self.config = {
             "encoder": self.encoder.name,
-            "weights": self.encoder.identity,
+            "weights": self.weights,
             "taxonomy": self.taxonomy.keys,
             "prompts": prompt_hash,
         }

@@ -126,7 +126,8 @@ class CosmosGuardrail(Classifier):
         self.head = self.head.to(self.device).eval()
         self.threshold = float(threshold)
         self.covers = frozenset(k for keys in UNSAFEBENCH_CATEGORIES.values() for k in keys)
-        self.config = {"head": path_digest(head_file), "encoder": ref.location, "weights": hub.identity_of(ref)}
+        self.weights = hub.identity_of(ref)
+        self.config = {"head": path_digest(head_file), "encoder": ref.location, "weights": self.weights}
 
     def prepare(self, image: Image.Image) -> Image.Image:
         return image.convert("RGB")

@@ -58,7 +58,8 @@ class FreepikNsfw(Classifier):
         self.level = level
         self.counted = [labels[x] for x in LEVELS[LEVELS.index(level) :]]
         self.threshold = float(threshold)
-        self.config = {"model": ref.location, "weights": hub.identity_of(ref), "level": level}
+        self.weights = hub.identity_of(ref)
+        self.config = {"model": ref.location, "weights": self.weights, "level": level}
 
     def prepare(self, image: Image.Image) -> Any:
         """The model's own image processor (resize, crop, normalise), on the run's worker threads."""

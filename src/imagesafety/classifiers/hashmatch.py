@@ -30,11 +30,12 @@ class HashMatchClassifier(Classifier):
             "hash-bank", tuple(known.get(k, Category(k, k.replace("_", " ").capitalize())) for k in keys)
         )
         self.covers = frozenset(keys)
+        self.weights = path_digest(self.bank.path)
         self.config = {
             "bank": path_digest(self.bank.path),
             "thresholds": self.bank.thresholds,
             "dihedral": self.dihedral,
-            "weights": path_digest(self.bank.path),
+            "weights": self.weights,
         }
 
     def prepare(self, image: Image.Image) -> dict[str, list]:

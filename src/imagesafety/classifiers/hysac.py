@@ -40,8 +40,9 @@ class HysacClassifier(TorchClassifier):
         self.taxonomy = Taxonomy("hysac", tuple(Category(k, k) for k in self.category_thresholds))
         self.name = f"hysac:{self.embedder.directory.name}"
         self.version = "1"
+        self.weights = self.embedder.identity
         self.config = {
-            "weights": self.embedder.identity,
+            "weights": self.weights,
             "threshold": self.distance_threshold,
             "categories": self.category_thresholds,
             "mode": card.mode,

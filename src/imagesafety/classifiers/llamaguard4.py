@@ -89,9 +89,10 @@ class LlamaGuard4(Classifier):
         self.threshold = float(threshold)
         self.max_new_tokens = int(max_new_tokens)
         self.covers = frozenset(c.key for c in TAXONOMY if c.code not in self.exclude)
+        self.weights = hub.identity_of(ref)
         self.config = {
             "model": ref.location,
-            "weights": hub.identity_of(ref),
+            "weights": self.weights,
             "exclude": self.exclude,
             "text": text,
             "max_new_tokens": self.max_new_tokens,

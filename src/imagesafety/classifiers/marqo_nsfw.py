@@ -52,9 +52,10 @@ class MarqoNsfw(Classifier):
         data_config = timm.data.resolve_model_data_config(self.model)
         self.transform = timm.data.create_transform(**data_config, is_training=False)
         self.threshold = float(threshold)
+        self.weights = hub.identity_of(ref)
         self.config = {
             "model": ref.location,
-            "weights": hub.identity_of(ref),
+            "weights": self.weights,
             "unsafe_label": labels[self.unsafe_index],
             "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
         }

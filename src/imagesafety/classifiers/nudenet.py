@@ -101,11 +101,12 @@ class NudeNetClassifier(Classifier):
         self._counted = np.array([lab in self.labels for lab in LABELS])
         self.load_runtime(threads)
         # threshold is applied at decision time, so it is not part of the cache key; the model file by its content
+        self.weights = path_digest(self.model_file)
         self.config = {
             "labels": sorted(self.labels),
             "resolution": self.resolution,
             "model": os.path.basename(self.model_file),
-            "weights": path_digest(self.model_file),
+            "weights": self.weights,
         }
 
     def load_runtime(self, threads: int | None) -> None:

@@ -79,7 +79,8 @@ class OpenNsfw(Classifier):
         self.path, identity = check_weights(weights)
         self.threshold = float(threshold)
         # the runtime is not in the key: both give the same probabilities (tested), so they share cached predictions
-        self.config = {"weights": identity, "pixels": PIXEL_SPEC.to_dict()}
+        self.weights = identity
+        self.config = {"weights": self.weights, "pixels": PIXEL_SPEC.to_dict()}
         self.session = None
 
     def prepare(self, image):

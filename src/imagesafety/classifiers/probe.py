@@ -122,12 +122,13 @@ class ProbeClassifier(TorchClassifier):
         self.version = str(self.card.weights_sha256 or "1")[:16]
         from imagesafety.identity import path_digest
 
+        self.weights = path_digest(self.path)
         self.config = {
             "encoder": spec,
             "encoder_weights": self.encoder.identity if self.encoder else None,
             "outputs": self.outputs,
             "head": self.card.head,
-            "weights": path_digest(self.path),
+            "weights": self.weights,
         }
 
     def training_images(self) -> frozenset[str]:

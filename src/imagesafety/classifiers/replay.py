@@ -217,8 +217,9 @@ class ReplayClassifier(ProtocolScoring, Classifier):
         self.recorded, self.read_counts, self.model = load_recorded(path, model)
         self.index = self._index()
         self.name = f"replay:{self.model}"
+        self.weights = path_digest(path)
         self.config = {
-            "weights": path_digest(path),
+            "weights": self.weights,
             "model": self.model,
             "protocol": self.protocol.name,
             "prompts": self.protocol.fingerprint(self.taxonomy),

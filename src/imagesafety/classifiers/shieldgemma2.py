@@ -100,9 +100,10 @@ class ShieldGemma2Classifier(Classifier):
         self.policies = choose_policies(policies, texts)
         self.threshold = float(threshold)
         self.covers = frozenset(p for p in self.policies if p in UNSAFEBENCH.keys)
+        self.weights = hub.identity_of(ref, "preprocessor_config.json")
         self.config = {
             "model": ref.location,
-            "weights": hub.identity_of(ref, "preprocessor_config.json"),
+            "weights": self.weights,
             "policies": {p: texts[p] for p in self.policies},
         }
 

@@ -65,9 +65,10 @@ class NsfwjsClassifier(TorchClassifier):
         self.unsafe = parse_unsafe(unsafe)
         self.threshold = float(threshold)
         self.name = f"nsfwjs:{self.model}"
+        self.weights = identity
         self.config = {
             "model": self.model,
-            "weights": identity,
+            "weights": self.weights,
             "package": f"nsfwjs@{VERSION}",
             "unsafe": [CLASSES[i].lower() for i in self.unsafe],
         }

@@ -60,9 +60,10 @@ class HFVLMClassifier(ProtocolScoring, Classifier):
         self.processor.tokenizer.padding_side = "left"  # generation continues at the right edge of every row
         self.max_new_tokens, self.max_side = int(max_new_tokens), int(max_side)
         self.name, self.version = f"vlm:hf/{ref.location}", f"{self.protocol.name}-{self.protocol.version}"
+        self.weights = hub.identity_of(ref)
         self.config = {
             "model": ref.location,
-            "weights": hub.identity_of(ref),
+            "weights": self.weights,
             "protocol": self.protocol.name,
             "prompts": self.protocol.fingerprint(self.taxonomy),
             "max_new_tokens": self.max_new_tokens,

@@ -120,9 +120,10 @@ class HFImageClassifier(TorchClassifier):
         self.pixel_spec = processor_pixel_spec(self.processor)
         self.threshold = float(threshold)
         self.name = f"hf-image-classifier:{ref.location}"
+        self.weights = hub.identity_of(ref)
         self.config = {
             "model": ref.location,
-            "weights": hub.identity_of(ref),
+            "weights": self.weights,
             "unsafe": categories,
             "pixels": self.pixel_spec.to_dict(),
         }

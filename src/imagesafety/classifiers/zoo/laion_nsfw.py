@@ -112,9 +112,10 @@ class LaionNsfwClassifier(ClipHeadClassifier):
         self.head.to(self.device).eval().requires_grad_(False)
         self.name = "laion-nsfw" if variant == "l14" else "laion-nsfw:h14"
         self.threshold = float(threshold)
+        self.weights = path_digest(path)
         self.config = {
             "variant": variant,
-            "weights": path_digest(path),
+            "weights": self.weights,
             "backbone": self.encoder.name,
             "backbone_weights": self.encoder.identity,
         }

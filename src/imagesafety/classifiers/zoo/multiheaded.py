@@ -64,7 +64,12 @@ class MultiHeadedClassifier(ClipHeadClassifier):
             digests[head] = path_digest(path)
         self.heads.to(self.device).eval().requires_grad_(False)
         self.threshold = float(threshold)
-        self.config = {"weights": digests, "backbone": self.encoder.name, "backbone_weights": self.encoder.identity}
+        self.weights = digests
+        self.config = {
+            "weights": self.weights,
+            "backbone": self.encoder.name,
+            "backbone_weights": self.encoder.identity,
+        }
 
     def head_logits(self, feats):
         """(B, 5) logits, one per head, on the raw (not normalised) embedding."""

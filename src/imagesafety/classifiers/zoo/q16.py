@@ -47,8 +47,9 @@ class Q16Classifier(ClipHeadClassifier):
         self.check_dim(prompts.shape[1], "Q16 prompts")
         self.text = torch.from_numpy(prompts / np.linalg.norm(prompts, axis=1, keepdims=True)).to(self.device)
         self.threshold = float(threshold)
+        self.weights = path_digest(path)
         self.config = {
-            "weights": path_digest(path),
+            "weights": self.weights,
             "backbone": self.encoder.name,
             "backbone_weights": self.encoder.identity,
         }

@@ -68,7 +68,8 @@ class SafetyCheckerClassifier(TorchClassifier):
             folder = Path(hub.download(REPO, "preprocessor_config.json", "SD safety checker preprocessing")).parent
         self.pixel_spec = checker_pixel_spec(folder, int(self.checker.config.vision_config.image_size))
         self.threshold = THRESHOLD
-        self.config = {"weights": hub.identity_of(ref), "pixels": self.pixel_spec.to_dict()}
+        self.weights = hub.identity_of(ref)
+        self.config = {"weights": self.weights, "pixels": self.pixel_spec.to_dict()}
 
     def scores(self, pixels):
         """(concept scores (B, 17), special-care scores (B, 3)), differentiable, from [0, 1] pixels."""
