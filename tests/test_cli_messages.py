@@ -181,3 +181,24 @@ def test_a_relative_encoder_folder_is_stored_absolute(tmp_path, tiny_clip_dir, r
     assert trained.exit_code == 0, trained.output
     card = json.loads((tmp_path / "guard" / "guard.json").read_text())
     assert card["encoder"] == f"hf:{tmp_path / 'tinyclip'}"
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    """`imagesafety schema metrics | head`: when the pipe closes under a command, it stops without an error line."""
+    import typer
+    from typer.testing import CliRunner
+
+    from imagesafety.cli.common import OneLineErrors
+
+    app = typer.Typer(cls=OneLineErrors)
+
+    @app.command()
+    def talk() -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(app, ["talk"])
+    assert result.exit_code == 1 and "error" not in result.output.lower(), result.output

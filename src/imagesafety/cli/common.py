@@ -3,9 +3,11 @@ path (an expected failure is one line and exit 2; a traceback only with --debug)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -110,6 +112,10 @@ class OneLineErrors(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException, *CLICK_EXITS, KeyboardInterrupt):
             raise  # usage errors (a bad option value) are typer's to report: its message, exit 2
+        except BrokenPipeError:  # the reader left (`imagesafety schema metrics | head`): stop quietly
+            with contextlib.suppress(OSError, ValueError):  # as Python advises: nothing more goes to the closed pipe
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except Exception as exc:
             if debug_enabled():
                 raise
