@@ -38,7 +38,7 @@ from imagesafety.data.sample import ResolvesPaths
 from imagesafety.files import json_safe
 from imagesafety.media import FramePolicy
 from imagesafety.records.metrics_document import FORMAT_VERSION, MetricsDocument, parse_metrics
-from imagesafety.run.engine import EngineOptions, run_task
+from imagesafety.run.engine import EngineOptions, ModelSpec, run_task
 from imagesafety.run.runner import RunStats
 from imagesafety.run.tasks import PredictionTask
 from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
@@ -214,7 +214,7 @@ def evaluate(
         progress=progress,
         total=known_total(data, limit, bool(categories or sources or splits)),
         description=description or f"eval {clf.name}",
-        remote=("predict", classifier, classifier_options or {}) if isinstance(classifier, str) else None,
+        remote=ModelSpec("predict", classifier, classifier_options or {}) if isinstance(classifier, str) else None,
         parts_dir=Path(out_dir) / "ray-parts" if out_dir is not None else None,
     )
     if rows.empty:

@@ -22,7 +22,7 @@ from imagesafety.encoders import load_encoder
 from imagesafety.encoders.base import Encoder, TextEncoder
 from imagesafety.files import atomic_path
 from imagesafety.media import FramePolicy
-from imagesafety.run.engine import EngineOptions, run_task
+from imagesafety.run.engine import EngineOptions, ModelSpec, run_task
 from imagesafety.run.job import DataSelection
 from imagesafety.run.runner import RunStats
 from imagesafety.run.tasks import EmbeddingTask
@@ -132,7 +132,7 @@ def embed(
         workers=workers,
         progress=progress,
         description=f"embed {enc.name}",
-        remote=("embed", encoder, {"device": device}) if isinstance(encoder, str) else None,
+        remote=ModelSpec("embed", encoder, {"device": device}) if isinstance(encoder, str) else None,
     )
     if frame.empty:
         raise ValueError(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -15,6 +16,16 @@ from imagesafety.data.sample import Sample
 from imagesafety.run.runner import ImageTask, Runner, RunStats
 
 ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model an engine's workers build for themselves: a classifier (`predict`) or an encoder (`embed`), by its
+    spec string and options (what crosses to Ray instead of the model object)."""
+
+    kind: Literal["predict", "embed"]
+    spec: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,7 @@ def run_task(
     samples: Iterable[Sample],
     *,
     engine: EngineOptions = EngineOptions(),
-    remote: tuple[str, str, dict] | None = None,
+    remote: ModelSpec | None = None,
     parts_dir: str | Path | None = None,
     batch_size: int = 16,
     workers: int | None = None,
@@ -46,8 +57,8 @@ def run_task(
 ) -> tuple[pd.DataFrame, RunStats]:
     """Rows for every sample, and what the run did.
 
-    On Ray the task is rebuilt on every actor from `remote` = (kind, spec, options): kind `predict` or `embed`,
-    the spec string and its options; partitions are written under `parts_dir` (a temporary folder if None)."""
+    On Ray the task is rebuilt on every actor from `remote` (a classifier or an encoder by its spec string and
+    options); partitions are written under `parts_dir` (a temporary folder if None)."""
     if engine.engine == "local":
         runner = Runner(
             task, batch_size=batch_size, show_progress=progress, **({"workers": workers} if workers else {})
@@ -58,13 +69,12 @@ def run_task(
         raise ValueError("--engine ray builds the model on each worker: give it as a spec string (e.g. nudenet)")
     from imagesafety.run.ray_engine import run_on_ray
 
-    kind, spec, options = remote
     started = time.perf_counter()
     parts = Path(parts_dir) if parts_dir is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
     rows = run_on_ray(
-        kind,
-        spec,
-        options,
+        remote.kind,
+        remote.spec,
+        remote.options,
         samples,
         parts,
         frames=task.frames,
