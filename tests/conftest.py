@@ -22,22 +22,24 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session", autouse=True)
 def written_metrics_follow_the_schema(tmp_path_factory):
-    """After the session: every metrics.json the tests wrote validates against the shipped JSON Schema (files under a
-    `not-valid` folder are the tests' deliberately broken ones)."""
+    """After the session: every metrics.json and robustness.json the tests wrote validates against its shipped JSON
+    Schema (files under a `not-valid` folder are the tests' deliberately broken ones)."""
     yield
     jsonschema = pytest.importorskip("jsonschema")
     import json
 
-    shipped = Path(__file__).resolve().parents[1] / "src" / "imagesafety" / "records" / "metrics.schema.json"
-    validator = jsonschema.Draft202012Validator(json.loads(shipped.read_text(encoding="utf-8")))
+    records = Path(__file__).resolve().parents[1] / "src" / "imagesafety" / "records"
     bad = []
-    for file in tmp_path_factory.getbasetemp().rglob("metrics.json"):
-        if "not-valid" in file.parts:
-            continue
-        errors = list(validator.iter_errors(json.loads(file.read_text(encoding="utf-8"))))
-        if errors:
-            bad.append(f"{file}: {errors[0].json_path}: {errors[0].message}")
-    assert not bad, "metrics.json files that do not follow the schema:\n" + "\n".join(bad)
+    for name, schema in (("metrics.json", "metrics"), ("robustness.json", "robustness")):
+        shipped = json.loads((records / f"{schema}.schema.json").read_text(encoding="utf-8"))
+        validator = jsonschema.Draft202012Validator(shipped)
+        for file in tmp_path_factory.getbasetemp().rglob(name):
+            if "not-valid" in file.parts:
+                continue
+            errors = list(validator.iter_errors(json.loads(file.read_text(encoding="utf-8"))))
+            if errors:
+                bad.append(f"{file}: {errors[0].json_path}: {errors[0].message}")
+    assert not bad, "files that do not follow their shipped schema:\n" + "\n".join(bad)
 
 
 def jpeg_bytes(colour=(200, 30, 30), size=(48, 40), quality=90) -> bytes:

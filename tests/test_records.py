@@ -199,3 +199,23 @@ def test_pair_candidates_read_back_as_written_and_a_bad_line_is_named(tmp_path):
     store.log_path.write_text(json.dumps({**written, "seed": "first"}) + "\n")
     with pytest.raises(CandidateError, match=r"candidates.jsonl:1: field seed: "):
         store.candidates()
+
+
+def test_a_robustness_file_written_before_the_record_loads_and_rewrites_byte_for_byte(tmp_path):
+    """Written by the code before the record (NudeNet, the square attack on 2 images, JPEG at severities 1 and 5)."""
+    from imagesafety.records.robustness_document import (
+        AttackOutcome,
+        RobustnessFormatError,
+        load_robustness,
+        parse_robustness,
+    )
+
+    fixture = Path(__file__).parent / "fixtures" / "robustness" / "nudenet-square-jpeg-before-format-version.json"
+    document = load_robustness(fixture)
+    assert json.dumps(document.to_json(), indent=2) == fixture.read_text(encoding="utf-8")
+    assert isinstance(document.attacks["square"], AttackOutcome) and document.protocol.attacked == 2
+    assert set(document.corruptions["jpeg"]) == {"1", "5"}
+    broken = json.loads(fixture.read_text(encoding="utf-8"))
+    broken["protocol"]["eps_space"] = "logit"
+    with pytest.raises(RobustnessFormatError, match=r"r.json: field protocol.eps_space: Input should be 'pixel'"):
+        parse_robustness(broken, "r.json")

@@ -309,6 +309,7 @@ def robustness_command(
     frames: Any = None,
 ) -> None:
     """Robust accuracy under adversarial attacks (UnsafeBench protocol) and accuracy under corruptions."""
+    from imagesafety.bench.robustness.report import print_robustness_summary
     from imagesafety.bench.robustness.run import robustness
 
     result = robustness(
@@ -330,33 +331,7 @@ def robustness_command(
         **selection.kwargs(),
         **run.kwargs(),
     )
-    m = result.metrics
-    table = Table(
-        title=Text(
-            f"robust accuracy of {m['classifier']['name']} (eps {m['protocol']['eps_pixel_units']:.4g} pixel units, "
-            f"{m['protocol']['attacked']} images; clean accuracy {m['clean']['accuracy']:.3f})"
-        )
-    )
-    for column in ("attack", "RA", "mean L-inf", "mean L2"):
-        table.add_column(column, justify="right")
-    for name, block in m["attacks"].items():
-        o = block.get("overall", {})
-        table.add_row(
-            name,
-            f"{o.get('robust_accuracy', float('nan')):.3f}",
-            f"{o.get('mean_linf', float('nan')):.4f}",
-            f"{o.get('mean_l2', float('nan')):.3f}",
-        )
-    console.print(table)
-    for name, per in m["corruptions"].items():
-        console.print(
-            Text(
-                f"{name}: "
-                + " · ".join(f"s{s} acc {v['accuracy']:.3f}" for s, v in per.items() if v["accuracy"] is not None)
-            )
-        )
-    for kind, path in result.files.items():
-        console.print(Text(f"  {kind}: {path}"))
+    print_robustness_summary(result.document, result.files, console)
 
 
 @app.command("embed")
@@ -715,7 +690,7 @@ def models_command(
 def schema_command(
     name: Annotated[
         str,
-        typer.Argument(help="the record: metrics (metrics.json), guard-card, hysac-card, lora-card or pair-candidate"),
+        typer.Argument(help="the record: metrics, robustness, guard-card, hysac-card, lora-card or pair-candidate"),
     ] = "metrics",
 ) -> None:
     """Print the JSON Schema of a file imagesafety writes (generated from its typed record)."""

@@ -10,6 +10,7 @@ from typing import Any
 #: record name -> "module:function" returning its JSON Schema (`imagesafety schema NAME`)
 SCHEMAS: dict[str, str] = {
     "metrics": "imagesafety.records.metrics_document:metrics_schema",
+    "robustness": "imagesafety.records.robustness_document:robustness_schema",
     "guard-card": "imagesafety.records.cards:guard_card_schema",
     "hysac-card": "imagesafety.records.cards:hysac_card_schema",
     "lora-card": "imagesafety.records.cards:lora_card_schema",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from imagesafety.bench.robustness.corruptions import CorruptedClassifier
 from imagesafety.classifiers.base import Differentiable, PaddedInput, SafetyClassifier, cache_key
 from imagesafety.data import dataset_name, select_samples
 from imagesafety.data.decoding import decoded_samples
-from imagesafety.files import atomic_path, write_atomic
+from imagesafety.files import atomic_path, json_safe, write_atomic
 from imagesafety.media import FramePolicy
+from imagesafety.records.robustness_document import FORMAT_VERSION, RobustnessDocument, parse_robustness
 from imagesafety.run.engine import EngineOptions
 from imagesafety.run.job import DataSelection
 from imagesafety.run.progress import add_task, announce, progress_bar
@@ -38,10 +40,15 @@ CURVED = ("gn", "fgsm", "pgd", "square")
 
 @dataclass
 class RobustnessResult:
-    metrics: dict[str, Any]
+    document: RobustnessDocument
     attack_rows: pd.DataFrame
     examples: list[dict] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """The document as robustness.json holds it (plain JSON values, for notebooks)."""
+        return self.document.to_json()
 
 
 def check_attacks(classifier: SafetyClassifier, attacks: list[str]) -> None:
@@ -397,8 +404,9 @@ def robustness(
                 "f1_drop": None if f1 is None or metrics["clean"]["f1"] is None else metrics["clean"]["f1"] - f1,
             }
         metrics["corruptions"][name] = per
+    document = parse_robustness({"format_version": FORMAT_VERSION, **json_safe(metrics)}, "this robustness run")
     result = RobustnessResult(
-        metrics,
+        document,
         pd.concat(all_rows) if all_rows else pd.DataFrame(),
         [dict(e, attack=a) for a, ex in examples.items() for e in ex[:4]],
     )

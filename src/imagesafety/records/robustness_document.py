@@ -1,0 +1,123 @@
+"""The robustness document (`robustness.json`) as a typed record: what `robustness` writes and its report reads.
+
+Validated once where it is built and where it is read (`load_robustness`), written from the record; its JSON Schema
+is `imagesafety schema robustness`. Files written before the format was versioned are format 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from imagesafety.records.base import Record, one_line
+from imagesafety.records.metrics_document import ClassifierEntry
+
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+class RobustnessFormatError(ValueError):
+    """A robustness file that is not a robustness document of a supported format."""
+
+
+class AttackProtocol(Record):
+    """UnsafeBench's protocol as run: the K correctly classified images attacked, the budget in both units."""
+
+    k: int
+    seed: int
+    attacked: int
+    excluded_misclassified: int
+    eps: float
+    eps_space: Literal["pixel", "normalized"]
+    eps_pixel_units: float
+    eps_normalized_units: float
+    input_std: float
+    steps: int
+    success: str
+
+
+class CleanFigures(Record):
+    accuracy: float | None
+    f1: float | None
+
+
+class AttackBlock(Record):
+    """Robust accuracy (1 - attack success rate) of a group, with the mean sizes of its perturbations."""
+
+    robust_accuracy: float
+    attacked: int
+    mean_linf: float
+    mean_l2: float
+    mean_mse: float
+
+
+class AttackOutcome(Record):
+    overall: AttackBlock
+    by_category: dict[str, AttackBlock]
+    by_source: dict[str, AttackBlock]
+
+
+class NoneAttacked(Record):
+    """An attack with no image to attack."""
+
+    attacked: Literal[0]
+
+
+class CorruptionFigures(Record):
+    """One corruption at one severity: the figures, and their change from the clean run."""
+
+    accuracy: float | None
+    f1: float | None
+    recall: float | None
+    fpr: float | None
+    accuracy_drop: float | None
+    f1_drop: float | None
+
+
+class RobustnessDocument(Record):
+    """One robustness run's robustness.json."""
+
+    format_version: int = Field(default=FORMAT_VERSION, description="the robustness format; files without it are 1")
+    classifier: ClassifierEntry
+    dataset: str
+    protocol: AttackProtocol
+    clean: CleanFigures
+    attacks: dict[str, AttackOutcome | NoneAttacked]
+    eps_curves: dict[str, dict[str, float | None]]
+    corruptions: dict[str, dict[str, CorruptionFigures]]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def robustness_schema() -> dict[str, Any]:
+    """The JSON Schema of robustness.json, generated from the record."""
+    schema = RobustnessDocument.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def parse_robustness(data: Any, source: str = "robustness") -> RobustnessDocument:
+    if not isinstance(data, dict):
+        raise RobustnessFormatError(f"{source}: not a robustness document (a JSON object is expected)")
+    version = data.get("format_version", 1)
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+        raise RobustnessFormatError(
+            f"{source}: robustness format {version!r} is not supported (supported: {supported})"
+        )
+    try:
+        return RobustnessDocument.model_validate(data)
+    except ValidationError as exc:
+        raise RobustnessFormatError(f"{source}: {one_line(exc)}") from None
+
+
+def load_robustness(path: str | Path) -> RobustnessDocument:
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RobustnessFormatError(f"{file}: unreadable robustness file: {exc}") from None
+    return parse_robustness(data, str(file))
