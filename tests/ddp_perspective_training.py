@@ -21,7 +21,7 @@ def fine_tune_keeping_the_model(model, *args, **kwargs):
 perspective.fine_tune = fine_tune_keeping_the_model
 card = perspective.train_perspective(
     trainset, str(base), out / "lora", epochs=2, lr=5e-3, accumulation=2, lora_r=4, device="cpu"
-)
+).card
 rank = torch.distributed.get_rank()
 lora = {name: p.detach().clone() for name, p in trained["model"].named_parameters() if p.requires_grad}
 torch.save({"card": card, "lora": lora}, out / f"rank{rank}.pt")

@@ -26,7 +26,7 @@ def lora_model(tmp_path_factory, tiny_clip_dir):
         backbone=str(tiny_clip_dir),
         config=HysacTrainConfig(mode="lora", epochs=2, batch_size=8, lr=1e-3, patience=99),
         progress=False,
-    )
+    ).card
     return root, card, before
 
 
@@ -39,7 +39,7 @@ def _fresh(backbone):
 
 def test_lora_training_updates_adapters_and_reloads(lora_model):
     root, card, before = lora_model
-    assert card["mode"] == "lora" and card["training"]["epochs_run"] == 2
+    assert card.mode == "lora" and card.training["epochs_run"] == 2
     embedder = HysacEmbedder(root / "model")
     trained = embedder.model.state_dict()
     assert any(not torch.equal(trained[k], v) for k, v in before.items())  # LoRA B starts at zero and moved
@@ -49,7 +49,7 @@ def test_lora_training_updates_adapters_and_reloads(lora_model):
     a = embedder.encode_images([img])
     b = HysacEmbedder(root / "model").encode_images([img])
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert embedder.encode_texts(["a calm lake"]).shape == (1, card["embed_dim"])
+    assert embedder.encode_texts(["a calm lake"]).shape == (1, card.embed_dim)
 
 
 def test_released_checkpoint_format_loads(lora_model, tiny_clip_dir, tmp_path):
@@ -63,13 +63,13 @@ def test_released_checkpoint_format_loads(lora_model, tiny_clip_dir, tmp_path):
     released.mkdir()
     torch.save(ours.model.state_dict(), released / "hysac_model.pth")
     (released / "hysac_bounds.json").write_text(
-        json.dumps({"V": {"up_95": card["bounds"]["V"]["up_95"]}, "S": {"up_95": card["bounds"]["S"]["up_95"]}})
+        json.dumps({"V": {"up_95": card.bounds["V"]["up_95"]}, "S": {"up_95": card.bounds["S"]["up_95"]}})
     )
     loaded = HysacEmbedder(released, backbone=str(tiny_clip_dir))
     img = Image.open(root / "q" / "img" / "unsafe3.png").convert("RGB")
     np.testing.assert_allclose(loaded.encode_images([img]), ours.encode_images([img]), rtol=1e-5, atol=1e-6)
     clf = HysacClassifier(released, backbone=str(tiny_clip_dir))
-    assert clf.distance_threshold == pytest.approx(card["bounds"]["V"]["up_95"])
+    assert clf.distance_threshold == pytest.approx(card.bounds["V"]["up_95"])
     assert len(clf.predict([img])) == 1
 
 

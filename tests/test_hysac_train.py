@@ -61,16 +61,16 @@ def test_light_training_reaches_the_safety_ordering_and_classifies(quads, tmp_pa
         tmp_path / "model",
         config=HysacTrainConfig(epochs=60, batch_size=32, lr=1e-2, patience=60),
         progress=False,
-    )
-    b = card["bounds"]
+    ).card
+    b = card.bounds
     assert b["S"]["avg"] < b["V"]["avg"] < b["U"]["avg"] < b["G"]["avg"], b
-    assert card["order"]["holds"] and set(b["V"]) >= {"avg", "low_05", "up_95"}
+    assert card.order["holds"] and set(b["V"]) >= {"avg", "low_05", "up_95"}
     model = HysacEmbedder(tmp_path / "model", encoder=encoder)
     safe = model.distance_to_origin(model.model.encode_image(torch.from_numpy(embedded.safe_image)).detach().numpy())
     unsafe = model.distance_to_origin(
         model.model.encode_image(torch.from_numpy(embedded.unsafe_image)).detach().numpy()
     )
-    accuracy = ((safe < card["threshold"]).sum() + (unsafe >= card["threshold"]).sum()) / (len(safe) + len(unsafe))
+    accuracy = ((safe < card.threshold).sum() + (unsafe >= card.threshold).sum()) / (len(safe) + len(unsafe))
     assert accuracy >= 0.9
     assert (tmp_path / "model" / "checkpoint.pt").is_file() and json.loads(
         (tmp_path / "model" / "history.json").read_text()
@@ -139,12 +139,12 @@ def test_training_never_reads_test_rows_and_the_card_lists_the_training_images(t
     try:
         card = train_hysac(
             embedded, tmp_path / "model", config=HysacTrainConfig(epochs=2, batch_size=8, patience=9), progress=False
-        )
+        ).card
     finally:
         api.fit_rows = original
     ((train, val),) = seen
     assert all(rows[i]["split"] == "train" for i in train) and all(rows[i]["split"] == "validation" for i in val)
-    assert card["training"]["splits"]["rows"] == {"train": 10, "validation": 10} and card["training"]["splits"][
+    assert card.training["splits"]["rows"] == {"train": 10, "validation": 10} and card.training["splits"][
         "not_used"
     ] == ["test"]
     listed = set((tmp_path / "model" / "training_images.txt").read_text().split())

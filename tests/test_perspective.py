@@ -44,9 +44,11 @@ def test_lora_fine_tune_on_a_tiny_vlm_learns_and_loads_as_a_classifier(red_folde
 
     base = make_tiny_llava(tmp_path / "llava")
     build_trainset(red_folder, tmp_path / "ts", seed=0)
-    card = train_perspective(tmp_path / "ts", str(base), tmp_path / "lora", epochs=6, lr=5e-3, accumulation=2, lora_r=4)
+    card = train_perspective(
+        tmp_path / "ts", str(base), tmp_path / "lora", epochs=6, lr=5e-3, accumulation=2, lora_r=4
+    ).card
     history = json.loads((tmp_path / "lora" / "history.json").read_text())
-    n = card["examples"]
+    n = card.examples
     first, last = history[:n], history[-n:]
     assert sum(r["loss"] for r in last) / n < sum(r["loss"] for r in first) / n  # it learns the answers
     assert (tmp_path / "lora" / "adapter_config.json").is_file()
@@ -101,11 +103,11 @@ def test_two_rank_lora_fine_tune_keeps_replicas_identical_and_shares_the_data(re
     )  # B starts at zero: training moved it
     examples = json.loads((tmp_path / "ts" / "llava_train.json").read_text())
     card = rank0["card"]
-    assert card["world_size"] == 2 and card["examples_per_step"] == 4
+    assert card.world_size == 2 and card.examples_per_step == 4
     history = json.loads((tmp_path / "lora" / "history.json").read_text())
     for epoch in (1, 2):  # the ranks split each epoch between them, together covering every example
         seen = [(r["rank"], r["example"]) for r in history if r["epoch"] == epoch]
         assert {e for _, e in seen} == {e["id"] for e in examples}
         assert sum(r == 0 for r, _ in seen) == sum(r == 1 for r, _ in seen) == -(-len(examples) // 2)
-    assert card["steps"] == -(-2 * -(-len(examples) // 2) // 2)
+    assert card.steps == -(-2 * -(-len(examples) // 2) // 2)
     assert (tmp_path / "lora" / "adapter_config.json").is_file()

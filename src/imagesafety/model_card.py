@@ -4,6 +4,7 @@ is refused instead of silently used."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +15,16 @@ from imagesafety.records.cards import CardError, ModelCard, card_kind, parse_car
 C = TypeVar("C", bound=ModelCard)
 
 TRAINING_IMAGES = "training_images.txt"
+
+
+@dataclass
+class TrainedModel:
+    """What every trainer returns: the model's card (its record), the folder it was saved to (None when it was not)
+    and the training history (one row per epoch or step)."""
+
+    card: ModelCard
+    path: Path | None = None
+    history: list[dict] = field(default_factory=list)
 
 
 def save_weights(directory: str | Path, state: dict[str, Any], weights_file: str) -> str:
@@ -140,6 +151,7 @@ def read_training_images(directory: str | Path) -> frozenset[str]:
 
 __all__ = [
     "CardError",
+    "TrainedModel",
     "CardError",
     "save_model",
     "save_weights",

@@ -109,14 +109,14 @@ def train_command(
         device=device,
         resume=resume,
         log=log,
-    )
-    splits = card["training"]["splits"]
-    console.print(Text(order_line(card["order"]), style=None if card["order"]["holds"] else "yellow"))
+    ).card
+    splits, order = card.training["splits"], card.order or {}
+    console.print(Text(order_line(order), style=None if order.get("holds") else "yellow"))
     console.print(
         Text(
             f"trained on {splits['rows']['train']} quadruples ({splits['train_split']}), validated on "
             f"{splits['rows']['validation']} "
-            f"({splits['validation_split']}); image threshold {card['threshold']:.4f}; saved to {out}; "
+            f"({splits['validation_split']}); image threshold {card.threshold:.4f}; saved to {out}; "
             f"classify with --classifier hysac:{out}"
         )
     )
@@ -140,9 +140,7 @@ def calibrate_command(
         model, dataset, val_split=val_split, train_split=train_split, val_fraction=val_fraction, device=device
     )
     console.print(
-        Text(
-            f"threshold {card['threshold']:.4f} ({card['threshold_rule']}); per category: {card['category_thresholds']}"
-        )
+        Text(f"threshold {card.threshold:.4f} ({card.threshold_rule}); per category: {card.category_thresholds}")
     )
 
 

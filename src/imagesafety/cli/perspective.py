@@ -72,13 +72,13 @@ def perspective_train_command(
         lora_r=lora_r,
         device=device,
         log=lambda r: console.print(Text(f"step {r['step']}: loss {r['loss']:.4f}")),
-    )
+    ).card
     from imagesafety.distributed import distributed_context
 
     if distributed_context()[0] == 0:  # under torchrun, one summary line
         console.print(
             Text(
-                f"{card['steps']} optimiser steps on {card['examples']} examples ({card['world_size']} "
-                f"process{'es' if card['world_size'] > 1 else ''}); adapter saved to {out}"
+                f"{card.steps} optimiser steps on {card.examples} examples ({card.world_size} "
+                f"process{'es' if card.world_size > 1 else ''}); adapter saved to {out}"
             )
         )

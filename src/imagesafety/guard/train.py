@@ -21,7 +21,7 @@ from imagesafety.classifiers.probe import CARD_FILE, CARD_FORMAT, build_head, sa
 from imagesafety.files import json_safe, write_json
 from imagesafety.guard.data import GuardData, check_compatible, check_trainable, guard_data
 from imagesafety.identity import file_digest
-from imagesafety.model_card import read_card, write_training_hashes, write_training_images
+from imagesafety.model_card import TrainedModel, read_card, write_training_hashes, write_training_images
 from imagesafety.records.cards import GuardCard
 from imagesafety.run.embed import Embeddings, read_embeddings
 from imagesafety.splits import choose_splits
@@ -50,11 +50,11 @@ class GuardConfig:
 
 
 @dataclass
-class GuardResult:
-    head: Any
+class GuardResult(TrainedModel):
+    """A trained guard: the trainers' result, with the head itself and the sha256 of its training images."""
+
     card: GuardCard
-    path: Path | None = None
-    history: list[dict] = field(default_factory=list)
+    head: Any = None
     training_images: list[str] = field(default_factory=list)
 
 
@@ -322,7 +322,8 @@ def train_guard(
         },
         "metrics": metrics,
     }
-    result = GuardResult(head, GuardCard.model_validate(json_safe({"format": CARD_FORMAT, **card})), history=history)
+    record = GuardCard.model_validate(json_safe({"format": CARD_FORMAT, **card}))
+    result = GuardResult(card=record, head=head, history=history)
     result.training_images = sorted({s for s in train.sha256 if isinstance(s, str)})
     if out is not None:
         out = Path(out)

@@ -17,12 +17,14 @@ import torch
 from imagesafety import hub
 from imagesafety.bench.metrics import f1_optimal_threshold
 from imagesafety.distributed import distributed_context, rank_device
+from imagesafety.files import json_safe
 from imagesafety.hyperbolic import lorentz as L
-from imagesafety.hyperbolic.checkpoint import distance_bounds, save_hysac
+from imagesafety.hyperbolic.checkpoint import CARD, FORMAT, distance_bounds, save_hysac
 from imagesafety.hyperbolic.model import HyperbolicHeads, LoraHyperbolicCLIP
 from imagesafety.hysac.data import COLUMNS, QuadrupleEmbeddings, embed_quadruples, image_hashes, read_quadruples
 from imagesafety.hysac.train import HysacTrainConfig, fit, light_batches, write_history
-from imagesafety.model_card import write_training_images
+from imagesafety.model_card import TrainedModel, read_card, write_training_images
+from imagesafety.records.cards import HysacCard
 from imagesafety.splits import choose_splits
 
 DEFAULT_ENCODER = "ViT-L-14/openai"
@@ -78,7 +80,7 @@ def train_hysac(
     resume: bool = True,
     progress: bool = True,
     log=lambda record: None,
-) -> dict:
+) -> TrainedModel:
     """Train a HySAC model on quadruples and save it (with distance bounds and a calibrated threshold) to `out`."""
     config = config or HysacTrainConfig(mode=mode)
     config.mode = mode
@@ -150,7 +152,8 @@ def train_hysac(
         )
         save_hysac(out, model, card)
         write_history(out, history)
-    return card
+        return TrainedModel(read_card(out, CARD, HysacCard), out, history)
+    return TrainedModel(HysacCard.model_validate(json_safe({"format": FORMAT, **card})), None, history)
 
 
 def fit_rows(model, batches, train_idx, val_idx, config, out, resume, log):
@@ -202,12 +205,11 @@ def calibrate_hysac(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
-) -> dict:
+) -> HysacCard:
     """Recalibrate the image threshold (overall and per category) on the validation rows of a labelled image dataset
     (its `validation` split, else a seeded fraction of its training rows; never `test` unless named); updates
     hysac.json."""
     from imagesafety.data import dataset_name, load_dataset
-    from imagesafety.hyperbolic.checkpoint import CARD, FORMAT
     from imagesafety.hyperbolic.embedder import HysacEmbedder
     from imagesafety.model_card import write_card
     from imagesafety.run.runner import Runner
@@ -253,7 +255,7 @@ def calibrate_hysac(
         card = write_card(
             model_dir, CARD, FORMAT, {k: v for k, v in card.items() if k != "format"}, card.get("weights_file")
         )
-    return card
+    return HysacCard.model_validate(json_safe(card))
 
 
 __all__ = ["train_hysac", "calibrate_hysac", "order_line", "COLUMNS"]

@@ -15,10 +15,11 @@ from pathlib import Path
 from imagesafety import hub
 from imagesafety.data.sample import read_image_file
 from imagesafety.distributed import distributed_context, rank_device
-from imagesafety.files import read_json, write_json
+from imagesafety.files import json_safe, read_json, write_json
 from imagesafety.identity import path_digest
 from imagesafety.images import decode_image
-from imagesafety.model_card import write_card
+from imagesafety.model_card import TrainedModel, write_card
+from imagesafety.records.cards import LoraCard
 
 IGNORE = -100
 CARD_FILE, CARD_FORMAT = "perspective.json", "imagesafety-lora/1"
@@ -144,7 +145,7 @@ def train_perspective(
     seed: int = 0,
     device: str | None = None,
     log=lambda record: None,
-) -> dict:
+) -> TrainedModel:
     """LoRA fine-tune `base_model` on a trainset folder and save the adapter to `out` (one process, or torchrun /
     accelerate launch with several: then `accumulation` examples per rank make one step)."""
     import torch
@@ -203,4 +204,5 @@ def train_perspective(
         write_json(out / "history.json", history)
     if world > 1:
         torch.distributed.barrier()  # the adapter is on disk before any rank returns
-    return card
+    record = LoraCard.model_validate(json_safe({"format": CARD_FORMAT, **card}))
+    return TrainedModel(record, Path(out) if rank == 0 else None, history)
