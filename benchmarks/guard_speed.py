@@ -57,14 +57,14 @@ def main() -> None:
     LogisticRegression(max_iter=1000).fit(X, labels)
     sklearn_seconds = time.perf_counter() - start
     print(
-        f"trained {result.card['training']['epochs_run']} epochs on {args.n} x {args.dim}: "
-        f"validation F1 {result.card['metrics']['validation']['unsafe']['f1']:.3f}"
+        f"trained {result.card.training['epochs_run']} epochs on {args.n} x {args.dim}: "
+        f"validation F1 {result.card.metrics['validation']['unsafe']['f1']:.3f}"
     )
 
     with tempfile.TemporaryDirectory() as tmp:
         from imagesafety.classifiers.probe import save_guard
 
-        save_guard(tmp, result.head, result.card)
+        save_guard(tmp, result.head, result.card.to_json())
         probe = ProbeClassifier(tmp, with_encoder=False)  # the path after the encoder
         batch = X[:256]
         probe.predict_embeddings(batch)
