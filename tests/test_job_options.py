@@ -14,14 +14,16 @@ from imagesafety.cli import app
 from imagesafety.cli.common import DATA_SELECTION_OPTIONS, RUN_OPTIONS
 
 runner = CliRunner()
-ENGINE_COMMANDS = ("eval", "robustness", "embed")
+ENGINE_COMMANDS = ("eval", "robustness", "embed", "hysac index")
 IMAGE_COMMANDS = (*ENGINE_COMMANDS, "explain")  # explain runs its own loop: the data options, not the engine's
 
 
 def options_of(command: str) -> set[str]:
     import typer.main
 
-    click_command = typer.main.get_command(app).commands[command]
+    click_command = typer.main.get_command(app)
+    for word in command.split():
+        click_command = click_command.commands[word]
     return {p.name for p in click_command.params}
 
 

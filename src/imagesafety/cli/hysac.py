@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from imagesafety.cli.common import console, err_console
+from imagesafety.cli.common import console, data_options, engine_options, err_console
 
 app = typer.Typer(
     help="Hyperbolic safety-aware CLIP (HySAC): train, classify, retrieve with safe redirection.", no_args_is_help=True
@@ -145,17 +145,21 @@ def calibrate_command(
 
 
 @app.command("index")
+@data_options
+@engine_options
 def index_command(
     model: Annotated[Path, typer.Option()],
     gallery: Annotated[str, typer.Option(help="image dataset (labels, if any, mark unsafe results)")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("hysac-index"),
     kind: Annotated[str, typer.Option(help="exact (default), hnsw or ivf")] = "exact",
     device: str = "cpu",
+    selection: Any = None,
+    run: Any = None,
 ) -> None:
     """Embed a gallery with a HySAC model and build a Lorentz-distance FAISS index."""
     from imagesafety.hysac.retrieval import build_index
 
-    summary = build_index(model, gallery, out, kind=kind, device=device)
+    summary = build_index(model, gallery, out, kind=kind, device=device, **selection.kwargs(), **run.kwargs())
     console.print(
         Text(f"indexed {summary.indexed} images ({summary.unreadable} unreadable) into {summary.path} ({summary.kind})")
     )

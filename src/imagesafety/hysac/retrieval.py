@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagesafety.data import load_dataset
+from imagesafety.data import select_samples
 from imagesafety.data.sample import read_image_file
 from imagesafety.hyperbolic.checkpoint import released_rescale
 from imagesafety.hyperbolic.embedder import HysacEmbedder
 from imagesafety.hyperbolic.index import LorentzIndex
 from imagesafety.hyperbolic.redirect import redirect
 from imagesafety.images import decode_image
-from imagesafety.run.runner import Runner
+from imagesafety.run.engine import EngineOptions, ModelSpec, run_task
+from imagesafety.run.job import DataSelection
 from imagesafety.run.tasks import EmbeddingTask
 from imagesafety.store import USE_DEFAULT_CACHE, open_cache
 
@@ -38,12 +39,32 @@ def build_index(
     device: str = "cpu",
     cache=USE_DEFAULT_CACHE,
     progress: bool = True,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    engine: EngineOptions | str = "local",
+    split: str | None = None,
+    categories: list[str] | None = None,
+    sources: list[str] | None = None,
+    limit: int | None = None,
+    streaming: bool = False,
+    allow_outside_root: bool = False,
+    url_hosts: list[str] | None = None,
 ) -> IndexSummary:
-    """Embed a gallery with a HySAC model and save a Lorentz-distance FAISS index (labels, if any, mark unsafe results;
-    unlabelled images are labelled by the model's threshold)."""
+    """Embed a gallery with a HySAC model (through the engine: local, or Ray workers that load the model from its
+    folder) and save a Lorentz-distance FAISS index (labels, if any, mark unsafe results; unlabelled images are
+    labelled by the model's threshold)."""
+    selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
     embedder = HysacEmbedder(model, device)
-    rows = Runner(EmbeddingTask(embedder, open_cache(cache)), show_progress=progress).run(
-        load_dataset(gallery), description="index"
+    samples = select_samples(selection.open(gallery), categories, sources, [split] if split else None, limit)
+    rows, _ = run_task(
+        EmbeddingTask(embedder, open_cache(cache)),
+        samples,
+        engine=engine if isinstance(engine, EngineOptions) else EngineOptions(engine),
+        remote=ModelSpec("embed", f"hysac:{embedder.directory}", {"device": device}),
+        batch_size=batch_size or 16,
+        workers=workers,
+        progress=progress,
+        description="index",
     )
     ok = rows[rows["error"].isna()]
     if ok.empty:
