@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.text import Text
 
-from imagesafety.cli.common import console, err_console, fail, parse_options
+from imagesafety.cli.common import console, data_options, err_console, fail, parse_options
 
 app = typer.Typer(
     help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True
@@ -16,6 +16,7 @@ app = typer.Typer(
 
 
 @app.command("generate")
+@data_options
 def pairs_generate_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("pairs"),
@@ -41,7 +42,6 @@ def pairs_generate_command(
             help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)"
         ),
     ] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     region: Annotated[
         Optional[str],
@@ -52,6 +52,7 @@ def pairs_generate_command(
     region_margin: Annotated[
         float, typer.Option(min=0.0, max=0.49, help="grow the evidence region by this share of each side")
     ] = 0.02,
+    selection: Any = None,
 ) -> None:
     """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
     from imagesafety.classifiers import load_classifier
@@ -97,7 +98,7 @@ def pairs_generate_command(
         chosen_judge,
         policy=policy,
         seeds=seeds,
-        limit=limit,
+        **selection.kwargs(),
         planner=llm,
         lpips=metric,
         encoder=load_encoder(encoder) if encoder else None,

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from imagesafety.bench.coverage import is_covered
 from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier, coverage
-from imagesafety.data import Dataset, load_dataset, select_samples
+from imagesafety.data import Dataset, select_samples
 from imagesafety.data.decoding import decoded_samples
 from imagesafety.pairs.editors import Editor
 from imagesafety.pairs.plans import template_plans
 from imagesafety.pairs.store import PairStore
 from imagesafety.pairs.verify import Thresholds, verify_pair
 from imagesafety.records.pairs import PairCandidate
+from imagesafety.run.job import DataSelection
 from imagesafety.run.progress import add_task, announce, progress_bar
 from imagesafety.run.runner import compute_isolating_failures
 from imagesafety.run.tasks import PredictionTask
@@ -67,7 +68,13 @@ def generate_pairs(
     seeds: int = 3,
     thresholds: Thresholds | None = None,
     encoder=None,
+    split: str | None = None,
+    categories: list[str] | None = None,
+    sources: list[str] | None = None,
     limit: int | None = None,
+    streaming: bool = False,
+    allow_outside_root: bool = False,
+    url_hosts: list[str] | None = None,
     planner=None,
     lpips=None,
     progress: bool = True,
@@ -92,12 +99,14 @@ def generate_pairs(
         )
     store = PairStore(out).create()
     done = store.attempts()
-    data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
+    selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
+    data = selection.open(dataset)
     judging = PredictionTask(judge, cache)
     stats = GenerationStats()
     with progress_bar(progress) as bar, store.log() as log:
         task = add_task(bar, f"pairs {editor.name}", unit="plan")
-        labelled = [s for s in select_samples(data, limit=limit) if s.label is not None]
+        splits = [split] if split else None
+        labelled = [s for s in select_samples(data, categories, sources, splits, limit) if s.label is not None]
         for item in decoded_samples(labelled):
             sample = item.sample
             if item.error is not None:
