@@ -172,3 +172,29 @@ def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp
     assert [len(pd.read_parquet(p)) for p in parts] == [4] * 6 + [1]
     assert not list((tmp_path / "parts").glob("*.tmp"))
     same_rows(local.predictions, rows.assign(decision=rows["classifier_decision"]))
+
+
+def test_hysac_index_on_ray_equals_local(cluster, tmp_path, tiny_clip_dir):
+    """Ray workers load the HySAC model from its folder (`hysac:DIR`) and embed the gallery as the local engine does:
+    the two indexes answer the same query with the same images at the same distances."""
+    from imagesafety.encoders import load_encoder
+    from imagesafety.hyperbolic.embedder import HysacEmbedder
+    from imagesafety.hyperbolic.index import LorentzIndex
+    from imagesafety.hysac.api import train_hysac
+    from imagesafety.hysac.data import embed_quadruples, read_quadruples
+    from imagesafety.hysac.retrieval import build_index
+    from imagesafety.hysac.train import HysacTrainConfig
+    from test_hysac_train import write_quadruples
+
+    encoder = load_encoder(f"hf:{tiny_clip_dir}", "cpu")
+    embedded = embed_quadruples(read_quadruples(write_quadruples(tmp_path / "q", n=12)), encoder, progress=False)
+    train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=2, batch_size=8), progress=False)
+    gallery = generated(tmp_path / "gallery", n=10)
+    build_index(tmp_path / "model", gallery, tmp_path / "local", cache=None, progress=False)
+    build_index(tmp_path / "model", gallery, tmp_path / "ray", cache=None, progress=False, engine="ray")
+    local, remote = LorentzIndex.load(tmp_path / "local"), LorentzIndex.load(tmp_path / "ray")
+    assert sorted(local.ids) == sorted(remote.ids) and len(local.ids) > 0
+    query = HysacEmbedder(tmp_path / "model").encode_texts(["a calm lake"])
+    (d_local, r_local), (d_remote, r_remote) = local.search(query, k=5), remote.search(query, k=5)
+    assert [local.ids[i] for i in r_local[0]] == [remote.ids[i] for i in r_remote[0]]
+    np.testing.assert_allclose(d_local, d_remote, rtol=1e-5, atol=1e-6)
