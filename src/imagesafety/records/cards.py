@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from imagesafety.records.base import Record, one_line
+from imagesafety.records.base import Record, json_schema, one_line
 
 
 class CardError(ValueError):
@@ -133,9 +133,7 @@ def parse_card(data: Any, kind: type[C], source: str) -> C:
 
 def card_schema(kind: type[ModelCard]) -> dict[str, Any]:
     """The JSON Schema of a card's current format."""
-    schema = kind.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema
+    return json_schema(kind)
 
 
 def guard_card_schema() -> dict[str, Any]:

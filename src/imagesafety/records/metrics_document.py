@@ -6,13 +6,12 @@ field), and described by a JSON Schema generated from it (`imagesafety schema me
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from imagesafety.records.base import Record, one_line
+from imagesafety.records.base import Record, json_schema, parse_document, read_document
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -195,32 +194,16 @@ class MetricsDocument(Record):
 
 def metrics_schema() -> dict[str, Any]:
     """The JSON Schema of metrics.json, generated from the record."""
-    schema = MetricsDocument.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema = json_schema(MetricsDocument)
     schema["$id"] = f"https://imagesafety.dev/schemas/metrics-{FORMAT_VERSION}.json"
     return schema
 
 
 def parse_metrics(data: Any, source: str = "metrics") -> MetricsDocument:
-    """A metrics document from parsed JSON, migrated from an older format; MetricsFormatError names `source`, the
-    field and the problem in one line."""
-    if not isinstance(data, dict):
-        raise MetricsFormatError(f"{source}: not a metrics document (a JSON object is expected)")
-    version = data.get("format_version", 1)
-    if version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
-        raise MetricsFormatError(f"{source}: metrics format {version!r} is not supported (supported: {supported})")
-    try:
-        return MetricsDocument.model_validate(data)
-    except ValidationError as exc:
-        raise MetricsFormatError(f"{source}: {one_line(exc)}") from None
+    """A metrics document from parsed JSON; MetricsFormatError names `source`, the field and the problem in one line."""
+    return parse_document(MetricsDocument, data, source, "metrics", SUPPORTED_VERSIONS, MetricsFormatError)
 
 
 def load_metrics(path: str | Path) -> MetricsDocument:
     """Read and validate a metrics.json."""
-    file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MetricsFormatError(f"{file}: unreadable metrics file: {exc}") from None
-    return parse_metrics(data, str(file))
+    return parse_metrics(read_document(path, "metrics", MetricsFormatError), str(path))

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from imagesafety.records.base import Record, one_line
+from imagesafety.records.base import Record, json_schema, one_line
 
 
 class CandidateError(ValueError):
@@ -53,6 +53,4 @@ def parse_candidate(data: Any, source: str) -> PairCandidate:
 
 def pair_candidate_schema() -> dict[str, Any]:
     """The JSON Schema of one candidates.jsonl line."""
-    schema = PairCandidate.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema
+    return json_schema(PairCandidate)

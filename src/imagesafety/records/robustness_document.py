@@ -5,13 +5,12 @@ is `imagesafety schema robustness`. Files written before the format was versione
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from imagesafety.records.base import Record, one_line
+from imagesafety.records.base import Record, json_schema, parse_document, read_document
 from imagesafety.records.metrics_document import ClassifierEntry
 
 FORMAT_VERSION = 1
@@ -94,30 +93,12 @@ class RobustnessDocument(Record):
 
 def robustness_schema() -> dict[str, Any]:
     """The JSON Schema of robustness.json, generated from the record."""
-    schema = RobustnessDocument.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema
+    return json_schema(RobustnessDocument)
 
 
 def parse_robustness(data: Any, source: str = "robustness") -> RobustnessDocument:
-    if not isinstance(data, dict):
-        raise RobustnessFormatError(f"{source}: not a robustness document (a JSON object is expected)")
-    version = data.get("format_version", 1)
-    if version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
-        raise RobustnessFormatError(
-            f"{source}: robustness format {version!r} is not supported (supported: {supported})"
-        )
-    try:
-        return RobustnessDocument.model_validate(data)
-    except ValidationError as exc:
-        raise RobustnessFormatError(f"{source}: {one_line(exc)}") from None
+    return parse_document(RobustnessDocument, data, source, "robustness", SUPPORTED_VERSIONS, RobustnessFormatError)
 
 
 def load_robustness(path: str | Path) -> RobustnessDocument:
-    file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RobustnessFormatError(f"{file}: unreadable robustness file: {exc}") from None
-    return parse_robustness(data, str(file))
+    return parse_robustness(read_document(path, "robustness", RobustnessFormatError), str(path))
