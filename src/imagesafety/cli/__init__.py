@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from imagesafety.cli.common import (
+    CacheOpt,
     FpsOpt,
     FrameRuleOpt,
     MaxFramesOpt,
@@ -64,12 +65,6 @@ def endpoint_options(base_url, concurrency, protocol, unsure) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def cache_choice(cache: Optional[Path], no_cache: bool):
-    from imagesafety.store import USE_DEFAULT_CACHE
-
-    return None if no_cache else (cache or USE_DEFAULT_CACHE)
-
-
 def interrupted(stop) -> None:
     err_console.print(
         Text(
@@ -79,17 +74,6 @@ def interrupted(stop) -> None:
         )
     )
     raise typer.Exit(130)
-
-
-CacheOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--cache", help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)"
-    ),
-]
-OutsideRoot = Annotated[
-    bool, typer.Option("--allow-outside-root", help="let a dataset's rows name files outside its folder")
-]
 
 
 @app.command("eval")

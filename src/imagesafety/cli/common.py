@@ -172,6 +172,14 @@ def frame_policy(max_frames: int, frame_rule: str, fps: float, early_exit: bool)
     return FramePolicy(max_frames=max_frames, rule=frame_rule, fps=fps, early_exit=early_exit)
 
 
+CacheOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--cache", help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)"
+    ),
+]
+
+
 # The option groups every command that runs the engine shares (eval, robustness, embed): each group is declared once
 # here, added to a command by its decorator, and handed to the command as one record (`run.job`).
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -209,17 +217,7 @@ DATA_SELECTION_OPTIONS = (
 )
 
 RUN_OPTIONS = (
-    _option(
-        "cache",
-        Annotated[
-            Optional[Path],
-            typer.Option(
-                "--cache",
-                help="prediction cache file (default: ~/.cache/imagesafety/cache.sqlite or $IMAGESAFETY_CACHE)",
-            ),
-        ],
-        None,
-    ),
+    _option("cache", CacheOpt, None),
     _option(
         "no_cache",
         Annotated[bool, typer.Option("--no-cache", help="neither read nor write the prediction cache")],
