@@ -138,3 +138,103 @@ def test_an_unsupported_onnx_operator_is_named_in_one_line(tmp_path):
         UnsupportedOperatorError, match=r"custom.onnx: no torch conversion for operator\(s\) com.example::FancyBlur"
     ):
         load_onnx_module(path)
+
+
+def _branching_graph(path):
+    """x -> Conv a; y = Relu(a); out = Relu(Add(y, a)): `a` feeds two operators, so the first Relu may not
+    overwrite it; the Add may write into `y` and the last Relu into the sum."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["y"]),
+        helper.make_node("Add", ["y", "a"], ["s"]),
+        helper.make_node("Relu", ["s"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 4, 8, 8])],
+        initializer=[weight],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return numpy_helper.to_array(weight)
+
+
+def test_in_place_operators_only_where_their_input_feeds_nothing_else_and_only_without_gradients(tmp_path):
+    import torch
+
+    from imagesafety.onnx_module import load_onnx_module
+
+    weight = _branching_graph(tmp_path / "g.onnx")
+    module, _ = load_onnx_module(tmp_path / "g.onnx")
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, 8, 8)).astype(np.float32))
+    a = torch.nn.functional.conv2d(x, torch.from_numpy(weight), padding=1)
+    expected = torch.relu(a + torch.relu(a))  # written independently of the graph
+    kinds = [type(module.get_submodule(n.target)).__name__ for n in module.graph.nodes if n.op == "call_module"]
+    assert kinds == ["Conv2d", "ReLU", "AddInPlace", "ReluInPlace"]
+    with torch.no_grad():
+        assert torch.allclose(module(x), expected, atol=1e-5)
+    x.requires_grad_(True)
+    out = module(x)
+    assert torch.allclose(out, expected, atol=1e-5)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    reference = x.detach().requires_grad_(True)
+    a = torch.nn.functional.conv2d(reference, torch.from_numpy(weight), padding=1)
+    (expected_grad,) = torch.autograd.grad(torch.relu(a + torch.relu(a)).sum(), reference)
+    assert torch.allclose(grad, expected_grad, atol=1e-5)
+
+
+def test_keep_freed_memory_sets_glibc_thresholds(monkeypatch):
+    import ctypes
+    import platform
+
+    from imagesafety import onnx_module
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, parameter, value):
+            calls.append((parameter, value))
+            return 1
+
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    assert onnx_module.keep_freed_memory()
+    assert dict(calls) == {-3: 512 << 20, -1: 1 << 30}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
+    assert not onnx_module.keep_freed_memory()
+
+
+def test_a_view_of_a_tensor_read_elsewhere_is_never_written_in_place(tmp_path):
+    """a = Conv(x); b, c = Split(a); out = Concat(Add(b, c), a): `b` has one reader but shares `a`'s memory."""
+    import onnx
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    from imagesafety.onnx_module import load_onnx_module
+
+    weight = np.random.default_rng(0).normal(size=(4, 3, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"]),
+        helper.make_node("Split", ["a", "sizes"], ["b", "c"], axis=1),
+        helper.make_node("Add", ["b", "c"], ["s"]),
+        helper.make_node("Concat", ["s", "a"], ["out"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 6, 4, 4])],
+        initializer=[numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array([2, 2]), "sizes")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
+    module, _ = load_onnx_module(tmp_path / "g.onnx")
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(1, 3, 4, 4)).astype(np.float32))
+    a = torch.nn.functional.conv2d(x, torch.from_numpy(weight))
+    with torch.no_grad():
+        out = module(x)
+    assert torch.allclose(out, torch.cat([a[:, :2] + a[:, 2:], a], 1), atol=1e-6)

@@ -223,7 +223,7 @@ class NudeNetTorch(NudeNetClassifier, TorchClassifier):
 
         from imagesafety.onnx_module import load_onnx_module
 
-        self.module = load_onnx_module(self.model_file)[0].to(self.device)
+        self.module = load_onnx_module(self.model_file, self.device)[0]
         self._counted_t = torch.from_numpy(self._counted).to(self.device)
 
     def pixels(self, items: list[tuple[np.ndarray, tuple[int, int]]]):

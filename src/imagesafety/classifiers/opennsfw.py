@@ -117,7 +117,7 @@ class OpenNsfwTorch(OpenNsfw, TorchClassifier):
 
         super().__init__(weights, threshold)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.module = load_onnx_module(self.path)[0].to(self.device)  # its digest was checked above
+        self.module = load_onnx_module(self.path, self.device)[0]  # its digest was checked above
 
     def model_input(self, pixels):
         """[0, 1] RGB (B, 3, 224, 224) -> the graph's input: BGR, mean subtracted, 0-255 scale, NHWC."""
