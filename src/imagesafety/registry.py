@@ -194,6 +194,26 @@ _BUILTIN: tuple[Entry, ...] = (
     ),
     _e(
         "classifier",
+        "llavaguard",
+        "imagesafety.classifiers.llavaguard:llavaguard",
+        "LlavaGuard v1.2 (LLaVA-OneVision 7B) with the authors' v1.2 policy prompt and JSON answer: P(Unsafe), "
+        "O1-O9 as categories",
+        "llavaguard | llavaguard:AIML-TUDA/LlavaGuard-v1.2-0.5B-OV-hf --option policy=my_policy.txt",
+        extra="clip",
+        modules=("torch", "transformers"),
+    ),
+    _e(
+        "classifier",
+        "qwenguard",
+        "imagesafety.classifiers.llavaguard:qwenguard",
+        "QwenGuard v1.2 (Qwen2.5-VL 7B) with the authors' v1.2 policy prompt and JSON answer: P(Unsafe), O1-O9 "
+        "as categories",
+        "qwenguard | qwenguard:AIML-TUDA/QwenGuard-v1.2-3B",
+        extra="clip",
+        modules=("torch", "transformers"),
+    ),
+    _e(
+        "classifier",
         "llamaguard4",
         "imagesafety.classifiers.llamaguard4:from_spec",
         "Meta's Llama Guard 4 (12B, gated) with its processor's own prompt: P(unsafe), S1-S13 codes as categories",
