@@ -189,3 +189,73 @@ def test_named_benchmarks_are_listed_with_their_taxonomies():
     assert [c.code for c in load_taxonomy("vlsu").categories][:3] == ["C1", "C2", "C3"]
     assert len(load_taxonomy("safeeditbench").categories) == 5 and len(load_taxonomy("vlguard").categories) == 4
     np.testing.assert_equal(len(load_taxonomy("vlsu").categories), 15)
+
+
+def safewatch_folder(root, videos: dict[str, bytes]):
+    """SafeWatch-Bench in its authors' layout: {real,genai}/C*/<subcategory>_benchmark.json lists of
+    {video_path, labels}, the paths relative to the folder above the benchmark (as their scripts are run)."""
+    layout = {
+        ("real", "C1", "evident"): [("v1.mp4", [1]), ("v2.mp4", [1, 3])],
+        ("real", "C1", "benign"): [("b1.mp4", [])],
+        ("genai", "C3", "shooting"): [("g1.mp4", [3])],
+    }
+    for (subset, code, sub), items in layout.items():
+        folder = root / subset / code / sub
+        folder.mkdir(parents=True)
+        for name, _ in items:
+            (folder / name).write_bytes(videos.get(name, b"\x00\x00\x00\x18ftypmp42"))
+        listing = [{"video_path": f"./bench/{subset}/{code}/{sub}/{n}", "labels": labels} for n, labels in items]
+        (root / subset / code / f"{sub}_benchmark.json").write_text(json.dumps(listing))
+    return root
+
+
+def test_safewatch_reads_its_authors_layout_sources_and_categories(tmp_path):
+    root = safewatch_folder(tmp_path / "bench", {})
+    samples = {s.id.rsplit("/", 1)[-1]: s for s in load_dataset(f"safewatch:{root}")}
+    got = {
+        k: (s.label, s.category, s.source, s.metadata["subcategory"], s.metadata["labels"]) for k, s in samples.items()
+    }
+    assert got == {
+        "v1.mp4": (1, "c1", "real", "evident", "C1"),
+        "v2.mp4": (1, "c1", "real", "evident", "C1,C3"),  # the folder's category first, every label kept
+        "b1.mp4": (0, None, "real", "benign", ""),
+        "g1.mp4": (1, "c3", "generated", "shooting", "C3"),
+    }
+    assert samples["g1.mp4"].load_bytes().startswith(b"\x00\x00\x00\x18ftyp")
+    assert [s.source for s in load_dataset(f"safewatch:{root / 'genai'}")] == ["generated"]
+
+
+def test_safewatch_bad_input_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"SafeWatch-Bench: .*missing: no such folder. It is gated"):
+        load_dataset(f"safewatch:{tmp_path / 'missing'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"has no C1..C6/\*.json under real/ or genai/"):
+        load_dataset(f"safewatch:{tmp_path / 'empty'}")
+    root = safewatch_folder(tmp_path / "bench", {})
+    (root / "real" / "C1" / "evident_benchmark.json").write_text(json.dumps([{"video_path": "x.mp4", "labels": [7]}]))
+    with pytest.raises(ValueError, match=r"evident_benchmark.json item 0: labels must be a list of category numbers"):
+        list(load_dataset(f"safewatch:{root}"))
+
+
+def test_safewatch_videos_are_classified_frame_by_frame_per_source(tmp_path, monkeypatch):
+    """Known answer: the planted-patch classifier fires on the videos showing the patch, and nowhere else."""
+    pytest.importorskip("av")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from imagesafety.bench.evaluate import evaluate
+    from planted import register_planted, video_bytes
+
+    register_planted(monkeypatch)
+    planted = video_bytes(seconds=3, planted_from=1.0, planted_to=1.5)
+    clean = video_bytes(seconds=3, planted_from=9.0, planted_to=9.5)
+    root = safewatch_folder(
+        tmp_path / "bench", {"v1.mp4": planted, "v2.mp4": planted, "g1.mp4": planted, "b1.mp4": clean}
+    )
+    result = evaluate("planted", f"safewatch:{root}", tmp_path / "run", cache=None)
+    rows = pd.read_parquet(tmp_path / "run" / "predictions.parquet").set_index("id")
+    decided = {i.rsplit("/", 1)[-1]: int(d) for i, d in rows["classifier_decision"].items()}
+    assert decided == {"v1.mp4": 1, "v2.mp4": 1, "b1.mp4": 0, "g1.mp4": 1}
+    assert result.metrics["overall"]["accuracy"]["value"] == 1.0
+    assert set(result.metrics["by_source"]) == {"real", "generated"}

@@ -478,6 +478,14 @@ _BUILTIN: tuple[Entry, ...] = (
         "VLGuard (ys-zong/VLGuard, gated): safe and unsafe images, 4 harmful categories, train / test",
         "vlguard | vlguard:FOLDER",
     ),
+    _e(
+        "dataset",
+        "safewatch",
+        "imagesafety.data.safewatch:from_spec",
+        "SafeWatch-Bench (Virtue-AI-HUB/SafeWatch-Bench, gated, videos) in its authors' layout: real / genai as "
+        "sources, categories C1-C6",
+        "safewatch:FOLDER",
+    ),
     # -- editors -------------------------------------------------------------------------------------
     _e(
         "editor",

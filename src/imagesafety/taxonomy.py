@@ -187,6 +187,18 @@ VLGUARD = Taxonomy(
         _cat("Hateful Speech", "Discrimination by sex, race or other attributes."),
     ),
 )
+#: SafeWatch-Bench's six video categories (its authors' evaluation names them C1-C6).
+SAFEWATCH = _coded(
+    "safewatch",
+    (
+        ("C1", "Sexual Content"),
+        ("C2", "Harassment & Bullying"),
+        ("C3", "Threats, Violence & Harm"),
+        ("C4", "False & Deceptive Information"),
+        ("C5", "Illegal/Regulated Activities"),
+        ("C6", "Hateful Content & Extremism"),
+    ),
+)
 #: SafeEditBench's five fictional policy levels, from permissive (L1) to restrictive (L5).
 SAFEEDITBENCH = Taxonomy(
     "safeeditbench",
@@ -205,7 +217,9 @@ SAFEEDITBENCH = Taxonomy(
     ),
 )
 
-BUILTIN_TAXONOMIES: dict[str, Taxonomy] = {t.name: t for t in (UNSAFEBENCH, LLAVAGUARD, VLSU, VLGUARD, SAFEEDITBENCH)}
+BUILTIN_TAXONOMIES: dict[str, Taxonomy] = {
+    t.name: t for t in (UNSAFEBENCH, LLAVAGUARD, VLSU, VLGUARD, SAFEEDITBENCH, SAFEWATCH)
+}
 
 # UnsafeBench category key -> LlavaGuard category keys that cover it (empty: no counterpart).
 UNSAFEBENCH_TO_LLAVAGUARD: dict[str, tuple[str, ...]] = {

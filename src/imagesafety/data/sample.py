@@ -192,6 +192,7 @@ SOURCE_ALIASES = {
     "lexica": "generated",
     "ai": "generated",
     "synthetic": "generated",
+    "genai": "generated",
 }
 
 
