@@ -198,3 +198,38 @@ def test_hysac_index_on_ray_equals_local(cluster, tmp_path, tiny_clip_dir):
     (d_local, r_local), (d_remote, r_remote) = local.search(query, k=5), remote.search(query, k=5)
     assert [local.ids[i] for i in r_local[0]] == [remote.ids[i] for i in r_remote[0]]
     np.testing.assert_allclose(d_local, d_remote, rtol=1e-5, atol=1e-6)
+
+
+def test_hysac_eval_and_calibrate_run_on_ray_as_locally(cluster, tmp_path, tiny_clip_dir, monkeypatch):
+    """`hysac eval` and `hysac calibrate` go through `run_job`: on Ray, workers load the model from its folder and
+    the report and the threshold equal the local engine's."""
+    from imagesafety.run import ray_engine
+
+    ray_runs = []
+    real_run_on_ray = ray_engine.run_on_ray
+    monkeypatch.setattr(ray_engine, "run_on_ray", lambda *a, **k: ray_runs.append(a[1]) or real_run_on_ray(*a, **k))
+    from imagesafety.encoders import load_encoder
+    from imagesafety.hysac.api import calibrate_hysac, train_hysac
+    from imagesafety.hysac.data import embed_quadruples, read_quadruples
+    from imagesafety.hysac.scoring import evaluate_hysac
+    from imagesafety.hysac.train import HysacTrainConfig
+    from imagesafety.run.engine import EngineOptions
+    from imagesafety.run.job import RunOptions
+    from test_hysac_train import write_quadruples
+
+    quads = write_quadruples(tmp_path / "q", n=12)
+    encoder = load_encoder(f"hf:{tiny_clip_dir}", "cpu")
+    embedded = embed_quadruples(read_quadruples(quads), encoder, progress=False)
+    train_hysac(embedded, tmp_path / "model", config=HysacTrainConfig(epochs=2, batch_size=8), progress=False)
+    local = RunOptions(cache=None, progress=False)
+    on_ray = RunOptions(cache=None, progress=False, engine=EngineOptions("ray", partition_size=5))
+    report_local = evaluate_hysac(tmp_path / "model", quads, tmp_path / "l", options=local)[0]
+    report_ray = evaluate_hysac(tmp_path / "model", quads, tmp_path / "r", options=on_ray)[0]
+    assert ray_runs == [f"hysac:{(tmp_path / 'model').resolve()}"] * 2  # the safe and the unsafe images
+    assert report_ray.keys() == report_local.keys()
+    for setting, values in report_local.items():
+        assert report_ray[setting] == pytest.approx(values, abs=1e-6)
+    gallery = generated(tmp_path / "gallery", n=10)
+    threshold_local = calibrate_hysac(tmp_path / "model", gallery, val_fraction=0.5, options=local).threshold
+    threshold_ray = calibrate_hysac(tmp_path / "model", gallery, val_fraction=0.5, options=on_ray).threshold
+    assert threshold_ray == pytest.approx(threshold_local, abs=1e-6) and len(ray_runs) == 3

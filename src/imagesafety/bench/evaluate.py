@@ -31,17 +31,16 @@ from imagesafety.classifiers.base import (
     Usage,
     cache_key,
     coverage,
-    preferred_batch_size,
 )
-from imagesafety.data import Dataset, dataset_name, dataset_summary, load_dataset, select_samples
+from imagesafety.data import Dataset, dataset_name, dataset_summary
 from imagesafety.data.sample import ResolvesPaths
 from imagesafety.files import json_safe
 from imagesafety.media import FramePolicy
 from imagesafety.records.metrics_document import FORMAT_VERSION, MetricsDocument, parse_metrics
-from imagesafety.run.engine import EngineOptions, ModelSpec, run_task
+from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.job import DataSelection, RunOptions, run_job
 from imagesafety.run.runner import RunStats
-from imagesafety.run.tasks import PredictionTask
-from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
+from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache
 
 ERRORS_LISTED = 10
 
@@ -71,17 +70,6 @@ class EvalResult:
     @property
     def warnings(self) -> list[str]:
         return self.document.warnings
-
-
-def known_total(dataset: Dataset, limit: int | None, filtered: bool) -> int | None:
-    """How many samples a run will see, when that is cheap to know (for the progress bar's ETA)."""
-    if filtered:
-        return None
-    try:
-        size = len(dataset)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-    return min(size, limit) if limit is not None else size
 
 
 def first_errors(rows: pd.DataFrame, n: int = ERRORS_LISTED) -> list[str]:
@@ -188,35 +176,27 @@ def evaluate(
         else classifier
     )
     splits = sorted({split, calibrate} - {None}) if split else None  # calibrating alone reports on every other split
-    data = (
-        load_dataset(
-            dataset, splits=splits, streaming=streaming, allow_outside_root=allow_outside_root, url_hosts=url_hosts
-        )
-        if isinstance(dataset, (str, Path))
-        else dataset
-    )
-    selected = select_samples(data, categories, sources, splits, limit)
-    store = open_cache(cache)
-    engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, num_gpus, partition_size)
-    started = time.time()
     if frames is not None and frames.early_exit and calibrate is not None:
         raise ValueError(
             "--early-exit stops a video at the decision threshold, which --calibrate chooses only after the run: "
             "give --threshold, or drop --early-exit"
         )
-    task = PredictionTask(clf, store, frames, exit_threshold=threshold)
-    rows, stats = run_task(
-        task,
-        selected,
-        engine=engine,
-        batch_size=batch_size or preferred_batch_size(clf),
-        workers=workers,
-        progress=progress,
-        total=known_total(data, limit, bool(categories or sources or splits)),
-        description=description or f"eval {clf.name}",
+    selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
+    engine = engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, num_gpus, partition_size)
+    started = time.time()
+    job = run_job(
+        clf,
+        dataset,
+        selection,
+        RunOptions(cache, batch_size, workers, progress, engine),
         remote=ModelSpec("predict", classifier, classifier_options or {}) if isinstance(classifier, str) else None,
+        splits=splits,
+        frames=frames,
+        exit_threshold=threshold,
         parts_dir=Path(out_dir) / "ray-parts" if out_dir is not None else None,
+        description=description or f"eval {clf.name}",
     )
+    rows, stats, data, task, store = job.rows, job.stats, job.dataset, job.task, job.store
     if rows.empty:
         present = dataset_summary(data)
         raise ValueError(

@@ -123,6 +123,7 @@ def train_command(
 
 
 @app.command("calibrate")
+@engine_options
 def calibrate_command(
     model: Annotated[Path, typer.Option()],
     dataset: Annotated[str, typer.Option()],
@@ -132,12 +133,19 @@ def calibrate_command(
         float, typer.Option(min=0.01, max=0.95, help="share of train used when there is no validation split")
     ] = 0.2,
     device: str = "cpu",
+    run: Any = None,
 ) -> None:
     """Set the classification threshold (overall and per category) on a labelled image set's validation rows."""
     from imagesafety.hysac.api import calibrate_hysac
 
     card = calibrate_hysac(
-        model, dataset, val_split=val_split, train_split=train_split, val_fraction=val_fraction, device=device
+        model,
+        dataset,
+        val_split=val_split,
+        train_split=train_split,
+        val_fraction=val_fraction,
+        device=device,
+        options=run,
     )
     console.print(
         Text(f"threshold {card.threshold:.4f} ({card.threshold_rule}); per category: {card.category_thresholds}")
@@ -219,18 +227,20 @@ def search_command(
 
 
 @app.command("eval")
+@engine_options
 def eval_command(
     model: Annotated[Path, typer.Option()],
     data: Annotated[Path, typer.Option(help="quadruples to evaluate on")],
     split: Annotated[Optional[str], typer.Option(help="evaluate only this split (e.g. test)")] = None,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/hysac-eval"),
     device: str = "cpu",
+    run: Any = None,
 ) -> None:
     """Recall@1/10/20 in the paper's settings, safe share for unsafe queries (with and without redirection),
     classification."""
     from imagesafety.hysac.scoring import evaluate_hysac
 
-    report, path, rows = evaluate_hysac(model, data, out, split=split, device=device)
+    report, path, rows = evaluate_hysac(model, data, out, split=split, device=device, options=run)
     table = Table(title=Text(f"HySAC on {data.name} ({rows} quadruples)"))
     table.add_column("setting")
     table.add_column("metrics")

@@ -25,6 +25,8 @@ from imagesafety.hysac.data import COLUMNS, QuadrupleEmbeddings, embed_quadruple
 from imagesafety.hysac.train import HysacTrainConfig, fit, light_batches, write_history
 from imagesafety.model_card import TrainedModel, read_card, write_training_images
 from imagesafety.records.cards import HysacCard
+from imagesafety.run.engine import ModelSpec
+from imagesafety.run.job import RunOptions, run_job
 from imagesafety.splits import choose_splits
 
 DEFAULT_ENCODER = "ViT-L-14/openai"
@@ -205,15 +207,17 @@ def calibrate_hysac(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    options: RunOptions | None = None,
 ) -> HysacCard:
     """Recalibrate the image threshold (overall and per category) on the validation rows of a labelled image dataset
     (its `validation` split, else a seeded fraction of its training rows; never `test` unless named); updates
-    hysac.json."""
+    hysac.json. The images run through the engine (`options`: no cache by default; Ray workers load the model from
+    its folder)."""
     from imagesafety.data import dataset_name, load_dataset
     from imagesafety.hyperbolic.embedder import HysacEmbedder
     from imagesafety.model_card import write_card
-    from imagesafety.run.runner import Runner
-    from imagesafety.run.tasks import EmbeddingTask
+
+    options = options or RunOptions(cache=None, progress=progress)
 
     embedder = HysacEmbedder(model_dir, device)
     data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
@@ -234,7 +238,13 @@ def calibrate_hysac(
             "calibration needs validation rows: give the data a validation split, --val-split, or a --val-fraction "
             "above 0"
         )
-    rows = Runner(EmbeddingTask(embedder), show_progress=progress).run(calibration, description="calibrate")
+    rows = run_job(
+        embedder,
+        calibration,
+        options=options,
+        remote=ModelSpec("embed", f"hysac:{embedder.directory}", {"device": device}),
+        description="calibrate",
+    ).rows
     rows = rows[rows["error"].isna()]
     if rows.empty or rows["label"].nunique() < 2:
         raise ValueError("calibration needs readable safe and unsafe images among the validation rows")

@@ -10,6 +10,8 @@ import pandas as pd
 
 from imagesafety.data.rows import image_ref
 from imagesafety.data.sample import ReadPolicy, Sample
+from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.job import RunOptions, run_job
 
 #: accepted column names -> canonical name (ViSU-Text calls the texts `safe` and `nsfw`)
 ALIASES = {
@@ -100,24 +102,30 @@ class QuadrupleEmbeddings:
 
 
 def embed_quadruples(
-    frame: pd.DataFrame, encoder, cache=None, batch_size: int = 64, progress: bool = True
+    frame: pd.DataFrame,
+    encoder,
+    cache=None,
+    batch_size: int = 64,
+    progress: bool = True,
+    *,
+    engine: EngineOptions = EngineOptions(),
+    workers: int | None = None,
+    remote: ModelSpec | None = None,
 ) -> QuadrupleEmbeddings:
-    """Embed texts with the encoder and images through the cached embedding runner; rows with unreadable images are
-    refused."""
+    """Embed texts with the encoder and images through the engine (`run_job`: the cache, and Ray workers that build
+    `remote`); rows with unreadable images are refused."""
     from imagesafety.data.decoding import batched
-    from imagesafety.run.runner import Runner
-    from imagesafety.run.tasks import EmbeddingTask
 
     def texts(column: str) -> np.ndarray:
-        return np.concatenate([encoder.encode_texts(chunk) for chunk in batched(frame[column].tolist(), batch_size)])
+        chunks = batched(frame[column].tolist(), batch_size)
+        return np.concatenate([encoder.encode_texts(chunk) for chunk in chunks])
 
     hashes = {}
 
     def images(column: str) -> np.ndarray:
         samples = [image_sample(frame, column, i, ref) for i, ref in enumerate(frame[column])]
-        rows = Runner(EmbeddingTask(encoder, cache), batch_size=batch_size, show_progress=progress).run(
-            samples, len(samples), f"embed {column}"
-        )
+        options = RunOptions(cache, batch_size, workers, progress, engine)
+        rows = run_job(encoder, samples, options=options, remote=remote, description=f"embed {column}").rows
         bad = rows[rows["error"].notna()]
         if len(bad):
             raise ValueError(

@@ -9,17 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagesafety.data import select_samples
 from imagesafety.data.sample import read_image_file
 from imagesafety.hyperbolic.checkpoint import released_rescale
 from imagesafety.hyperbolic.embedder import HysacEmbedder
 from imagesafety.hyperbolic.index import LorentzIndex
 from imagesafety.hyperbolic.redirect import redirect
 from imagesafety.images import decode_image
-from imagesafety.run.engine import EngineOptions, ModelSpec, run_task
-from imagesafety.run.job import DataSelection
-from imagesafety.run.tasks import EmbeddingTask
-from imagesafety.store import USE_DEFAULT_CACHE, open_cache
+from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.job import DataSelection, RunOptions, run_job
+from imagesafety.store import USE_DEFAULT_CACHE
 
 
 @dataclass
@@ -55,17 +53,20 @@ def build_index(
     labelled by the model's threshold)."""
     selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
     embedder = HysacEmbedder(model, device)
-    samples = select_samples(selection.open(gallery), categories, sources, [split] if split else None, limit)
-    rows, _ = run_task(
-        EmbeddingTask(embedder, open_cache(cache)),
-        samples,
-        engine=engine if isinstance(engine, EngineOptions) else EngineOptions(engine),
+    rows = run_job(
+        embedder,
+        gallery,
+        selection,
+        RunOptions(
+            cache,
+            batch_size or 16,
+            workers,
+            progress,
+            engine if isinstance(engine, EngineOptions) else EngineOptions(engine),
+        ),
         remote=ModelSpec("embed", f"hysac:{embedder.directory}", {"device": device}),
-        batch_size=batch_size or 16,
-        workers=workers,
-        progress=progress,
         description="index",
-    )
+    ).rows
     ok = rows[rows["error"].isna()]
     if ok.empty:
         raise ValueError(f"{gallery}: no readable images to index ({len(rows)} failed)")

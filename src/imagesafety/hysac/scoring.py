@@ -10,6 +10,8 @@ import torch
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.index import LorentzIndex
 from imagesafety.hyperbolic.redirect import redirect
+from imagesafety.run.engine import ModelSpec
+from imagesafety.run.job import RunOptions
 
 KS = (1, 10, 20)
 
@@ -61,9 +63,17 @@ def retrieval_report(
 
 
 def evaluate_hysac(
-    model: str | Path, data: str | Path, out: str | Path, *, split: str | None = None, device: str = "cpu"
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str | None = None,
+    device: str = "cpu",
+    options: RunOptions | None = None,
 ):
-    """(report, path of hysac_metrics.json, quadruples evaluated) for a model on a quadruple file (one split of it)."""
+    """(report, path of hysac_metrics.json, quadruples evaluated) for a model on a quadruple file (one split of it).
+    The images run through the engine (`options`: no cache by default; on Ray, workers load the model from its
+    folder)."""
     from pathlib import Path
 
     from imagesafety.files import write_json
@@ -83,7 +93,17 @@ def evaluate_hysac(
             )
     if len(frame) < 2:
         raise ValueError(f"{data}: retrieval needs at least 2 quadruples, got {len(frame)}")
-    points = embed_quadruples(frame, embedder)
+    run = options or RunOptions(cache=None, batch_size=64)
+    points = embed_quadruples(
+        frame,
+        embedder,
+        run.cache,
+        run.batch_size or 64,
+        run.progress,
+        engine=run.engine,
+        workers=run.workers,
+        remote=ModelSpec("embed", f"hysac:{embedder.directory}", {"device": device}),
+    )
     report = retrieval_report(
         {"S": points.safe_text, "V": points.safe_image, "U": points.unsafe_text, "G": points.unsafe_image},
         embedder.curvature,

@@ -16,17 +16,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imagesafety.data import Dataset, dataset_name, select_samples
+from imagesafety.data import Dataset, dataset_name
 from imagesafety.data.decoding import batched
 from imagesafety.encoders import load_encoder
 from imagesafety.encoders.base import Encoder, TextEncoder
 from imagesafety.files import atomic_path
 from imagesafety.media import FramePolicy
-from imagesafety.run.engine import EngineOptions, ModelSpec, run_task
-from imagesafety.run.job import DataSelection
+from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.job import DataSelection, RunOptions, run_job
 from imagesafety.run.runner import RunStats
-from imagesafety.run.tasks import EmbeddingTask
-from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
+from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache
 
 METADATA_KEY = b"imagesafety"
 EMBEDDINGS_FORMAT = "imagesafety-embeddings/1"
@@ -116,24 +115,21 @@ def embed(
     An animation's or video's embedding is the mean of its frames' (and backgrounds') embeddings under `frames`."""
     enc = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
     selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
-    data = selection.open(dataset)
-    batch_size = batch_size or 32
-    samples = select_samples(data, categories, sources, [split] if split else None, limit)
     engine = (
         engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, partition_size=partition_size)
     )
-    parts = Path(str(out) + ".ray-parts") if out is not None else None
-    frame, stats = run_task(
-        EmbeddingTask(enc, open_cache(cache), frames),
-        samples,
-        engine=engine,
-        parts_dir=parts,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-        description=f"embed {enc.name}",
+    job = run_job(
+        enc,
+        dataset,
+        selection,
+        RunOptions(cache, batch_size or 32, workers, progress, engine),
         remote=ModelSpec("embed", encoder, {"device": device}) if isinstance(encoder, str) else None,
+        frames=frames,
+        parts_dir=Path(str(out) + ".ray-parts") if out is not None else None,
+        description=f"embed {enc.name}",
     )
+    frame, stats, data = job.rows, job.stats, job.dataset
+    batch_size = batch_size or 32
     if frame.empty:
         raise ValueError(
             f"no images to embed in {dataset_name(data, str(dataset))}: check the dataset and "
