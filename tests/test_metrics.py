@@ -154,19 +154,82 @@ def test_cell_count_intervals_equal_row_bootstrap_intervals_within_monte_carlo_e
         assert ours[metric]["ci95"][1] == pytest.approx(high, abs=0.15 * spread)
 
 
-def test_bootstrap_memory_does_not_grow_with_resamples(monkeypatch):
-    """The ranking-metric weights come a chunk at a time, the chunk bounded by the weight budget; confusion metrics
-    never build row weights at all."""
+def test_bootstrap_memory_does_not_grow_with_resamples_or_rows(monkeypatch):
+    """The ranking-metric weights come a chunk at a time over atoms, the chunk bounded by the weight budget and the
+    atoms by 2 x ATOM_BINS; confusion metrics never build row weights at all."""
     import imagesafety.bench.metrics as metrics
 
     seen = []
-    real = metrics.bootstrap_weights
+    real = metrics.atom_weights
     monkeypatch.setattr(metrics, "WEIGHT_BUDGET", 20_000)
     monkeypatch.setattr(
-        metrics, "bootstrap_weights", lambda n, r, rng, *dtype: seen.append(r * n) or real(n, r, rng, *dtype)
+        metrics, "atom_weights", lambda n, shares, r, rng: seen.append((r, len(shares))) or real(n, shares, r, rng)
     )
-    y, s, d = random_predictions(n=5000, seed=8)
-    block = metrics.metrics_with_ci(y, s, d, n_boot=1000, seed=0)
-    assert max(seen) <= 20_000 and sum(seen) == 1000 * 5000
-    lo, hi = block["auroc"]["ci95"]
-    assert lo < block["auroc"]["value"] < hi
+    for n in (5000, 50_000):
+        seen.clear()
+        y, s, d = random_predictions(n=n, seed=8)
+        block = metrics.metrics_with_ci(y, s, d, n_boot=1000, seed=0)
+        assert max(r * atoms for r, atoms in seen) <= 20_000 and sum(r for r, _ in seen) == 1000
+        assert max(atoms for _, atoms in seen) <= 2 * metrics.ATOM_BINS
+        lo, hi = block["auroc"]["ci95"]
+        assert lo < block["auroc"]["value"] < hi
+
+
+def tied_predictions(n: int, seed: int, positives: float = 0.3):
+    """Scores with heavy ties (a block at 0 and values on a coarse grid) and runs of one label at both ends."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < positives).astype(int)
+    s = np.round(np.clip(rng.normal(0.3 + 0.35 * y, 0.25), 0, 1), 2)
+    s[rng.random(n) < 0.3] = 0.0
+    return y, s, (s >= 0.5).astype(int)
+
+
+def test_ranking_atoms_resample_exactly_as_rows_do_when_the_draws_are_shared():
+    """Rows drawn with replacement, counted per atom, give the AUROC and AUPRC scikit-learn computes on the drawn
+    rows themselves: the atoms lose nothing the two metrics read."""
+    from imagesafety.bench.metrics import _ranking_metrics, ranking_atoms
+
+    y, s, _ = tied_predictions(400, seed=9)
+    order = np.argsort(-s, kind="mergesort")
+    scores, labels, counts, row_atom = ranking_atoms(y[order].astype(bool), s[order])
+    assert len(counts) < len(y) / 2 and counts.sum() == len(y)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        drawn = rng.integers(0, len(y), len(y))  # row indices, in the original order
+        position = np.argsort(order)[drawn]  # the same rows, in sorted order
+        w = np.bincount(row_atom[position], minlength=len(counts)).astype(np.float64)[None, :]
+        auroc, auprc = _ranking_metrics(labels, scores, w, w @ labels, w @ ~labels, presorted=True)
+        assert auroc[0] == pytest.approx(sk.roc_auc_score(y[drawn], s[drawn]), abs=1e-12)
+        assert auprc[0] == pytest.approx(sk.average_precision_score(y[drawn], s[drawn]), abs=1e-12)
+
+
+def continuous_predictions(n: int, seed: int, positives: float):
+    """Scores without ties (a logistic of a normal shifted for positives): the interleaving pooling applies to."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < positives).astype(int)
+    s = 1 / (1 + np.exp(-rng.normal(-0.5 + 1.2 * y, 1.0)))
+    return y, s, (s >= 0.5).astype(int)
+
+
+def test_pooled_atom_intervals_equal_row_bootstrap_intervals_within_monte_carlo_error(monkeypatch):
+    """Where pooling applies (forced here with 96 bins), the AUROC and AUPRC intervals match an independent row
+    bootstrap (scikit-learn on resampled rows) within Monte-Carlo error, for balanced and for scarce positives
+    (without the shift by the exact point estimate they do not)."""
+    import imagesafety.bench.metrics as metrics
+
+    monkeypatch.setattr(metrics, "ATOM_BINS", 96)
+    for y, s, d in (continuous_predictions(2500, seed=10, positives=0.4), continuous_predictions(2500, 11, 0.1)):
+        order = np.argsort(-s, kind="mergesort")
+        assert len(metrics.ranking_atoms(y[order].astype(bool), s[order])[2]) > 2 * 96  # pooled
+        ours = metrics.metrics_with_ci(y, s, d, n_boot=2000, seed=5)
+        rng = np.random.default_rng(6)
+        rows = []
+        for _ in range(2000):
+            idx = rng.integers(0, len(y), len(y))
+            rows.append([sk.roc_auc_score(y[idx], s[idx]), sk.average_precision_score(y[idx], s[idx])])
+        rows = np.array(rows)
+        for j, metric in enumerate(("auroc", "auprc")):
+            low, high = np.percentile(rows[:, j], [2.5, 97.5])
+            spread = rows[:, j].std()
+            assert ours[metric]["ci95"][0] == pytest.approx(low, abs=0.2 * spread), metric
+            assert ours[metric]["ci95"][1] == pytest.approx(high, abs=0.2 * spread), metric

@@ -31,6 +31,20 @@ def test_a_file_written_before_the_format_version_loads_and_rewrites_byte_for_by
     assert document.coverage.covers == ["sexual"] and document.by_category["sexual"].f1.value is not None
 
 
+def ranking_intervals_masked(value):
+    """The document with AUROC and AUPRC intervals reduced to whether they bracket their value: their resampling
+    moved from row weights to atom counts (the same distribution, other draws for the same seed)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in ("auroc", "auprc") and isinstance(item, dict) and "ci95" in item:
+                low, high = item["ci95"]
+                item = {**item, "ci95": None if low is None else low <= item["value"] <= high}
+            out[key] = ranking_intervals_masked(item)
+        return out
+    return [ranking_intervals_masked(v) for v in value] if isinstance(value, list) else value
+
+
 def test_a_new_run_writes_the_same_document_with_its_format_version(tmp_path):
     from imagesafety import evaluate
     from imagesafety.data.example import write_example_dataset
@@ -42,7 +56,7 @@ def test_a_new_run_writes_the_same_document_with_its_format_version(tmp_path):
     assert written["format_version"] == FORMAT_VERSION and list(written)[0] == "format_version"
     for key in set(old) | set(written):
         if key not in ("format_version", "run"):  # the run's timings differ from run to run
-            assert written[key] == old[key], key
+            assert ranking_intervals_masked(written[key]) == ranking_intervals_masked(old[key]), key
     assert list(written)[1:] == list(old)  # the same keys in the same order
     assert written == result.metrics == result.document.to_json()
 

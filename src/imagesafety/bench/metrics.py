@@ -1,10 +1,17 @@
-"""Binary safety metrics (unsafe = positive) with bootstrap 95% intervals, in memory that does not grow with resamples.
+"""Binary safety metrics (unsafe = positive) with bootstrap 95% intervals, in memory and time that do not grow with
+the rows.
 
 Resampling n rows with replacement gives confusion-matrix cells distributed Multinomial(n, observed cell shares), so
 the six confusion-matrix metrics resample the four counts directly (constant memory per group, whatever n). AUROC and
-AUPRC need the rows: the scores are sorted once and resampled as multinomial row weights, a chunk of resamples at a
-time, the chunk sized so that chunk x rows stays under `WEIGHT_BUDGET` values. The point estimate (weights all 1) and
-the resamples share one code path.
+AUPRC depend only on how positives and negatives interleave in the score order, so the sorted rows are first cut into
+atoms the two metrics cannot tell apart (each tie group's positives and its negatives; runs of negative-only groups
+merged): resampling rows is then exactly Multinomial(n, atom shares) over the atoms, and a chunk of resamples
+at a time is drawn so that chunk x atoms stays under `WEIGHT_BUDGET`. Where the labels interleave so finely that more
+than 2 x `ATOM_BINS` atoms remain (large groups of a middling classifier), consecutive atoms are pooled into fewer
+than `ATOM_BINS` bins, each within one quantile of the positives and one of the negatives, and the resampled values
+are shifted by the exact point estimate minus the
+pooled one: the interval ends stay within Monte-Carlo error of the row bootstrap (tested), at a cost that no longer
+grows with n. The point estimates are always computed on the rows themselves.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from imagesafety.records.metrics_document import METRIC_NAMES
 
 METRICS = METRIC_NAMES
 BOOTSTRAP_CHUNK = 256
-#: at most this many row weights (resamples x rows) at once in the ranking-metric bootstrap: ~32 MB of float64
+#: at most this many atom weights (resamples x atoms) at once in the ranking-metric bootstrap: ~16 MB of float32
 WEIGHT_BUDGET = 1 << 22
+#: above 2 x this many atoms, the ranking-metric bootstrap pools consecutive atoms into this many bins per label
+ATOM_BINS = 256
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -121,28 +130,91 @@ def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator, dtype: type
     return out
 
 
+def ranking_atoms(ys: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(score, label, count) of the atoms of rows sorted by descending score, and each row's atom: each tie group's
+    positives and its negatives, with consecutive groups of negatives only merged (no positive lies between them, so
+    their order changes neither AUROC nor AUPRC; positives stay in their tie groups, as precision is read at each).
+    Atoms keep the descending order; a mixed tie group's two atoms share its score."""
+    n = len(ys)
+    if n == 0:
+        return ss[:0], ys[:0], np.zeros(0), np.zeros(0, dtype=np.int64)
+    starts = np.r_[True, ss[1:] != ss[:-1]]
+    group = np.cumsum(starts) - 1
+    pos = np.bincount(group, weights=ys.astype(np.float64))
+    neg = np.bincount(group) - pos
+    negative_only = pos == 0
+    new = np.r_[True, ~(negative_only[1:] & negative_only[:-1])]  # only runs of negative-only groups merge
+    segment = np.cumsum(new) - 1
+    seg_pos, seg_neg = np.bincount(segment, weights=pos), np.bincount(segment, weights=neg)
+    scores = np.repeat(ss[np.flatnonzero(starts)[new]], 2)
+    labels = np.tile([True, False], len(seg_pos))
+    counts = np.stack([seg_pos, seg_neg], axis=1).ravel()
+    keep = counts > 0
+    slot = segment[group] * 2 + (~ys.astype(bool)).astype(np.int64)  # each row's (segment, label) slot
+    return scores[keep], labels[keep], counts[keep], (np.cumsum(keep) - 1)[slot]
+
+
+def pooled_atoms(labels: np.ndarray, counts: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Consecutive atoms pooled into fewer than `bins` bins (an atom is never split), each bin's positives and
+    negatives tied at one score: (score, label, count), descending. A bin holds atoms from one quantile of the
+    positives and one of the negatives (bins // 2 quantiles each), so a few positives are never pooled with many."""
+    half = max(1, bins // 2)
+    pos_before = np.cumsum(counts * labels) - counts * labels
+    neg_before = np.cumsum(counts * ~labels) - counts * ~labels
+    which = (pos_before * half // max(pos_before[-1] + counts[-1] * labels[-1], 1)).astype(np.int64) + (
+        neg_before * half // max(neg_before[-1] + counts[-1] * ~labels[-1], 1)
+    ).astype(np.int64)
+    total = int(which[-1]) + 1
+    pos = np.bincount(which, weights=counts * labels, minlength=total)
+    neg = np.bincount(which, weights=counts * ~labels, minlength=total)
+    scores = np.repeat(np.arange(total, 0, -1, dtype=np.float64), 2)
+    pooled_labels = np.tile([True, False], total)
+    pooled = np.stack([pos, neg], axis=1).ravel()
+    keep = pooled > 0
+    return scores[keep], pooled_labels[keep], pooled[keep]
+
+
 def bootstrap_metrics(
     y: np.ndarray, scores: np.ndarray, decisions: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
     """`n_boot` resampled values of every metric: confusion metrics from multinomial cell counts (one (n_boot, 4)
-    draw), ranking metrics from row weights over the once-sorted scores, in chunks bounded by `WEIGHT_BUDGET`."""
+    draw), ranking metrics from multinomial atom counts (`ranking_atoms`, pooled above 2 x `ATOM_BINS` atoms), in
+    chunks bounded by `WEIGHT_BUDGET`."""
     n = len(y)
     yb = y.astype(bool)
     counts = cell_indicators(yb, decisions.astype(bool)).sum(axis=0)
     cells = rng.multinomial(n, counts / n, size=n_boot) if n_boot else np.zeros((0, 4))
     out = confusion_metrics(cells)
     order = np.argsort(-scores, kind="mergesort")
-    ys, ss = yb[order], scores[order].astype(np.float64)
-    chunk = max(1, min(BOOTSTRAP_CHUNK, WEIGHT_BUDGET // max(n, 1)))
+    a_scores, a_labels, a_counts, _ = ranking_atoms(yb[order], scores[order].astype(np.float64))
+    shift = np.zeros(2)
+    if len(a_counts) > 2 * ATOM_BINS:
+        exact = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
+        a_scores, a_labels, a_counts = pooled_atoms(a_labels, a_counts, ATOM_BINS)
+        pooled = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
+        shift = (exact - pooled)[:, 0]
+    chunk = max(1, min(BOOTSTRAP_CHUNK, WEIGHT_BUDGET // max(len(a_counts), 1)))
+    shares = a_counts / max(a_counts.sum(), 1)
     ranking: dict[str, list[np.ndarray]] = {"auroc": [], "auprc": []}
     for start in range(0, n_boot, chunk):
-        w = bootstrap_weights(n, min(chunk, n_boot - start), rng, np.float32)  # counts: exact in float32 below 2**24
-        auroc, auprc = _ranking_metrics(ys, ss, w, w @ ys, w @ ~ys, presorted=True)
-        ranking["auroc"].append(auroc)
-        ranking["auprc"].append(auprc)
+        w = atom_weights(n, shares, min(chunk, n_boot - start), rng)
+        auroc, auprc = _ranking_metrics(a_labels, a_scores, w, *_totals(w, a_labels), presorted=True)
+        ranking["auroc"].append(auroc + shift[0])
+        ranking["auprc"].append(auprc + shift[1])
     for m, parts in ranking.items():
         out[m] = np.concatenate(parts) if parts else np.array([])
     return out
+
+
+def _totals(w: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative weight of each row of `w` (atoms in columns)."""
+    w = np.atleast_2d(w)
+    return w @ labels, w @ ~labels
+
+
+def atom_weights(n: int, shares: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """`resamples` x atoms multinomial counts of n draws: how many resampled rows fall in each atom."""
+    return rng.multinomial(n, shares, size=resamples).astype(np.float32)  # counts: exact in float32 below 2**24
 
 
 def metrics_with_ci(
