@@ -60,6 +60,22 @@ def errors_recorded_on(item: Prepared) -> Iterator[None]:
         item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
 
 
+def in_slices(pool: ThreadPoolExecutor, fn: Callable[[T], Any], items: list[T], slices: int) -> None:
+    """`fn` on every item, the items cut into at most `slices` contiguous slices, one task per slice (a task per
+    item cost more than reading and hashing a small cached image; a few slices per thread keep the threads evenly
+    loaded). `fn` records its own errors."""
+    if not items:
+        return
+    size = -(-len(items) // max(1, min(slices, len(items))))
+    parts = [items[i : i + size] for i in range(0, len(items), size)]
+    if len(parts) == 1:
+        for item in parts[0]:
+            fn(item)
+        return
+    for done in pool.map(lambda part: [fn(item) for item in part], parts):
+        del done
+
+
 def read_sample(item: Prepared) -> Prepared:
     """Read and hash one sample's bytes (errors recorded on the item)."""
     with errors_recorded_on(item):
@@ -119,12 +135,16 @@ def decoded_samples(
     """Every sample read, hashed and decoded (`.image`, through `prepare`) on worker threads, in order; unreadable
     ones carry `.error`. The one decoding path for code that needs the images themselves."""
     stop = threading.Event()
+    threads = workers or default_workers()
+    slices = 4 * threads
 
     def produce() -> Iterator[list[Prepared]]:
-        with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
             for chunk in batched(samples, batch_size):
-                items = list(pool.map(read_sample, [Prepared(s) for s in chunk]))
-                yield list(pool.map(lambda p: decode_item(p, prepare) if p.error is None else p, items))
+                items = [Prepared(s) for s in chunk]
+                in_slices(pool, read_sample, items, slices)
+                in_slices(pool, lambda p: decode_item(p, prepare), [p for p in items if p.error is None], slices)
+                yield items
 
     try:
         for batch in read_ahead(produce(), 4, stop):

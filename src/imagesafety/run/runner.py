@@ -21,7 +21,15 @@ import pandas as pd
 from PIL import Image
 
 from imagesafety.classifiers.base import FatalModelError, ModelFailure
-from imagesafety.data.decoding import Prepared, batched, default_workers, errors_recorded_on, read_ahead, read_sample
+from imagesafety.data.decoding import (
+    Prepared,
+    batched,
+    default_workers,
+    errors_recorded_on,
+    in_slices,
+    read_ahead,
+    read_sample,
+)
 from imagesafety.data.sample import Sample
 from imagesafety.images import MAX_PIXELS
 from imagesafety.media import FramePolicy
@@ -111,23 +119,20 @@ class Runner:
                 for chunk in batched(samples, self.batch_size):
                     if stop.is_set():
                         return
-                    items = list(pool.map(read_sample, [Prepared(s) for s in chunk]))
+                    items = [Prepared(s) for s in chunk]
+                    in_slices(pool, read_sample, items, 4 * self.workers)
                     cached = self.task.lookup([p.sha256 for p in items if p.sha256 is not None])
                     for p in items:
                         if p.sha256 in cached:
                             p.result, p.data = cached[p.sha256], None
                     todo = [p for p in items if p.error is None and p.result is None]
-                    list(
-                        pool.map(
-                            lambda p: decode_views(
-                                p, lambda image, s=p.sample: self.task.prepare(s, image), self.task.frames
-                            ),
-                            todo,
-                        )
-                    )
+                    in_slices(pool, self._decode, todo, 4 * self.workers)
                     yield items
 
         return read_ahead(produce(), self.prefetch_batches, stop)
+
+    def _decode(self, p: Prepared) -> Prepared:
+        return decode_views(p, lambda image: self.task.prepare(p.sample, image), self.task.frames)
 
     def _compute(self, batch: list[Prepared]) -> list[Prepared]:
         """The model's work for a batch's uncached items: their views in shared model batches (a video under an early
