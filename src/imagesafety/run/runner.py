@@ -66,6 +66,10 @@ class ImageTask(Protocol):
     def frame(self, rows: list[dict]) -> pd.DataFrame: ...
 
 
+#: rows gathered before they become a typed frame (a run's rows are kept as a few frames, not a dict per row)
+FRAME_ROWS = 4096
+
+
 @dataclass
 class RunStats:
     """What a run did: how many images came from the cache, went through the model, or failed."""
@@ -208,11 +212,18 @@ class Runner:
                 advance(len(done))
 
     def run(self, samples: Iterable[Sample], total: int | None = None, description: str | None = None) -> pd.DataFrame:
-        """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C."""
+        """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C. Rows are kept as typed frames
+        of `FRAME_ROWS` rows (columns, not one dict per row), so memory grows by the columns' size only."""
         self.stats = RunStats()
+        parts: list[pd.DataFrame] = []
         rows: list[dict] = []
         stop = threading.Event()
         started = time.perf_counter()
+
+        def table() -> pd.DataFrame:
+            tail = [self.task.frame(rows)] if rows or not parts else []
+            return parts[0] if len(parts) == 1 and not tail else pd.concat(parts + tail, ignore_index=True)
+
         with progress_bar(self.show_progress) as bar:
             task = add_task(bar, description or f"eval {self.task.name}", total=total)
             try:
@@ -220,15 +231,18 @@ class Runner:
                     self._prepared_batches(samples, stop), lambda n: bar.update(task, advance=n)
                 ):
                     rows.extend(batch_rows)
+                    if len(rows) >= FRAME_ROWS:
+                        parts.append(self.task.frame(rows))
+                        rows = []
             except KeyboardInterrupt:
                 stop.set()
                 self.stats.interrupted = True
                 self.stats.seconds = time.perf_counter() - started
-                raise RunInterrupted(self.task.frame(rows), self.stats) from None
+                raise RunInterrupted(table(), self.stats) from None
             finally:
                 stop.set()
         self.stats.seconds = time.perf_counter() - started
-        return self.task.frame(rows)
+        return table()
 
 
 def compute_isolating_failures(task: ImageTask, inputs: list[Any]) -> list[Any]:
