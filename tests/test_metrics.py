@@ -218,9 +218,12 @@ def test_pooled_atom_intervals_equal_row_bootstrap_intervals_within_monte_carlo_
     import imagesafety.bench.metrics as metrics
 
     monkeypatch.setattr(metrics, "ATOM_BINS", 96)
+    monkeypatch.setattr(metrics, "POOL_MIN_PER_BIN", 1)
+    monkeypatch.setattr(metrics, "POOL_MIN_QUANTILES", 1)
     for y, s, d in (continuous_predictions(2500, seed=10, positives=0.4), continuous_predictions(2500, 11, 0.1)):
         order = np.argsort(-s, kind="mergesort")
-        assert len(metrics.ranking_atoms(y[order].astype(bool), s[order])[2]) > 2 * 96  # pooled
+        bins = metrics.pooling_bins(int(y.sum()), int(len(y) - y.sum()))
+        assert bins == 96 and len(metrics.ranking_atoms(y[order].astype(bool), s[order])[2]) > 2 * bins  # pooled
         ours = metrics.metrics_with_ci(y, s, d, n_boot=2000, seed=5)
         rng = np.random.default_rng(6)
         rows = []
@@ -233,3 +236,17 @@ def test_pooled_atom_intervals_equal_row_bootstrap_intervals_within_monte_carlo_
             spread = rows[:, j].std()
             assert ours[metric]["ci95"][0] == pytest.approx(low, abs=0.2 * spread), metric
             assert ours[metric]["ci95"][1] == pytest.approx(high, abs=0.2 * spread), metric
+
+
+def test_scarce_labels_are_never_pooled(monkeypatch):
+    """Pooling narrows the AUPRC interval when a label quantile holds few rows: groups without 64 quantiles of 50 rows
+    of each label are resampled exactly (the same values as with pooling switched off)."""
+    import imagesafety.bench.metrics as metrics
+
+    assert metrics.pooling_bins(3199, 50_000) == 0 and metrics.pooling_bins(3200, 50_000) == 128
+    assert metrics.pooling_bins(100_000, 100_000) == metrics.ATOM_BINS
+    y, s, d = continuous_predictions(20_000, seed=3, positives=0.05)  # 1,000 positives: about 2,000 atoms
+    pooled_rule = metrics.metrics_with_ci(y, s, d, n_boot=200, seed=1)
+    monkeypatch.setattr(metrics, "POOL_MIN_PER_BIN", 10**9)  # pooling off
+    exact = metrics.metrics_with_ci(y, s, d, n_boot=200, seed=1)
+    assert pooled_rule["auprc"] == exact["auprc"] and pooled_rule["auroc"] == exact["auroc"]

@@ -6,12 +6,12 @@ the six confusion-matrix metrics resample the four counts directly (constant mem
 AUPRC depend only on how positives and negatives interleave in the score order, so the sorted rows are first cut into
 atoms the two metrics cannot tell apart (each tie group's positives and its negatives; runs of negative-only groups
 merged): resampling rows is then exactly Multinomial(n, atom shares) over the atoms, and a chunk of resamples
-at a time is drawn so that chunk x atoms stays under `WEIGHT_BUDGET`. Where the labels interleave so finely that more
-than 2 x `ATOM_BINS` atoms remain (large groups of a middling classifier), consecutive atoms are pooled into fewer
-than `ATOM_BINS` bins, each within one quantile of the positives and one of the negatives, and the resampled values
-are shifted by the exact point estimate minus the
-pooled one: the interval ends stay within Monte-Carlo error of the row bootstrap (tested), at a cost that no longer
-grows with n. The point estimates are always computed on the rows themselves.
+at a time is drawn so that chunk x atoms stays under `WEIGHT_BUDGET`. Only in large groups where both labels are
+plentiful (64 or more quantiles of 50 rows each, `pooling_bins`) are consecutive atoms pooled into at most
+`ATOM_BINS` bins, each within one quantile of the positives and one of the negatives, with the resampled values
+shifted by the exact point estimate minus the pooled one: there the interval ends stay within Monte-Carlo error of the
+row bootstrap (tested; coarser pooling narrowed the AUPRC interval), and the cost no longer grows with n. The point
+estimates are always computed on the rows themselves.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ METRICS = METRIC_NAMES
 BOOTSTRAP_CHUNK = 256
 #: at most this many atom weights (resamples x atoms) at once in the ranking-metric bootstrap: ~16 MB of float32
 WEIGHT_BUDGET = 1 << 22
-#: above 2 x this many atoms, the ranking-metric bootstrap pools consecutive atoms into this many bins per label
-ATOM_BINS = 256
+#: the ranking-metric bootstrap pools consecutive atoms into at most this many bins (`pooling_bins`)
+ATOM_BINS = 128
+#: rows of each label a pooled bin's label quantile holds at least, and the fewest quantiles pooling uses
+POOL_MIN_PER_BIN, POOL_MIN_QUANTILES = 50, 64
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -188,9 +190,10 @@ def bootstrap_metrics(
     order = np.argsort(-scores, kind="mergesort")
     a_scores, a_labels, a_counts, _ = ranking_atoms(yb[order], scores[order].astype(np.float64))
     shift = np.zeros(2)
-    if len(a_counts) > 2 * ATOM_BINS:
+    bins = pooling_bins(int(yb.sum()), int(n - yb.sum()))
+    if bins and len(a_counts) > 2 * bins:
         exact = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
-        a_scores, a_labels, a_counts = pooled_atoms(a_labels, a_counts, ATOM_BINS)
+        a_scores, a_labels, a_counts = pooled_atoms(a_labels, a_counts, bins)
         pooled = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
         shift = (exact - pooled)[:, 0]
     chunk = max(1, min(BOOTSTRAP_CHUNK, WEIGHT_BUDGET // max(len(a_counts), 1)))
@@ -204,6 +207,14 @@ def bootstrap_metrics(
     for m, parts in ranking.items():
         out[m] = np.concatenate(parts) if parts else np.array([])
     return out
+
+
+def pooling_bins(positives: int, negatives: int) -> int:
+    """How many bins the ranking-metric bootstrap pools atoms into: at most `ATOM_BINS`, and only so many that every
+    bin holds at least `POOL_MIN_PER_BIN` rows of each label per label quantile (0: do not pool; with fewer rows of
+    either label, the atoms are few enough to resample exactly, and pooling them would narrow the AUPRC interval)."""
+    per_label = min(ATOM_BINS // 2, min(positives, negatives) // POOL_MIN_PER_BIN)
+    return 2 * per_label if per_label >= POOL_MIN_QUANTILES else 0
 
 
 def _totals(w: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
