@@ -1,7 +1,7 @@
 """Cost as the work grows: time per image, memory and bootstrap cost of `evaluate` at 20,000 and 200,000 rows, against
 the cost of reading the data, with a near-free classifier (so only the harness is timed).
 
-    python benchmarks/scale.py [--small 20000] [--large 200000]
+    python benchmarks/scale.py [--small 20000] [--large 200000] [--ray]
 
 Data: generated Parquet files in UnsafeBench's schema (16x16 PNGs, every one distinct). Each run is its own process
 (its peak memory is its own); times exclude the process start and imports (measured inside). Figures, all from this run:
@@ -10,7 +10,11 @@ Data: generated Parquet files in UnsafeBench's schema (16x16 PNGs, every one dis
 - bootstrap_cost_ratio: a cached run at --large with 1,000 resamples over the same with none (target <= 1.3);
 - cached_vs_floor: the cached run at --large over reading and sha256-hashing the same images in one process (target <=
 5);
-- cold_vs_floor: the cold run at --large over reading, hashing and decoding them in one process (target <= 2).
+- cold_vs_floor: the cold run at --large over reading, hashing and decoding them in one process (target <= 2);
+- with --ray (needs the `ray` extra), ray_cluster_vs_local: the same --large rows, cache off, on a one-node cluster
+  started as users start one (`ray start --head`, the driver joining with `--address auto`) over the local engine in
+  the same setting (target <= 1.5), with the driver's peak memory printed. The near-free classifier is a plug-in
+  (a `*.dist-info` entry point on PYTHONPATH), so Ray's workers build it from its name as they would any classifier.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,6 +64,32 @@ peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 errors = int(result.predictions["error"].notna().sum())
 print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions), "peak_mb": peak_mb,
                   "errors": errors}))
+"""
+
+PLUGIN = r"""
+import numpy as np
+from imagesafety.classifiers.base import Classifier, Prediction, decide
+from imagesafety.taxonomy import UNSAFEBENCH
+
+class MeanLevel(Classifier):
+    name, version, taxonomy, threshold, config = "mean-level", "1", UNSAFEBENCH, 0.5, {}
+    preferred_batch_size = 256
+    def predict_prepared(self, items):
+        return [Prediction(s, decide(s, 0.5), {}, None) for s in (float(np.asarray(i).mean()) / 255 for i in items)]
+
+def from_spec(arg=None):
+    return MeanLevel()
+"""
+
+ENGINE = r"""
+import json, resource, sys, time
+from imagesafety.bench.evaluate import evaluate
+path, out, engine = sys.argv[1], sys.argv[2], sys.argv[3]
+options = {"engine": "ray", "address": "auto", "partition_size": 10000} if engine == "ray" else {}
+started = time.perf_counter()
+result = evaluate("mean-level", path, out, cache=None, progress=False, html=False, **options)
+print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 FLOOR = r"""
@@ -109,8 +140,8 @@ def write_dataset(path: Path, n: int, seed: int = 0) -> None:
     writer.close()
 
 
-def child(code: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+def child(code: str, *args: str, env: dict | None = None) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"child run failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -120,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=20000)
     parser.add_argument("--large", type=int, default=200000)
+    parser.add_argument("--ray", action="store_true", help="also the Ray cluster figure (the `ray` extra)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -138,6 +170,8 @@ def main() -> None:
         no_boot = child(CHILD, str(large), str(root / f"cache{args.large}.sqlite"), "0")
         hashing = child(FLOOR, str(large), "hash")["seconds"]
         decoding = child(FLOOR, str(large), "decode")["seconds"]
+        if args.ray:
+            local, cluster = ray_figure(root, large)
     small, big = runs[args.small], runs[args.large]
     per = {k: (big[k]["seconds"] / args.large) / (small[k]["seconds"] / args.small) for k in ("cold", "cached")}
     growth = (big["cold"]["peak_mb"] - small["cold"]["peak_mb"]) / ((args.large - args.small) / 100_000)
@@ -151,6 +185,41 @@ def main() -> None:
     print(f"figure bootstrap_cost_ratio {big['cached']['seconds'] / no_boot['seconds']:.2f} target <= 1.3")
     print(f"figure cached_vs_floor {big['cached']['seconds'] / hashing:.1f} target <= 5")
     print(f"figure cold_vs_floor {big['cold']['seconds'] / decoding:.1f} target <= 2")
+    if args.ray:
+        print(
+            f"ray cluster at {args.large}: {cluster['seconds']:.1f} s, driver peak {cluster['peak_mb']:.0f} MB; local "
+            f"engine {local['seconds']:.1f} s, peak {local['peak_mb']:.0f} MB"
+        )
+        print(f"figure ray_cluster_vs_local {cluster['seconds'] / local['seconds']:.2f} target <= 1.5")
+
+
+def ray_figure(root: Path, data: Path) -> tuple[dict, dict]:
+    """The local engine and a `ray start` one-node cluster on the same rows, the classifier a plug-in both find."""
+    plugin = root / "plugin"
+    (plugin / "scale_plugin-0.dist-info").mkdir(parents=True)
+    (plugin / "scale_plugin.py").write_text(PLUGIN)
+    metadata = "Metadata-Version: 2.1\nName: scale-plugin\nVersion: 0\n"
+    (plugin / "scale_plugin-0.dist-info" / "METADATA").write_text(metadata)
+    (plugin / "scale_plugin-0.dist-info" / "entry_points.txt").write_text(
+        "[imagesafety.classifiers]\nmean-level = scale_plugin:from_spec\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")])}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray = str(Path(sys.executable).parent / "ray")
+    local = child(ENGINE, str(data), str(root / "local-run"), "local", env=env)
+    started = subprocess.run(
+        [ray, "start", "--head", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if started.returncode != 0:
+        raise SystemExit(f"ray start --head failed:\n{started.stderr[-2000:]}")
+    try:
+        cluster = child(ENGINE, str(data), str(root / "ray-run"), "ray", env=env)
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
+    return local, cluster
 
 
 if __name__ == "__main__":
