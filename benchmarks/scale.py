@@ -44,28 +44,6 @@ CATEGORIES = (
     "Spam",
 )
 
-CHILD = r"""
-import json, resource, sys, time
-import numpy as np
-from imagesafety.bench.evaluate import evaluate
-from imagesafety.classifiers.base import Classifier, Prediction, decide
-from imagesafety.taxonomy import UNSAFEBENCH
-
-class MeanLevel(Classifier):
-    name, version, taxonomy, threshold, config = "mean-level", "1", UNSAFEBENCH, 0.5, {}
-    preferred_batch_size = 256
-    def predict_prepared(self, items):
-        return [Prediction(s, decide(s, 0.5), {}, None) for s in (float(np.asarray(i).mean()) / 255 for i in items)]
-
-path, cache, n_boot = sys.argv[1], sys.argv[2], int(sys.argv[3])
-started = time.perf_counter()
-result = evaluate(MeanLevel(), path, None, cache=cache, progress=False, n_boot=n_boot, html=False)
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-errors = int(result.predictions["error"].notna().sum())
-print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions), "peak_mb": peak_mb,
-                  "errors": errors}))
-"""
-
 PLUGIN = r"""
 import numpy as np
 from imagesafety.classifiers.base import Classifier, Prediction, decide
@@ -80,6 +58,24 @@ class MeanLevel(Classifier):
 def from_spec(arg=None):
     return MeanLevel()
 """
+
+#: one evaluate run in its own process (the classifier is PLUGIN's, defined in the process itself)
+CHILD = (
+    PLUGIN
+    + r"""
+import json, resource, sys, time
+from imagesafety.bench.evaluate import evaluate
+
+path, cache, n_boot = sys.argv[1], sys.argv[2], int(sys.argv[3])
+started = time.perf_counter()
+result = evaluate(MeanLevel(), path, None, cache=cache, progress=False, n_boot=n_boot, html=False)
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+errors = int(result.predictions["error"].notna().sum())
+print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions), "peak_mb": peak_mb,
+                  "errors": errors}))
+"""
+)
+
 
 ENGINE = r"""
 import json, resource, sys, time

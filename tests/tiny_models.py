@@ -502,7 +502,6 @@ def make_tiny_llamaguard4(folder: Path) -> Path:
     """A random two-layer Llama 4 (vision tower, pixel shuffle, text model) with a byte-level tokenizer holding Llama
     4's special tokens and a processor carrying Llama Guard 4's prompt, saved as the Hub repository is laid out."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
         Llama4Config,
         Llama4ForConditionalGeneration,
@@ -510,7 +509,6 @@ def make_tiny_llamaguard4(folder: Path) -> Path:
         Llama4Processor,
         Llama4TextConfig,
         Llama4VisionConfig,
-        PreTrainedTokenizerFast,
     )
 
     special = [
@@ -526,13 +524,8 @@ def make_tiny_llamaguard4(folder: Path) -> Path:
         "<|tile_y_separator|>",
         "<|finetune_right_pad|>",
     ]
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    raw = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.add_special_tokens(special)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<|begin_of_text|>", eos_token="<|eot|>", pad_token="<|finetune_right_pad|>"
+    tokenizer = byte_level_fast_tokenizer(
+        special, bos_token="<|begin_of_text|>", eos_token="<|eot|>", pad_token="<|finetune_right_pad|>"
     )
     template = LLAMAGUARD4_TEMPLATE.replace(
         "{% for code, name in categories %}",
