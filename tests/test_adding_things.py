@@ -148,7 +148,7 @@ def test_a_dataset_format_from_another_package_loads_and_evaluates(plugins, red_
     assert len(samples) == len(images) and {s.label for s in samples} == {0, 1}
     result = evaluate(Brightness(), f"lines:{listing}", cache=None, progress=False, n_boot=10)
     assert result.document.overall.support == len(images) and result.document.coverage.uncovered == []
-    with pytest.raises(ValueError, match="--streaming applies to Hugging Face datasets"):
+    with pytest.raises(ValueError, match="a lines dataset cannot be streamed"):
         load_dataset(f"lines:{listing}", streaming=True)  # the recipe's format takes no streaming: refused
 
 

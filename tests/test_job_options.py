@@ -7,6 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -14,8 +15,8 @@ from imagesafety.cli import app
 from imagesafety.cli.common import DATA_SELECTION_OPTIONS, RUN_OPTIONS
 
 runner = CliRunner()
-ENGINE_COMMANDS = ("eval", "robustness", "embed", "hysac index")
-IMAGE_COMMANDS = (*ENGINE_COMMANDS, "explain", "pairs generate")  # their own loops: the data options only
+ENGINE_COMMANDS = ("eval", "robustness", "embed", "explain", "pairs generate", "hysac index")
+IMAGE_COMMANDS = ENGINE_COMMANDS
 
 
 def options_of(command: str) -> set[str]:
@@ -34,9 +35,14 @@ def test_every_command_that_reads_images_takes_the_shared_options(command):
     assert shared <= options_of(command), sorted(shared - options_of(command))
 
 
+@pytest.mark.parametrize("command", ["hysac eval", "hysac calibrate"])
+def test_commands_reading_their_own_files_take_the_run_options(command):
+    assert {p.name for p in RUN_OPTIONS} <= options_of(command)
+
+
 def test_a_planted_command_without_the_group_is_seen():
     """The check above can fail: a command declared without the groups lacks them."""
-    assert {p.name for p in RUN_OPTIONS} - options_of("explain")
+    assert {p.name for p in RUN_OPTIONS} - options_of("datasets audit")
 
 
 def cached_rows(path) -> int:
@@ -86,9 +92,13 @@ def test_robustness_honours_the_options_it_used_to_lack(red_folder, tmp_path):
     assert kept.exit_code == 0 and cached_rows(default_cache) > 0  # the check above can fail: the cache is written
 
 
-def test_streaming_a_dataset_read_from_disk_is_refused_in_one_line(red_folder):
-    from imagesafety.data import load_dataset
-
-    with pytest.raises(ValueError, match=r"--streaming applies to Hugging Face datasets; a folder dataset is read"):
-        load_dataset(red_folder, streaming=True)
-    assert len(list(load_dataset(red_folder))) == 12  # without it, the folder reads as before
+def test_streaming_a_folder_runs_eval_with_the_same_predictions(red_folder, tmp_path):
+    """`--streaming` on a folder: the same rows and metrics, read as the run goes (no total known up front)."""
+    base = ["eval", "-c", "nudenet", "-d", str(red_folder), "--no-cache", "-q"]
+    whole = runner.invoke(app, [*base, "-o", str(tmp_path / "a")])
+    streamed = runner.invoke(app, [*base, "-o", str(tmp_path / "b"), "--streaming"])
+    assert whole.exit_code == 0 and streamed.exit_code == 0, streamed.output
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["overall"] for d in ("a", "b"))
+    assert a["support"] == b["support"] > 0 and a["f1"] == b["f1"]
+    rows = [pd.read_parquet(tmp_path / d / "predictions.parquet") for d in ("a", "b")]
+    assert len(rows[0]) == 12 and rows[0]["score"].tolist() == rows[1]["score"].tolist()

@@ -1,5 +1,6 @@
 """The Ray engine against the local engine, row by row, on a local Ray cluster started in the test."""
 
+import json
 import threading
 import time
 
@@ -151,6 +152,7 @@ def test_robustness_clean_evaluation_on_ray(cluster, tmp_path):
 def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp_path, monkeypatch):
     from imagesafety.data import load_dataset
     from imagesafety.run import ray_engine
+    from imagesafety.run.tasks import ModelSpec
 
     data = generated(tmp_path / "d")  # 25 images
     local = evaluate("nudenet", data, None, cache=None, progress=False, n_boot=0)
@@ -164,7 +166,12 @@ def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp
 
     monkeypatch.setattr(ray_engine, "_run_job", counted_job)
     rows = ray_engine.run_on_ray(
-        "predict", "nudenet", {}, samples, tmp_path / "parts", partition_size=4, samples_per_job=10, progress=False
+        ModelSpec("predict", "nudenet"),
+        samples,
+        tmp_path / "parts",
+        partition_size=4,
+        samples_per_job=10,
+        progress=False,
     )
     assert jobs == [[0, 1, 2], [3, 4, 5], [6]]
     parts = sorted((tmp_path / "parts").glob("part-*.parquet"))
@@ -207,7 +214,9 @@ def test_hysac_eval_and_calibrate_run_on_ray_as_locally(cluster, tmp_path, tiny_
 
     ray_runs = []
     real_run_on_ray = ray_engine.run_on_ray
-    monkeypatch.setattr(ray_engine, "run_on_ray", lambda *a, **k: ray_runs.append(a[1]) or real_run_on_ray(*a, **k))
+    monkeypatch.setattr(
+        ray_engine, "run_on_ray", lambda *a, **k: ray_runs.append(a[0].spec) or real_run_on_ray(*a, **k)
+    )
     from imagesafety.encoders import load_encoder
     from imagesafety.hysac.api import calibrate_hysac, train_hysac
     from imagesafety.hysac.data import embed_quadruples, read_quadruples
@@ -233,3 +242,76 @@ def test_hysac_eval_and_calibrate_run_on_ray_as_locally(cluster, tmp_path, tiny_
     threshold_local = calibrate_hysac(tmp_path / "model", gallery, val_fraction=0.5, options=local).threshold
     threshold_ray = calibrate_hysac(tmp_path / "model", gallery, val_fraction=0.5, options=on_ray).threshold
     assert threshold_ray == pytest.approx(threshold_local, abs=1e-6) and len(ray_runs) == 3
+
+
+def test_explain_on_ray_equals_local(cluster, tmp_path, monkeypatch):
+    """`explain` runs through `run_job`: on Ray each worker builds the classifier and the explanation task from their
+    specs, and the evidence (score, regions, map, faithfulness) equals the local engine's."""
+    from imagesafety.data import load_dataset
+    from imagesafety.evidence import explain
+    from imagesafety.run import ray_engine
+    from imagesafety.run.engine import EngineOptions
+    from imagesafety.run.job import RunOptions
+
+    ray_runs = []
+    real_run_on_ray = ray_engine.run_on_ray
+    monkeypatch.setattr(ray_engine, "run_on_ray", lambda *a, **k: ray_runs.append(a[0]) or real_run_on_ray(*a, **k))
+    samples = list(load_dataset(generated(tmp_path / "d", n=4)))
+    settings = dict(method="occlusion", work_side=32, window=8, stride=8, steps=2)
+    local = explain("nudenet", samples, **settings)
+    on_ray = RunOptions(progress=False, engine=EngineOptions("ray", partition_size=2))
+    remote = explain("nudenet", samples, out_dir=tmp_path / "out", run=on_ray, **settings)
+    assert [(s.kind, s.spec) for s in ray_runs] == [("explain", "nudenet")]
+    assert len(list((tmp_path / "out" / "ray-parts").rglob("part-*.parquet"))) == 3  # 5 samples, 2 per partition
+    assert [e.id for e in remote] == [e.id for e in local] == [s.id for s in samples]
+    for a, b in zip(local, remote):
+        assert (a.error is None) == (b.error is None)
+        if a.error is None:
+            assert b.score == pytest.approx(a.score, abs=1e-6)
+            np.testing.assert_allclose(np.array(b.boxes), np.array(a.boxes), atol=1e-4)
+            np.testing.assert_allclose(b.heatmap, a.heatmap, atol=1e-5)
+            assert b.deletion_auc == pytest.approx(a.deletion_auc, abs=1e-6)
+    assert sum(e.error is not None for e in remote) == 1  # the broken file stays an error row
+
+
+def test_pairs_generate_on_ray_equals_local(cluster, tmp_path, monkeypatch):
+    """`pairs generate` runs through `run_job`: Ray workers build the editor and judge from the PairSettings, write
+    the images into the shared output folder, and the driver logs every attempt once: the same candidates and pair
+    table as a local run, and a re-run on Ray adds nothing."""
+    from imagesafety.classifiers import load_classifier
+    from imagesafety.pairs.generate import generate_pairs
+    from imagesafety.pairs.store import PairStore
+    from imagesafety.pairs.task import PairSettings
+    from imagesafety.run import ray_engine
+    from imagesafety.run.engine import EngineOptions
+    from imagesafety.run.job import RunOptions
+
+    ray_runs = []
+    real_run_on_ray = ray_engine.run_on_ray
+    monkeypatch.setattr(ray_engine, "run_on_ray", lambda *a, **k: ray_runs.append(a[0]) or real_run_on_ray(*a, **k))
+    data = generated(tmp_path / "d", n=6)
+    settings = PairSettings(editor="mask-composite", seeds=2)
+    editor, _, _, _ = settings.build()
+    judge = load_classifier("nudenet")
+    local = generate_pairs(data, tmp_path / "local", editor, judge, seeds=2, progress=False)
+    on_ray = RunOptions(progress=False, engine=EngineOptions("ray", partition_size=3))
+    remote = generate_pairs(
+        data, tmp_path / "ray", editor, judge, seeds=2, progress=False, run=on_ray, remote=("nudenet", settings)
+    )
+    assert [(s.kind, s.spec) for s in ray_runs] == [("pairs", "nudenet")]
+    assert (remote.plans, remote.kept, remote.rejected, remote.skipped) == (
+        local.plans,
+        local.kept,
+        local.rejected,
+        local.skipped,
+    )
+    assert local.plans > 0 and local.skipped == 1
+
+    def lines(folder):
+        return sorted(json.dumps(c.line(), sort_keys=True) for c in PairStore(folder).candidates())
+
+    assert lines(tmp_path / "ray") == lines(tmp_path / "local") and len(lines(tmp_path / "local")) > 0
+    again = generate_pairs(
+        data, tmp_path / "ray", editor, judge, seeds=2, progress=False, run=on_ray, remote=("nudenet", settings)
+    )
+    assert lines(tmp_path / "ray") == lines(tmp_path / "local") and again.plans == local.plans

@@ -1,4 +1,5 @@
-"""One registry for every plug-in kind: classifiers, datasets, encoders, editors, attacks and corruptions.
+"""One registry for every plug-in kind: classifiers, datasets, encoders, editors, attacks, corruptions, and the
+per-image tasks an engine runs.
 
 An entry names its code lazily as "module:attr" (imported only when the entry is used), says which extra
 provides the packages it needs, and may come from another package through an entry point (one group per
@@ -28,6 +29,7 @@ KINDS: dict[str, str] = {
     "editor": "imagesafety.editors",
     "attack": "imagesafety.attacks",
     "corruption": "imagesafety.corruptions",
+    "task": "imagesafety.tasks",
 }
 
 
@@ -486,6 +488,16 @@ _BUILTIN: tuple[Entry, ...] = (
         "sources, categories C1-C6",
         "safewatch:FOLDER",
     ),
+    # -- tasks: the per-image work an engine runs (workers build it from a ModelSpec) ------------------
+    _e("task", "predict", "imagesafety.run.tasks:prediction_task", "a classifier's predictions, through the cache"),
+    _e("task", "embed", "imagesafety.run.tasks:embedding_task", "an encoder's image embeddings, through the cache"),
+    _e(
+        "task",
+        "explain",
+        "imagesafety.evidence.task:explain_task",
+        "a classifier's evidence: map, top regions, smallest flipping region",
+    ),
+    _e("task", "pairs", "imagesafety.pairs.task:pair_task", "counterfactual pairs: plan, edit and verify each image"),
     # -- editors -------------------------------------------------------------------------------------
     _e(
         "editor",

@@ -37,9 +37,10 @@ from imagesafety.data.sample import ResolvesPaths
 from imagesafety.files import json_safe
 from imagesafety.media import FramePolicy
 from imagesafety.records.metrics_document import FORMAT_VERSION, MetricsDocument, parse_metrics
-from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.engine import EngineOptions
 from imagesafety.run.job import DataSelection, RunOptions, run_job
 from imagesafety.run.runner import RunStats
+from imagesafety.run.tasks import ModelSpec
 from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache
 
 ERRORS_LISTED = 10

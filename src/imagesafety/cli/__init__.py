@@ -370,6 +370,7 @@ def embed_command(
 
 @app.command("explain")
 @data_options
+@engine_options
 def explain_command(
     classifier: Annotated[
         list[str], typer.Option("--classifier", "-c", help="classifier spec (repeatable: their evidence is compared)")
@@ -398,9 +399,14 @@ def explain_command(
         float, typer.Option(min=0.01, max=1.0, help="largest share of the image the flip search may remove")
     ] = 0.5,
     option: Annotated[list[str], typer.Option("--option", help="classifier setting key=value (repeatable)")] = [],
+    max_frames: MaxFramesOpt = 64,
+    frame_rule: FrameRuleOpt = "max",
+    fps: FpsOpt = 1.0,
     selection: Any = None,
+    run: Any = None,
 ) -> None:
-    """Where each image's unsafe evidence is: maps, top regions, the smallest region whose removal flips the verdict."""
+    """Where each image's unsafe evidence is: maps, top regions, the smallest region whose removal flips the verdict
+    (an animation's most unsafe frame)."""
     from imagesafety.evidence.report import run_explain
 
     table, page = run_explain(
@@ -409,7 +415,9 @@ def explain_command(
         out,
         method=method,
         category=category,
-        **selection.kwargs(),
+        data=selection,
+        run=run,
+        frames=frame_policy(max_frames, frame_rule, fps, False),
         classifier_options=parse_options(option),
         fill=fill,
         work_side=work_side,
@@ -641,13 +649,15 @@ KIND_TITLES = {
     "editor": "pair editors",
     "attack": "attacks",
     "corruption": "corruptions",
+    "task": "engine tasks (what a run computes per image, locally or on Ray)",
 }
 
 
 @app.command("models")
 def models_command(
     kind: Annotated[
-        Optional[str], typer.Option(help="only this kind: classifier, encoder, dataset, editor, attack, corruption")
+        Optional[str],
+        typer.Option(help="only this kind: classifier, encoder, dataset, editor, attack, corruption, task"),
     ] = None,
 ) -> None:
     """List what the registry holds (classifiers, encoders, editors, attacks, ...) and what each needs installed."""

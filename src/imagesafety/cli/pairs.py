@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.text import Text
 
-from imagesafety.cli.common import console, data_options, err_console, fail, parse_options
+from imagesafety.cli.common import console, data_options, engine_options, err_console, fail, parse_options
 
 app = typer.Typer(
     help="Counterfactual safety pairs: edit, verify and store pairs whose label flips.", no_args_is_help=True
@@ -17,6 +17,7 @@ app = typer.Typer(
 
 @app.command("generate")
 @data_options
+@engine_options
 def pairs_generate_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("pairs"),
@@ -42,7 +43,6 @@ def pairs_generate_command(
             help="also require a high embedding cosine under this encoder (e.g. hf:openai/clip-vit-base-patch32)"
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     region: Annotated[
         Optional[str],
         typer.Option(
@@ -53,57 +53,50 @@ def pairs_generate_command(
         float, typer.Option(min=0.0, max=0.49, help="grow the evidence region by this share of each side")
     ] = 0.02,
     selection: Any = None,
+    run: Any = None,
 ) -> None:
     """Plan, edit and verify pairs; kept pairs go to OUT/pairs.parquet, every attempt to OUT/candidates.jsonl."""
+    import importlib.util
+
     from imagesafety.classifiers import load_classifier
-    from imagesafety.encoders import load_encoder
-    from imagesafety.pairs.editors import load_editor
     from imagesafety.pairs.generate import generate_pairs
+    from imagesafety.pairs.task import PairSettings
     from imagesafety.store import open_cache
 
-    options = {
-        k: (",".join(map(str, v)) if isinstance(v, list) else v)
-        for k, v in parse_options(editor_option, "--editor-option").items()
-    }
-    llm = None
-    if planner:
-        if not planner.startswith("llm:"):
-            raise ValueError("--planner takes llm:MODEL")
-        from imagesafety.pairs.llm_plans import LLMPlanner
-
-        llm = LLMPlanner(planner[4:], base_url=planner_base_url)
-    chosen_editor, chosen_judge = load_editor(editor, **options), load_classifier(judge)  # cheap checks first
-    if region is not None:
-        from imagesafety.pairs.evidence_region import EvidenceRegionEditor
-
-        if not region.startswith("evidence:") or not region[len("evidence:") :]:
-            raise ValueError(f"--region takes evidence:SPEC (a classifier spec), not {region!r}")
-        chosen_editor = EvidenceRegionEditor(chosen_editor, load_classifier(region[len("evidence:") :]), region_margin)
-    metric = None
-    if lpips:
-        import importlib.util
-
-        from imagesafety.pairs.verify import LPIPSMetric
-
-        if importlib.util.find_spec("lpips") is None:
-            err_console.print(
-                Text("lpips not installed: the LPIPS check is skipped (pip install lpips)", style="yellow")
-            )
-        else:
-            metric = LPIPSMetric()
+    if lpips and importlib.util.find_spec("lpips") is None:
+        err_console.print(Text("lpips not installed: the LPIPS check is skipped (pip install lpips)", style="yellow"))
+        lpips = False
+    settings = PairSettings(
+        editor=editor,
+        editor_options={
+            k: (",".join(map(str, v)) if isinstance(v, list) else v)
+            for k, v in parse_options(editor_option, "--editor-option").items()
+        },
+        policy=policy,
+        seeds=seeds,
+        region=region,
+        region_margin=region_margin,
+        planner=planner,
+        planner_base_url=planner_base_url,
+        lpips=lpips,
+        encoder=encoder,
+    )
+    chosen_editor, llm, metric, chosen_encoder = settings.build()  # cheap checks first
     stats = generate_pairs(
         dataset,
         out,
         chosen_editor,
-        chosen_judge,
+        load_classifier(judge),
         policy=policy,
         seeds=seeds,
         **selection.kwargs(),
         planner=llm,
         lpips=metric,
-        encoder=load_encoder(encoder) if encoder else None,
-        progress=not quiet,
-        cache=open_cache("default"),
+        encoder=chosen_encoder,
+        progress=run.progress,
+        cache=open_cache(run.cache),
+        run=run,
+        remote=(judge, settings),
     )
     console.print(
         Text(

@@ -145,9 +145,12 @@ def load_dataset(
         None if allow_outside_root or not local.exists() else relative_root(local if local.is_dir() else local.parent)
     )
     entry = formats[fmt]
-    accepted = entry.options()  # a format reading local files takes neither splits nor streaming
+    accepted = entry.options()  # the options a format takes (local files: no splits)
     if streaming and accepted is not None and "streaming" not in accepted:
-        raise ValueError(f"{text}: --streaming applies to Hugging Face datasets; a {fmt} dataset is read from disk")
+        raise ValueError(
+            f"{text}: a {fmt} dataset cannot be streamed (--streaming applies to Hugging Face datasets, folders, "
+            "manifests and Parquet)"
+        )
     offered = {"splits": splits, "streaming": streaming, "policy": ReadPolicy(root=root, url_hosts=hosts)}
     return entry.build(location, **{k: v for k, v in offered.items() if accepted is None or k in accepted})
 

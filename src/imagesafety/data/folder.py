@@ -22,8 +22,11 @@ class FolderDataset:
     so are file names that are not valid UTF-8 (named with their undecodable bytes replaced).
     """
 
-    def __init__(self, root: str | Path, name: str | None = None, policy: ReadPolicy | None = None):
+    def __init__(
+        self, root: str | Path, name: str | None = None, policy: ReadPolicy | None = None, streaming: bool = False
+    ):
         self.root = Path(root)
+        self.streaming = streaming
         self.name = name or self.root.resolve().name
         if not self.root.is_dir():
             raise ValueError(f"{self.root}: not a folder")
@@ -47,9 +50,7 @@ class FolderDataset:
 
     def __iter__(self) -> Iterator[Sample]:
         for split, label, base in self.label_roots():
-            for path in sorted(
-                p for p in base.rglob("*") if not p.name.startswith(".") and (p.is_file() or not p.is_dir())
-            ):
+            for path in files_below(base):
                 category = source = None
                 for part in path.relative_to(base).parts[:-1]:
                     if part.lower() in SOURCE_NAMES:
@@ -75,8 +76,23 @@ class FolderDataset:
                 )
 
     def __len__(self) -> int:
+        """Files, by a listing pass; a streamed dataset has no length (nothing is listed ahead of the run)."""
+        if self.streaming:
+            raise TypeError("a streamed dataset has no known length")
         return sum(1 for _ in self)
 
 
-def from_spec(path: str, *, policy: ReadPolicy | None = None) -> FolderDataset:
-    return FolderDataset(path, policy=policy)
+def files_below(base: Path) -> Iterator[Path]:
+    """Every non-hidden entry below `base` that is not a folder (files, broken links), in sorted path order, listing one
+    folder at a time (linked folders are not entered), so a folder of millions of images is never held as a list."""
+    with os.scandir(base) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from files_below(Path(entry.path))
+        elif not entry.name.startswith(".") and not entry.is_dir():
+            yield Path(entry.path)
+
+
+def from_spec(path: str, *, streaming: bool = False, policy: ReadPolicy | None = None) -> FolderDataset:
+    return FolderDataset(path, policy=policy, streaming=streaming)

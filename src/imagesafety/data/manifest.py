@@ -16,8 +16,11 @@ class ManifestDataset:
     """Rows of a `.jsonl` or `.csv` manifest (UTF-8, with or without a byte-order mark); relative image paths are
     resolved against the manifest's folder and must stay inside it."""
 
-    def __init__(self, path: str | Path, name: str | None = None, policy: ReadPolicy | None = None):
+    def __init__(
+        self, path: str | Path, name: str | None = None, policy: ReadPolicy | None = None, streaming: bool = False
+    ):
         self.path = Path(path)
+        self.streaming = streaming
         self.name = name or self.path.stem
         if not self.path.is_file():
             raise ValueError(f"{self.path}: manifest file not found")
@@ -54,8 +57,11 @@ class ManifestDataset:
             yield sample
 
     def __len__(self) -> int:
+        """Rows, by a counting pass; a streamed dataset has no length (nothing is read ahead of the run)."""
+        if self.streaming:
+            raise TypeError("a streamed dataset has no known length")
         return sum(1 for _ in self.rows())
 
 
-def from_spec(path: str, *, policy: ReadPolicy | None = None) -> ManifestDataset:
-    return ManifestDataset(path, policy=policy)
+def from_spec(path: str, *, streaming: bool = False, policy: ReadPolicy | None = None) -> ManifestDataset:
+    return ManifestDataset(path, policy=policy, streaming=streaming)

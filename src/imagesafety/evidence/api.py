@@ -3,15 +3,20 @@ whose removal flips the verdict; the same call the CLI makes."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from imagesafety.classifiers.base import Differentiable, LocatesEvidence, SafetyClassifier, cache_key, config_hash
+from imagesafety.classifiers.base import (
+    Differentiable,
+    FatalModelError,
+    LocatesEvidence,
+    SafetyClassifier,
+    cache_key,
+    config_hash,
+)
 from imagesafety.evidence.maps import gradient_map, occlusion_map, pooled, rise_map, rise_masks
 from imagesafety.evidence.regions import FILLS, deletion_insertion, minimal_flip, top_boxes
 
@@ -68,6 +73,7 @@ class Evidence:
     detector_boxes: list[list[float]] = field(
         default_factory=list
     )  # a detector's own regions (NudeNet's exposed detections)
+    frame: int | None = None  # the view explained, for an image of several (its most unsafe frame)
     error: str | None = None
 
     def record(self) -> dict[str, Any]:
@@ -109,12 +115,16 @@ def scorer_for(classifier: SafetyClassifier, category: str | None):
     return score
 
 
+class UnknownCategory(FatalModelError, ValueError):
+    """A category the classifier does not score: every image's mistake, so the run stops on the first."""
+
+
 def check_category(classifier: SafetyClassifier, category: str | None, probe: Image.Image) -> None:
     if category is None:
         return
     scored = sorted(classifier.predict([probe])[0].category_scores)
     if category not in scored:
-        raise ValueError(
+        raise UnknownCategory(
             f"{classifier.name} does not score category {category!r}; it scores: {', '.join(scored) or 'no categories'}"
         )
 
@@ -257,76 +267,3 @@ def evidence_key(classifier: SafetyClassifier, settings: ExplainSettings) -> str
     """Cache folder name: the classifier's prediction key (name, version, config with its weights' digest) and the
     settings."""
     return config_hash({"classifier": list(cache_key(classifier)), "settings": asdict(settings)})
-
-
-def explain(
-    classifier: SafetyClassifier | str,
-    images,
-    *,
-    method: str = "auto",
-    category: str | None = None,
-    out_dir: str | Path | None = None,
-    progress: bool = False,
-    **settings: Any,
-) -> list[Evidence]:
-    """Evidence for every image: `images` is a list of PIL images, or a dataset (path, spec or Dataset, whose error rows
-    stay error rows). With `out_dir`, each image's evidence is cached there as it is computed (a re-run resumes)."""
-    from imagesafety import registry
-
-    clf = registry.build("classifier", classifier) if isinstance(classifier, str) else classifier
-    config = ExplainSettings(method=method, category=category, **settings)
-    resolve_method(clf, config.method)
-    items = _items(images)
-    cache = Path(out_dir) / "evidence-cache" / evidence_key(clf, config) if out_dir is not None else None
-    out: list[Evidence] = []
-    checked = False
-    for image_id, sha, image, error in items:
-        if error is not None:
-            out.append(Evidence(image_id, config.method, None, category=category, error=error))
-            continue
-        if not checked:
-            check_category(clf, category, image)
-            checked = True
-        cached = _load(cache, sha, image_id) if cache is not None and sha else None
-        if cached is None:
-            cached = explain_image(clf, image, config, image_id)
-            if cache is not None and sha:
-                _save(cache, sha, cached)
-        out.append(cached)
-    return out
-
-
-def _items(images):
-    """(id, sha256, image, error) for a list of images or a dataset's samples (read through the run's decoding path)."""
-    from imagesafety.data import Dataset, load_dataset
-    from imagesafety.data.decoding import decoded_samples
-
-    if isinstance(images, list) and all(isinstance(i, Image.Image) for i in images):
-        for i, image in enumerate(images):
-            yield str(i), None, image, None
-        return
-    data = load_dataset(images) if isinstance(images, (str, Path)) else images
-    samples = data if isinstance(data, Dataset) or not isinstance(data, list) else data
-    for item in decoded_samples(samples):
-        yield item.sample.id, item.sha256, item.image, item.error
-
-
-def _load(cache: Path, sha: str, image_id: str) -> Evidence | None:
-    meta, heat = cache / f"{sha}.json", cache / f"{sha}.npy"
-    if not (meta.exists() and heat.exists()):
-        return None
-    try:
-        record = json.loads(meta.read_text())
-        return Evidence(**{**record, "id": image_id}, heatmap=np.load(heat).astype(np.float32))
-    except (ValueError, OSError, TypeError):
-        return None  # a damaged entry is computed again
-
-
-def _save(cache: Path, sha: str, evidence: Evidence) -> None:
-    from imagesafety.files import atomic_path, write_atomic
-
-    cache.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache / f"{sha}.npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, evidence.heatmap.astype(np.float16))
-    write_atomic(cache / f"{sha}.json", json.dumps(evidence.record()))

@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw
 from imagesafety.evidence.api import Evidence
 from imagesafety.evidence.regions import remove
 from imagesafety.files import write_atomic
+from imagesafety.media import FramePolicy
+from imagesafety.run.job import DataSelection, RunOptions
 from imagesafety.taxonomy import slugify
 
 SHOWN = 24
@@ -272,42 +274,53 @@ def run_explain(
     *,
     method: str = "auto",
     category: str | None = None,
-    split: str | None = None,
-    categories: list[str] | None = None,
-    sources: list[str] | None = None,
-    limit: int | None = None,
-    streaming: bool = False,
-    allow_outside_root: bool = False,
-    url_hosts: list[str] | None = None,
+    data: DataSelection | None = None,
+    run: RunOptions | None = None,
+    frames: FramePolicy | None = None,
     classifier_options: dict | None = None,
     **settings,
 ) -> tuple[pd.DataFrame, Path]:
     """Evidence of every classifier on a dataset's images: evidence.parquet, the maps and explain.html under `out_dir`
-    (each image's evidence cached there as it is computed, so an interrupted run resumes)."""
+    (each image's evidence cached there as it is computed, so an interrupted run resumes). Classifiers given as spec
+    strings can run on Ray (`run.engine`)."""
     from imagesafety import registry
     from imagesafety.data import select_samples
-    from imagesafety.evidence.api import explain, resolve_method
-    from imagesafety.run.job import DataSelection
+    from imagesafety.evidence.api import resolve_method
+    from imagesafety.evidence.task import explain
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
-    data = selection.open(dataset)
-    samples = list(select_samples(data, categories, sources, [split] if split else None, limit))
+    data = data or DataSelection()
+    opened = data.open(dataset)
+    samples = list(
+        select_samples(opened, data.categories, data.sources, [data.split] if data.split else None, data.limit)
+    )
     if not samples:
         raise ValueError("no images to explain: the filters left nothing")
     labels = {s.id: s.category for s in samples}
     results: dict[str, list[Evidence]] = {}
     built = {
         (spec if isinstance(spec, str) else spec.name): (
-            registry.build("classifier", spec, **(classifier_options or {})) if isinstance(spec, str) else spec
+            spec,
+            registry.build("classifier", spec, **(classifier_options or {})) if isinstance(spec, str) else spec,
         )
         for spec in classifiers
     }
-    for clf in built.values():  # every mistake (a spec, a method the classifier cannot do) before any work
+    for _, clf in built.values():  # every mistake (a spec, a method the classifier cannot do) before any work
         resolve_method(clf, method)
-    for name, clf in built.items():
-        results[name] = explain(clf, samples, method=method, category=category, out_dir=out, **settings)
+    for name, (spec, clf) in built.items():
+        results[name] = explain(
+            clf,
+            samples,
+            method=method,
+            category=category,
+            out_dir=out,
+            classifier_options=classifier_options,
+            spec=spec if isinstance(spec, str) else None,
+            run=run,
+            frames=frames,
+            **settings,
+        )
     if all(e.error is not None for evidence in results.values() for e in evidence):
         first = next(e.error for evidence in results.values() for e in evidence)
         raise ValueError(f"every image failed; the first: {first}")

@@ -25,8 +25,8 @@ from imagesafety.hysac.data import COLUMNS, QuadrupleEmbeddings, embed_quadruple
 from imagesafety.hysac.train import HysacTrainConfig, fit, light_batches, write_history
 from imagesafety.model_card import TrainedModel, read_card, write_training_images
 from imagesafety.records.cards import HysacCard
-from imagesafety.run.engine import ModelSpec
 from imagesafety.run.job import RunOptions, run_job
+from imagesafety.run.tasks import ModelSpec
 from imagesafety.splits import choose_splits
 
 DEFAULT_ENCODER = "ViT-L-14/openai"

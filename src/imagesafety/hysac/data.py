@@ -10,8 +10,9 @@ import pandas as pd
 
 from imagesafety.data.rows import image_ref
 from imagesafety.data.sample import ReadPolicy, Sample
-from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.engine import EngineOptions
 from imagesafety.run.job import RunOptions, run_job
+from imagesafety.run.tasks import ModelSpec
 
 #: accepted column names -> canonical name (ViSU-Text calls the texts `safe` and `nsfw`)
 ALIASES = {

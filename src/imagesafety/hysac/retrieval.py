@@ -15,8 +15,9 @@ from imagesafety.hyperbolic.embedder import HysacEmbedder
 from imagesafety.hyperbolic.index import LorentzIndex
 from imagesafety.hyperbolic.redirect import redirect
 from imagesafety.images import decode_image
-from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.engine import EngineOptions
 from imagesafety.run.job import DataSelection, RunOptions, run_job
+from imagesafety.run.tasks import ModelSpec
 from imagesafety.store import USE_DEFAULT_CACHE
 
 

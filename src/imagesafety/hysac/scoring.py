@@ -10,8 +10,8 @@ import torch
 from imagesafety.hyperbolic import lorentz as L
 from imagesafety.hyperbolic.index import LorentzIndex
 from imagesafety.hyperbolic.redirect import redirect
-from imagesafety.run.engine import ModelSpec
 from imagesafety.run.job import RunOptions
+from imagesafety.run.tasks import ModelSpec
 
 KS = (1, 10, 20)
 

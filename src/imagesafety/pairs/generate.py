@@ -10,24 +10,22 @@ editing, the judge's coverage of the policy is checked: plans for categories it 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from imagesafety.bench.coverage import is_covered
-from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier, coverage
+import pandas as pd
+
+from imagesafety.classifiers.base import SafetyClassifier, config_hash
 from imagesafety.data import Dataset, select_samples
-from imagesafety.data.decoding import decoded_samples
 from imagesafety.pairs.editors import Editor
-from imagesafety.pairs.plans import template_plans
 from imagesafety.pairs.store import PairStore
-from imagesafety.pairs.verify import Thresholds, verify_pair
-from imagesafety.records.pairs import PairCandidate
-from imagesafety.run.job import DataSelection
-from imagesafety.run.progress import add_task, announce, progress_bar
-from imagesafety.run.runner import compute_isolating_failures
-from imagesafety.run.tasks import PredictionTask
+from imagesafety.pairs.task import PairOutcome, PairSettings, PairTask, judged_categories, log_new, logged_keys
+from imagesafety.pairs.verify import Thresholds
+from imagesafety.run.job import DataSelection, RunOptions, run_job
+from imagesafety.run.progress import announce
+from imagesafety.run.runner import RunInterrupted
+from imagesafety.run.tasks import ModelSpec
 from imagesafety.store import PredictionCache
 from imagesafety.taxonomy import LLAVAGUARD, Taxonomy, load_taxonomy
 
@@ -45,17 +43,6 @@ class GenerationStats:
     def summary(self) -> str:
         common = "; ".join(f"{n} x {reason}" for reason, n in self.reasons.most_common(5))
         return f"rejections: {common}" if common else "no rejections"
-
-
-def judged_categories(judge: SafetyClassifier, taxonomy: Taxonomy) -> list[str]:
-    """The policy's categories the judge can confirm a flip for."""
-    covers = coverage(judge)
-    return [c.key for c in taxonomy if is_covered(c.key, covers)]
-
-
-def reason_kind(reason: str) -> str:
-    """A reason without its numbers, for counting ('SSIM 0.41 < 0.5' -> 'SSIM')."""
-    return reason.split(" (")[0].split(":")[0]
 
 
 def generate_pairs(
@@ -79,11 +66,13 @@ def generate_pairs(
     lpips=None,
     progress: bool = True,
     cache: PredictionCache | None = None,
+    run: RunOptions | None = None,
+    remote: tuple[str, PairSettings] | None = None,
 ) -> GenerationStats:
     """Up to `seeds` attempts per plan, stopping at the first verified edit. `planner` (an LLMPlanner) rewrites
-    each template instruction for the image it sees."""
-    if seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    each template instruction for the image it sees. Runs on the engine `run` names: on Ray, every worker builds the
+    pipeline from `remote` (the judge's spec and the PairSettings the objects were built from) and writes images
+    under `out`, which must be a folder every node reaches."""
     taxonomy = load_taxonomy(policy)
     judged = set(judged_categories(judge, taxonomy))
     if not judged:
@@ -98,103 +87,62 @@ def generate_pairs(
             f"plans for the other {len(taxonomy) - len(judged)} are skipped"
         )
     store = PairStore(out).create()
-    done = store.attempts()
+    task = PairTask(
+        store,
+        editor,
+        judge,
+        taxonomy,
+        judged,
+        seeds=seeds,
+        thresholds=thresholds,
+        encoder=encoder,
+        planner=planner,
+        lpips=lpips,
+        cache=cache,
+    )
     selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
-    data = selection.open(dataset)
-    judging = PredictionTask(judge, cache)
-    stats = GenerationStats()
-    with progress_bar(progress) as bar, store.log() as log:
-        task = add_task(bar, f"pairs {editor.name}", unit="plan")
-        splits = [split] if split else None
-        labelled = [s for s in select_samples(data, categories, sources, splits, limit) if s.label is not None]
-        for item in decoded_samples(labelled):
-            sample = item.sample
-            if item.error is not None:
-                stats.skipped += 1
-                continue
-            sha, original = item.sha256, item.image
-            original_judgment: Prediction | None = None
-            for plan in template_plans(sample.id, sample.label, sample.category, taxonomy):
-                if plan.category not in judged:
-                    stats.uncovered_plans += 1
-                    continue
-                stats.plans += 1
-                previous = done.get((sha, plan.category), [])
-                if any(c.kept for c in previous) or len(previous) >= seeds:
-                    stats.kept += any(c.kept for c in previous)
-                    bar.update(task, advance=1)
-                    continue
-                if original_judgment is None:
-                    original_judgment = judge_once(judging, sha, original)
-                if planner is not None:
-                    plan = planner.rewrite(plan, original, taxonomy)
-                kept = False
-                for seed in range(len(previous), seeds):
-                    attempt = dict(
-                        image_sha256=sha,
-                        sample_id=sample.id,
-                        source_image=Path(sample.image_ref).name,
-                        category=plan.category,
-                        seed=seed,
-                        instruction=plan.instruction,
-                        planner=plan.planner,
-                        editor=editor.name,
-                        source_label=plan.source_label,
-                        target_label=plan.target_label,
-                        source_category=sample.category,
-                        source=sample.source,
-                    )
-                    try:
-                        edited = editor.edit(original, plan, seed)
-                        verdict = verify_pair(
-                            original,
-                            edited,
-                            plan.target_label,
-                            judge,
-                            editor.region(original, plan, seed),
-                            encoder,
-                            thresholds,
-                            lpips,
-                            original_judgment=original_judgment,
-                        )
-                    except Exception as exc:  # an editor error is recorded and retried with the next seed
-                        attempt.update(kept=False, reasons=[f"editor failed: {type(exc).__name__}: {exc}"], scores={})
-                    else:
-                        attempt.update(kept=verdict.kept, reasons=verdict.reasons, scores=verdict.scores)
-                        if verdict.kept:
-                            pair_id = hashlib.sha256(f"{sha}|{plan.category}|{seed}".encode()).hexdigest()[:16]
-                            original_rel, edited_rel = store.save_pair(sha, pair_id, original, edited)
-                            attempt.update(pair_id=pair_id, original=original_rel, edited=edited_rel)
-                        else:  # previews, so a reviewer sees what was rejected and why
-                            attempt.update(
-                                original_preview=store.save_preview(sha[:16], original),
-                                edited_preview=store.save_preview(f"{sha[:16]}-{plan.category}-{seed}", edited),
-                            )
-                    candidate = PairCandidate(**attempt)
-                    log(candidate)
-                    if candidate.kept:
-                        kept = True
-                        break
-                    stats.rejected += 1
-                    stats.reasons.update(reason_kind(r) for r in candidate.reasons)
-                stats.kept += kept
-                stats.failed_plans += not kept
-                bar.update(task, advance=1)
+    wanted = [split] if split else None
+    labelled = (
+        s for s in select_samples(selection.open(dataset), categories, sources, wanted, limit) if s.label is not None
+    )
+    spec = None
+    if remote is not None:
+        judge_spec, settings = remote
+        pairs = {**asdict(settings), "seeds": seeds, "thresholds": asdict(thresholds) if thresholds else None}
+        spec = ModelSpec("pairs", judge_spec, {}, {"out": str(store.out.resolve()), "pairs": pairs, "log": False})
+    options = replace(run or RunOptions(progress=progress), cache=None, batch_size=1)
+    parts = store.out / "ray-parts" / config_hash({"pairs": spec.settings if spec else None})
+    try:
+        job = run_job(
+            task, labelled, DataSelection(), options, remote=spec, parts_dir=parts, description=f"pairs {editor.name}"
+        )
+    except RunInterrupted as stop:  # what finished is logged (locally it already is) before the interrupt goes on
+        tally(store, stop.rows)
+        raise
+    stats = tally(store, job.rows)
+    missing = [c.edited for c in store.candidates() if c.kept and c.edited and not (store.out / c.edited).is_file()]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} kept pairs have no image under {store.out} (first: {missing[0]}): on Ray, workers write "
+            "the images, so --out must be a folder every node of the cluster shares"
+        )
     store.write_table()
     return stats
 
 
-def judge_once(judging: PredictionTask, sha: str, image) -> Prediction | None:
-    """The judge's prediction for an original image: from the cache, or computed now and cached (None if the judge
-    failed
-    on it: then each attempt judges it again)."""
-    cached = judging.lookup([sha]).get(sha)
-    if cached is not None:
-        return cached
-    prediction = compute_isolating_failures(
-        judging, [judging.preparer.prepare(image) if judging.preparer is not None else image]
-    )[0]
-    if isinstance(prediction, ModelFailure):
-        return None
-    judging.store([(sha, prediction)])
-    return prediction
+def tally(store: PairStore, rows: pd.DataFrame) -> GenerationStats:
+    """The run's counts from its rows, logging any attempt candidates.jsonl does not hold yet (a Ray worker's)."""
+    stats, logged = GenerationStats(), logged_keys(store)
+    for row in rows.to_dict("records"):
+        if isinstance(row["error"], str):
+            stats.skipped += 1
+            continue
+        outcome = PairOutcome.from_json(row["outcome"], f"row {row['id']}")
+        log_new(store, outcome.candidates, logged)
+        stats.plans += outcome.plans
+        stats.kept += outcome.kept
+        stats.rejected += outcome.rejected
+        stats.failed_plans += outcome.failed_plans
+        stats.uncovered_plans += outcome.uncovered_plans
+        stats.reasons.update(outcome.reasons)
+    return stats

@@ -22,9 +22,10 @@ from imagesafety.encoders import load_encoder
 from imagesafety.encoders.base import Encoder, TextEncoder
 from imagesafety.files import atomic_path
 from imagesafety.media import FramePolicy
-from imagesafety.run.engine import EngineOptions, ModelSpec
+from imagesafety.run.engine import EngineOptions
 from imagesafety.run.job import DataSelection, RunOptions, run_job
 from imagesafety.run.runner import RunStats
+from imagesafety.run.tasks import ModelSpec
 from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache
 
 METADATA_KEY = b"imagesafety"

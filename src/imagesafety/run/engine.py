@@ -6,26 +6,16 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import pandas as pd
 
 from imagesafety.data.sample import Sample
 from imagesafety.run.runner import ImageTask, Runner, RunStats
+from imagesafety.run.tasks import ModelSpec
 
 ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model an engine's workers build for themselves: a classifier (`predict`) or an encoder (`embed`), by its
-    spec string and options (what crosses to Ray instead of the model object)."""
-
-    kind: Literal["predict", "embed"]
-    spec: str
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,9 +50,9 @@ def run_task(
     On Ray the task is rebuilt on every actor from `remote` (a classifier or an encoder by its spec string and
     options); partitions are written under `parts_dir` (a temporary folder if None)."""
     if engine.engine == "local":
-        runner = Runner(
-            task, batch_size=batch_size, show_progress=progress, **({"workers": workers} if workers else {})
-        )
+        runner = Runner(task, batch_size=batch_size, show_progress=progress)
+        if workers:
+            runner.workers = workers
         rows = runner.run(samples, total=total, description=description)
         return rows, runner.stats
     if remote is None:
@@ -72,9 +62,7 @@ def run_task(
     started = time.perf_counter()
     parts = Path(parts_dir) if parts_dir is not None else Path(tempfile.mkdtemp(prefix="imagesafety-ray-"))
     rows = run_on_ray(
-        remote.kind,
-        remote.spec,
-        remote.options,
+        remote,
         samples,
         parts,
         frames=task.frames,

@@ -1,26 +1,25 @@
 """What every command that runs the engine shares: which images (`DataSelection`), how to run (`RunOptions`), and the
 one path from those to rows (`run_job`). The commands build the records from one set of command-line options each
-(`cli/common.py`), so an option added here appears on all of them; `eval`, `embed`, `hysac index`, `hysac eval` and
-`hysac calibrate` run through `run_job`, locally or on Ray."""
+(`cli/common.py`), so an option added here appears on all of them; `eval`, `robustness`, `embed`, `explain`, `pairs
+generate`, `hysac index`, `hysac eval` and `hysac calibrate` run through `run_job`, locally or on Ray."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from imagesafety import registry
 from imagesafety.classifiers.base import SafetyClassifier, preferred_batch_size
 from imagesafety.data import Dataset, load_dataset, select_samples
 from imagesafety.data.sample import Sample
 from imagesafety.encoders.base import Encoder
 from imagesafety.media import FramePolicy
-from imagesafety.run.engine import EngineOptions, ModelSpec, run_task
-from imagesafety.run.runner import RunStats
-from imagesafety.run.tasks import EmbeddingTask, PredictionTask
+from imagesafety.run.engine import EngineOptions, run_task
+from imagesafety.run.runner import ImageTask, RunStats
+from imagesafety.run.tasks import EmbeddingTask, ModelSpec, PredictionTask, build_task
 from imagesafety.store import USE_DEFAULT_CACHE, PredictionCache, open_cache
 
 
@@ -36,7 +35,9 @@ class DataSelection:
     allow_outside_root: bool = False
     url_hosts: list[str] = field(default_factory=list)
 
-    def open(self, dataset: str | Path | Dataset, splits: list[str] | None = None) -> Dataset:
+    def open(
+        self, dataset: str | Path | Dataset | Iterable[Sample], splits: list[str] | None = None
+    ) -> Dataset | Iterable[Sample]:
         """The dataset, opened the one way every command opens it (`splits` defaults to the selected split)."""
         if not isinstance(dataset, (str, Path)):
             return dataset
@@ -84,15 +85,6 @@ class RunOptions:
         }
 
 
-def build_model(spec: ModelSpec) -> SafetyClassifier | Encoder:
-    """The classifier or encoder a spec names, built here (workers on Ray build their own from the same spec)."""
-    if spec.kind == "predict":
-        return registry.build("classifier", spec.spec, **spec.options)
-    from imagesafety.encoders import load_encoder
-
-    return load_encoder(spec.spec, **spec.options)
-
-
 def known_total(dataset: Any, limit: int | None, filtered: bool) -> int | None:
     """How many samples a run will see, when that is cheap to know (for the progress bar's ETA)."""
     if filtered:
@@ -112,12 +104,12 @@ class JobResult:
     rows: pd.DataFrame
     stats: RunStats
     dataset: Dataset | Iterable[Sample]
-    task: PredictionTask | EmbeddingTask
+    task: ImageTask
     store: PredictionCache | None
 
 
 def run_job(
-    model: ModelSpec | SafetyClassifier | Encoder,
+    model: ModelSpec | SafetyClassifier | Encoder | ImageTask,
     dataset: str | Path | Dataset | Iterable[Sample],
     data: DataSelection = DataSelection(),
     options: RunOptions = RunOptions(),
@@ -129,32 +121,48 @@ def run_job(
     parts_dir: str | Path | None = None,
     description: str | None = None,
 ) -> JobResult:
-    """Run one model over the selected images of a dataset, locally or on Ray: predictions for a classifier,
-    embeddings for an encoder, through the cache. A `ModelSpec` is built here and, on Ray, on every worker; a model
-    object runs on Ray only with `remote`, the spec its workers build. `splits` overrides the selection's split
-    (calibration reads two); `exit_threshold` is where an early exit may stop a video."""
+    """Run one task over the selected images of a dataset, locally or on Ray, through the cache: predictions for a
+    classifier, embeddings for an encoder, or any task (evidence, pairs). A `ModelSpec` is built here and, on Ray, on
+    every worker; an object runs on Ray only with `remote`, the spec its workers build. `splits` overrides the
+    selection's split (calibration reads two); `exit_threshold` is where an early exit may stop a video."""
+    store = open_cache(options.cache)
     if isinstance(model, ModelSpec):
-        remote, model = model, build_model(model)
+        if exit_threshold is not None:
+            model = replace(model, settings={**model.settings, "exit_threshold": exit_threshold})
+        remote, task = model, build_task(model, store, frames)
+    elif isinstance(model, SafetyClassifier):
+        task = PredictionTask(model, store, frames, exit_threshold=exit_threshold)
+    elif isinstance(model, Encoder):
+        task = EmbeddingTask(model, store, frames)
+    else:
+        task = model
+    if remote is not None and exit_threshold is not None and "exit_threshold" not in remote.settings:
+        remote = replace(remote, settings={**remote.settings, "exit_threshold": exit_threshold})
     opened = data.open(dataset, splits)
     wanted = splits if splits is not None else ([data.split] if data.split else None)
     selected = select_samples(opened, data.categories, data.sources, wanted, data.limit)
-    store = open_cache(options.cache)
-    if isinstance(model, SafetyClassifier):
-        task: PredictionTask | EmbeddingTask = PredictionTask(model, store, frames, exit_threshold=exit_threshold)
-        batch_size, verb = options.batch_size or preferred_batch_size(model), "eval"
-    else:
-        task = EmbeddingTask(model, store, frames)
-        batch_size, verb = options.batch_size or 32, "embed"
     rows, stats = run_task(
         task,
         selected,
         engine=options.engine,
         remote=remote,
         parts_dir=parts_dir,
-        batch_size=batch_size,
+        batch_size=options.batch_size or preferred_batch(task),
         workers=options.workers,
         progress=options.progress,
         total=known_total(opened, data.limit, bool(data.categories or data.sources or wanted)),
-        description=description or f"{verb} {task.name}",
+        description=description or f"{task_verb(task)} {task.name}",
     )
     return JobResult(rows, stats, opened, task, store)
+
+
+def preferred_batch(task: ImageTask) -> int:
+    """Images per model call when the run does not say: the classifier's preference, 32 for an encoder, else 1 (a
+    task whose per-image work is itself batched, as an explanation's masked copies are)."""
+    if isinstance(task, PredictionTask):
+        return preferred_batch_size(task.classifier)
+    return 32 if isinstance(task, EmbeddingTask) else 1
+
+
+def task_verb(task: ImageTask) -> str:
+    return "eval" if isinstance(task, PredictionTask) else "embed" if isinstance(task, EmbeddingTask) else "run"

@@ -22,7 +22,7 @@ from imagesafety.files import atomic_path
 from imagesafety.media import FramePolicy
 from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.run.runner import Runner
-from imagesafety.run.tasks import JSON_COLUMNS, SAMPLE_COLUMNS, VECTOR_COLUMNS, EmbeddingTask, PredictionTask
+from imagesafety.run.tasks import JSON_COLUMNS, VECTOR_COLUMNS, ModelSpec, build_task
 
 
 def _require_ray():
@@ -38,27 +38,12 @@ MODEL_BATCHES_PER_TASK = 8
 
 
 class ModelActor:
-    """One model per actor; each task's rows go through the local Runner (same decoding, errors and rows),
-    which decodes the next model batch on its own thread while the model computes this one."""
+    """One task (and its model) per actor, built from its spec; each batch of rows goes through the local Runner (same
+    decoding, errors and rows), which decodes the next model batch on its own thread while the model computes this
+    one."""
 
-    def __init__(
-        self,
-        kind: str,
-        spec: str,
-        options: dict,
-        batch_size: int = 16,
-        decode_workers: int = 1,
-        frames: dict | None = None,
-    ):
-        from imagesafety import registry
-
-        policy = FramePolicy(**frames) if frames else FramePolicy()
-        if kind == "predict":
-            task = PredictionTask(registry.build("classifier", spec, **options), frames=policy)
-        else:
-            from imagesafety.encoders import load_encoder
-
-            task = EmbeddingTask(load_encoder(spec, options.get("device")), frames=policy)
+    def __init__(self, model: ModelSpec, batch_size: int = 16, decode_workers: int = 1, frames: dict | None = None):
+        task = build_task(model, None, FramePolicy(**frames) if frames else FramePolicy())
         self.runner = Runner(task, batch_size=batch_size, workers=decode_workers, show_progress=False)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -99,9 +84,7 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
 
 
 def run_on_ray(
-    kind: str,
-    spec: str,
-    options: dict,
+    model: ModelSpec,
     samples: Iterable[Sample],
     parts_dir: str | Path,
     *,
@@ -146,9 +129,7 @@ def run_on_ray(
     )
     # the local engine's split of a 2-CPU share: one decoding thread beside the model's own threads
     actor_kwargs = {
-        "kind": kind,
-        "spec": spec,
-        "options": options,
+        "model": model,
         "batch_size": batch_size,
         "decode_workers": max(1, int(cpus_per_actor) - 1),
         "frames": (frames or FramePolicy()).key(),
@@ -168,7 +149,7 @@ def run_on_ray(
     pending: dict[int, int] = {}  # partition number -> its sample count, for the job being gathered
     start = 0
     with progress_bar(progress) as bar:
-        task = add_task(bar, f"{kind} {spec} on ray")
+        task = add_task(bar, f"{model.kind} {model.spec} on ray")
 
         def advance(n: int) -> None:
             bar.update(task, advance=n)
@@ -203,11 +184,9 @@ def run_on_ray(
             rows[column] = rows[column].astype("Float64").astype("Int64")
     if "score" in rows:
         rows["score"] = rows["score"].astype("Float64").astype("float64")
-    for column in (*SAMPLE_COLUMNS, "raw", "error", "text", "views", "usage"):
-        if column == "label":
-            continue
-        if column in rows:
-            rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
+    typed = {"label", "classifier_decision", "score", *JSON_COLUMNS, *VECTOR_COLUMNS}
+    for column in (c for c in rows.columns if c not in typed):  # text, bytes: plain objects, None where missing
+        rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
     for column in VECTOR_COLUMNS:
         if column in rows:
             import numpy as np

@@ -51,7 +51,7 @@ class ImageTask(Protocol):
 
     def store(self, items: list[tuple[str, Any]]) -> None: ...
 
-    def prepare(self, sample: Sample, image: Image.Image) -> Any: ...  # per-image CPU work, run on worker threads
+    def prepare(self, item: Prepared, image: Image.Image) -> Any: ...  # per-view CPU work, on worker threads
 
     def compute(self, items: list[Any]) -> list[Any]: ...  # one batched model call
 
@@ -136,7 +136,7 @@ class Runner:
         return read_ahead(produce(), self.prefetch_batches, stop)
 
     def _decode(self, p: Prepared) -> Prepared:
-        return decode_views(p, lambda image: self.task.prepare(p.sample, image), self.task.frames)
+        return decode_views(p, lambda image: self.task.prepare(p, image), self.task.frames)
 
     def _compute(self, batch: list[Prepared]) -> list[Prepared]:
         """The model's work for a batch's uncached items: their views in shared model batches (a video under an early

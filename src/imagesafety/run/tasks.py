@@ -6,13 +6,14 @@ Every engine produces exactly these columns: the sample's columns (`SAMPLE_COLUM
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from imagesafety import registry
 from imagesafety.classifiers.base import (
     CachesAnswers,
     ComputesConcurrently,
@@ -24,9 +25,9 @@ from imagesafety.classifiers.base import (
     config_hash,
 )
 from imagesafety.data.decoding import Prepared
-from imagesafety.data.sample import Sample
 from imagesafety.encoders.base import Encoder
 from imagesafety.media import FramePolicy
+from imagesafety.run.runner import ImageTask
 from imagesafety.run.views import Views, combine_embeddings, combine_predictions
 from imagesafety.store import PredictionCache
 
@@ -45,6 +46,18 @@ EMBEDDING_COLUMNS = (*SAMPLE_COLUMNS, "text", "embedding", "error")
 #: columns whose values are objects (dicts, vectors): engines that move rows as Arrow or JSON convert these
 JSON_COLUMNS = ("category_scores",)
 VECTOR_COLUMNS = ("embedding",)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What an engine's workers build for themselves instead of receiving objects: the task (`kind`, an entry of the
+    registry's `task` kind: predict, embed, explain, pairs), its model by spec string and options, and the task's own
+    settings (keyword arguments of the task's factory, checked against its signature)."""
+
+    kind: str
+    spec: str
+    options: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def sample_columns(p: Prepared) -> dict[str, Any]:
@@ -105,9 +118,9 @@ class PredictionTask:
         if self.cache is not None:
             self.cache.put_many(self.key, [(sha, pred.to_dict()) for sha, pred in items])
 
-    def prepare(self, sample: Sample, image: Image.Image) -> Any:
+    def prepare(self, item: Prepared, image: Image.Image) -> Any:
         if isinstance(self.classifier, ReadsSamples):
-            return self.classifier.prepare_sample(sample, image)
+            return self.classifier.prepare_sample(item.sample, image)
         return self.preparer.prepare(image) if self.preparer is not None else image
 
     def compute(self, items: list[Any]) -> list[Prediction]:
@@ -161,7 +174,7 @@ class EmbeddingTask:
         if self.cache is not None:
             self.cache.put_embeddings(self.key, items)
 
-    def prepare(self, sample: Sample, image: Image.Image) -> Any:
+    def prepare(self, item: Prepared, image: Image.Image) -> Any:
         return self.encoder.prepare(image)
 
     def compute(self, items: list[Any]) -> list[np.ndarray]:
@@ -193,3 +206,31 @@ def encoder_cache_key(encoder: Encoder, frames: FramePolicy | None = None) -> st
     if frames is not None and frames != FramePolicy():
         key += "#frames=" + config_hash(frames.key())
     return key
+
+
+def build_task(spec: ModelSpec, cache: PredictionCache | None = None, frames: FramePolicy | None = None) -> ImageTask:
+    """The task a spec describes, with its model built here (each Ray worker calls this for itself): the registry's
+    `task` entry named by `spec.kind`, called with the spec, the cache, the frame policy and the spec's settings."""
+    return registry.build("task", spec.kind, model=spec, cache=cache, frames=frames or FramePolicy(), **spec.settings)
+
+
+def prediction_task(
+    _: str | None,
+    *,
+    model: ModelSpec,
+    cache: PredictionCache | None,
+    frames: FramePolicy,
+    exit_threshold: float | None = None,
+) -> PredictionTask:
+    """`predict`: the classifier `model.spec` names, through the cache."""
+    classifier = registry.build("classifier", model.spec, **model.options)
+    return PredictionTask(classifier, cache, frames, exit_threshold=exit_threshold)
+
+
+def embedding_task(
+    _: str | None, *, model: ModelSpec, cache: PredictionCache | None, frames: FramePolicy
+) -> EmbeddingTask:
+    """`embed`: the encoder `model.spec` names (option `device`), through the cache."""
+    from imagesafety.encoders import load_encoder
+
+    return EmbeddingTask(load_encoder(model.spec, **model.options), cache, frames)

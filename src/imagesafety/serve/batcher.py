@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagesafety.classifiers.base import ModelFailure, Prediction, SafetyClassifier
+from imagesafety.data.decoding import Prepared
 from imagesafety.data.sample import Sample
 from imagesafety.run.runner import compute_isolating_failures
 from imagesafety.run.tasks import PredictionTask
@@ -53,7 +54,7 @@ class MicroBatcher:
         self.model_thread.shutdown(wait=True)
 
     def prepare(self, image, name: str = "image") -> Any:
-        return self.task.prepare(Sample(name, b""), image)
+        return self.task.prepare(Prepared(Sample(name, b"")), image)
 
     async def predict(self, item: Any) -> Prediction:
         future = asyncio.get_running_loop().create_future()
