@@ -250,3 +250,22 @@ def test_redact_removes_the_planted_patch_and_copies_the_rest(tmp_path, monkeypa
         assert same.exit_code == 2 and "never overwrites" in same.output
     finally:
         registry._plugins.cache_clear()
+
+
+def test_an_animation_is_explained_on_its_most_unsafe_frame(tmp_path):
+    """A GIF whose middle frame alone carries the planted patch: `explain` reads every frame (not the first only),
+    keeps the evidence of that frame, and its top box is the patch."""
+    from imagesafety.data.sample import Sample
+
+    image, truth = photos(1, seed=3)[0]
+    x0, y0, x1, y1 = truth
+    pixels = np.asarray(image).copy()
+    pixels[y0:y1, x0:x1] = pixels[y0:y1, x0:x1].mean(axis=(0, 1)).astype(np.uint8) // 2  # the patch painted over
+    clean = Image.fromarray(pixels)
+    path = tmp_path / "anim.gif"
+    clean.save(path, save_all=True, append_images=[image, clean], duration=100, loop=0)
+    clf = PlantedPatchClassifier(gain=60.0, threshold=0.1)
+    (ev,) = explain(clf, [Sample("anim", str(path))], method="occlusion", window=8, stride=4, patch=4)
+    assert ev.error is None and ev.frame == 1 and ev.score >= 0.5
+    assert iou(ev.boxes[0], truth) >= 0.5
+    assert clf.predict([clean])[0].unsafe_score < 0.1  # the other frames are clean: the frame choice is the answer
