@@ -361,3 +361,24 @@ def test_lpips_check_on_the_real_code_path():
         and any("LPIPS" in r for r in strict.reasons)
         and strict.scores["lpips"] == pytest.approx(distance)
     )
+
+
+def test_pixel_scores_equal_their_plain_numpy_formulas():
+    """The verifier's pixel statistics (computed channel by channel and from histograms, for speed) equal the plain
+    formulas on random images and an irregular region."""
+    from imagesafety.pairs.verify import similarity_scores
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (67, 91, 3), dtype=np.uint8)
+    b = a.copy()
+    b[10:40, 20:70] = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    b[50:, :5] = np.clip(b[50:, :5].astype(int) + 12, 0, 255)  # small changes outside
+    region = np.zeros(a.shape[:2], dtype=bool)
+    region[8:42, 18:72] = True
+    region[60, 80] = True
+    scores = similarity_scores(Image.fromarray(a), Image.fromarray(b), region)
+    diff = np.abs(a.astype(float) - b.astype(float))
+    assert scores["changed_fraction"] == pytest.approx((diff.max(axis=2) > 16).mean(), abs=1e-12)
+    assert scores["outside_similarity"] == pytest.approx(1 - diff[~region].mean() / 255, abs=1e-12)
+    assert scores["inside_change"] == pytest.approx(diff[region].mean() / 255, abs=1e-12)
+    assert scores["edited_std"] == pytest.approx(b.reshape(-1, 3).astype(float).std(axis=0).mean(), abs=1e-9)

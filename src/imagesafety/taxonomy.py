@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import yaml
 
 
+@functools.lru_cache(maxsize=4096)  # a dataset's few category names, once per row
 def slugify(name: str) -> str:
     """Lower-case key for a category name: 'Self-harm' -> 'self_harm'."""
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 from imagesafety.data.rows import row_to_sample
 from imagesafety.data.sample import ReadPolicy, Sample, relative_root
 
-READ_BATCH_ROWS = 64
+#: rows converted to Python at a time: about this many bytes of a row group, within [16, 4096] rows
+READ_BATCH_BYTES = 8 << 20
 #: bytes read from storage per request (the reader streams column chunks instead of buffering whole row groups)
 READ_BUFFER_BYTES = 1 << 20
 
@@ -45,7 +46,7 @@ class ParquetDataset:
         for file in self.table.files:
             with self.table.filesystem.open_input_file(file) as source:
                 reader = pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
-                for batch in reader.iter_batches(batch_size=READ_BATCH_ROWS):
+                for batch in reader.iter_batches(batch_size=batch_rows(reader.metadata)):
                     for row in batch.to_pylist():
                         yield row_to_sample(row, position, self.name, base_dir=self.base_dir, policy=self.policy)
                         position += 1
@@ -55,6 +56,14 @@ class ParquetDataset:
         if self.streaming:
             raise TypeError("a streamed dataset has no known length")
         return self.table.count_rows()
+
+
+def batch_rows(metadata: pq.FileMetaData) -> int:
+    """Rows per conversion for a file: small batches of large images (memory), large batches of small ones (speed)."""
+    rows = sum(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+    size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    per_row = size / rows if rows else 1
+    return int(min(4096, max(16, READ_BATCH_BYTES // max(per_row, 1))))
 
 
 def from_spec(path: str, *, streaming: bool = False, policy: ReadPolicy | None = None) -> ParquetDataset:

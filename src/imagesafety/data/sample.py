@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -170,7 +171,15 @@ def parse_label(value: Any, where: str) -> int | None:
         return int(value)
     if isinstance(value, (int, float)) and value in (0, 1):
         return int(value)
-    text = str(value).strip().lower()
+    label = _label_of_text(str(value))
+    if label == "invalid":
+        raise ValueError(f"{where}: label {value!r} is not one of safe/unsafe/0/1")
+    return label
+
+
+@functools.lru_cache(maxsize=1024)  # a dataset's few label spellings, once per row
+def _label_of_text(value: str) -> int | None | str:
+    text = value.strip().lower()
     if text in ("", "none", "unknown", "nan", "null"):
         return None
     if text in ("unsafe", "nsfw", "true", "yes", "positive"):
@@ -181,9 +190,7 @@ def parse_label(value: Any, where: str) -> int | None:
         number = float(text)
     except ValueError:
         number = None
-    if number in (0.0, 1.0):
-        return int(number)
-    raise ValueError(f"{where}: label {value!r} is not one of safe/unsafe/0/1")
+    return int(number) if number in (0.0, 1.0) else "invalid"
 
 
 SOURCE_ALIASES = {
@@ -198,10 +205,15 @@ SOURCE_ALIASES = {
 
 def normalise_source(value: Any) -> str | None:
     """'Laion5B' -> 'real', 'Lexica' -> 'generated' (UnsafeBench's names); other strings kept as given."""
-    if value is None or (isinstance(value, float) and value != value) or str(value).strip() == "":
+    if value is None or (isinstance(value, float) and value != value):
         return None
-    text = str(value).strip()
-    return SOURCE_ALIASES.get(text.lower().replace("-", "").replace(" ", ""), text)
+    return _source_of_text(str(value))
+
+
+@functools.lru_cache(maxsize=1024)  # a dataset's few source names, once per row
+def _source_of_text(value: str) -> str | None:
+    text = value.strip()
+    return SOURCE_ALIASES.get(text.lower().replace("-", "").replace(" ", ""), text) if text else None
 
 
 def dataset_name(dataset: Any, default: str) -> str:
