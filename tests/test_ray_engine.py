@@ -181,6 +181,38 @@ def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp
     same_rows(local.predictions, rows.assign(decision=rows["classifier_decision"]))
 
 
+def test_jobs_are_cut_by_the_image_bytes_the_driver_holds(cluster, tmp_path, monkeypatch):
+    """Embedded images count against `bytes_per_job`: the driver holds whole partitions up to about that many bytes,
+    however few samples they are, and the rows are those of the local engine."""
+    from imagesafety.data import load_dataset
+    from imagesafety.data.sample import Sample
+    from imagesafety.run import ray_engine
+    from imagesafety.run.tasks import ModelSpec
+
+    files = [s for s in load_dataset(generated(tmp_path / "d", n=8)) if not s.id.endswith("broken.jpg")]
+    samples = [Sample(s.id, s.load_bytes(), s.label, s.category) for s in files]
+    size = max(len(s.image) for s in samples)
+    jobs = []
+    run_job = ray_engine._run_job
+
+    def counted_job(ray_module, records, pending, *args):
+        jobs.append(sorted(pending))
+        return run_job(ray_module, records, pending, *args)
+
+    monkeypatch.setattr(ray_engine, "_run_job", counted_job)
+    rows = ray_engine.run_on_ray(
+        ModelSpec("predict", "nudenet"),
+        samples,
+        tmp_path / "parts",
+        partition_size=2,
+        bytes_per_job=int(2.5 * size),
+        progress=False,
+    )
+    assert jobs == [[0, 1], [2, 3]]  # two partitions of two images pass 2.5 images' bytes
+    local = evaluate("nudenet", samples, None, cache=None, progress=False, n_boot=0)
+    same_rows(local.predictions, rows.assign(decision=rows["classifier_decision"]))
+
+
 def test_hysac_index_on_ray_equals_local(cluster, tmp_path, tiny_clip_dir):
     """Ray workers load the HySAC model from its folder (`hysac:DIR`) and embed the gallery as the local engine does:
     the two indexes answer the same query with the same images at the same distances."""

@@ -96,12 +96,14 @@ def run_on_ray(
     partition_size: int = 1000,
     cpus_per_actor: float = 2,
     samples_per_job: int = 100_000,
+    bytes_per_job: int = 512 << 20,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Rows for every sample (local engine schema), computed on a Ray cluster and written partition by partition.
 
-    The partitions not yet written go through Ray Data in jobs of about `samples_per_job` samples: the actors
-    load their model once per job (not once per partition), and the driver holds one job's records at a time.
+    The partitions not yet written go through Ray Data in jobs of about `samples_per_job` samples (fewer when their
+    embedded image bytes pass `bytes_per_job`; a job is whole partitions): the actors load their model once per job
+    (not once per partition), and the driver holds one job's records at a time.
     """
     ray = _require_ray()
     if not ray.is_initialized():
@@ -146,6 +148,7 @@ def run_on_ray(
     )  # a dead worker is restarted and its batches retried
     written: list[Path] = []
     records: list[dict] = []
+    held = 0  # embedded image bytes in `records`
     pending: dict[int, int] = {}  # partition number -> its sample count, for the job being gathered
     start = 0
     with progress_bar(progress) as bar:
@@ -163,10 +166,11 @@ def run_on_ray(
             else:
                 pending[number] = len(chunk)
                 records += [s.to_record() | {"index": start + i, "partition": number} for i, s in enumerate(chunk)]
+                held += sum(len(s.image) for s in chunk if isinstance(s.image, bytes))
             start += len(chunk)
-            if len(records) >= samples_per_job:
+            if len(records) >= samples_per_job or held >= bytes_per_job:
                 _run_job(ray, records, pending, parts_dir, map_options, advance)
-                records, pending = [], {}
+                records, pending, held = [], {}, 0
         if records:
             _run_job(ray, records, pending, parts_dir, map_options, advance)
     if not written:
