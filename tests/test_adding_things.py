@@ -1,6 +1,6 @@
-"""docs/architecture.md's "Adding things", followed as a newcomer would: a classifier, a dataset format, an encoder
-and a corruption, each written as its recipe says, registered from "another package" through its entry-point group,
-and run through the command line or the Python API."""
+"""docs/architecture.md's "Adding things", followed as a newcomer would: a classifier, a dataset format, an encoder,
+a corruption and an engine task, each written as its recipe says, registered from "another package" through its
+entry-point group, and run through the command line or the Python API."""
 
 import json
 from importlib.metadata import EntryPoint
@@ -92,7 +92,50 @@ def darken(image, severity, rng):
     return Image.fromarray((np.asarray(image, dtype=np.float32) * (1 - 0.15 * severity)).astype(np.uint8))
 
 
+class ExposureTask:
+    """The recipe's task: each image's share of blown-out pixels (an analysis that runs like eval, locally or on Ray),
+    cached nowhere, one column of its own."""
+
+    concurrent = 1
+
+    def __init__(self, frames, level: int):
+        self.name, self.frames, self.level = "exposure", frames, level
+
+    def lookup(self, shas):
+        return {}
+
+    def store(self, items):
+        pass
+
+    def prepare(self, item, image):
+        return np.asarray(image.convert("L"))
+
+    def compute(self, items):
+        return [float((pixels >= self.level).mean()) for pixels in items]
+
+    def combine(self, views, results):
+        return max(results)
+
+    def flags(self, result):
+        return False
+
+    def row(self, p):
+        from imagesafety.run.tasks import sample_columns
+
+        return {**sample_columns(p), "blown_out": p.result, "error": p.error}
+
+    def frame(self, rows):
+        from imagesafety.run.tasks import SAMPLE_COLUMNS, typed_frame
+
+        return typed_frame(rows, (*SAMPLE_COLUMNS, "blown_out", "error"))
+
+
+def exposure_task(arg, *, model, cache, frames, level: int = 250):
+    return ExposureTask(frames, level)
+
+
 PLUGINS = {
+    "imagesafety.tasks": [EntryPoint("exposure", "test_adding_things:exposure_task", "imagesafety.tasks")],
     "imagesafety.classifiers": [
         EntryPoint("brightness", "test_adding_things:brightness_from_spec", "imagesafety.classifiers")
     ],
@@ -185,3 +228,30 @@ def test_a_corruption_from_another_package_appears_in_robustness(plugins, red_fo
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r" / "robustness.json").read_text())
     assert set(report["corruptions"]["darken"]) == {"1", "5"}
+
+
+def test_a_task_from_another_package_runs_through_run_job(plugins, red_folder):
+    """The task recipe: registered under `imagesafety.tasks`, built by `run_job` from a ModelSpec with its settings
+    (as Ray workers build it), its rows the shared sample columns plus its own; an unknown setting is refused."""
+    from imagesafety.data import load_dataset
+    from imagesafety.run.job import RunOptions, run_job
+    from imagesafety.run.tasks import ModelSpec
+
+    job = run_job(ModelSpec("exposure", "-", settings={"level": 128}), red_folder, options=RunOptions(progress=False))
+    expected = {
+        s.id: float((np.asarray(Image.open(s.image).convert("L")) >= 128).mean()) for s in load_dataset(red_folder)
+    }
+    assert dict(zip(job.rows["id"], job.rows["blown_out"])) == pytest.approx(expected)
+    assert list(job.rows.columns[:9]) == [
+        "id",
+        "label",
+        "category",
+        "source",
+        "split",
+        "pair_id",
+        "role",
+        "image",
+        "sha256",
+    ]
+    with pytest.raises(ValueError, match="has no option 'levle'"):
+        run_job(ModelSpec("exposure", "-", settings={"levle": 1}), red_folder, options=RunOptions(progress=False))

@@ -172,13 +172,14 @@ def parse_label(value: Any, where: str) -> int | None:
     if isinstance(value, (int, float)) and value in (0, 1):
         return int(value)
     label = _label_of_text(str(value))
-    if label == "invalid":
+    if label == -1:
         raise ValueError(f"{where}: label {value!r} is not one of safe/unsafe/0/1")
     return label
 
 
 @functools.lru_cache(maxsize=1024)  # a dataset's few label spellings, once per row
-def _label_of_text(value: str) -> int | None | str:
+def _label_of_text(value: str) -> int | None:
+    """0, 1, None (missing), or -1 (not a label)."""
     text = value.strip().lower()
     if text in ("", "none", "unknown", "nan", "null"):
         return None
@@ -190,7 +191,7 @@ def _label_of_text(value: str) -> int | None | str:
         number = float(text)
     except ValueError:
         number = None
-    return int(number) if number in (0.0, 1.0) else "invalid"
+    return int(number) if number in (0.0, 1.0) else -1
 
 
 SOURCE_ALIASES = {

@@ -127,17 +127,17 @@ def run_job(
     selection's split (calibration reads two); `exit_threshold` is where an early exit may stop a video."""
     store = open_cache(options.cache)
     if isinstance(model, ModelSpec):
-        if exit_threshold is not None:
-            model = replace(model, settings={**model.settings, "exit_threshold": exit_threshold})
-        remote, task = model, build_task(model, store, frames)
+        remote = model
+    if remote is not None and exit_threshold is not None:  # the workers' early exit stops where the driver's would
+        remote = replace(remote, settings={**remote.settings, "exit_threshold": exit_threshold})
+    if isinstance(model, ModelSpec):
+        task: ImageTask = build_task(remote or model, store, frames)
     elif isinstance(model, SafetyClassifier):
         task = PredictionTask(model, store, frames, exit_threshold=exit_threshold)
     elif isinstance(model, Encoder):
         task = EmbeddingTask(model, store, frames)
     else:
         task = model
-    if remote is not None and exit_threshold is not None and "exit_threshold" not in remote.settings:
-        remote = replace(remote, settings={**remote.settings, "exit_threshold": exit_threshold})
     opened = data.open(dataset, splits)
     wanted = splits if splits is not None else ([data.split] if data.split else None)
     selected = select_samples(opened, data.categories, data.sources, wanted, data.limit)
