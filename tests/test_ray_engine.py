@@ -21,6 +21,22 @@ def cluster():
     ray.shutdown()
 
 
+@pytest.fixture
+def jobs(monkeypatch):
+    """The partitions of every Ray Data job `run_on_ray` starts, in order."""
+    from imagesafety.run import ray_engine
+
+    started = []
+    run_job = ray_engine._run_job
+
+    def counted_job(ray_module, records, pending, *args):
+        started.append(sorted(pending))
+        return run_job(ray_module, records, pending, *args)
+
+    monkeypatch.setattr(ray_engine, "_run_job", counted_job)
+    return started
+
+
 def generated(root, n=24):
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -149,7 +165,7 @@ def test_robustness_clean_evaluation_on_ray(cluster, tmp_path):
     assert list((tmp_path / "out" / "clean" / "ray-parts").glob("part-*.parquet"))
 
 
-def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp_path, monkeypatch):
+def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp_path, jobs):
     from imagesafety.data import load_dataset
     from imagesafety.run import ray_engine
     from imagesafety.run.tasks import ModelSpec
@@ -157,14 +173,6 @@ def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp
     data = generated(tmp_path / "d")  # 25 images
     local = evaluate("nudenet", data, None, cache=None, progress=False, n_boot=0)
     samples = list(load_dataset(data))
-    jobs = []
-    run_job = ray_engine._run_job
-
-    def counted_job(ray_module, records, pending, *args):
-        jobs.append(sorted(pending))
-        return run_job(ray_module, records, pending, *args)
-
-    monkeypatch.setattr(ray_engine, "_run_job", counted_job)
     rows = ray_engine.run_on_ray(
         ModelSpec("predict", "nudenet"),
         samples,
@@ -181,7 +189,7 @@ def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp
     same_rows(local.predictions, rows.assign(decision=rows["classifier_decision"]))
 
 
-def test_jobs_are_cut_by_the_image_bytes_the_driver_holds(cluster, tmp_path, monkeypatch):
+def test_jobs_are_cut_by_the_image_bytes_the_driver_holds(cluster, tmp_path, jobs):
     """Embedded images count against `bytes_per_job`: the driver holds whole partitions up to about that many bytes,
     however few samples they are, and the rows are those of the local engine."""
     from imagesafety.data import load_dataset
@@ -192,14 +200,6 @@ def test_jobs_are_cut_by_the_image_bytes_the_driver_holds(cluster, tmp_path, mon
     files = [s for s in load_dataset(generated(tmp_path / "d", n=8)) if not s.id.endswith("broken.jpg")]
     samples = [Sample(s.id, s.load_bytes(), s.label, s.category) for s in files]
     size = max(len(s.image) for s in samples)
-    jobs = []
-    run_job = ray_engine._run_job
-
-    def counted_job(ray_module, records, pending, *args):
-        jobs.append(sorted(pending))
-        return run_job(ray_module, records, pending, *args)
-
-    monkeypatch.setattr(ray_engine, "_run_job", counted_job)
     rows = ray_engine.run_on_ray(
         ModelSpec("predict", "nudenet"),
         samples,

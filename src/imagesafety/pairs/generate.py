@@ -10,8 +10,7 @@ editing, the judge's coverage of the policy is checked: plans for categories it 
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,15 @@ from imagesafety.classifiers.base import SafetyClassifier, config_hash
 from imagesafety.data import Dataset, select_samples
 from imagesafety.pairs.editors import Editor
 from imagesafety.pairs.store import PairStore
-from imagesafety.pairs.task import PairOutcome, PairSettings, PairTask, judged_categories, log_new, logged_keys
+from imagesafety.pairs.task import (
+    PairCounts,
+    PairOutcome,
+    PairSettings,
+    PairTask,
+    judged_categories,
+    log_new,
+    logged_keys,
+)
 from imagesafety.pairs.verify import Thresholds
 from imagesafety.run.job import DataSelection, RunOptions, run_job
 from imagesafety.run.progress import announce
@@ -31,14 +38,10 @@ from imagesafety.taxonomy import LLAVAGUARD, Taxonomy, load_taxonomy
 
 
 @dataclass
-class GenerationStats:
-    plans: int = 0
-    kept: int = 0
-    rejected: int = 0
+class GenerationStats(PairCounts):
+    """A run's counts, and the images that could not be read."""
+
     skipped: int = 0
-    failed_plans: int = 0
-    uncovered_plans: int = 0
-    reasons: Counter = field(default_factory=Counter)
 
     def summary(self) -> str:
         common = "; ".join(f"{n} x {reason}" for reason, n in self.reasons.most_common(5))
@@ -139,10 +142,5 @@ def tally(store: PairStore, rows: pd.DataFrame) -> GenerationStats:
             continue
         outcome = PairOutcome.from_json(row["outcome"], f"row {row['id']}")
         log_new(store, outcome.candidates, logged)
-        stats.plans += outcome.plans
-        stats.kept += outcome.kept
-        stats.rejected += outcome.rejected
-        stats.failed_plans += outcome.failed_plans
-        stats.uncovered_plans += outcome.uncovered_plans
-        stats.reasons.update(outcome.reasons)
+        stats.add(outcome)
     return stats

@@ -81,10 +81,9 @@ class PairSettings:
 
 
 @dataclass
-class PairOutcome:
-    """One image's plans: the attempts made in this run, and the counts `GenerationStats` adds up."""
+class PairCounts:
+    """Plans made, kept, failed and skipped for want of a judge, and the rejected attempts by reason."""
 
-    candidates: list[PairCandidate] = field(default_factory=list)
     plans: int = 0
     kept: int = 0
     rejected: int = 0
@@ -92,9 +91,31 @@ class PairOutcome:
     uncovered_plans: int = 0
     reasons: Counter = field(default_factory=Counter)
 
+    def add(self, other: PairCounts) -> None:
+        self.plans += other.plans
+        self.kept += other.kept
+        self.rejected += other.rejected
+        self.failed_plans += other.failed_plans
+        self.uncovered_plans += other.uncovered_plans
+        self.reasons.update(other.reasons)
+
+
+@dataclass
+class PairOutcome(PairCounts):
+    """One image's plans: its counts, and the attempts made in this run."""
+
+    candidates: list[PairCandidate] = field(default_factory=list)
+
     def to_json(self) -> str:
-        counts = {k: getattr(self, k) for k in ("plans", "kept", "rejected", "failed_plans", "uncovered_plans")}
-        record = {"candidates": [c.line() for c in self.candidates], **counts, "reasons": dict(self.reasons)}
+        record = {
+            "candidates": [c.line() for c in self.candidates],
+            "plans": self.plans,
+            "kept": self.kept,
+            "rejected": self.rejected,
+            "failed_plans": self.failed_plans,
+            "uncovered_plans": self.uncovered_plans,
+            "reasons": dict(self.reasons),
+        }
         return json.dumps(record, default=float)
 
     @classmethod
