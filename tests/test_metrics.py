@@ -134,6 +134,20 @@ def test_cell_count_metrics_equal_an_independent_row_bootstrap_when_the_draws_ar
         assert batch["fpr"][row] == pytest.approx(fp / (fp + tn))
 
 
+def assert_like_row_bootstrap(ours: dict, metrics: dict, n: int, seed: int, tolerance: float) -> None:
+    """Our 95% interval ends for each metric equal an independent row bootstrap's (2,000 draws of row indices, the
+    metric computed on the drawn rows) within `tolerance` times the metric's bootstrap spread: the interval ends move
+    by a small fraction of it between repeats of 2,000 (Monte-Carlo error)."""
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, n, n) for _ in range(2000)]
+    for metric, value_on in metrics.items():
+        values = np.array([value_on(idx) for idx in draws])
+        low, high = np.percentile(values, [2.5, 97.5])
+        spread = values.std()
+        assert ours[metric]["ci95"][0] == pytest.approx(low, abs=tolerance * spread), metric
+        assert ours[metric]["ci95"][1] == pytest.approx(high, abs=tolerance * spread), metric
+
+
 def test_cell_count_intervals_equal_row_bootstrap_intervals_within_monte_carlo_error():
     """Multinomial cell draws are the row bootstrap's distribution: 2,000 resamples each way give the same 95%
     interval ends within Monte-Carlo error (compared to the spread of the interval end over independent repeats)."""
@@ -141,17 +155,8 @@ def test_cell_count_intervals_equal_row_bootstrap_intervals_within_monte_carlo_e
 
     y, s, d = random_predictions(n=500, seed=7)
     ours = metrics_with_ci(y, s, d, n_boot=2000, seed=11)
-    rng = np.random.default_rng(12)
-    rows = []
-    for _ in range(2000):
-        idx = rng.integers(0, len(y), len(y))
-        rows.append([sk.f1_score(y[idx], d[idx]), sk.recall_score(y[idx], d[idx])])
-    rows = np.array(rows)
-    for j, metric in enumerate(("f1", "recall")):
-        low, high = np.percentile(rows[:, j], [2.5, 97.5])
-        spread = rows[:, j].std()  # the interval ends move by a small fraction of this between repeats of 2,000
-        assert ours[metric]["ci95"][0] == pytest.approx(low, abs=0.15 * spread)
-        assert ours[metric]["ci95"][1] == pytest.approx(high, abs=0.15 * spread)
+    metrics = {"f1": lambda i: sk.f1_score(y[i], d[i]), "recall": lambda i: sk.recall_score(y[i], d[i])}
+    assert_like_row_bootstrap(ours, metrics, len(y), seed=12, tolerance=0.15)
 
 
 def test_bootstrap_memory_does_not_grow_with_resamples_or_rows(monkeypatch):
@@ -225,17 +230,11 @@ def test_pooled_atom_intervals_equal_row_bootstrap_intervals_within_monte_carlo_
         bins = metrics.pooling_bins(int(y.sum()), int(len(y) - y.sum()))
         assert bins == 96 and len(metrics.ranking_atoms(y[order].astype(bool), s[order])[2]) > 2 * bins  # pooled
         ours = metrics.metrics_with_ci(y, s, d, n_boot=2000, seed=5)
-        rng = np.random.default_rng(6)
-        rows = []
-        for _ in range(2000):
-            idx = rng.integers(0, len(y), len(y))
-            rows.append([sk.roc_auc_score(y[idx], s[idx]), sk.average_precision_score(y[idx], s[idx])])
-        rows = np.array(rows)
-        for j, metric in enumerate(("auroc", "auprc")):
-            low, high = np.percentile(rows[:, j], [2.5, 97.5])
-            spread = rows[:, j].std()
-            assert ours[metric]["ci95"][0] == pytest.approx(low, abs=0.2 * spread), metric
-            assert ours[metric]["ci95"][1] == pytest.approx(high, abs=0.2 * spread), metric
+        scored = {
+            "auroc": lambda i, y=y, s=s: sk.roc_auc_score(y[i], s[i]),
+            "auprc": lambda i, y=y, s=s: sk.average_precision_score(y[i], s[i]),
+        }
+        assert_like_row_bootstrap(ours, scored, len(y), seed=6, tolerance=0.2)
 
 
 def test_scarce_labels_are_never_pooled(monkeypatch):

@@ -608,6 +608,22 @@ QWEN_VL_TEMPLATE = (
 )
 
 
+def tiny_qwen2_text(tokenizer, max_positions: int) -> dict:
+    """The two-layer Qwen2 text model both tiny guards share (Qwen2.5-VL's and LLaVA-OneVision's language half)."""
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": max_positions,
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+    }
+
+
 def make_tiny_qwen25_vl(folder: Path, seed: int = 0) -> Path:
     """A random two-layer Qwen2.5-VL (QwenGuard v1.2's architecture) with its processor, saved as a Hub repository
     is laid out."""
@@ -642,16 +658,8 @@ def make_tiny_qwen25_vl(folder: Path, seed: int = 0) -> Path:
             "window_size": 56,
         },
         text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
+            **tiny_qwen2_text(tokenizer, 4096),
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
-            "eos_token_id": ids("<|im_end|>"),
-            "pad_token_id": ids("<|endoftext|>"),
         },
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
@@ -700,18 +708,7 @@ def make_tiny_llava_onevision(folder: Path, seed: int = 0) -> Path:
             "image_size": side,
             "patch_size": 14,
         },
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 8192,
-            "eos_token_id": ids("<|im_end|>"),
-            "pad_token_id": ids("<|endoftext|>"),
-        },
+        text_config={"model_type": "qwen2", **tiny_qwen2_text(tokenizer, 8192)},
         image_token_index=ids("<image>"),
         video_token_index=ids("<video>"),
         vision_feature_select_strategy="full",

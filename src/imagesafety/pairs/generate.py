@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imagesafety.classifiers.base import SafetyClassifier, config_hash
+from imagesafety.classifiers.base import SafetyClassifier, cache_key, config_hash
 from imagesafety.data import Dataset, select_samples
 from imagesafety.pairs.editors import Editor
 from imagesafety.pairs.store import PairStore
@@ -114,7 +114,12 @@ def generate_pairs(
         pairs = {**asdict(settings), "seeds": seeds, "thresholds": asdict(thresholds) if thresholds else None}
         spec = ModelSpec("pairs", judge_spec, {}, {"out": str(store.out.resolve()), "pairs": pairs, "log": False})
     options = replace(run or RunOptions(progress=progress), cache=None, batch_size=1)
-    parts = store.out / "ray-parts" / config_hash({"pairs": spec.settings if spec else None})
+    finished = {  # what a Ray partition's rows depend on: the judge by its content key, the editor, the settings
+        "judge": list(cache_key(judge)),
+        "editor": [editor.name, editor.config],
+        "pairs": spec.settings if spec else None,
+    }
+    parts = store.out / "ray-parts" / config_hash(finished)
     try:
         job = run_job(
             task, labelled, DataSelection(), options, remote=spec, parts_dir=parts, description=f"pairs {editor.name}"

@@ -116,6 +116,7 @@ def embed(
     An animation's or video's embedding is the mean of its frames' (and backgrounds') embeddings under `frames`."""
     enc = load_encoder(encoder, device) if isinstance(encoder, str) else encoder
     selection = DataSelection(split, categories, sources, limit, streaming, allow_outside_root, list(url_hosts or []))
+    batch_size = batch_size or 32
     engine = (
         engine if isinstance(engine, EngineOptions) else EngineOptions(engine, address, partition_size=partition_size)
     )
@@ -123,14 +124,13 @@ def embed(
         enc,
         dataset,
         selection,
-        RunOptions(cache, batch_size or 32, workers, progress, engine),
+        RunOptions(cache, batch_size, workers, progress, engine),
         remote=ModelSpec("embed", encoder, {"device": device}) if isinstance(encoder, str) else None,
         frames=frames,
         parts_dir=Path(str(out) + ".ray-parts") if out is not None else None,
         description=f"embed {enc.name}",
     )
     frame, stats, data = job.rows, job.stats, job.dataset
-    batch_size = batch_size or 32
     if frame.empty:
         raise ValueError(
             f"no images to embed in {dataset_name(data, str(dataset))}: check the dataset and "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from imagesafety.data.decoding import default_workers
 from imagesafety.data.sample import Sample
 from imagesafety.run.runner import ImageTask, Runner, RunStats
 from imagesafety.run.tasks import ModelSpec
@@ -50,9 +51,7 @@ def run_task(
     On Ray the task is rebuilt on every actor from `remote` (a classifier or an encoder by its spec string and
     options); partitions are written under `parts_dir` (a temporary folder if None)."""
     if engine.engine == "local":
-        runner = Runner(task, batch_size=batch_size, show_progress=progress)
-        if workers:
-            runner.workers = workers
+        runner = Runner(task, batch_size=batch_size, workers=workers or default_workers(), show_progress=progress)
         rows = runner.run(samples, total=total, description=description)
         return rows, runner.stats
     if remote is None:
