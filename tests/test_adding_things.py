@@ -119,15 +119,15 @@ class ExposureTask:
     def flags(self, result):
         return False
 
-    def row(self, p):
+    def columns(self, items):
         from imagesafety.run.tasks import sample_columns
 
-        return {**sample_columns(p), "blown_out": p.result, "error": p.error}
+        return {**sample_columns(items), "blown_out": [p.result for p in items], "error": [p.error for p in items]}
 
-    def frame(self, rows):
+    def frame(self, columns):
         from imagesafety.run.tasks import SAMPLE_COLUMNS, typed_frame
 
-        return typed_frame(rows, (*SAMPLE_COLUMNS, "blown_out", "error"))
+        return typed_frame(columns, (*SAMPLE_COLUMNS, "blown_out", "error"))
 
 
 def exposure_task(arg, *, model, cache, frames, level: int = 250):

@@ -130,7 +130,7 @@ class PredictionCache:
             key,
             shas,
         )
-        return {sha: json.loads(text) for sha, text in found.items()}
+        return dict(zip(found, json.loads(f"[{','.join(found.values())}]")))  # one parse per chunk, not per row
 
     def put_many(self, key: Key, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store predictions for image hashes under one classifier key, committed immediately."""

@@ -16,8 +16,11 @@ estimates are always computed on the rows themselves.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -275,7 +278,20 @@ def grouped_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> d
         stats["unlabelled"] = int((part["error"].isna() & part["label"].isna()).sum())
         return stats
 
-    return grouped(frame, block, crossed=True)
+    used = frame[["label", "score", "decision", "category", "source", "error"]]  # grouping copies every column
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="metrics") as pool:
+        # groups in parallel: the resampling draws release the GIL, and each group has its own seed
+        pending = grouped(used, lambda part, name: pool.submit(block, part, name), crossed=True)
+        return _results(pending)
+
+
+def _results(tree: Any) -> Any:
+    """The tree with every Future replaced by its result."""
+    if isinstance(tree, Future):
+        return tree.result()
+    if isinstance(tree, dict):
+        return {k: _results(v) for k, v in tree.items()}
+    return tree
 
 
 def f1_optimal_threshold(labels: Iterable[int], scores: Iterable[float]) -> float:

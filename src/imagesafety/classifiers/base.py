@@ -7,6 +7,7 @@ does not, and the run says so.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -63,10 +64,18 @@ class Prediction:
     usage: Usage | None = None  # answer-giving models (VLMs): tokens and cost of the answers behind this prediction
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for optional in ("views", "usage"):  # cached predictions without them keep their old form
-            if data[optional] is None:
-                del data[optional]
+        """As JSON-ready values; `views` and `usage` only when set (cached predictions without them keep their old
+        form). Written out field by field: `dataclasses.asdict` deep-copies and cost more than a cheap model's call."""
+        data: dict[str, Any] = {
+            "unsafe_score": self.unsafe_score,
+            "decision": self.decision,
+            "category_scores": dict(self.category_scores),
+            "raw": copy.deepcopy(self.raw) if isinstance(self.raw, (dict, list)) else self.raw,
+        }
+        if self.views is not None:
+            data["views"] = self.views.to_dict()
+        if self.usage is not None:
+            data["usage"] = asdict(self.usage)
         return data
 
     @classmethod
@@ -75,13 +84,15 @@ class Prediction:
         usage = data.get("usage")
         if usage is None and isinstance(raw, dict) and isinstance(raw.get("usage"), dict):
             usage = raw["usage"]  # cached before usage was a field: it sat in the raw answer
+        categories = data.get("category_scores")
+        views = data.get("views")
         return cls(
-            unsafe_score=float(data["unsafe_score"]),
-            decision=int(data["decision"]),
-            category_scores={k: float(v) for k, v in (data.get("category_scores") or {}).items()},
-            raw=raw,
-            views=ViewsReport.from_dict(data["views"]) if data.get("views") else None,
-            usage=Usage.from_dict(usage) if usage else None,
+            float(data["unsafe_score"]),
+            int(data["decision"]),
+            {k: float(v) for k, v in categories.items()} if categories else {},
+            raw,
+            ViewsReport.from_dict(views) if views else None,
+            Usage.from_dict(usage) if usage else None,
         )
 
 

@@ -34,7 +34,7 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Prepared:
     """A sample after the background stage: its hash, and a cached result, a prepared input or an error."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from imagesafety.data.rows import row_to_sample
+from imagesafety.data.rows import columns_to_samples
 from imagesafety.data.sample import ReadPolicy, Sample, relative_root
 
 #: rows converted to Python at a time: about this many bytes of a row group, within [16, 4096] rows
@@ -47,9 +47,11 @@ class ParquetDataset:
             with self.table.filesystem.open_input_file(file) as source:
                 reader = pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
                 for batch in reader.iter_batches(batch_size=batch_rows(reader.metadata)):
-                    for row in batch.to_pylist():
-                        yield row_to_sample(row, position, self.name, base_dir=self.base_dir, policy=self.policy)
-                        position += 1
+                    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+                    yield from columns_to_samples(
+                        columns, position, self.name, base_dir=self.base_dir, policy=self.policy
+                    )
+                    position += batch.num_rows
 
     def __len__(self) -> int:
         """Rows, from the files' footers; a streamed dataset has no length (nothing is read ahead of the run)."""

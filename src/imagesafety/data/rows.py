@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ def image_ref(value: Any, where: str, base_dir: Path | None = None) -> str | byt
     """Bytes or a path/URL from an image cell: raw bytes, {bytes, path} structs, base64 strings, paths, PIL images."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict) or isinstance(value, Mapping):  # a dict first: the ABC check costs a small image's read
         if value.get("bytes"):
             return bytes(value["bytes"])
         if value.get("path"):
@@ -66,13 +66,6 @@ def decoded_base64_image(text: str) -> bytes | None:
     return data if data.startswith(IMAGE_MAGIC) else None
 
 
-def first_present(row: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
-    for name in names:
-        if name in row and row[name] is not None:
-            return name, row[name]
-    return None, None
-
-
 def row_to_sample(
     row: Mapping[str, Any],
     position: int,
@@ -81,41 +74,94 @@ def row_to_sample(
     base_dir: Path | None = None,
     policy: ReadPolicy = DEFAULT_POLICY,
 ) -> Sample:
-    """A Sample from one row; errors name the dataset and row. A row without a usable image cell becomes a sample
-    with a `problem` (an error row in results) rather than stopping the run; a row without any image column, or
-    with a label that is not safe/unsafe, is an error."""
-    where = f"{dataset} row {position}"
-    if not any(name in row for name in IMAGE_COLUMNS):
+    """A Sample from one row (see `columns_to_samples`)."""
+    return columns_to_samples({k: [v] for k, v in row.items()}, position, dataset, split, base_dir, policy)[0]
+
+
+def columns_to_samples(
+    columns: Mapping[str, Sequence[Any]],
+    first: int,
+    dataset: str,
+    split: str | None = None,
+    base_dir: Path | None = None,
+    policy: ReadPolicy = DEFAULT_POLICY,
+) -> list[Sample]:
+    """Samples from a batch of rows given as columns (row `first` onwards); errors name the dataset and row. Each
+    cell is taken from the first of its candidate columns that holds a value in that row. A row without a usable
+    image cell becomes a sample with a `problem` (an error row in results) rather than stopping the run; a batch
+    without any image column, or a label that is not safe/unsafe, is an error. Column by column, each distinct
+    label, category and source spelling parsed once: a dict per row cost more than reading a small image."""
+    if not any(name in columns for name in IMAGE_COLUMNS):
         raise ValueError(
-            f"{where}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}); columns: {sorted(row)}"
+            f"{dataset} row {first}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}); columns: "
+            f"{sorted(columns)}"
         )
-    image_col, image_value = first_present(row, IMAGE_COLUMNS)
-    label_col, label_value = first_present(row, LABEL_COLUMNS)
-    _, id_value = first_present(row, ID_COLUMNS)
-    category = row.get("category")
-    metadata = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and _is_plain(v)}
-    problem, image = None, b""
-    if image_col is None:
-        problem = "the image cell is empty"
-    else:
-        try:
-            image = image_ref(image_value, where, base_dir)
-        except ValueError as exc:
-            problem = str(exc)
-    return Sample(
-        id=str(id_value) if id_value is not None else f"{dataset}:{split or 'all'}:{position}",
-        image=image if problem is None else where,
-        label=parse_label(label_value, where) if label_col else None,
-        category=slugify(str(category)) if category not in (None, "") else None,
-        source=normalise_source(row.get("source")),
-        split=str(row["split"]) if row.get("split") not in (None, "") else split,
-        pair_id=str(row["pair_id"]) if row.get("pair_id") not in (None, "") else None,
-        role=str(row["role"]) if row.get("role") not in (None, "") else None,
-        metadata=metadata,
-        policy=policy,
-        problem=problem,
-        position=position,
-    )
+    images = [columns[c] for c in IMAGE_COLUMNS if c in columns]
+    labels = [columns[c] for c in LABEL_COLUMNS if c in columns]
+    ids = [columns[c] for c in ID_COLUMNS if c in columns]
+    extra = [(name, values) for name, values in columns.items() if name not in KNOWN_COLUMNS]
+    none = [None] * len(images[0])
+    categories, sources = columns.get("category", none), columns.get("source", none)
+    splits, pairs, roles = columns.get("split", none), columns.get("pair_id", none), columns.get("role", none)
+    parsed_labels: dict[Any, int | None] = {}
+    slugs: dict[Any, str | None] = {}
+    out = []
+    for i in range(len(images[0])):
+        position = first + i
+        where = f"{dataset} row {position}"
+        image_value = _first(images, i)
+        problem, image = None, b""
+        if image_value is None:
+            problem = "the image cell is empty"
+        else:
+            try:
+                image = image_ref(image_value, where, base_dir)
+            except ValueError as exc:
+                problem = str(exc)
+        label_value = _first(labels, i) if labels else None
+        label = _once(parsed_labels, label_value, lambda v: parse_label(v, where))
+        slug = _once(slugs, categories[i], _category_slug)
+        id_value = _first(ids, i) if ids else None
+        out.append(
+            Sample(
+                str(id_value) if id_value is not None else f"{dataset}:{split or 'all'}:{position}",
+                image if problem is None else where,
+                label,
+                slug,
+                normalise_source(sources[i]),
+                str(splits[i]) if splits[i] not in (None, "") else split,
+                str(pairs[i]) if pairs[i] not in (None, "") else None,
+                str(roles[i]) if roles[i] not in (None, "") else None,
+                {name: values[i] for name, values in extra if _is_plain(values[i])} if extra else {},
+                policy,
+                problem,
+                position,
+            )
+        )
+    return out
+
+
+def _once(seen: dict[Any, Any], value: Any, parse: Callable[[Any], Any]) -> Any:
+    """`parse(value)`, remembered in `seen` (an unhashable value is parsed every time)."""
+    try:
+        return seen[value]
+    except KeyError:
+        seen[value] = parsed = parse(value)
+        return parsed
+    except TypeError:
+        return parse(value)
+
+
+def _category_slug(value: Any) -> str | None:
+    return slugify(str(value)) if value not in (None, "") else None
+
+
+def _first(columns: list[Sequence[Any]], i: int) -> Any:
+    """Row i's value in the first of `columns` that holds one (None if none does)."""
+    for values in columns:
+        if values[i] is not None:
+            return values[i]
+    return None
 
 
 def _is_plain(value: Any) -> bool:

@@ -85,19 +85,19 @@ class ExplainTask:
     def flags(self, result: Evidence) -> bool:
         return bool(result.decision)
 
-    def row(self, p: Prepared) -> dict:
-        evidence = p.result if p.error is None else None
+    def columns(self, items: list[Prepared]) -> dict[str, list]:
+        found = [p.result if p.error is None else None for p in items]
         return {
-            **sample_columns(p),
-            "evidence": json.dumps(evidence.record()) if evidence is not None else None,
-            "heatmap": heatmap_bytes(evidence.heatmap)
-            if evidence is not None and evidence.heatmap is not None
-            else None,
-            "error": p.error,
+            **sample_columns(items),
+            "evidence": [json.dumps(ev.record()) if ev is not None else None for ev in found],
+            "heatmap": [
+                heatmap_bytes(ev.heatmap) if ev is not None and ev.heatmap is not None else None for ev in found
+            ],
+            "error": [p.error for p in items],
         }
 
-    def frame(self, rows: list[dict]) -> pd.DataFrame:
-        return typed_frame(rows, EVIDENCE_COLUMNS)
+    def frame(self, columns: dict[str, list]) -> pd.DataFrame:
+        return typed_frame(columns, EVIDENCE_COLUMNS)
 
 
 def explain_task(

@@ -198,12 +198,16 @@ class PairTask:
     def flags(self, result: PairOutcome) -> bool:
         return False
 
-    def row(self, p: Prepared) -> dict:
-        outcome = p.result if p.error is None else None
-        return {**sample_columns(p), "outcome": outcome.to_json() if outcome else None, "error": p.error}
+    def columns(self, items: list[Prepared]) -> dict[str, list]:
+        outcomes = [p.result if p.error is None else None for p in items]
+        return {
+            **sample_columns(items),
+            "outcome": [outcome.to_json() if outcome else None for outcome in outcomes],
+            "error": [p.error for p in items],
+        }
 
-    def frame(self, rows: list[dict]) -> pd.DataFrame:
-        return typed_frame(rows, PAIR_COLUMNS)
+    def frame(self, columns: dict[str, list]) -> pd.DataFrame:
+        return typed_frame(columns, PAIR_COLUMNS)
 
     def plans_for(self, item: Prepared, original: Image.Image) -> PairOutcome:
         """Every plan of one image: up to `seeds` attempts each, stopping at the first verified edit."""

@@ -9,11 +9,12 @@ images themselves.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -61,13 +62,18 @@ class ImageTask(Protocol):
 
     concurrent: int  # batches that may be computed at once (1: one after another)
 
-    def row(self, item: Prepared) -> dict: ...
+    def columns(self, items: list[Prepared]) -> dict[str, list]: ...  # a batch's rows, column by column
 
-    def frame(self, rows: list[dict]) -> pd.DataFrame: ...
+    def frame(self, columns: dict[str, list]) -> pd.DataFrame: ...  # gathered columns as the task's typed table
 
 
 #: rows gathered before they become a typed frame (a run's rows are kept as a few frames, not a dict per row)
 FRAME_ROWS = 4096
+#: new results are stored at most this long after they are computed (a killed run loses at most this much work), or
+#: as soon as this many are waiting: one commit per second instead of one per batch (a commit per 256 small images
+#: cost more than the images: each writes every index page its random hashes touch)
+STORE_SECONDS = 1.0
+STORE_ROWS = 16384
 
 
 @dataclass
@@ -119,21 +125,35 @@ class Runner:
         """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer."""
 
         def produce() -> Iterator[list[Prepared]]:
-            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool:
+            with (
+                ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup") as looker,
+            ):
+                pending: deque = deque()  # (items, their look-up): a batch is looked up while the next is read
                 for chunk in batched(samples, self.batch_size):
                     if stop.is_set():
                         return
                     items = [Prepared(s) for s in chunk]
                     in_slices(pool, read_sample, items, 4 * self.workers)
-                    cached = self.task.lookup([p.sha256 for p in items if p.sha256 is not None])
-                    for p in items:
-                        if p.sha256 in cached:
-                            p.result, p.data = cached[p.sha256], None
-                    todo = [p for p in items if p.error is None and p.result is None]
-                    in_slices(pool, self._decode, todo, 4 * self.workers)
-                    yield items
+                    pending.append((items, looker.submit(self._look_up, items)))
+                    if len(pending) > 1:
+                        yield self._decode_missing(*pending.popleft(), pool)
+                while pending:
+                    yield self._decode_missing(*pending.popleft(), pool)
 
         return read_ahead(produce(), self.prefetch_batches, stop)
+
+    def _look_up(self, items: list[Prepared]) -> None:
+        """Cached results onto the items that have one (on its own thread: the database works without the GIL)."""
+        cached = self.task.lookup([p.sha256 for p in items if p.sha256 is not None])
+        for p in items:
+            if p.sha256 in cached:
+                p.result, p.data = cached[p.sha256], None
+
+    def _decode_missing(self, items: list[Prepared], looked_up: Future, pool: ThreadPoolExecutor) -> list[Prepared]:
+        looked_up.result()
+        in_slices(pool, self._decode, [p for p in items if p.error is None and p.result is None], 4 * self.workers)
+        return items
 
     def _decode(self, p: Prepared) -> Prepared:
         return decode_views(p, lambda image: self.task.prepare(p, image), self.task.frames)
@@ -180,22 +200,22 @@ class Runner:
             p.fresh = True
         p.image = None  # free pixels early
 
-    def _record(self, batch: list[Prepared]) -> list[dict]:
-        """Store the batch's new results, count it, and turn it into rows (in the order the samples came)."""
+    def _record(self, batch: list[Prepared], store: ResultWriter) -> dict[str, list]:
+        """Queue the batch's new results for the cache, count it, and turn it into rows, as columns (in the order the
+        samples came)."""
         fresh = [(p.sha256, p.result) for p in batch if p.fresh]
-        if fresh:
-            self.task.store(fresh)
+        store.add(fresh)
         self.stats.cached += sum(p.result is not None and not p.fresh for p in batch)
         self.stats.predicted += len(fresh)
         self.stats.errors += sum(p.error is not None for p in batch)
         self.stats.images += len(batch)
-        return [self.task.row(p) for p in batch]
+        return self.task.columns(batch)
 
-    def _rows(self, batches: Iterator[list[Prepared]], advance) -> Iterator[list[dict]]:
+    def _rows(self, batches: Iterator[list[Prepared]], store: ResultWriter, advance) -> Iterator[dict[str, list]]:
         """Rows batch by batch; with a task that computes concurrently, several batches are in flight at once."""
         if self.task.concurrent <= 1:
             for batch in batches:
-                yield self._record(self._compute(batch))
+                yield self._record(self._compute(batch), store)
                 advance(len(batch))
             return
         with ThreadPoolExecutor(max_workers=self.task.concurrent, thread_name_prefix="compute") as pool:
@@ -204,38 +224,44 @@ class Runner:
                 pending.append(pool.submit(self._compute, batch))
                 while len(pending) >= self.task.concurrent or (pending and pending[0].done()):
                     done = pending.popleft().result()
-                    yield self._record(done)
+                    yield self._record(done, store)
                     advance(len(done))
             while pending:
                 done = pending.popleft().result()
-                yield self._record(done)
+                yield self._record(done, store)
                 advance(len(done))
 
     def run(self, samples: Iterable[Sample], total: int | None = None, description: str | None = None) -> pd.DataFrame:
-        """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C. Rows are kept as typed frames
-        of `FRAME_ROWS` rows (columns, not one dict per row), so memory grows by the columns' size only."""
+        """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C. Rows are gathered as columns
+        and kept as typed frames of `FRAME_ROWS` rows (never a dict per row), so memory grows by the columns' size
+        only."""
         self.stats = RunStats()
         parts: list[pd.DataFrame] = []
-        rows: list[dict] = []
+        gathered: dict[str, list] = self.task.columns([])
         stop = threading.Event()
         started = time.perf_counter()
 
+        def gathered_rows() -> int:
+            return len(next(iter(gathered.values()), []))
+
         def table() -> pd.DataFrame:
-            tail = [self.task.frame(rows)] if rows or not parts else []
+            tail = [self.task.frame(gathered)] if gathered_rows() or not parts else []
             return parts[0] if len(parts) == 1 and not tail else pd.concat(parts + tail, ignore_index=True)
 
-        with progress_bar(self.show_progress) as bar:
+        with progress_bar(self.show_progress) as bar, ResultWriter(self.task.store) as store:
             task = add_task(bar, description or f"eval {self.task.name}", total=total)
             try:
-                for batch_rows in self._rows(
-                    self._prepared_batches(samples, stop), lambda n: bar.update(task, advance=n)
+                for columns in self._rows(
+                    self._prepared_batches(samples, stop), store, lambda n: bar.update(task, advance=n)
                 ):
-                    rows.extend(batch_rows)
-                    if len(rows) >= FRAME_ROWS:
-                        parts.append(self.task.frame(rows))
-                        rows = []
+                    for name, values in columns.items():
+                        gathered[name].extend(values)
+                    if gathered_rows() >= FRAME_ROWS:
+                        parts.append(self.task.frame(gathered))
+                        gathered = self.task.columns([])
             except KeyboardInterrupt:
                 stop.set()
+                store.close()  # what finished is in the cache before the run says it stopped
                 self.stats.interrupted = True
                 self.stats.seconds = time.perf_counter() - started
                 raise RunInterrupted(table(), self.stats) from None
@@ -243,6 +269,50 @@ class Runner:
                 stop.set()
         self.stats.seconds = time.perf_counter() - started
         return table()
+
+
+class ResultWriter:
+    """A run's new results, stored in order on one background thread, a commit per `STORE_SECONDS` or `STORE_ROWS`
+    results; `close` stores the rest and waits. A store that fails (a broken cache) fails the run at the next call."""
+
+    def __init__(self, store: Callable[[list[tuple[str, Any]]], None]):
+        self.store = store
+        self.waiting: list[tuple[str, Any]] = []
+        self.since = time.monotonic()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self.writes: deque = deque()
+
+    def add(self, items: list[tuple[str, Any]]) -> None:
+        self.waiting.extend(items)
+        while self.writes and self.writes[0].done():
+            self.writes.popleft().result()
+        if len(self.waiting) >= STORE_ROWS or (self.waiting and time.monotonic() - self.since >= STORE_SECONDS):
+            self._submit()
+
+    def _submit(self) -> None:
+        if self.waiting:
+            self.writes.append(self.pool.submit(self.store, self.waiting))
+            self.waiting = []
+        self.since = time.monotonic()
+
+    def close(self) -> None:
+        """Store everything still waiting and wait for it (raises what a store raised)."""
+        self._submit()
+        try:
+            while self.writes:
+                self.writes.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):  # the run's own error is the one to report
+            self.close()
 
 
 def compute_isolating_failures(task: ImageTask, inputs: list[Any]) -> list[Any]:

@@ -60,25 +60,26 @@ class ModelSpec:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def sample_columns(p: Prepared) -> dict[str, Any]:
-    """The columns every result table starts with."""
-    s = p.sample
+def sample_columns(items: list[Prepared]) -> dict[str, list]:
+    """The columns every result table starts with, for a batch of items."""
+    samples = [p.sample for p in items]
     return {
-        "id": s.id,
-        "label": s.label,
-        "category": s.category,
-        "source": s.source,
-        "split": s.split,
-        "pair_id": s.pair_id,
-        "role": s.role,
-        "image": s.image_ref,
-        "sha256": p.sha256,
+        "id": [s.id for s in samples],
+        "label": [s.label for s in samples],
+        "category": [s.category for s in samples],
+        "source": [s.source for s in samples],
+        "split": [s.split for s in samples],
+        "pair_id": [s.pair_id for s in samples],
+        "role": [s.role for s in samples],
+        "image": [s.image_ref for s in samples],
+        "sha256": [p.sha256 for p in items],
     }
 
 
-def typed_frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Rows as a frame with the schema's columns and dtypes (nullable integers for labels and decisions)."""
-    frame = pd.DataFrame(rows, columns=list(columns))
+def typed_frame(columns: dict[str, list], names: tuple[str, ...]) -> pd.DataFrame:
+    """Gathered columns as a frame with the schema's columns and dtypes (nullable integers for labels and
+    decisions)."""
+    frame = pd.DataFrame(columns, columns=list(names))
     frame["label"] = frame["label"].astype("Int64")
     if "score" in frame:
         frame["score"] = frame["score"].astype("float64")
@@ -100,11 +101,12 @@ class PredictionTask:
     ):
         self.classifier = classifier
         self.exit_threshold = exit_threshold  # where an early exit may stop (None: the classifier's own decision)
-        self.cache = None if isinstance(classifier, ReadsSamples) else cache  # answers per row, not per image content
         self.name = classifier.name
         self.frames = frames or FramePolicy()
         self.key = cache_key(classifier, {"frames": self.frames.key()})
         self.preparer = classifier if isinstance(classifier, PreparesInput) else None
+        self.sampler = classifier if isinstance(classifier, ReadsSamples) else None  # checked once: per image it cost
+        self.cache = None if self.sampler is not None else cache  # answers per row, not per image content
         self.concurrent = classifier.concurrent_batches if isinstance(classifier, ComputesConcurrently) else 1
         if isinstance(classifier, CachesAnswers):
             classifier.attach_cache(self.cache)
@@ -119,8 +121,8 @@ class PredictionTask:
             self.cache.put_many(self.key, [(sha, pred.to_dict()) for sha, pred in items])
 
     def prepare(self, item: Prepared, image: Image.Image) -> Any:
-        if isinstance(self.classifier, ReadsSamples):
-            return self.classifier.prepare_sample(item.sample, image)
+        if self.sampler is not None:
+            return self.sampler.prepare_sample(item.sample, image)
         return self.preparer.prepare(image) if self.preparer is not None else image
 
     def compute(self, items: list[Any]) -> list[Prediction]:
@@ -137,21 +139,27 @@ class PredictionTask:
             return result.unsafe_score >= self.exit_threshold
         return bool(result.decision)
 
-    def row(self, p: Prepared) -> dict:
-        pred = p.result if p.error is None else None
+    def columns(self, items: list[Prepared]) -> dict[str, list]:
+        preds = [p.result if p.error is None else None for p in items]
         return {
-            **sample_columns(p),
-            "score": pred.unsafe_score if pred else None,
-            "classifier_decision": pred.decision if pred else None,
-            "category_scores": pred.category_scores if pred else {},
-            "raw": json.dumps(pred.raw) if pred is not None and pred.raw is not None else None,
-            "error": p.error,
-            "views": json.dumps(pred.views.to_dict()) if pred is not None and pred.views is not None else None,
-            "usage": json.dumps(asdict(pred.usage)) if pred is not None and pred.usage is not None else None,
+            **sample_columns(items),
+            "score": [pred.unsafe_score if pred else None for pred in preds],
+            "classifier_decision": [pred.decision if pred else None for pred in preds],
+            "category_scores": [pred.category_scores if pred else {} for pred in preds],
+            "raw": [json.dumps(pred.raw) if pred is not None and pred.raw is not None else None for pred in preds],
+            "error": [p.error for p in items],
+            "views": [
+                json.dumps(pred.views.to_dict()) if pred is not None and pred.views is not None else None
+                for pred in preds
+            ],
+            "usage": [
+                json.dumps(asdict(pred.usage)) if pred is not None and pred.usage is not None else None
+                for pred in preds
+            ],
         }
 
-    def frame(self, rows: list[dict]) -> pd.DataFrame:
-        return typed_frame(rows, PREDICTION_COLUMNS)
+    def frame(self, columns: dict[str, list]) -> pd.DataFrame:
+        return typed_frame(columns, PREDICTION_COLUMNS)
 
 
 class EmbeddingTask:
@@ -186,17 +194,17 @@ class EmbeddingTask:
     def flags(self, result: np.ndarray) -> bool:
         return False
 
-    def row(self, p: Prepared) -> dict:
-        text = p.sample.metadata.get("text")
+    def columns(self, items: list[Prepared]) -> dict[str, list]:
+        texts = [p.sample.metadata.get("text") for p in items]
         return {
-            **sample_columns(p),
-            "text": text if isinstance(text, str) else None,
-            "embedding": p.result if p.error is None else None,
-            "error": p.error,
+            **sample_columns(items),
+            "text": [text if isinstance(text, str) else None for text in texts],
+            "embedding": [p.result if p.error is None else None for p in items],
+            "error": [p.error for p in items],
         }
 
-    def frame(self, rows: list[dict]) -> pd.DataFrame:
-        return typed_frame(rows, EMBEDDING_COLUMNS)
+    def frame(self, columns: dict[str, list]) -> pd.DataFrame:
+        return typed_frame(columns, EMBEDDING_COLUMNS)
 
 
 def encoder_cache_key(encoder: Encoder, frames: FramePolicy | None = None) -> str:
