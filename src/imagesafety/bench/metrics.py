@@ -38,6 +38,14 @@ ATOM_BINS = 128
 POOL_MIN_PER_BIN, POOL_MIN_QUANTILES = 50, 64
 
 
+def as_array(values: Iterable, dtype: type) -> np.ndarray:
+    """Values as a numpy array; arrays and Series converted whole (iterating 200,000 of them cost more than the
+    metrics)."""
+    if isinstance(values, (np.ndarray, pd.Series, pd.api.extensions.ExtensionArray)):
+        return np.asarray(values, dtype=dtype)
+    return np.asarray(list(values), dtype=dtype)
+
+
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
@@ -110,8 +118,8 @@ def curve_points(labels: Iterable[int], scores: Iterable[float]) -> dict[str, np
     """ROC (fpr, tpr, from (0, 0)) and precision-recall (recall, precision, from recall 0 at precision 1) at every
     distinct score threshold, highest first: the points scikit-learn's roc_curve and precision_recall_curve give
     (without dropping collinear ROC points)."""
-    y = np.asarray(list(labels), dtype=bool)
-    s = np.asarray(list(scores), dtype=np.float64)
+    y = as_array(labels, bool)
+    s = as_array(scores, np.float64)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     ends = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
@@ -235,9 +243,9 @@ def metrics_with_ci(
     labels: Iterable[int], scores: Iterable[float], decisions: Iterable[int], n_boot: int = 1000, seed: int = 0
 ) -> dict:
     """Point estimates and percentile bootstrap 95% intervals of every metric, plus support counts."""
-    y = np.asarray(list(labels), dtype=int)
-    s = np.asarray(list(scores), dtype=np.float64)
-    d = np.asarray(list(decisions), dtype=int)
+    y = as_array(labels, int)
+    s = as_array(scores, np.float64)
+    d = as_array(decisions, int)
     result: dict = {"support": int(len(y)), "positives": int(y.sum()), "negatives": int(len(y) - y.sum())}
     if len(y) == 0:
         return result | {m: {"value": None, "ci95": [None, None]} for m in METRICS}
@@ -279,6 +287,8 @@ def grouped_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> d
         return stats
 
     used = frame[["label", "score", "decision", "category", "source", "error"]]  # grouping copies every column
+    # sorted once by score, highest first: every group inherits the order, and each of its sorts is then one pass
+    used = used.iloc[np.argsort(-used["score"].to_numpy(dtype=np.float64, na_value=np.nan), kind="stable")]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="metrics") as pool:
         # groups in parallel: the resampling draws release the GIL, and each group has its own seed
         pending = grouped(used, lambda part, name: pool.submit(block, part, name), crossed=True)
@@ -297,8 +307,8 @@ def _results(tree: Any) -> Any:
 def f1_optimal_threshold(labels: Iterable[int], scores: Iterable[float]) -> float:
     """The score threshold (decide unsafe when score >= it) that maximises F1 on these samples (the lowest such
     threshold among ties, as scikit-learn's precision-recall curve orders them)."""
-    y = np.asarray(list(labels), dtype=int)
-    s = np.asarray(list(scores), dtype=np.float64)
+    y = as_array(labels, int)
+    s = as_array(scores, np.float64)
     if y.sum() == 0 or y.sum() == len(y):
         raise ValueError("calibration needs both safe and unsafe images")
     order = np.argsort(-s, kind="mergesort")
@@ -313,8 +323,8 @@ def f1_optimal_threshold(labels: Iterable[int], scores: Iterable[float]) -> floa
 
 def threshold_at_fpr(labels: Iterable[int], scores: Iterable[float], target_fpr: float) -> float:
     """The lowest threshold whose false-positive rate (score >= threshold on safe images) is at most `target_fpr`."""
-    y = np.asarray(list(labels), dtype=int)
-    s = np.asarray(list(scores), dtype=np.float64)
+    y = as_array(labels, int)
+    s = as_array(scores, np.float64)
     negatives = np.sort(s[y == 0])[::-1]
     if negatives.size == 0:
         raise ValueError("calibrating a false-positive rate needs safe images")

@@ -3,7 +3,6 @@ for code that needs the pictures; the engine's `Runner` builds on the same piece
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import threading
@@ -47,17 +46,26 @@ class Prepared:
     data: bytes | None = field(default=None, repr=False)
 
 
-@contextlib.contextmanager
-def errors_recorded_on(item: Prepared) -> Iterator[None]:
-    """One image's failure becomes its error row; a broken cache still ends the run."""
-    try:
-        yield
-    except ImageDecodeError as exc:
-        item.error = str(exc)
-    except StoreError:
-        raise
-    except Exception as exc:  # a loader or preprocessor failing on one image must not end the run
-        item.error = f"{item.sample.image_ref}: {type(exc).__name__}: {exc}"
+class errors_recorded_on:  # noqa: N801 (used as a function: `with errors_recorded_on(item):`)
+    """One image's failure becomes its error row; a broken cache still ends the run. (A class, not a
+    `contextlib.contextmanager`: entered for every image, the generator form cost as much as reading one.)"""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Prepared):
+        self.item = item
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, StoreError) or not isinstance(exc, Exception):
+            return False  # a broken cache, Ctrl-C and exits end the run
+        if isinstance(exc, ImageDecodeError):
+            self.item.error = str(exc)
+        else:  # a loader or preprocessor failing on one image must not end the run
+            self.item.error = f"{self.item.sample.image_ref}: {type(exc).__name__}: {exc}"
+        return True
 
 
 def in_slices(pool: ThreadPoolExecutor, fn: Callable[[T], Any], items: list[T], slices: int) -> None:

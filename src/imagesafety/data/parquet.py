@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -47,7 +48,7 @@ class ParquetDataset:
             with self.table.filesystem.open_input_file(file) as source:
                 reader = pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
                 for batch in reader.iter_batches(batch_size=batch_rows(reader.metadata)):
-                    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+                    columns = {name: python_values(batch.column(name)) for name in batch.schema.names}
                     yield from columns_to_samples(
                         columns, position, self.name, base_dir=self.base_dir, policy=self.policy
                     )
@@ -58,6 +59,18 @@ class ParquetDataset:
         if self.streaming:
             raise TypeError("a streamed dataset has no known length")
         return self.table.count_rows()
+
+
+def python_values(column: pa.Array) -> list:
+    """A column as Python values; an image struct `{bytes, path}` whose every row has bytes as the bytes alone (a
+    dict per row cost as much as hashing a small image); any other column, or a struct with a row without bytes,
+    as it is."""
+    kind = column.type
+    if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0 and column.null_count == 0:
+        data = column.field("bytes").to_pylist()
+        if all(data):
+            return data
+    return column.to_pylist()
 
 
 def batch_rows(metadata: pq.FileMetaData) -> int:
