@@ -97,16 +97,19 @@ import hashlib, io, json, sys, time
 import numpy as np, pyarrow.parquet as pq
 from PIL import Image
 path, decode = sys.argv[1], sys.argv[2] == "decode"
-started = time.perf_counter()
-total = 0.0
-for batch in pq.ParquetFile(path).iter_batches(columns=["image"], batch_size=4096):
-    for cell in batch.column(0).to_pylist():
-        data = cell["bytes"]
-        hashlib.sha256(data).hexdigest()
-        if decode:
-            with Image.open(io.BytesIO(data)) as img:
-                total += float(np.asarray(img.convert("RGB")).mean())
-print(json.dumps({"seconds": time.perf_counter() - started}))
+times = []
+for attempt in range(1 if decode else 3):  # a floor is the best of a few passes (one pass of hashing varied 2x)
+    started = time.perf_counter()
+    total = 0.0
+    for batch in pq.ParquetFile(path).iter_batches(columns=["image"], batch_size=4096):
+        for cell in batch.column(0).to_pylist():
+            data = cell["bytes"]
+            hashlib.sha256(data).hexdigest()
+            if decode:
+                with Image.open(io.BytesIO(data)) as img:
+                    total += float(np.asarray(img.convert("RGB")).mean())
+    times.append(time.perf_counter() - started)
+print(json.dumps({"seconds": min(times)}))
 """
 
 

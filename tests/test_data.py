@@ -91,6 +91,57 @@ def test_parquet_with_embedded_bytes_in_unsafebench_schema(tmp_path):
     assert samples[0].metadata == {"text": "a"}
 
 
+def test_parquet_rows_of_every_kind_in_one_batch(tmp_path):
+    """A batch is converted column by column: each row still takes its own image cell (bytes, else the path), its
+    label spelling, id, category and extra columns, and a row without an image is an error row naming it."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "on-disk.jpg").write_bytes(jpeg_bytes((0, 90, 0)))
+    frame = pd.DataFrame(
+        {
+            "image": [
+                {"bytes": jpeg_bytes((200, 0, 0)), "path": None},
+                {"bytes": None, "path": "on-disk.jpg"},
+                None,
+                {"bytes": jpeg_bytes((0, 0, 200)), "path": "ignored.jpg"},
+            ],
+            "safety_label": ["Unsafe", "safe", None, 1],
+            "id": ["a", None, "c", "d"],
+            "category": ["Self-harm", "Self-harm", None, ""],
+            "split": [None, "test", "", "train"],
+            "text": ["one", None, "three", "four"],
+            "tags": [["x"], ["y"], [], ["z"]],
+        }
+    )
+    frame["safety_label"] = frame["safety_label"].astype(str).replace({"None": None})
+    frame.to_parquet(folder / "mixed.parquet")
+    samples = list(ParquetDataset(folder / "mixed.parquet"))
+    assert [s.id for s in samples] == ["a", "mixed:all:1", "c", "d"]
+    assert [s.label for s in samples] == [1, 0, None, 1]
+    assert [s.category for s in samples] == ["self_harm", "self_harm", None, None]
+    assert [s.split for s in samples] == [None, "test", None, "train"]
+    assert [s.position for s in samples] == [0, 1, 2, 3]
+    assert samples[0].metadata == {"text": "one"} and samples[1].metadata == {"text": None}
+    assert samples[0].load_bytes() == jpeg_bytes((200, 0, 0)) and samples[3].load_bytes() == jpeg_bytes((0, 0, 200))
+    assert samples[1].load_bytes() == jpeg_bytes((0, 90, 0))
+    assert samples[2].problem == "the image cell is empty" and samples[2].image == "mixed row 2"
+    with pytest.raises(Exception, match="mixed row 2: the image cell is empty"):
+        samples[2].load_bytes()
+    frame.iloc[[0, 1]].to_parquet(folder / "no-nulls.parquet")  # every struct present, one without bytes
+    assert [s.load_bytes() for s in ParquetDataset(folder / "no-nulls.parquet")] == [
+        jpeg_bytes((200, 0, 0)),
+        jpeg_bytes((0, 90, 0)),
+    ]
+
+
+def test_a_label_that_is_not_one_names_its_row_in_a_batch(tmp_path):
+    frame = unsafebench_frame()
+    frame.loc[2, "safety_label"] = "maybe"
+    frame.to_parquet(tmp_path / "ub.parquet")
+    with pytest.raises(ValueError, match="ub row 2: label 'maybe' is not one of safe/unsafe/0/1"):
+        list(ParquetDataset(tmp_path / "ub.parquet"))
+
+
 def test_hugging_face_loader_reads_unsafebench_schema_offline(tmp_path):
     pytest.importorskip("datasets")
     data = tmp_path / "UnsafeBench" / "data"

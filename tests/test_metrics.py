@@ -6,6 +6,7 @@ from sklearn import metrics as sk
 from imagesafety.bench.metrics import (
     bootstrap_weights,
     f1_optimal_threshold,
+    group_seed,
     grouped_metrics,
     metrics_with_ci,
     weighted_metrics,
@@ -249,3 +250,28 @@ def test_scarce_labels_are_never_pooled(monkeypatch):
     monkeypatch.setattr(metrics, "POOL_MIN_PER_BIN", 10**9)  # pooling off
     exact = metrics.metrics_with_ci(y, s, d, n_boot=200, seed=1)
     assert pooled_rule["auprc"] == exact["auprc"] and pooled_rule["auroc"] == exact["auroc"]
+
+
+def test_grouped_metrics_do_not_depend_on_row_order():
+    """The groups are computed in parallel from one frame sorted by score: shuffled rows (ties, an error row and a
+    missing category included) give exactly the same document."""
+    y, s, d = random_predictions(n=600, seed=7)
+    frame = pd.DataFrame(
+        {
+            "label": pd.array(y, dtype="Int64"),
+            "score": s,
+            "decision": pd.array(d, dtype="Int64"),
+            "category": np.where(np.arange(600) % 3 == 0, None, np.where(np.arange(600) % 2, "sexual", "hate")),
+            "source": np.where(np.arange(600) % 5, "real", "generated"),
+            "error": [None] * 599 + ["broken"],
+        }
+    )
+    frame.loc[599, "score"] = np.nan
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert grouped_metrics(shuffled, n_boot=200) == grouped_metrics(frame, n_boot=200)
+    one = grouped_metrics(frame, n_boot=200)["by_category_source"]["hate"]["real"]
+    part = frame[(frame["category"] == "hate") & (frame["source"] == "real")]
+    assert one == metrics_with_ci(part["label"], part["score"], part["decision"], 200, group_seed(0, "hate/real")) | {
+        "errors": 0,
+        "unlabelled": 0,
+    }

@@ -1,13 +1,15 @@
 """The runner and its cache: zero model calls on re-run, resume after interruption, error rows."""
 
+import gc
+
 import pytest
 
 from conftest import MeanRedClassifier, jpeg_bytes
 from imagesafety.bench.evaluate import evaluate
 from imagesafety.data import load_dataset
-from imagesafety.run.runner import RunInterrupted, Runner
+from imagesafety.run.runner import RUN_GC_THRESHOLD, RunInterrupted, Runner
 from imagesafety.run.tasks import PredictionTask
-from imagesafety.store import PredictionCache
+from imagesafety.store import PredictionCache, StoreError
 
 
 def test_second_identical_run_makes_zero_model_calls(red_folder, tmp_path):
@@ -95,3 +97,48 @@ def test_cache_stats_and_clear(red_folder, tmp_path):
     Runner(PredictionTask(MeanRedClassifier(), cache), show_progress=False).run(load_dataset(red_folder))
     assert [(s["classifier"], s["entries"]) for s in cache.stats()] == [("mean-red", 12)]
     assert cache.clear("other") == 0 and cache.clear("mean-red") == 12 and cache.stats() == []
+
+
+class CountingCache(PredictionCache):
+    """Counts the writes (commits) of predictions, and may fail them as a damaged file would."""
+
+    def __init__(self, path, fail: bool = False):
+        super().__init__(path)
+        self.writes: list[int] = []
+        self.fail = fail
+
+    def put_many(self, key, items):
+        items = list(items)
+        if self.fail:
+            raise StoreError(f"{self.path}: the prediction cache cannot be used (disk I/O error)")
+        self.writes.append(len(items))
+        super().put_many(key, items)
+
+
+def test_new_results_are_committed_together_and_all_of_them_are_kept(red_folder, tmp_path):
+    cache = CountingCache(tmp_path / "c.sqlite")
+    Runner(PredictionTask(MeanRedClassifier(), cache), batch_size=2, show_progress=False).run(load_dataset(red_folder))
+    assert sum(cache.writes) == 12 and len(cache.writes) < 6  # six batches, fewer commits (a commit per second)
+    again = MeanRedClassifier()
+    Runner(PredictionTask(again, cache), batch_size=2, show_progress=False).run(load_dataset(red_folder))
+    assert again.calls == 0
+
+
+def test_a_cache_that_fails_while_storing_fails_the_run_with_its_message(red_folder, tmp_path):
+    cache = CountingCache(tmp_path / "c.sqlite", fail=True)
+    runner = Runner(PredictionTask(MeanRedClassifier(), cache), batch_size=2, show_progress=False)
+    with pytest.raises(StoreError, match="c.sqlite: the prediction cache cannot be used"):
+        runner.run(load_dataset(red_folder))
+
+
+def test_garbage_is_collected_less_often_during_a_run_and_as_before_after(red_folder, tmp_path):
+    seen = []
+
+    class Watching(MeanRedClassifier):
+        def predict(self, images):
+            seen.append(gc.get_threshold()[0])
+            return super().predict(images)
+
+    before = gc.get_threshold()
+    Runner(PredictionTask(Watching(), None), show_progress=False).run(load_dataset(red_folder))
+    assert seen and set(seen) == {RUN_GC_THRESHOLD} and gc.get_threshold() == before
