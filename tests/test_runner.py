@@ -7,7 +7,7 @@ import pytest
 from conftest import MeanRedClassifier, jpeg_bytes
 from imagesafety.bench.evaluate import evaluate
 from imagesafety.data import load_dataset
-from imagesafety.run.runner import RUN_GC_THRESHOLD, RunInterrupted, Runner
+from imagesafety.run.runner import RUN_GC_THRESHOLD, RunInterrupted, Runner, fewer_collections
 from imagesafety.run.tasks import PredictionTask
 from imagesafety.store import PredictionCache, StoreError
 
@@ -142,3 +142,14 @@ def test_garbage_is_collected_less_often_during_a_run_and_as_before_after(red_fo
     before = gc.get_threshold()
     Runner(PredictionTask(Watching(), None), show_progress=False).run(load_dataset(red_folder))
     assert seen and set(seen) == {RUN_GC_THRESHOLD} and gc.get_threshold() == before
+
+
+def test_overlapping_runs_restore_the_threshold_when_the_last_one_ends():
+    before = gc.get_threshold()
+    first, second = fewer_collections(), fewer_collections()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first run ends while the second goes on
+    assert gc.get_threshold()[0] == RUN_GC_THRESHOLD
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before

@@ -17,6 +17,7 @@ estimates are always computed on the rows themselves.
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -189,21 +190,25 @@ def pooled_atoms(labels: np.ndarray, counts: np.ndarray, bins: int) -> tuple[np.
 
 def bootstrap_metrics(
     y: np.ndarray, scores: np.ndarray, decisions: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """`n_boot` resampled values of every metric: confusion metrics from multinomial cell counts (one (n_boot, 4)
-    draw), ranking metrics from multinomial atom counts (`ranking_atoms`, pooled above 2 x `ATOM_BINS` atoms), in
-    chunks bounded by `WEIGHT_BUDGET`."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every metric's value on the rows (one element each) and `n_boot` resampled values: confusion metrics from the
+    cell counts and multinomial draws of them (one (n_boot, 4) draw), ranking metrics from the atoms' counts and
+    multinomial draws of them (`ranking_atoms`, pooled above 2 x `ATOM_BINS` atoms), in chunks bounded by
+    `WEIGHT_BUDGET`. The values are the atoms' metrics at the observed counts: the rows' own, with no second pass."""
     n = len(y)
     yb = y.astype(bool)
-    counts = cell_indicators(yb, decisions.astype(bool)).sum(axis=0)
+    db = decisions.astype(bool)
+    tp, fp, fn = np.count_nonzero(yb & db), np.count_nonzero(~yb & db), np.count_nonzero(yb & ~db)
+    counts = np.array([tp, fp, fn, n - tp - fp - fn], dtype=np.float64)
     cells = rng.multinomial(n, counts / n, size=n_boot) if n_boot else np.zeros((0, 4))
-    out = confusion_metrics(cells)
+    point, out = confusion_metrics(counts), confusion_metrics(cells)
     order = np.argsort(-scores, kind="mergesort")
     a_scores, a_labels, a_counts, _ = ranking_atoms(yb[order], scores[order].astype(np.float64))
+    exact = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
+    point["auroc"], point["auprc"] = exact[0], exact[1]
     shift = np.zeros(2)
     bins = pooling_bins(int(yb.sum()), int(n - yb.sum()))
     if bins and len(a_counts) > 2 * bins:
-        exact = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
         a_scores, a_labels, a_counts = pooled_atoms(a_labels, a_counts, bins)
         pooled = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
         shift = (exact - pooled)[:, 0]
@@ -217,7 +222,7 @@ def bootstrap_metrics(
         ranking["auprc"].append(auprc + shift[1])
     for m, parts in ranking.items():
         out[m] = np.concatenate(parts) if parts else np.array([])
-    return out
+    return point, out
 
 
 def pooling_bins(positives: int, negatives: int) -> int:
@@ -249,8 +254,7 @@ def metrics_with_ci(
     result: dict = {"support": int(len(y)), "positives": int(y.sum()), "negatives": int(len(y) - y.sum())}
     if len(y) == 0:
         return result | {m: {"value": None, "ci95": [None, None]} for m in METRICS}
-    point = weighted_metrics(y, s, d, np.ones((1, len(y))))
-    boots = bootstrap_metrics(y, s, d, n_boot, np.random.default_rng(seed))
+    point, boots = bootstrap_metrics(y, s, d, n_boot, np.random.default_rng(seed))
     for m in METRICS:
         values = boots[m]
         values = values[~np.isnan(values)]
@@ -289,10 +293,18 @@ def grouped_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> d
     used = frame[["label", "score", "decision", "category", "source", "error"]]  # grouping copies every column
     # sorted once by score, highest first: every group inherits the order, and each of its sorts is then one pass
     used = used.iloc[np.argsort(-used["score"].to_numpy(dtype=np.float64, na_value=np.nan), kind="stable")]
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="metrics") as pool:
+    workers = min(4, os.cpu_count() or 1)
+    slots = threading.BoundedSemaphore(2 * workers)  # groups waiting or running: each holds a copy of its rows
+
+    def submit(part: pd.DataFrame, name: str) -> Future:
+        slots.acquire()
+        future = pool.submit(block, part, name)
+        future.add_done_callback(lambda _: slots.release())
+        return future
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics") as pool:
         # groups in parallel: the resampling draws release the GIL, and each group has its own seed
-        pending = grouped(used, lambda part, name: pool.submit(block, part, name), crossed=True)
-        return _results(pending)
+        return _results(grouped(used, submit, crossed=True))
 
 
 def _results(tree: Any) -> Any:

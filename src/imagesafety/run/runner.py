@@ -276,16 +276,26 @@ class Runner:
 RUN_GC_THRESHOLD = 100_000
 
 
+_runs_collecting_less: list[tuple[int, ...]] = []  # the threshold before the first of the runs going on
+_collection_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def fewer_collections() -> Iterator[None]:
     """Collect garbage less often while a run allocates its few objects per image: with hundreds of thousands of live
-    rows, the default threshold ran a collection every few batches and cost a fifth of a cached run. Restored after."""
-    before = gc.get_threshold()
-    gc.set_threshold(RUN_GC_THRESHOLD, *before[1:])
+    rows, the default threshold ran a collection every few batches and cost a fifth of a cached run. The threshold
+    is restored when the last of the runs going on (in any thread) ends."""
+    with _collection_lock:
+        _runs_collecting_less.append(gc.get_threshold())
+        gc.set_threshold(RUN_GC_THRESHOLD, *_runs_collecting_less[0][1:])
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _collection_lock:
+            first = _runs_collecting_less[0]
+            _runs_collecting_less.pop()
+            if not _runs_collecting_less:
+                gc.set_threshold(*first)
 
 
 class ResultWriter:
