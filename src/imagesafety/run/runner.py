@@ -311,7 +311,7 @@ class ResultWriter:
 
     def add(self, items: list[tuple[str, Any]]) -> None:
         self.waiting.extend(items)
-        while self.writes and self.writes[0].done():
+        while self.writes and (self.writes[0].done() or len(self.writes) > 2):  # a slow disk slows the run down
             self.writes.popleft().result()
         if len(self.waiting) >= STORE_ROWS or (self.waiting and time.monotonic() - self.since >= STORE_SECONDS):
             self._submit()
