@@ -175,3 +175,22 @@ def test_a_combination_pays_for_the_answers_of_every_part_it_asked(parts, monkey
     assert first.usage == Usage(10, 1, 0.25) and second.usage == Usage(20, 2, 1.25)
     both = registry.build("classifier", "max:red,green").predict([dark])[0]
     assert both.usage == Usage(20, 2, 1.25)
+
+
+def test_a_prediction_is_cached_as_its_fields_and_read_back_whole():
+    """`to_dict` (written field by field for speed) gives what `dataclasses.asdict` gives, less the unset optional
+    fields, and does not share the raw output with the prediction."""
+    from dataclasses import asdict
+
+    from imagesafety.classifiers.base import Usage
+    from imagesafety.media.policy import Sampling, ViewScore, ViewsReport
+
+    deciding = ViewScore(3, 0.3, "black", 0.9)
+    views = ViewsReport(Sampling("animation", 8, [0, 3, 7], "all", None, 4, 4), "max", [deciding], deciding, 1)
+    full = Prediction(0.9, 1, {"sexual": 0.9}, {"boxes": [[1, 2], [3, 4]]}, views, Usage(10, 2, 0.5))
+    assert full.to_dict() == asdict(full)
+    assert Prediction.from_dict(json.loads(json.dumps(full.to_dict()))) == full
+    full.to_dict()["raw"]["boxes"].append([0, 0])
+    assert full.raw == {"boxes": [[1, 2], [3, 4]]}
+    plain = Prediction(0.1, 0, {}, None)
+    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in ("views", "usage")}
