@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,9 @@ def columns_to_samples(
     """Samples from a batch of rows given as columns (row `first` onwards); errors name the dataset and row. Each
     cell is taken from the first of its candidate columns that holds a value in that row. A row without a usable
     image cell becomes a sample with a `problem` (an error row in results) rather than stopping the run; a batch
-    without any image column, or a label that is not safe/unsafe, is an error. Column by column, each distinct
-    label, category and source spelling parsed once: a dict per row cost more than reading a small image."""
+    without any image column, or a label that is not safe/unsafe, is an error. Column by column (a dict per row cost
+    more than reading a small image); each label, category and source spelling is parsed once (their parsers are
+    memoised)."""
     if not any(name in columns for name in IMAGE_COLUMNS):
         raise ValueError(
             f"{dataset} row {first}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}); columns: "
@@ -103,8 +104,6 @@ def columns_to_samples(
     none = [None] * len(images[0])
     categories, sources = columns.get("category", none), columns.get("source", none)
     splits, pairs, roles = columns.get("split", none), columns.get("pair_id", none), columns.get("role", none)
-    parsed_labels: dict[Any, int | None] = {}
-    slugs: dict[Any, str | None] = {}
     out = []
     for i in range(len(images[0])):
         position = first + i
@@ -118,16 +117,14 @@ def columns_to_samples(
                 image = image_ref(image_value, where, base_dir)
             except ValueError as exc:
                 problem = str(exc)
-        label_value = _first(labels, i) if labels else None
-        label = _once(parsed_labels, label_value, lambda v: parse_label(v, where))
-        slug = _once(slugs, categories[i], _category_slug)
-        id_value = _first(ids, i) if ids else None
+        label_value = _first(labels, i)
+        id_value = _first(ids, i)
         out.append(
             Sample(
                 str(id_value) if id_value is not None else f"{dataset}:{split or 'all'}:{position}",
                 image if problem is None else where,
-                label,
-                slug,
+                parse_label(label_value, where),
+                _category_slug(categories[i]),
                 normalise_source(sources[i]),
                 str(splits[i]) if splits[i] not in (None, "") else split,
                 str(pairs[i]) if pairs[i] not in (None, "") else None,
@@ -139,17 +136,6 @@ def columns_to_samples(
             )
         )
     return out
-
-
-def _once(seen: dict[Any, Any], value: Any, parse: Callable[[Any], Any]) -> Any:
-    """`parse(value)`, remembered in `seen` (an unhashable value is parsed every time)."""
-    try:
-        return seen[value]
-    except KeyError:
-        seen[value] = parsed = parse(value)
-        return parsed
-    except TypeError:
-        return parse(value)
 
 
 def _category_slug(value: Any) -> str | None:

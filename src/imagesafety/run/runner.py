@@ -276,7 +276,7 @@ class Runner:
 RUN_GC_THRESHOLD = 100_000
 
 
-_runs_collecting_less: list[tuple[int, ...]] = []  # the threshold before the first of the runs going on
+_collecting_less = {"runs": 0, "threshold": gc.get_threshold()}  # runs going on; the threshold before the first
 _collection_lock = threading.Lock()
 
 
@@ -286,16 +286,17 @@ def fewer_collections() -> Iterator[None]:
     rows, the default threshold ran a collection every few batches and cost a fifth of a cached run. The threshold
     is restored when the last of the runs going on (in any thread) ends."""
     with _collection_lock:
-        _runs_collecting_less.append(gc.get_threshold())
-        gc.set_threshold(RUN_GC_THRESHOLD, *_runs_collecting_less[0][1:])
+        if _collecting_less["runs"] == 0:
+            _collecting_less["threshold"] = gc.get_threshold()
+            gc.set_threshold(RUN_GC_THRESHOLD, *gc.get_threshold()[1:])
+        _collecting_less["runs"] += 1
     try:
         yield
     finally:
         with _collection_lock:
-            first = _runs_collecting_less[0]
-            _runs_collecting_less.pop()
-            if not _runs_collecting_less:
-                gc.set_threshold(*first)
+            _collecting_less["runs"] -= 1
+            if _collecting_less["runs"] == 0:
+                gc.set_threshold(*_collecting_less["threshold"])
 
 
 class ResultWriter:
