@@ -99,6 +99,35 @@ def test_cache_stats_and_clear(red_folder, tmp_path):
     assert cache.clear("other") == 0 and cache.clear("mean-red") == 12 and cache.stats() == []
 
 
+def test_cache_reads_and_writes_many_rows_per_statement_and_read_back_exactly(tmp_path):
+    """sqlite3 gives the interpreter lock away at every step: a statement per stored row, or a result row per hit,
+    waited for the lock at every row whenever another thread was busy (a cold run spent a third of its time so)."""
+    import numpy as np
+
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    statements: list[str] = []
+    cache._connect().set_trace_callback(statements.append)
+    key = ("mean-red", "1", "abc")
+    predictions = [
+        (f"{i:064x}", {"unsafe_score": i / 7, "decision": i % 2, "raw": {"text": "a\tb\nc,d"}}) for i in range(2000)
+    ]
+    cache.put_many(key, predictions)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 13  # 2,000 rows of 6 values, 166 rows per statement (at most 999 parameters)
+    statements.clear()
+    wanted = [sha for sha, _ in predictions[::3]] + ["f" * 64]
+    found = cache.get_many(key, wanted)
+    assert found == {sha: p for sha, p in predictions[::3]}  # exact floats and strings with tabs and newlines
+    assert len([s for s in statements if s.startswith("SELECT")]) == 2  # 668 hashes, 500 per statement
+    vectors = {f"{i:064x}": np.random.default_rng(i).normal(size=5).astype(np.float32) for i in range(700)}
+    cache.put_embeddings("enc@1", list(vectors.items()))
+    back = cache.get_embeddings("enc@1", list(vectors))
+    assert all(np.array_equal(back[sha], v) for sha, v in vectors.items()) and len(back) == 700
+    back[next(iter(back))][0] = 1.0  # each a writable array of its own
+    cache.put_attack_results("attack", [("a" * 64, {"flipped": True})])
+    assert cache.get_attack_results("attack", ["a" * 64, "b" * 64]) == {"a" * 64: {"flipped": True}}
+
+
 class CountingCache(PredictionCache):
     """Counts the writes (commits) of predictions, and may fail them as a damaged file would."""
 

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
 #: files up to this size are integrity-checked on every open (a fraction of a second); larger ones when an error shows
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 USE_DEFAULT_CACHE = "default"
+#: hashes per look-up statement, and parameters per insert statement (SQLite's lowest default limit is 999)
+LOOKUP_CHUNK, MAX_PARAMETERS = 500, 999
 Key = tuple[str, str, str]
 
 
@@ -104,48 +107,62 @@ class PredictionCache:
                 "(cached predictions are only a speed-up: nothing else is lost)"
             )
 
-    def _rows_by_sha(self, select: str, params: tuple, shas: Iterable[str]) -> dict[str, Any]:
-        """`select` (ending in `image_sha256 IN`) run for the hashes in chunks of 500; values by hash."""
+    def _values_by_sha(self, value: str, source: str, params: tuple, shas: Iterable[str]) -> dict[str, str]:
+        """`value` (an SQL text expression) of each row `source` (`FROM ... WHERE ...`) finds among the hashes, by hash.
+
+        A chunk of hashes per statement, and all its hits in its one result row: sqlite3 gives the interpreter lock
+        away around every step, and a statement that returned a row per hit waited for the lock again at every row
+        (with a busy thread beside it, up to the switch interval each: a thousand times slower). The separators are
+        control characters, which neither a hex hash nor JSON text (`json.dumps`, `hex()`) contains."""
         shas = list(dict.fromkeys(shas))
-        found: dict[str, Any] = {}
+        found: dict[str, str] = {}
         with self._guard():
             conn = self._connect()
-            for start in range(0, len(shas), 500):
-                chunk = shas[start : start + 500]
-                found.update(conn.execute(f"{select} ({','.join('?' * len(chunk))})", (*params, *chunk)).fetchall())
+            for start in range(0, len(shas), LOOKUP_CHUNK):
+                chunk = shas[start : start + LOOKUP_CHUNK]
+                (text,) = conn.execute(
+                    f"SELECT group_concat(image_sha256 || char(31) || {value}, char(30)) {source} "
+                    f"AND image_sha256 IN ({','.join('?' * len(chunk))})",
+                    (*params, *chunk),
+                ).fetchone()
+                if text:
+                    found.update(hit.split("\x1f", 1) for hit in text.split("\x1e"))
         return found
 
-    def _write(self, sql: str, rows: list[tuple]) -> None:
+    def _insert(self, table: str, rows: list[tuple]) -> None:
+        """Rows into `table` (replacing those with the same key), committed at once; many rows per statement, for the
+        same reason as `_values_by_sha` (`executemany` steps, and gives the lock away, once per row)."""
+        if not rows:
+            return
+        width = len(rows[0])
+        per = max(1, MAX_PARAMETERS // width)
         with self._guard():
             conn = self._connect()
             with conn:
-                conn.executemany(sql, rows)
+                for start in range(0, len(rows), per):
+                    part = rows[start : start + per]
+                    marks = ",".join([f"({','.join('?' * width)})"] * len(part))
+                    conn.execute(f"INSERT OR REPLACE INTO {table} VALUES {marks}", list(chain.from_iterable(part)))
 
     # -- predictions -----------------------------------------------------------------------------
     def get_many(self, key: Key, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Cached predictions (as dicts) for the given image hashes under one classifier key."""
-        found = self._rows_by_sha(
-            "SELECT image_sha256, prediction FROM predictions WHERE classifier=? AND version=? "
-            "AND config_hash=? AND image_sha256 IN",
-            key,
-            shas,
+        found = self._values_by_sha(
+            "prediction", "FROM predictions WHERE classifier=? AND version=? AND config_hash=?", key, shas
         )
-        return dict(zip(found, json.loads(f"[{','.join(found.values())}]")))  # one parse per chunk, not per row
+        return dict(zip(found, json.loads(f"[{','.join(found.values())}]")))  # one parse, not one per row
 
     def put_many(self, key: Key, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store predictions for image hashes under one classifier key, committed immediately."""
         now = time.time()
-        self._write(
-            "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
-            [(*key, sha, json.dumps(p), now) for sha, p in items],
-        )
+        self._insert("predictions", [(*key, sha, json.dumps(p), now) for sha, p in items])
 
     def touch_model(
         self, key: Key, config: dict[str, Any], identity: str | None, out: str | Path | None = None
     ) -> None:
         """Remember that this classifier key was used now (and by which output folder)."""
-        self._write(
-            "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._insert(
+            "models",
             [
                 (
                     *key,
@@ -159,33 +176,27 @@ class PredictionCache:
 
     # -- embeddings ------------------------------------------------------------------------------
     def get_embeddings(self, encoder: str, shas: Iterable[str]) -> dict[str, np.ndarray]:
-        found = self._rows_by_sha(
-            "SELECT image_sha256, vector FROM embeddings WHERE encoder=? AND image_sha256 IN", (encoder,), shas
-        )
-        return {sha: np.frombuffer(blob, dtype=np.float32).copy() for sha, blob in found.items()}
+        found = self._values_by_sha("hex(vector)", "FROM embeddings WHERE encoder=?", (encoder,), shas)
+        return {sha: np.frombuffer(bytearray.fromhex(text), dtype=np.float32) for sha, text in found.items()}
 
     def put_embeddings(self, encoder: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store float32 embeddings for image hashes, committed immediately."""
         now = time.time()
-        self._write(
-            "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
+        self._insert(
+            "embeddings",
             [(encoder, sha, np.asarray(vec, dtype=np.float32).tobytes(), now) for sha, vec in items],
         )
 
     # -- attack outcomes and answers -------------------------------------------------------------
     def get_attack_results(self, attack_key: str, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Finished attack outcomes per image hash under one (classifier, attack, settings) key."""
-        found = self._rows_by_sha(
-            "SELECT image_sha256, result FROM attack_results WHERE attack_key=? AND image_sha256 IN",
-            (attack_key,),
-            shas,
-        )
+        found = self._values_by_sha("result", "FROM attack_results WHERE attack_key=?", (attack_key,), shas)
         return {sha: json.loads(text) for sha, text in found.items()}
 
     def put_attack_results(self, attack_key: str, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         now = time.time()
-        self._write(
-            "INSERT OR REPLACE INTO attack_results VALUES (?, ?, ?, ?)",
+        self._insert(
+            "attack_results",
             [(attack_key, sha, json.dumps(r), now) for sha, r in items],
         )
 
@@ -197,7 +208,7 @@ class PredictionCache:
 
     def put_answer(self, key: str, answer: dict[str, Any]) -> None:
         """Store one answer as soon as it arrives, so a crash loses nothing already answered."""
-        self._write("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", [(key, json.dumps(answer), time.time())])
+        self._insert("answers", [(key, json.dumps(answer), time.time())])
 
     # -- inspection ------------------------------------------------------------------------------
     def stats(self) -> list[dict[str, Any]]:

@@ -150,8 +150,8 @@ def _still(img: Image.Image, name: str) -> Iterator[tuple[Image.Image, ViewInfo]
         img.load()
     except Exception as exc:
         raise ImageDecodeError(f"{name}: not a decodable image ({type(exc).__name__}: {exc})") from exc
-    try:
-        img = ImageOps.exif_transpose(img)
+    try:  # in place: a copy of every image without a rotation cost as much as decoding a small one
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # a corrupt EXIF block must not lose the image
         pass
     yield from frame_views(img, ViewInfo())

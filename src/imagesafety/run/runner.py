@@ -1,8 +1,8 @@
 """Run a model over samples: background reading and decoding, batched inference, and a cache of results.
 
 Worker threads read and hash each batch's images, look the whole batch up in the cache at once, and decode
-and prepare only what is missing, ahead of the model, so the model never waits on I/O; results are committed
-to the cache batch by batch, so an interrupted run resumes. What is computed (predictions, embeddings) is an
+and prepare only what is missing, ahead of the model, so the model never waits on I/O; new results are stored
+on their own thread, a commit a second, so an interrupted run resumes. What is computed (predictions, embeddings) is an
 `ImageTask`; the machinery is shared, and `decoded_samples` is the same reading path for code that wants the
 images themselves.
 """
