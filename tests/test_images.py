@@ -13,13 +13,40 @@ def test_sha256_is_of_the_encoded_bytes():
     assert sha256_bytes(data) == hashlib.sha256(data).hexdigest()
 
 
-def test_exif_orientation_is_applied():
+def rotated_file(container: str) -> bytes:
+    """A 60x20 image whose orientation (rotate 90 degrees on display) is written where `container` keeps it."""
+    from PIL.PngImagePlugin import PngInfo
+
     img = Image.new("RGB", (60, 20), (255, 0, 0))
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    exif[0x0112] = 6
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", exif=exif)
-    assert decode_image(buf.getvalue()).size == (20, 60)
+    if container == "png-xmp":
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>')
+        img.save(buf, format="PNG", pnginfo=info)
+    elif container == "png-raw-profile":
+        info = PngInfo()
+        raw = exif.tobytes()
+        info.add_text("Raw profile type exif", f"\nexif\n{len(raw):8}\n{raw.hex()}\n")
+        img.save(buf, format="PNG", pnginfo=info)
+    elif container == "tiff":
+        img.save(buf, format="TIFF", tiffinfo={0x0112: 6})
+    else:
+        img.save(buf, format=container.upper(), exif=exif)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("container", ["jpeg", "png", "webp", "tiff", "png-xmp", "png-raw-profile"])
+def test_exif_orientation_is_applied_wherever_the_file_keeps_it(container):
+    from imagesafety.media import FramePolicy, read_views
+
+    def run_view(data: bytes) -> Image.Image:  # what a run classifies
+        return next(read_views(data, FramePolicy(), 1 << 24)[1])[0]
+
+    assert decode_image(rotated_file(container)).size == run_view(rotated_file(container)).size == (20, 60)
+    plain = png_bytes(Image.new("RGB", (60, 20)))
+    assert decode_image(plain).size == run_view(plain).size == (60, 20)  # none kept: as stored
 
 
 def test_transparency_becomes_white_and_mode_is_rgb():
