@@ -14,6 +14,7 @@ from imagesafety.media.policy import FramePolicy, ImageDecodeError, MediaBudgetE
 BACKGROUNDS = (("white", (255, 255, 255)), ("black", (0, 0, 0)))
 #: bytes tolerated after an image's own end (some encoders pad); more means the file is also something else
 TRAILING_SLACK = 16
+PNG_LENGTH = struct.Struct(">I")  # a PNG chunk's length, before its type
 
 
 def open_image(data: bytes, max_pixels: int, name: str) -> Image.Image:
@@ -67,13 +68,12 @@ def image_end(data: bytes, fmt: str | None, img: Image.Image) -> int | None:
     """Where the image's own bytes end (PNG: after IEND; WebP: its RIFF size; GIF: after the trailer), None if
     unknown."""
     if fmt == "PNG":
-        pos = 8
-        while pos + 8 <= len(data):
-            (length,) = struct.unpack(">I", data[pos : pos + 4])
-            kind = data[pos + 4 : pos + 8]
+        pos, size = 8, len(data)
+        while pos + 8 <= size:
+            (length,) = PNG_LENGTH.unpack_from(data, pos)
+            if data.startswith(b"IEND", pos + 4):
+                return pos + 12 + length
             pos += 12 + length
-            if kind == b"IEND":
-                return pos
         return None
     if fmt == "WEBP" and data[:4] == b"RIFF":
         (size,) = struct.unpack("<I", data[4:8])

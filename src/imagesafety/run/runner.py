@@ -167,7 +167,7 @@ class Runner:
             return batch
         started = time.perf_counter()
         early = [p for p in todo if self.task.frames.early_exit and p.image.sampling.kind == "video"]
-        shared = [p for p in todo if not any(p is q for q in early)]
+        shared = [p for p in todo if p not in early] if early else todo  # Prepared compares by identity
         flat = [x for p in shared for x in p.image.inputs]
         results: list[Any] = []
         for chunk in batched(flat, self.batch_size):
