@@ -15,7 +15,9 @@ Data: generated Parquet files in UnsafeBench's schema (16x16 PNGs, every one dis
 - with --ray (needs the `ray` extra), ray_cluster_vs_local: the same --large rows, cache off, on a one-node cluster
   started as users start one (`ray start --head`, the driver joining with `--address auto`) over the local engine in
   the same setting (target <= 1.5), with the driver's peak memory printed. The near-free classifier is a plug-in
-  (a `*.dist-info` entry point on PYTHONPATH), so Ray's workers build it from its name as they would any classifier.
+  (a `*.dist-info` entry point on PYTHONPATH), so Ray's workers build it from its name as they would any classifier;
+  it needs no threads of its own, so the cluster runs an actor per CPU (`--cpus-per-actor 1`; with the default 2,
+  one actor works alone on a 2-CPU node).
 - with --long (not in CI), the 2,000,000-row run: cold with 1,000 resamples, then its cached re-run (what an
   interrupted run resumes through), each with its time and peak memory; long_run_peak_mb_per_100k is the cold run's
   peak memory per 100,000 rows, printed as a figure without a target.
@@ -84,8 +86,10 @@ print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.p
 ENGINE = r"""
 import json, resource, sys, time
 from imagesafety.bench.evaluate import evaluate
+from imagesafety.run.engine import EngineOptions
 path, out, engine = sys.argv[1], sys.argv[2], sys.argv[3]
-options = {"engine": "ray", "address": "auto", "partition_size": 10000} if engine == "ray" else {}
+ray = EngineOptions("ray", "auto", partition_size=10000, cpus_per_actor=1)  # a near-free model: an actor per CPU
+options = {"engine": ray} if engine == "ray" else {}
 started = time.perf_counter()
 result = evaluate("mean-level", path, out, cache=None, progress=False, html=False, **options)
 print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(result.predictions),

@@ -189,6 +189,31 @@ def test_one_ray_job_writes_many_partitions_and_later_jobs_continue(cluster, tmp
     same_rows(local.predictions, rows.assign(decision=rows["classifier_decision"]))
 
 
+def test_cpus_per_actor_sets_how_many_actors_share_the_cluster(cluster, tmp_path, monkeypatch):
+    """Two CPUs per actor (the default: room for a model runtime's threads) is one actor on the 2-CPU test cluster;
+    one CPU per actor, as a near-free model wants, is two; the rows are the local engine's either way."""
+    from imagesafety.run import ray_engine
+    from imagesafety.run.engine import EngineOptions
+
+    seen = []
+    run_job = ray_engine._run_job
+
+    def recorded(ray_module, records, pending, parts_dir, map_options, advance):
+        seen.append((map_options["concurrency"], map_options["num_cpus"]))
+        return run_job(ray_module, records, pending, parts_dir, map_options, advance)
+
+    monkeypatch.setattr(ray_engine, "_run_job", recorded)
+    data = generated(tmp_path / "d", n=8)
+    local = evaluate("nudenet", data, None, cache=None, progress=False, n_boot=0)
+    for cpus, out in ((2, "two"), (1, "one")):
+        engine = EngineOptions("ray", partition_size=4, cpus_per_actor=cpus)
+        on_ray = evaluate("nudenet", data, tmp_path / out, cache=None, progress=False, n_boot=0, engine=engine)
+        same_rows(local.predictions, on_ray.predictions)
+    assert seen == [(1, 2), (2, 1)]
+    with pytest.raises(ValueError, match="--cpus-per-actor must be above 0, got 0"):
+        EngineOptions("ray", cpus_per_actor=0)
+
+
 def test_jobs_are_cut_by_the_image_bytes_the_driver_holds(cluster, tmp_path, jobs):
     """Embedded images count against `bytes_per_job`: the driver holds whole partitions up to about that many bytes,
     however few samples they are, and the rows are those of the local engine."""

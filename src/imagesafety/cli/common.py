@@ -254,6 +254,14 @@ RUN_OPTIONS = (
         Annotated[int, typer.Option(min=1, help="images per Ray partition (the unit a re-run skips)")],
         1000,
     ),
+    _option(
+        "cpus_per_actor",
+        Annotated[
+            float,
+            typer.Option(help="CPUs per Ray actor (2: room for the model's own threads; 1 for a near-free model)"),
+        ],
+        2,
+    ),
 )
 
 
@@ -279,7 +287,9 @@ def run_options(**values: Any):
     from imagesafety.store import USE_DEFAULT_CACHE
 
     cache = None if values["no_cache"] else (values["cache"] or USE_DEFAULT_CACHE)
-    engine = EngineOptions(values["engine"], values["address"], values["num_gpus"], values["partition_size"])
+    engine = EngineOptions(
+        values["engine"], values["address"], values["num_gpus"], values["partition_size"], values["cpus_per_actor"]
+    )
     return RunOptions(cache, values["batch_size"], values["workers"], not values["quiet"], engine)
 
 

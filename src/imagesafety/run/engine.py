@@ -21,16 +21,21 @@ ENGINES = ("local", "ray")
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """`engine` (local or ray) and, for Ray, the cluster address, GPUs per actor and images per partition."""
+    """`engine` (local or ray) and, for Ray, the cluster address, GPUs per actor, images per partition and CPUs per
+    actor (2 leaves a model runtime its own threads beside the actor's decoding thread; a near-free model, as hash
+    matching or a head on cached embeddings, runs more actors with 1)."""
 
     engine: str = "local"
     address: str | None = None
     num_gpus: float = 0
     partition_size: int = 1000
+    cpus_per_actor: float = 2
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}: use {' or '.join(ENGINES)}")
+        if self.cpus_per_actor <= 0:
+            raise ValueError(f"--cpus-per-actor must be above 0, got {self.cpus_per_actor}")
 
 
 def run_task(
@@ -69,6 +74,7 @@ def run_task(
         batch_size=batch_size,
         num_gpus=engine.num_gpus,
         partition_size=engine.partition_size,
+        cpus_per_actor=engine.cpus_per_actor,
         progress=progress,
     )
     errors = int(rows["error"].notna().sum()) if len(rows) else 0
