@@ -1,6 +1,7 @@
 """The runner and its cache: zero model calls on re-run, resume after interruption, error rows."""
 
 import gc
+import sys
 
 import pytest
 
@@ -126,6 +127,60 @@ def test_cache_reads_and_writes_many_rows_per_statement_and_read_back_exactly(tm
     back[next(iter(back))][0] = 1.0  # each a writable array of its own
     cache.put_attack_results("attack", [("a" * 64, {"flipped": True})])
     assert cache.get_attack_results("attack", ["a" * 64, "b" * 64]) == {"a" * 64: {"flipped": True}}
+
+
+def files_of_every_kind(root):
+    """Stills (opaque, transparent, rotated, large, a polyglot), an animation and a broken file: a folder dataset."""
+    import io
+
+    from PIL import Image
+
+    from planted import animation_bytes
+
+    folder = root / "unsafe" / "sexual"
+    folder.mkdir(parents=True)
+    (folder / "opaque.png").write_bytes(jpeg_bytes())
+    clear = Image.new("RGBA", (32, 32), (255, 0, 0, 255))
+    clear.paste((0, 0, 0, 0), (0, 0, 16, 32))
+    clear.save(folder / "transparent.png")
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(rotated, format="JPEG", exif=exif)
+    (folder / "rotated.jpg").write_bytes(rotated.getvalue())
+    (folder / "polyglot.png").write_bytes(animation_bytes("PNG") + b"<script>alert(1)</script>" * 4)
+    (folder / "animated.gif").write_bytes(animation_bytes("GIF"))
+    Image.new("RGB", (1100, 1000), (90, 0, 0)).save(folder / "large.png")  # over MAX_STILL_PIXELS: the threads'
+    (folder / "broken.jpg").write_bytes(jpeg_bytes()[:100])
+    return root
+
+
+def test_stills_decoded_in_worker_processes_give_the_threads_rows(tmp_path, monkeypatch):
+    """Once a run is long (here: at once), stills are decoded in worker processes: every row, error and view report
+    equals the threads' own, and a worker that dies hands its batches back to the threads."""
+    import subprocess
+
+    from imagesafety.run import runner as runner_module
+    from imagesafety.run import still_processes
+
+    data = files_of_every_kind(tmp_path / "d")
+
+    def rows(processes: int):
+        runner = Runner(PredictionTask(MeanRedClassifier()), batch_size=4, show_progress=False, processes=processes)
+        out = runner.run(load_dataset(data)).set_index("id").sort_index()
+        return out[["sha256", "score", "error", "views"]].astype(str)
+
+    threads = rows(0)
+    assert threads["error"].str.contains("broken.jpg").any() and threads["error"].str.contains("follow the end").any()
+    assert threads["views"].str.contains("white").any() and threads["views"].str.contains("animation").any()
+    started = []
+    popen = subprocess.Popen
+    monkeypatch.setattr(runner_module, "PROCESSES_AFTER", 0)
+    monkeypatch.setattr(still_processes.subprocess, "Popen", lambda *a, **k: started.append(a[0]) or popen(*a, **k))
+    assert rows(1).equals(threads) and started and started[0][-1] == "imagesafety.run.still_processes"
+    dead = [sys.executable, "-c", "import sys; sys.exit(3)"]  # a worker that dies before answering
+    monkeypatch.setattr(still_processes.subprocess, "Popen", lambda args, **k: popen(dead, **k))
+    assert rows(1).equals(threads)
 
 
 class CountingCache(PredictionCache):

@@ -44,7 +44,8 @@ class ModelActor:
 
     def __init__(self, model: ModelSpec, batch_size: int = 16, decode_workers: int = 1, frames: dict | None = None):
         task = build_task(model, None, FramePolicy(**frames) if frames else FramePolicy())
-        self.runner = Runner(task, batch_size=batch_size, workers=decode_workers, show_progress=False)
+        # no processes of its own: an actor is one, and Ray places one per share of the node's CPUs
+        self.runner = Runner(task, batch_size=batch_size, workers=decode_workers, show_progress=False, processes=0)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         samples = [Sample.from_record(r) for r in batch.to_dict("records")]

@@ -34,8 +34,9 @@ from imagesafety.data.decoding import (
 )
 from imagesafety.data.sample import Sample
 from imagesafety.images import MAX_PIXELS
-from imagesafety.media import FramePolicy
+from imagesafety.media import FramePolicy, Sampling, ViewInfo
 from imagesafety.run.progress import add_task, progress_bar
+from imagesafety.run.still_processes import StillDecoders
 from imagesafety.run.views import Views, prepared_views
 from imagesafety.store import StoreError
 
@@ -121,6 +122,7 @@ class Runner:
     prefetch_batches: int = 4
     show_progress: bool = True
     stats: RunStats = field(default_factory=RunStats)
+    processes: int = field(default_factory=default_workers)  # still-decoding processes for a long run (0: threads only)
 
     def _prepared_batches(self, samples: Iterable[Sample], stop: threading.Event) -> Iterator[list[Prepared]]:
         """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer."""
@@ -129,6 +131,7 @@ class Runner:
             with (
                 ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup") as looker,
+                StillDecoders(self.processes, PROCESSES_AFTER) as stills,
             ):
                 pending: deque = deque()  # (items, their look-up): a batch is looked up while the next is read
                 for chunk in batched(samples, self.batch_size):
@@ -138,9 +141,9 @@ class Runner:
                     in_slices(pool, read_sample, items, 4 * self.workers)
                     pending.append((items, looker.submit(self._look_up, items)))
                     if len(pending) > 1:
-                        yield self._decode_missing(*pending.popleft(), pool)
+                        yield self._decode_missing(*pending.popleft(), pool, stills)
                 while pending:
-                    yield self._decode_missing(*pending.popleft(), pool)
+                    yield self._decode_missing(*pending.popleft(), pool, stills)
 
         return read_ahead(produce(), self.prefetch_batches, stop)
 
@@ -151,10 +154,43 @@ class Runner:
             if p.sha256 in cached:
                 p.result, p.data = cached[p.sha256], None
 
-    def _decode_missing(self, items: list[Prepared], looked_up: Future, pool: ThreadPoolExecutor) -> list[Prepared]:
+    def _decode_missing(
+        self, items: list[Prepared], looked_up: Future, pool: ThreadPoolExecutor, stills: StillDecoders
+    ) -> list[Prepared]:
         looked_up.result()
-        in_slices(pool, self._decode, [p for p in items if p.error is None and p.result is None], 4 * self.workers)
+        missing = [p for p in items if p.error is None and p.result is None]
+        if missing and stills.ready(len(missing)):
+            missing = self._decode_stills(missing, stills, pool)
+        in_slices(pool, self._decode, missing, 4 * self.workers)
         return items
+
+    def _decode_stills(self, items: list[Prepared], stills: StillDecoders, pool: ThreadPoolExecutor) -> list[Prepared]:
+        """Stills decoded by the worker processes (a slice each) and prepared here on the threads; returns what is left
+        to the threads (animations, videos; everything if a worker failed)."""
+        size = -(-len(items) // stills.processes)
+        parts = [items[i : i + size] for i in range(0, len(items), size)]
+        answers = stills.decode(
+            [[(p.data, p.sample.image_ref) for p in part] for part in parts], self.task.frames, MAX_PIXELS
+        )
+        if answers is None:
+            return items
+        rest, decoded = [], []
+        for part, answer in zip(parts, answers):
+            for p, views in zip(part, answer):
+                if views is None:
+                    rest.append(p)
+                elif isinstance(views, str):
+                    p.error, p.data = views, None
+                else:
+                    decoded.append((p, views))
+        in_slices(pool, self._prepare_still, decoded, 4 * self.workers)
+        return rest
+
+    def _prepare_still(self, decoded: tuple[Prepared, tuple[Sampling, list[tuple[Image.Image, ViewInfo]]]]) -> None:
+        p, (sampling, views) = decoded
+        with errors_recorded_on(p):
+            p.image = Views(sampling, [info for _, info in views], [self.task.prepare(p, image) for image, _ in views])
+        p.data = None
 
     def _decode(self, p: Prepared) -> Prepared:
         return decode_views(p, lambda image: self.task.prepare(p, image), self.task.frames)
@@ -297,6 +333,10 @@ def fewer_collections() -> Iterator[None]:
             _collecting_less["runs"] -= 1
             if _collecting_less["runs"] == 0:
                 gc.set_threshold(*_collecting_less["threshold"])
+
+
+#: images a run decodes on threads before it starts its still-decoding processes (a short run never pays their start)
+PROCESSES_AFTER = 4096
 
 
 class ResultWriter:
