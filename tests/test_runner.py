@@ -165,8 +165,9 @@ def test_stills_decoded_in_worker_processes_give_the_threads_rows(tmp_path, monk
 
     data = files_of_every_kind(tmp_path / "d")
 
-    def rows(processes: int):
-        runner = Runner(PredictionTask(MeanRedClassifier()), batch_size=4, show_progress=False, processes=processes)
+    def rows(processes: int | None):
+        chosen = {} if processes is None else {"processes": processes}  # None: the default (the variable's)
+        runner = Runner(PredictionTask(MeanRedClassifier()), batch_size=4, show_progress=False, **chosen)
         out = runner.run(load_dataset(data)).set_index("id").sort_index()
         return out[["sha256", "score", "error", "views"]].astype(str)
 
@@ -178,6 +179,13 @@ def test_stills_decoded_in_worker_processes_give_the_threads_rows(tmp_path, monk
     monkeypatch.setattr(runner_module, "PROCESSES_AFTER", 0)
     monkeypatch.setattr(still_processes.subprocess, "Popen", lambda *a, **k: started.append(a[0]) or popen(*a, **k))
     assert rows(1).equals(threads) and started and started[0][-1] == "imagesafety.run.still_processes"
+    started.clear()
+    monkeypatch.setenv("IMAGESAFETY_DECODE_PROCESSES", "0")  # the switch for every command
+    assert rows(None).equals(threads) and not started
+    monkeypatch.setenv("IMAGESAFETY_DECODE_PROCESSES", "two")
+    with pytest.raises(ValueError, match="IMAGESAFETY_DECODE_PROCESSES='two': give a number of processes, 0 for none"):
+        rows(None)
+    monkeypatch.delenv("IMAGESAFETY_DECODE_PROCESSES")
     dead = [sys.executable, "-c", "import sys; sys.exit(3)"]  # a worker that dies before answering
     monkeypatch.setattr(still_processes.subprocess, "Popen", lambda args, **k: popen(dead, **k))
     assert rows(1).equals(threads)

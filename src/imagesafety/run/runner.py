@@ -36,7 +36,7 @@ from imagesafety.data.sample import Sample
 from imagesafety.images import MAX_PIXELS
 from imagesafety.media import FramePolicy, Sampling, ViewInfo
 from imagesafety.run.progress import add_task, progress_bar
-from imagesafety.run.still_processes import StillDecoders
+from imagesafety.run.still_processes import StillDecoders, default_processes
 from imagesafety.run.views import Views, prepared_views
 from imagesafety.store import StoreError
 
@@ -122,7 +122,7 @@ class Runner:
     prefetch_batches: int = 4
     show_progress: bool = True
     stats: RunStats = field(default_factory=RunStats)
-    processes: int = field(default_factory=default_workers)  # still-decoding processes for a long run (0: threads only)
+    processes: int = field(default_factory=default_processes)  # still-decoding processes for a long run (0: none)
 
     def _prepared_batches(self, samples: Iterable[Sample], stop: threading.Event) -> Iterator[list[Prepared]]:
         """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer."""

@@ -49,6 +49,22 @@ def read_stills(files: list[tuple[bytes, str]], policy: FramePolicy, max_pixels:
     return out
 
 
+#: how many still-decoding processes a long run starts (0: none, every image on the threads)
+PROCESSES_VARIABLE = "IMAGESAFETY_DECODE_PROCESSES"
+
+
+def default_processes() -> int:
+    """$IMAGESAFETY_DECODE_PROCESSES, else as many as decoding threads (`default_workers`)."""
+    from imagesafety.data.decoding import default_workers
+
+    value = os.environ.get(PROCESSES_VARIABLE, "").strip()
+    if not value:
+        return default_workers()
+    if not value.isdigit():
+        raise ValueError(f"{PROCESSES_VARIABLE}={value!r}: give a number of processes, 0 for none")
+    return int(value)
+
+
 class StillDecoders:
     """`processes` worker processes, started once a run has had `after` images to decode (a short run never pays
     their start) and stopped with the run. A worker that fails hands its batches back to the threads for the rest of
