@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from imagesafety.data.sample import Sample
-from imagesafety.images import ImageDecodeError, decode_image, sha256_bytes
+from imagesafety.images import decode_image, sha256_bytes
+from imagesafety.media.policy import failure_line
 from imagesafety.store import StoreError
 
 T = TypeVar("T")
@@ -61,10 +62,7 @@ class errors_recorded_on:  # noqa: N801 (used as a function: `with errors_record
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
         if exc is None or isinstance(exc, StoreError) or not isinstance(exc, Exception):
             return False  # a broken cache, Ctrl-C and exits end the run
-        if isinstance(exc, ImageDecodeError):
-            self.item.error = str(exc)
-        else:  # a loader or preprocessor failing on one image must not end the run
-            self.item.error = f"{self.item.sample.image_ref}: {type(exc).__name__}: {exc}"
+        self.item.error = failure_line(self.item.sample.image_ref, exc)  # one image's failure must not end the run
         return True
 
 

@@ -17,6 +17,12 @@ class MediaBudgetError(ImageDecodeError):
     """A file over one of the frame budgets (named in the message); refused before or while decoding, never passed."""
 
 
+def failure_line(name: str, exc: Exception) -> str:
+    """One file's failure as its error row: a decoding error says it all; anything else (a loader, a preprocessor)
+    is named with the file and its type."""
+    return str(exc) if isinstance(exc, ImageDecodeError) else f"{name}: {type(exc).__name__}: {exc}"
+
+
 FRAME_RULE = re.compile(r"^(?:max|(\d+)-of-n)$")
 
 

@@ -37,7 +37,7 @@ from imagesafety.images import MAX_PIXELS
 from imagesafety.media import FramePolicy, Sampling, ViewInfo
 from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.run.still_processes import StillDecoders, default_processes
-from imagesafety.run.views import Views, prepared_views
+from imagesafety.run.views import Views, prepare_views, prepared_views
 from imagesafety.store import StoreError
 
 T = TypeVar("T")
@@ -76,6 +76,8 @@ FRAME_ROWS = 4096
 #: cost more than the images: each writes every index page its random hashes touch)
 STORE_SECONDS = 1.0
 STORE_ROWS = 16384
+#: images a run decodes on threads before it starts its still-decoding processes (a short run never pays their start)
+PROCESSES_AFTER = 4096
 
 
 @dataclass
@@ -189,7 +191,7 @@ class Runner:
     def _prepare_still(self, decoded: tuple[Prepared, tuple[Sampling, list[tuple[Image.Image, ViewInfo]]]]) -> None:
         p, (sampling, views) = decoded
         with errors_recorded_on(p):
-            p.image = Views(sampling, [info for _, info in views], [self.task.prepare(p, image) for image, _ in views])
+            p.image = prepare_views(sampling, views, lambda image: self.task.prepare(p, image))
         p.data = None
 
     def _decode(self, p: Prepared) -> Prepared:
@@ -333,10 +335,6 @@ def fewer_collections() -> Iterator[None]:
             _collecting_less["runs"] -= 1
             if _collecting_less["runs"] == 0:
                 gc.set_threshold(*_collecting_less["threshold"])
-
-
-#: images a run decodes on threads before it starts its still-decoding processes (a short run never pays their start)
-PROCESSES_AFTER = 4096
 
 
 class ResultWriter:

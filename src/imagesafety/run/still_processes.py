@@ -18,7 +18,8 @@ import sys
 
 from PIL import Image
 
-from imagesafety.media import FramePolicy, ImageDecodeError, Sampling, ViewInfo, read_views
+from imagesafety.media import FramePolicy, Sampling, ViewInfo, read_views
+from imagesafety.media.policy import failure_line
 from imagesafety.media.video import looks_like_video
 
 #: larger stills stay on the threads: their decoding gives the lock away for long stretches, and their pixels would
@@ -29,7 +30,7 @@ Decoded = tuple[Sampling, list[tuple[Image.Image, ViewInfo]]] | str | None
 
 
 def read_stills(files: list[tuple[bytes, str]], policy: FramePolicy, max_pixels: int) -> list[Decoded]:
-    """Each (bytes, name)'s still views, or its error as the threads would word it (`errors_recorded_on`)."""
+    """Each (bytes, name)'s still views, or its error row's message (`failure_line`, as on the threads)."""
     out: list[Decoded] = []
     for data, name in files:
         try:
@@ -42,10 +43,8 @@ def read_stills(files: list[tuple[bytes, str]], policy: FramePolicy, max_pixels:
                 continue
             # plain images: a decoder's own class (PngImageFile) does not survive pickling whole
             out.append((sampling, [(image.copy(), info) for image, info in views]))
-        except ImageDecodeError as exc:
-            out.append(str(exc))
         except Exception as exc:  # as on the threads: one file's failure is its own error row
-            out.append(f"{name}: {type(exc).__name__}: {exc}")
+            out.append(failure_line(name, exc))
     return out
 
 

@@ -8,6 +8,7 @@ frames read, so a still image is judged by its one frame and never passes for la
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,11 @@ class Views:
 
 def prepared_views(data: bytes, policy: FramePolicy, max_pixels: int, name: str, prepare) -> Views:
     """Every view decoded and passed through `prepare` at once (the decoded picture is dropped right after)."""
-    sampling, views = read_views(data, policy, max_pixels, name)
+    return prepare_views(*read_views(data, policy, max_pixels, name), prepare)
+
+
+def prepare_views(sampling: Sampling, views: Iterable[tuple[Any, ViewInfo]], prepare) -> Views:
+    """Views (decoded lazily, or already decoded by a worker process) passed through `prepare` one by one."""
     out = Views(sampling)
     for image, info in views:
         out.inputs.append(prepare(image))
