@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -89,65 +90,89 @@ def columns_to_samples(
     """Samples from a batch of rows given as columns (row `first` onwards); errors name the dataset and row. Each
     cell is taken from the first of its candidate columns that holds a value in that row. A row without a usable
     image cell becomes a sample with a `problem` (an error row in results) rather than stopping the run; a batch
-    without any image column, or a label that is not safe/unsafe, is an error. Column by column (a dict per row cost
-    more than reading a small image); each label, category and source spelling is parsed once (their parsers are
-    memoised)."""
+    without any image column, or a label that is not safe/unsafe, is an error. Column by column, each distinct label,
+    category and source parsed once (a dict or a parse per row cost more than reading a small image)."""
     if not any(name in columns for name in IMAGE_COLUMNS):
         raise ValueError(
             f"{dataset} row {first}: no image column (expected one of {', '.join(IMAGE_COLUMNS)}); columns: "
             f"{sorted(columns)}"
         )
-    images = [columns[c] for c in IMAGE_COLUMNS if c in columns]
-    labels = [columns[c] for c in LABEL_COLUMNS if c in columns]
-    ids = [columns[c] for c in ID_COLUMNS if c in columns]
+    cells = _coalesce([columns[c] for c in IMAGE_COLUMNS if c in columns])
+    n = len(cells)
+    none = [None] * n
+    labels = _coalesce([columns[c] for c in LABEL_COLUMNS if c in columns]) or none
+    ids = _coalesce([columns[c] for c in ID_COLUMNS if c in columns]) or none
     extra = [(name, values) for name, values in columns.items() if name not in KNOWN_COLUMNS]
-    none = [None] * len(images[0])
-    categories, sources = columns.get("category", none), columns.get("source", none)
-    splits, pairs, roles = columns.get("split", none), columns.get("pair_id", none), columns.get("role", none)
-    out = []
-    for i in range(len(images[0])):
-        position = first + i
-        where = f"{dataset} row {position}"
-        image_value = _first(images, i)
-        problem, image = None, b""
-        if image_value is None:
-            problem = "the image cell is empty"
-        else:
-            try:
-                image = image_ref(image_value, where, base_dir)
-            except ValueError as exc:
-                problem = str(exc)
-        label_value = _first(labels, i)
-        id_value = _first(ids, i)
-        out.append(
-            Sample(
-                str(id_value) if id_value is not None else f"{dataset}:{split or 'all'}:{position}",
-                image if problem is None else where,
-                parse_label(label_value, where),
-                _category_slug(categories[i]),
-                normalise_source(sources[i]),
-                str(splits[i]) if splits[i] not in (None, "") else split,
-                str(pairs[i]) if pairs[i] not in (None, "") else None,
-                str(roles[i]) if roles[i] not in (None, "") else None,
-                {name: values[i] for name, values in extra if _is_plain(values[i])} if extra else {},
-                policy,
-                problem,
-                position,
-            )
+    images, problems = _images(cells, first, dataset, base_dir)
+    positions = range(first, first + n)
+    return list(
+        map(
+            Sample,
+            [str(v) if v is not None else f"{dataset}:{split or 'all'}:{p}" for v, p in zip(ids, positions)],
+            images,
+            _per_value(labels, lambda v: parse_label(v, f"{dataset} row {first + labels.index(v)}")),
+            _per_value(columns.get("category", none), _category_slug),
+            _per_value(columns.get("source", none), normalise_source),
+            _texts(columns.get("split"), n, split),
+            _texts(columns.get("pair_id"), n, None),
+            _texts(columns.get("role"), n, None),
+            [{name: values[i] for name, values in extra if _is_plain(values[i])} for i in range(n)]
+            if extra
+            else [{} for _ in range(n)],
+            repeat(policy, n),
+            problems,
+            positions,
         )
-    return out
+    )
+
+
+def _coalesce(columns: list[Sequence[Any]]) -> list[Any]:
+    """Each row's value from the first of `columns` that holds one (None where none does; [] for no columns)."""
+    if not columns:
+        return []
+    merged = list(columns[0])
+    for values in columns[1:]:
+        merged = [a if a is not None else b for a, b in zip(merged, values)]
+    return merged
+
+
+def _images(cells: list[Any], first: int, dataset: str, base_dir: Path | None) -> tuple[list[Any], list[str | None]]:
+    """Each row's image (bytes or a path/URL; for a row without a usable cell, where it is) and its problem."""
+    if all(type(cell) is bytes for cell in cells):  # embedded images: nothing to convert
+        return cells, [None] * len(cells)
+    images: list[Any] = []
+    problems: list[str | None] = []
+    for i, cell in enumerate(cells):
+        where = f"{dataset} row {first + i}"
+        try:
+            if cell is None:
+                raise ValueError("the image cell is empty")
+            images.append(image_ref(cell, where, base_dir))
+            problems.append(None)
+        except ValueError as exc:
+            images.append(where)
+            problems.append(str(exc))
+    return images, problems
+
+
+def _per_value(values: Sequence[Any], parse: Callable[[Any], Any]) -> list[Any]:
+    """`parse` of every value, each distinct value parsed once (every value parsed when some cannot be hashed)."""
+    try:
+        parsed = {value: parse(value) for value in set(values)}
+    except TypeError:
+        return [parse(value) for value in values]
+    return [parsed[value] for value in values]
+
+
+def _texts(values: Sequence[Any] | None, n: int, default: str | None) -> list[str | None]:
+    """A text column's values as strings, `default` where a row (or the whole batch) has none."""
+    if values is None:
+        return [default] * n
+    return [str(v) if v not in (None, "") else default for v in values]
 
 
 def _category_slug(value: Any) -> str | None:
     return slugify(str(value)) if value not in (None, "") else None
-
-
-def _first(columns: list[Sequence[Any]], i: int) -> Any:
-    """Row i's value in the first of `columns` that holds one (None if none does)."""
-    for values in columns:
-        if values[i] is not None:
-            return values[i]
-    return None
 
 
 def _is_plain(value: Any) -> bool:
