@@ -80,20 +80,29 @@ class Prediction:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
-        raw = data.get("raw")
-        usage = data.get("usage")
-        if usage is None and isinstance(raw, dict) and isinstance(raw.get("usage"), dict):
-            usage = raw["usage"]  # cached before usage was a field: it sat in the raw answer
-        categories = data.get("category_scores")
         views = data.get("views")
         return cls(
             float(data["unsafe_score"]),
             int(data["decision"]),
-            {k: float(v) for k, v in categories.items()} if categories else {},
-            raw,
+            cls.category_scores_in(data),
+            data.get("raw"),
             ViewsReport.from_dict(views) if views else None,
-            Usage.from_dict(usage) if usage else None,
+            cls.usage_in(data),
         )
+
+    @staticmethod
+    def category_scores_in(data: dict[str, Any]) -> dict[str, float]:
+        """The per-category scores of a prediction's JSON form, as floats."""
+        categories = data.get("category_scores")
+        return {k: float(v) for k, v in categories.items()} if categories else {}
+
+    @staticmethod
+    def usage_in(data: dict[str, Any]) -> Usage | None:
+        """The usage of a prediction's JSON form (cached before usage was a field, it sat in the raw answer)."""
+        usage, raw = data.get("usage"), data.get("raw")
+        if usage is None and isinstance(raw, dict) and isinstance(raw.get("usage"), dict):
+            usage = raw["usage"]
+        return Usage.from_dict(usage) if usage else None
 
 
 @runtime_checkable

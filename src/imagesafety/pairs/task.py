@@ -290,13 +290,13 @@ class PairTask:
         judging = self.judging
         cached = judging.lookup([sha]).get(sha)
         if cached is not None:
-            return cached
+            return Prediction.from_dict(cached)
         prediction = compute_isolating_failures(
             judging, [judging.preparer.prepare(image) if judging.preparer is not None else image]
         )[0]
         if isinstance(prediction, ModelFailure):
             return None
-        judging.store([(sha, prediction)])
+        judging.store([(sha, prediction.to_dict())])
         return prediction
 
 

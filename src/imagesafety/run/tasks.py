@@ -27,6 +27,7 @@ from imagesafety.classifiers.base import (
 from imagesafety.data.decoding import Prepared
 from imagesafety.encoders.base import Encoder
 from imagesafety.media import FramePolicy
+from imagesafety.media.policy import ViewsReport
 from imagesafety.run.runner import ImageTask
 from imagesafety.run.views import Views, combine_embeddings, combine_predictions
 from imagesafety.store import PredictionCache
@@ -76,6 +77,27 @@ def sample_columns(items: list[Prepared]) -> dict[str, list]:
     }
 
 
+def prediction_columns(forms: list[dict[str, Any] | None]) -> dict[str, list]:
+    """The prediction columns of a batch from its predictions' JSON forms (None: the row has none), read as
+    `Prediction.from_dict` reads them (entries cached by earlier versions give the same rows)."""
+    return {
+        "score": [float(f["unsafe_score"]) if f is not None else None for f in forms],
+        "classifier_decision": [int(f["decision"]) if f is not None else None for f in forms],
+        "category_scores": [Prediction.category_scores_in(f) if f is not None else {} for f in forms],
+        "raw": [json.dumps(f["raw"]) if f is not None and f.get("raw") is not None else None for f in forms],
+        "views": [
+            json.dumps(ViewsReport.from_dict(f["views"]).to_dict()) if f is not None and f.get("views") else None
+            for f in forms
+        ],
+        "usage": [_usage_json(f) if f is not None else None for f in forms],
+    }
+
+
+def _usage_json(form: dict[str, Any]) -> str | None:
+    usage = Prediction.usage_in(form)
+    return json.dumps(asdict(usage)) if usage is not None else None
+
+
 def typed_frame(columns: dict[str, list], names: tuple[str, ...]) -> pd.DataFrame:
     """Gathered columns as a frame with the schema's columns and dtypes (nullable integers for labels and
     decisions)."""
@@ -89,7 +111,11 @@ def typed_frame(columns: dict[str, list], names: tuple[str, ...]) -> pd.DataFram
 class PredictionTask:
     """Safety predictions of one classifier, cached under (classifier, version, config and frame policy hash, sha256);
     an image of several views (frames, backgrounds) is one prediction by the policy's rule.
-    A classifier that caches its own answers is handed this cache (None: no caching at all)."""
+    A classifier that caches its own answers is handed this cache (None: no caching at all).
+
+    An image's result is its prediction's JSON form (`Prediction.to_dict`), the form the cache keeps: a cached
+    re-run makes its rows from the cache's values without a Prediction per row (that cost more than reading a small
+    image)."""
 
     def __init__(
         self,
@@ -110,14 +136,14 @@ class PredictionTask:
         if isinstance(classifier, CachesAnswers):
             classifier.attach_cache(self.cache)
 
-    def lookup(self, shas: list[str]) -> dict[str, Prediction]:
+    def lookup(self, shas: list[str]) -> dict[str, dict[str, Any]]:
         if self.cache is None or not shas:
             return {}
-        return {sha: Prediction.from_dict(hit) for sha, hit in self.cache.get_many(self.key, shas).items()}
+        return self.cache.get_many(self.key, shas)
 
-    def store(self, items: list[tuple[str, Prediction]]) -> None:
+    def store(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         if self.cache is not None:
-            self.cache.put_many(self.key, [(sha, pred.to_dict()) for sha, pred in items])
+            self.cache.put_many(self.key, items)
 
     def prepare(self, item: Prepared, image: Image.Image) -> Any:
         if self.sampler is not None:
@@ -129,8 +155,8 @@ class PredictionTask:
             return self.preparer.predict_prepared(items)
         return self.classifier.predict(items)
 
-    def combine(self, views: Views, results: list[Prediction]) -> Prediction:
-        return combine_predictions(views, results, self.frames)
+    def combine(self, views: Views, results: list[Prediction]) -> dict[str, Any]:
+        return combine_predictions(views, results, self.frames).to_dict()
 
     def flags(self, result: Prediction) -> bool:
         """Whether one view is flagged as the run will decide (where an early exit may stop)."""
@@ -139,23 +165,8 @@ class PredictionTask:
         return bool(result.decision)
 
     def columns(self, items: list[Prepared]) -> dict[str, list]:
-        preds = [p.result if p.error is None else None for p in items]
-        return {
-            **sample_columns(items),
-            "score": [pred.unsafe_score if pred else None for pred in preds],
-            "classifier_decision": [pred.decision if pred else None for pred in preds],
-            "category_scores": [pred.category_scores if pred else {} for pred in preds],
-            "raw": [json.dumps(pred.raw) if pred is not None and pred.raw is not None else None for pred in preds],
-            "error": [p.error for p in items],
-            "views": [
-                json.dumps(pred.views.to_dict()) if pred is not None and pred.views is not None else None
-                for pred in preds
-            ],
-            "usage": [
-                json.dumps(asdict(pred.usage)) if pred is not None and pred.usage is not None else None
-                for pred in preds
-            ],
-        }
+        forms = [p.result if p.error is None else None for p in items]
+        return {**sample_columns(items), **prediction_columns(forms), "error": [p.error for p in items]}
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame:
         return typed_frame(columns, PREDICTION_COLUMNS)
