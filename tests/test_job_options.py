@@ -47,7 +47,7 @@ def test_a_planted_command_without_the_group_is_seen():
 
 def cached_rows(path) -> int:
     with sqlite3.connect(path) as db:
-        return db.execute("select count(*) from predictions").fetchone()[0]
+        return db.execute("select count(*) from keyed_predictions").fetchone()[0]
 
 
 def test_robustness_honours_the_options_it_used_to_lack(red_folder, tmp_path):

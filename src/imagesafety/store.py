@@ -2,8 +2,11 @@
 model twice and interrupted runs resume.
 
 Predictions are keyed by (classifier id, version, config hash, image sha256); a classifier's config holds the
-content identity of its weights, so a retrained model never meets the old model's entries. The `models`
-table remembers, per key, the settings, the model identity, when it was last used and by which output
+content identity of its weights, so a retrained model never meets the old model's entries. Each key has a number
+(`model_keys`, never reused), and the entries are kept by (number, image sha256) in a table without row ids: a look-up
+is one short search of one tree (keyed by the four texts, with a row id beside them, it was two searches over long
+keys, half as fast). A cache written before keeps its entries: they are moved over when the file is first opened.
+The `models` table remembers, per key, the settings, the model identity, when it was last used and by which output
 folder (`imagesafety cache info`). A damaged file fails the run with one line (`StoreError`), never as
 per-image errors.
 """
@@ -23,11 +26,15 @@ from typing import Any
 import numpy as np
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    classifier TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL, image_sha256 TEXT NOT NULL,
-    prediction TEXT NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY (classifier, version, config_hash, image_sha256)
+CREATE TABLE IF NOT EXISTS model_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    classifier TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL,
+    UNIQUE (classifier, version, config_hash)
 );
+CREATE TABLE IF NOT EXISTS keyed_predictions (
+    model INTEGER NOT NULL, image_sha256 TEXT NOT NULL, prediction TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (model, image_sha256)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS models (
     classifier TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL, config TEXT NOT NULL,
     identity TEXT, last_used REAL NOT NULL, last_out TEXT,
@@ -46,8 +53,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
 #: files up to this size are integrity-checked on every open (a fraction of a second); larger ones when an error shows
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 USE_DEFAULT_CACHE = "default"
-#: hashes per look-up statement, and parameters per insert statement (SQLite's lowest default limit is 999)
-LOOKUP_CHUNK, MAX_PARAMETERS = 500, 999
+#: parameters per statement: at most this many, and at most the connection's limit (999 in SQLite before 3.32)
+MAX_PARAMETERS = 8192
 Key = tuple[str, str, str]
 
 
@@ -78,12 +85,14 @@ class PredictionCache:
         self.path = Path(path) if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._model_ids: dict[Key, int] = {}  # never stale: numbers are never deleted
         with self._guard():
             conn = self._connect()
             if check and self.path.is_file() and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
                 self.verify(conn)
             with conn:
                 conn.executescript(SCHEMA)
+            move_old_predictions(conn)
 
     # -- connections and errors ------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -118,8 +127,9 @@ class PredictionCache:
         found: dict[str, str] = {}
         with self._guard():
             conn = self._connect()
-            for start in range(0, len(shas), LOOKUP_CHUNK):
-                chunk = shas[start : start + LOOKUP_CHUNK]
+            per = parameters_per_statement(conn) - len(params)
+            for start in range(0, len(shas), per):
+                chunk = shas[start : start + per]
                 (text,) = conn.execute(
                     f"SELECT group_concat(image_sha256 || char(31) || {value}, char(30)) {source} "
                     f"AND image_sha256 IN ({','.join('?' * len(chunk))})",
@@ -135,9 +145,9 @@ class PredictionCache:
         if not rows:
             return
         width = len(rows[0])
-        per = max(1, MAX_PARAMETERS // width)
         with self._guard():
             conn = self._connect()
+            per = max(1, parameters_per_statement(conn) // width)
             with conn:
                 for start in range(0, len(rows), per):
                     part = rows[start : start + per]
@@ -145,17 +155,40 @@ class PredictionCache:
                     conn.execute(f"INSERT OR REPLACE INTO {table} VALUES {marks}", list(chain.from_iterable(part)))
 
     # -- predictions -----------------------------------------------------------------------------
+    def _model_id(self, key: Key, create: bool) -> int | None:
+        """The key's number (None if it has none and `create` is false); numbers are never deleted or reused."""
+        if key in self._model_ids:
+            return self._model_ids[key]
+        with self._guard():
+            conn = self._connect()
+            if create:
+                with conn:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO model_keys (classifier, version, config_hash) VALUES (?, ?, ?)", key
+                    )
+            row = conn.execute(
+                "SELECT id FROM model_keys WHERE classifier=? AND version=? AND config_hash=?", key
+            ).fetchone()
+        if row is None:
+            return None
+        self._model_ids[key] = row[0]
+        return row[0]
+
     def get_many(self, key: Key, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Cached predictions (as dicts) for the given image hashes under one classifier key."""
-        found = self._values_by_sha(
-            "prediction", "FROM predictions WHERE classifier=? AND version=? AND config_hash=?", key, shas
-        )
+        model = self._model_id(key, create=False)
+        if model is None:
+            return {}
+        found = self._values_by_sha("prediction", "FROM keyed_predictions WHERE model=?", (model,), shas)
         return dict(zip(found, json.loads(f"[{','.join(found.values())}]")))  # one parse, not one per row
 
     def put_many(self, key: Key, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store predictions for image hashes under one classifier key, committed immediately."""
-        now = time.time()
-        self._insert("predictions", [(*key, sha, json.dumps(p), now) for sha, p in items])
+        rows = list(items)
+        if not rows:
+            return
+        model, now = self._model_id(key, create=True), time.time()
+        self._insert("keyed_predictions", [(model, sha, json.dumps(p), now) for sha, p in rows])
 
     def touch_model(
         self, key: Key, config: dict[str, Any], identity: str | None, out: str | Path | None = None
@@ -217,11 +250,11 @@ class PredictionCache:
         with self._guard():
             conn = self._connect()
             rows = conn.execute(
-                "SELECT p.classifier, p.version, p.config_hash, COUNT(*), MAX(p.created), m.config, m.identity, "
+                "SELECT k.classifier, k.version, k.config_hash, COUNT(*), MAX(p.created), m.config, m.identity, "
                 "m.last_used, m.last_out "
-                "FROM predictions p LEFT JOIN models m ON m.classifier = p.classifier AND m.version = p.version "
-                "AND m.config_hash = p.config_hash GROUP BY p.classifier, p.version, p.config_hash ORDER BY "
-                "p.classifier, MAX(p.created)"
+                "FROM keyed_predictions p JOIN model_keys k ON k.id = p.model LEFT JOIN models m ON "
+                "m.classifier = k.classifier AND m.version = k.version AND m.config_hash = k.config_hash "
+                "GROUP BY p.model ORDER BY k.classifier, MAX(p.created)"
             ).fetchall()
             embedded = conn.execute(
                 "SELECT encoder, COUNT(*), MAX(created) FROM embeddings GROUP BY encoder ORDER BY encoder"
@@ -268,16 +301,17 @@ class PredictionCache:
             with conn:
                 where, params = [], []
                 if classifier is not None:
-                    where.append("classifier=?")
+                    where.append("model IN (SELECT id FROM model_keys WHERE classifier=?)")
                     params.append(classifier)
                 if cutoff is not None:
                     where.append(
-                        "COALESCE((SELECT m.last_used FROM models m WHERE m.classifier = predictions.classifier AND "
-                        "m.version = predictions.version AND m.config_hash = predictions.config_hash), created) < ?"
+                        "COALESCE((SELECT m.last_used FROM models m JOIN model_keys k ON m.classifier = k.classifier "
+                        "AND m.version = k.version AND m.config_hash = k.config_hash "
+                        "WHERE k.id = keyed_predictions.model), created) < ?"
                     )
                     params.append(cutoff)
                 clause = f" WHERE {' AND '.join(where)}" if where else ""
-                deleted += conn.execute(f"DELETE FROM predictions{clause}", params).rowcount
+                deleted += conn.execute(f"DELETE FROM keyed_predictions{clause}", params).rowcount
                 emb_where, emb_params = [], []
                 if classifier is not None:
                     emb_where.append("(encoder=? OR encoder LIKE ?)")
@@ -288,9 +322,9 @@ class PredictionCache:
                 clause = f" WHERE {' AND '.join(emb_where)}" if emb_where else ""
                 deleted += conn.execute(f"DELETE FROM embeddings{clause}", emb_params).rowcount
                 conn.execute(
-                    "DELETE FROM models WHERE NOT EXISTS (SELECT 1 FROM predictions p WHERE p.classifier = "
-                    "models.classifier "
-                    "AND p.version = models.version AND p.config_hash = models.config_hash)"
+                    "DELETE FROM models WHERE NOT EXISTS (SELECT 1 FROM keyed_predictions p JOIN model_keys k ON "
+                    "k.id = p.model WHERE k.classifier = models.classifier AND k.version = models.version AND "
+                    "k.config_hash = models.config_hash)"
                 )
         return deleted
 
@@ -299,6 +333,36 @@ class PredictionCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def parameters_per_statement(conn: sqlite3.Connection) -> int:
+    """How many parameters one statement may bind here: `MAX_PARAMETERS`, or fewer where SQLite allows fewer."""
+    return min(MAX_PARAMETERS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+
+
+def move_old_predictions(conn: sqlite3.Connection) -> None:
+    """Entries of a cache written before keys had numbers (table `predictions`) moved into `keyed_predictions`, once,
+    in one transaction (another process opening the file at the same time waits, then finds nothing to move)."""
+    exists = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='predictions'"
+    if conn.execute(exists).fetchone() is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute(exists).fetchone() is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO model_keys (classifier, version, config_hash) "
+                "SELECT DISTINCT classifier, version, config_hash FROM predictions"
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO keyed_predictions SELECT k.id, p.image_sha256, p.prediction, p.created "
+                "FROM predictions p JOIN model_keys k ON k.classifier = p.classifier AND k.version = p.version "
+                "AND k.config_hash = p.config_hash"
+            )
+            conn.execute("DROP TABLE predictions")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 class _StoreErrors:
