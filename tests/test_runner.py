@@ -1,6 +1,7 @@
 """The runner and its cache: zero model calls on re-run, resume after interruption, error rows."""
 
 import gc
+import json
 import sys
 
 import pytest
@@ -103,6 +104,8 @@ def test_cache_stats_and_clear(red_folder, tmp_path):
 def test_cache_reads_and_writes_many_rows_per_statement_and_read_back_exactly(tmp_path):
     """sqlite3 gives the interpreter lock away at every step: a statement per stored row, or a result row per hit,
     waited for the lock at every row whenever another thread was busy (a cold run spent a third of its time so)."""
+    import sqlite3
+
     import numpy as np
 
     cache = PredictionCache(tmp_path / "c.sqlite")
@@ -113,13 +116,20 @@ def test_cache_reads_and_writes_many_rows_per_statement_and_read_back_exactly(tm
         (f"{i:064x}", {"unsafe_score": i / 7, "decision": i % 2, "raw": {"text": "a\tb\nc,d"}}) for i in range(2000)
     ]
     cache.put_many(key, predictions)
-    inserts = [s for s in statements if s.startswith("INSERT")]
-    assert len(inserts) == 13  # 2,000 rows of 6 values, 166 rows per statement (at most 999 parameters)
+    inserts = [s for s in statements if s.startswith("INSERT OR REPLACE INTO keyed_predictions")]
+    assert len(inserts) == 1  # 2,000 rows of 4 values: 8,000 parameters, under MAX_PARAMETERS
     statements.clear()
     wanted = [sha for sha, _ in predictions[::3]] + ["f" * 64]
     found = cache.get_many(key, wanted)
     assert found == {sha: p for sha, p in predictions[::3]}  # exact floats and strings with tabs and newlines
-    assert len([s for s in statements if s.startswith("SELECT")]) == 2  # 668 hashes, 500 per statement
+    assert len([s for s in statements if s.startswith("SELECT")]) == 1
+    cache._connect().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # SQLite before 3.32
+    statements.clear()
+    cache.put_many(key, predictions)
+    assert len([s for s in statements if s.startswith("INSERT OR REPLACE INTO keyed_predictions")]) == 9  # 249 rows
+    statements.clear()
+    assert cache.get_many(key, [sha for sha, _ in predictions]) == dict(predictions)
+    assert len([s for s in statements if s.startswith("SELECT")]) == 3  # 998 hashes and the key's number each
     vectors = {f"{i:064x}": np.random.default_rng(i).normal(size=5).astype(np.float32) for i in range(700)}
     cache.put_embeddings("enc@1", list(vectors.items()))
     back = cache.get_embeddings("enc@1", list(vectors))
@@ -127,6 +137,35 @@ def test_cache_reads_and_writes_many_rows_per_statement_and_read_back_exactly(tm
     back[next(iter(back))][0] = 1.0  # each a writable array of its own
     cache.put_attack_results("attack", [("a" * 64, {"flipped": True})])
     assert cache.get_attack_results("attack", ["a" * 64, "b" * 64]) == {"a" * 64: {"flipped": True}}
+
+
+def test_cache_written_before_model_numbers_keeps_its_entries(tmp_path):
+    """A cache file of the earlier layout (one `predictions` table keyed by four texts) is moved over when opened:
+    every entry found under its key, none under another, the old table gone, and `cache info` counting them."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE predictions (classifier TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL, "
+            "image_sha256 TEXT NOT NULL, prediction TEXT NOT NULL, created REAL NOT NULL, "
+            "PRIMARY KEY (classifier, version, config_hash, image_sha256))"
+        )
+        rows = [
+            ("a", "1", "h", f"{i:064x}", json.dumps({"unsafe_score": i / 10, "decision": 0}), 1.0) for i in range(5)
+        ]
+        rows += [("b", "2", "h", f"{i:064x}", json.dumps({"unsafe_score": 0.9, "decision": 1}), 2.0) for i in range(3)]
+        db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+    cache = PredictionCache(path)
+    shas = [f"{i:064x}" for i in range(6)]
+    assert cache.get_many(("a", "1", "h"), shas) == {
+        f"{i:064x}": {"unsafe_score": i / 10, "decision": 0} for i in range(5)
+    }
+    assert set(cache.get_many(("b", "2", "h"), shas)) == set(shas[:3]) and cache.get_many(("a", "1", "x"), shas) == {}
+    assert sorted((s["classifier"], s["entries"]) for s in cache.stats()) == [("a", 5), ("b", 3)]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'predictions'").fetchall() == []
+    assert PredictionCache(path).get_many(("b", "2", "h"), shas[:1]) == {shas[0]: {"unsafe_score": 0.9, "decision": 1}}
 
 
 def files_of_every_kind(root):
@@ -245,3 +284,106 @@ def test_overlapping_runs_restore_the_threshold_when_the_last_one_ends():
     assert gc.get_threshold()[0] == RUN_GC_THRESHOLD
     second.__exit__(None, None, None)
     assert gc.get_threshold() == before
+
+
+class PaidRedClassifier(MeanRedClassifier):
+    """MeanRed with a usage on every prediction (as answer-giving models have)."""
+
+    name = "paid-red"
+
+    def predict(self, images):
+        from imagesafety.classifiers.base import Usage
+
+        out = super().predict(images)
+        for p in out:
+            p.usage = Usage(3, 1, 0.25)
+        return out
+
+
+def test_a_cached_rerun_gives_the_first_runs_rows_exactly(red_folder, tmp_path):
+    """Rows made from the cache's JSON (no Prediction per row) equal the rows of the run that computed them: scores,
+    decisions, category scores, raw answers, an animation's views report and usage; an entry cached before usage was
+    a field (it sat in the raw answer) reads as that usage."""
+    import pandas as pd
+
+    from planted import animation_bytes
+
+    (red_folder / "unsafe" / "sexual" / "moving.gif").write_bytes(animation_bytes("gif"))
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    first = Runner(PredictionTask(PaidRedClassifier(), cache), batch_size=4, show_progress=False)
+    rows1 = first.run(load_dataset(red_folder))
+    again = PaidRedClassifier()
+    second = Runner(PredictionTask(again, cache), batch_size=4, show_progress=False)
+    rows2 = second.run(load_dataset(red_folder))
+    assert again.calls == 0 and second.stats.cached == 13
+    pd.testing.assert_frame_equal(rows1, rows2)
+    assert json.loads(rows2["raw"].iloc[0]) == {"mean_red": rows2["score"].iloc[0]}
+    moving = rows2.set_index("id").loc["unsafe/sexual/moving.gif"]
+    assert json.loads(moving["views"])["sampling"]["kind"] == "animation"
+    assert json.loads(moving["usage"])["prompt_tokens"] == 3 * len(
+        json.loads(moving["views"])["sampling"]["frames_read"]
+    )
+    task = PredictionTask(PaidRedClassifier(), cache)
+    sha = rows2["sha256"].iloc[0]
+    old = {"unsafe_score": 0.5, "decision": 1, "category_scores": {"sexual": 1}, "raw": {"usage": {"cost": 2}}}
+    cache.put_many(task.key, [(sha, old)])
+    row = Runner(task, batch_size=4, show_progress=False).run(load_dataset(red_folder)).iloc[0]
+    assert json.loads(row["usage"]) == {"prompt_tokens": 0, "completion_tokens": 0, "cost": 2.0}
+    assert row["category_scores"] == {"sexual": 1.0} and isinstance(row["category_scores"]["sexual"], float)
+
+
+def test_lookups_asked_for_while_one_runs_are_answered_by_one_lookup():
+    """The batches queued while the cache works are looked up together (fewer, larger statements); a failing look-up
+    fails every batch it answered."""
+    import threading
+
+    from imagesafety.run.lookups import Lookups
+
+    calls: list[list[str]] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    def lookup(shas):
+        calls.append(list(shas))
+        if len(calls) == 1:
+            first_started.set()
+            release.wait(5)
+        if "bad" in shas:
+            raise StoreError("broken cache")
+        return {sha: sha.upper() for sha in shas}
+
+    with Lookups(lookup) as lookups:
+        a = lookups.submit(["a"])
+        first_started.wait(5)
+        b, c = lookups.submit(["b"]), lookups.submit(["c", "d"])
+        release.set()
+        assert a.result(5)["a"] == "A" and b.result(5)["b"] == "B" and c.result(5)["d"] == "D"
+        assert calls == [["a"], ["b", "c", "d"]]
+        bad, after = lookups.submit(["bad"]), None
+        with pytest.raises(StoreError, match="broken cache"):
+            bad.result(5)
+        after = lookups.submit(["e"])
+        assert after.result(5) == {"e": "E"}
+
+
+def test_read_ahead_holds_at_most_its_weight_ahead():
+    """With a weight, the reading thread stops where the items waiting would weigh more than `most` (one item always
+    passes); without, only the count bounds it."""
+    import threading
+    import time
+
+    from imagesafety.data.decoding import read_ahead
+
+    produced: list[int] = []
+
+    def items():
+        for i in range(10):
+            produced.append(i)
+            yield i
+
+    out = read_ahead(items(), 100, threading.Event(), weight=lambda i: 40, most=100)
+    assert next(out) == 0
+    time.sleep(0.3)
+    assert len(produced) == 4  # 0 taken, 1 and 2 waiting (80), 3 read and held back
+    assert list(out) == list(range(1, 10))
+    heavy = read_ahead(iter([1, 2]), 100, threading.Event(), weight=lambda i: 10**9, most=100)
+    assert list(heavy) == [1, 2]

@@ -4,8 +4,8 @@ for code that needs the pictures; the engine's `Runner` builds on the same piece
 from __future__ import annotations
 
 import os
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,30 +101,53 @@ def decode_item(item: Prepared, prepare: Callable[[Image.Image], Any]) -> Prepar
     return item
 
 
-def read_ahead(batches: Iterator[T], prefetch: int, stop: threading.Event) -> Iterator[T]:
-    """Iterate `batches` on a thread, up to `prefetch` items ahead of the consumer."""
-    out: queue.Queue = queue.Queue(maxsize=prefetch)
+def read_ahead(
+    batches: Iterator[T],
+    prefetch: int,
+    stop: threading.Event,
+    weight: Callable[[T], int] | None = None,
+    most: int = 0,
+    name: str = "prepare",
+) -> Iterator[T]:
+    """Iterate `batches` on a thread, up to `prefetch` items ahead of the consumer; with `weight`, also at most
+    `most` weight (bytes held, say) ahead, past which only one item at a time is waiting."""
+    waiting: deque = deque()  # (item, weight), oldest first
+    ready = threading.Condition()
+    held = [0]
     done = object()
+
+    def room(w: int) -> bool:
+        return not waiting or (len(waiting) < prefetch and (weight is None or held[0] + w <= most))
+
+    def put(item: Any, w: int = 0) -> None:
+        with ready:
+            waiting.append((item, w))
+            held[0] += w
+            ready.notify_all()
 
     def produce() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        out.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                w = weight(batch) if weight is not None else 0
+                with ready:
+                    while not stop.is_set() and not room(w):
+                        ready.wait(0.1)
                 if stop.is_set():
                     break
+                put(batch, w)
         except BaseException as exc:  # surfaced in the consumer
-            out.put(exc)
+            put(exc)
         finally:
-            out.put(done)
+            put(done)
 
-    threading.Thread(target=produce, name="prepare", daemon=True).start()
+    threading.Thread(target=produce, name=name, daemon=True).start()
     while True:
-        item = out.get()
+        with ready:
+            while not waiting:
+                ready.wait()
+            item, w = waiting.popleft()
+            held[0] -= w
+            ready.notify_all()
         if item is done:
             return
         if isinstance(item, BaseException):

@@ -1,6 +1,6 @@
 """Run a model over samples: background reading and decoding, batched inference, and a cache of results.
 
-Worker threads read and hash each batch's images, look the whole batch up in the cache at once, and decode
+Worker threads read and hash each batch's images, look the batches up in the cache together (`Lookups`), and decode
 and prepare only what is missing, ahead of the model, so the model never waits on I/O; new results are stored
 on their own thread, a commit a second, so an interrupted run resumes. What is computed (predictions, embeddings) is an
 `ImageTask`; the machinery is shared, and `decoded_samples` is the same reading path for code that wants the
@@ -35,6 +35,7 @@ from imagesafety.data.decoding import (
 from imagesafety.data.sample import Sample
 from imagesafety.images import MAX_PIXELS
 from imagesafety.media import FramePolicy, Sampling, ViewInfo
+from imagesafety.run.lookups import LOOKUP_ROWS, Lookups
 from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.run.still_processes import StillDecoders, default_processes
 from imagesafety.run.views import Views, prepare_views, prepared_views
@@ -78,6 +79,9 @@ STORE_SECONDS = 1.0
 STORE_ROWS = 16384
 #: images a run decodes on threads before it starts its still-decoding processes (a short run never pays their start)
 PROCESSES_AFTER = 4096
+#: batches and image bytes read ahead of decoding (a slow model's run downloads no more than this ahead); a batch of
+#: images in memory smaller than `INLINE_HASH_BYTES` is hashed on the reading thread
+READ_AHEAD_BATCHES, READ_AHEAD_BYTES, INLINE_HASH_BYTES = 32, 64 << 20, 1 << 20
 
 
 @dataclass
@@ -127,39 +131,53 @@ class Runner:
     processes: int = field(default_factory=default_processes)  # still-decoding processes for a long run (0: none)
 
     def _prepared_batches(self, samples: Iterable[Sample], stop: threading.Event) -> Iterator[list[Prepared]]:
-        """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer."""
+        """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer. One
+        thread reads and hashes batches and asks for their look-ups, up to `LOOKUP_ROWS` rows, `READ_AHEAD_BATCHES`
+        batches and `READ_AHEAD_BYTES` of images ahead of the one that decodes what the cache does not hold: the
+        look-ups asked for while one runs are answered together, and reading goes on while the model's queue is
+        full."""
 
         def produce() -> Iterator[list[Prepared]]:
             with (
                 ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool,
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup") as looker,
+                Lookups(self.task.lookup) as lookups,
                 StillDecoders(self.processes, PROCESSES_AFTER) as stills,
             ):
-                pending: deque = deque()  # (items, their look-up): a batch is looked up while the next is read
-                for chunk in batched(samples, self.batch_size):
-                    if stop.is_set():
-                        return
-                    items = [Prepared(s) for s in chunk]
-                    in_slices(pool, read_sample, items, 4 * self.workers)
-                    pending.append((items, looker.submit(self._look_up, items)))
-                    if len(pending) > 1:
-                        yield self._decode_missing(*pending.popleft(), pool, stills)
-                while pending:
-                    yield self._decode_missing(*pending.popleft(), pool, stills)
+                read = self._read_batches(samples, pool, lookups)
+                ahead = max(2, min(READ_AHEAD_BATCHES, LOOKUP_ROWS // self.batch_size))
+                for items, looked_up, _ in read_ahead(read, ahead, stop, lambda b: b[2], READ_AHEAD_BYTES, "read"):
+                    yield self._decode_missing(items, looked_up, pool, stills)
 
         return read_ahead(produce(), self.prefetch_batches, stop)
 
-    def _look_up(self, items: list[Prepared]) -> None:
-        """Cached results onto the items that have one (on its own thread: the database works without the GIL)."""
-        cached = self.task.lookup([p.sha256 for p in items if p.sha256 is not None])
-        for p in items:
-            if p.sha256 in cached:
-                p.result, p.data = cached[p.sha256], None
+    def _read_batches(
+        self, samples: Iterable[Sample], pool: ThreadPoolExecutor, lookups: Lookups
+    ) -> Iterator[tuple[list[Prepared], Future, int]]:
+        """Each batch read and hashed, with its look-up asked for and the bytes it holds."""
+        for chunk in batched(samples, self.batch_size):
+            items = [Prepared(s) for s in chunk]
+            self._read(items, pool)
+            size = sum(len(p.data) for p in items if p.data is not None)
+            yield items, lookups.submit([p.sha256 for p in items if p.sha256 is not None]), size
+
+    def _read(self, items: list[Prepared], pool: ThreadPoolExecutor) -> None:
+        """Read and hash a batch: on the worker threads, or here when its images are already in memory and small
+        (hashing a small image holds the interpreter lock: threads would only pass it back and forth)."""
+        images = [p.sample.image for p in items]
+        if all(type(image) is bytes for image in images) and sum(map(len, images)) < INLINE_HASH_BYTES:
+            for p in items:
+                read_sample(p)
+        else:
+            in_slices(pool, read_sample, items, 4 * self.workers)
 
     def _decode_missing(
         self, items: list[Prepared], looked_up: Future, pool: ThreadPoolExecutor, stills: StillDecoders
     ) -> list[Prepared]:
-        looked_up.result()
+        """Cached results onto the items that have one; the others decoded and prepared."""
+        cached = looked_up.result()
+        for p in items:
+            if p.sha256 in cached:
+                p.result, p.data = cached[p.sha256], None
         missing = [p for p in items if p.error is None and p.result is None]
         if missing and stills.ready(len(missing)):
             missing = self._decode_stills(missing, stills, pool)
