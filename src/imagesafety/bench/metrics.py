@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imagesafety.bench.grouping import grouped
+from imagesafety.bench.grouping import MISSING, grouped
 from imagesafety.records.metrics_document import METRIC_NAMES
 
 METRICS = METRIC_NAMES
@@ -284,15 +284,27 @@ def grouped_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> d
     """
 
     def block(part: pd.DataFrame, name: str) -> dict:
-        ok = part[part["error"].isna() & part["label"].notna()]
-        stats = metrics_with_ci(ok["label"].astype(int), ok["score"], ok["decision"], n_boot, group_seed(seed, name))
-        stats["errors"] = int(part["error"].notna().sum())
-        stats["unlabelled"] = int((part["error"].isna() & part["label"].isna()).sum())
+        labels, failed = part["label"].to_numpy(), part["failed"].to_numpy()
+        ok = ~failed & ~np.isnan(labels)
+        scores, decisions = part["score"].to_numpy()[ok], part["decision"].to_numpy()[ok]
+        stats = metrics_with_ci(labels[ok].astype(int), scores, decisions.astype(int), n_boot, group_seed(seed, name))
+        stats["errors"] = int(failed.sum())
+        stats["unlabelled"] = int((~failed & np.isnan(labels)).sum())
         return stats
 
-    used = frame[["label", "score", "decision", "category", "source", "error"]]  # grouping copies every column
-    # sorted once by score, highest first: every group inherits the order, and each of its sorts is then one pass
-    used = used.iloc[np.argsort(-used["score"].to_numpy(dtype=np.float64, na_value=np.nan), kind="stable")]
+    # the columns as numbers and categoricals (a group's rows are then taken without copying strings), sorted once by
+    # score, highest first: every group inherits the order, and each of its sorts is then one pass
+    used = pd.DataFrame(
+        {
+            "label": frame["label"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "score": frame["score"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "decision": frame["decision"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "category": pd.Categorical(frame["category"].fillna(MISSING["category"])),
+            "source": pd.Categorical(frame["source"].fillna(MISSING["source"])),
+            "failed": frame["error"].notna().to_numpy(),
+        }
+    )
+    used = used.iloc[np.argsort(-used["score"].to_numpy(), kind="stable")]
     workers = min(4, os.cpu_count() or 1)
     slots = threading.BoundedSemaphore(2 * workers)  # groups waiting or running: each holds a copy of its rows
 
