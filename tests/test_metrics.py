@@ -169,7 +169,9 @@ def test_bootstrap_memory_does_not_grow_with_resamples_or_rows(monkeypatch):
     real = metrics.atom_weights
     monkeypatch.setattr(metrics, "WEIGHT_BUDGET", 20_000)
     monkeypatch.setattr(
-        metrics, "atom_weights", lambda n, shares, r, rng: seen.append((r, len(shares))) or real(n, shares, r, rng)
+        metrics,
+        "atom_weights",
+        lambda n, shares, r, rng, poisson=False: seen.append((r, len(shares))) or real(n, shares, r, rng, poisson),
     )
     for n in (5000, 50_000):
         seen.clear()
@@ -218,9 +220,9 @@ def continuous_predictions(n: int, seed: int, positives: float):
 
 
 def test_pooled_atom_intervals_equal_row_bootstrap_intervals_within_monte_carlo_error(monkeypatch):
-    """Where pooling applies (forced here with 96 bins), the AUROC and AUPRC intervals match an independent row
-    bootstrap (scikit-learn on resampled rows) within Monte-Carlo error, for balanced and for scarce positives
-    (without the shift by the exact point estimate they do not)."""
+    """Where pooling applies (forced here with 96 bins; the bins' counts then drawn as Poisson counts), the AUROC and
+    AUPRC intervals match an independent row bootstrap (scikit-learn on resampled rows) within Monte-Carlo error, for
+    balanced and for scarce positives (without the shift by the exact point estimate they do not)."""
     import imagesafety.bench.metrics as metrics
 
     monkeypatch.setattr(metrics, "ATOM_BINS", 96)

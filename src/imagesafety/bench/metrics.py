@@ -9,9 +9,12 @@ merged): resampling rows is then exactly Multinomial(n, atom shares) over the at
 at a time is drawn so that chunk x atoms stays under `WEIGHT_BUDGET`. Only in large groups where both labels are
 plentiful (64 or more quantiles of 50 rows each, `pooling_bins`) are consecutive atoms pooled into at most
 `ATOM_BINS` bins, each within one quantile of the positives and one of the negatives, with the resampled values
-shifted by the exact point estimate minus the pooled one: there the interval ends stay within Monte-Carlo error of the
-row bootstrap (tested; coarser pooling narrowed the AUPRC interval), and the cost no longer grows with n. The point
-estimates are always computed on the rows themselves.
+shifted by the exact point estimate minus the pooled one, and the bins' counts drawn as independent Poisson counts of
+mean n x share (the Poisson bootstrap, Hanley and MacGibbon 2006: for ratios such as AUROC and AUPRC in groups this
+large, the same intervals as multinomial counts, at less than half the cost of the multinomial's conditional binomial
+draws): there the interval ends stay within Monte-Carlo error of the row bootstrap (tested; coarser pooling narrowed
+the AUPRC interval), and the cost no longer grows with n. The point estimates are always computed on the rows
+themselves.
 """
 
 from __future__ import annotations
@@ -193,8 +196,9 @@ def bootstrap_metrics(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every metric's value on the rows (one element each) and `n_boot` resampled values: confusion metrics from the
     cell counts and multinomial draws of them (one (n_boot, 4) draw), ranking metrics from the atoms' counts and
-    multinomial draws of them (`ranking_atoms`, pooled above 2 x `ATOM_BINS` atoms), in chunks bounded by
-    `WEIGHT_BUDGET`. The values are the atoms' metrics at the observed counts: the rows' own, with no second pass."""
+    multinomial draws of them (`ranking_atoms`; pooled above 2 x `ATOM_BINS` atoms, and then Poisson draws), in chunks
+    bounded by `WEIGHT_BUDGET`. The values are the atoms' metrics at the observed counts: the rows' own, with no
+    second pass."""
     n = len(y)
     yb = y.astype(bool)
     db = decisions.astype(bool)
@@ -208,7 +212,8 @@ def bootstrap_metrics(
     point["auroc"], point["auprc"] = exact[0], exact[1]
     shift = np.zeros(2)
     bins = pooling_bins(int(yb.sum()), int(n - yb.sum()))
-    if bins and len(a_counts) > 2 * bins:
+    pooling = bool(bins) and len(a_counts) > 2 * bins
+    if pooling:
         a_scores, a_labels, a_counts = pooled_atoms(a_labels, a_counts, bins)
         pooled = np.array(_ranking_metrics(a_labels, a_scores, a_counts[None, :], *_totals(a_counts, a_labels), True))
         shift = (exact - pooled)[:, 0]
@@ -216,7 +221,7 @@ def bootstrap_metrics(
     shares = a_counts / max(a_counts.sum(), 1)
     ranking: dict[str, list[np.ndarray]] = {"auroc": [], "auprc": []}
     for start in range(0, n_boot, chunk):
-        w = atom_weights(n, shares, min(chunk, n_boot - start), rng)
+        w = atom_weights(n, shares, min(chunk, n_boot - start), rng, poisson=pooling)
         auroc, auprc = _ranking_metrics(a_labels, a_scores, w, *_totals(w, a_labels), presorted=True)
         ranking["auroc"].append(auroc + shift[0])
         ranking["auprc"].append(auprc + shift[1])
@@ -239,8 +244,13 @@ def _totals(w: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w @ labels, w @ ~labels
 
 
-def atom_weights(n: int, shares: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """`resamples` x atoms multinomial counts of n draws: how many resampled rows fall in each atom."""
+def atom_weights(
+    n: int, shares: np.ndarray, resamples: int, rng: np.random.Generator, poisson: bool = False
+) -> np.ndarray:
+    """`resamples` x atoms counts: how many of n resampled rows fall in each atom (multinomial), or with `poisson`,
+    independent Poisson counts of mean n x share (their total varies around n)."""
+    if poisson:
+        return rng.poisson(n * shares, size=(resamples, len(shares))).astype(np.float32)
     return rng.multinomial(n, shares, size=resamples).astype(np.float32)  # counts: exact in float32 below 2**24
 
 
