@@ -119,10 +119,10 @@ class ExposureTask:
     def flags(self, result):
         return False
 
-    def columns(self, items):
-        from imagesafety.run.tasks import sample_columns
+    def columns(self, rows):
+        from imagesafety.run.tasks import row_results, sample_columns
 
-        return {**sample_columns(items), "blown_out": [p.result for p in items], "error": [p.error for p in items]}
+        return {**sample_columns(rows), "blown_out": row_results(rows), "error": rows.errors}
 
     def frame(self, columns):
         from imagesafety.run.tasks import SAMPLE_COLUMNS, typed_frame

@@ -182,6 +182,40 @@ def test_select_samples_filters(red_folder):
     assert list(select_samples(ds, splits=["test"])) == []
 
 
+def test_selection_over_read_batches_is_the_selection_over_samples(tmp_path, monkeypatch):
+    """Parquet read 3 rows at a time, as columns: filters, a limit cutting a batch, duplicate ids within a batch and
+    across batches give what filtering the samples one by one gives (the reference written here)."""
+    import imagesafety.data.parquet as parquet
+    from imagesafety.data import DuplicateIdError
+    from imagesafety.data.batch import rebatched
+
+    monkeypatch.setattr(parquet, "batch_rows", lambda metadata: 3)
+    frame = pd.concat([unsafebench_frame()] * 4, ignore_index=True)  # 16 rows, 6 read batches
+    frame.to_parquet(tmp_path / "ub.parquet")
+    data = ParquetDataset(tmp_path / "ub.parquet")
+    assert len(list(data.batches())) == 6
+
+    def reference(categories=None, sources=None, limit=None):
+        out = [s for s in data if categories is None or s.category in categories]
+        out = [s for s in out if sources is None or s.source in sources]
+        return [s.id for s in out][:limit]
+
+    for kwargs in ({}, {"categories": ["sexual"]}, {"sources": ["real"], "limit": 5}, {"limit": 7}, {"limit": 0}):
+        selected = select_samples(data, **kwargs)
+        assert [s.id for s in selected] == reference(**kwargs)
+        assert [i for b in selected.batches() for i in b.ids] == reference(**kwargs)
+    parts = list(rebatched(select_samples(data).batches(), 5))
+    assert [len(b) for b in parts] == [5, 5, 5, 1] and [i for b in parts for i in b.ids] == reference()
+    assert parts[1].sample(0).load_bytes() == list(data)[5].load_bytes()
+    frame.assign(id=[f"r{i % 5}" for i in range(16)]).to_parquet(tmp_path / "dup.parquet")  # r0 again at row 5
+    with pytest.raises(DuplicateIdError, match="two rows have the id 'r0'"):
+        list(select_samples(ParquetDataset(tmp_path / "dup.parquet")))
+    assert len(list(select_samples(ParquetDataset(tmp_path / "dup.parquet"), limit=4))) == 4  # row 5 never read
+    frame.assign(id=["same"] * 16).to_parquet(tmp_path / "same.parquet")  # within the first batch
+    with pytest.raises(DuplicateIdError, match="the second is <bytes>"):
+        list(select_samples(ParquetDataset(tmp_path / "same.parquet")))
+
+
 @pytest.mark.parametrize("spec, message", [("nope/missing/dir", "not found"), ("./no-such-folder", "not found")])
 def test_bad_dataset_specs(spec, message):
     with pytest.raises(ValueError, match=message):

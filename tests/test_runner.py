@@ -387,3 +387,27 @@ def test_read_ahead_holds_at_most_its_weight_ahead():
     assert list(out) == list(range(1, 10))
     heavy = read_ahead(iter([1, 2]), 100, threading.Event(), weight=lambda i: 10**9, most=100)
     assert list(heavy) == [1, 2]
+
+
+def test_a_cached_run_over_parquet_builds_no_sample_per_row(tmp_path, monkeypatch):
+    """Rows read as columns stay columns when the cache answers them: a cold run builds a Sample for each row it
+    decodes, its re-run none (and gives the same rows)."""
+    import pandas as pd
+
+    from imagesafety.data.batch import SampleBatch
+
+    built = []
+    real = SampleBatch.sample
+    monkeypatch.setattr(SampleBatch, "sample", lambda self, i: built.append(i) or real(self, i))
+    pd.DataFrame(
+        {"image": [jpeg_bytes((i * 20, 0, 0)) for i in range(10)], "label": [i % 2 for i in range(10)]}
+    ).to_parquet(tmp_path / "rows.parquet")
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    first = Runner(PredictionTask(MeanRedClassifier(), cache), batch_size=4, show_progress=False)
+    rows1 = first.run(load_dataset(tmp_path / "rows.parquet"))
+    assert len(built) == 10 and first.stats.predicted == 10
+    built.clear()
+    second = Runner(PredictionTask(MeanRedClassifier(), cache), batch_size=4, show_progress=False)
+    rows2 = second.run(load_dataset(tmp_path / "rows.parquet"))
+    assert built == [] and second.stats.cached == 10
+    pd.testing.assert_frame_equal(rows1, rows2)

@@ -135,8 +135,9 @@ class PredictionCache:
                     f"AND image_sha256 IN ({','.join('?' * len(chunk))})",
                     (*params, *chunk),
                 ).fetchone()
-                if text:
-                    found.update(hit.split("\x1f", 1) for hit in text.split("\x1e"))
+                if text:  # hash, value, hash, value, ...: split in C, not per hit
+                    parts = text.replace("\x1e", "\x1f").split("\x1f")
+                    found.update(zip(parts[::2], parts[1::2]))
         return found
 
     def _insert(self, table: str, rows: list[tuple]) -> None:

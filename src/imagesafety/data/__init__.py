@@ -8,11 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagesafety import registry
+from imagesafety.data.batch import ReadsInBatches, SampleBatch, batches_of
 from imagesafety.data.folder import FolderDataset
 from imagesafety.data.huggingface import HuggingFaceDataset
 from imagesafety.data.manifest import ManifestDataset
 from imagesafety.data.parquet import ParquetDataset
-from imagesafety.data.sample import SAFE, UNSAFE, Dataset, ReadPolicy, Sample, dataset_name, relative_root
+from imagesafety.data.sample import (
+    SAFE,
+    UNSAFE,
+    Dataset,
+    ReadPolicy,
+    Sample,
+    dataset_name,
+    image_ref_of,
+    relative_root,
+)
 from imagesafety.taxonomy import slugify
 
 __all__ = [
@@ -156,35 +166,81 @@ def load_dataset(
 
 
 def select_samples(
-    samples: Iterable[Sample],
+    samples: Iterable[Sample] | ReadsInBatches,
     categories: list[str] | None = None,
     sources: list[str] | None = None,
     splits: list[str] | None = None,
     limit: int | None = None,
-) -> Iterator[Sample]:
+) -> Selection:
     """Samples matching the category/source/split filters, at most `limit` of them; two rows with one id are an
-    error."""
-    wanted_categories = {slugify(c) for c in categories} if categories else None
-    wanted_sources = {s.lower() for s in sources} if sources else None
-    wanted_splits = set(splits) if splits else None
-    seen: set[str] = set()
-    count = 0
-    for sample in samples:
-        if sample.id in seen:
-            raise DuplicateIdError(
-                f"two rows have the id {sample.id!r}: ids must be unique (the second is {sample.image_ref})"
-            )
-        seen.add(sample.id)
-        if limit is not None and count >= limit:
+    error. Iterate the selection for Samples, or read its `batches()` as columns."""
+    return Selection(samples, categories, sources, splits, limit)
+
+
+class Selection:
+    """The selected samples of a source (see `select_samples`), read lazily: each iteration reads the source again."""
+
+    def __init__(
+        self,
+        source: Iterable[Sample] | ReadsInBatches,
+        categories: list[str] | None,
+        sources: list[str] | None,
+        splits: list[str] | None,
+        limit: int | None,
+    ):
+        self.source = source
+        self.categories = {slugify(c) for c in categories} if categories else None
+        self.sources = {s.lower() for s in sources} if sources else None
+        self.splits = set(splits) if splits else None
+        self.limit = limit
+
+    def __iter__(self) -> Iterator[Sample]:
+        for batch in self.batches():
+            yield from batch.samples()
+
+    def batches(self) -> Iterator[SampleBatch]:
+        """The selected rows, a source batch at a time (filtered rows left out)."""
+        seen: set[str] = set()
+        count = 0
+        for batch in batches_of(self.source):
+            keep: list[int] = []
+            for i in self._checked(batch, seen):
+                if self.limit is not None and count >= self.limit:
+                    break
+                if self._wanted(batch, i):
+                    count += 1
+                    keep.append(i)
+            else:
+                if keep:
+                    yield batch if len(keep) == len(batch) else batch.take(keep)
+                continue
+            if keep:
+                yield batch.take(keep)
             return
-        if wanted_categories is not None and (sample.category or "") not in wanted_categories:
-            continue
-        if wanted_sources is not None and (sample.source or "").lower() not in wanted_sources:
-            continue
-        if wanted_splits is not None and sample.split not in wanted_splits:
-            continue
-        count += 1
-        yield sample
+
+    def _checked(self, batch: SampleBatch, seen: set[str]) -> Iterator[int]:
+        """The batch's rows, each id checked against every id before it (a whole batch at once when its ids are new
+        and distinct)."""
+        ids = set(batch.ids)
+        if len(ids) == len(batch) and seen.isdisjoint(ids):
+            seen |= ids
+            yield from range(len(batch))
+            return
+        for i, sample_id in enumerate(batch.ids):
+            if sample_id in seen:
+                raise DuplicateIdError(
+                    f"two rows have the id {sample_id!r}: ids must be unique (the second is "
+                    f"{image_ref_of(batch.images[i])})"
+                )
+            seen.add(sample_id)
+            yield i
+
+    def _wanted(self, batch: SampleBatch, i: int) -> bool:
+        if self.categories is not None and (batch.categories[i] or "") not in self.categories:
+            return False
+        if self.sources is not None and (batch.sources[i] or "").lower() not in self.sources:
+            return False
+        return self.splits is None or batch.splits[i] in self.splits
 
 
 def dataset_summary(samples: Iterable[Sample]) -> dict[str, list[str]]:

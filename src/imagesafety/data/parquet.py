@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from imagesafety.data.rows import columns_to_samples
+from imagesafety.data.batch import SampleBatch
+from imagesafety.data.rows import columns_to_batch
 from imagesafety.data.sample import ReadPolicy, Sample, relative_root
 
 #: rows converted to Python at a time: about this many bytes of a row group, within [16, 4096] rows
@@ -43,15 +44,18 @@ class ParquetDataset:
         )
 
     def __iter__(self) -> Iterator[Sample]:
+        for batch in self.batches():
+            yield from batch.samples()
+
+    def batches(self) -> Iterator[SampleBatch]:
+        """The rows as columns, a read batch at a time (no Sample per row)."""
         position = 0
         for file in self.table.files:
             with self.table.filesystem.open_input_file(file) as source:
                 reader = pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
                 for batch in reader.iter_batches(batch_size=batch_rows(reader.metadata)):
                     columns = {name: python_values(batch.column(name)) for name in batch.schema.names}
-                    yield from columns_to_samples(
-                        columns, position, self.name, base_dir=self.base_dir, policy=self.policy
-                    )
+                    yield columns_to_batch(columns, position, self.name, base_dir=self.base_dir, policy=self.policy)
                     position += batch.num_rows
 
     def __len__(self) -> int:

@@ -11,10 +11,10 @@ import base64
 import binascii
 import io
 from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from imagesafety.data.batch import SampleBatch
 from imagesafety.data.sample import DEFAULT_POLICY, ReadPolicy, Sample, normalise_source, parse_label
 from imagesafety.taxonomy import slugify
 
@@ -87,7 +87,19 @@ def columns_to_samples(
     base_dir: Path | None = None,
     policy: ReadPolicy = DEFAULT_POLICY,
 ) -> list[Sample]:
-    """Samples from a batch of rows given as columns (row `first` onwards); errors name the dataset and row. Each
+    """Samples from a batch of rows given as columns (see `columns_to_batch`)."""
+    return columns_to_batch(columns, first, dataset, split, base_dir, policy).samples()
+
+
+def columns_to_batch(
+    columns: Mapping[str, Sequence[Any]],
+    first: int,
+    dataset: str,
+    split: str | None = None,
+    base_dir: Path | None = None,
+    policy: ReadPolicy = DEFAULT_POLICY,
+) -> SampleBatch:
+    """A batch of samples from rows given as columns (row `first` onwards); errors name the dataset and row. Each
     cell is taken from the first of its candidate columns that holds a value in that row. A row without a usable
     image cell becomes a sample with a `problem` (an error row in results) rather than stopping the run; a batch
     without any image column, or a label that is not safe/unsafe, is an error. Column by column, each distinct label,
@@ -104,25 +116,22 @@ def columns_to_samples(
     ids = _coalesce([columns[c] for c in ID_COLUMNS if c in columns]) or none
     extra = [(name, values) for name, values in columns.items() if name not in KNOWN_COLUMNS]
     images, problems = _images(cells, first, dataset, base_dir)
-    positions = range(first, first + n)
-    return list(
-        map(
-            Sample,
-            [str(v) if v is not None else f"{dataset}:{split or 'all'}:{p}" for v, p in zip(ids, positions)],
-            images,
-            _per_value(labels, lambda v: parse_label(v, f"{dataset} row {first + labels.index(v)}")),
-            _per_value(columns.get("category", none), _category_slug),
-            _per_value(columns.get("source", none), normalise_source),
-            _texts(columns.get("split"), n, split),
-            _texts(columns.get("pair_id"), n, None),
-            _texts(columns.get("role"), n, None),
-            [{name: values[i] for name, values in extra if _is_plain(values[i])} for i in range(n)]
-            if extra
-            else [{} for _ in range(n)],
-            repeat(policy, n),
-            problems,
-            positions,
-        )
+    positions = list(range(first, first + n))
+    return SampleBatch(
+        [str(v) if v is not None else f"{dataset}:{split or 'all'}:{p}" for v, p in zip(ids, positions)],
+        images,
+        _per_value(labels, lambda v: parse_label(v, f"{dataset} row {first + labels.index(v)}")),
+        _per_value(columns.get("category", none), _category_slug),
+        _per_value(columns.get("source", none), normalise_source),
+        _texts(columns.get("split"), n, split),
+        _texts(columns.get("pair_id"), n, None),
+        _texts(columns.get("role"), n, None),
+        [{name: values[i] for name, values in extra if _is_plain(values[i])} for i in range(n)]
+        if extra
+        else [{} for _ in range(n)],
+        [policy] * n,
+        problems,
+        positions,
     )
 
 

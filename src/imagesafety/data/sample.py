@@ -78,7 +78,7 @@ class Sample:
     @property
     def image_ref(self) -> str:
         """A printable reference to the image (path or URL; '<bytes>' for embedded images)."""
-        return "<bytes>" if isinstance(self.image, (bytes, bytearray, memoryview)) else str(self.image)
+        return image_ref_of(self.image)
 
     def to_record(self) -> dict[str, Any]:
         """A flat, JSON/Arrow-friendly dict (the form engines ship samples in); inverse of `from_record`."""
@@ -118,6 +118,11 @@ class Sample:
             record.get("problem"),
             None if record.get("position", -1) in (None, -1) else int(record["position"]),
         )
+
+
+def image_ref_of(image: str | Path | bytes) -> str:
+    """A printable reference to an image cell: its path or URL, '<bytes>' for embedded bytes."""
+    return "<bytes>" if isinstance(image, (bytes, bytearray, memoryview)) else str(image)
 
 
 def read_image_file(path: str | Path, policy: ReadPolicy = DEFAULT_POLICY) -> bytes:

@@ -28,7 +28,8 @@ from imagesafety.evidence.api import (
 from imagesafety.files import atomic_path, write_atomic
 from imagesafety.media import FramePolicy
 from imagesafety.run.job import DataSelection, RunOptions, run_job
-from imagesafety.run.tasks import SAMPLE_COLUMNS, ModelSpec, sample_columns, typed_frame
+from imagesafety.run.runner import BatchRows
+from imagesafety.run.tasks import SAMPLE_COLUMNS, ModelSpec, row_results, sample_columns, typed_frame
 from imagesafety.run.views import Views, is_plain
 
 EVIDENCE_COLUMNS = (*SAMPLE_COLUMNS, "evidence", "heatmap", "error")
@@ -85,15 +86,15 @@ class ExplainTask:
     def flags(self, result: Evidence) -> bool:
         return bool(result.decision)
 
-    def columns(self, items: list[Prepared]) -> dict[str, list]:
-        found = [p.result if p.error is None else None for p in items]
+    def columns(self, rows: BatchRows) -> dict[str, list]:
+        found = row_results(rows)
         return {
-            **sample_columns(items),
+            **sample_columns(rows),
             "evidence": [json.dumps(ev.record()) if ev is not None else None for ev in found],
             "heatmap": [
                 heatmap_bytes(ev.heatmap) if ev is not None and ev.heatmap is not None else None for ev in found
             ],
-            "error": [p.error for p in items],
+            "error": rows.errors,
         }
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame:

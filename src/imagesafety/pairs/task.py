@@ -23,8 +23,8 @@ from imagesafety.pairs.plans import template_plans
 from imagesafety.pairs.store import PairStore
 from imagesafety.pairs.verify import Thresholds, verify_pair
 from imagesafety.records.pairs import PairCandidate, parse_candidate
-from imagesafety.run.runner import compute_isolating_failures
-from imagesafety.run.tasks import SAMPLE_COLUMNS, ModelSpec, PredictionTask, sample_columns, typed_frame
+from imagesafety.run.runner import BatchRows, compute_isolating_failures
+from imagesafety.run.tasks import SAMPLE_COLUMNS, ModelSpec, PredictionTask, row_results, sample_columns, typed_frame
 from imagesafety.run.views import Views
 from imagesafety.store import PredictionCache
 from imagesafety.taxonomy import Taxonomy
@@ -198,12 +198,11 @@ class PairTask:
     def flags(self, result: PairOutcome) -> bool:
         return False
 
-    def columns(self, items: list[Prepared]) -> dict[str, list]:
-        outcomes = [p.result if p.error is None else None for p in items]
+    def columns(self, rows: BatchRows) -> dict[str, list]:
         return {
-            **sample_columns(items),
-            "outcome": [outcome.to_json() if outcome else None for outcome in outcomes],
-            "error": [p.error for p in items],
+            **sample_columns(rows),
+            "outcome": [outcome.to_json() if outcome else None for outcome in row_results(rows)],
+            "error": rows.errors,
         }
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from imagesafety.classifiers.base import FatalModelError, ModelFailure
+from imagesafety.data.batch import ReadsInBatches, SampleBatch, batches_of, rebatched
 from imagesafety.data.decoding import (
     Prepared,
     batched,
@@ -33,7 +34,7 @@ from imagesafety.data.decoding import (
     read_sample,
 )
 from imagesafety.data.sample import Sample
-from imagesafety.images import MAX_PIXELS
+from imagesafety.images import MAX_PIXELS, sha256_bytes
 from imagesafety.media import FramePolicy, Sampling, ViewInfo
 from imagesafety.run.lookups import LOOKUP_ROWS, Lookups
 from imagesafety.run.progress import add_task, progress_bar
@@ -51,7 +52,7 @@ class ImageTask(Protocol):
     name: str
     frames: FramePolicy
 
-    def lookup(self, shas: list[str]) -> dict[str, Any]: ...  # cached results by image hash (thread-safe)
+    def lookup(self, shas: list[str]) -> dict[str, Any]: ...  # cached results by image hash, as `combine` makes them
 
     def store(self, items: list[tuple[str, Any]]) -> None: ...
 
@@ -65,7 +66,7 @@ class ImageTask(Protocol):
 
     concurrent: int  # batches that may be computed at once (1: one after another)
 
-    def columns(self, items: list[Prepared]) -> dict[str, list]: ...  # a batch's rows, column by column
+    def columns(self, rows: BatchRows) -> dict[str, list]: ...  # a batch's rows, column by column
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame: ...  # gathered columns as the task's typed table
 
@@ -110,6 +111,26 @@ class RunInterrupted(KeyboardInterrupt):
         self.stats = stats
 
 
+@dataclass(eq=False)
+class BatchRows:
+    """A batch on its way through a run: its samples (as columns), each row's hash, result (None: none) and error; the
+    rows the model computes (`missing`: row number and Prepared item), and each row's bytes until it is looked up."""
+
+    samples: SampleBatch
+    shas: list[str | None]
+    results: list[Any]
+    errors: list[str | None]
+    data: list[bytes | None] | None = None
+    missing: list[tuple[int, Prepared]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.shas)
+
+    @classmethod
+    def empty(cls) -> BatchRows:
+        return cls(SampleBatch.joined([]), [], [], [])
+
+
 def decode_views(item: Prepared, prepare: Callable[[Image.Image], Any], frames: FramePolicy) -> Prepared:
     """Decode every view of the item's bytes under `frames` and run `prepare` on each (errors recorded on the item)."""
     with errors_recorded_on(item):
@@ -130,14 +151,16 @@ class Runner:
     stats: RunStats = field(default_factory=RunStats)
     processes: int = field(default_factory=default_processes)  # still-decoding processes for a long run (0: none)
 
-    def _prepared_batches(self, samples: Iterable[Sample], stop: threading.Event) -> Iterator[list[Prepared]]:
+    def _prepared_batches(
+        self, samples: Iterable[Sample] | ReadsInBatches, stop: threading.Event
+    ) -> Iterator[BatchRows]:
         """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer. One
         thread reads and hashes batches and asks for their look-ups, up to `LOOKUP_ROWS` rows, `READ_AHEAD_BATCHES`
         batches and `READ_AHEAD_BYTES` of images ahead of the one that decodes what the cache does not hold: the
         look-ups asked for while one runs are answered together, and reading goes on while the model's queue is
         full."""
 
-        def produce() -> Iterator[list[Prepared]]:
+        def produce() -> Iterator[BatchRows]:
             with (
                 ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool,
                 Lookups(self.task.lookup) as lookups,
@@ -145,44 +168,50 @@ class Runner:
             ):
                 read = self._read_batches(samples, pool, lookups)
                 ahead = max(2, min(READ_AHEAD_BATCHES, LOOKUP_ROWS // self.batch_size))
-                for items, looked_up, _ in read_ahead(read, ahead, stop, lambda b: b[2], READ_AHEAD_BYTES, "read"):
-                    yield self._decode_missing(items, looked_up, pool, stills)
+                for rows, looked_up, _ in read_ahead(read, ahead, stop, lambda b: b[2], READ_AHEAD_BYTES, "read"):
+                    yield self._decode_missing(rows, looked_up, pool, stills)
 
         return read_ahead(produce(), self.prefetch_batches, stop)
 
     def _read_batches(
-        self, samples: Iterable[Sample], pool: ThreadPoolExecutor, lookups: Lookups
-    ) -> Iterator[tuple[list[Prepared], Future, int]]:
+        self, samples: Iterable[Sample] | ReadsInBatches, pool: ThreadPoolExecutor, lookups: Lookups
+    ) -> Iterator[tuple[BatchRows, Future, int]]:
         """Each batch read and hashed, with its look-up asked for and the bytes it holds."""
-        for chunk in batched(samples, self.batch_size):
-            items = [Prepared(s) for s in chunk]
-            self._read(items, pool)
-            size = sum(len(p.data) for p in items if p.data is not None)
-            yield items, lookups.submit([p.sha256 for p in items if p.sha256 is not None]), size
+        for part in rebatched(batches_of(samples), self.batch_size):
+            rows = self._read(part, pool)
+            size = sum(len(d) for d in rows.data if d is not None) if rows.data is not None else 0
+            yield rows, lookups.submit([sha for sha in rows.shas if sha is not None]), size
 
-    def _read(self, items: list[Prepared], pool: ThreadPoolExecutor) -> None:
-        """Read and hash a batch: on the worker threads, or here when its images are already in memory and small
-        (hashing a small image holds the interpreter lock: threads would only pass it back and forth)."""
-        images = [p.sample.image for p in items]
+    def _read(self, samples: SampleBatch, pool: ThreadPoolExecutor) -> BatchRows:
+        """Read and hash a batch: here when its images are already in memory and small (hashing a small image holds
+        the interpreter lock: threads would only pass it back and forth, and no Sample is built), else on the worker
+        threads."""
+        n, images = len(samples), samples.images
         if all(type(image) is bytes for image in images) and sum(map(len, images)) < INLINE_HASH_BYTES:
-            for p in items:
-                read_sample(p)
-        else:
-            in_slices(pool, read_sample, items, 4 * self.workers)
+            return BatchRows(samples, [sha256_bytes(image) for image in images], [None] * n, [None] * n, list(images))
+        items = [Prepared(samples.sample(i)) for i in range(n)]
+        in_slices(pool, read_sample, items, 4 * self.workers)
+        return BatchRows(
+            samples, [p.sha256 for p in items], [None] * n, [p.error for p in items], [p.data for p in items]
+        )
 
     def _decode_missing(
-        self, items: list[Prepared], looked_up: Future, pool: ThreadPoolExecutor, stills: StillDecoders
-    ) -> list[Prepared]:
-        """Cached results onto the items that have one; the others decoded and prepared."""
-        cached = looked_up.result()
-        for p in items:
-            if p.sha256 in cached:
-                p.result, p.data = cached[p.sha256], None
-        missing = [p for p in items if p.error is None and p.result is None]
+        self, rows: BatchRows, looked_up: Future, pool: ThreadPoolExecutor, stills: StillDecoders
+    ) -> BatchRows:
+        """Cached results onto the rows that have one; the others decoded and prepared as Prepared items."""
+        cached, data = looked_up.result(), rows.data or []
+        rows.results = [cached.get(sha) if sha is not None else None for sha in rows.shas]
+        rows.missing = [
+            (i, Prepared(rows.samples.sample(i), sha256=rows.shas[i], data=data[i]))
+            for i, (result, error) in enumerate(zip(rows.results, rows.errors))
+            if result is None and error is None
+        ]
+        rows.data = None
+        missing = [p for _, p in rows.missing]
         if missing and stills.ready(len(missing)):
             missing = self._decode_stills(missing, stills, pool)
         in_slices(pool, self._decode, missing, 4 * self.workers)
-        return items
+        return rows
 
     def _decode_stills(self, items: list[Prepared], stills: StillDecoders, pool: ThreadPoolExecutor) -> list[Prepared]:
         """Stills decoded by the worker processes (a slice each) and prepared here on the threads; returns what is left
@@ -215,12 +244,18 @@ class Runner:
     def _decode(self, p: Prepared) -> Prepared:
         return decode_views(p, lambda image: self.task.prepare(p, image), self.task.frames)
 
-    def _compute(self, batch: list[Prepared]) -> list[Prepared]:
-        """The model's work for a batch's uncached items: their views in shared model batches (a video under an early
-        exit view by view in time order), then each item's result from its views; a view that fails fails its item."""
-        todo = [p for p in batch if p.image is not None]
+    def _compute(self, rows: BatchRows) -> BatchRows:
+        """The model's work for a batch's uncached rows: their views in shared model batches (a video under an early
+        exit view by view in time order), then each row's result from its views; a view that fails fails its row."""
+        self._compute_items([p for _, p in rows.missing])
+        for i, p in rows.missing:
+            rows.results[i], rows.errors[i] = (p.result if p.error is None else None), p.error
+        return rows
+
+    def _compute_items(self, items: list[Prepared]) -> None:
+        todo = [p for p in items if p.image is not None]
         if not todo:
-            return batch
+            return
         started = time.perf_counter()
         early = [p for p in todo if self.task.frames.early_exit and p.image.sampling.kind == "video"]
         shared = [p for p in todo if p not in early] if early else todo  # Prepared compares by identity
@@ -236,7 +271,6 @@ class Runner:
         for p in early:
             self._settle(p, self._until_flagged(p.image))
         self.stats.model_seconds += time.perf_counter() - started
-        return batch
 
     def _until_flagged(self, views: Views) -> list[Any]:
         """A video's views in order, a model batch at a time, stopping after the batch where one is over the
@@ -257,18 +291,18 @@ class Runner:
             p.fresh = True
         p.image = None  # free pixels early
 
-    def _record(self, batch: list[Prepared], store: ResultWriter) -> dict[str, list]:
+    def _record(self, rows: BatchRows, store: ResultWriter) -> dict[str, list]:
         """Queue the batch's new results for the cache, count it, and turn it into rows, as columns (in the order the
         samples came)."""
-        fresh = [(p.sha256, p.result) for p in batch if p.fresh]
+        fresh = [(p.sha256, p.result) for _, p in rows.missing if p.fresh]
         store.add(fresh)
-        self.stats.cached += sum(p.result is not None and not p.fresh for p in batch)
+        self.stats.cached += sum(r is not None for r in rows.results) - len(fresh)
         self.stats.predicted += len(fresh)
-        self.stats.errors += sum(p.error is not None for p in batch)
-        self.stats.images += len(batch)
-        return self.task.columns(batch)
+        self.stats.errors += sum(e is not None for e in rows.errors)
+        self.stats.images += len(rows)
+        return self.task.columns(rows)
 
-    def _rows(self, batches: Iterator[list[Prepared]], store: ResultWriter, advance) -> Iterator[dict[str, list]]:
+    def _rows(self, batches: Iterator[BatchRows], store: ResultWriter, advance) -> Iterator[dict[str, list]]:
         """Rows batch by batch; with a task that computes concurrently, several batches are in flight at once."""
         if self.task.concurrent <= 1:
             for batch in batches:
@@ -288,13 +322,16 @@ class Runner:
                 yield self._record(done, store)
                 advance(len(done))
 
-    def run(self, samples: Iterable[Sample], total: int | None = None, description: str | None = None) -> pd.DataFrame:
+    def run(
+        self, samples: Iterable[Sample] | ReadsInBatches, total: int | None = None, description: str | None = None
+    ) -> pd.DataFrame:
         """One row per sample; raises RunInterrupted with the rows so far on Ctrl-C. Rows are gathered as columns
         and kept as typed frames of `FRAME_ROWS` rows (never a dict per row), so memory grows by the columns' size
-        only."""
+        only. A source that reads in batches (`ReadsInBatches`: Parquet, a selection of it) is read as columns: a
+        row the cache answers never becomes a Sample."""
         self.stats = RunStats()
         parts: list[pd.DataFrame] = []
-        gathered: dict[str, list] = self.task.columns([])
+        gathered: dict[str, list] = self.task.columns(BatchRows.empty())
         stop = threading.Event()
         started = time.perf_counter()
 
@@ -315,7 +352,7 @@ class Runner:
                         gathered[name].extend(values)
                     if gathered_rows() >= FRAME_ROWS:
                         parts.append(self.task.frame(gathered))
-                        gathered = self.task.columns([])
+                        gathered = self.task.columns(BatchRows.empty())
             except KeyboardInterrupt:
                 stop.set()
                 store.close()  # what finished is in the cache before the run says it stopped

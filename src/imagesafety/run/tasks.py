@@ -28,7 +28,7 @@ from imagesafety.data.decoding import Prepared
 from imagesafety.encoders.base import Encoder
 from imagesafety.media import FramePolicy
 from imagesafety.media.policy import ViewsReport
-from imagesafety.run.runner import ImageTask
+from imagesafety.run.runner import BatchRows, ImageTask
 from imagesafety.run.views import Views, combine_embeddings, combine_predictions
 from imagesafety.store import PredictionCache
 
@@ -61,20 +61,25 @@ class ModelSpec:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def sample_columns(items: list[Prepared]) -> dict[str, list]:
-    """The columns every result table starts with, for a batch of items."""
-    samples = [p.sample for p in items]
+def sample_columns(rows: BatchRows) -> dict[str, list]:
+    """The columns every result table starts with, for a batch of rows."""
+    samples = rows.samples
     return {
-        "id": [s.id for s in samples],
-        "label": [s.label for s in samples],
-        "category": [s.category for s in samples],
-        "source": [s.source for s in samples],
-        "split": [s.split for s in samples],
-        "pair_id": [s.pair_id for s in samples],
-        "role": [s.role for s in samples],
-        "image": [s.image_ref for s in samples],
-        "sha256": [p.sha256 for p in items],
+        "id": samples.ids,
+        "label": samples.labels,
+        "category": samples.categories,
+        "source": samples.sources,
+        "split": samples.splits,
+        "pair_id": samples.pair_ids,
+        "role": samples.roles,
+        "image": samples.image_refs(),
+        "sha256": rows.shas,
     }
+
+
+def row_results(rows: BatchRows) -> list[Any]:
+    """Each row's result, None where the row failed."""
+    return [result if error is None else None for result, error in zip(rows.results, rows.errors)]
 
 
 def prediction_columns(forms: list[dict[str, Any] | None]) -> dict[str, list]:
@@ -164,9 +169,8 @@ class PredictionTask:
             return result.unsafe_score >= self.exit_threshold
         return bool(result.decision)
 
-    def columns(self, items: list[Prepared]) -> dict[str, list]:
-        forms = [p.result if p.error is None else None for p in items]
-        return {**sample_columns(items), **prediction_columns(forms), "error": [p.error for p in items]}
+    def columns(self, rows: BatchRows) -> dict[str, list]:
+        return {**sample_columns(rows), **prediction_columns(row_results(rows)), "error": rows.errors}
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame:
         return typed_frame(columns, PREDICTION_COLUMNS)
@@ -204,13 +208,13 @@ class EmbeddingTask:
     def flags(self, result: np.ndarray) -> bool:
         return False
 
-    def columns(self, items: list[Prepared]) -> dict[str, list]:
-        texts = [p.sample.metadata.get("text") for p in items]
+    def columns(self, rows: BatchRows) -> dict[str, list]:
+        texts = [metadata.get("text") for metadata in rows.samples.metadata]
         return {
-            **sample_columns(items),
+            **sample_columns(rows),
             "text": [text if isinstance(text, str) else None for text in texts],
-            "embedding": [p.result if p.error is None else None for p in items],
-            "error": [p.error for p in items],
+            "embedding": row_results(rows),
+            "error": rows.errors,
         }
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame:
