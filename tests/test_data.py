@@ -239,3 +239,20 @@ def test_hugging_face_streaming_reads_the_same_rows(tmp_path):
         (s.id, s.label, s.category, s.source) for s in loaded
     ]
     assert streamed[1].load_bytes() == loaded[1].load_bytes()
+
+
+def test_a_sample_batch_gives_back_every_field_of_its_samples():
+    """A batch built from Samples, and one built from its columns alone, give back Samples equal in every field."""
+    from imagesafety.data import ReadPolicy, Sample
+    from imagesafety.data.batch import SampleBatch
+
+    samples = [
+        Sample(f"id{i}", b"x" * i, i % 2, f"c{i}", "real", "train", f"p{i}", "edited", {"text": str(i)},
+               ReadPolicy(root=f"/r{i}"), None if i else "no image", i)
+        for i in range(3)
+    ]  # fmt: skip
+    kept = SampleBatch.of(samples)
+    rebuilt = SampleBatch(*kept.columns())
+    assert kept.samples() == samples and rebuilt.samples() == samples and rebuilt.rows is None
+    assert [rebuilt.sample(i) for i in range(3)] == samples and rebuilt.take([2, 0]).samples() == samples[::-2]
+    assert rebuilt.image_refs() == ["<bytes>"] * 3

@@ -64,14 +64,14 @@ class Prediction:
     usage: Usage | None = None  # answer-giving models (VLMs): tokens and cost of the answers behind this prediction
 
     def to_dict(self) -> dict[str, Any]:
-        """As JSON-ready values; `views` and `usage` only when set (cached predictions without them keep their old
-        form). Written out field by field: `dataclasses.asdict` deep-copies and cost more than a cheap model's call."""
-        data: dict[str, Any] = {
-            "unsafe_score": self.unsafe_score,
-            "decision": self.decision,
-            "category_scores": dict(self.category_scores),
-            "raw": copy.deepcopy(self.raw) if isinstance(self.raw, (dict, list)) else self.raw,
-        }
+        """As JSON-ready values; category scores, the raw output, `views` and `usage` only when set (`from_dict` reads
+        every form written before). Written out field by field: `dataclasses.asdict` deep-copies and cost more than a
+        cheap model's call; the smaller form halves a cached re-run's JSON parsing."""
+        data: dict[str, Any] = {"unsafe_score": self.unsafe_score, "decision": self.decision}
+        if self.category_scores:
+            data["category_scores"] = dict(self.category_scores)
+        if self.raw is not None:
+            data["raw"] = copy.deepcopy(self.raw) if isinstance(self.raw, (dict, list)) else self.raw
         if self.views is not None:
             data["views"] = self.views.to_dict()
         if self.usage is not None:

@@ -13,6 +13,7 @@ from imagesafety.data.sample import ReadPolicy, Sample, image_ref_of
 
 #: samples gathered into one batch when a source yields them one by one
 BATCH_ROWS = 1024
+SAMPLE_FIELDS = len(fields(Sample))
 
 
 @dataclass
@@ -39,17 +40,45 @@ class SampleBatch:
 
     def columns(self) -> list[list]:
         """The field lists, in `Sample`'s order."""
-        return [getattr(self, f.name) for f in fields(self)[:-1]]
+        return [
+            self.ids,
+            self.images,
+            self.labels,
+            self.categories,
+            self.sources,
+            self.splits,
+            self.pair_ids,
+            self.roles,
+            self.metadata,
+            self.policies,
+            self.problems,
+            self.positions,
+        ]
 
     def sample(self, i: int) -> Sample:
-        return self.rows[i] if self.rows is not None else Sample(*(column[i] for column in self.columns()))
+        if self.rows is not None:
+            return self.rows[i]
+        return Sample(
+            self.ids[i],
+            self.images[i],
+            self.labels[i],
+            self.categories[i],
+            self.sources[i],
+            self.splits[i],
+            self.pair_ids[i],
+            self.roles[i],
+            self.metadata[i],
+            self.policies[i],
+            self.problems[i],
+            self.positions[i],
+        )
 
     def samples(self) -> list[Sample]:
         return self.rows if self.rows is not None else list(map(Sample, *self.columns()))
 
     def image_refs(self) -> list[str]:
         """Each row's printable image reference (`Sample.image_ref`)."""
-        return list(map(image_ref_of, self.images))
+        return ["<bytes>" if type(image) is bytes else image_ref_of(image) for image in self.images]
 
     def take(self, rows: list[int]) -> SampleBatch:
         """The batch of the given rows, in that order."""
@@ -67,7 +96,7 @@ class SampleBatch:
         """One batch of several, in order."""
         if len(batches) == 1:
             return batches[0]
-        columns = [sum((b.columns()[k] for b in batches), []) for k in range(len(fields(Sample)))]
+        columns = [sum((b.columns()[k] for b in batches), []) for k in range(SAMPLE_FIELDS)]
         rows = None if any(b.rows is None for b in batches) else [s for b in batches for s in b.samples()]
         return cls(*columns, rows=rows)
 

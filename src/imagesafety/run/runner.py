@@ -72,7 +72,7 @@ class ImageTask(Protocol):
 
 
 #: rows gathered before they become a typed frame (a run's rows are kept as a few frames, not a dict per row)
-FRAME_ROWS = 4096
+FRAME_ROWS = 16384
 #: new results are stored at most this long after they are computed (a killed run loses at most this much work), or
 #: as soon as this many are waiting: one commit per second instead of one per batch (a commit per 256 small images
 #: cost more than the images: each writes every index page its random hashes touch)
@@ -179,7 +179,7 @@ class Runner:
         """Each batch read and hashed, with its look-up asked for and the bytes it holds."""
         for part in rebatched(batches_of(samples), self.batch_size):
             rows = self._read(part, pool)
-            size = sum(len(d) for d in rows.data if d is not None) if rows.data is not None else 0
+            size = sum(map(len, filter(None, rows.data))) if rows.data is not None else 0
             yield rows, lookups.submit([sha for sha in rows.shas if sha is not None]), size
 
     def _read(self, samples: SampleBatch, pool: ThreadPoolExecutor) -> BatchRows:
@@ -296,9 +296,9 @@ class Runner:
         samples came)."""
         fresh = [(p.sha256, p.result) for _, p in rows.missing if p.fresh]
         store.add(fresh)
-        self.stats.cached += sum(r is not None for r in rows.results) - len(fresh)
+        self.stats.cached += len(rows) - rows.results.count(None) - len(fresh)
         self.stats.predicted += len(fresh)
-        self.stats.errors += sum(e is not None for e in rows.errors)
+        self.stats.errors += len(rows) - rows.errors.count(None)
         self.stats.images += len(rows)
         return self.task.columns(rows)
 

@@ -79,6 +79,8 @@ def sample_columns(rows: BatchRows) -> dict[str, list]:
 
 def row_results(rows: BatchRows) -> list[Any]:
     """Each row's result, None where the row failed."""
+    if rows.errors.count(None) == len(rows.errors):
+        return rows.results
     return [result if error is None else None for result, error in zip(rows.results, rows.errors)]
 
 
@@ -86,15 +88,20 @@ def prediction_columns(forms: list[dict[str, Any] | None]) -> dict[str, list]:
     """The prediction columns of a batch from its predictions' JSON forms (None: the row has none), read as
     `Prediction.from_dict` reads them (entries cached by earlier versions give the same rows)."""
     return {
-        "score": [float(f["unsafe_score"]) if f is not None else None for f in forms],
-        "classifier_decision": [int(f["decision"]) if f is not None else None for f in forms],
-        "category_scores": [Prediction.category_scores_in(f) if f is not None else {} for f in forms],
+        "score": [f["unsafe_score"] if f is not None else None for f in forms],  # float64 and Int64 in `frame`
+        "classifier_decision": [f["decision"] if f is not None else None for f in forms],
+        "category_scores": [  # without scores (most models), no call per row
+            Prediction.category_scores_in(f) if f is not None and f.get("category_scores") else {} for f in forms
+        ],
         "raw": [json.dumps(f["raw"]) if f is not None and f.get("raw") is not None else None for f in forms],
         "views": [
             json.dumps(ViewsReport.from_dict(f["views"]).to_dict()) if f is not None and f.get("views") else None
             for f in forms
         ],
-        "usage": [_usage_json(f) if f is not None else None for f in forms],
+        "usage": [  # where a usage can be: its own field, or an old entry's raw answer
+            _usage_json(f) if f is not None and (f.get("usage") or isinstance(f.get("raw"), dict)) else None
+            for f in forms
+        ],
     }
 
 
