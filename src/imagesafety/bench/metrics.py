@@ -33,7 +33,7 @@ from imagesafety.bench.grouping import MISSING, grouped
 from imagesafety.records.metrics_document import METRIC_NAMES
 
 METRICS = METRIC_NAMES
-BOOTSTRAP_CHUNK = 1024
+BOOTSTRAP_CHUNK = 256
 #: at most this many atom weights (resamples x atoms) at once in the ranking-metric bootstrap: ~16 MB of float32
 WEIGHT_BUDGET = 1 << 22
 #: the ranking-metric bootstrap pools consecutive atoms into at most this many bins (`pooling_bins`)
