@@ -411,3 +411,16 @@ def test_a_cached_run_over_parquet_builds_no_sample_per_row(tmp_path, monkeypatc
     rows2 = second.run(load_dataset(tmp_path / "rows.parquet"))
     assert built == [] and second.stats.cached == 10
     pd.testing.assert_frame_equal(rows1, rows2)
+
+
+def test_take_waiting_takes_what_is_queued_up_to_a_size_and_stops_at_the_sentinel():
+    import queue
+
+    from imagesafety.queues import take_waiting
+
+    waiting: queue.SimpleQueue = queue.SimpleQueue()
+    for item in ([1, 2], [3], [4, 5, 6], None, [7]):
+        waiting.put(item)
+    assert take_waiting(waiting, len, 3) == ([[1, 2], [3]], False)  # 3 reached: [4, 5, 6] waits
+    assert take_waiting(waiting, len, 100) == ([[4, 5, 6]], True)  # the sentinel ends it; [7] is never taken
+    assert waiting.get_nowait() == [7]

@@ -75,20 +75,8 @@ def row_to_sample(
     base_dir: Path | None = None,
     policy: ReadPolicy = DEFAULT_POLICY,
 ) -> Sample:
-    """A Sample from one row (see `columns_to_samples`)."""
-    return columns_to_samples({k: [v] for k, v in row.items()}, position, dataset, split, base_dir, policy)[0]
-
-
-def columns_to_samples(
-    columns: Mapping[str, Sequence[Any]],
-    first: int,
-    dataset: str,
-    split: str | None = None,
-    base_dir: Path | None = None,
-    policy: ReadPolicy = DEFAULT_POLICY,
-) -> list[Sample]:
-    """Samples from a batch of rows given as columns (see `columns_to_batch`)."""
-    return columns_to_batch(columns, first, dataset, split, base_dir, policy).samples()
+    """A Sample from one row (see `columns_to_batch`)."""
+    return columns_to_batch({k: [v] for k, v in row.items()}, position, dataset, split, base_dir, policy).sample(0)
 
 
 def columns_to_batch(

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from imagesafety.queues import take_waiting
+
 #: hashes answered by one look-up at most (the batches waiting are taken until this many)
 LOOKUP_ROWS = 8192
 
@@ -36,18 +38,11 @@ class Lookups:
         return future
 
     def _answer(self) -> None:
-        while (first := self.waiting.get()) is not None:
-            batches, count, stopping = [first], len(first[0]), False
-            while count < self.most:
-                try:
-                    more = self.waiting.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batches.append(more)
-                count += len(more[0])
+        stopping = False
+        while not stopping:
+            batches, stopping = take_waiting(self.waiting, lambda batch: len(batch[0]), self.most)
+            if not batches:
+                continue
             try:
                 found = self.lookup([sha for shas, _ in batches for sha in shas])
             except BaseException as exc:  # noqa: BLE001 (handed to every batch's reader)
@@ -56,8 +51,6 @@ class Lookups:
             else:
                 for _, future in batches:
                     future.set_result(found)
-            if stopping:
-                return
 
     def close(self) -> None:
         self.waiting.put(None)

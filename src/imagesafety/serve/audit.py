@@ -32,6 +32,8 @@ from sqlalchemy import (
     select,
 )
 
+from imagesafety.queues import take_waiting
+
 metadata = MetaData()
 audit_table = Table(
     "audit_log",
@@ -139,18 +141,7 @@ class AuditLog:
     def _writer(self) -> None:
         stop = False
         while not stop:
-            first = self.queue.get()
-            entries = [] if first is None else [first]
-            stop = first is None
-            while not stop and sum(len(r) for r, _ in entries) < self.batch_size:
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    entries.append(item)
+            entries, stop = take_waiting(self.queue, lambda entry: len(entry[0]), self.batch_size)
             if entries:
                 error = self._write([r for records, _ in entries for r in records])
                 for _, settle in entries:
