@@ -103,6 +103,7 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
                 "files",
                 "identity",
                 "store",
+                "queues",
                 "hub",
                 "net",
                 "taxonomy",

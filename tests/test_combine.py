@@ -179,7 +179,8 @@ def test_a_combination_pays_for_the_answers_of_every_part_it_asked(parts, monkey
 
 def test_a_prediction_is_cached_as_its_fields_and_read_back_whole():
     """`to_dict` (written field by field for speed) gives what `dataclasses.asdict` gives, less the unset optional
-    fields, and does not share the raw output with the prediction."""
+    fields (no category scores, no raw output, views or usage), and does not share the raw output with the
+    prediction."""
     from dataclasses import asdict
 
     from imagesafety.classifiers.base import Usage
@@ -193,4 +194,5 @@ def test_a_prediction_is_cached_as_its_fields_and_read_back_whole():
     full.to_dict()["raw"]["boxes"].append([0, 0])
     assert full.raw == {"boxes": [[1, 2], [3, 4]]}
     plain = Prediction(0.1, 0, {}, None)
-    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in ("views", "usage")}
+    assert plain.to_dict() == {"unsafe_score": 0.1, "decision": 0}  # empty scores and no raw output left out
+    assert Prediction.from_dict(plain.to_dict()) == plain

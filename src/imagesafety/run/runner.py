@@ -296,7 +296,7 @@ class Runner:
         samples came)."""
         fresh = [(p.sha256, p.result) for _, p in rows.missing if p.fresh]
         store.add(fresh)
-        self.stats.cached += len(rows) - rows.results.count(None) - len(fresh)
+        self.stats.cached += sum(result is not None for result in rows.results) - len(fresh)  # results may be arrays
         self.stats.predicted += len(fresh)
         self.stats.errors += len(rows) - rows.errors.count(None)
         self.stats.images += len(rows)
