@@ -382,6 +382,9 @@ def test_read_ahead_holds_at_most_its_weight_ahead():
 
     out = read_ahead(items(), 100, threading.Event(), weight=lambda i: 40, most=100)
     assert next(out) == 0
+    deadline = time.monotonic() + 5
+    while len(produced) < 4 and time.monotonic() < deadline:  # however slow the machine, wait until it is held back
+        time.sleep(0.01)
     time.sleep(0.3)
     assert len(produced) == 4  # 0 taken, 1 and 2 waiting (80), 3 read and held back
     assert list(out) == list(range(1, 10))

@@ -206,17 +206,14 @@ class Selection:
             keep: list[int] = []
             for i in self._checked(batch, seen):
                 if self.limit is not None and count >= self.limit:
-                    break
+                    if keep:
+                        yield batch.take(keep)
+                    return
                 if self._wanted(batch, i):
                     count += 1
                     keep.append(i)
-            else:
-                if keep:
-                    yield batch if len(keep) == len(batch) else batch.take(keep)
-                continue
             if keep:
-                yield batch.take(keep)
-            return
+                yield batch if len(keep) == len(batch) else batch.take(keep)
 
     def _checked(self, batch: SampleBatch, seen: set[str]) -> Iterator[int]:
         """The batch's rows, each id checked against every id before it (a whole batch at once when its ids are new
