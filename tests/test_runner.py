@@ -137,6 +137,11 @@ def test_cache_reads_and_writes_many_rows_per_statement_and_read_back_exactly(tm
     back[next(iter(back))][0] = 1.0  # each a writable array of its own
     cache.put_attack_results("attack", [("a" * 64, {"flipped": True})])
     assert cache.get_attack_results("attack", ["a" * 64, "b" * 64]) == {"a" * 64: {"flipped": True}}
+    odd = [("c" * 64, {"unsafe_score": float("nan"), "decision": 0}), ("d" * 64, {"unsafe_score": float("inf")})]
+    cache.put_many(key, odd)  # json writes NaN and Infinity, which orjson refuses: read back by json
+    back = cache.get_many(key, ["c" * 64, "d" * 64, predictions[0][0]])
+    assert np.isnan(back["c" * 64]["unsafe_score"]) and back["d" * 64] == {"unsafe_score": float("inf")}
+    assert back[predictions[0][0]] == predictions[0][1]
 
 
 def test_cache_written_before_model_numbers_keeps_its_entries(tmp_path):
@@ -427,3 +432,38 @@ def test_take_waiting_takes_what_is_queued_up_to_a_size_and_stops_at_the_sentine
     assert take_waiting(waiting, len, 3) == ([[1, 2], [3]], False)  # 3 reached: [4, 5, 6] waits
     assert take_waiting(waiting, len, 100) == ([[4, 5, 6]], True)  # the sentinel ends it; [7] is never taken
     assert waiting.get_nowait() == [7]
+
+
+def test_typed_frame_gives_the_dtypes_pandas_infers():
+    """Texts are made by Arrow in one call: the frame equals the one pandas builds from the same lists (texts with
+    missing values, a column of only None, one with a number among texts, dicts), dtypes included."""
+    import pandas as pd
+
+    from imagesafety.run.tasks import PREDICTION_COLUMNS, typed_frame
+
+    n = 6
+    columns = {name: [None] * n for name in PREDICTION_COLUMNS}
+    columns |= {
+        "id": [f"r{i}" for i in range(n)],
+        "label": [0, 1, None, 1, 0, 1],
+        "category": ["sexual", None, "hate", "hate", None, "sexual"],
+        "image": ["<bytes>", "a.png", 3, "b.png", "c.png", "d.png"],  # a number among texts: object, as pandas has it
+        "sha256": [f"{i:064x}" for i in range(n)],
+        "score": [0.5, None, 0.25, 1.0, 0.0, 0.75],
+        "classifier_decision": [1, None, 0, 1, 0, 1],
+        "category_scores": [{}, {"hate": 0.5}, {}, {}, {}, {}],
+        "error": [None, "boom", None, None, None, None],
+    }
+    frame = typed_frame(columns, PREDICTION_COLUMNS)
+    expected = pd.DataFrame(
+        {
+            **columns,
+            "label": pd.array(columns["label"], dtype="Int64"),
+            "score": pd.array(columns["score"], dtype="float64"),
+            "classifier_decision": pd.array(columns["classifier_decision"], dtype="Int64"),
+        },
+        columns=list(PREDICTION_COLUMNS),
+    )
+    pd.testing.assert_frame_equal(frame, expected)
+    assert frame["category"].isna().tolist() == [False, True, False, False, True, False]
+    assert frame["split"].dtype == object and frame["image"].dtype == object

@@ -202,7 +202,12 @@ class Selection:
         """The selected rows, a source batch at a time (filtered rows left out)."""
         seen: set[str] = set()
         count = 0
+        filtered = self.categories is not None or self.sources is not None or self.splits is not None
         for batch in batches_of(self.source):
+            if not filtered and (self.limit is None or count + len(batch) <= self.limit) and self._new_ids(batch, seen):
+                count += len(batch)
+                yield batch  # the whole batch: no check per row
+                continue
             keep: list[int] = []
             for i in self._checked(batch, seen):
                 if self.limit is not None and count >= self.limit:
@@ -215,12 +220,19 @@ class Selection:
             if keep:
                 yield batch if len(keep) == len(batch) else batch.take(keep)
 
-    def _checked(self, batch: SampleBatch, seen: set[str]) -> Iterator[int]:
-        """The batch's rows, each id checked against every id before it (a whole batch at once when its ids are new
-        and distinct)."""
+    @staticmethod
+    def _new_ids(batch: SampleBatch, seen: set[str]) -> bool:
+        """Whether the batch's ids are distinct and new (then added to `seen`)."""
         ids = set(batch.ids)
         if len(ids) == len(batch) and seen.isdisjoint(ids):
             seen |= ids
+            return True
+        return False
+
+    def _checked(self, batch: SampleBatch, seen: set[str]) -> Iterator[int]:
+        """The batch's rows, each id checked against every id before it (a whole batch at once when its ids are new
+        and distinct)."""
+        if self._new_ids(batch, seen):
             yield from range(len(batch))
             return
         for i, sample_id in enumerate(batch.ids):

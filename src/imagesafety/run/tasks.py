@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from PIL import Image
 
 from imagesafety import registry
@@ -112,12 +113,31 @@ def _usage_json(form: dict[str, Any]) -> str | None:
 
 def typed_frame(columns: dict[str, list], names: tuple[str, ...]) -> pd.DataFrame:
     """Gathered columns as a frame with the schema's columns and dtypes (nullable integers for labels and
-    decisions)."""
-    typed = {**columns, "label": pd.array(columns["label"], dtype="Int64")}  # built typed: converting cost twice
+    decisions; texts as pandas infers them)."""
+    typed = {name: _texts_array(values) for name, values in columns.items()}
+    typed["label"] = pd.array(columns["label"], dtype="Int64")  # built typed: converting cost twice
     if "score" in columns:
         typed["score"] = pd.array(columns["score"], dtype="float64")
         typed["classifier_decision"] = pd.array(columns["classifier_decision"], dtype="Int64")
     return pd.DataFrame(typed, columns=list(names))
+
+
+#: the dtype pandas infers for texts (Arrow-backed `str` from pandas 3; object before)
+TEXT_DTYPE = pd.Series(["text"]).dtype
+
+
+def _texts_array(values: list) -> Any:
+    """A column of texts (None where missing) as the array pandas would infer, made by Arrow in one call (pandas'
+    own inference checked every value first, twice as slow); any other column, or one of only None, as it is."""
+    if not (isinstance(TEXT_DTYPE, pd.StringDtype) and TEXT_DTYPE.storage == "pyarrow"):
+        return values
+    try:
+        texts = pa.array(values, type=pa.large_string())
+    except (pa.ArrowException, TypeError):
+        return values
+    if texts.null_count == len(texts):
+        return values
+    return pd.arrays.ArrowStringArray(texts, dtype=TEXT_DTYPE)
 
 
 class PredictionTask:
