@@ -98,7 +98,13 @@ def test_cache_stats_and_clear(red_folder, tmp_path):
     cache = PredictionCache(tmp_path / "c.sqlite")
     Runner(PredictionTask(MeanRedClassifier(), cache), show_progress=False).run(load_dataset(red_folder))
     assert [(s["classifier"], s["entries"]) for s in cache.stats()] == [("mean-red", 12)]
-    assert cache.clear("other") == 0 and cache.clear("mean-red") == 12 and cache.stats() == []
+    kept = "SELECT COUNT(*) FROM batch_predictions"
+    assert cache._connect().execute(kept).fetchone() == (1,)  # the 12 images in one batch of 16, kept whole
+    assert cache.clear("other") == 0 and cache._connect().execute(kept).fetchone() == (1,)
+    assert cache.clear("mean-red") == 12 and cache.stats() == [] and cache._connect().execute(kept).fetchone() == (0,)
+    Runner(PredictionTask(MeanRedClassifier(), cache), show_progress=False).run(load_dataset(red_folder))
+    assert cache.clear(older_than_s=3600) == 0 and cache._connect().execute(kept).fetchone() == (1,)
+    assert cache.clear(older_than_s=0) == 12 and cache._connect().execute(kept).fetchone() == (0,)
 
 
 def test_cache_reads_and_writes_many_rows_per_statement_and_read_back_exactly(tmp_path):
@@ -328,10 +334,11 @@ def test_a_cached_rerun_gives_the_first_runs_rows_exactly(red_folder, tmp_path):
     assert json.loads(moving["usage"])["prompt_tokens"] == 3 * len(
         json.loads(moving["views"])["sampling"]["frames_read"]
     )
-    task = PredictionTask(PaidRedClassifier(), cache)
+    earlier = PredictionCache(tmp_path / "earlier.sqlite")  # written by a version that kept usage in the raw answer
+    task = PredictionTask(PaidRedClassifier(), earlier)
     sha = rows2["sha256"].iloc[0]
     old = {"unsafe_score": 0.5, "decision": 1, "category_scores": {"sexual": 1}, "raw": {"usage": {"cost": 2}}}
-    cache.put_many(task.key, [(sha, old)])
+    earlier.put_many(task.key, [(sha, old)])
     row = Runner(task, batch_size=4, show_progress=False).run(load_dataset(red_folder)).iloc[0]
     assert json.loads(row["usage"]) == {"prompt_tokens": 0, "completion_tokens": 0, "cost": 2.0}
     assert row["category_scores"] == {"sexual": 1.0} and isinstance(row["category_scores"]["sexual"], float)
@@ -361,13 +368,47 @@ def test_lookups_asked_for_while_one_runs_are_answered_by_one_lookup():
         first_started.wait(5)
         b, c = lookups.submit(["b"]), lookups.submit(["c", "d"])
         release.set()
-        assert a.result(5)["a"] == "A" and b.result(5)["b"] == "B" and c.result(5)["d"] == "D"
+        assert a.result(5).results["a"] == "A" and b.result(5).results["b"] == "B"
+        assert c.result(5).results["d"] == "D" and not c.result(5).whole
         assert calls == [["a"], ["b", "c", "d"]]
         bad, after = lookups.submit(["bad"]), None
         with pytest.raises(StoreError, match="broken cache"):
             bad.result(5)
         after = lookups.submit(["e"])
-        assert after.result(5) == {"e": "E"}
+        assert after.result(5) == ({"e": "E"}, False)
+
+
+def test_batches_kept_whole_are_looked_up_whole_and_the_others_image_by_image():
+    """A batch found by its digest comes back whole, in order; one not found, one kept with another length, and one
+    without a digest are looked up together image by image, and nothing else is."""
+    import threading
+
+    from imagesafety.run.lookups import Lookups
+
+    calls: list[list[str]] = []
+    kept = {"d1": ["x1", "x2"], "d3": ["only one"]}
+    hold = threading.Event()
+
+    def whole(digests):
+        hold.wait(5)  # the four batches queue up meanwhile
+        return {d: kept[d] for d in digests if d in kept}
+
+    def lookup(shas):
+        calls.append(list(shas))
+        return {sha: sha.upper() for sha in shas}
+
+    with Lookups(lookup, whole) as lookups:
+        futures = [
+            lookups.submit(["a", "b"], "d1"),
+            lookups.submit(["c"], "d2"),
+            lookups.submit(["e", "f"], "d3"),
+            lookups.submit(["g"]),
+        ]
+        hold.set()
+        answers = [f.result(5) for f in futures]
+    assert answers[0] == ({"a": "x1", "b": "x2"}, True)
+    assert all(not answer.whole and answer.results["c"] == "C" for answer in answers[1:])
+    assert calls == [["c", "e", "f", "g"]]
 
 
 def test_read_ahead_holds_at_most_its_weight_ahead():
@@ -467,3 +508,98 @@ def test_typed_frame_gives_the_dtypes_pandas_infers():
     pd.testing.assert_frame_equal(frame, expected)
     assert frame["category"].isna().tolist() == [False, True, False, False, True, False]
     assert frame["split"].dtype == object and frame["image"].dtype == object
+
+
+def test_a_rerun_of_the_same_batches_reads_each_whole(tmp_path):
+    """A run keeps each complete batch it computed together: its re-run reads them by batch (no look-up by image) and
+    gives the same rows; a batch with a changed image, a batch holding a broken image, and batches cut another way are
+    looked up image by image and still give the right rows (and the last, found image by image, are not kept)."""
+    import re
+
+    import pandas as pd
+
+    HASH = r"'[0-9a-f]{64}'"
+    images = [jpeg_bytes((i * 20, 0, 0)) for i in range(10)]
+    pd.DataFrame({"image": images, "label": [i % 2 for i in range(10)]}).to_parquet(tmp_path / "rows.parquet")
+    cache = PredictionCache(tmp_path / "c.sqlite")
+    statements: list[str] = []
+
+    def run(path, batch_size=4):
+        statements.clear()
+        classifier = MeanRedClassifier()
+        runner = Runner(PredictionTask(classifier, cache), batch_size=batch_size, show_progress=False)
+        cache._local.conn = None  # a new connection for the look-up thread to trace
+        real_connect = cache._connect
+
+        def traced():
+            conn = real_connect()
+            conn.set_trace_callback(statements.append)
+            return conn
+
+        cache._connect = traced
+        try:
+            rows = runner.run(load_dataset(path))
+        finally:
+            del cache._connect
+        by_image = [s for s in statements if s.startswith("SELECT") and "FROM keyed_predictions" in s]
+        by_batch = [s for s in statements if s.startswith("SELECT") and "FROM batch_predictions" in s]
+        run.writes = [s for s in statements if s.startswith("INSERT")]
+        return rows, classifier.images_seen, by_image, by_batch
+
+    rows1, seen, _, _ = run(tmp_path / "rows.parquet")
+    assert seen == 10
+    with cache._guard():
+        assert cache._connect().execute("SELECT COUNT(*) FROM batch_predictions").fetchone() == (3,)  # 4 + 4 + 2
+    rows2, seen, by_image, by_batch = run(tmp_path / "rows.parquet")
+    assert seen == 0 and by_image == [] and len(by_batch) >= 1 and run.writes == []  # nothing to keep again
+    pd.testing.assert_frame_equal(rows1, rows2)
+
+    changed = images[:5] + [jpeg_bytes((255, 0, 0))] + images[6:]  # the second batch: rows 4-7
+    pd.DataFrame({"image": changed, "label": [i % 2 for i in range(10)]}).to_parquet(tmp_path / "changed.parquet")
+    rows3, seen, by_image, _ = run(tmp_path / "changed.parquet")
+    assert seen == 1 and len(by_image) == 1 and len(re.findall(HASH, by_image[0])) == 4  # the second batch's
+    scores, before = rows3["score"].tolist(), rows1["score"].tolist()
+    assert scores[:5] + scores[6:] == before[:5] + before[6:] and scores[5] > 0.95 > before[5]
+
+    rows4, seen, by_image, _ = run(tmp_path / "rows.parquet", batch_size=3)
+    assert seen == 0 and len(by_image) >= 1 and run.writes == []  # found image by image: not kept whole again
+    pd.testing.assert_frame_equal(rows1, rows4)
+
+    broken = images[:9] + [b"not an image"]
+    pd.DataFrame({"image": broken, "label": [i % 2 for i in range(10)]}).to_parquet(tmp_path / "broken.parquet")
+    run(tmp_path / "broken.parquet")
+    rows5, seen, by_image, _ = run(tmp_path / "broken.parquet")
+    assert seen == 0 and len(by_image) == 1 and len(re.findall(HASH, by_image[0])) == 2  # the last, never kept
+    assert rows5["error"].notna().tolist() == [False] * 9 + [True]
+
+
+def test_the_writer_stores_whole_batches_after_their_results_and_only_where_asked(monkeypatch):
+    """A batch to keep whole is stored with its new results, after them (on the same clock: a second); a writer
+    without a place for batches refuses one."""
+    import time
+
+    import imagesafety.run.runner as runner_module
+    from imagesafety.run.runner import ResultWriter
+
+    stored: list = []
+    monkeypatch.setattr(runner_module, "STORE_SECONDS", 0.05)
+    writer = ResultWriter(lambda items: stored.append(("items", items)), lambda b: stored.append(("batches", b)))
+    writer.add([("s1", {"unsafe_score": 0.5})], ("d1", [{"unsafe_score": 0.5}]))
+    time.sleep(0.1)
+    writer.add([("s2", {"unsafe_score": 0.25})], ("d2", [{"unsafe_score": 0.25}]))
+    deadline = time.monotonic() + 5
+    while len(stored) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stored == [
+        ("items", [("s1", {"unsafe_score": 0.5}), ("s2", {"unsafe_score": 0.25})]),
+        ("batches", [("d1", [{"unsafe_score": 0.5}]), ("d2", [{"unsafe_score": 0.25}])]),
+    ]
+    writer.add([("s3", {"unsafe_score": 1.0})])
+    writer.close()
+    assert stored[-1] == ("items", [("s3", {"unsafe_score": 1.0})])
+    alone = ResultWriter(lambda items: stored.append(("items", items)), lambda b: stored.append(("batches", b)))
+    alone.add([], ("d3", [{"unsafe_score": 0.75}]))
+    alone.close()  # a batch without new results is still stored
+    assert stored[-1] == ("batches", [("d3", [{"unsafe_score": 0.75}])])
+    with pytest.raises(TypeError, match="keeps no whole batches"):
+        ResultWriter(lambda items: None).add([], ("d", []))

@@ -6,6 +6,11 @@ content identity of its weights, so a retrained model never meets the old model'
 (`model_keys`, never reused), and the entries are kept by (number, image sha256) in a table without row ids: a look-up
 is one short search of one tree (keyed by the four texts, with a row id beside them, it was two searches over long
 keys, half as fast). A cache written before keeps its entries: they are moved over when the file is first opened.
+A run also keeps each complete batch's predictions together (`batch_predictions`, by the digest of the batch's image
+hashes, `batch_digest`): a re-run of the same batches reads a batch in one search instead of one per image, each
+of which cost SQLite about two microseconds, more than reading a small image. Entries are only ever written where
+none was (a key holds the weights' identity, so an image's prediction never changes), so a batch kept whole always
+agrees with its images' own entries; `clear` deletes both.
 The `models` table remembers, per key, the settings, the model identity, when it was last used and by which output
 folder (`imagesafety cache info`). A damaged file fails the run with one line (`StoreError`), never as
 per-image errors.
@@ -13,6 +18,7 @@ per-image errors.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -35,6 +41,10 @@ CREATE TABLE IF NOT EXISTS model_keys (
 CREATE TABLE IF NOT EXISTS keyed_predictions (
     model INTEGER NOT NULL, image_sha256 TEXT NOT NULL, prediction TEXT NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (model, image_sha256)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_predictions (
+    model INTEGER NOT NULL, batch_sha256 TEXT NOT NULL, predictions TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (model, batch_sha256)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS models (
     classifier TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL, config TEXT NOT NULL,
@@ -117,9 +127,11 @@ class PredictionCache:
                 "(cached predictions are only a speed-up: nothing else is lost)"
             )
 
-    def _json_by_sha(self, value: str, source: str, params: tuple, shas: Iterable[str]) -> dict[str, Any]:
+    def _json_by_sha(
+        self, value: str, source: str, params: tuple, shas: Iterable[str], column: str = "image_sha256"
+    ) -> dict[str, Any]:
         """`value` (an SQL expression whose text is JSON) of each row `source` (`FROM ... WHERE ...`) finds among the
-        hashes, parsed, by hash.
+        hashes in `column`, parsed, by hash.
 
         A chunk of hashes per statement (sorted: SQLite finds them faster in order), and all its hits in its one
         result row, one JSON object `{hash: value, ...}` parsed in one call: sqlite3 gives the interpreter lock away
@@ -134,8 +146,8 @@ class PredictionCache:
             for start in range(0, len(shas), per):
                 chunk = shas[start : start + per]
                 (text,) = conn.execute(
-                    f"SELECT '{{' || group_concat('\"' || image_sha256 || '\":' || {value}, ',') || '}}' {source} "
-                    f"AND image_sha256 IN ({','.join('?' * len(chunk))})",
+                    f"SELECT '{{' || group_concat('\"' || {column} || '\":' || {value}, ',') || '}}' {source} "
+                    f"AND {column} IN ({','.join('?' * len(chunk))})",
                     (*params, *chunk),
                 ).fetchone()
                 if text:
@@ -183,6 +195,25 @@ class PredictionCache:
         if model is None:
             return {}
         return self._json_by_sha("prediction", "FROM keyed_predictions WHERE model=?", (model,), shas)
+
+    def get_batches(self, key: Key, digests: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Whole batches' predictions kept together (`put_batches`) under one classifier key, by the batch's digest
+        (`batch_digest`): each a list in the batch's order."""
+        model = self._model_id(key, create=False)
+        if model is None:
+            return {}
+        return self._json_by_sha(
+            "predictions", "FROM batch_predictions WHERE model=?", (model,), digests, column="batch_sha256"
+        )
+
+    def put_batches(self, key: Key, items: Iterable[tuple[str, list[dict[str, Any]]]]) -> None:
+        """Keep whole batches' predictions together, by the batch's digest: a re-run of the same batch reads them in
+        one look-up instead of one per image (each image's own entry is kept as well, by `put_many`)."""
+        rows = list(items)
+        if not rows:
+            return
+        model, now = self._model_id(key, create=True), time.time()
+        self._insert("batch_predictions", [(model, digest, json.dumps(forms), now) for digest, forms in rows])
 
     def put_many(self, key: Key, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store predictions for image hashes under one classifier key, committed immediately."""
@@ -308,11 +339,13 @@ class PredictionCache:
                     where.append(
                         "COALESCE((SELECT m.last_used FROM models m JOIN model_keys k ON m.classifier = k.classifier "
                         "AND m.version = k.version AND m.config_hash = k.config_hash "
-                        "WHERE k.id = keyed_predictions.model), created) < ?"
+                        "WHERE k.id = {table}.model), created) < ?"
                     )
                     params.append(cutoff)
                 clause = f" WHERE {' AND '.join(where)}" if where else ""
-                deleted += conn.execute(f"DELETE FROM keyed_predictions{clause}", params).rowcount
+                for table in ("keyed_predictions", "batch_predictions"):  # entries by image, and batches kept whole
+                    count = conn.execute(f"DELETE FROM {table}{clause.format(table=table)}", params).rowcount
+                    deleted += count if table == "keyed_predictions" else 0  # the count is of images
                 emb_where, emb_params = [], []
                 if classifier is not None:
                     emb_where.append("(encoder=? OR encoder LIKE ?)")
@@ -334,6 +367,11 @@ class PredictionCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def batch_digest(shas: list[str]) -> str:
+    """A batch's identity: the sha256 of its images' hashes in order (hex digests, all one length)."""
+    return hashlib.sha256("".join(shas).encode()).hexdigest()
 
 
 def parse_json(text: str) -> Any:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import pandas as pd
 from PIL import Image
@@ -40,7 +40,7 @@ from imagesafety.run.lookups import LOOKUP_ROWS, Lookups
 from imagesafety.run.progress import add_task, progress_bar
 from imagesafety.run.still_processes import StillDecoders, default_processes
 from imagesafety.run.views import Views, prepare_views, prepared_views
-from imagesafety.store import StoreError
+from imagesafety.store import StoreError, batch_digest
 
 T = TypeVar("T")
 
@@ -69,6 +69,17 @@ class ImageTask(Protocol):
     def columns(self, rows: BatchRows) -> dict[str, list]: ...  # a batch's rows, column by column
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame: ...  # gathered columns as the task's typed table
+
+
+@runtime_checkable
+class KeepsBatches(Protocol):
+    """A task whose cache also keeps each whole batch's results together, by the batch's digest (`batch_digest`), so
+    that a re-run of the same batches reads each in one look-up (a batch the model computed, or that was found image
+    by image, is kept whole once every row of it has a result)."""
+
+    def lookup_batches(self, digests: list[str]) -> dict[str, list[Any]]: ...  # each found batch's results, in order
+
+    def store_batches(self, items: list[tuple[str, list[Any]]]) -> None: ...
 
 
 #: rows gathered before they become a typed frame (a run's rows are kept as a few frames, not a dict per row)
@@ -122,6 +133,8 @@ class BatchRows:
     errors: list[str | None]
     data: list[bytes | None] | None = None
     missing: list[tuple[int, Prepared]] = field(default_factory=list)
+    digest: str | None = None  # the batch's identity, where the cache keeps whole batches (`KeepsBatches`)
+    whole: bool = False  # its results came from the cache as the whole batch
 
     def __len__(self) -> int:
         return len(self.shas)
@@ -152,7 +165,7 @@ class Runner:
     processes: int = field(default_factory=default_processes)  # still-decoding processes for a long run (0: none)
 
     def _prepared_batches(
-        self, samples: Iterable[Sample] | ReadsInBatches, stop: threading.Event
+        self, samples: Iterable[Sample] | ReadsInBatches, stop: threading.Event, keeps: KeepsBatches | None
     ) -> Iterator[BatchRows]:
         """Batches read, looked up and prepared by worker threads, `prefetch_batches` ahead of the consumer. One
         thread reads and hashes batches and asks for their look-ups, up to `LOOKUP_ROWS` rows, `READ_AHEAD_BATCHES`
@@ -163,10 +176,10 @@ class Runner:
         def produce() -> Iterator[BatchRows]:
             with (
                 ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool,
-                Lookups(self.task.lookup) as lookups,
+                Lookups(self.task.lookup, keeps.lookup_batches if keeps is not None else None) as lookups,
                 StillDecoders(self.processes, PROCESSES_AFTER) as stills,
             ):
-                read = self._read_batches(samples, pool, lookups)
+                read = self._read_batches(samples, pool, lookups, keeps is not None)
                 ahead = max(2, min(READ_AHEAD_BATCHES, LOOKUP_ROWS // self.batch_size))
                 for rows, looked_up, _ in read_ahead(read, ahead, stop, lambda b: b[2], READ_AHEAD_BYTES, "read"):
                     yield self._decode_missing(rows, looked_up, pool, stills)
@@ -174,13 +187,16 @@ class Runner:
         return read_ahead(produce(), self.prefetch_batches, stop)
 
     def _read_batches(
-        self, samples: Iterable[Sample] | ReadsInBatches, pool: ThreadPoolExecutor, lookups: Lookups
+        self, samples: Iterable[Sample] | ReadsInBatches, pool: ThreadPoolExecutor, lookups: Lookups, whole: bool
     ) -> Iterator[tuple[BatchRows, Future, int]]:
-        """Each batch read and hashed, with its look-up asked for and the bytes it holds."""
+        """Each batch read and hashed, with its look-up asked for (with `whole`, by its digest too) and the bytes it
+        holds."""
         for part in rebatched(batches_of(samples), self.batch_size):
             rows = self._read(part, pool)
             size = sum(map(len, filter(None, rows.data))) if rows.data is not None else 0
-            yield rows, lookups.submit([sha for sha in rows.shas if sha is not None]), size
+            if whole and None not in rows.shas:
+                rows.digest = batch_digest(rows.shas)
+            yield rows, lookups.submit([sha for sha in rows.shas if sha is not None], rows.digest), size
 
     def _read(self, samples: SampleBatch, pool: ThreadPoolExecutor) -> BatchRows:
         """Read and hash a batch: here when its images are already in memory and small (hashing a small image holds
@@ -199,7 +215,8 @@ class Runner:
         self, rows: BatchRows, looked_up: Future, pool: ThreadPoolExecutor, stills: StillDecoders
     ) -> BatchRows:
         """Cached results onto the rows that have one; the others decoded and prepared as Prepared items."""
-        cached, data = looked_up.result(), rows.data or []
+        found, data = looked_up.result(), rows.data or []
+        cached, rows.whole = found.results, found.whole
         rows.results = [cached.get(sha) if sha is not None else None for sha in rows.shas]
         rows.missing = [
             (i, Prepared(rows.samples.sample(i), sha256=rows.shas[i], data=data[i]))
@@ -295,8 +312,12 @@ class Runner:
         """Queue the batch's new results for the cache, count it, and turn it into rows, as columns (in the order the
         samples came)."""
         fresh = [(p.sha256, p.result) for _, p in rows.missing if p.fresh]
-        store.add(fresh)
-        self.stats.cached += sum(result is not None for result in rows.results) - len(fresh)  # results may be arrays
+        answered = sum(result is not None for result in rows.results)  # by identity: results may be arrays
+        # a batch the model worked on, complete, is kept whole for a re-run; one the cache answered image by image is
+        # not (serialising every batch of a re-run cut another way cost that run more than its look-ups)
+        keep = fresh and rows.digest is not None and answered == len(rows)
+        store.add(fresh, (rows.digest, rows.results) if keep and rows.digest is not None else None)
+        self.stats.cached += answered - len(fresh)
         self.stats.predicted += len(fresh)
         self.stats.errors += len(rows) - rows.errors.count(None)
         self.stats.images += len(rows)
@@ -342,11 +363,13 @@ class Runner:
             tail = [self.task.frame(gathered)] if gathered_rows() or not parts else []
             return parts[0] if len(parts) == 1 and not tail else pd.concat(parts + tail, ignore_index=True)
 
-        with progress_bar(self.show_progress) as bar, ResultWriter(self.task.store) as store, fewer_collections():
+        keeps = self.task if isinstance(self.task, KeepsBatches) else None
+        writer = ResultWriter(self.task.store, keeps.store_batches if keeps is not None else None)
+        with progress_bar(self.show_progress) as bar, writer as store, fewer_collections():
             task = add_task(bar, description or f"eval {self.task.name}", total=total)
             try:
                 for columns in self._rows(
-                    self._prepared_batches(samples, stop), store, lambda n: bar.update(task, advance=n)
+                    self._prepared_batches(samples, stop, keeps), store, lambda n: bar.update(task, advance=n)
                 ):
                     for name, values in columns.items():
                         gathered[name].extend(values)
@@ -393,28 +416,46 @@ def fewer_collections() -> Iterator[None]:
 
 
 class ResultWriter:
-    """A run's new results, stored in order on one background thread, a commit per `STORE_SECONDS` or `STORE_ROWS`
-    results; `close` stores the rest and waits. A store that fails (a broken cache) fails the run at the next call."""
+    """A run's new results (and whole batches to keep together, with `store_batches`), stored in order on one
+    background thread, a commit per `STORE_SECONDS` or `STORE_ROWS` rows; `close` stores the rest and waits. A store
+    that fails (a broken cache) fails the run at the next call."""
 
-    def __init__(self, store: Callable[[list[tuple[str, Any]]], None]):
+    def __init__(
+        self,
+        store: Callable[[list[tuple[str, Any]]], None],
+        store_batches: Callable[[list[tuple[str, list[Any]]]], None] | None = None,
+    ):
         self.store = store
+        self.store_batches = store_batches
         self.waiting: list[tuple[str, Any]] = []
+        self.batches: list[tuple[str, list[Any]]] = []  # whole batches, by digest, each with new results among them
         self.since = time.monotonic()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.writes: deque = deque()
 
-    def add(self, items: list[tuple[str, Any]]) -> None:
+    def add(self, items: list[tuple[str, Any]], batch: tuple[str, list[Any]] | None = None) -> None:
+        """New results by hash, and the whole batch they belong to (by its digest) to keep together."""
         self.waiting.extend(items)
+        if batch is not None:
+            if self.store_batches is None:
+                raise TypeError("this writer keeps no whole batches")
+            self.batches.append(batch)
         while self.writes and (self.writes[0].done() or len(self.writes) > 2):  # a slow disk slows the run down
             self.writes.popleft().result()
         if len(self.waiting) >= STORE_ROWS or (self.waiting and time.monotonic() - self.since >= STORE_SECONDS):
             self._submit()
 
     def _submit(self) -> None:
-        if self.waiting:
-            self.writes.append(self.pool.submit(self.store, self.waiting))
-            self.waiting = []
+        if self.waiting or self.batches:
+            self.writes.append(self.pool.submit(self._store, self.waiting, self.batches))
+            self.waiting, self.batches = [], []
         self.since = time.monotonic()
+
+    def _store(self, items: list[tuple[str, Any]], batches: list[tuple[str, list[Any]]]) -> None:
+        if items:
+            self.store(items)
+        if batches and self.store_batches is not None:
+            self.store_batches(batches)
 
     def close(self) -> None:
         """Store everything still waiting and wait for it (raises what a store raised)."""

@@ -177,6 +177,16 @@ class PredictionTask:
         if self.cache is not None:
             self.cache.put_many(self.key, items)
 
+    def lookup_batches(self, digests: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Whole batches kept together by an earlier run (`KeepsBatches`)."""
+        if self.cache is None or not digests:
+            return {}
+        return self.cache.get_batches(self.key, digests)
+
+    def store_batches(self, items: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        if self.cache is not None:
+            self.cache.put_batches(self.key, items)
+
     def prepare(self, item: Prepared, image: Image.Image) -> Any:
         if self.sampler is not None:
             return self.sampler.prepare_sample(item.sample, image)
