@@ -368,14 +368,13 @@ def test_lookups_asked_for_while_one_runs_are_answered_by_one_lookup():
         first_started.wait(5)
         b, c = lookups.submit(["b"]), lookups.submit(["c", "d"])
         release.set()
-        assert a.result(5).results["a"] == "A" and b.result(5).results["b"] == "B"
-        assert c.result(5).results["d"] == "D" and not c.result(5).whole
+        assert a.result(5)["a"] == "A" and b.result(5)["b"] == "B" and c.result(5)["d"] == "D"
         assert calls == [["a"], ["b", "c", "d"]]
         bad, after = lookups.submit(["bad"]), None
         with pytest.raises(StoreError, match="broken cache"):
             bad.result(5)
         after = lookups.submit(["e"])
-        assert after.result(5) == ({"e": "E"}, False)
+        assert after.result(5) == {"e": "E"}
 
 
 def test_batches_kept_whole_are_looked_up_whole_and_the_others_image_by_image():
@@ -406,8 +405,8 @@ def test_batches_kept_whole_are_looked_up_whole_and_the_others_image_by_image():
         ]
         hold.set()
         answers = [f.result(5) for f in futures]
-    assert answers[0] == ({"a": "x1", "b": "x2"}, True)
-    assert all(not answer.whole and answer.results["c"] == "C" for answer in answers[1:])
+    assert answers[0] == {"a": "x1", "b": "x2"}
+    assert all(answer == {"c": "C", "e": "E", "f": "F", "g": "G"} for answer in answers[1:])
     assert calls == [["c", "e", "f", "g"]]
 
 
@@ -565,9 +564,9 @@ def test_a_rerun_of_the_same_batches_reads_each_whole(tmp_path):
     assert seen == 0 and len(by_image) >= 1 and run.writes == []  # found image by image: not kept whole again
     pd.testing.assert_frame_equal(rows1, rows4)
 
-    broken = images[:9] + [b"not an image"]
+    broken = images[:8] + [jpeg_bytes((0, 0, 255)), b"not an image"]  # the last batch: one new image, one broken
     pd.DataFrame({"image": broken, "label": [i % 2 for i in range(10)]}).to_parquet(tmp_path / "broken.parquet")
-    run(tmp_path / "broken.parquet")
+    assert run(tmp_path / "broken.parquet")[1] == 1
     rows5, seen, by_image, _ = run(tmp_path / "broken.parquet")
     assert seen == 0 and len(by_image) == 1 and len(re.findall(HASH, by_image[0])) == 2  # the last, never kept
     assert rows5["error"].notna().tolist() == [False] * 9 + [True]

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, NamedTuple
+from typing import Any
 
 from imagesafety.queues import take_waiting
 
@@ -22,18 +22,12 @@ from imagesafety.queues import take_waiting
 LOOKUP_ROWS = 8192
 
 
-class Found(NamedTuple):
-    """What the cache holds for a batch: results by hash, and whether they came as the whole batch kept together."""
-
-    results: dict[str, Any]
-    whole: bool
-
-
 class Lookups:
-    """`submit(shas, digest)` returns a Future of the batch's `Found` (its results may hold other batches' hits too);
-    `close` answers what is queued and stops the thread. `whole` looks batches up by digest (a dict of each found
-    batch's results, in order); a batch without a digest, or not found whole, is looked up image by image. A look-up
-    that raises fails every batch it answered (a broken cache ends the run where the batch is read)."""
+    """`submit(shas, digest)` returns a Future of the cached results found among the batch's hashes (a dict by hash,
+    possibly holding other batches' hits too); `close` answers what is queued and stops the thread. `whole` looks
+    batches up by digest (a dict of each found batch's results, in order); a batch without a digest, or not found
+    whole, is looked up image by image. A look-up that raises fails every batch it answered (a broken cache ends the
+    run where the batch is read)."""
 
     def __init__(
         self,
@@ -68,16 +62,16 @@ class Lookups:
                 for (_, _, future), answer in zip(batches, answers):
                     future.set_result(answer)
 
-    def _found(self, batches: list[tuple[list[str], str | None, Future]]) -> list[Found]:
+    def _found(self, batches: list[tuple[list[str], str | None, Future]]) -> list[dict[str, Any]]:
         digests = [digest for _, digest, _ in batches if digest is not None]
         kept = self.whole(digests) if self.whole is not None and digests else {}
-        answers: list[Found | None] = [
-            Found(dict(zip(shas, kept[digest])), True) if digest in kept and len(kept[digest]) == len(shas) else None
+        answers: list[dict[str, Any] | None] = [
+            dict(zip(shas, kept[digest])) if digest in kept and len(kept[digest]) == len(shas) else None
             for shas, digest, _ in batches
         ]
         rest = [sha for (shas, _, _), answer in zip(batches, answers) if answer is None for sha in shas]
-        found = Found(self.lookup(rest) if rest else {}, False)
-        return [answer or found for answer in answers]
+        found = self.lookup(rest) if rest else {}
+        return [found if answer is None else answer for answer in answers]
 
     def close(self) -> None:
         self.waiting.put(None)

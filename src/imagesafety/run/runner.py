@@ -74,8 +74,8 @@ class ImageTask(Protocol):
 @runtime_checkable
 class KeepsBatches(Protocol):
     """A task whose cache also keeps each whole batch's results together, by the batch's digest (`batch_digest`), so
-    that a re-run of the same batches reads each in one look-up (a batch the model computed, or that was found image
-    by image, is kept whole once every row of it has a result)."""
+    that a re-run of the same batches reads each in one look-up (a batch the model worked on is kept whole once every
+    row of it has a result)."""
 
     def lookup_batches(self, digests: list[str]) -> dict[str, list[Any]]: ...  # each found batch's results, in order
 
@@ -134,7 +134,6 @@ class BatchRows:
     data: list[bytes | None] | None = None
     missing: list[tuple[int, Prepared]] = field(default_factory=list)
     digest: str | None = None  # the batch's identity, where the cache keeps whole batches (`KeepsBatches`)
-    whole: bool = False  # its results came from the cache as the whole batch
 
     def __len__(self) -> int:
         return len(self.shas)
@@ -215,8 +214,7 @@ class Runner:
         self, rows: BatchRows, looked_up: Future, pool: ThreadPoolExecutor, stills: StillDecoders
     ) -> BatchRows:
         """Cached results onto the rows that have one; the others decoded and prepared as Prepared items."""
-        found, data = looked_up.result(), rows.data or []
-        cached, rows.whole = found.results, found.whole
+        cached, data = looked_up.result(), rows.data or []
         rows.results = [cached.get(sha) if sha is not None else None for sha in rows.shas]
         rows.missing = [
             (i, Prepared(rows.samples.sample(i), sha256=rows.shas[i], data=data[i]))
@@ -315,8 +313,8 @@ class Runner:
         answered = sum(result is not None for result in rows.results)  # by identity: results may be arrays
         # a batch the model worked on, complete, is kept whole for a re-run; one the cache answered image by image is
         # not (serialising every batch of a re-run cut another way cost that run more than its look-ups)
-        keep = fresh and rows.digest is not None and answered == len(rows)
-        store.add(fresh, (rows.digest, rows.results) if keep and rows.digest is not None else None)
+        whole = fresh and rows.digest is not None and answered == len(rows)
+        store.add(fresh, (rows.digest, rows.results) if whole and rows.digest is not None else None)
         self.stats.cached += answered - len(fresh)
         self.stats.predicted += len(fresh)
         self.stats.errors += len(rows) - rows.errors.count(None)
