@@ -343,9 +343,11 @@ class PredictionCache:
                     )
                     params.append(cutoff)
                 clause = f" WHERE {' AND '.join(where)}" if where else ""
-                for table in ("keyed_predictions", "batch_predictions"):  # entries by image, and batches kept whole
-                    count = conn.execute(f"DELETE FROM {table}{clause.format(table=table)}", params).rowcount
-                    deleted += count if table == "keyed_predictions" else 0  # the count is of images
+                images, batches = (
+                    f"DELETE FROM {t}{clause.format(table=t)}" for t in ("keyed_predictions", "batch_predictions")
+                )
+                deleted += conn.execute(images, params).rowcount
+                conn.execute(batches, params)  # the batches kept whole go too (the count is of images)
                 emb_where, emb_params = [], []
                 if classifier is not None:
                     emb_where.append("(encoder=? OR encoder LIKE ?)")

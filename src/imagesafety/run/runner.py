@@ -313,8 +313,8 @@ class Runner:
         answered = sum(result is not None for result in rows.results)  # by identity: results may be arrays
         # a batch the model worked on, complete, is kept whole for a re-run; one the cache answered image by image is
         # not (serialising every batch of a re-run cut another way cost that run more than its look-ups)
-        whole = fresh and rows.digest is not None and answered == len(rows)
-        store.add(fresh, (rows.digest, rows.results) if whole and rows.digest is not None else None)
+        whole = (rows.digest, rows.results) if rows.digest is not None and fresh and answered == len(rows) else None
+        store.add(fresh, whole)
         self.stats.cached += answered - len(fresh)
         self.stats.predicted += len(fresh)
         self.stats.errors += len(rows) - rows.errors.count(None)
@@ -415,7 +415,7 @@ def fewer_collections() -> Iterator[None]:
 
 class ResultWriter:
     """A run's new results (and whole batches to keep together, with `store_batches`), stored in order on one
-    background thread, a commit per `STORE_SECONDS` or `STORE_ROWS` rows; `close` stores the rest and waits. A store
+    background thread, a commit per `STORE_SECONDS` or `STORE_ROWS` results; `close` stores the rest and waits. A store
     that fails (a broken cache) fails the run at the next call."""
 
     def __init__(

@@ -124,12 +124,13 @@ def typed_frame(columns: dict[str, list], names: tuple[str, ...]) -> pd.DataFram
 
 #: the dtype pandas infers for texts (Arrow-backed `str` from pandas 3; object before)
 TEXT_DTYPE = pd.Series(["text"]).dtype
+ARROW_TEXTS = isinstance(TEXT_DTYPE, pd.StringDtype) and TEXT_DTYPE.storage == "pyarrow"
 
 
 def _texts_array(values: list) -> Any:
     """A column of texts (None where missing) as the array pandas would infer, made by Arrow in one call (pandas'
     own inference checked every value first, twice as slow); any other column, or one of only None, as it is."""
-    if not (isinstance(TEXT_DTYPE, pd.StringDtype) and TEXT_DTYPE.storage == "pyarrow"):
+    if not ARROW_TEXTS:
         return values
     try:
         texts = pa.array(values, type=pa.large_string())
